@@ -1,0 +1,36 @@
+//! A pure-Rust `bpf(2)` library: no libbpf, no C at run time.
+//!
+//! - [`sys`]: the only code that calls `bpf(2)`; one checked, safe function per command.
+//! - [`insn`]: instruction encoding, an assembler and a disassembler in the kernel's syntax.
+//! - [`map`]: [`MapSpec`] (plain data) and [`Map`] (a live map with a byte-level API; typed
+//!   views live in the `ebpf-maps` crate).
+//! - [`program`]: [`ProgramSpec`] and [`Program`]: load with the whole verifier log on
+//!   rejection, test runs, info, pinning, enumeration by id.
+//! - [`features`]: what the running kernel supports, probed and cached.
+//!
+//! ```no_run
+//! use ebpf_core::insn::{Assembler, Reg};
+//! use ebpf_core::{Program, ProgramSpec, ProgramType, TestRun};
+//!
+//! let mut asm = Assembler::new();
+//! asm.mov64_imm(Reg::R0, 2).exit(); // XDP_PASS
+//! let spec = ProgramSpec::from_assembled("pass", ProgramType::Xdp, asm.finish()?);
+//! let program = Program::load(&spec)?;
+//! let result = program.test_run(&TestRun::with_data(&[0u8; 64]))?;
+//! assert_eq!(result.retval, 2);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod error;
+pub mod features;
+pub mod insn;
+pub mod kallsyms;
+pub mod map;
+pub mod program;
+pub mod sys;
+mod types;
+
+pub use error::{Error, Result, VerifierError};
+pub use map::{Map, MapFlags, MapSpec, UpdateFlags};
+pub use program::{LoadOptions, LogLevel, Program, ProgramFlags, ProgramSpec, TestRun, TestRunResult};
+pub use types::{AttachType, LinkType, MapType, ProgramType};

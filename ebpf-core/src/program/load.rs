@@ -1,0 +1,239 @@
+use std::ffi::CString;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use super::spec::ProgramSpec;
+use super::ProgramInfo;
+use crate::error::{Error, Result, VerifierError};
+use crate::insn::{self, Instruction};
+use crate::sys::{self, Errno, ProgLoad, SysError};
+use crate::types::ProgramType;
+
+bitflags::bitflags! {
+    /// Verifier log detail (`log_level`).
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct LogLevel: u32 {
+        /// Level 1: the states at branches, and the error.
+        const BRANCHES = 1;
+        /// Level 2: the state after every instruction.
+        const INSTRUCTIONS = 2;
+        /// Statistics: processed instructions, states, time.
+        const STATS = 4;
+    }
+}
+
+/// How a program is loaded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Verifier log to collect even on success. Empty (the default) collects a log only when
+    /// the verifier rejects the program, at level 1.
+    pub log_level: LogLevel,
+    /// First log buffer size; it grows to whatever the kernel says the whole log needs.
+    pub initial_log_size: usize,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { log_level: LogLevel::empty(), initial_log_size: 64 * 1024 }
+    }
+}
+
+impl LoadOptions {
+    /// Options that keep the verifier log at `level` even when the load succeeds.
+    pub fn with_log(level: LogLevel) -> LoadOptions {
+        LoadOptions { log_level: level, ..LoadOptions::default() }
+    }
+}
+
+/// The kernel's limit on a log buffer (`UINT_MAX >> 2`).
+const MAX_LOG_SIZE: usize = (u32::MAX >> 2) as usize;
+
+/// A loaded program. Dropping it closes the fd; the kernel unloads the program when nothing
+/// else (a link, a pin, a prog array) holds it.
+#[derive(Debug)]
+pub struct Program {
+    fd: OwnedFd,
+    name: String,
+    program_type: Option<ProgramType>,
+    verifier_log: Option<String>,
+}
+
+fn log_text(buf: &[u8]) -> String {
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+impl Program {
+    /// Loads `spec` with default options.
+    pub fn load(spec: &ProgramSpec) -> Result<Program> {
+        Self::load_with(spec, &LoadOptions::default())
+    }
+
+    /// Loads `spec`. A verifier rejection comes back as [`Error::Verifier`] with the whole log.
+    pub fn load_with(spec: &ProgramSpec, options: &LoadOptions) -> Result<Program> {
+        if let Some(reference) = spec.map_references.first() {
+            return Err(Error::UnboundMap {
+                program: spec.name.clone(),
+                map: reference.name.clone(),
+                index: reference.index,
+            });
+        }
+        let raw = insn::encode(&spec.instructions);
+        let license = CString::new(spec.license.as_str()).map_err(|_| Error::InvalidSpec {
+            object: format!("program \"{}\"", spec.name),
+            reason: "license contains a NUL byte".to_owned(),
+        })?;
+        let btf_fd = match &spec.btf {
+            Some(btf) => Some(sys::btf_load(&btf.blob)?),
+            None => None,
+        };
+        let mut request = ProgLoad::new(spec.program_type.raw(), &raw, &license);
+        request.name = &spec.name;
+        request.expected_attach_type = spec.expected_attach_type.map_or(0, |t| t.raw());
+        request.kern_version = spec.kernel_version;
+        request.prog_flags = spec.flags.bits();
+        request.attach_btf_id = spec.attach_btf_id.unwrap_or(0);
+        if let (Some(btf), Some(fd)) = (&spec.btf, &btf_fd) {
+            request.prog_btf = Some(fd.as_fd());
+            request.func_info = (&btf.func_info, btf.func_info_rec_size);
+            request.line_info = (&btf.line_info, btf.line_info_rec_size);
+        }
+
+        let (fd, log) = if options.log_level.is_empty() {
+            match sys::prog_load(&request, None).result {
+                Ok(fd) => (fd, None),
+                // Rejected: load again with a log to say why.
+                Err(first) => match load_with_log(&request, LogLevel::BRANCHES, options.initial_log_size) {
+                    (Ok(fd), log) => (fd, Some(log)),
+                    (Err(e), log) => return Err(rejection(spec, if log.is_empty() { first } else { e }, log)),
+                },
+            }
+        } else {
+            match load_with_log(&request, options.log_level, options.initial_log_size) {
+                (Ok(fd), log) => (fd, Some(log)),
+                (Err(e), log) => return Err(rejection(spec, e, log)),
+            }
+        };
+        Ok(Program {
+            fd,
+            name: spec.name.clone(),
+            program_type: Some(spec.program_type),
+            verifier_log: log.filter(|_| !options.log_level.is_empty()),
+        })
+    }
+
+    /// Opens the program pinned at `path`.
+    pub fn from_pin(path: impl AsRef<Path>) -> Result<Program> {
+        let path = path.as_ref();
+        let fd = sys::obj_get(path, 0)
+            .map_err(|e| Error::syscall(format!("open pinned program {}", path.display()), e))?;
+        Self::from_owned(fd, &format!("pinned program {}", path.display()))
+    }
+
+    /// Opens the program with global id `id`.
+    pub fn from_id(id: u32) -> Result<Program> {
+        let fd = sys::prog_fd_by_id(id).map_err(|e| Error::syscall(format!("open program id {id}"), e))?;
+        Self::from_owned(fd, &format!("program id {id}"))
+    }
+
+    fn from_owned(fd: OwnedFd, what: &str) -> Result<Program> {
+        let info = sys::prog_info(fd.as_fd()).map_err(|e| Error::syscall(format!("read info of {what}"), e))?;
+        Ok(Program {
+            fd,
+            name: info.name,
+            program_type: ProgramType::from_raw(info.prog_type),
+            verifier_log: None,
+        })
+    }
+
+    /// Name as loaded.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Kind of program (`None` for a kind newer than this library).
+    pub fn program_type(&self) -> Option<ProgramType> {
+        self.program_type
+    }
+
+    /// The verifier log of a successful load, when [`LoadOptions::log_level`] asked for one.
+    pub fn verifier_log(&self) -> Option<&str> {
+        self.verifier_log.as_deref()
+    }
+
+    /// What the kernel reports about this program.
+    pub fn info(&self) -> Result<ProgramInfo> {
+        sys::prog_info(self.as_fd()).map_err(|e| Error::syscall(format!("read info of program \"{}\"", self.name), e))
+    }
+
+    /// The program as the kernel runs it, after verification and rewriting.
+    pub fn translated(&self) -> Result<Vec<Instruction>> {
+        let bytes = sys::prog_xlated(self.as_fd())
+            .map_err(|e| Error::syscall(format!("read instructions of program \"{}\"", self.name), e))?;
+        Ok(insn::decode_bytes(&bytes)?)
+    }
+
+    /// Pins the program at `path` on a bpffs mount.
+    pub fn pin(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        sys::obj_pin(self.as_fd(), path)
+            .map_err(|e| Error::syscall(format!("pin program \"{}\" at {}", self.name, path.display()), e))
+    }
+
+    pub(super) fn describe(&self) -> String {
+        format!("program \"{}\"", self.name)
+    }
+}
+
+impl AsFd for Program {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// Loads with a log at `level`, growing the buffer until the whole log fits.
+fn load_with_log(request: &ProgLoad<'_>, level: LogLevel, initial: usize) -> (Result<OwnedFd, SysError>, String) {
+    let mut size = initial.clamp(4096, MAX_LOG_SIZE);
+    loop {
+        let mut buf = vec![0u8; size];
+        let outcome = sys::prog_load(request, Some((&mut buf, level.bits())));
+        let needed = outcome.log_true_size as usize;
+        match outcome.result {
+            // ENOSPC means the log did not fit (even when the program itself verified).
+            Err(SysError { errno: Errno::ENOSPC, .. }) if size < MAX_LOG_SIZE => {
+                size = if needed > size { needed } else { size.saturating_mul(4) }.min(MAX_LOG_SIZE);
+            }
+            result => return (result, log_text(&buf)),
+        }
+    }
+}
+
+fn rejection(spec: &ProgramSpec, error: SysError, log: String) -> Error {
+    if log.is_empty() && !matches!(error.errno, Errno::EACCES | Errno::EINVAL) {
+        return Error::syscall(format!("load program \"{}\" ({})", spec.name, spec.program_type), error);
+    }
+    Error::Verifier(Box::new(VerifierError {
+        program: spec.name.clone(),
+        section: spec.section.clone(),
+        errno: error.errno,
+        log,
+    }))
+}
+
+/// Removes a pin (of any object) from bpffs.
+pub fn unpin(path: impl AsRef<Path>) -> Result<()> {
+    let path = path.as_ref();
+    std::fs::remove_file(path).map_err(|source| Error::Io { operation: "unpin", path: path.to_owned(), source })
+}
+
+/// Run-time statistics collection; the kernel counts program runs and time while this lives.
+#[derive(Debug)]
+pub struct RunStats {
+    _fd: OwnedFd,
+}
+
+/// Turns on run counting for every program (`BPF_ENABLE_STATS`), until the guard drops.
+pub fn enable_run_stats() -> Result<RunStats> {
+    let fd = sys::enable_stats(0).map_err(|e| Error::syscall("enable run-time stats", e))?;
+    Ok(RunStats { _fd: fd })
+}

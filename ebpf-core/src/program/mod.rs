@@ -1,0 +1,15 @@
+//! Programs: [`ProgramSpec`] is what to load, as plain data; [`Program`] is a loaded program
+//! that owns its fd.
+
+mod ids;
+mod load;
+mod spec;
+mod test_run;
+
+pub use ids::{map_ids, program_ids, ObjectIds};
+pub use load::{enable_run_stats, unpin, LoadOptions, LogLevel, Program, RunStats};
+pub use spec::{ProgramBtf, ProgramFlags, ProgramSpec};
+pub use test_run::{TestRun, TestRunResult};
+
+/// What the kernel reports about a loaded program.
+pub type ProgramInfo = crate::sys::ProgInfo;

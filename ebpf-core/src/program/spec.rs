@@ -1,0 +1,136 @@
+use std::os::fd::{AsFd, AsRawFd};
+
+use crate::error::{Error, Result};
+use crate::insn::{Assembled, Instruction, LoadImm64, MapReference};
+use crate::map::Map;
+use crate::types::{AttachType, ProgramType};
+
+bitflags::bitflags! {
+    /// `BPF_F_*` flags of a program load.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct ProgramFlags: u32 {
+        /// Verify with strict alignment checks.
+        const STRICT_ALIGNMENT = 1 << 0;
+        /// Allow any alignment (tests only).
+        const ANY_ALIGNMENT = 1 << 1;
+        /// Randomise the upper 32 bits after 32-bit operations (tests only).
+        const TEST_RND_HI32 = 1 << 2;
+        /// Sleepable program (may call sleeping helpers).
+        const SLEEPABLE = 1 << 4;
+        /// XDP program that handles multi-buffer frames.
+        const XDP_HAS_FRAGS = 1 << 5;
+        /// XDP program bound to one device's metadata kfuncs.
+        const XDP_DEV_BOUND_ONLY = 1 << 6;
+    }
+}
+
+/// BTF that describes a program: the blob and its `bpf_func_info`/`bpf_line_info` records,
+/// so verifier logs and dumps show C functions and source lines.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProgramBtf {
+    /// The `.BTF` blob to load.
+    pub blob: Vec<u8>,
+    /// `bpf_func_info` records.
+    pub func_info: Vec<u8>,
+    /// Size of one func info record.
+    pub func_info_rec_size: u32,
+    /// `bpf_line_info` records.
+    pub line_info: Vec<u8>,
+    /// Size of one line info record.
+    pub line_info_rec_size: u32,
+}
+
+/// A program as plain data: name, type, instructions and what the loader needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProgramSpec {
+    /// Name (the kernel keeps the first 15 characters).
+    pub name: String,
+    /// ELF section it came from, if any (named in errors).
+    pub section: Option<String>,
+    /// Kind of program.
+    pub program_type: ProgramType,
+    /// Attach type the verifier checks against, where the program type needs one.
+    pub expected_attach_type: Option<AttachType>,
+    /// Instructions.
+    pub instructions: Vec<Instruction>,
+    /// Map loads still waiting for a map (see [`ProgramSpec::bind_map`]).
+    pub map_references: Vec<MapReference>,
+    /// License; GPL-only helpers need a GPL-compatible one.
+    pub license: String,
+    /// Kernel version word (only old kprobe loaders check it).
+    pub kernel_version: u32,
+    /// Load flags.
+    pub flags: ProgramFlags,
+    /// BTF id of the attach target, for BTF-typed program types.
+    pub attach_btf_id: Option<u32>,
+    /// Function and line info.
+    pub btf: Option<ProgramBtf>,
+}
+
+impl ProgramSpec {
+    /// A spec for `instructions` with license `GPL` and nothing else set.
+    pub fn new(name: &str, program_type: ProgramType, instructions: Vec<Instruction>) -> ProgramSpec {
+        ProgramSpec {
+            name: name.to_owned(),
+            section: None,
+            program_type,
+            expected_attach_type: None,
+            instructions,
+            map_references: Vec::new(),
+            license: "GPL".to_owned(),
+            kernel_version: 0,
+            flags: ProgramFlags::empty(),
+            attach_btf_id: None,
+            btf: None,
+        }
+    }
+
+    /// A spec from assembler output, keeping its map references to bind.
+    pub fn from_assembled(name: &str, program_type: ProgramType, assembled: Assembled) -> ProgramSpec {
+        let mut spec = ProgramSpec::new(name, program_type, assembled.instructions);
+        spec.map_references = assembled.map_references;
+        spec
+    }
+
+    /// The same spec with an expected attach type.
+    pub fn with_attach_type(mut self, attach_type: AttachType) -> ProgramSpec {
+        self.expected_attach_type = Some(attach_type);
+        self
+    }
+
+    /// Points every reference to the map called `name` at `map`. The map must stay open until
+    /// the program is loaded (the kernel then holds its own reference). Returns how many
+    /// instructions were bound.
+    pub fn bind_map(&mut self, name: &str, map: &Map) -> Result<usize> {
+        let fd = map.as_fd().as_raw_fd();
+        let mut bound = 0;
+        let mut remaining = Vec::with_capacity(self.map_references.len());
+        for reference in std::mem::take(&mut self.map_references) {
+            if reference.name != name {
+                remaining.push(reference);
+                continue;
+            }
+            let insn = self.instructions.get_mut(reference.index);
+            match insn {
+                Some(Instruction::LoadImm64 { value, .. }) => {
+                    *value = match *value {
+                        LoadImm64::MapValue { offset, .. } => LoadImm64::MapValue { fd, offset },
+                        _ => LoadImm64::MapFd(fd),
+                    };
+                    bound += 1;
+                }
+                _ => {
+                    return Err(Error::InvalidSpec {
+                        object: format!("program \"{}\"", self.name),
+                        reason: format!(
+                            "map reference \"{}\" at instruction {} is not a 64-bit immediate load",
+                            reference.name, reference.index
+                        ),
+                    })
+                }
+            }
+        }
+        self.map_references = remaining;
+        Ok(bound)
+    }
+}

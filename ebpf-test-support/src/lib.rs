@@ -1,0 +1,75 @@
+//! Helpers shared by the workspace's kernel-facing tests.
+//!
+//! ```
+//! use ebpf_test_support::require_kernel;
+//!
+//! let Some(_root) = require_kernel() else { return }; // skips without root
+//! // ... create maps, load programs ...
+//! ```
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Proof that the test may use `bpf(2)` (the process runs as root).
+#[derive(Debug)]
+pub struct KernelAccess(());
+
+/// The environment variable that turns a skip into a failure.
+pub const REQUIRE_KERNEL_ENV: &str = "EBPF_REQUIRE_KERNEL";
+
+/// `Some` when the test can talk to the kernel. Without root, prints why and returns `None`
+/// (the test then returns early) — unless `EBPF_REQUIRE_KERNEL=1`, where it panics, so CI
+/// never mistakes a skip for a pass.
+pub fn require_kernel() -> Option<KernelAccess> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if euid == 0 {
+        return Some(KernelAccess(()));
+    }
+    skip_or_fail(&format!("needs root for bpf(2) (running as uid {euid})"));
+    None
+}
+
+fn skip_or_fail(reason: &str) {
+    if std::env::var(REQUIRE_KERNEL_ENV).is_ok_and(|v| v == "1") {
+        panic!("{REQUIRE_KERNEL_ENV}=1 but this test cannot run: {reason}");
+    }
+    eprintln!("SKIPPED: {reason}");
+}
+
+/// `/sys/fs/bpf` when it is a bpffs mount. Otherwise prints why and returns `None`, or
+/// panics under `EBPF_REQUIRE_KERNEL=1`.
+pub fn bpffs_dir() -> Option<std::path::PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let mounted = mounts.lines().any(|line| {
+        let mut fields = line.split_whitespace();
+        fields.nth(1) == Some("/sys/fs/bpf") && fields.next() == Some("bpf")
+    });
+    if mounted {
+        return Some("/sys/fs/bpf".into());
+    }
+    skip_or_fail("bpffs is not mounted at /sys/fs/bpf (mount -t bpf bpf /sys/fs/bpf)");
+    None
+}
+
+/// A name unique to this process and call, for kernel objects, pins and namespaces that
+/// tests running in parallel must not share. At most 15 characters, so it fits kernel names.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let pid = std::process::id() % 100_000;
+    let prefix: String = prefix.chars().take(4).collect();
+    format!("{prefix}_{pid}_{n}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unique_names_fit_kernel_object_names() {
+        let a = unique_name("testmap");
+        let b = unique_name("testmap");
+        assert_ne!(a, b);
+        assert!(a.len() <= 15, "{a}");
+    }
+}
