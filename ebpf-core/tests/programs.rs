@@ -2,11 +2,15 @@
 
 use std::process::Command;
 
-use ebpf_core::insn::{helpers, AluOp, AtomicOp, Assembler, CallNames, Disassembler, JmpCond, Reg, Size};
+use ebpf_core::insn::{
+    helpers, AluOp, Assembler, AtomicOp, CallNames, Disassembler, JmpCond, Reg, Size,
+};
 use ebpf_core::kallsyms::KernelSymbols;
 use ebpf_core::program::{program_ids, unpin};
 use ebpf_core::sys::Errno;
-use ebpf_core::{Error, LoadOptions, LogLevel, Map, MapSpec, MapType, Program, ProgramSpec, ProgramType, TestRun};
+use ebpf_core::{
+    Error, LoadOptions, LogLevel, Map, MapSpec, MapType, Program, ProgramSpec, ProgramType, TestRun,
+};
 use ebpf_test_support::{bpffs_dir, require_kernel, unique_name};
 
 const PACKET: [u8; 64] = {
@@ -31,7 +35,9 @@ fn packet_length(program_type: ProgramType) -> ProgramSpec {
 
 #[test]
 fn test_runs_return_what_the_program_computes() {
-    let Some(_root) = require_kernel() else { return };
+    let Some(_root) = require_kernel() else {
+        return;
+    };
     let run = |program_type| {
         let program = Program::load(&packet_length(program_type)).unwrap();
         program.test_run(&TestRun::with_data(&PACKET)).unwrap()
@@ -59,34 +65,61 @@ fn counting_program() -> ProgramSpec {
         .label("out")
         .mov64_imm(Reg::R0, 2)
         .exit();
-    ProgramSpec::from_assembled(&unique_name("count"), ProgramType::Xdp, asm.finish().unwrap())
+    ProgramSpec::from_assembled(
+        &unique_name("count"),
+        ProgramType::Xdp,
+        asm.finish().unwrap(),
+    )
 }
 
 #[test]
 fn programs_update_bound_maps_on_every_run() {
-    let Some(_root) = require_kernel() else { return };
+    let Some(_root) = require_kernel() else {
+        return;
+    };
     let counter = Map::create(&MapSpec::new(&unique_name("ctr"), MapType::Array, 4, 8, 1)).unwrap();
     let mut spec = counting_program();
-    assert!(matches!(Program::load(&spec), Err(Error::UnboundMap { .. })));
+    assert!(matches!(
+        Program::load(&spec),
+        Err(Error::UnboundMap { .. })
+    ));
     assert_eq!(spec.bind_map("counter", &counter).unwrap(), 1);
     let program = Program::load(&spec).unwrap();
-    let result = program.test_run(&TestRun { data: &PACKET, repeat: 1000, ..TestRun::default() }).unwrap();
+    let result = program
+        .test_run(&TestRun {
+            data: &PACKET,
+            repeat: 1000,
+            ..TestRun::default()
+        })
+        .unwrap();
     assert_eq!(result.retval, 2);
     let value = counter.get(&0u32.to_ne_bytes()).unwrap().unwrap();
     assert_eq!(u64::from_ne_bytes(value.try_into().unwrap()), 1000);
-    assert_eq!(program.info().unwrap().map_ids, vec![counter.info().unwrap().id]);
+    assert_eq!(
+        program.info().unwrap().map_ids,
+        vec![counter.info().unwrap().id]
+    );
 }
 
 #[test]
 fn a_rejected_program_returns_the_log_naming_the_failing_instruction() {
-    let Some(_root) = require_kernel() else { return };
+    let Some(_root) = require_kernel() else {
+        return;
+    };
     let mut asm = Assembler::new();
     asm.mov64_imm(Reg::R0, 0).mov64_reg(Reg::R0, Reg::R2).exit();
-    let mut spec = ProgramSpec::from_assembled("reads_r2", ProgramType::SocketFilter, asm.finish().unwrap());
+    let mut spec =
+        ProgramSpec::from_assembled("reads_r2", ProgramType::SocketFilter, asm.finish().unwrap());
     spec.section = Some("socket".into());
-    let Err(Error::Verifier(rejection)) = Program::load(&spec) else { panic!("the verifier must refuse r2") };
+    let Err(Error::Verifier(rejection)) = Program::load(&spec) else {
+        panic!("the verifier must refuse r2")
+    };
     assert_eq!(rejection.errno, Errno::EACCES);
-    assert!(rejection.log.contains("1: (bf) r0 = r2"), "{}", rejection.log);
+    assert!(
+        rejection.log.contains("1: (bf) r0 = r2"),
+        "{}",
+        rejection.log
+    );
     assert_eq!(rejection.summary(), Some("R2 !read_ok"));
     let text = rejection.to_string();
     assert!(text.starts_with("load program \"reads_r2\" (section socket): rejected by the verifier (EACCES); log follows\n"));
@@ -94,7 +127,9 @@ fn a_rejected_program_returns_the_log_naming_the_failing_instruction() {
 
 #[test]
 fn verifier_logs_larger_than_16_mib_come_back_whole() {
-    let Some(_root) = require_kernel() else { return };
+    let Some(_root) = require_kernel() else {
+        return;
+    };
     // A bounded loop the verifier walks iteration by iteration; level 2 logs every step.
     let mut asm = Assembler::new();
     asm.mov64_imm(Reg::R1, 0)
@@ -105,19 +140,32 @@ fn verifier_logs_larger_than_16_mib_come_back_whole() {
         .jmp_imm(JmpCond::Lt, Reg::R1, 240_000, "loop")
         .mov64_imm(Reg::R0, 0)
         .exit();
-    let spec = ProgramSpec::from_assembled("long_log", ProgramType::SocketFilter, asm.finish().unwrap());
-    let options = LoadOptions { log_level: LogLevel::INSTRUCTIONS | LogLevel::STATS, initial_log_size: 1 << 20 };
+    let spec =
+        ProgramSpec::from_assembled("long_log", ProgramType::SocketFilter, asm.finish().unwrap());
+    let options = LoadOptions {
+        log_level: LogLevel::INSTRUCTIONS | LogLevel::STATS,
+        initial_log_size: 1 << 20,
+    };
     let program = Program::load_with(&spec, &options).unwrap();
     let log = program.verifier_log().unwrap();
     assert!(log.len() > 16 << 20, "log is only {} bytes", log.len());
-    assert!(log.starts_with("func#0 @0\n") || log.starts_with("0: "), "{}", &log[..200]);
-    let last = log.lines().rfind(|l| l.starts_with("processed ")).expect("the closing statistics line");
+    assert!(
+        log.starts_with("func#0 @0\n") || log.starts_with("0: "),
+        "{}",
+        &log[..200]
+    );
+    let last = log
+        .lines()
+        .rfind(|l| l.starts_with("processed "))
+        .expect("the closing statistics line");
     assert!(last.contains("insns (limit 1000000)"), "{last}");
 }
 
 #[test]
 fn loaded_programs_report_info_pin_and_list_by_id() {
-    let Some(_root) = require_kernel() else { return };
+    let Some(_root) = require_kernel() else {
+        return;
+    };
     let Some(dir) = bpffs_dir() else { return };
     let spec = packet_length(ProgramType::Xdp);
     let program = Program::load(&spec).unwrap();
@@ -128,7 +176,13 @@ fn loaded_programs_report_info_pin_and_list_by_id() {
     // The kernel rewrites context accesses to its own xdp_buff layout: 32-bit loads become 64-bit.
     let translated = program.translated().unwrap();
     assert_eq!(translated.len(), spec.instructions.len());
-    assert!(matches!(translated[0], ebpf_core::insn::Instruction::Load { size: Size::DW, .. }), "{translated:?}");
+    assert!(
+        matches!(
+            translated[0],
+            ebpf_core::insn::Instruction::Load { size: Size::DW, .. }
+        ),
+        "{translated:?}"
+    );
     assert!(program_ids().map(Result::unwrap).any(|id| id == info.id));
 
     let path = dir.join(unique_name("prog"));
@@ -142,7 +196,9 @@ fn loaded_programs_report_info_pin_and_list_by_id() {
 
 #[test]
 fn disassembly_matches_bpftool_xlated_line_for_line() {
-    let Some(_root) = require_kernel() else { return };
+    let Some(_root) = require_kernel() else {
+        return;
+    };
     let Ok(out) = Command::new("bpftool").arg("version").output() else {
         if std::env::var("EBPF_REQUIRE_KERNEL").is_ok_and(|v| v == "1") {
             panic!("bpftool is not installed (apt-get install bpftool)");
@@ -171,19 +227,32 @@ fn disassembly_matches_bpftool_xlated_line_for_line() {
         .label("out")
         .mov64_imm(Reg::R0, 2)
         .exit();
-    let mut spec = ProgramSpec::from_assembled(&unique_name("dis"), ProgramType::Xdp, asm.finish().unwrap());
+    let mut spec =
+        ProgramSpec::from_assembled(&unique_name("dis"), ProgramType::Xdp, asm.finish().unwrap());
     spec.bind_map("counter", &counter).unwrap();
     let program = Program::load(&spec).unwrap();
     let id = program.info().unwrap().id;
 
-    let bpftool = Command::new("bpftool").args(["prog", "dump", "xlated", "id", &id.to_string()]).output().unwrap();
-    assert!(bpftool.status.success(), "{}", String::from_utf8_lossy(&bpftool.stderr));
+    let bpftool = Command::new("bpftool")
+        .args(["prog", "dump", "xlated", "id", &id.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        bpftool.status.success(),
+        "{}",
+        String::from_utf8_lossy(&bpftool.stderr)
+    );
     let theirs = String::from_utf8(bpftool.stdout).unwrap();
 
     let symbols = KernelSymbols::load().unwrap();
-    let ours = Disassembler::with_names(CallNames::Xlated(&symbols)).listing(&program.translated().unwrap());
+    let ours = Disassembler::with_names(CallNames::Xlated(&symbols))
+        .listing(&program.translated().unwrap());
     let theirs: Vec<&str> = theirs.lines().filter(|l| !l.trim().is_empty()).collect();
     let ours: Vec<&str> = ours.lines().collect();
-    assert!(theirs.len() >= 16, "bpftool printed:\n{}", theirs.join("\n"));
+    assert!(
+        theirs.len() >= 16,
+        "bpftool printed:\n{}",
+        theirs.join("\n")
+    );
     assert_eq!(ours, theirs);
 }

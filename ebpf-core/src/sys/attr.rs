@@ -342,7 +342,14 @@ macro_rules! link_attrs {
     };
 }
 
-link_attrs!(LinkNoExtra, LinkMprogExtra, LinkIterExtra, LinkPerfEventExtra, LinkTracingExtra, LinkNetfilterExtra);
+link_attrs!(
+    LinkNoExtra,
+    LinkMprogExtra,
+    LinkIterExtra,
+    LinkPerfEventExtra,
+    LinkTracingExtra,
+    LinkNetfilterExtra
+);
 
 #[cfg(test)]
 mod tests {

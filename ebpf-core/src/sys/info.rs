@@ -154,7 +154,11 @@ pub fn prog_info(fd: BorrowedFd<'_>) -> SysResult<ProgInfo> {
     get_info(fd, &mut raw)?;
     let mut map_ids = vec![0u32; raw.nr_map_ids as usize];
     if !map_ids.is_empty() {
-        let mut again = RawProgInfo { nr_map_ids: map_ids.len() as u32, map_ids: map_ids.as_mut_ptr() as u64, ..Default::default() };
+        let mut again = RawProgInfo {
+            nr_map_ids: map_ids.len() as u32,
+            map_ids: map_ids.as_mut_ptr() as u64,
+            ..Default::default()
+        };
         get_info(fd, &mut again)?;
         map_ids.truncate((again.nr_map_ids as usize).min(map_ids.len()));
     }
@@ -258,9 +262,18 @@ pub struct BtfInfo {
 /// `BPF_OBJ_GET_INFO_BY_FD` on a BTF object.
 pub fn btf_info(fd: BorrowedFd<'_>) -> SysResult<BtfInfo> {
     let mut name = vec![0u8; 64];
-    let mut raw = RawBtfInfo { name: name.as_mut_ptr() as u64, name_len: name.len() as u32, ..Default::default() };
+    let mut raw = RawBtfInfo {
+        name: name.as_mut_ptr() as u64,
+        name_len: name.len() as u32,
+        ..Default::default()
+    };
     get_info(fd, &mut raw)?;
-    Ok(BtfInfo { id: raw.id, size: raw.btf_size, name: c_name(&name), kernel_btf: raw.kernel_btf != 0 })
+    Ok(BtfInfo {
+        id: raw.id,
+        size: raw.btf_size,
+        name: c_name(&name),
+        kernel_btf: raw.kernel_btf != 0,
+    })
 }
 
 /// What the kernel reports about a link: the common part.
@@ -280,7 +293,12 @@ pub struct LinkInfo {
 pub fn link_info(fd: BorrowedFd<'_>) -> SysResult<LinkInfo> {
     let mut raw = RawLinkInfo::default();
     get_info(fd, &mut raw)?;
-    Ok(LinkInfo { link_type: raw.link_type, id: raw.id, prog_id: raw.prog_id, extra: raw.extra })
+    Ok(LinkInfo {
+        link_type: raw.link_type,
+        id: raw.id,
+        prog_id: raw.prog_id,
+        extra: raw.extra,
+    })
 }
 
 #[cfg(test)]

@@ -81,7 +81,13 @@ pub fn prog_load(load: &ProgLoad<'_>, log: Option<(&mut [u8], u32)>) -> ProgLoad
     };
     let (func_info, func_info_rec_size) = load.func_info;
     let (line_info, line_info_rec_size) = load.line_info;
-    let count = |bytes: &[u8], rec: u32| if rec == 0 { 0 } else { (bytes.len() / rec as usize) as u32 };
+    let count = |bytes: &[u8], rec: u32| {
+        if rec == 0 {
+            0
+        } else {
+            (bytes.len() / rec as usize) as u32
+        }
+    };
     let mut attr = ProgLoadAttr {
         prog_type: load.prog_type,
         insn_cnt: load.insns.len() as u32,
@@ -111,11 +117,17 @@ pub fn prog_load(load: &ProgLoad<'_>, log: Option<(&mut [u8], u32)>) -> ProgLoad
     let mut result = bpf_fd(Cmd::ProgLoad, &mut attr);
     for _ in 0..4 {
         match result {
-            Err(SysError { errno: Errno::EAGAIN, .. }) => result = bpf_fd(Cmd::ProgLoad, &mut attr),
+            Err(SysError {
+                errno: Errno::EAGAIN,
+                ..
+            }) => result = bpf_fd(Cmd::ProgLoad, &mut attr),
             _ => break,
         }
     }
-    ProgLoadOutcome { result, log_true_size: attr.log_true_size }
+    ProgLoadOutcome {
+        result,
+        log_true_size: attr.log_true_size,
+    }
 }
 
 /// Inputs of `BPF_PROG_TEST_RUN`.
@@ -184,12 +196,20 @@ pub fn prog_test_run(prog: BorrowedFd<'_>, run: TestRun<'_>) -> SysResult<TestRu
 /// `BPF_ENABLE_STATS` for `BPF_STATS_RUN_TIME` (type 0): run counts and times are collected
 /// for as long as the returned fd is open.
 pub fn enable_stats(stats_type: u32) -> SysResult<OwnedFd> {
-    let mut attr = SingleFdAttr { value: stats_type, _pad: 0 };
+    let mut attr = SingleFdAttr {
+        value: stats_type,
+        _pad: 0,
+    };
     bpf_fd(Cmd::EnableStats, &mut attr)
 }
 
 /// `BPF_PROG_BIND_MAP`: keeps `map` alive for as long as `prog` is.
 pub fn prog_bind_map(prog: BorrowedFd<'_>, map: BorrowedFd<'_>) -> SysResult<()> {
-    let mut attr = ProgBindMapAttr { prog_fd: fd_u32(prog), map_fd: fd_u32(map), flags: 0, _pad: 0 };
+    let mut attr = ProgBindMapAttr {
+        prog_fd: fd_u32(prog),
+        map_fd: fd_u32(map),
+        flags: 0,
+        _pad: 0,
+    };
     raw_bpf(Cmd::ProgBindMap, &mut attr).map(drop)
 }

@@ -1,0 +1,63 @@
+//! `ebpftool`: inspect the kernel's BPF state through our own library.
+//!
+//! ```text
+//! ebpftool feature [--json]          what the running kernel supports
+//! ebpftool prog list                 loaded programs
+//! ebpftool prog show ID              one program's details
+//! ebpftool prog dump xlated ID       its instructions, as the kernel runs them
+//! ebpftool map list                  maps
+//! ```
+
+mod feature;
+mod objects;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "ebpftool",
+    version,
+    about = "Inspect the kernel's BPF state (a bpftool-like CLI over ebpf-core)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Probe what the running kernel supports: program, map and link types, helpers, misc.
+    Feature {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Loaded programs.
+    Prog {
+        #[command(subcommand)]
+        command: objects::ProgCommand,
+    },
+    /// Maps.
+    Map {
+        #[command(subcommand)]
+        command: objects::MapCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Feature { json } => feature::run(json),
+        Command::Prog { command } => objects::prog(command),
+        Command::Map { command } => objects::map(command),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ebpftool: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
