@@ -1,4 +1,3 @@
-use std::ffi::CStr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use super::netns::in_throwaway_netns;
@@ -85,7 +84,7 @@ fn probe(link_type: LinkType) -> Support {
                 let prog = load(ProgramType::RawTracepoint, None)?;
                 let result = sys::raw_tracepoint_open(
                     prog.as_fd(),
-                    Some(CStr::from_bytes_with_nul(b"sys_enter\0").expect("literal")),
+                    Some(c"sys_enter"),
                     0,
                 );
                 created(result, LinkType::RawTracepoint)

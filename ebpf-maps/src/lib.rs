@@ -1,0 +1,98 @@
+//! Typed views over BPF maps.
+//!
+//! A view checks, when it is made, that the map's kind and its key and value sizes match the
+//! Rust types, so a mismatch is an error at construction rather than corruption later. Keys
+//! and values are plain-old-data ([`bytemuck::Pod`]).
+//!
+//! ```no_run
+//! use ebpf_core::{Map, MapSpec, MapType, UpdateFlags};
+//! use ebpf_maps::HashMap;
+//!
+//! let map = Map::create(&MapSpec::new("counters", MapType::Hash, 4, 8, 1024))?;
+//! let counters: HashMap<u32, u64> = HashMap::try_from(map)?;
+//! counters.insert(&7, &1, UpdateFlags::ANY)?;
+//! assert_eq!(counters.get(&7)?, Some(1));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod array;
+mod hash;
+
+pub use array::Array;
+pub use bytemuck::Pod;
+pub use hash::HashMap;
+
+use ebpf_core::{Map, MapType};
+
+/// Why a typed view could not be made or used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MapError {
+    /// The map is of another kind than the view.
+    #[error("{map}: map type is {actual}, expected {expected}")]
+    WrongType {
+        /// The map, as errors name it.
+        map: String,
+        /// Kinds the view accepts.
+        expected: String,
+        /// The map's kind.
+        actual: String,
+    },
+    /// The map's key or value size differs from the Rust type's.
+    #[error("{map}: {what} is {actual} bytes in the kernel but {rust_type} is {expected}")]
+    SizeMismatch {
+        /// The map, as errors name it.
+        map: String,
+        /// `key` or `value`.
+        what: &'static str,
+        /// Size in the kernel.
+        actual: usize,
+        /// Size of the Rust type.
+        expected: usize,
+        /// The Rust type.
+        rust_type: &'static str,
+    },
+    /// An array index at or past `max_entries`.
+    #[error("{map}: index {index} is out of bounds (max_entries {max_entries})")]
+    OutOfBounds {
+        /// The map, as errors name it.
+        map: String,
+        /// The index.
+        index: u32,
+        /// Capacity.
+        max_entries: u32,
+    },
+    /// The kernel refused an operation.
+    #[error(transparent)]
+    Kernel(#[from] ebpf_core::Error),
+}
+
+fn check_kind(map: &Map, accepted: &[MapType]) -> Result<(), MapError> {
+    match map.map_type() {
+        Some(kind) if accepted.contains(&kind) => Ok(()),
+        other => Err(MapError::WrongType {
+            map: map.describe(),
+            expected: accepted
+                .iter()
+                .map(|t| t.name())
+                .collect::<Vec<_>>()
+                .join(" or "),
+            actual: other.map_or("unknown".to_owned(), |t| t.name().to_owned()),
+        }),
+    }
+}
+
+fn check_size<T>(map: &Map, what: &'static str, actual: usize) -> Result<(), MapError> {
+    let expected = std::mem::size_of::<T>();
+    if actual == expected {
+        Ok(())
+    } else {
+        Err(MapError::SizeMismatch {
+            map: map.describe(),
+            what,
+            actual,
+            expected,
+            rust_type: std::any::type_name::<T>(),
+        })
+    }
+}

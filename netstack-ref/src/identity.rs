@@ -1,0 +1,239 @@
+//! Security identities: numbers that stand for sets of security labels.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::num::NonZeroU32;
+
+/// Identities the datapath knows without allocation (Cilium's reserved identities).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ReservedIdentity {
+    /// 0: the peer is not known.
+    Unknown,
+    /// 1: the local host.
+    Host,
+    /// 2: anything outside the cluster.
+    World,
+    /// 3: endpoints not managed by the agent.
+    Unmanaged,
+    /// 4: health-check endpoints.
+    Health,
+    /// 5: endpoints whose identity is not resolved yet.
+    Init,
+    /// 6: other nodes of the cluster.
+    RemoteNode,
+    /// 7: the Kubernetes API server.
+    KubeApiserver,
+    /// 9: the IPv4 world.
+    WorldIpv4,
+    /// 10: the IPv6 world.
+    WorldIpv6,
+}
+
+impl ReservedIdentity {
+    /// Every reserved identity.
+    pub const ALL: [ReservedIdentity; 10] = [
+        ReservedIdentity::Unknown,
+        ReservedIdentity::Host,
+        ReservedIdentity::World,
+        ReservedIdentity::Unmanaged,
+        ReservedIdentity::Health,
+        ReservedIdentity::Init,
+        ReservedIdentity::RemoteNode,
+        ReservedIdentity::KubeApiserver,
+        ReservedIdentity::WorldIpv4,
+        ReservedIdentity::WorldIpv6,
+    ];
+
+    /// The number the datapath uses.
+    pub fn id(self) -> u32 {
+        match self {
+            ReservedIdentity::Unknown => 0,
+            ReservedIdentity::Host => 1,
+            ReservedIdentity::World => 2,
+            ReservedIdentity::Unmanaged => 3,
+            ReservedIdentity::Health => 4,
+            ReservedIdentity::Init => 5,
+            ReservedIdentity::RemoteNode => 6,
+            ReservedIdentity::KubeApiserver => 7,
+            ReservedIdentity::WorldIpv4 => 9,
+            ReservedIdentity::WorldIpv6 => 10,
+        }
+    }
+
+    /// The `reserved:` label name, as in policy `entities` (`world`, `remote-node`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            ReservedIdentity::Unknown => "unknown",
+            ReservedIdentity::Host => "host",
+            ReservedIdentity::World => "world",
+            ReservedIdentity::Unmanaged => "unmanaged",
+            ReservedIdentity::Health => "health",
+            ReservedIdentity::Init => "init",
+            ReservedIdentity::RemoteNode => "remote-node",
+            ReservedIdentity::KubeApiserver => "kube-apiserver",
+            ReservedIdentity::WorldIpv4 => "world-ipv4",
+            ReservedIdentity::WorldIpv6 => "world-ipv6",
+        }
+    }
+
+    /// The reserved identity with number `id`.
+    pub fn from_id(id: u32) -> Option<ReservedIdentity> {
+        ReservedIdentity::ALL.into_iter().find(|r| r.id() == id)
+    }
+}
+
+impl fmt::Display for ReservedIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "reserved:{}", self.name())
+    }
+}
+
+/// The first identity number handed out for label sets.
+pub const FIRST_CLUSTER_IDENTITY: u32 = 256;
+
+/// A set of security labels (`key=value`), ordered so equal sets compare and hash equal.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Labels(BTreeMap<String, String>);
+
+impl Labels {
+    /// Labels from `(key, value)` pairs; a repeated key keeps its last value.
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Labels {
+        Labels(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    /// Pairs in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+impl fmt::Display for Labels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let pairs: Vec<String> = self.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        f.write_str(&pairs.join(","))
+    }
+}
+
+/// Hands out one cluster identity per distinct label set, from [`FIRST_CLUSTER_IDENTITY`] up,
+/// and releases it when the last user is gone.
+#[derive(Debug, Default)]
+pub struct IdentityAllocator {
+    by_labels: HashMap<Labels, (NonZeroU32, usize)>,
+    by_id: BTreeMap<u32, Labels>,
+}
+
+impl IdentityAllocator {
+    /// An allocator with nothing allocated.
+    pub fn new() -> IdentityAllocator {
+        IdentityAllocator::default()
+    }
+
+    /// The identity of `labels`, allocating the lowest free number for a new set. Each call
+    /// takes a reference that [`release`](Self::release) gives back.
+    pub fn allocate(&mut self, labels: &Labels) -> NonZeroU32 {
+        if let Some((id, users)) = self.by_labels.get_mut(labels) {
+            *users += 1;
+            return *id;
+        }
+        let mut candidate = FIRST_CLUSTER_IDENTITY;
+        for &used in self.by_id.keys() {
+            if used != candidate {
+                break;
+            }
+            candidate += 1;
+        }
+        let id = NonZeroU32::new(candidate).expect("cluster identities start at 256");
+        self.by_labels.insert(labels.clone(), (id, 1));
+        self.by_id.insert(candidate, labels.clone());
+        id
+    }
+
+    /// Drops one reference to `labels`' identity; frees the number with the last one.
+    /// Returns whether the identity was freed.
+    pub fn release(&mut self, labels: &Labels) -> bool {
+        let Some((id, users)) = self.by_labels.get_mut(labels) else {
+            return false;
+        };
+        *users -= 1;
+        if *users > 0 {
+            return false;
+        }
+        let id = id.get();
+        self.by_labels.remove(labels);
+        self.by_id.remove(&id);
+        true
+    }
+
+    /// The labels behind a cluster identity.
+    pub fn labels(&self, id: u32) -> Option<&Labels> {
+        self.by_id.get(&id)
+    }
+
+    /// Allocated identities in numeric order.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &Labels)> {
+        self.by_id.iter().map(|(id, labels)| (*id, labels))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn reserved_identities_have_the_documented_numbers() {
+        assert_eq!(
+            ReservedIdentity::from_id(6),
+            Some(ReservedIdentity::RemoteNode)
+        );
+        assert_eq!(ReservedIdentity::from_id(8), None);
+        assert_eq!(
+            ReservedIdentity::WorldIpv6.to_string(),
+            "reserved:world-ipv6"
+        );
+    }
+
+    #[test]
+    fn freed_numbers_are_reused_lowest_first() {
+        let mut ids = IdentityAllocator::new();
+        let a = Labels::from_pairs([("app", "a")]);
+        let b = Labels::from_pairs([("app", "b")]);
+        let c = Labels::from_pairs([("app", "c")]);
+        assert_eq!(ids.allocate(&a).get(), 256);
+        assert_eq!(ids.allocate(&b).get(), 257);
+        assert!(ids.release(&a));
+        assert_eq!(ids.allocate(&c).get(), 256);
+        assert_eq!(ids.labels(257), Some(&b));
+    }
+
+    proptest! {
+        #[test]
+        fn identical_label_sets_share_one_identity_and_distinct_sets_never_do(
+            sets in proptest::collection::vec(proptest::collection::btree_map("[a-c]", "[x-z]", 0..3), 1..20)
+        ) {
+            let mut ids = IdentityAllocator::new();
+            let mut seen: HashMap<Labels, NonZeroU32> = HashMap::new();
+            for set in sets {
+                let labels = Labels(set.into_iter().collect());
+                let id = ids.allocate(&labels);
+                prop_assert!(id.get() >= FIRST_CLUSTER_IDENTITY);
+                if let Some(previous) = seen.insert(labels.clone(), id) {
+                    prop_assert_eq!(previous, id);
+                }
+                prop_assert_eq!(ids.labels(id.get()), Some(&labels));
+            }
+        }
+    }
+}
