@@ -256,3 +256,53 @@ fn disassembly_matches_bpftool_xlated_line_for_line() {
     );
     assert_eq!(ours, theirs);
 }
+
+#[test]
+fn run_stats_count_runs_while_enabled() {
+    let Some(_root) = require_kernel() else {
+        return;
+    };
+    let program = Program::load(&packet_length(ProgramType::Xdp)).unwrap();
+    let stats = ebpf_core::program::enable_run_stats().unwrap();
+    program
+        .test_run(&TestRun {
+            data: &PACKET,
+            repeat: 50,
+            ..TestRun::default()
+        })
+        .unwrap();
+    let info = program.info().unwrap();
+    drop(stats);
+    assert!(info.run_count >= 50, "run_count {}", info.run_count);
+    assert!(info.run_time_ns > 0);
+}
+
+#[test]
+fn clang_built_objects_decode_and_disassemble() {
+    // The committed fixture, built by bpf-programs/build.sh with clang-19 (-mcpu=v3).
+    let object = include_bytes!("../../bpf-programs/out/tests/xdp_count.o");
+    let section = elf_section(object, "xdp").expect("the fixture has an xdp section");
+    let insns = ebpf_core::insn::decode_bytes(section).unwrap();
+    let listing = Disassembler::new().listing(&insns);
+    assert!(listing.contains("call bpf_map_lookup_elem#1"), "{listing}");
+    assert!(listing.contains("lock *(u64 *)(r0 +0) += r1"), "{listing}");
+    assert!(listing.trim_end().ends_with("(95) exit"), "{listing}");
+}
+
+/// The bytes of the section called `name` in a little-endian ELF64 file.
+fn elf_section<'a>(elf: &'a [u8], name: &str) -> Option<&'a [u8]> {
+    let u16_at = |at: usize| u16::from_le_bytes(elf[at..at + 2].try_into().unwrap()) as usize;
+    let u32_at = |at: usize| u32::from_le_bytes(elf[at..at + 4].try_into().unwrap()) as usize;
+    let u64_at = |at: usize| u64::from_le_bytes(elf[at..at + 8].try_into().unwrap()) as usize;
+    let (shoff, shentsize, shnum, shstrndx) =
+        (u64_at(0x28), u16_at(0x3a), u16_at(0x3c), u16_at(0x3e));
+    let header = |i: usize| shoff + i * shentsize;
+    let strtab = u64_at(header(shstrndx) + 0x18);
+    (0..shnum).find_map(|i| {
+        let h = header(i);
+        let name_at = strtab + u32_at(h);
+        let end = elf[name_at..].iter().position(|&b| b == 0)? + name_at;
+        (&elf[name_at..end] == name.as_bytes())
+            .then(|| &elf[u64_at(h + 0x18)..u64_at(h + 0x18) + u64_at(h + 0x20)])
+    })
+}

@@ -82,11 +82,7 @@ fn probe(link_type: LinkType) -> Support {
         Ok(match link_type {
             LinkType::RawTracepoint => {
                 let prog = load(ProgramType::RawTracepoint, None)?;
-                let result = sys::raw_tracepoint_open(
-                    prog.as_fd(),
-                    Some(c"sys_enter"),
-                    0,
-                );
+                let result = sys::raw_tracepoint_open(prog.as_fd(), Some(c"sys_enter"), 0);
                 created(result, LinkType::RawTracepoint)
             }
             LinkType::Cgroup => {
