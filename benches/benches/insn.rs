@@ -3,9 +3,7 @@
 #![allow(missing_docs)]
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use ebpf_core::insn::{
-    decode_bytes, encode_bytes, AluOp, Assembler, Disassembler, JmpCond, Reg, Size,
-};
+use ebpf_core::insn::{decode_bytes, encode_bytes, AluOp, Assembler, Disassembler, JmpCond, Reg, Size};
 
 fn program() -> Vec<u8> {
     let mut asm = Assembler::new();
@@ -29,13 +27,9 @@ fn codec(c: &mut Criterion) {
     let insns = decode_bytes(&bytes).expect("decode");
     let mut group = c.benchmark_group("insn");
     group.throughput(Throughput::Elements(insns.len() as u64));
-    group.bench_function("decode", |b| {
-        b.iter(|| decode_bytes(black_box(&bytes)).expect("decode"))
-    });
+    group.bench_function("decode", |b| b.iter(|| decode_bytes(black_box(&bytes)).expect("decode")));
     group.bench_function("encode", |b| b.iter(|| encode_bytes(black_box(&insns))));
-    group.bench_function("disassemble", |b| {
-        b.iter(|| Disassembler::new().listing(black_box(&insns)))
-    });
+    group.bench_function("disassemble", |b| b.iter(|| Disassembler::new().listing(black_box(&insns))));
     group.finish();
 }
 

@@ -14,15 +14,9 @@ fn lookups(c: &mut Criterion) {
     if !can_use_bpf() {
         return;
     }
-    let map =
-        Map::create(&MapSpec::new("bench_hash", MapType::Hash, 4, 8, KEYS)).expect("create map");
+    let map = Map::create(&MapSpec::new("bench_hash", MapType::Hash, 4, 8, KEYS)).expect("create map");
     for k in 0..KEYS {
-        map.update(
-            &k.to_ne_bytes(),
-            &u64::from(k).to_ne_bytes(),
-            UpdateFlags::ANY,
-        )
-        .expect("fill map");
+        map.update(&k.to_ne_bytes(), &u64::from(k).to_ne_bytes(), UpdateFlags::ANY).expect("fill map");
     }
     let mut group = c.benchmark_group("hash_lookup_u32_u64");
     group.bench_function("raw_syscall", |b| {

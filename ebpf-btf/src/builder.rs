@@ -112,11 +112,7 @@ fn raw_id(ty: Option<TypeId>) -> u32 {
 impl BtfBuilder {
     /// An empty builder; its string table starts with the mandatory empty string.
     pub fn new() -> Self {
-        BtfBuilder {
-            types: Vec::new(),
-            strings: vec![0],
-            count: 0,
-        }
+        BtfBuilder { types: Vec::new(), strings: vec![0], count: 0 }
     }
 
     /// Number of types added so far.
@@ -146,14 +142,7 @@ impl BtfBuilder {
         self.types.extend_from_slice(&word.to_ne_bytes());
     }
 
-    fn push_type(
-        &mut self,
-        name: &str,
-        kind: BtfKind,
-        vlen: u32,
-        kind_flag: bool,
-        size_or_type: u32,
-    ) -> TypeId {
+    fn push_type(&mut self, name: &str, kind: BtfKind, vlen: u32, kind_flag: bool, size_or_type: u32) -> TypeId {
         let name_off = self.add_string(name);
         let info = (vlen & 0xffff) | (u32::from(kind as u8) << 24) | (u32::from(kind_flag) << 31);
         self.push_word(name_off);
@@ -185,13 +174,7 @@ impl BtfBuilder {
         id
     }
 
-    fn add_aggregate(
-        &mut self,
-        kind: BtfKind,
-        name: &str,
-        size: u32,
-        members: &[Member<'_>],
-    ) -> TypeId {
+    fn add_aggregate(&mut self, kind: BtfKind, name: &str, size: u32, members: &[Member<'_>]) -> TypeId {
         // With the kind flag set, each offset carries the bitfield width in its top byte.
         let bitfields = members.iter().any(|m| m.bitfield_size != 0);
         let id = self.push_type(name, kind, members.len() as u32, bitfields, size);
@@ -220,13 +203,7 @@ impl BtfBuilder {
     }
 
     /// `ENUM` of `size` bytes with 32-bit enumerators.
-    pub fn add_enum(
-        &mut self,
-        name: &str,
-        size: u32,
-        signed: bool,
-        values: &[EnumValue<'_>],
-    ) -> TypeId {
+    pub fn add_enum(&mut self, name: &str, size: u32, signed: bool, values: &[EnumValue<'_>]) -> TypeId {
         let id = self.push_type(name, BtfKind::Enum, values.len() as u32, signed, size);
         for value in values {
             let name_off = self.add_string(value.name);
@@ -237,13 +214,7 @@ impl BtfBuilder {
     }
 
     /// `ENUM64` of `size` bytes with 64-bit enumerators.
-    pub fn add_enum64(
-        &mut self,
-        name: &str,
-        size: u32,
-        signed: bool,
-        values: &[EnumValue<'_>],
-    ) -> TypeId {
+    pub fn add_enum64(&mut self, name: &str, size: u32, signed: bool, values: &[EnumValue<'_>]) -> TypeId {
         let id = self.push_type(name, BtfKind::Enum64, values.len() as u32, signed, size);
         for value in values {
             let name_off = self.add_string(value.name);
@@ -281,13 +252,7 @@ impl BtfBuilder {
 
     /// `FUNC_PROTO` returning `ret` (`None` is `void`).
     pub fn add_func_proto(&mut self, ret: Option<TypeId>, params: &[Param<'_>]) -> TypeId {
-        let id = self.push_type(
-            "",
-            BtfKind::FuncProto,
-            params.len() as u32,
-            false,
-            raw_id(ret),
-        );
+        let id = self.push_type("", BtfKind::FuncProto, params.len() as u32, false, raw_id(ret));
         for param in params {
             let name_off = self.add_string(param.name);
             self.push_word(name_off);
@@ -341,13 +306,9 @@ impl BtfBuilder {
         let mut blob = Vec::with_capacity(BtfHeader::SIZE + self.types.len() + self.strings.len());
         blob.extend_from_slice(&BTF_MAGIC.to_ne_bytes());
         blob.extend_from_slice(&[1, 0]);
-        for word in [
-            BtfHeader::SIZE as u32,
-            0,
-            self.types.len() as u32,
-            self.types.len() as u32,
-            self.strings.len() as u32,
-        ] {
+        for word in
+            [BtfHeader::SIZE as u32, 0, self.types.len() as u32, self.types.len() as u32, self.strings.len() as u32]
+        {
             blob.extend_from_slice(&word.to_ne_bytes());
         }
         blob.extend_from_slice(&self.types);
@@ -373,13 +334,7 @@ mod tests {
     fn encoded_sections_match_the_header() {
         let mut btf = BtfBuilder::new();
         let int = btf.add_int("int", 4, IntEncoding::Signed);
-        let proto = btf.add_func_proto(
-            Some(int),
-            &[Param {
-                name: "ctx",
-                ty: Some(int),
-            }],
-        );
+        let proto = btf.add_func_proto(Some(int), &[Param { name: "ctx", ty: Some(int) }]);
         btf.add_func("prog", proto, Linkage::Global);
         let blob = btf.encode();
         let header = BtfHeader::parse(&blob).unwrap();
@@ -400,18 +355,8 @@ mod tests {
             "flags",
             4,
             &[
-                Member {
-                    name: "a",
-                    ty: int,
-                    bit_offset: 0,
-                    bitfield_size: 3,
-                },
-                Member {
-                    name: "b",
-                    ty: int,
-                    bit_offset: 3,
-                    bitfield_size: 5,
-                },
+                Member { name: "a", ty: int, bit_offset: 0, bitfield_size: 3 },
+                Member { name: "b", ty: int, bit_offset: 3, bitfield_size: 5 },
             ],
         );
         let blob = btf.encode();
@@ -419,10 +364,6 @@ mod tests {
         let info = word(16 + 4);
         assert_eq!(info >> 31, 1);
         assert_eq!(info & 0xffff, 2);
-        assert_eq!(
-            word(16 + 12 + 12 + 8),
-            (5 << 24) | 3,
-            "second member: width 5 at bit 3"
-        );
+        assert_eq!(word(16 + 12 + 12 + 8), (5 << 24) | 3, "second member: width 5 at bit 3");
     }
 }

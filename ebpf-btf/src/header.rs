@@ -63,10 +63,7 @@ impl BtfHeader {
     /// Reads and bounds-checks the header at the start of `blob`.
     pub fn parse(blob: &[u8]) -> Result<BtfHeader, BtfError> {
         let Some(fixed) = blob.get(..Self::SIZE) else {
-            return Err(BtfError::Truncated {
-                len: blob.len(),
-                needed: Self::SIZE,
-            });
+            return Err(BtfError::Truncated { len: blob.len(), needed: Self::SIZE });
         };
         let magic_le = u16::from_le_bytes([fixed[0], fixed[1]]);
         let little = match magic_le {
@@ -100,21 +97,10 @@ impl BtfHeader {
         Ok(header)
     }
 
-    fn check_section(
-        &self,
-        section: &'static str,
-        offset: u32,
-        len: u32,
-        blob_len: usize,
-    ) -> Result<(), BtfError> {
+    fn check_section(&self, section: &'static str, offset: u32, len: u32, blob_len: usize) -> Result<(), BtfError> {
         let end = u64::from(self.hdr_len) + u64::from(offset) + u64::from(len);
         if end > blob_len as u64 {
-            return Err(BtfError::SectionOutOfBounds {
-                section,
-                offset,
-                len,
-                blob_len,
-            });
+            return Err(BtfError::SectionOutOfBounds { section, offset, len, blob_len });
         }
         Ok(())
     }
@@ -127,16 +113,10 @@ mod tests {
 
     #[test]
     fn rejects_short_and_foreign_blobs() {
-        assert_eq!(
-            BtfHeader::parse(&[0x9f, 0xeb]),
-            Err(BtfError::Truncated { len: 2, needed: 24 })
-        );
+        assert_eq!(BtfHeader::parse(&[0x9f, 0xeb]), Err(BtfError::Truncated { len: 2, needed: 24 }));
         let mut blob = [0u8; 24];
         blob[0] = 0x7f;
-        assert!(matches!(
-            BtfHeader::parse(&blob),
-            Err(BtfError::BadMagic { .. })
-        ));
+        assert!(matches!(BtfHeader::parse(&blob), Err(BtfError::BadMagic { .. })));
     }
 
     #[test]
@@ -157,13 +137,7 @@ mod tests {
         for word in [24u32, 0, 100, 100, 1] {
             blob.extend_from_slice(&word.to_le_bytes());
         }
-        assert!(matches!(
-            BtfHeader::parse(&blob),
-            Err(BtfError::SectionOutOfBounds {
-                section: "type",
-                ..
-            })
-        ));
+        assert!(matches!(BtfHeader::parse(&blob), Err(BtfError::SectionOutOfBounds { section: "type", .. })));
     }
 
     proptest! {

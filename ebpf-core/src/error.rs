@@ -36,9 +36,7 @@ pub enum Error {
         expected: usize,
     },
     /// A program refers to a map by name, and no map of that name was bound.
-    #[error(
-        "program \"{program}\": instruction {index} refers to map \"{map}\", which was never bound"
-    )]
+    #[error("program \"{program}\": instruction {index} refers to map \"{map}\", which was never bound")]
     UnboundMap {
         /// The program.
         program: String,
@@ -82,11 +80,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// Wraps a failed syscall with what was being done.
     pub fn syscall(operation: impl Into<String>, error: SysError) -> Error {
-        Error::Syscall {
-            operation: operation.into(),
-            cmd: error.cmd,
-            errno: error.errno,
-        }
+        Error::Syscall { operation: operation.into(), cmd: error.cmd, errno: error.errno }
     }
 
     /// The errno behind this error, if the kernel gave one.
@@ -106,18 +100,12 @@ fn hint(cmd: Cmd, errno: Errno) -> &'static str {
     match (cmd, errno) {
         (Cmd::MapUpdateElem | Cmd::MapUpdateBatch, Errno::E2BIG) => " — the map is full",
         (Cmd::MapUpdateElem, Errno::EEXIST) => " — the key exists and NO_EXIST was asked",
-        (Cmd::MapUpdateElem | Cmd::MapLookupElem | Cmd::MapDeleteElem, Errno::ENOENT) => {
-            " — no such key"
-        }
+        (Cmd::MapUpdateElem | Cmd::MapLookupElem | Cmd::MapDeleteElem, Errno::ENOENT) => " — no such key",
         (Cmd::MapUpdateElem, Errno::EPERM) => " — the map is frozen or read-only",
         (_, Errno::EPERM) => " — needs CAP_BPF/CAP_SYS_ADMIN (run as root)",
-        (Cmd::ObjPin | Cmd::ObjGet, Errno::ENOENT) => {
-            " — no such pin (is bpffs mounted at /sys/fs/bpf?)"
-        }
+        (Cmd::ObjPin | Cmd::ObjGet, Errno::ENOENT) => " — no such pin (is bpffs mounted at /sys/fs/bpf?)",
         (Cmd::ObjPin, Errno::EEXIST) => " — a pin already exists at that path",
-        (Cmd::MapCreate, Errno::EINVAL) => {
-            " — the kernel refuses this map type, size or flag combination"
-        }
+        (Cmd::MapCreate, Errno::EINVAL) => " — the kernel refuses this map type, size or flag combination",
         (Cmd::ProgTestRun, Errno::EOPNOTSUPP) => " — this program type has no test run",
         (Cmd::ProgTestRun, Errno::ENOSPC) => " — the output buffer is too small",
         _ => "",
@@ -140,9 +128,10 @@ pub struct VerifierError {
 impl VerifierError {
     /// The last line of the log that says what went wrong, when there is one.
     pub fn summary(&self) -> Option<&str> {
-        self.log.lines().rev().find(|l| {
-            !l.is_empty() && !l.starts_with("processed ") && !l.starts_with("verification time")
-        })
+        self.log
+            .lines()
+            .rev()
+            .find(|l| !l.is_empty() && !l.starts_with("processed ") && !l.starts_with("verification time"))
     }
 }
 
@@ -171,15 +160,9 @@ mod tests {
     fn syscall_errors_read_as_one_actionable_line() {
         let e = Error::syscall(
             "update map \"policy\" (hash, 16384 entries)",
-            SysError {
-                cmd: Cmd::MapUpdateElem,
-                errno: Errno::E2BIG,
-            },
+            SysError { cmd: Cmd::MapUpdateElem, errno: Errno::E2BIG },
         );
-        assert_eq!(
-            e.to_string(),
-            "update map \"policy\" (hash, 16384 entries): E2BIG — the map is full"
-        );
+        assert_eq!(e.to_string(), "update map \"policy\" (hash, 16384 entries): E2BIG — the map is full");
     }
 
     #[test]

@@ -27,9 +27,7 @@ impl KernelSymbols {
         let mut symbols = KernelSymbols::default();
         for line in text.lines() {
             let mut fields = line.split_whitespace();
-            let (Some(address), Some(_kind), Some(name)) =
-                (fields.next(), fields.next(), fields.next())
-            else {
+            let (Some(address), Some(_kind), Some(name)) = (fields.next(), fields.next(), fields.next()) else {
                 continue;
             };
             let Ok(address) = u64::from_str_radix(address, 16) else {
@@ -41,10 +39,7 @@ impl KernelSymbols {
             if name == "__bpf_call_base" {
                 symbols.call_base = address;
             }
-            symbols
-                .by_address
-                .entry(address)
-                .or_insert_with(|| name.to_owned());
+            symbols.by_address.entry(address).or_insert_with(|| name.to_owned());
         }
         symbols
     }
@@ -79,10 +74,7 @@ mod tests {
         let text = "ffffffff81000000 T _stext\nffffffff81200000 T __bpf_call_base\nffffffff81200100 T bpf_map_lookup_elem\n0000000000000000 T hidden\ngarbage\n";
         let symbols = KernelSymbols::parse(text);
         assert_eq!(symbols.call_base(), 0xffffffff81200000);
-        assert_eq!(
-            symbols.name_at(0xffffffff81200100),
-            Some("bpf_map_lookup_elem")
-        );
+        assert_eq!(symbols.name_at(0xffffffff81200100), Some("bpf_map_lookup_elem"));
         assert_eq!(symbols.len(), 3);
     }
 }

@@ -32,7 +32,5 @@ mod types;
 
 pub use error::{Error, Result, VerifierError};
 pub use map::{Map, MapFlags, MapSpec, UpdateFlags};
-pub use program::{
-    LoadOptions, LogLevel, Program, ProgramFlags, ProgramSpec, TestRun, TestRunResult,
-};
+pub use program::{LoadOptions, LogLevel, Program, ProgramFlags, ProgramSpec, TestRun, TestRunResult};
 pub use types::{AttachType, LinkType, MapType, ProgramType};

@@ -86,13 +86,7 @@ pub struct MapSpec {
 
 impl MapSpec {
     /// A spec with no flags.
-    pub fn new(
-        name: &str,
-        map_type: MapType,
-        key_size: u32,
-        value_size: u32,
-        max_entries: u32,
-    ) -> MapSpec {
+    pub fn new(name: &str, map_type: MapType, key_size: u32, value_size: u32, max_entries: u32) -> MapSpec {
         MapSpec {
             name: name.to_owned(),
             map_type,
@@ -162,10 +156,8 @@ impl Map {
     }
 
     fn from_owned(fd: std::os::fd::OwnedFd, what: impl Fn() -> String) -> Result<Map> {
-        let info = sys::map_info(fd.as_fd())
-            .map_err(|e| Error::syscall(format!("read info of {}", what()), e))?;
-        let fd =
-            MapFd::from_owned(fd).map_err(|e| Error::syscall(format!("open {}", what()), e))?;
+        let info = sys::map_info(fd.as_fd()).map_err(|e| Error::syscall(format!("read info of {}", what()), e))?;
+        let fd = MapFd::from_owned(fd).map_err(|e| Error::syscall(format!("open {}", what()), e))?;
         Ok(Map {
             fd,
             name: info.name,
@@ -178,15 +170,13 @@ impl Map {
     /// Opens the map pinned at `path`.
     pub fn from_pin(path: impl AsRef<Path>) -> Result<Map> {
         let path = path.as_ref();
-        let fd = sys::obj_get(path, 0)
-            .map_err(|e| Error::syscall(format!("open pinned map {}", path.display()), e))?;
+        let fd = sys::obj_get(path, 0).map_err(|e| Error::syscall(format!("open pinned map {}", path.display()), e))?;
         Self::from_owned(fd, || format!("pinned map {}", path.display()))
     }
 
     /// Opens the map with global id `id`.
     pub fn from_id(id: u32) -> Result<Map> {
-        let fd =
-            sys::map_fd_by_id(id, 0).map_err(|e| Error::syscall(format!("open map id {id}"), e))?;
+        let fd = sys::map_fd_by_id(id, 0).map_err(|e| Error::syscall(format!("open map id {id}"), e))?;
         Self::from_owned(fd, || format!("map id {id}"))
     }
 
@@ -237,47 +227,27 @@ impl Map {
 
     /// What the kernel reports about this map.
     pub fn info(&self) -> Result<sys::MapInfo> {
-        sys::map_info(self.as_fd())
-            .map_err(|e| Error::syscall(format!("read info of {}", self.describe()), e))
+        sys::map_info(self.as_fd()).map_err(|e| Error::syscall(format!("read info of {}", self.describe()), e))
     }
 
     /// `map "name" (type, N entries)`, as errors name it.
     pub fn describe(&self) -> String {
         let kind = self.map_type.map_or("unknown type", |t| t.name());
-        format!(
-            "map \"{}\" ({kind}, {} entries)",
-            self.name, self.max_entries
-        )
+        format!("map \"{}\" ({kind}, {} entries)", self.name, self.max_entries)
     }
 
-    fn check(
-        &self,
-        operation: &str,
-        what: &'static str,
-        actual: usize,
-        expected: usize,
-    ) -> Result<()> {
+    fn check(&self, operation: &str, what: &'static str, actual: usize, expected: usize) -> Result<()> {
         if actual == expected {
             Ok(())
         } else {
-            Err(Error::SizeMismatch {
-                operation: format!("{operation} {}", self.describe()),
-                what,
-                actual,
-                expected,
-            })
+            Err(Error::SizeMismatch { operation: format!("{operation} {}", self.describe()), what, actual, expected })
         }
     }
 
     /// Copies the value for `key` into `value`; `false` when the key is absent.
     pub fn lookup(&self, key: &[u8], value: &mut [u8]) -> Result<bool> {
         self.check("lookup in", "key", key.len(), self.key_size())?;
-        self.check(
-            "lookup in",
-            "value buffer",
-            value.len(),
-            self.value_stride(),
-        )?;
+        self.check("lookup in", "value buffer", value.len(), self.value_stride())?;
         match sys::map_lookup_elem(&self.fd, key, value, 0) {
             Ok(()) => Ok(true),
             Err(e) if e.errno == sys::Errno::ENOENT => Ok(false),
@@ -305,22 +275,14 @@ impl Map {
         match sys::map_delete_elem(&self.fd, key) {
             Ok(()) => Ok(true),
             Err(e) if e.errno == sys::Errno::ENOENT => Ok(false),
-            Err(e) => Err(Error::syscall(
-                format!("delete from {}", self.describe()),
-                e,
-            )),
+            Err(e) => Err(Error::syscall(format!("delete from {}", self.describe()), e)),
         }
     }
 
     /// Looks up and removes `key` in one step (for queues and stacks, `key` is empty: pop).
     pub fn take(&self, key: &[u8], value: &mut [u8]) -> Result<bool> {
         self.check("take from", "key", key.len(), self.key_size())?;
-        self.check(
-            "take from",
-            "value buffer",
-            value.len(),
-            self.value_stride(),
-        )?;
+        self.check("take from", "value buffer", value.len(), self.value_stride())?;
         match sys::map_lookup_and_delete_elem(&self.fd, key, value, 0) {
             Ok(()) => Ok(true),
             Err(e) if e.errno == sys::Errno::ENOENT => Ok(false),
@@ -340,16 +302,14 @@ impl Map {
 
     /// Makes the map read-only for user space from now on.
     pub fn freeze(&self) -> Result<()> {
-        sys::map_freeze(&self.fd)
-            .map_err(|e| Error::syscall(format!("freeze {}", self.describe()), e))
+        sys::map_freeze(&self.fd).map_err(|e| Error::syscall(format!("freeze {}", self.describe()), e))
     }
 
     /// Pins the map at `path` on a bpffs mount.
     pub fn pin(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        sys::obj_pin(self.as_fd(), path).map_err(|e| {
-            Error::syscall(format!("pin {} at {}", self.describe(), path.display()), e)
-        })
+        sys::obj_pin(self.as_fd(), path)
+            .map_err(|e| Error::syscall(format!("pin {} at {}", self.describe(), path.display()), e))
     }
 
     /// The checked fd wrapper, for batch operations and other crates of this workspace.

@@ -228,21 +228,12 @@ mod tests {
     #[test]
     fn names_follow_the_kernel_enums() {
         assert_eq!(ProgramType::SchedCls.name(), "sched_cls");
-        assert_eq!(
-            ProgramType::SchedCls.kernel_name(),
-            "BPF_PROG_TYPE_SCHED_CLS"
-        );
+        assert_eq!(ProgramType::SchedCls.kernel_name(), "BPF_PROG_TYPE_SCHED_CLS");
         assert_eq!(ProgramType::from_raw(6), Some(ProgramType::Xdp));
         assert_eq!(MapType::LpmTrie.name(), "lpm_trie");
-        assert_eq!(
-            MapType::from_name("cgroup_storage"),
-            Some(MapType::CgroupStorage)
-        );
+        assert_eq!(MapType::from_name("cgroup_storage"), Some(MapType::CgroupStorage));
         assert_eq!(AttachType::TcxIngress.raw(), 46);
-        assert_eq!(
-            AttachType::CgroupInet4Connect.name(),
-            "cgroup_inet4_connect"
-        );
+        assert_eq!(AttachType::CgroupInet4Connect.name(), "cgroup_inet4_connect");
         assert_eq!(LinkType::from_raw(11), Some(LinkType::Tcx));
         assert_eq!(ProgramType::ALL.len(), 32);
         assert_eq!(MapType::ALL.len(), 33);

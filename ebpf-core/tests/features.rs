@@ -25,9 +25,7 @@ const KNOWN: &[(ProgramType, &str, bool)] = &[
 /// Loads `call helper; exit` through the public API and reads the verifier's answer.
 fn direct_load_accepts_the_call(program_type: ProgramType, helper: &str) -> bool {
     let mut asm = Assembler::new();
-    asm.call(helper_id(helper).unwrap())
-        .mov64_imm(Reg::R0, 0)
-        .exit();
+    asm.call(helper_id(helper).unwrap()).mov64_imm(Reg::R0, 0).exit();
     let mut spec = ProgramSpec::from_assembled("helper_probe", program_type, asm.finish().unwrap());
     if program_type == ProgramType::CgroupSockAddr {
         spec = spec.with_attach_type(AttachType::CgroupInet4Connect);
@@ -35,8 +33,7 @@ fn direct_load_accepts_the_call(program_type: ProgramType, helper: &str) -> bool
     match Program::load(&spec) {
         Ok(_) => true,
         Err(Error::Verifier(v)) => {
-            !(v.log.contains("program of this type cannot use helper")
-                || v.log.contains("unknown func"))
+            !(v.log.contains("program of this type cannot use helper") || v.log.contains("unknown func"))
         }
         Err(other) => panic!("{program_type} calling {helper}: {other}"),
     }
@@ -49,11 +46,7 @@ fn helper_probes_give_the_kernels_real_answer() {
     };
     for &(program_type, name, expected) in KNOWN {
         let probed = helper(program_type, helper_id(name).unwrap());
-        assert_eq!(
-            probed.as_bool(),
-            Some(expected),
-            "probe: {program_type} calling {name}: {probed}"
-        );
+        assert_eq!(probed.as_bool(), Some(expected), "probe: {program_type} calling {name}: {probed}");
         assert_eq!(
             direct_load_accepts_the_call(program_type, name),
             expected,
@@ -71,10 +64,7 @@ fn helper_lists_hold_only_what_the_type_may_call() {
     assert!(xdp.contains(&"bpf_xdp_adjust_head"));
     assert!(!xdp.contains(&"bpf_skb_store_bytes"));
     let socket_filter = features::helpers_for(ProgramType::SocketFilter).unwrap();
-    assert!(
-        socket_filter.len() < xdp.len() + 60,
-        "not every helper for every type"
-    );
+    assert!(socket_filter.len() < xdp.len() + 60, "not every helper for every type");
 }
 
 #[test]
@@ -82,37 +72,16 @@ fn program_and_map_types_this_stack_needs_are_present() {
     let Some(_root) = require_kernel() else {
         return;
     };
-    for t in [
-        ProgramType::SocketFilter,
-        ProgramType::Xdp,
-        ProgramType::SchedCls,
-        ProgramType::CgroupSockAddr,
-    ] {
+    for t in [ProgramType::SocketFilter, ProgramType::Xdp, ProgramType::SchedCls, ProgramType::CgroupSockAddr] {
         assert_eq!(features::program_type(t), Support::Yes, "{t}");
     }
-    for t in [
-        MapType::Hash,
-        MapType::LruHash,
-        MapType::LpmTrie,
-        MapType::ProgArray,
-        MapType::Ringbuf,
-    ] {
+    for t in [MapType::Hash, MapType::LruHash, MapType::LpmTrie, MapType::ProgArray, MapType::Ringbuf] {
         assert_eq!(features::map_type(t), Support::Yes, "{t}");
     }
-    for t in [
-        LinkType::Xdp,
-        LinkType::Tcx,
-        LinkType::Cgroup,
-        LinkType::Netns,
-    ] {
+    for t in [LinkType::Xdp, LinkType::Tcx, LinkType::Cgroup, LinkType::Netns] {
         assert_eq!(features::link_type(t), Support::Yes, "{t}");
     }
-    for f in [
-        MiscFeature::BoundedLoops,
-        MiscFeature::LargeInsnLimit,
-        MiscFeature::MmapableMaps,
-        MiscFeature::Btf,
-    ] {
+    for f in [MiscFeature::BoundedLoops, MiscFeature::LargeInsnLimit, MiscFeature::MmapableMaps, MiscFeature::Btf] {
         assert_eq!(features::misc(f), Support::Yes, "{f}");
     }
 }

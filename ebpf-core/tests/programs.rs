@@ -2,15 +2,11 @@
 
 use std::process::Command;
 
-use ebpf_core::insn::{
-    helpers, AluOp, Assembler, AtomicOp, CallNames, Disassembler, JmpCond, Reg, Size,
-};
+use ebpf_core::insn::{helpers, AluOp, Assembler, AtomicOp, CallNames, Disassembler, JmpCond, Reg, Size};
 use ebpf_core::kallsyms::KernelSymbols;
 use ebpf_core::program::{program_ids, unpin};
 use ebpf_core::sys::Errno;
-use ebpf_core::{
-    Error, LoadOptions, LogLevel, Map, MapSpec, MapType, Program, ProgramSpec, ProgramType, TestRun,
-};
+use ebpf_core::{Error, LoadOptions, LogLevel, Map, MapSpec, MapType, Program, ProgramSpec, ProgramType, TestRun};
 use ebpf_test_support::{bpffs_dir, require_kernel, unique_name};
 
 const PACKET: [u8; 64] = {
@@ -65,11 +61,7 @@ fn counting_program() -> ProgramSpec {
         .label("out")
         .mov64_imm(Reg::R0, 2)
         .exit();
-    ProgramSpec::from_assembled(
-        &unique_name("count"),
-        ProgramType::Xdp,
-        asm.finish().unwrap(),
-    )
+    ProgramSpec::from_assembled(&unique_name("count"), ProgramType::Xdp, asm.finish().unwrap())
 }
 
 #[test]
@@ -79,26 +71,14 @@ fn programs_update_bound_maps_on_every_run() {
     };
     let counter = Map::create(&MapSpec::new(&unique_name("ctr"), MapType::Array, 4, 8, 1)).unwrap();
     let mut spec = counting_program();
-    assert!(matches!(
-        Program::load(&spec),
-        Err(Error::UnboundMap { .. })
-    ));
+    assert!(matches!(Program::load(&spec), Err(Error::UnboundMap { .. })));
     assert_eq!(spec.bind_map("counter", &counter).unwrap(), 1);
     let program = Program::load(&spec).unwrap();
-    let result = program
-        .test_run(&TestRun {
-            data: &PACKET,
-            repeat: 1000,
-            ..TestRun::default()
-        })
-        .unwrap();
+    let result = program.test_run(&TestRun { data: &PACKET, repeat: 1000, ..TestRun::default() }).unwrap();
     assert_eq!(result.retval, 2);
     let value = counter.get(&0u32.to_ne_bytes()).unwrap().unwrap();
     assert_eq!(u64::from_ne_bytes(value.try_into().unwrap()), 1000);
-    assert_eq!(
-        program.info().unwrap().map_ids,
-        vec![counter.info().unwrap().id]
-    );
+    assert_eq!(program.info().unwrap().map_ids, vec![counter.info().unwrap().id]);
 }
 
 #[test]
@@ -108,21 +88,15 @@ fn a_rejected_program_returns_the_log_naming_the_failing_instruction() {
     };
     let mut asm = Assembler::new();
     asm.mov64_imm(Reg::R0, 0).mov64_reg(Reg::R0, Reg::R2).exit();
-    let mut spec =
-        ProgramSpec::from_assembled("reads_r2", ProgramType::SocketFilter, asm.finish().unwrap());
+    let mut spec = ProgramSpec::from_assembled("reads_r2", ProgramType::SocketFilter, asm.finish().unwrap());
     spec.section = Some("socket".into());
-    let Err(Error::Verifier(rejection)) = Program::load(&spec) else {
-        panic!("the verifier must refuse r2")
-    };
+    let Err(Error::Verifier(rejection)) = Program::load(&spec) else { panic!("the verifier must refuse r2") };
     assert_eq!(rejection.errno, Errno::EACCES);
-    assert!(
-        rejection.log.contains("1: (bf) r0 = r2"),
-        "{}",
-        rejection.log
-    );
+    assert!(rejection.log.contains("1: (bf) r0 = r2"), "{}", rejection.log);
     assert_eq!(rejection.summary(), Some("R2 !read_ok"));
     let text = rejection.to_string();
-    assert!(text.starts_with("load program \"reads_r2\" (section socket): rejected by the verifier (EACCES); log follows\n"));
+    assert!(text
+        .starts_with("load program \"reads_r2\" (section socket): rejected by the verifier (EACCES); log follows\n"));
 }
 
 #[test]
@@ -140,24 +114,13 @@ fn verifier_logs_larger_than_16_mib_come_back_whole() {
         .jmp_imm(JmpCond::Lt, Reg::R1, 240_000, "loop")
         .mov64_imm(Reg::R0, 0)
         .exit();
-    let spec =
-        ProgramSpec::from_assembled("long_log", ProgramType::SocketFilter, asm.finish().unwrap());
-    let options = LoadOptions {
-        log_level: LogLevel::INSTRUCTIONS | LogLevel::STATS,
-        initial_log_size: 1 << 20,
-    };
+    let spec = ProgramSpec::from_assembled("long_log", ProgramType::SocketFilter, asm.finish().unwrap());
+    let options = LoadOptions { log_level: LogLevel::INSTRUCTIONS | LogLevel::STATS, initial_log_size: 1 << 20 };
     let program = Program::load_with(&spec, &options).unwrap();
     let log = program.verifier_log().unwrap();
     assert!(log.len() > 16 << 20, "log is only {} bytes", log.len());
-    assert!(
-        log.starts_with("func#0 @0\n") || log.starts_with("0: "),
-        "{}",
-        &log[..200]
-    );
-    let last = log
-        .lines()
-        .rfind(|l| l.starts_with("processed "))
-        .expect("the closing statistics line");
+    assert!(log.starts_with("func#0 @0\n") || log.starts_with("0: "), "{}", &log[..200]);
+    let last = log.lines().rfind(|l| l.starts_with("processed ")).expect("the closing statistics line");
     assert!(last.contains("insns (limit 1000000)"), "{last}");
 }
 
@@ -176,13 +139,7 @@ fn loaded_programs_report_info_pin_and_list_by_id() {
     // The kernel rewrites context accesses to its own xdp_buff layout: 32-bit loads become 64-bit.
     let translated = program.translated().unwrap();
     assert_eq!(translated.len(), spec.instructions.len());
-    assert!(
-        matches!(
-            translated[0],
-            ebpf_core::insn::Instruction::Load { size: Size::DW, .. }
-        ),
-        "{translated:?}"
-    );
+    assert!(matches!(translated[0], ebpf_core::insn::Instruction::Load { size: Size::DW, .. }), "{translated:?}");
     assert!(program_ids().map(Result::unwrap).any(|id| id == info.id));
 
     let path = dir.join(unique_name("prog"));
@@ -227,33 +184,20 @@ fn disassembly_matches_bpftool_xlated_line_for_line() {
         .label("out")
         .mov64_imm(Reg::R0, 2)
         .exit();
-    let mut spec =
-        ProgramSpec::from_assembled(&unique_name("dis"), ProgramType::Xdp, asm.finish().unwrap());
+    let mut spec = ProgramSpec::from_assembled(&unique_name("dis"), ProgramType::Xdp, asm.finish().unwrap());
     spec.bind_map("counter", &counter).unwrap();
     let program = Program::load(&spec).unwrap();
     let id = program.info().unwrap().id;
 
-    let bpftool = Command::new("bpftool")
-        .args(["prog", "dump", "xlated", "id", &id.to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        bpftool.status.success(),
-        "{}",
-        String::from_utf8_lossy(&bpftool.stderr)
-    );
+    let bpftool = Command::new("bpftool").args(["prog", "dump", "xlated", "id", &id.to_string()]).output().unwrap();
+    assert!(bpftool.status.success(), "{}", String::from_utf8_lossy(&bpftool.stderr));
     let theirs = String::from_utf8(bpftool.stdout).unwrap();
 
     let symbols = KernelSymbols::load().unwrap();
-    let ours = Disassembler::with_names(CallNames::Xlated(&symbols))
-        .listing(&program.translated().unwrap());
+    let ours = Disassembler::with_names(CallNames::Xlated(&symbols)).listing(&program.translated().unwrap());
     let theirs: Vec<&str> = theirs.lines().filter(|l| !l.trim().is_empty()).collect();
     let ours: Vec<&str> = ours.lines().collect();
-    assert!(
-        theirs.len() >= 16,
-        "bpftool printed:\n{}",
-        theirs.join("\n")
-    );
+    assert!(theirs.len() >= 16, "bpftool printed:\n{}", theirs.join("\n"));
     assert_eq!(ours, theirs);
 }
 
@@ -264,13 +208,7 @@ fn run_stats_count_runs_while_enabled() {
     };
     let program = Program::load(&packet_length(ProgramType::Xdp)).unwrap();
     let stats = ebpf_core::program::enable_run_stats().unwrap();
-    program
-        .test_run(&TestRun {
-            data: &PACKET,
-            repeat: 50,
-            ..TestRun::default()
-        })
-        .unwrap();
+    program.test_run(&TestRun { data: &PACKET, repeat: 50, ..TestRun::default() }).unwrap();
     let info = program.info().unwrap();
     drop(stats);
     assert!(info.run_count >= 50, "run_count {}", info.run_count);
@@ -294,15 +232,13 @@ fn elf_section<'a>(elf: &'a [u8], name: &str) -> Option<&'a [u8]> {
     let u16_at = |at: usize| u16::from_le_bytes(elf[at..at + 2].try_into().unwrap()) as usize;
     let u32_at = |at: usize| u32::from_le_bytes(elf[at..at + 4].try_into().unwrap()) as usize;
     let u64_at = |at: usize| u64::from_le_bytes(elf[at..at + 8].try_into().unwrap()) as usize;
-    let (shoff, shentsize, shnum, shstrndx) =
-        (u64_at(0x28), u16_at(0x3a), u16_at(0x3c), u16_at(0x3e));
+    let (shoff, shentsize, shnum, shstrndx) = (u64_at(0x28), u16_at(0x3a), u16_at(0x3c), u16_at(0x3e));
     let header = |i: usize| shoff + i * shentsize;
     let strtab = u64_at(header(shstrndx) + 0x18);
     (0..shnum).find_map(|i| {
         let h = header(i);
         let name_at = strtab + u32_at(h);
         let end = elf[name_at..].iter().position(|&b| b == 0)? + name_at;
-        (&elf[name_at..end] == name.as_bytes())
-            .then(|| &elf[u64_at(h + 0x18)..u64_at(h + 0x18) + u64_at(h + 0x20)])
+        (&elf[name_at..end] == name.as_bytes()).then(|| &elf[u64_at(h + 0x18)..u64_at(h + 0x18) + u64_at(h + 0x20)])
     })
 }

@@ -19,10 +19,7 @@ impl<V: Pod> TryFrom<Map> for Array<V> {
         check_kind(&map, &[MapType::Array])?;
         check_size::<u32>(&map, "key", map.key_size())?;
         check_size::<V>(&map, "value", map.value_size())?;
-        Ok(Array {
-            map,
-            _value: PhantomData,
-        })
+        Ok(Array { map, _value: PhantomData })
     }
 }
 
@@ -31,11 +28,7 @@ impl<V: Pod> Array<V> {
         if index < self.map.max_entries() {
             Ok(())
         } else {
-            Err(MapError::OutOfBounds {
-                map: self.map.describe(),
-                index,
-                max_entries: self.map.max_entries(),
-            })
+            Err(MapError::OutOfBounds { map: self.map.describe(), index, max_entries: self.map.max_entries() })
         }
     }
 
@@ -43,19 +36,14 @@ impl<V: Pod> Array<V> {
     pub fn get(&self, index: u32) -> Result<V, MapError> {
         self.check_index(index)?;
         let mut value = V::zeroed();
-        self.map
-            .lookup(&index.to_ne_bytes(), bytemuck::bytes_of_mut(&mut value))?;
+        self.map.lookup(&index.to_ne_bytes(), bytemuck::bytes_of_mut(&mut value))?;
         Ok(value)
     }
 
     /// Writes the value at `index`.
     pub fn set(&self, index: u32, value: &V) -> Result<(), MapError> {
         self.check_index(index)?;
-        Ok(self.map.update(
-            &index.to_ne_bytes(),
-            bytemuck::bytes_of(value),
-            UpdateFlags::ANY,
-        )?)
+        Ok(self.map.update(&index.to_ne_bytes(), bytemuck::bytes_of(value), UpdateFlags::ANY)?)
     }
 
     /// Number of slots.

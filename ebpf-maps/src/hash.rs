@@ -19,10 +19,7 @@ impl<K: Pod, V: Pod> TryFrom<Map> for HashMap<K, V> {
         check_kind(&map, &[MapType::Hash, MapType::LruHash])?;
         check_size::<K>(&map, "key", map.key_size())?;
         check_size::<V>(&map, "value", map.value_size())?;
-        Ok(HashMap {
-            map,
-            _types: PhantomData,
-        })
+        Ok(HashMap { map, _types: PhantomData })
     }
 }
 
@@ -30,17 +27,13 @@ impl<K: Pod, V: Pod> HashMap<K, V> {
     /// The value for `key`, if present.
     pub fn get(&self, key: &K) -> Result<Option<V>, MapError> {
         let mut value = V::zeroed();
-        let found = self
-            .map
-            .lookup(bytemuck::bytes_of(key), bytemuck::bytes_of_mut(&mut value))?;
+        let found = self.map.lookup(bytemuck::bytes_of(key), bytemuck::bytes_of_mut(&mut value))?;
         Ok(found.then_some(value))
     }
 
     /// Inserts or replaces `key`, as `flags` allow.
     pub fn insert(&self, key: &K, value: &V, flags: UpdateFlags) -> Result<(), MapError> {
-        Ok(self
-            .map
-            .update(bytemuck::bytes_of(key), bytemuck::bytes_of(value), flags)?)
+        Ok(self.map.update(bytemuck::bytes_of(key), bytemuck::bytes_of(value), flags)?)
     }
 
     /// Removes `key`; `false` when it was absent.
@@ -51,9 +44,7 @@ impl<K: Pod, V: Pod> HashMap<K, V> {
     /// Removes `key` and returns its value.
     pub fn take(&self, key: &K) -> Result<Option<V>, MapError> {
         let mut value = V::zeroed();
-        let found = self
-            .map
-            .take(bytemuck::bytes_of(key), bytemuck::bytes_of_mut(&mut value))?;
+        let found = self.map.take(bytemuck::bytes_of(key), bytemuck::bytes_of_mut(&mut value))?;
         Ok(found.then_some(value))
     }
 

@@ -72,11 +72,7 @@ fn check_kind(map: &Map, accepted: &[MapType]) -> Result<(), MapError> {
         Some(kind) if accepted.contains(&kind) => Ok(()),
         other => Err(MapError::WrongType {
             map: map.describe(),
-            expected: accepted
-                .iter()
-                .map(|t| t.name())
-                .collect::<Vec<_>>()
-                .join(" or "),
+            expected: accepted.iter().map(|t| t.name()).collect::<Vec<_>>().join(" or "),
             actual: other.map_or("unknown".to_owned(), |t| t.name().to_owned()),
         }),
     }

@@ -20,14 +20,8 @@ fn typed_hash_maps_round_trip_structs() {
     };
     let map = Map::create(&MapSpec::new(&unique_name("be"), MapType::Hash, 4, 8, 16)).unwrap();
     let backends: HashMap<u32, Backend> = HashMap::try_from(map).unwrap();
-    let backend = Backend {
-        address: 0x0a00_0001,
-        port: 8080,
-        flags: 1,
-    };
-    backends
-        .insert(&3, &backend, UpdateFlags::NO_EXIST)
-        .unwrap();
+    let backend = Backend { address: 0x0a00_0001, port: 8080, flags: 1 };
+    backends.insert(&3, &backend, UpdateFlags::NO_EXIST).unwrap();
     assert_eq!(backends.get(&3).unwrap(), Some(backend));
     assert_eq!(backends.take(&3).unwrap(), Some(backend));
     assert_eq!(backends.get(&3).unwrap(), None);
@@ -41,31 +35,12 @@ fn views_refuse_maps_whose_sizes_or_kind_do_not_match() {
     };
     let map = Map::create(&MapSpec::new(&unique_name("sz"), MapType::Hash, 4, 4, 4)).unwrap();
     let err = HashMap::<u32, u64>::try_from(map).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            MapError::SizeMismatch {
-                what: "value",
-                actual: 4,
-                expected: 8,
-                ..
-            }
-        ),
-        "{err}"
-    );
-    assert!(
-        err.to_string()
-            .contains("value is 4 bytes in the kernel but u64 is 8"),
-        "{err}"
-    );
+    assert!(matches!(err, MapError::SizeMismatch { what: "value", actual: 4, expected: 8, .. }), "{err}");
+    assert!(err.to_string().contains("value is 4 bytes in the kernel but u64 is 8"), "{err}");
 
     let array = Map::create(&MapSpec::new(&unique_name("arr"), MapType::Array, 4, 8, 4)).unwrap();
     let err = HashMap::<u32, u64>::try_from(array).unwrap_err();
-    assert!(
-        err.to_string()
-            .ends_with("map type is array, expected hash or lru_hash"),
-        "{err}"
-    );
+    assert!(err.to_string().ends_with("map type is array, expected hash or lru_hash"), "{err}");
 }
 
 #[test]
@@ -78,12 +53,5 @@ fn arrays_index_within_bounds_only() {
     array.set(3, &99).unwrap();
     assert_eq!(array.get(3).unwrap(), 99);
     assert_eq!(array.get(0).unwrap(), 0, "arrays start zeroed");
-    assert!(matches!(
-        array.get(4),
-        Err(MapError::OutOfBounds {
-            index: 4,
-            max_entries: 4,
-            ..
-        })
-    ));
+    assert!(matches!(array.get(4), Err(MapError::OutOfBounds { index: 4, max_entries: 4, .. })));
 }

@@ -7,10 +7,7 @@ use serde_json::{json, Map, Value};
 pub fn run(as_json: bool) -> Result<(), ebpf_core::Error> {
     let report = features::probe_all();
     if as_json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&to_json(&report)).expect("JSON values always serialise")
-        );
+        println!("{}", serde_json::to_string_pretty(&to_json(&report)).expect("JSON values always serialise"));
     } else {
         print!("{}", to_table(&report));
     }
@@ -20,10 +17,7 @@ pub fn run(as_json: bool) -> Result<(), ebpf_core::Error> {
 fn answers<K: Display>(answers: &BTreeMap<K, Support>, reasons: &mut Map<String, Value>) -> Value {
     let mut out = Map::new();
     for (key, support) in answers {
-        out.insert(
-            key.to_string(),
-            support.as_bool().map_or(Value::Null, Value::Bool),
-        );
+        out.insert(key.to_string(), support.as_bool().map_or(Value::Null, Value::Bool));
         if let Some(reason) = support.reason() {
             reasons.insert(key.to_string(), Value::String(reason.to_owned()));
         }
@@ -49,16 +43,9 @@ pub fn to_json(report: &FeatureReport) -> Value {
     section_reasons("link_types", std::mem::take(&mut r));
     let misc = answers(&report.misc, &mut r);
     section_reasons("misc", std::mem::take(&mut r));
-    let helpers: Map<String, Value> = report
-        .helpers
-        .iter()
-        .map(|(t, names)| (t.to_string(), json!(names)))
-        .collect();
-    let helpers_unknown: Map<String, Value> = report
-        .helpers_unknown
-        .iter()
-        .map(|(t, why)| (t.to_string(), json!(why)))
-        .collect();
+    let helpers: Map<String, Value> = report.helpers.iter().map(|(t, names)| (t.to_string(), json!(names))).collect();
+    let helpers_unknown: Map<String, Value> =
+        report.helpers_unknown.iter().map(|(t, why)| (t.to_string(), json!(why))).collect();
     section_reasons("helpers", helpers_unknown);
     json!({
         "kernel": report.kernel,
@@ -74,11 +61,7 @@ pub fn to_json(report: &FeatureReport) -> Value {
 fn section<K: Display>(out: &mut String, title: &str, answers: &BTreeMap<K, Support>) {
     use std::fmt::Write;
     let _ = writeln!(out, "\n{title}");
-    let width = answers
-        .keys()
-        .map(|k| k.to_string().len())
-        .max()
-        .unwrap_or(0);
+    let width = answers.keys().map(|k| k.to_string().len()).max().unwrap_or(0);
     for (key, support) in answers {
         let answer = match support {
             Support::Yes => "yes".to_owned(),
@@ -97,12 +80,7 @@ fn to_table(report: &FeatureReport) -> String {
     section(&mut out, "link types", &report.link_types);
     section(&mut out, "misc", &report.misc);
     let _ = writeln!(out, "\nhelpers (count per program type)");
-    let width = report
-        .program_types
-        .keys()
-        .map(|k| k.name().len())
-        .max()
-        .unwrap_or(0);
+    let width = report.program_types.keys().map(|k| k.name().len()).max().unwrap_or(0);
     for (program_type, names) in &report.helpers {
         let _ = writeln!(out, "  {:width$}  {}", program_type.name(), names.len());
     }

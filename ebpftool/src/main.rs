@@ -16,11 +16,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    name = "ebpftool",
-    version,
-    about = "Inspect the kernel's BPF state (a bpftool-like CLI over ebpf-core)"
-)]
+#[command(name = "ebpftool", version, about = "Inspect the kernel's BPF state (a bpftool-like CLI over ebpf-core)")]
 struct Cli {
     #[command(subcommand)]
     command: Command,

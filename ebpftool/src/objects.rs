@@ -35,29 +35,19 @@ fn tag_hex(tag: &[u8; 8]) -> String {
 
 fn show_program(id: u32) -> Result<String, ebpf_core::Error> {
     let info = Program::from_id(id)?.info()?;
-    let kind = ProgramType::from_raw(info.prog_type)
-        .map_or_else(|| format!("type {}", info.prog_type), |t| t.to_string());
-    let mut line = format!(
-        "{id}: {kind}  name {}  tag {}",
-        info.name,
-        tag_hex(&info.tag)
-    );
+    let kind =
+        ProgramType::from_raw(info.prog_type).map_or_else(|| format!("type {}", info.prog_type), |t| t.to_string());
+    let mut line = format!("{id}: {kind}  name {}  tag {}", info.name, tag_hex(&info.tag));
     if info.gpl_compatible {
         line.push_str("  gpl");
     }
-    line.push_str(&format!(
-        "\n\txlated {}B  jited {}B",
-        info.xlated_len, info.jited_len
-    ));
+    line.push_str(&format!("\n\txlated {}B  jited {}B", info.xlated_len, info.jited_len));
     if !info.map_ids.is_empty() {
         let ids: Vec<String> = info.map_ids.iter().map(u32::to_string).collect();
         line.push_str(&format!("  map_ids {}", ids.join(",")));
     }
     if info.run_count > 0 {
-        line.push_str(&format!(
-            "\n\trun_cnt {}  run_time_ns {}",
-            info.run_count, info.run_time_ns
-        ));
+        line.push_str(&format!("\n\trun_cnt {}  run_time_ns {}", info.run_count, info.run_time_ns));
     }
     Ok(line)
 }
@@ -79,8 +69,7 @@ pub fn prog(command: ProgCommand) -> Result<(), ebpf_core::Error> {
         ProgCommand::Dump { id, .. } => {
             let program = Program::from_id(id)?;
             let symbols = KernelSymbols::load().unwrap_or_default();
-            let listing = Disassembler::with_names(CallNames::Xlated(&symbols))
-                .listing(&program.translated()?);
+            let listing = Disassembler::with_names(CallNames::Xlated(&symbols)).listing(&program.translated()?);
             print!("{listing}");
         }
     }

@@ -97,15 +97,8 @@ pub struct Labels(BTreeMap<String, String>);
 
 impl Labels {
     /// Labels from `(key, value)` pairs; a repeated key keeps its last value.
-    pub fn from_pairs<K: Into<String>, V: Into<String>>(
-        pairs: impl IntoIterator<Item = (K, V)>,
-    ) -> Labels {
-        Labels(
-            pairs
-                .into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
-        )
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Labels {
+        Labels(pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
     }
 
     /// The value of `key`.
@@ -194,15 +187,9 @@ mod tests {
 
     #[test]
     fn reserved_identities_have_the_documented_numbers() {
-        assert_eq!(
-            ReservedIdentity::from_id(6),
-            Some(ReservedIdentity::RemoteNode)
-        );
+        assert_eq!(ReservedIdentity::from_id(6), Some(ReservedIdentity::RemoteNode));
         assert_eq!(ReservedIdentity::from_id(8), None);
-        assert_eq!(
-            ReservedIdentity::WorldIpv6.to_string(),
-            "reserved:world-ipv6"
-        );
+        assert_eq!(ReservedIdentity::WorldIpv6.to_string(), "reserved:world-ipv6");
     }
 
     #[test]

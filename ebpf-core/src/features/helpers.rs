@@ -25,28 +25,17 @@ fn probe(program_type: ProgramType, id: i32) -> Support {
         Support::Unknown(why) => return Support::Unknown(format!("program type unknown: {why}")),
     }
     let Some(setup) = loadable_setup(program_type) else {
-        return Support::Unknown(format!(
-            "{program_type} programs need an attach target to load; not probed"
-        ));
+        return Support::Unknown(format!("{program_type} programs need an attach target to load; not probed"));
     };
     let insns = encode(&[Instruction::Call(CallTarget::Helper(id)), Instruction::Exit]);
     let (result, log) = try_load(program_type, setup, &insns);
-    let refused = [
-        "invalid func ",
-        "unknown func ",
-        "program of this type cannot use helper ",
-    ];
+    let refused = ["invalid func ", "unknown func ", "program of this type cannot use helper "];
     match result {
         Ok(_) => Support::Yes,
-        Err(_) if refused.iter().any(|text| log.contains(text)) => Support::No(
-            log.lines()
-                .rfind(|l| refused.iter().any(|t| l.contains(t)))
-                .unwrap_or("")
-                .to_owned(),
-        ),
-        Err(e) if log.is_empty() => {
-            Support::Unknown(format!("probe load failed with {} and no log", e.errno))
+        Err(_) if refused.iter().any(|text| log.contains(text)) => {
+            Support::No(log.lines().rfind(|l| refused.iter().any(|t| l.contains(t))).unwrap_or("").to_owned())
         }
+        Err(e) if log.is_empty() => Support::Unknown(format!("probe load failed with {} and no log", e.errno)),
         // The call itself was accepted; the verifier objected to something else (arguments).
         Err(_) => Support::Yes,
     }
@@ -61,9 +50,7 @@ pub fn helpers_for(program_type: ProgramType) -> Result<Vec<&'static str>, Strin
         Support::Unknown(why) => return Err(format!("program type unknown: {why}")),
     }
     if loadable_setup(program_type).is_none() {
-        return Err(format!(
-            "{program_type} programs need an attach target to load; helpers not probed"
-        ));
+        return Err(format!("{program_type} programs need an attach target to load; helpers not probed"));
     }
     let mut names = Vec::new();
     for (index, name) in HELPER_NAMES.iter().enumerate() {

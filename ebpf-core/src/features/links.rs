@@ -18,10 +18,7 @@ fn load(program_type: ProgramType, attach: Option<AttachType>) -> Result<OwnedFd
         Support::Yes => {}
         other => return Err(other),
     }
-    let setup = ProbeLoad {
-        expected_attach_type: attach,
-        ..ProbeLoad::default()
-    };
+    let setup = ProbeLoad { expected_attach_type: attach, ..ProbeLoad::default() };
     try_load(program_type, setup, &return_zero())
         .0
         .map_err(|e| Support::Unknown(format!("probe program did not load: {}", e.errno)))
@@ -40,9 +37,7 @@ fn program_type_support(t: ProgramType) -> Support {
 fn bad_target_answer(result: Result<OwnedFd, SysError>) -> Support {
     match result {
         Err(e) if e.errno == Errno::EBADF => Support::Yes,
-        Err(e) if e.errno == Errno::EINVAL => {
-            Support::No("EINVAL: the kernel does not know this link kind".to_owned())
-        }
+        Err(e) if e.errno == Errno::EINVAL => Support::No("EINVAL: the kernel does not know this link kind".to_owned()),
         Err(e) => Support::Unknown(format!("probe link failed with {}", e.errno)),
         Ok(_) => Support::Unknown("the kernel accepted an invalid target".to_owned()),
     }
@@ -53,17 +48,10 @@ fn created(result: Result<OwnedFd, SysError>, expected: LinkType) -> Support {
         Ok(link) => match sys::link_info(link.as_fd()) {
             Ok(info) if info.link_type == expected.raw() => Support::Yes,
             Ok(info) => Support::Unknown(format!("the link reports type {}", info.link_type)),
-            Err(e) => Support::Unknown(format!(
-                "link created but its info is unreadable: {}",
-                e.errno
-            )),
+            Err(e) => Support::Unknown(format!("link created but its info is unreadable: {}", e.errno)),
         },
-        Err(e) if e.errno == Errno::EINVAL => {
-            Support::No("EINVAL: the kernel does not know this link kind".to_owned())
-        }
-        Err(e) if e.errno == Errno::EOPNOTSUPP => {
-            Support::No("EOPNOTSUPP: not built into this kernel".to_owned())
-        }
+        Err(e) if e.errno == Errno::EINVAL => Support::No("EINVAL: the kernel does not know this link kind".to_owned()),
+        Err(e) if e.errno == Errno::EOPNOTSUPP => Support::No("EOPNOTSUPP: not built into this kernel".to_owned()),
         Err(e) => Support::Unknown(format!("probe link failed with {}", e.errno)),
     }
 }
@@ -142,10 +130,7 @@ fn probe(link_type: LinkType) -> Support {
                         LOOPBACK_IFINDEX,
                         AttachType::TcxIngress.raw(),
                         0,
-                        LinkTarget::Mprog {
-                            relative: 0,
-                            expected_revision: 0,
-                        },
+                        LinkTarget::Mprog { relative: 0, expected_revision: 0 },
                     );
                     created(result, LinkType::Tcx)
                 })
@@ -159,10 +144,7 @@ fn probe(link_type: LinkType) -> Support {
                         LOOPBACK_IFINDEX,
                         AttachType::NetkitPrimary.raw(),
                         0,
-                        LinkTarget::Mprog {
-                            relative: 0,
-                            expected_revision: 0,
-                        },
+                        LinkTarget::Mprog { relative: 0, expected_revision: 0 },
                     ) {
                         Err(e) if e.errno == Errno::ENXIO => Support::Yes,
                         other => created(other, LinkType::Netkit),
@@ -174,12 +156,8 @@ fn probe(link_type: LinkType) -> Support {
                 in_netns(move |_| {
                     const NFPROTO_IPV4: u32 = 2;
                     const NF_INET_LOCAL_IN: u32 = 1;
-                    let target = LinkTarget::Netfilter {
-                        pf: NFPROTO_IPV4,
-                        hooknum: NF_INET_LOCAL_IN,
-                        priority: 1,
-                        flags: 0,
-                    };
+                    let target =
+                        LinkTarget::Netfilter { pf: NFPROTO_IPV4, hooknum: NF_INET_LOCAL_IN, priority: 1, flags: 0 };
                     created(
                         sys::link_create(prog.as_fd(), 0, AttachType::Netfilter.raw(), 0, target),
                         LinkType::Netfilter,
@@ -195,9 +173,7 @@ fn probe(link_type: LinkType) -> Support {
                     max_entries: 1,
                     ..Default::default()
                 })
-                .map_err(|e| {
-                    Support::Unknown(format!("could not create a sockmap: {}", e.errno))
-                })?;
+                .map_err(|e| Support::Unknown(format!("could not create a sockmap: {}", e.errno)))?;
                 let result = sys::link_create(
                     prog.as_fd(),
                     map.as_fd().as_raw_fd() as u32,
@@ -207,17 +183,15 @@ fn probe(link_type: LinkType) -> Support {
                 );
                 created(result, LinkType::Sockmap)
             }
-            LinkType::Tracing | LinkType::Iter => {
-                match program_type_support(ProgramType::Tracing) {
-                    Support::Yes => Support::Unknown(
-                        "needs a kernel function's BTF id to attach to; not probed".to_owned(),
-                    ),
-                    other => other,
+            LinkType::Tracing | LinkType::Iter => match program_type_support(ProgramType::Tracing) {
+                Support::Yes => {
+                    Support::Unknown("needs a kernel function's BTF id to attach to; not probed".to_owned())
                 }
+                other => other,
+            },
+            LinkType::StructOps => {
+                Support::Unknown("needs a struct_ops map registered against a kernel type; not probed".to_owned())
             }
-            LinkType::StructOps => Support::Unknown(
-                "needs a struct_ops map registered against a kernel type; not probed".to_owned(),
-            ),
             LinkType::KprobeMulti | LinkType::UprobeMulti => {
                 let attach = if link_type == LinkType::KprobeMulti {
                     AttachType::TraceKprobeMulti
@@ -227,13 +201,7 @@ fn probe(link_type: LinkType) -> Support {
                 let prog = load(ProgramType::Kprobe, Some(attach))?;
                 // With no targets, a kernel built without fprobe/uprobes says EOPNOTSUPP; one
                 // built with them says EINVAL, as does a kernel that predates the link kind.
-                match sys::link_create(
-                    prog.as_fd(),
-                    0,
-                    attach.raw(),
-                    0,
-                    LinkTarget::Plain { target_btf_id: 0 },
-                ) {
+                match sys::link_create(prog.as_fd(), 0, attach.raw(), 0, LinkTarget::Plain { target_btf_id: 0 }) {
                     Err(e) if e.errno == Errno::EOPNOTSUPP => {
                         Support::No("EOPNOTSUPP: not built into this kernel".to_owned())
                     }
@@ -241,9 +209,7 @@ fn probe(link_type: LinkType) -> Support {
                         "{} without targets; only attaching to real functions would tell",
                         e.errno
                     )),
-                    Ok(_) => {
-                        Support::Unknown("the kernel accepted a link without targets".to_owned())
-                    }
+                    Ok(_) => Support::Unknown("the kernel accepted a link without targets".to_owned()),
                 }
             }
         })

@@ -29,10 +29,7 @@ fn probe(map_type: MapType) -> Support {
     }
     // Local-storage maps need BTF describing an int key and value.
     let storage_btf = match map_type {
-        MapType::SkStorage
-        | MapType::InodeStorage
-        | MapType::TaskStorage
-        | MapType::CgrpStorage => {
+        MapType::SkStorage | MapType::InodeStorage | MapType::TaskStorage | MapType::CgrpStorage => {
             let mut btf = BtfBuilder::new();
             btf.add_int("int", 4, IntEncoding::Signed);
             match sys::btf_load(&btf.encode()) {
@@ -53,22 +50,13 @@ fn probe(map_type: MapType) -> Support {
             };
             match sys::map_create(&template) {
                 Ok(fd) => Some(fd),
-                Err(e) => {
-                    return Support::Unknown(format!(
-                        "could not create the inner map template: {e}"
-                    ))
-                }
+                Err(e) => return Support::Unknown(format!("could not create the inner map template: {e}")),
             }
         }
         _ => None,
     };
-    let mut request = MapCreate {
-        map_type: map_type.raw(),
-        key_size: 4,
-        value_size: 4,
-        max_entries: 1,
-        ..Default::default()
-    };
+    let mut request =
+        MapCreate { map_type: map_type.raw(), key_size: 4, value_size: 4, max_entries: 1, ..Default::default() };
     let mut expect_notsupp = false;
     match map_type {
         MapType::Hash
@@ -99,10 +87,7 @@ fn probe(map_type: MapType) -> Support {
             request.value_size = 0;
             request.map_flags = MMAPABLE;
         }
-        MapType::SkStorage
-        | MapType::InodeStorage
-        | MapType::TaskStorage
-        | MapType::CgrpStorage => {
+        MapType::SkStorage | MapType::InodeStorage | MapType::TaskStorage | MapType::CgrpStorage => {
             request.map_flags = NO_PREALLOC;
             request.max_entries = 0;
             request.btf_key_type_id = 1;
@@ -124,9 +109,7 @@ fn probe(map_type: MapType) -> Support {
         Err(e) if e.errno == Errno::EINVAL => {
             Support::No("EINVAL: map type unknown to or not built into this kernel".to_owned())
         }
-        Err(e) if e.errno == Errno::EPERM => {
-            Support::No("the kernel refuses this map type (EPERM)".to_owned())
-        }
+        Err(e) if e.errno == Errno::EPERM => Support::No("the kernel refuses this map type (EPERM)".to_owned()),
         Err(e) => Support::Unknown(format!("probe create failed with {}", e.errno)),
     }
 }

@@ -120,33 +120,18 @@ fn loads(insns: &[RawInsn]) -> Support {
     match try_load(ProgramType::SocketFilter, ProbeLoad::default(), insns) {
         (Ok(_), _) => Support::Yes,
         (Err(e), log) => {
-            let last = log
-                .lines()
-                .rfind(|l| !l.trim().is_empty())
-                .unwrap_or("no log")
-                .to_owned();
+            let last = log.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("no log").to_owned();
             Support::No(format!("{}: {last}", e.errno))
         }
     }
 }
 
 fn mov(dst: Reg, imm: i32) -> Instruction {
-    Instruction::Alu {
-        width: Width::W64,
-        op: AluOp::Mov,
-        dst,
-        src: Source::Imm(imm),
-    }
+    Instruction::Alu { width: Width::W64, op: AluOp::Mov, dst, src: Source::Imm(imm) }
 }
 
 fn jump(width: Width, cond: JmpCond, imm: i32, off: i16) -> Instruction {
-    Instruction::Jump {
-        width,
-        cond,
-        dst: Reg::R0,
-        src: Source::Imm(imm),
-        off,
-    }
+    Instruction::Jump { width, cond, dst: Reg::R0, src: Source::Imm(imm), off }
 }
 
 fn btf_loads(build: impl FnOnce(&mut BtfBuilder)) -> Support {
@@ -177,12 +162,7 @@ fn probe(feature: MiscFeature) -> Support {
     match feature {
         MiscFeature::BoundedLoops => loads(&encode(&[
             mov(Reg::R0, 0),
-            Instruction::Alu {
-                width: Width::W64,
-                op: AluOp::Add,
-                dst: Reg::R0,
-                src: Source::Imm(1),
-            },
+            Instruction::Alu { width: Width::W64, op: AluOp::Add, dst: Reg::R0, src: Source::Imm(1) },
             jump(Width::W64, JmpCond::Lt, 4, -2),
             exit,
         ])),
@@ -191,35 +171,13 @@ fn probe(feature: MiscFeature) -> Support {
             insns.push(exit);
             loads(&encode(&insns))
         }
-        MiscFeature::IsaV2 => loads(&encode(&[
-            mov(Reg::R0, 0),
-            jump(Width::W64, JmpCond::Lt, 0, 0),
-            exit,
-        ])),
-        MiscFeature::IsaV3 => loads(&encode(&[
-            mov(Reg::R0, 0),
-            jump(Width::W32, JmpCond::Lt, 0, 0),
-            exit,
-        ])),
+        MiscFeature::IsaV2 => loads(&encode(&[mov(Reg::R0, 0), jump(Width::W64, JmpCond::Lt, 0, 0), exit])),
+        MiscFeature::IsaV3 => loads(&encode(&[mov(Reg::R0, 0), jump(Width::W32, JmpCond::Lt, 0, 0), exit])),
         MiscFeature::IsaV4 => loads(&encode(&[
             mov(Reg::R0, 1),
-            Instruction::Alu {
-                width: Width::W64,
-                op: AluOp::SDiv,
-                dst: Reg::R0,
-                src: Source::Imm(1),
-            },
-            Instruction::MovSx {
-                width: Width::W64,
-                dst: Reg::R0,
-                src: Reg::R0,
-                bits: 8,
-            },
-            Instruction::Endian {
-                kind: crate::insn::EndianKind::Bswap,
-                dst: Reg::R0,
-                bits: 16,
-            },
+            Instruction::Alu { width: Width::W64, op: AluOp::SDiv, dst: Reg::R0, src: Source::Imm(1) },
+            Instruction::MovSx { width: Width::W64, dst: Reg::R0, src: Reg::R0, bits: 8 },
+            Instruction::Endian { kind: crate::insn::EndianKind::Bswap, dst: Reg::R0, bits: 16 },
             Instruction::JaLong { imm: 0 },
             exit,
         ])),
@@ -228,32 +186,14 @@ fn probe(feature: MiscFeature) -> Support {
         }),
         MiscFeature::BtfFunc | MiscFeature::BtfFuncGlobal => btf_loads(|b| {
             let int = b.add_int("int", 4, IntEncoding::Signed);
-            let proto = b.add_func_proto(
-                Some(int),
-                &[Param {
-                    name: "x",
-                    ty: Some(int),
-                }],
-            );
-            let linkage = if feature == MiscFeature::BtfFunc {
-                Linkage::Static
-            } else {
-                Linkage::Global
-            };
+            let proto = b.add_func_proto(Some(int), &[Param { name: "x", ty: Some(int) }]);
+            let linkage = if feature == MiscFeature::BtfFunc { Linkage::Static } else { Linkage::Global };
             b.add_func("probe", proto, linkage);
         }),
         MiscFeature::BtfDatasec => btf_loads(|b| {
             let int = b.add_int("int", 4, IntEncoding::Signed);
             let var = b.add_var("x", int, Linkage::Global);
-            b.add_datasec(
-                ".data",
-                4,
-                &[DatasecVar {
-                    var,
-                    offset: 0,
-                    size: 4,
-                }],
-            );
+            b.add_datasec(".data", 4, &[DatasecVar { var, offset: 0, size: 4 }]);
         }),
         MiscFeature::BtfFloat => btf_loads(|b| {
             b.add_float("float", 4);
@@ -269,30 +209,11 @@ fn probe(feature: MiscFeature) -> Support {
             b.add_ptr(tag);
         }),
         MiscFeature::BtfEnum64 => btf_loads(|b| {
-            b.add_enum64(
-                "e",
-                8,
-                false,
-                &[EnumValue {
-                    name: "big",
-                    value: 1 << 40,
-                }],
-            );
+            b.add_enum64("e", 8, false, &[EnumValue { name: "big", value: 1 << 40 }]);
         }),
-        MiscFeature::MmapableMaps
-        | MiscFeature::ObjectNames
-        | MiscFeature::GlobalData
-        | MiscFeature::ProgBindMap => {
-            let flags = if feature == MiscFeature::MmapableMaps {
-                1 << 10
-            } else {
-                0
-            };
-            let name = if feature == MiscFeature::ObjectNames {
-                "probe_name"
-            } else {
-                ""
-            };
+        MiscFeature::MmapableMaps | MiscFeature::ObjectNames | MiscFeature::GlobalData | MiscFeature::ProgBindMap => {
+            let flags = if feature == MiscFeature::MmapableMaps { 1 << 10 } else { 0 };
+            let name = if feature == MiscFeature::ObjectNames { "probe_name" } else { "" };
             let map = match sys::map_create(&MapCreate {
                 map_type: MapType::Array.raw(),
                 key_size: 4,
@@ -310,23 +231,14 @@ fn probe(feature: MiscFeature) -> Support {
                     use std::os::fd::{AsFd, AsRawFd};
                     let fd = map.as_fd().as_raw_fd();
                     loads(&encode(&[
-                        Instruction::LoadImm64 {
-                            dst: Reg::R1,
-                            value: LoadImm64::MapValue { fd, offset: 0 },
-                        },
+                        Instruction::LoadImm64 { dst: Reg::R1, value: LoadImm64::MapValue { fd, offset: 0 } },
                         mov(Reg::R0, 0),
                         exit,
                     ]))
                 }
                 MiscFeature::ProgBindMap => {
                     use std::os::fd::AsFd;
-                    let Ok(prog) = try_load(
-                        ProgramType::SocketFilter,
-                        ProbeLoad::default(),
-                        &return_zero(),
-                    )
-                    .0
-                    else {
+                    let Ok(prog) = try_load(ProgramType::SocketFilter, ProbeLoad::default(), &return_zero()).0 else {
                         return Support::Unknown("probe program did not load".to_owned());
                     };
                     match sys::prog_bind_map(prog.as_fd(), map.as_fd()) {

@@ -91,9 +91,7 @@ struct Cache<K> {
 
 impl<K: Eq + Hash + Copy> Cache<K> {
     const fn new() -> Cache<K> {
-        Cache {
-            map: OnceLock::new(),
-        }
+        Cache { map: OnceLock::new() }
     }
 
     fn get_or_probe(&self, key: K, probe: impl FnOnce() -> Support) -> Support {
@@ -103,11 +101,7 @@ impl<K: Eq + Hash + Copy> Cache<K> {
         }
         // Probe without holding the lock: probes can take a while and may nest.
         let answer = probe();
-        map.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(key)
-            .or_insert(answer)
-            .clone()
+        map.lock().unwrap_or_else(|e| e.into_inner()).entry(key).or_insert(answer).clone()
     }
 }
 
@@ -139,10 +133,7 @@ pub struct FeatureReport {
 
 /// Runs (or recalls) every probe.
 pub fn probe_all() -> FeatureReport {
-    let program_types: BTreeMap<_, _> = ProgramType::ALL
-        .iter()
-        .map(|&t| (t, program_type(t)))
-        .collect();
+    let program_types: BTreeMap<_, _> = ProgramType::ALL.iter().map(|&t| (t, program_type(t))).collect();
     let mut helpers = BTreeMap::new();
     let mut helpers_unknown = BTreeMap::new();
     for &t in ProgramType::ALL {

@@ -55,10 +55,7 @@ pub(super) fn try_load(
     loop {
         let outcome = sys::prog_load(&request, Some((&mut log, 1)));
         match outcome.result {
-            Err(SysError {
-                errno: Errno::ENOSPC,
-                ..
-            }) if log.len() < (1 << 26) => {
+            Err(SysError { errno: Errno::ENOSPC, .. }) if log.len() < (1 << 26) => {
                 let needed = (outcome.log_true_size as usize).max(log.len() * 4);
                 log = vec![0u8; needed];
             }
@@ -75,67 +72,35 @@ pub(super) fn try_load(
 pub(super) fn privilege() -> Result<(), String> {
     static ANSWER: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     ANSWER
-        .get_or_init(|| {
-            match try_load(
-                ProgramType::SocketFilter,
-                ProbeLoad::default(),
-                &return_zero(),
-            )
-            .0
-            {
-                Ok(_) => Ok(()),
-                Err(e) => Err(format!(
-                    "cannot load even a socket filter ({}); run as root",
-                    e.errno
-                )),
-            }
+        .get_or_init(|| match try_load(ProgramType::SocketFilter, ProbeLoad::default(), &return_zero()).0 {
+            Ok(_) => Ok(()),
+            Err(e) => Err(format!("cannot load even a socket filter ({}); run as root", e.errno)),
         })
         .clone()
 }
 
 fn setup(program_type: ProgramType) -> (ProbeLoad, Expect) {
-    let with = |t| ProbeLoad {
-        expected_attach_type: Some(t),
-        ..ProbeLoad::default()
-    };
+    let with = |t| ProbeLoad { expected_attach_type: Some(t), ..ProbeLoad::default() };
     match program_type {
         ProgramType::CgroupSockAddr => (with(AttachType::CgroupInet4Connect), Expect::Load),
         ProgramType::CgroupSockopt => (with(AttachType::CgroupGetsockopt), Expect::Load),
         ProgramType::SkLookup => (with(AttachType::SkLookup), Expect::Load),
         ProgramType::LircMode2 => (with(AttachType::LircMode2), Expect::Load),
         ProgramType::Netfilter => (with(AttachType::Netfilter), Expect::Load),
-        ProgramType::Syscall => (
-            ProbeLoad {
-                flags: 1 << 4,
-                ..ProbeLoad::default()
-            },
-            Expect::Load,
-        ),
+        ProgramType::Syscall => (ProbeLoad { flags: 1 << 4, ..ProbeLoad::default() }, Expect::Load),
         // Types that attach to a BTF-described kernel function: id 1 is never a function, so
         // a kernel that knows the type stops there and says so.
         ProgramType::Tracing => (
-            ProbeLoad {
-                expected_attach_type: Some(AttachType::TraceFentry),
-                attach_btf_id: 1,
-                flags: 0,
-            },
+            ProbeLoad { expected_attach_type: Some(AttachType::TraceFentry), attach_btf_id: 1, flags: 0 },
             Expect::LogSays("attach_btf_id 1 is not a function"),
         ),
         ProgramType::Lsm => (
-            ProbeLoad {
-                expected_attach_type: Some(AttachType::LsmMac),
-                attach_btf_id: 1,
-                flags: 0,
-            },
+            ProbeLoad { expected_attach_type: Some(AttachType::LsmMac), attach_btf_id: 1, flags: 0 },
             Expect::LogSays("attach_btf_id 1 is not a function"),
         ),
-        ProgramType::Ext => (
-            ProbeLoad {
-                attach_btf_id: 1,
-                ..ProbeLoad::default()
-            },
-            Expect::LogSays("Cannot replace kernel functions"),
-        ),
+        ProgramType::Ext => {
+            (ProbeLoad { attach_btf_id: 1, ..ProbeLoad::default() }, Expect::LogSays("Cannot replace kernel functions"))
+        }
         ProgramType::StructOps => (ProbeLoad::default(), Expect::NotSupp),
         _ => (ProbeLoad::default(), Expect::Load),
     }
@@ -162,23 +127,17 @@ fn probe(program_type: ProgramType) -> Support {
     }
     let (setup, expect) = setup(program_type);
     let (result, log) = try_load(program_type, setup, &return_zero());
-    let last_line = log
-        .lines()
-        .rfind(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .to_owned();
+    let last_line = log.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("").to_owned();
     match (result, expect) {
         (Ok(_), _) => Support::Yes,
-        (Err(e), Expect::LogSays(text)) if e.errno == Errno::EINVAL && log.contains(text) => {
-            Support::Yes
-        }
+        (Err(e), Expect::LogSays(text)) if e.errno == Errno::EINVAL && log.contains(text) => Support::Yes,
         (Err(e), Expect::NotSupp) if e.errno == Errno::ENOTSUPP => Support::Yes,
-        (Err(e), _) if e.errno == Errno::EPERM => Support::No(
-            "the kernel refuses to load this type (EPERM) although other types load".to_owned(),
-        ),
-        (Err(e), _) if e.errno == Errno::EINVAL && log.is_empty() => Support::No(
-            "EINVAL before verification: type unknown to or not built into this kernel".to_owned(),
-        ),
+        (Err(e), _) if e.errno == Errno::EPERM => {
+            Support::No("the kernel refuses to load this type (EPERM) although other types load".to_owned())
+        }
+        (Err(e), _) if e.errno == Errno::EINVAL && log.is_empty() => {
+            Support::No("EINVAL before verification: type unknown to or not built into this kernel".to_owned())
+        }
         (Err(e), _) => Support::Unknown(format!("probe load failed with {}: {last_line}", e.errno)),
     }
 }

@@ -17,12 +17,7 @@ pub struct RawInsn {
 impl RawInsn {
     /// Builds a slot from its fields.
     pub const fn new(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> RawInsn {
-        RawInsn {
-            code,
-            regs: (dst & 0xf) | (src << 4),
-            off,
-            imm,
-        }
+        RawInsn { code, regs: (dst & 0xf) | (src << 4), off, imm }
     }
 
     /// Destination register number.
@@ -236,35 +231,19 @@ fn class_jmp(width: Width) -> u8 {
 impl Instruction {
     /// The raw slot(s): the second is present only for 64-bit immediate loads.
     pub fn to_raw(&self) -> (RawInsn, Option<RawInsn>) {
-        let one = |code, dst: Reg, src: u8, off, imm| {
-            (RawInsn::new(code, dst.number(), src, off, imm), None)
-        };
+        let one = |code, dst: Reg, src: u8, off, imm| (RawInsn::new(code, dst.number(), src, off, imm), None);
         let r0 = Reg::R0;
         match *self {
-            Instruction::Alu {
-                width,
-                op,
-                dst,
-                src,
-            } => {
+            Instruction::Alu { width, op, dst, src } => {
                 let (bits, off) = alu_op_bits(op);
                 match src {
                     Source::Reg(s) => one(class_alu(width) | bits | SRC_X, dst, s.number(), off, 0),
                     Source::Imm(imm) => one(class_alu(width) | bits, dst, 0, off, imm),
                 }
             }
-            Instruction::MovSx {
-                width,
-                dst,
-                src,
-                bits,
-            } => one(
-                class_alu(width) | OP_MOV | SRC_X,
-                dst,
-                src.number(),
-                i16::from(bits),
-                0,
-            ),
+            Instruction::MovSx { width, dst, src, bits } => {
+                one(class_alu(width) | OP_MOV | SRC_X, dst, src.number(), i16::from(bits), 0)
+            }
             Instruction::Neg { width, dst } => one(class_alu(width) | OP_NEG, dst, 0, 0, 0),
             Instruction::Endian { kind, dst, bits } => {
                 let code = match kind {
@@ -274,56 +253,24 @@ impl Instruction {
                 };
                 one(code, dst, 0, 0, i32::from(bits))
             }
-            Instruction::AddrSpaceCast { dst, src, imm } => one(
-                ALU64 | OP_MOV | SRC_X,
-                dst,
-                src.number(),
-                ADDR_SPACE_CAST,
-                imm,
-            ),
-            Instruction::Load {
-                size,
-                dst,
-                src,
-                off,
-            } => one(LDX | MODE_MEM | size_bits(size), dst, src.number(), off, 0),
-            Instruction::LoadSx {
-                size,
-                dst,
-                src,
-                off,
-            } => one(
-                LDX | MODE_MEMSX | size_bits(size),
-                dst,
-                src.number(),
-                off,
-                0,
-            ),
-            Instruction::Store {
-                size,
-                dst,
-                off,
-                src: Source::Reg(s),
-            } => one(STX | MODE_MEM | size_bits(size), dst, s.number(), off, 0),
-            Instruction::Store {
-                size,
-                dst,
-                off,
-                src: Source::Imm(imm),
-            } => one(ST | MODE_MEM | size_bits(size), dst, 0, off, imm),
-            Instruction::Atomic {
-                size,
-                op,
-                dst,
-                src,
-                off,
-            } => one(
-                STX | MODE_ATOMIC | size_bits(size),
-                dst,
-                src.number(),
-                off,
-                atomic_imm(op),
-            ),
+            Instruction::AddrSpaceCast { dst, src, imm } => {
+                one(ALU64 | OP_MOV | SRC_X, dst, src.number(), ADDR_SPACE_CAST, imm)
+            }
+            Instruction::Load { size, dst, src, off } => {
+                one(LDX | MODE_MEM | size_bits(size), dst, src.number(), off, 0)
+            }
+            Instruction::LoadSx { size, dst, src, off } => {
+                one(LDX | MODE_MEMSX | size_bits(size), dst, src.number(), off, 0)
+            }
+            Instruction::Store { size, dst, off, src: Source::Reg(s) } => {
+                one(STX | MODE_MEM | size_bits(size), dst, s.number(), off, 0)
+            }
+            Instruction::Store { size, dst, off, src: Source::Imm(imm) } => {
+                one(ST | MODE_MEM | size_bits(size), dst, 0, off, imm)
+            }
+            Instruction::Atomic { size, op, dst, src, off } => {
+                one(STX | MODE_ATOMIC | size_bits(size), dst, src.number(), off, atomic_imm(op))
+            }
             Instruction::LoadImm64 { dst, value } => {
                 let (src, lo, hi) = match value {
                     LoadImm64::Imm(v) => (0, v as u32 as i32, (v >> 32) as u32 as i32),
@@ -335,51 +282,26 @@ impl Instruction {
                     LoadImm64::MapIdxValue { index, offset } => (6, index, offset as i32),
                 };
                 (
-                    RawInsn::new(
-                        LD | MODE_IMM | size_bits(Size::DW),
-                        dst.number(),
-                        src,
-                        0,
-                        lo,
-                    ),
+                    RawInsn::new(LD | MODE_IMM | size_bits(Size::DW), dst.number(), src, 0, lo),
                     Some(RawInsn::new(0, 0, 0, 0, hi)),
                 )
             }
-            Instruction::LoadAbs { size, imm } => {
-                one(LD | MODE_ABS | size_bits(size), r0, 0, 0, imm)
-            }
-            Instruction::LoadInd { size, src, imm } => {
-                one(LD | MODE_IND | size_bits(size), r0, src.number(), 0, imm)
-            }
+            Instruction::LoadAbs { size, imm } => one(LD | MODE_ABS | size_bits(size), r0, 0, 0, imm),
+            Instruction::LoadInd { size, src, imm } => one(LD | MODE_IND | size_bits(size), r0, src.number(), 0, imm),
             Instruction::Ja { off } => one(JMP | JA, r0, 0, off, 0),
             Instruction::JaLong { imm } => one(JMP32 | JA, r0, 0, 0, imm),
             Instruction::MayGoto { off } => one(JMP | JCOND, r0, 0, off, 0),
-            Instruction::Jump {
-                width,
-                cond,
-                dst,
-                src: Source::Reg(s),
-                off,
-            } => one(
-                class_jmp(width) | jmp_bits(cond) | SRC_X,
-                dst,
-                s.number(),
-                off,
-                0,
-            ),
-            Instruction::Jump {
-                width,
-                cond,
-                dst,
-                src: Source::Imm(imm),
-                off,
-            } => one(class_jmp(width) | jmp_bits(cond), dst, 0, off, imm),
+            Instruction::Jump { width, cond, dst, src: Source::Reg(s), off } => {
+                one(class_jmp(width) | jmp_bits(cond) | SRC_X, dst, s.number(), off, 0)
+            }
+            Instruction::Jump { width, cond, dst, src: Source::Imm(imm), off } => {
+                one(class_jmp(width) | jmp_bits(cond), dst, 0, off, imm)
+            }
             Instruction::Call(CallTarget::Helper(id)) => one(JMP | CALL, r0, 0, 0, id),
             Instruction::Call(CallTarget::Local(rel)) => one(JMP | CALL, r0, 1, 0, rel),
-            Instruction::Call(CallTarget::Kfunc {
-                btf_id,
-                btf_fd_index,
-            }) => one(JMP | CALL, r0, 2, btf_fd_index, btf_id),
+            Instruction::Call(CallTarget::Kfunc { btf_id, btf_fd_index }) => {
+                one(JMP | CALL, r0, 2, btf_fd_index, btf_id)
+            }
             Instruction::Exit => one(JMP | EXIT, r0, 0, 0, 0),
             Instruction::Nospec => one(ST | MODE_ATOMIC, r0, 0, 0, 0),
         }
@@ -439,12 +361,7 @@ fn decode_one(raw: &[RawInsn], index: usize) -> Result<Instruction, DecodeError>
     let code = insn.code;
     let class = code & 0x07;
     let unknown = DecodeError::UnknownOpcode { index, code };
-    let invalid = |field, value: i64| DecodeError::InvalidField {
-        index,
-        code,
-        field,
-        value,
-    };
+    let invalid = |field, value: i64| DecodeError::InvalidField { index, code, field, value };
     let dst = reg(index, insn.dst())?;
     let src_reg = || reg(index, insn.src());
     Ok(match class {
@@ -467,86 +384,45 @@ fn decode_one(raw: &[RawInsn], index: usize) -> Result<Instruction, DecodeError>
                     };
                     Instruction::Endian { kind, dst, bits }
                 }
-                OP_MOV if by_reg && matches!(insn.off, 8 | 16 | 32) => Instruction::MovSx {
-                    width,
-                    dst,
-                    src: src_reg()?,
-                    bits: insn.off as u8,
-                },
+                OP_MOV if by_reg && matches!(insn.off, 8 | 16 | 32) => {
+                    Instruction::MovSx { width, dst, src: src_reg()?, bits: insn.off as u8 }
+                }
                 OP_MOV if by_reg && class == ALU64 && insn.off == ADDR_SPACE_CAST => {
-                    Instruction::AddrSpaceCast {
-                        dst,
-                        src: src_reg()?,
-                        imm: insn.imm,
-                    }
+                    Instruction::AddrSpaceCast { dst, src: src_reg()?, imm: insn.imm }
                 }
                 _ => {
                     let op = alu_op_from_bits(op, insn.off).ok_or(unknown)?;
-                    let src = if by_reg {
-                        Source::Reg(src_reg()?)
-                    } else {
-                        Source::Imm(insn.imm)
-                    };
-                    Instruction::Alu {
-                        width,
-                        op,
-                        dst,
-                        src,
-                    }
+                    let src = if by_reg { Source::Reg(src_reg()?) } else { Source::Imm(insn.imm) };
+                    Instruction::Alu { width, op, dst, src }
                 }
             }
         }
         LDX => {
             let size = size_from_bits(code);
             match code & 0xe0 {
-                MODE_MEM => Instruction::Load {
-                    size,
-                    dst,
-                    src: src_reg()?,
-                    off: insn.off,
-                },
-                MODE_MEMSX if size != Size::DW => Instruction::LoadSx {
-                    size,
-                    dst,
-                    src: src_reg()?,
-                    off: insn.off,
-                },
+                MODE_MEM => Instruction::Load { size, dst, src: src_reg()?, off: insn.off },
+                MODE_MEMSX if size != Size::DW => Instruction::LoadSx { size, dst, src: src_reg()?, off: insn.off },
                 _ => return Err(unknown),
             }
         }
         ST => match code & 0xe0 {
-            MODE_MEM => Instruction::Store {
-                size: size_from_bits(code),
-                dst,
-                off: insn.off,
-                src: Source::Imm(insn.imm),
-            },
+            MODE_MEM => {
+                Instruction::Store { size: size_from_bits(code), dst, off: insn.off, src: Source::Imm(insn.imm) }
+            }
             MODE_ATOMIC if code == ST | MODE_ATOMIC => Instruction::Nospec,
             _ => return Err(unknown),
         },
         STX => {
             let size = size_from_bits(code);
             match code & 0xe0 {
-                MODE_MEM => Instruction::Store {
-                    size,
-                    dst,
-                    off: insn.off,
-                    src: Source::Reg(src_reg()?),
-                },
+                MODE_MEM => Instruction::Store { size, dst, off: insn.off, src: Source::Reg(src_reg()?) },
                 MODE_ATOMIC => {
-                    let op = atomic_from_imm(insn.imm)
-                        .ok_or(invalid("atomic operation", i64::from(insn.imm)))?;
+                    let op = atomic_from_imm(insn.imm).ok_or(invalid("atomic operation", i64::from(insn.imm)))?;
                     let any_size = matches!(op, AtomicOp::LoadAcquire | AtomicOp::StoreRelease);
                     if !any_size && !matches!(size, Size::W | Size::DW) {
                         return Err(unknown);
                     }
-                    Instruction::Atomic {
-                        size,
-                        op,
-                        dst,
-                        src: src_reg()?,
-                        off: insn.off,
-                    }
+                    Instruction::Atomic { size, op, dst, src: src_reg()?, off: insn.off }
                 }
                 _ => return Err(unknown),
             }
@@ -555,82 +431,45 @@ fn decode_one(raw: &[RawInsn], index: usize) -> Result<Instruction, DecodeError>
             let size = size_from_bits(code);
             match code & 0xe0 {
                 MODE_IMM if size == Size::DW => {
-                    let next = raw
-                        .get(index + 1)
-                        .ok_or(DecodeError::TruncatedLoadImm64(index))?;
+                    let next = raw.get(index + 1).ok_or(DecodeError::TruncatedLoadImm64(index))?;
                     let (lo, hi) = (insn.imm, next.imm);
                     let value = match insn.src() {
                         0 => LoadImm64::Imm(u64::from(lo as u32) | (u64::from(hi as u32) << 32)),
                         1 => LoadImm64::MapFd(lo),
-                        2 => LoadImm64::MapValue {
-                            fd: lo,
-                            offset: hi as u32,
-                        },
-                        3 => LoadImm64::BtfId {
-                            btf_id: lo,
-                            btf_fd: hi,
-                        },
+                        2 => LoadImm64::MapValue { fd: lo, offset: hi as u32 },
+                        3 => LoadImm64::BtfId { btf_id: lo, btf_fd: hi },
                         4 => LoadImm64::Func(lo),
                         5 => LoadImm64::MapIdx(lo),
-                        6 => LoadImm64::MapIdxValue {
-                            index: lo,
-                            offset: hi as u32,
-                        },
+                        6 => LoadImm64::MapIdxValue { index: lo, offset: hi as u32 },
                         other => return Err(invalid("pseudo source", i64::from(other))),
                     };
                     Instruction::LoadImm64 { dst, value }
                 }
-                MODE_ABS if size != Size::DW => Instruction::LoadAbs {
-                    size,
-                    imm: insn.imm,
-                },
-                MODE_IND if size != Size::DW => Instruction::LoadInd {
-                    size,
-                    src: src_reg()?,
-                    imm: insn.imm,
-                },
+                MODE_ABS if size != Size::DW => Instruction::LoadAbs { size, imm: insn.imm },
+                MODE_IND if size != Size::DW => Instruction::LoadInd { size, src: src_reg()?, imm: insn.imm },
                 _ => return Err(unknown),
             }
         }
         _ => {
             // JMP or JMP32
-            let width = if class == JMP32 {
-                Width::W32
-            } else {
-                Width::W64
-            };
+            let width = if class == JMP32 { Width::W32 } else { Width::W64 };
             let op = code & 0xf0;
             let by_reg = code & SRC_X != 0;
             match (op, class) {
                 (JA, JMP) if !by_reg => Instruction::Ja { off: insn.off },
                 (JA, JMP32) if !by_reg => Instruction::JaLong { imm: insn.imm },
-                (JCOND, JMP) if !by_reg && insn.src() == 0 => {
-                    Instruction::MayGoto { off: insn.off }
-                }
+                (JCOND, JMP) if !by_reg && insn.src() == 0 => Instruction::MayGoto { off: insn.off },
                 (CALL, JMP) if !by_reg => Instruction::Call(match insn.src() {
                     0 => CallTarget::Helper(insn.imm),
                     1 => CallTarget::Local(insn.imm),
-                    2 => CallTarget::Kfunc {
-                        btf_id: insn.imm,
-                        btf_fd_index: insn.off,
-                    },
+                    2 => CallTarget::Kfunc { btf_id: insn.imm, btf_fd_index: insn.off },
                     other => return Err(invalid("call kind", i64::from(other))),
                 }),
                 (EXIT, JMP) if !by_reg => Instruction::Exit,
                 _ => {
                     let cond = jmp_from_bits(op).ok_or(unknown)?;
-                    let src = if by_reg {
-                        Source::Reg(src_reg()?)
-                    } else {
-                        Source::Imm(insn.imm)
-                    };
-                    Instruction::Jump {
-                        width,
-                        cond,
-                        dst,
-                        src,
-                        off: insn.off,
-                    }
+                    let src = if by_reg { Source::Reg(src_reg()?) } else { Source::Imm(insn.imm) };
+                    Instruction::Jump { width, cond, dst, src, off: insn.off }
                 }
             }
         }
@@ -674,10 +513,7 @@ pub fn encode(insns: &[Instruction]) -> Vec<RawInsn> {
 
 /// Encodes instructions into little-endian bytes.
 pub fn encode_bytes(insns: &[Instruction]) -> Vec<u8> {
-    encode(insns)
-        .into_iter()
-        .flat_map(RawInsn::to_bytes)
-        .collect()
+    encode(insns).into_iter().flat_map(RawInsn::to_bytes).collect()
 }
 
 #[cfg(test)]
@@ -695,16 +531,11 @@ mod tests {
         prop_oneof![Just(Size::B), Just(Size::H), Just(Size::W), Just(Size::DW)]
     }
     fn any_source() -> impl Strategy<Value = Source> {
-        prop_oneof![
-            any_reg().prop_map(Source::Reg),
-            any::<i32>().prop_map(Source::Imm)
-        ]
+        prop_oneof![any_reg().prop_map(Source::Reg), any::<i32>().prop_map(Source::Imm)]
     }
     fn any_alu_op() -> impl Strategy<Value = AluOp> {
         use AluOp::*;
-        proptest::sample::select(vec![
-            Add, Sub, Mul, Div, SDiv, Or, And, Lsh, Rsh, Mod, SMod, Xor, Mov, Arsh,
-        ])
+        proptest::sample::select(vec![Add, Sub, Mul, Div, SDiv, Or, And, Lsh, Rsh, Mod, SMod, Xor, Mov, Arsh])
     }
     fn any_cond() -> impl Strategy<Value = JmpCond> {
         use JmpCond::*;
@@ -712,27 +543,20 @@ mod tests {
     }
     fn any_atomic() -> impl Strategy<Value = (AtomicOp, Size)> {
         use AtomicOp::*;
-        let rmw = proptest::sample::select(vec![
-            Add, Or, And, Xor, FetchAdd, FetchOr, FetchAnd, FetchXor, Xchg, CmpXchg,
-        ]);
+        let rmw =
+            proptest::sample::select(vec![Add, Or, And, Xor, FetchAdd, FetchOr, FetchAnd, FetchXor, Xchg, CmpXchg]);
         let ordered = proptest::sample::select(vec![LoadAcquire, StoreRelease]);
-        prop_oneof![
-            (rmw, prop_oneof![Just(Size::W), Just(Size::DW)]),
-            (ordered, any_size()),
-        ]
+        prop_oneof![(rmw, prop_oneof![Just(Size::W), Just(Size::DW)]), (ordered, any_size()),]
     }
     fn any_imm64() -> impl Strategy<Value = LoadImm64> {
         prop_oneof![
             any::<u64>().prop_map(LoadImm64::Imm),
             any::<i32>().prop_map(LoadImm64::MapFd),
-            (any::<i32>(), any::<u32>())
-                .prop_map(|(fd, offset)| LoadImm64::MapValue { fd, offset }),
-            (any::<i32>(), any::<i32>())
-                .prop_map(|(btf_id, btf_fd)| LoadImm64::BtfId { btf_id, btf_fd }),
+            (any::<i32>(), any::<u32>()).prop_map(|(fd, offset)| LoadImm64::MapValue { fd, offset }),
+            (any::<i32>(), any::<i32>()).prop_map(|(btf_id, btf_fd)| LoadImm64::BtfId { btf_id, btf_fd }),
             any::<i32>().prop_map(LoadImm64::Func),
             any::<i32>().prop_map(LoadImm64::MapIdx),
-            (any::<i32>(), any::<u32>())
-                .prop_map(|(index, offset)| LoadImm64::MapIdxValue { index, offset }),
+            (any::<i32>(), any::<u32>()).prop_map(|(index, offset)| LoadImm64::MapIdxValue { index, offset }),
         ]
     }
     fn small_size() -> impl Strategy<Value = Size> {
@@ -741,101 +565,54 @@ mod tests {
 
     fn any_insn() -> impl Strategy<Value = Instruction> {
         prop_oneof![
-            (any_width(), any_alu_op(), any_reg(), any_source()).prop_map(
-                |(width, op, dst, src)| Instruction::Alu {
-                    width,
-                    op,
-                    dst,
-                    src
-                }
-            ),
-            (
-                any_width(),
-                any_reg(),
-                any_reg(),
-                proptest::sample::select(vec![8u8, 16, 32])
-            )
-                .prop_map(|(width, dst, src, bits)| Instruction::MovSx {
-                    width,
-                    dst,
-                    src,
-                    bits
-                }),
+            (any_width(), any_alu_op(), any_reg(), any_source()).prop_map(|(width, op, dst, src)| Instruction::Alu {
+                width,
+                op,
+                dst,
+                src
+            }),
+            (any_width(), any_reg(), any_reg(), proptest::sample::select(vec![8u8, 16, 32]))
+                .prop_map(|(width, dst, src, bits)| Instruction::MovSx { width, dst, src, bits }),
             (any_width(), any_reg()).prop_map(|(width, dst)| Instruction::Neg { width, dst }),
             (
-                proptest::sample::select(vec![
-                    EndianKind::ToLe,
-                    EndianKind::ToBe,
-                    EndianKind::Bswap
-                ]),
+                proptest::sample::select(vec![EndianKind::ToLe, EndianKind::ToBe, EndianKind::Bswap]),
                 any_reg(),
                 proptest::sample::select(vec![16u8, 32, 64])
             )
                 .prop_map(|(kind, dst, bits)| Instruction::Endian { kind, dst, bits }),
-            (any_reg(), any_reg(), any::<i32>())
-                .prop_map(|(dst, src, imm)| Instruction::AddrSpaceCast { dst, src, imm }),
-            (any_size(), any_reg(), any_reg(), any::<i16>()).prop_map(|(size, dst, src, off)| {
-                Instruction::Load {
-                    size,
-                    dst,
-                    src,
-                    off,
-                }
+            (any_reg(), any_reg(), any::<i32>()).prop_map(|(dst, src, imm)| Instruction::AddrSpaceCast {
+                dst,
+                src,
+                imm
             }),
-            (small_size(), any_reg(), any_reg(), any::<i16>()).prop_map(|(size, dst, src, off)| {
-                Instruction::LoadSx {
-                    size,
-                    dst,
-                    src,
-                    off,
-                }
+            (any_size(), any_reg(), any_reg(), any::<i16>())
+                .prop_map(|(size, dst, src, off)| { Instruction::Load { size, dst, src, off } }),
+            (small_size(), any_reg(), any_reg(), any::<i16>())
+                .prop_map(|(size, dst, src, off)| { Instruction::LoadSx { size, dst, src, off } }),
+            (any_size(), any_reg(), any::<i16>(), any_source()).prop_map(|(size, dst, off, src)| Instruction::Store {
+                size,
+                dst,
+                off,
+                src
             }),
-            (any_size(), any_reg(), any::<i16>(), any_source()).prop_map(
-                |(size, dst, off, src)| Instruction::Store {
-                    size,
-                    dst,
-                    off,
-                    src
-                }
-            ),
-            (any_atomic(), any_reg(), any_reg(), any::<i16>()).prop_map(
-                |((op, size), dst, src, off)| Instruction::Atomic {
-                    size,
-                    op,
-                    dst,
-                    src,
-                    off
-                }
-            ),
+            (any_atomic(), any_reg(), any_reg(), any::<i16>())
+                .prop_map(|((op, size), dst, src, off)| Instruction::Atomic { size, op, dst, src, off }),
             (any_reg(), any_imm64()).prop_map(|(dst, value)| Instruction::LoadImm64 { dst, value }),
             (small_size(), any::<i32>()).prop_map(|(size, imm)| Instruction::LoadAbs { size, imm }),
-            (small_size(), any_reg(), any::<i32>())
-                .prop_map(|(size, src, imm)| Instruction::LoadInd { size, src, imm }),
+            (small_size(), any_reg(), any::<i32>()).prop_map(|(size, src, imm)| Instruction::LoadInd {
+                size,
+                src,
+                imm
+            }),
             any::<i16>().prop_map(|off| Instruction::Ja { off }),
             any::<i32>().prop_map(|imm| Instruction::JaLong { imm }),
             any::<i16>().prop_map(|off| Instruction::MayGoto { off }),
-            (
-                any_width(),
-                any_cond(),
-                any_reg(),
-                any_source(),
-                any::<i16>()
-            )
-                .prop_map(|(width, cond, dst, src, off)| Instruction::Jump {
-                    width,
-                    cond,
-                    dst,
-                    src,
-                    off
-                }),
+            (any_width(), any_cond(), any_reg(), any_source(), any::<i16>())
+                .prop_map(|(width, cond, dst, src, off)| Instruction::Jump { width, cond, dst, src, off }),
             any::<i32>().prop_map(|id| Instruction::Call(CallTarget::Helper(id))),
             any::<i32>().prop_map(|rel| Instruction::Call(CallTarget::Local(rel))),
-            (any::<i32>(), any::<i16>()).prop_map(|(btf_id, btf_fd_index)| Instruction::Call(
-                CallTarget::Kfunc {
-                    btf_id,
-                    btf_fd_index
-                }
-            )),
+            (any::<i32>(), any::<i16>())
+                .prop_map(|(btf_id, btf_fd_index)| Instruction::Call(CallTarget::Kfunc { btf_id, btf_fd_index })),
             Just(Instruction::Exit),
             Just(Instruction::Nospec),
         ]
@@ -863,39 +640,22 @@ mod tests {
     fn known_encodings_match_clang_output() {
         // r0 = 0; exit  — as clang emits for `return 0;`
         let insns = [
-            Instruction::Alu {
-                width: Width::W64,
-                op: AluOp::Mov,
-                dst: Reg::R0,
-                src: Source::Imm(0),
-            },
+            Instruction::Alu { width: Width::W64, op: AluOp::Mov, dst: Reg::R0, src: Source::Imm(0) },
             Instruction::Exit,
         ];
-        assert_eq!(
-            encode_bytes(&insns),
-            [0xb7, 0, 0, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0]
-        );
-        let ld = Instruction::LoadImm64 {
-            dst: Reg::R1,
-            value: LoadImm64::MapFd(5),
-        };
+        assert_eq!(encode_bytes(&insns), [0xb7, 0, 0, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0]);
+        let ld = Instruction::LoadImm64 { dst: Reg::R1, value: LoadImm64::MapFd(5) };
         assert_eq!(encode(&[ld])[0], RawInsn::new(0x18, 1, 1, 0, 5));
     }
 
     #[test]
     fn broken_streams_are_errors_not_panics() {
         assert_eq!(decode_bytes(&[0; 7]), Err(DecodeError::Length(7)));
-        assert_eq!(
-            decode(&[RawInsn::new(0x18, 0, 0, 0, 0)]),
-            Err(DecodeError::TruncatedLoadImm64(0))
-        );
+        assert_eq!(decode(&[RawInsn::new(0x18, 0, 0, 0, 0)]), Err(DecodeError::TruncatedLoadImm64(0)));
         assert!(matches!(
             decode(&[RawInsn::new(0xb7, 11, 0, 0, 0)]),
             Err(DecodeError::InvalidRegister { reg: 11, .. })
         ));
-        assert!(matches!(
-            decode(&[RawInsn::new(0xff, 0, 0, 0, 0)]),
-            Err(DecodeError::UnknownOpcode { .. })
-        ));
+        assert!(matches!(decode(&[RawInsn::new(0xff, 0, 0, 0, 0)]), Err(DecodeError::UnknownOpcode { .. })));
     }
 }

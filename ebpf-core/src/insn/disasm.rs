@@ -83,6 +83,11 @@ fn ldsx(size: Size) -> &'static str {
     }
 }
 
+/// `rD = *(TYPE *)(rS +OFF)`.
+fn load_text(dst: Reg, ty: &str, src: Reg, off: i16) -> String {
+    format!("r{} = *({ty} *)(r{} {})", dst.number(), src.number(), signed(off))
+}
+
 /// `%+d` of C's printf.
 fn signed(off: impl Into<i64>) -> String {
     format!("{:+}", off.into())
@@ -91,9 +96,7 @@ fn signed(off: impl Into<i64>) -> String {
 impl<'a> Disassembler<'a> {
     /// A disassembler in verifier-log style.
     pub fn new() -> Disassembler<'static> {
-        Disassembler {
-            names: CallNames::Verifier,
-        }
+        Disassembler { names: CallNames::Verifier }
     }
 
     /// A disassembler naming calls and immediates as chosen.
@@ -103,9 +106,7 @@ impl<'a> Disassembler<'a> {
 
     fn call_name(&self, target: CallTarget) -> String {
         match target {
-            CallTarget::Helper(id)
-                if (0..HELPER_MAX_ID).contains(&id) && helper_name(id).is_some() =>
-            {
+            CallTarget::Helper(id) if (0..HELPER_MAX_ID).contains(&id) && helper_name(id).is_some() => {
                 helper_name(id).unwrap_or("unknown").to_owned()
             }
             CallTarget::Helper(delta) => match self.names {
@@ -135,11 +136,7 @@ impl<'a> Disassembler<'a> {
             }
             (CallNames::Xlated(_), LoadImm64::Func(rel)) => format!("subprog[{}]", signed(rel)),
             (_, other) => {
-                let (raw, second) = Instruction::LoadImm64 {
-                    dst: Reg::R0,
-                    value: other,
-                }
-                .to_raw();
+                let (raw, second) = Instruction::LoadImm64 { dst: Reg::R0, value: other }.to_raw();
                 let hi = second.map_or(0, |s| s.imm);
                 let full = u64::from(raw.imm as u32) | (u64::from(hi as u32) << 32);
                 format!("{full:#x}")
@@ -151,42 +148,14 @@ impl<'a> Disassembler<'a> {
     pub fn format(&self, insn: &Instruction) -> String {
         let code = insn.opcode();
         let text = match *insn {
-            Instruction::Alu {
-                width,
-                op,
-                dst,
-                src: Source::Reg(src),
-            } => {
-                format!(
-                    "{}{} {} {}{}",
-                    w(width),
-                    dst.number(),
-                    alu_str(op),
-                    w(width),
-                    src.number()
-                )
+            Instruction::Alu { width, op, dst, src: Source::Reg(src) } => {
+                format!("{}{} {} {}{}", w(width), dst.number(), alu_str(op), w(width), src.number())
             }
-            Instruction::Alu {
-                width,
-                op,
-                dst,
-                src: Source::Imm(imm),
-            } => {
+            Instruction::Alu { width, op, dst, src: Source::Imm(imm) } => {
                 format!("{}{} {} {imm}", w(width), dst.number(), alu_str(op))
             }
-            Instruction::MovSx {
-                width,
-                dst,
-                src,
-                bits,
-            } => {
-                format!(
-                    "{}{} = (s{bits}){}{}",
-                    w(width),
-                    dst.number(),
-                    w(width),
-                    src.number()
-                )
+            Instruction::MovSx { width, dst, src, bits } => {
+                format!("{}{} = (s{bits}){}{}", w(width), dst.number(), w(width), src.number())
             }
             Instruction::Neg { width, dst } => {
                 format!("{c}{n} = -{c}{n}", c = w(width), n = dst.number())
@@ -206,68 +175,15 @@ impl<'a> Disassembler<'a> {
                 (imm as u32) >> 16,
                 imm as u16
             ),
-            Instruction::Load {
-                size,
-                dst,
-                src,
-                off,
-            } => {
-                format!(
-                    "r{} = *({} *)(r{} {})",
-                    dst.number(),
-                    ldst(size),
-                    src.number(),
-                    signed(off)
-                )
+            Instruction::Load { size, dst, src, off } => load_text(dst, ldst(size), src, off),
+            Instruction::LoadSx { size, dst, src, off } => load_text(dst, ldsx(size), src, off),
+            Instruction::Store { size, dst, off, src: Source::Reg(src) } => {
+                format!("*({} *)(r{} {}) = r{}", ldst(size), dst.number(), signed(off), src.number())
             }
-            Instruction::LoadSx {
-                size,
-                dst,
-                src,
-                off,
-            } => {
-                format!(
-                    "r{} = *({} *)(r{} {})",
-                    dst.number(),
-                    ldsx(size),
-                    src.number(),
-                    signed(off)
-                )
+            Instruction::Store { size, dst, off, src: Source::Imm(imm) } => {
+                format!("*({} *)(r{} {}) = {imm}", ldst(size), dst.number(), signed(off))
             }
-            Instruction::Store {
-                size,
-                dst,
-                off,
-                src: Source::Reg(src),
-            } => {
-                format!(
-                    "*({} *)(r{} {}) = r{}",
-                    ldst(size),
-                    dst.number(),
-                    signed(off),
-                    src.number()
-                )
-            }
-            Instruction::Store {
-                size,
-                dst,
-                off,
-                src: Source::Imm(imm),
-            } => {
-                format!(
-                    "*({} *)(r{} {}) = {imm}",
-                    ldst(size),
-                    dst.number(),
-                    signed(off)
-                )
-            }
-            Instruction::Atomic {
-                size,
-                op,
-                dst,
-                src,
-                off,
-            } => {
+            Instruction::Atomic { size, op, dst, src, off } => {
                 let at = format!("({} *)(r{} {})", ldst(size), dst.number(), signed(off));
                 let bits = if size == Size::DW { "64" } else { "" };
                 let (d, s) = (dst.number(), src.number());
@@ -281,10 +197,7 @@ impl<'a> Disassembler<'a> {
                         };
                         format!("lock *{at} {sym} r{s}")
                     }
-                    AtomicOp::FetchAdd
-                    | AtomicOp::FetchOr
-                    | AtomicOp::FetchAnd
-                    | AtomicOp::FetchXor => {
+                    AtomicOp::FetchAdd | AtomicOp::FetchOr | AtomicOp::FetchAnd | AtomicOp::FetchXor => {
                         let name = match op {
                             AtomicOp::FetchAdd => "add",
                             AtomicOp::FetchOr => "or",
@@ -296,11 +209,7 @@ impl<'a> Disassembler<'a> {
                     AtomicOp::Xchg => format!("r{s} = atomic{bits}_xchg({at}, r{s})"),
                     AtomicOp::CmpXchg => format!("r0 = atomic{bits}_cmpxchg({at}, r0, r{s})"),
                     AtomicOp::LoadAcquire => {
-                        format!(
-                            "r{d} = load_acquire(({} *)(r{s} {}))",
-                            ldst(size),
-                            signed(off)
-                        )
+                        format!("r{d} = load_acquire(({} *)(r{s} {}))", ldst(size), signed(off))
                     }
                     AtomicOp::StoreRelease => format!("store_release({at}, r{s})"),
                 }
@@ -315,13 +224,7 @@ impl<'a> Disassembler<'a> {
             Instruction::Ja { off } => format!("goto pc{}", signed(off)),
             Instruction::JaLong { imm } => format!("gotol pc{}", signed(imm)),
             Instruction::MayGoto { off } => format!("may_goto pc{}", signed(off)),
-            Instruction::Jump {
-                width,
-                cond,
-                dst,
-                src: Source::Reg(src),
-                off,
-            } => format!(
+            Instruction::Jump { width, cond, dst, src: Source::Reg(src), off } => format!(
                 "if {c}{} {} {c}{} goto pc{}",
                 dst.number(),
                 jmp_str(cond),
@@ -329,20 +232,9 @@ impl<'a> Disassembler<'a> {
                 signed(off),
                 c = w(width)
             ),
-            Instruction::Jump {
-                width,
-                cond,
-                dst,
-                src: Source::Imm(imm),
-                off,
-            } => format!(
-                "if {}{} {} {:#x} goto pc{}",
-                w(width),
-                dst.number(),
-                jmp_str(cond),
-                imm as u32,
-                signed(off)
-            ),
+            Instruction::Jump { width, cond, dst, src: Source::Imm(imm), off } => {
+                format!("if {}{} {} {:#x} goto pc{}", w(width), dst.number(), jmp_str(cond), imm as u32, signed(off))
+            }
             Instruction::Call(target @ CallTarget::Local(_)) => {
                 format!("call pc{}", self.call_name(target))
             }
@@ -385,148 +277,58 @@ mod tests {
     fn prints_the_kernel_syntax() {
         let r = |n| Reg::new(n).unwrap();
         assert_eq!(
-            show(Instruction::Alu {
-                width: Width::W64,
-                op: AluOp::Mov,
-                dst: r(0),
-                src: Source::Imm(0)
-            }),
+            show(Instruction::Alu { width: Width::W64, op: AluOp::Mov, dst: r(0), src: Source::Imm(0) }),
             "(b7) r0 = 0"
         );
         assert_eq!(
-            show(Instruction::Alu {
-                width: Width::W32,
-                op: AluOp::Add,
-                dst: r(1),
-                src: Source::Imm(-3)
-            }),
+            show(Instruction::Alu { width: Width::W32, op: AluOp::Add, dst: r(1), src: Source::Imm(-3) }),
             "(04) w1 += -3"
         );
         assert_eq!(
-            show(Instruction::Alu {
-                width: Width::W64,
-                op: AluOp::SDiv,
-                dst: r(1),
-                src: Source::Reg(r(2))
-            }),
+            show(Instruction::Alu { width: Width::W64, op: AluOp::SDiv, dst: r(1), src: Source::Reg(r(2)) }),
             "(3f) r1 s/= r2"
         );
+        assert_eq!(show(Instruction::MovSx { width: Width::W64, dst: r(1), src: r(2), bits: 8 }), "(bf) r1 = (s8)r2");
+        assert_eq!(show(Instruction::Endian { kind: EndianKind::ToBe, dst: r(3), bits: 16 }), "(dc) r3 = be16 r3");
+        assert_eq!(show(Instruction::Endian { kind: EndianKind::Bswap, dst: r(3), bits: 64 }), "(d7) r3 = bswap64 r3");
         assert_eq!(
-            show(Instruction::MovSx {
-                width: Width::W64,
-                dst: r(1),
-                src: r(2),
-                bits: 8
-            }),
-            "(bf) r1 = (s8)r2"
-        );
-        assert_eq!(
-            show(Instruction::Endian {
-                kind: EndianKind::ToBe,
-                dst: r(3),
-                bits: 16
-            }),
-            "(dc) r3 = be16 r3"
-        );
-        assert_eq!(
-            show(Instruction::Endian {
-                kind: EndianKind::Bswap,
-                dst: r(3),
-                bits: 64
-            }),
-            "(d7) r3 = bswap64 r3"
-        );
-        assert_eq!(
-            show(Instruction::Store {
-                size: Size::DW,
-                dst: r(10),
-                off: -8,
-                src: Source::Reg(r(1))
-            }),
+            show(Instruction::Store { size: Size::DW, dst: r(10), off: -8, src: Source::Reg(r(1)) }),
             "(7b) *(u64 *)(r10 -8) = r1"
         );
         assert_eq!(
-            show(Instruction::Store {
-                size: Size::W,
-                dst: r(10),
-                off: -4,
-                src: Source::Imm(0)
-            }),
+            show(Instruction::Store { size: Size::W, dst: r(10), off: -4, src: Source::Imm(0) }),
             "(62) *(u32 *)(r10 -4) = 0"
         );
         assert_eq!(
-            show(Instruction::Load {
-                size: Size::W,
-                dst: r(0),
-                src: r(1),
-                off: 0
-            }),
+            show(Instruction::Load { size: Size::W, dst: r(0), src: r(1), off: 0 }),
             "(61) r0 = *(u32 *)(r1 +0)"
         );
         assert_eq!(
-            show(Instruction::LoadSx {
-                size: Size::H,
-                dst: r(0),
-                src: r(1),
-                off: 2
-            }),
+            show(Instruction::LoadSx { size: Size::H, dst: r(0), src: r(1), off: 2 }),
             "(89) r0 = *(s16 *)(r1 +2)"
         );
         assert_eq!(
-            show(Instruction::Atomic {
-                size: Size::DW,
-                op: AtomicOp::Add,
-                dst: r(1),
-                src: r(2),
-                off: 0
-            }),
+            show(Instruction::Atomic { size: Size::DW, op: AtomicOp::Add, dst: r(1), src: r(2), off: 0 }),
             "(db) lock *(u64 *)(r1 +0) += r2"
         );
         assert_eq!(
-            show(Instruction::Atomic {
-                size: Size::W,
-                op: AtomicOp::FetchAdd,
-                dst: r(1),
-                src: r(2),
-                off: 4
-            }),
+            show(Instruction::Atomic { size: Size::W, op: AtomicOp::FetchAdd, dst: r(1), src: r(2), off: 4 }),
             "(c3) r2 = atomic_fetch_add((u32 *)(r1 +4), r2)"
         );
         assert_eq!(
-            show(Instruction::Atomic {
-                size: Size::DW,
-                op: AtomicOp::CmpXchg,
-                dst: r(1),
-                src: r(2),
-                off: 0
-            }),
+            show(Instruction::Atomic { size: Size::DW, op: AtomicOp::CmpXchg, dst: r(1), src: r(2), off: 0 }),
             "(db) r0 = atomic64_cmpxchg((u64 *)(r1 +0), r0, r2)"
         );
         assert_eq!(
-            show(Instruction::LoadImm64 {
-                dst: r(1),
-                value: LoadImm64::Imm(0x1_0000_0000)
-            }),
+            show(Instruction::LoadImm64 { dst: r(1), value: LoadImm64::Imm(0x1_0000_0000) }),
             "(18) r1 = 0x100000000"
         );
         assert_eq!(
-            show(Instruction::Jump {
-                width: Width::W64,
-                cond: JmpCond::Gt,
-                dst: r(1),
-                src: Source::Imm(16),
-                off: 3
-            }),
+            show(Instruction::Jump { width: Width::W64, cond: JmpCond::Gt, dst: r(1), src: Source::Imm(16), off: 3 }),
             "(25) if r1 > 0x10 goto pc+3"
         );
         assert_eq!(
-            show(Instruction::Jump {
-                width: Width::W32,
-                cond: JmpCond::Ne,
-                dst: r(1),
-                src: Source::Imm(-1),
-                off: -2
-            }),
+            show(Instruction::Jump { width: Width::W32, cond: JmpCond::Ne, dst: r(1), src: Source::Imm(-1), off: -2 }),
             "(56) if w1 != 0xffffffff goto pc-2"
         );
         assert_eq!(
@@ -539,42 +341,19 @@ mod tests {
             }),
             "(dd) if r1 s<= r2 goto pc+1"
         );
-        assert_eq!(
-            show(Instruction::Call(CallTarget::Helper(1))),
-            "(85) call bpf_map_lookup_elem#1"
-        );
-        assert_eq!(
-            show(Instruction::Call(CallTarget::Local(5))),
-            "(85) call pc+5"
-        );
+        assert_eq!(show(Instruction::Call(CallTarget::Helper(1))), "(85) call bpf_map_lookup_elem#1");
+        assert_eq!(show(Instruction::Call(CallTarget::Local(5))), "(85) call pc+5");
         assert_eq!(show(Instruction::Ja { off: -1 }), "(05) goto pc-1");
         assert_eq!(show(Instruction::JaLong { imm: 7 }), "(06) gotol pc+7");
-        assert_eq!(
-            show(Instruction::LoadAbs {
-                size: Size::B,
-                imm: 23
-            }),
-            "(30) r0 = *(u8 *)skb[23]"
-        );
+        assert_eq!(show(Instruction::LoadAbs { size: Size::B, imm: 23 }), "(30) r0 = *(u8 *)skb[23]");
         assert_eq!(show(Instruction::Exit), "(95) exit");
     }
 
     #[test]
     fn listings_count_slots_like_bpftool() {
-        let insns = [
-            Instruction::LoadImm64 {
-                dst: Reg::R1,
-                value: LoadImm64::Imm(1),
-            },
-            Instruction::Exit,
-        ];
-        assert_eq!(
-            Disassembler::new().listing(&insns),
-            "   0: (18) r1 = 0x1\n   2: (95) exit\n"
-        );
+        let insns = [Instruction::LoadImm64 { dst: Reg::R1, value: LoadImm64::Imm(1) }, Instruction::Exit];
+        assert_eq!(Disassembler::new().listing(&insns), "   0: (18) r1 = 0x1\n   2: (95) exit\n");
         let many: Vec<_> = std::iter::repeat_n(Instruction::Exit, 1001).collect();
-        assert!(Disassembler::new()
-            .listing(&many)
-            .ends_with(" 1000: (95) exit\n"));
+        assert!(Disassembler::new().listing(&many).ends_with(" 1000: (95) exit\n"));
     }
 }

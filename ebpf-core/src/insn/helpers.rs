@@ -217,19 +217,12 @@ pub const HELPER_NAMES: [&str; 211] = [
 
 /// The name of helper `id` (`bpf_map_lookup_elem` for 1), if the id is known.
 pub fn helper_name(id: i32) -> Option<&'static str> {
-    usize::try_from(id)
-        .ok()?
-        .checked_sub(1)
-        .and_then(|i| HELPER_NAMES.get(i))
-        .copied()
+    usize::try_from(id).ok()?.checked_sub(1).and_then(|i| HELPER_NAMES.get(i)).copied()
 }
 
 /// The id of the helper called `name` (with its `bpf_` prefix).
 pub fn helper_id(name: &str) -> Option<i32> {
-    HELPER_NAMES
-        .iter()
-        .position(|n| *n == name)
-        .map(|i| i as i32 + 1)
+    HELPER_NAMES.iter().position(|n| *n == name).map(|i| i as i32 + 1)
 }
 
 /// The number one past the highest known helper id (`__BPF_FUNC_MAX_ID`).

@@ -26,7 +26,4 @@ mod types;
 pub use asm::{AsmError, Assembled, Assembler, MapReference};
 pub use codec::{decode, decode_bytes, encode, encode_bytes, DecodeError, RawInsn};
 pub use disasm::{CallNames, Disassembler};
-pub use types::{
-    AluOp, AtomicOp, CallTarget, EndianKind, Instruction, JmpCond, LoadImm64, Reg, Size, Source,
-    Width,
-};
+pub use types::{AluOp, AtomicOp, CallTarget, EndianKind, Instruction, JmpCond, LoadImm64, Reg, Size, Source, Width};

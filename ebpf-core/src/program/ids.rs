@@ -28,10 +28,7 @@ impl Iterator for ObjectIds {
             }
             Err(e) => {
                 self.done = true;
-                Some(Err(Error::syscall(
-                    format!("list {:?} ids", self.kind).to_lowercase(),
-                    e,
-                )))
+                Some(Err(Error::syscall(format!("list {:?} ids", self.kind).to_lowercase(), e)))
             }
         }
     }
@@ -39,18 +36,10 @@ impl Iterator for ObjectIds {
 
 /// Ids of every loaded program.
 pub fn program_ids() -> ObjectIds {
-    ObjectIds {
-        kind: IdKind::Prog,
-        next: 0,
-        done: false,
-    }
+    ObjectIds { kind: IdKind::Prog, next: 0, done: false }
 }
 
 /// Ids of every map.
 pub fn map_ids() -> ObjectIds {
-    ObjectIds {
-        kind: IdKind::Map,
-        next: 0,
-        done: false,
-    }
+    ObjectIds { kind: IdKind::Map, next: 0, done: false }
 }

@@ -34,20 +34,14 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions {
-            log_level: LogLevel::empty(),
-            initial_log_size: 64 * 1024,
-        }
+        LoadOptions { log_level: LogLevel::empty(), initial_log_size: 64 * 1024 }
     }
 }
 
 impl LoadOptions {
     /// Options that keep the verifier log at `level` even when the load succeeds.
     pub fn with_log(level: LogLevel) -> LoadOptions {
-        LoadOptions {
-            log_level: level,
-            ..LoadOptions::default()
-        }
+        LoadOptions { log_level: level, ..LoadOptions::default() }
     }
 }
 
@@ -109,18 +103,10 @@ impl Program {
             match sys::prog_load(&request, None).result {
                 Ok(fd) => (fd, None),
                 // Rejected: load again with a log to say why.
-                Err(first) => {
-                    match load_with_log(&request, LogLevel::BRANCHES, options.initial_log_size) {
-                        (Ok(fd), log) => (fd, Some(log)),
-                        (Err(e), log) => {
-                            return Err(rejection(
-                                spec,
-                                if log.is_empty() { first } else { e },
-                                log,
-                            ))
-                        }
-                    }
-                }
+                Err(first) => match load_with_log(&request, LogLevel::BRANCHES, options.initial_log_size) {
+                    (Ok(fd), log) => (fd, Some(log)),
+                    (Err(e), log) => return Err(rejection(spec, if log.is_empty() { first } else { e }, log)),
+                },
             }
         } else {
             match load_with_log(&request, options.log_level, options.initial_log_size) {
@@ -139,27 +125,20 @@ impl Program {
     /// Opens the program pinned at `path`.
     pub fn from_pin(path: impl AsRef<Path>) -> Result<Program> {
         let path = path.as_ref();
-        let fd = sys::obj_get(path, 0)
-            .map_err(|e| Error::syscall(format!("open pinned program {}", path.display()), e))?;
+        let fd =
+            sys::obj_get(path, 0).map_err(|e| Error::syscall(format!("open pinned program {}", path.display()), e))?;
         Self::from_owned(fd, &format!("pinned program {}", path.display()))
     }
 
     /// Opens the program with global id `id`.
     pub fn from_id(id: u32) -> Result<Program> {
-        let fd = sys::prog_fd_by_id(id)
-            .map_err(|e| Error::syscall(format!("open program id {id}"), e))?;
+        let fd = sys::prog_fd_by_id(id).map_err(|e| Error::syscall(format!("open program id {id}"), e))?;
         Self::from_owned(fd, &format!("program id {id}"))
     }
 
     fn from_owned(fd: OwnedFd, what: &str) -> Result<Program> {
-        let info = sys::prog_info(fd.as_fd())
-            .map_err(|e| Error::syscall(format!("read info of {what}"), e))?;
-        Ok(Program {
-            fd,
-            name: info.name,
-            program_type: ProgramType::from_raw(info.prog_type),
-            verifier_log: None,
-        })
+        let info = sys::prog_info(fd.as_fd()).map_err(|e| Error::syscall(format!("read info of {what}"), e))?;
+        Ok(Program { fd, name: info.name, program_type: ProgramType::from_raw(info.prog_type), verifier_log: None })
     }
 
     /// Name as loaded.
@@ -179,27 +158,21 @@ impl Program {
 
     /// What the kernel reports about this program.
     pub fn info(&self) -> Result<ProgramInfo> {
-        sys::prog_info(self.as_fd())
-            .map_err(|e| Error::syscall(format!("read info of program \"{}\"", self.name), e))
+        sys::prog_info(self.as_fd()).map_err(|e| Error::syscall(format!("read info of program \"{}\"", self.name), e))
     }
 
     /// The program as the kernel runs it, after verification and rewriting.
     pub fn translated(&self) -> Result<Vec<Instruction>> {
-        let bytes = sys::prog_xlated(self.as_fd()).map_err(|e| {
-            Error::syscall(format!("read instructions of program \"{}\"", self.name), e)
-        })?;
+        let bytes = sys::prog_xlated(self.as_fd())
+            .map_err(|e| Error::syscall(format!("read instructions of program \"{}\"", self.name), e))?;
         Ok(insn::decode_bytes(&bytes)?)
     }
 
     /// Pins the program at `path` on a bpffs mount.
     pub fn pin(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        sys::obj_pin(self.as_fd(), path).map_err(|e| {
-            Error::syscall(
-                format!("pin program \"{}\" at {}", self.name, path.display()),
-                e,
-            )
-        })
+        sys::obj_pin(self.as_fd(), path)
+            .map_err(|e| Error::syscall(format!("pin program \"{}\" at {}", self.name, path.display()), e))
     }
 
     pub(super) fn describe(&self) -> String {
@@ -214,11 +187,7 @@ impl AsFd for Program {
 }
 
 /// Loads with a log at `level`, growing the buffer until the whole log fits.
-fn load_with_log(
-    request: &ProgLoad<'_>,
-    level: LogLevel,
-    initial: usize,
-) -> (Result<OwnedFd, SysError>, String) {
+fn load_with_log(request: &ProgLoad<'_>, level: LogLevel, initial: usize) -> (Result<OwnedFd, SysError>, String) {
     let mut size = initial.clamp(4096, MAX_LOG_SIZE);
     loop {
         let mut buf = vec![0u8; size];
@@ -226,16 +195,8 @@ fn load_with_log(
         let needed = outcome.log_true_size as usize;
         match outcome.result {
             // ENOSPC means the log did not fit (even when the program itself verified).
-            Err(SysError {
-                errno: Errno::ENOSPC,
-                ..
-            }) if size < MAX_LOG_SIZE => {
-                size = if needed > size {
-                    needed
-                } else {
-                    size.saturating_mul(4)
-                }
-                .min(MAX_LOG_SIZE);
+            Err(SysError { errno: Errno::ENOSPC, .. }) if size < MAX_LOG_SIZE => {
+                size = if needed > size { needed } else { size.saturating_mul(4) }.min(MAX_LOG_SIZE);
             }
             result => return (result, log_text(&buf)),
         }
@@ -244,10 +205,7 @@ fn load_with_log(
 
 fn rejection(spec: &ProgramSpec, error: SysError, log: String) -> Error {
     if log.is_empty() && !matches!(error.errno, Errno::EACCES | Errno::EINVAL) {
-        return Error::syscall(
-            format!("load program \"{}\" ({})", spec.name, spec.program_type),
-            error,
-        );
+        return Error::syscall(format!("load program \"{}\" ({})", spec.name, spec.program_type), error);
     }
     Error::Verifier(Box::new(VerifierError {
         program: spec.name.clone(),
@@ -260,11 +218,7 @@ fn rejection(spec: &ProgramSpec, error: SysError, log: String) -> Error {
 /// Removes a pin (of any object) from bpffs.
 pub fn unpin(path: impl AsRef<Path>) -> Result<()> {
     let path = path.as_ref();
-    std::fs::remove_file(path).map_err(|source| Error::Io {
-        operation: "unpin",
-        path: path.to_owned(),
-        source,
-    })
+    std::fs::remove_file(path).map_err(|source| Error::Io { operation: "unpin", path: path.to_owned(), source })
 }
 
 /// Run-time statistics collection; the kernel counts program runs and time while this lives.

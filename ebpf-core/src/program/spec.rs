@@ -69,11 +69,7 @@ pub struct ProgramSpec {
 
 impl ProgramSpec {
     /// A spec for `instructions` with license `GPL` and nothing else set.
-    pub fn new(
-        name: &str,
-        program_type: ProgramType,
-        instructions: Vec<Instruction>,
-    ) -> ProgramSpec {
+    pub fn new(name: &str, program_type: ProgramType, instructions: Vec<Instruction>) -> ProgramSpec {
         ProgramSpec {
             name: name.to_owned(),
             section: None,
@@ -90,11 +86,7 @@ impl ProgramSpec {
     }
 
     /// A spec from assembler output, keeping its map references to bind.
-    pub fn from_assembled(
-        name: &str,
-        program_type: ProgramType,
-        assembled: Assembled,
-    ) -> ProgramSpec {
+    pub fn from_assembled(name: &str, program_type: ProgramType, assembled: Assembled) -> ProgramSpec {
         let mut spec = ProgramSpec::new(name, program_type, assembled.instructions);
         spec.map_references = assembled.map_references;
         spec

@@ -28,10 +28,7 @@ pub struct TestRun<'a> {
 impl<'a> TestRun<'a> {
     /// One run over `data`.
     pub fn with_data(data: &'a [u8]) -> TestRun<'a> {
-        TestRun {
-            data,
-            ..TestRun::default()
-        }
+        TestRun { data, ..TestRun::default() }
     }
 }
 
@@ -66,10 +63,7 @@ impl Program {
         };
         let output = sys::prog_test_run(self.as_fd(), run).map_err(|e| {
             let operation = if e.errno == Errno::ENOSPC {
-                format!(
-                    "test run of {} (output needs more room than given)",
-                    self.describe()
-                )
+                format!("test run of {} (output needs more room than given)", self.describe())
             } else {
                 format!("test run of {}", self.describe())
             };

@@ -342,14 +342,7 @@ macro_rules! link_attrs {
     };
 }
 
-link_attrs!(
-    LinkNoExtra,
-    LinkMprogExtra,
-    LinkIterExtra,
-    LinkPerfEventExtra,
-    LinkTracingExtra,
-    LinkNetfilterExtra
-);
+link_attrs!(LinkNoExtra, LinkMprogExtra, LinkIterExtra, LinkPerfEventExtra, LinkTracingExtra, LinkNetfilterExtra);
 
 #[cfg(test)]
 mod tests {

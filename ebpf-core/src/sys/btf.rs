@@ -16,11 +16,7 @@ pub struct BtfLoadError {
 /// `BPF_BTF_LOAD`. On failure the load is repeated with a log large enough for the whole
 /// message, so the error says why.
 pub fn btf_load(blob: &[u8]) -> Result<OwnedFd, BtfLoadError> {
-    let mut attr = BtfLoadAttr {
-        btf: ptr(blob),
-        btf_size: blob.len() as u32,
-        ..Default::default()
-    };
+    let mut attr = BtfLoadAttr { btf: ptr(blob), btf_size: blob.len() as u32, ..Default::default() };
     let error = match bpf_fd(Cmd::BtfLoad, &mut attr) {
         Ok(fd) => return Ok(fd),
         Err(error) => error,
@@ -38,10 +34,7 @@ pub fn btf_load(blob: &[u8]) -> Result<OwnedFd, BtfLoadError> {
         match bpf_fd(Cmd::BtfLoad, &mut attr) {
             // Loading can succeed on the retry (a transient failure the first time).
             Ok(fd) => return Ok(fd),
-            Err(SysError {
-                errno: Errno::ENOSPC,
-                ..
-            }) if (attr.btf_log_true_size as usize) > log.len() => {
+            Err(SysError { errno: Errno::ENOSPC, .. }) if (attr.btf_log_true_size as usize) > log.len() => {
                 log.resize(attr.btf_log_true_size as usize, 0);
             }
             Err(_) => {

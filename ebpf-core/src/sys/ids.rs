@@ -29,26 +29,16 @@ impl IdKind {
 
 /// The `*_GET_NEXT_ID` family: the first id above `start`, or `None` past the last.
 pub fn next_id(kind: IdKind, start: u32) -> SysResult<Option<u32>> {
-    let mut attr = GetIdAttr {
-        id: start,
-        ..Default::default()
-    };
+    let mut attr = GetIdAttr { id: start, ..Default::default() };
     match raw_bpf(kind.next_cmd(), &mut attr) {
         Ok(_) => Ok(Some(attr.next_id)),
-        Err(SysError {
-            errno: Errno::ENOENT,
-            ..
-        }) => Ok(None),
+        Err(SysError { errno: Errno::ENOENT, .. }) => Ok(None),
         Err(e) => Err(e),
     }
 }
 
 fn fd_by_id(cmd: Cmd, id: u32, open_flags: u32) -> SysResult<OwnedFd> {
-    let mut attr = GetIdAttr {
-        id,
-        open_flags,
-        ..Default::default()
-    };
+    let mut attr = GetIdAttr { id, open_flags, ..Default::default() };
     bpf_fd(cmd, &mut attr)
 }
 

@@ -100,11 +100,8 @@ impl InfoStruct for RawBtfInfo {}
 impl InfoStruct for RawLinkInfo {}
 
 fn get_info<T: InfoStruct>(fd: BorrowedFd<'_>, info: &mut T) -> SysResult<()> {
-    let mut attr = InfoAttr {
-        bpf_fd: fd_u32(fd),
-        info_len: std::mem::size_of::<T>() as u32,
-        info: info as *mut T as u64,
-    };
+    let mut attr =
+        InfoAttr { bpf_fd: fd_u32(fd), info_len: std::mem::size_of::<T>() as u32, info: info as *mut T as u64 };
     raw_bpf(Cmd::ObjGetInfoByFd, &mut attr).map(drop)
 }
 
@@ -262,18 +259,9 @@ pub struct BtfInfo {
 /// `BPF_OBJ_GET_INFO_BY_FD` on a BTF object.
 pub fn btf_info(fd: BorrowedFd<'_>) -> SysResult<BtfInfo> {
     let mut name = vec![0u8; 64];
-    let mut raw = RawBtfInfo {
-        name: name.as_mut_ptr() as u64,
-        name_len: name.len() as u32,
-        ..Default::default()
-    };
+    let mut raw = RawBtfInfo { name: name.as_mut_ptr() as u64, name_len: name.len() as u32, ..Default::default() };
     get_info(fd, &mut raw)?;
-    Ok(BtfInfo {
-        id: raw.id,
-        size: raw.btf_size,
-        name: c_name(&name),
-        kernel_btf: raw.kernel_btf != 0,
-    })
+    Ok(BtfInfo { id: raw.id, size: raw.btf_size, name: c_name(&name), kernel_btf: raw.kernel_btf != 0 })
 }
 
 /// What the kernel reports about a link: the common part.
@@ -293,12 +281,7 @@ pub struct LinkInfo {
 pub fn link_info(fd: BorrowedFd<'_>) -> SysResult<LinkInfo> {
     let mut raw = RawLinkInfo::default();
     get_info(fd, &mut raw)?;
-    Ok(LinkInfo {
-        link_type: raw.link_type,
-        id: raw.id,
-        prog_id: raw.prog_id,
-        extra: raw.extra,
-    })
+    Ok(LinkInfo { link_type: raw.link_type, id: raw.id, prog_id: raw.prog_id, extra: raw.extra })
 }
 
 #[cfg(test)]

@@ -2,8 +2,8 @@ use std::ffi::CStr;
 use std::os::fd::{BorrowedFd, OwnedFd};
 
 use super::attr::{
-    IterCreateAttr, LinkCreateAttr, LinkIterExtra, LinkMprogExtra, LinkNetfilterExtra, LinkNoExtra,
-    LinkPerfEventExtra, LinkTracingExtra, LinkUpdateAttr, RawTracepointAttr, SingleFdAttr,
+    IterCreateAttr, LinkCreateAttr, LinkIterExtra, LinkMprogExtra, LinkNetfilterExtra, LinkNoExtra, LinkPerfEventExtra,
+    LinkTracingExtra, LinkUpdateAttr, RawTracepointAttr, SingleFdAttr,
 };
 use super::{bpf_fd, fd_u32, ptr, raw_bpf, Cmd, SysResult};
 
@@ -53,23 +53,11 @@ pub enum LinkTarget<'a> {
     },
 }
 
-fn create<E: Copy>(
-    prog: BorrowedFd<'_>,
-    target: u32,
-    attach_type: u32,
-    flags: u32,
-    extra: E,
-) -> SysResult<OwnedFd>
+fn create<E: Copy>(prog: BorrowedFd<'_>, target: u32, attach_type: u32, flags: u32, extra: E) -> SysResult<OwnedFd>
 where
     LinkCreateAttr<E>: super::attr::Attr,
 {
-    let mut attr = LinkCreateAttr {
-        prog_fd: fd_u32(prog),
-        target,
-        attach_type,
-        flags,
-        extra,
-    };
+    let mut attr = LinkCreateAttr { prog_fd: fd_u32(prog), target, attach_type, flags, extra };
     bpf_fd(Cmd::LinkCreate, &mut attr)
 }
 
@@ -83,79 +71,28 @@ pub fn link_create(
     extra: LinkTarget<'_>,
 ) -> SysResult<OwnedFd> {
     match extra {
-        LinkTarget::Plain { target_btf_id } => create(
-            prog,
-            target,
-            attach_type,
-            flags,
-            LinkNoExtra {
-                target_btf_id,
-                _pad: 0,
-            },
-        ),
-        LinkTarget::Mprog {
-            relative,
-            expected_revision,
-        } => create(
-            prog,
-            target,
-            attach_type,
-            flags,
-            LinkMprogExtra {
-                relative,
-                _pad: 0,
-                expected_revision,
-            },
-        ),
+        LinkTarget::Plain { target_btf_id } => {
+            create(prog, target, attach_type, flags, LinkNoExtra { target_btf_id, _pad: 0 })
+        }
+        LinkTarget::Mprog { relative, expected_revision } => {
+            create(prog, target, attach_type, flags, LinkMprogExtra { relative, _pad: 0, expected_revision })
+        }
         LinkTarget::Iter { info } => create(
             prog,
             target,
             attach_type,
             flags,
-            LinkIterExtra {
-                iter_info: ptr(info),
-                iter_info_len: info.len() as u32,
-                _pad: 0,
-            },
+            LinkIterExtra { iter_info: ptr(info), iter_info_len: info.len() as u32, _pad: 0 },
         ),
-        LinkTarget::PerfEvent { cookie } => create(
-            prog,
-            target,
-            attach_type,
-            flags,
-            LinkPerfEventExtra { bpf_cookie: cookie },
-        ),
-        LinkTarget::Tracing {
-            target_btf_id,
-            cookie,
-        } => create(
-            prog,
-            target,
-            attach_type,
-            flags,
-            LinkTracingExtra {
-                target_btf_id,
-                _pad: 0,
-                cookie,
-            },
-        ),
-        LinkTarget::Netfilter {
-            pf,
-            hooknum,
-            priority,
-            flags: nf_flags,
-        } => create(
-            prog,
-            target,
-            attach_type,
-            flags,
-            LinkNetfilterExtra {
-                pf,
-                hooknum,
-                priority,
-                flags: nf_flags,
-            },
-        ),
+        LinkTarget::PerfEvent { cookie } => {
+            create(prog, target, attach_type, flags, LinkPerfEventExtra { bpf_cookie: cookie })
+        }
+        LinkTarget::Tracing { target_btf_id, cookie } => {
+            create(prog, target, attach_type, flags, LinkTracingExtra { target_btf_id, _pad: 0, cookie })
+        }
+        LinkTarget::Netfilter { pf, hooknum, priority, flags: nf_flags } => {
+            create(prog, target, attach_type, flags, LinkNetfilterExtra { pf, hooknum, priority, flags: nf_flags })
+        }
     }
 }
 
@@ -178,34 +115,20 @@ pub fn link_update(
 
 /// `BPF_LINK_DETACH`: detaches the link while its fd (and pins) stay valid.
 pub fn link_detach(link: BorrowedFd<'_>) -> SysResult<()> {
-    let mut attr = SingleFdAttr {
-        value: fd_u32(link),
-        _pad: 0,
-    };
+    let mut attr = SingleFdAttr { value: fd_u32(link), _pad: 0 };
     raw_bpf(Cmd::LinkDetach, &mut attr).map(drop)
 }
 
 /// `BPF_RAW_TRACEPOINT_OPEN`: attaches a raw tracepoint program to `name` (or a BTF-typed
 /// tracing program to its target when `name` is `None`).
-pub fn raw_tracepoint_open(
-    prog: BorrowedFd<'_>,
-    name: Option<&CStr>,
-    cookie: u64,
-) -> SysResult<OwnedFd> {
-    let mut attr = RawTracepointAttr {
-        name: name.map_or(0, |n| n.as_ptr() as u64),
-        prog_fd: fd_u32(prog),
-        _pad: 0,
-        cookie,
-    };
+pub fn raw_tracepoint_open(prog: BorrowedFd<'_>, name: Option<&CStr>, cookie: u64) -> SysResult<OwnedFd> {
+    let mut attr =
+        RawTracepointAttr { name: name.map_or(0, |n| n.as_ptr() as u64), prog_fd: fd_u32(prog), _pad: 0, cookie };
     bpf_fd(Cmd::RawTracepointOpen, &mut attr)
 }
 
 /// `BPF_ITER_CREATE`: a readable fd that runs the iterator link's program as it is read.
 pub fn iter_create(link: BorrowedFd<'_>) -> SysResult<OwnedFd> {
-    let mut attr = IterCreateAttr {
-        link_fd: fd_u32(link),
-        flags: 0,
-    };
+    let mut attr = IterCreateAttr { link_fd: fd_u32(link), flags: 0 };
     bpf_fd(Cmd::IterCreate, &mut attr)
 }

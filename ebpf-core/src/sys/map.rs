@@ -1,9 +1,7 @@
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use super::attr::{MapBatchAttr, MapCreateAttr, MapElemAttr, SingleFdAttr};
-use super::{
-    bpf_fd, fd_u32, mut_ptr, possible_cpus, ptr, raw_bpf, Cmd, Errno, SysError, SysResult,
-};
+use super::{bpf_fd, fd_u32, mut_ptr, possible_cpus, ptr, raw_bpf, Cmd, Errno, SysError, SysResult};
 
 /// Inputs of `BPF_MAP_CREATE`.
 #[derive(Clone, Debug, Default)]
@@ -57,36 +55,20 @@ fn is_per_cpu(map_type: u32) -> bool {
 
 impl MapFd {
     /// Wraps a map fd whose type and sizes were read from the kernel.
-    pub(crate) fn from_parts(
-        fd: OwnedFd,
-        map_type: u32,
-        key_size: u32,
-        value_size: u32,
-    ) -> SysResult<MapFd> {
+    pub(crate) fn from_parts(fd: OwnedFd, map_type: u32, key_size: u32, value_size: u32) -> SysResult<MapFd> {
         let value_stride = if is_per_cpu(map_type) {
-            let cpus = possible_cpus().map_err(|_| SysError {
-                cmd: Cmd::ObjGetInfoByFd,
-                errno: Errno::ENODEV,
-            })?;
+            let cpus = possible_cpus().map_err(|_| SysError { cmd: Cmd::ObjGetInfoByFd, errno: Errno::ENODEV })?;
             (value_size as usize).next_multiple_of(8) * cpus
         } else {
             value_size as usize
         };
-        Ok(MapFd {
-            fd,
-            map_type,
-            key_size,
-            value_size,
-            value_stride,
-        })
+        Ok(MapFd { fd, map_type, key_size, value_size, value_stride })
     }
 
     /// Opens the map behind `fd` (a duplicate is taken) and reads its sizes from the kernel.
     pub fn from_fd(fd: BorrowedFd<'_>) -> SysResult<MapFd> {
-        let owned = fd.try_clone_to_owned().map_err(|e| SysError {
-            cmd: Cmd::ObjGetInfoByFd,
-            errno: Errno::from(e),
-        })?;
+        let owned =
+            fd.try_clone_to_owned().map_err(|e| SysError { cmd: Cmd::ObjGetInfoByFd, errno: Errno::from(e) })?;
         Self::from_owned(owned)
     }
 
@@ -128,10 +110,7 @@ impl MapFd {
         if key_ok && value_ok {
             Ok(())
         } else {
-            Err(SysError {
-                cmd,
-                errno: Errno::EINVAL,
-            })
+            Err(SysError { cmd, errno: Errno::EINVAL })
         }
     }
 
@@ -169,13 +148,7 @@ pub fn map_create(spec: &MapCreate<'_>) -> SysResult<MapFd> {
 }
 
 fn elem_attr(map: &MapFd, key: u64, value: u64, flags: u64) -> MapElemAttr {
-    MapElemAttr {
-        map_fd: map.raw(),
-        _pad: 0,
-        key,
-        value,
-        flags,
-    }
+    MapElemAttr { map_fd: map.raw(), _pad: 0, key, value, flags }
 }
 
 /// `BPF_MAP_LOOKUP_ELEM`: copies the value for `key` into `value` (`value_stride` bytes).
@@ -200,17 +173,8 @@ pub fn map_delete_elem(map: &MapFd, key: &[u8]) -> SysResult<()> {
 }
 
 /// `BPF_MAP_LOOKUP_AND_DELETE_ELEM` (also the pop of queues and stacks, whose key is empty).
-pub fn map_lookup_and_delete_elem(
-    map: &MapFd,
-    key: &[u8],
-    value: &mut [u8],
-    flags: u64,
-) -> SysResult<()> {
-    map.check(
-        Cmd::MapLookupAndDeleteElem,
-        Some(key.len()),
-        Some(value.len()),
-    )?;
+pub fn map_lookup_and_delete_elem(map: &MapFd, key: &[u8], value: &mut [u8], flags: u64) -> SysResult<()> {
+    map.check(Cmd::MapLookupAndDeleteElem, Some(key.len()), Some(value.len()))?;
     let mut attr = elem_attr(map, ptr(key), mut_ptr(value), flags);
     raw_bpf(Cmd::MapLookupAndDeleteElem, &mut attr).map(drop)
 }
@@ -220,28 +184,19 @@ pub fn map_lookup_and_delete_elem(
 pub fn map_get_next_key(map: &MapFd, key: Option<&[u8]>, next_key: &mut [u8]) -> SysResult<bool> {
     map.check(Cmd::MapGetNextKey, key.map(<[u8]>::len), None)?;
     if next_key.len() != map.key_size as usize {
-        return Err(SysError {
-            cmd: Cmd::MapGetNextKey,
-            errno: Errno::EINVAL,
-        });
+        return Err(SysError { cmd: Cmd::MapGetNextKey, errno: Errno::EINVAL });
     }
     let mut attr = elem_attr(map, key.map_or(0, ptr), mut_ptr(next_key), 0);
     match raw_bpf(Cmd::MapGetNextKey, &mut attr) {
         Ok(_) => Ok(true),
-        Err(SysError {
-            errno: Errno::ENOENT,
-            ..
-        }) => Ok(false),
+        Err(SysError { errno: Errno::ENOENT, .. }) => Ok(false),
         Err(e) => Err(e),
     }
 }
 
 /// `BPF_MAP_FREEZE`: user space may no longer write the map.
 pub fn map_freeze(map: &MapFd) -> SysResult<()> {
-    let mut attr = SingleFdAttr {
-        value: map.raw(),
-        _pad: 0,
-    };
+    let mut attr = SingleFdAttr { value: map.raw(), _pad: 0 };
     raw_bpf(Cmd::MapFreeze, &mut attr).map(drop)
 }
 
@@ -275,13 +230,9 @@ fn lookup_batch_cmd(
     count: u32,
     elem_flags: u64,
 ) -> SysResult<BatchOutcome> {
-    let cursor_ok =
-        out_cursor.len() >= cursor_len(map) && in_cursor.is_none_or(|c| c.len() >= cursor_len(map));
+    let cursor_ok = out_cursor.len() >= cursor_len(map) && in_cursor.is_none_or(|c| c.len() >= cursor_len(map));
     if !cursor_ok || !batch_buffers_fit(map, count as usize, keys.len(), Some(values.len())) {
-        return Err(SysError {
-            cmd,
-            errno: Errno::EINVAL,
-        });
+        return Err(SysError { cmd, errno: Errno::EINVAL });
     }
     let mut attr = MapBatchAttr {
         in_batch: in_cursor.map_or(0, ptr),
@@ -294,17 +245,8 @@ fn lookup_batch_cmd(
         flags: 0,
     };
     match raw_bpf(cmd, &mut attr) {
-        Ok(_) => Ok(BatchOutcome {
-            count: attr.count,
-            done: false,
-        }),
-        Err(SysError {
-            errno: Errno::ENOENT,
-            ..
-        }) => Ok(BatchOutcome {
-            count: attr.count,
-            done: true,
-        }),
+        Ok(_) => Ok(BatchOutcome { count: attr.count, done: false }),
+        Err(SysError { errno: Errno::ENOENT, .. }) => Ok(BatchOutcome { count: attr.count, done: true }),
         Err(e) => Err(e),
     }
 }
@@ -322,16 +264,7 @@ pub fn map_lookup_batch(
     count: u32,
     elem_flags: u64,
 ) -> SysResult<BatchOutcome> {
-    lookup_batch_cmd(
-        Cmd::MapLookupBatch,
-        map,
-        in_cursor,
-        out_cursor,
-        keys,
-        values,
-        count,
-        elem_flags,
-    )
+    lookup_batch_cmd(Cmd::MapLookupBatch, map, in_cursor, out_cursor, keys, values, count, elem_flags)
 }
 
 /// `BPF_MAP_LOOKUP_AND_DELETE_BATCH`: as [`map_lookup_batch`], deleting what it returns.
@@ -345,20 +278,37 @@ pub fn map_lookup_and_delete_batch(
     count: u32,
     elem_flags: u64,
 ) -> SysResult<BatchOutcome> {
-    lookup_batch_cmd(
-        Cmd::MapLookupAndDeleteBatch,
-        map,
-        in_cursor,
-        out_cursor,
-        keys,
-        values,
-        count,
-        elem_flags,
-    )
+    lookup_batch_cmd(Cmd::MapLookupAndDeleteBatch, map, in_cursor, out_cursor, keys, values, count, elem_flags)
 }
 
-/// `BPF_MAP_UPDATE_BATCH`: writes `count` key/value pairs; on error, `count` in the
-/// outcome says how many were written before it.
+/// The writing batch commands: update (keys and values) and delete (keys only).
+fn write_batch(
+    cmd: Cmd,
+    map: &MapFd,
+    keys: &[u8],
+    values: Option<&[u8]>,
+    count: u32,
+    elem_flags: u64,
+) -> Result<BatchOutcome, (SysError, u32)> {
+    if !batch_buffers_fit(map, count as usize, keys.len(), values.map(<[u8]>::len)) {
+        return Err((SysError { cmd, errno: Errno::EINVAL }, 0));
+    }
+    let mut attr = MapBatchAttr {
+        keys: ptr(keys),
+        values: values.map_or(0, ptr),
+        count,
+        map_fd: map.raw(),
+        elem_flags,
+        ..Default::default()
+    };
+    match raw_bpf(cmd, &mut attr) {
+        Ok(_) => Ok(BatchOutcome { count: attr.count, done: true }),
+        Err(e) => Err((e, attr.count)),
+    }
+}
+
+/// `BPF_MAP_UPDATE_BATCH`: writes `count` key/value pairs; on error, also how many were
+/// written before it.
 pub fn map_update_batch(
     map: &MapFd,
     keys: &[u8],
@@ -366,30 +316,7 @@ pub fn map_update_batch(
     count: u32,
     elem_flags: u64,
 ) -> Result<BatchOutcome, (SysError, u32)> {
-    if !batch_buffers_fit(map, count as usize, keys.len(), Some(values.len())) {
-        return Err((
-            SysError {
-                cmd: Cmd::MapUpdateBatch,
-                errno: Errno::EINVAL,
-            },
-            0,
-        ));
-    }
-    let mut attr = MapBatchAttr {
-        keys: ptr(keys),
-        values: ptr(values),
-        count,
-        map_fd: map.raw(),
-        elem_flags,
-        ..Default::default()
-    };
-    match raw_bpf(Cmd::MapUpdateBatch, &mut attr) {
-        Ok(_) => Ok(BatchOutcome {
-            count: attr.count,
-            done: true,
-        }),
-        Err(e) => Err((e, attr.count)),
-    }
+    write_batch(Cmd::MapUpdateBatch, map, keys, Some(values), count, elem_flags)
 }
 
 /// `BPF_MAP_DELETE_BATCH`: deletes `count` keys; on error, also how many were deleted.
@@ -399,27 +326,5 @@ pub fn map_delete_batch(
     count: u32,
     elem_flags: u64,
 ) -> Result<BatchOutcome, (SysError, u32)> {
-    if !batch_buffers_fit(map, count as usize, keys.len(), None) {
-        return Err((
-            SysError {
-                cmd: Cmd::MapDeleteBatch,
-                errno: Errno::EINVAL,
-            },
-            0,
-        ));
-    }
-    let mut attr = MapBatchAttr {
-        keys: ptr(keys),
-        count,
-        map_fd: map.raw(),
-        elem_flags,
-        ..Default::default()
-    };
-    match raw_bpf(Cmd::MapDeleteBatch, &mut attr) {
-        Ok(_) => Ok(BatchOutcome {
-            count: attr.count,
-            done: true,
-        }),
-        Err(e) => Err((e, attr.count)),
-    }
+    write_batch(Cmd::MapDeleteBatch, map, keys, None, count, elem_flags)
 }

@@ -21,21 +21,16 @@ use std::os::fd::{FromRawFd, OwnedFd};
 pub use btf::{btf_load, BtfLoadError};
 pub use cmd::Cmd;
 pub use ids::{btf_fd_by_id, link_fd_by_id, map_fd_by_id, next_id, prog_fd_by_id, IdKind};
-pub use info::{
-    btf_info, link_info, map_info, prog_info, prog_xlated, BtfInfo, LinkInfo, MapInfo, ProgInfo,
-};
-pub use link::{
-    iter_create, link_create, link_detach, link_update, raw_tracepoint_open, LinkTarget,
-};
+pub use info::{btf_info, link_info, map_info, prog_info, prog_xlated, BtfInfo, LinkInfo, MapInfo, ProgInfo};
+pub use link::{iter_create, link_create, link_detach, link_update, raw_tracepoint_open, LinkTarget};
 pub use map::{
-    map_create, map_delete_batch, map_delete_elem, map_freeze, map_get_next_key,
-    map_lookup_and_delete_batch, map_lookup_and_delete_elem, map_lookup_batch, map_lookup_elem,
-    map_update_batch, map_update_elem, BatchOutcome, MapCreate, MapFd,
+    map_create, map_delete_batch, map_delete_elem, map_freeze, map_get_next_key, map_lookup_and_delete_batch,
+    map_lookup_and_delete_elem, map_lookup_batch, map_lookup_elem, map_update_batch, map_update_elem, BatchOutcome,
+    MapCreate, MapFd,
 };
 pub use obj::{obj_get, obj_pin, prog_attach, prog_detach, prog_query, ProgQuery};
 pub use prog::{
-    enable_stats, prog_bind_map, prog_load, prog_test_run, ProgLoad, ProgLoadOutcome, TestRun,
-    TestRunOutput,
+    enable_stats, prog_bind_map, prog_load, prog_test_run, ProgLoad, ProgLoadOutcome, TestRun, TestRunOutput,
 };
 
 pub use errno::Errno;
@@ -114,11 +109,9 @@ fn fd_u32(fd: std::os::fd::BorrowedFd<'_>) -> u32 {
 /// only the characters the kernel accepts (alphanumerics, `_` and `.`).
 pub fn object_name(name: &str) -> [u8; 16] {
     let mut out = [0u8; 16];
-    for (slot, byte) in out.iter_mut().zip(
-        name.bytes()
-            .filter(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'.')
-            .take(15),
-    ) {
+    for (slot, byte) in
+        out.iter_mut().zip(name.bytes().filter(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'.').take(15))
+    {
         *slot = byte;
     }
     out
@@ -131,12 +124,8 @@ pub fn possible_cpus() -> std::io::Result<usize> {
         return Ok(*n);
     }
     let text = std::fs::read_to_string("/sys/devices/system/cpu/possible")?;
-    let n = parse_cpu_list(&text).ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("unreadable CPU list {text:?}"),
-        )
-    })?;
+    let n = parse_cpu_list(&text)
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("unreadable CPU list {text:?}")))?;
     Ok(*CACHE.get_or_init(|| n))
 }
 
@@ -171,13 +160,7 @@ mod tests {
 
     #[test]
     fn errors_name_the_command_and_errno() {
-        let e = SysError {
-            cmd: Cmd::MapUpdateElem,
-            errno: Errno::E2BIG,
-        };
-        assert_eq!(
-            e.to_string(),
-            "BPF_MAP_UPDATE_ELEM: E2BIG (Argument list too long)"
-        );
+        let e = SysError { cmd: Cmd::MapUpdateElem, errno: Errno::E2BIG };
+        assert_eq!(e.to_string(), "BPF_MAP_UPDATE_ELEM: E2BIG (Argument list too long)");
     }
 }

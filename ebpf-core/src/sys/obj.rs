@@ -7,31 +7,20 @@ use super::{bpf_fd, fd_u32, mut_ptr, raw_bpf, Cmd, Errno, SysError, SysResult};
 
 fn c_path(cmd: Cmd, path: &Path) -> SysResult<CString> {
     use std::os::unix::ffi::OsStrExt;
-    CString::new(path.as_os_str().as_bytes()).map_err(|_| SysError {
-        cmd,
-        errno: Errno::EINVAL,
-    })
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| SysError { cmd, errno: Errno::EINVAL })
 }
 
 /// `BPF_OBJ_PIN`: pins a map, program, link or BTF object at `path` on a bpffs mount.
 pub fn obj_pin(fd: BorrowedFd<'_>, path: &Path) -> SysResult<()> {
     let path = c_path(Cmd::ObjPin, path)?;
-    let mut attr = ObjPinAttr {
-        pathname: path.as_ptr() as u64,
-        bpf_fd: fd_u32(fd),
-        ..Default::default()
-    };
+    let mut attr = ObjPinAttr { pathname: path.as_ptr() as u64, bpf_fd: fd_u32(fd), ..Default::default() };
     raw_bpf(Cmd::ObjPin, &mut attr).map(drop)
 }
 
 /// `BPF_OBJ_GET`: opens the object pinned at `path` (`file_flags`: `BPF_F_RDONLY`/`BPF_F_WRONLY`).
 pub fn obj_get(path: &Path, file_flags: u32) -> SysResult<OwnedFd> {
     let path = c_path(Cmd::ObjGet, path)?;
-    let mut attr = ObjPinAttr {
-        pathname: path.as_ptr() as u64,
-        file_flags,
-        ..Default::default()
-    };
+    let mut attr = ObjPinAttr { pathname: path.as_ptr() as u64, file_flags, ..Default::default() };
     bpf_fd(Cmd::ObjGet, &mut attr)
 }
 
@@ -59,12 +48,7 @@ pub fn prog_attach(
 
 /// `BPF_PROG_DETACH` of `prog` (or of whatever is attached, for single-program hooks).
 pub fn prog_detach(target: u32, prog: Option<BorrowedFd<'_>>, attach_type: u32) -> SysResult<()> {
-    let mut attr = ProgAttachAttr {
-        target,
-        attach_bpf_fd: prog.map_or(0, fd_u32),
-        attach_type,
-        ..Default::default()
-    };
+    let mut attr = ProgAttachAttr { target, attach_bpf_fd: prog.map_or(0, fd_u32), attach_type, ..Default::default() };
     raw_bpf(Cmd::ProgDetach, &mut attr).map(drop)
 }
 
@@ -83,12 +67,7 @@ pub struct ProgQuery {
 
 /// `BPF_PROG_QUERY`: the programs attached to `target` at `attach_type`.
 pub fn prog_query(target: u32, attach_type: u32, query_flags: u32) -> SysResult<ProgQuery> {
-    let mut attr = ProgQueryAttr {
-        target,
-        attach_type,
-        query_flags,
-        ..Default::default()
-    };
+    let mut attr = ProgQueryAttr { target, attach_type, query_flags, ..Default::default() };
     raw_bpf(Cmd::ProgQuery, &mut attr)?;
     loop {
         let capacity = attr.count;
@@ -105,14 +84,8 @@ pub fn prog_query(target: u32, attach_type: u32, query_flags: u32) -> SysResult<
         };
         match raw_bpf(Cmd::ProgQuery, &mut attr) {
             // The hook gained programs between the two calls: ask again with more room.
-            Err(SysError {
-                errno: Errno::ENOSPC,
-                ..
-            }) => continue,
-            Err(SysError {
-                errno: Errno::EINVAL,
-                ..
-            }) if capacity > 0 => {
+            Err(SysError { errno: Errno::ENOSPC, .. }) => continue,
+            Err(SysError { errno: Errno::EINVAL, .. }) if capacity > 0 => {
                 // Hooks that predate link ids refuse the link_ids pointer.
                 attr = ProgQueryAttr {
                     target,
@@ -132,11 +105,6 @@ pub fn prog_query(target: u32, attach_type: u32, query_flags: u32) -> SysResult<
         let n = (attr.count as usize).min(prog_ids.len());
         prog_ids.truncate(n);
         link_ids.truncate(n);
-        return Ok(ProgQuery {
-            attach_flags: attr.attach_flags,
-            prog_ids,
-            link_ids,
-            revision: attr.revision,
-        });
+        return Ok(ProgQuery { attach_flags: attr.attach_flags, prog_ids, link_ids, revision: attr.revision });
     }
 }

@@ -117,17 +117,11 @@ pub fn prog_load(load: &ProgLoad<'_>, log: Option<(&mut [u8], u32)>) -> ProgLoad
     let mut result = bpf_fd(Cmd::ProgLoad, &mut attr);
     for _ in 0..4 {
         match result {
-            Err(SysError {
-                errno: Errno::EAGAIN,
-                ..
-            }) => result = bpf_fd(Cmd::ProgLoad, &mut attr),
+            Err(SysError { errno: Errno::EAGAIN, .. }) => result = bpf_fd(Cmd::ProgLoad, &mut attr),
             _ => break,
         }
     }
-    ProgLoadOutcome {
-        result,
-        log_true_size: attr.log_true_size,
-    }
+    ProgLoadOutcome { result, log_true_size: attr.log_true_size }
 }
 
 /// Inputs of `BPF_PROG_TEST_RUN`.
@@ -196,20 +190,12 @@ pub fn prog_test_run(prog: BorrowedFd<'_>, run: TestRun<'_>) -> SysResult<TestRu
 /// `BPF_ENABLE_STATS` for `BPF_STATS_RUN_TIME` (type 0): run counts and times are collected
 /// for as long as the returned fd is open.
 pub fn enable_stats(stats_type: u32) -> SysResult<OwnedFd> {
-    let mut attr = SingleFdAttr {
-        value: stats_type,
-        _pad: 0,
-    };
+    let mut attr = SingleFdAttr { value: stats_type, _pad: 0 };
     bpf_fd(Cmd::EnableStats, &mut attr)
 }
 
 /// `BPF_PROG_BIND_MAP`: keeps `map` alive for as long as `prog` is.
 pub fn prog_bind_map(prog: BorrowedFd<'_>, map: BorrowedFd<'_>) -> SysResult<()> {
-    let mut attr = ProgBindMapAttr {
-        prog_fd: fd_u32(prog),
-        map_fd: fd_u32(map),
-        flags: 0,
-        _pad: 0,
-    };
+    let mut attr = ProgBindMapAttr { prog_fd: fd_u32(prog), map_fd: fd_u32(map), flags: 0, _pad: 0 };
     raw_bpf(Cmd::ProgBindMap, &mut attr).map(drop)
 }
