@@ -1,5 +1,7 @@
+use crate::btf::Btf;
 use crate::header::{BtfHeader, BTF_MAGIC};
 use crate::kind::{BtfKind, TypeId};
+use crate::types::Type;
 
 /// How an integer type is interpreted (`BTF_INT_ENCODING`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,6 +98,7 @@ pub struct DatasecVar {
 pub struct BtfBuilder {
     types: Vec<u8>,
     strings: Vec<u8>,
+    string_offsets: std::collections::HashMap<Box<str>, u32>,
     count: u32,
 }
 
@@ -112,7 +115,7 @@ fn raw_id(ty: Option<TypeId>) -> u32 {
 impl BtfBuilder {
     /// An empty builder; its string table starts with the mandatory empty string.
     pub fn new() -> Self {
-        BtfBuilder { types: Vec::new(), strings: vec![0], count: 0 }
+        BtfBuilder { types: Vec::new(), strings: vec![0], string_offsets: std::collections::HashMap::new(), count: 0 }
     }
 
     /// Number of types added so far.
@@ -125,16 +128,13 @@ impl BtfBuilder {
         if name.is_empty() {
             return 0;
         }
-        let needle: Vec<u8> = name.bytes().chain(std::iter::once(0)).collect();
-        let mut start = 0;
-        for entry in self.strings.split_inclusive(|&b| b == 0) {
-            if entry == needle.as_slice() {
-                return start as u32;
-            }
-            start += entry.len();
+        if let Some(&offset) = self.string_offsets.get(name) {
+            return offset;
         }
         let offset = self.strings.len() as u32;
-        self.strings.extend_from_slice(&needle);
+        self.strings.extend_from_slice(name.as_bytes());
+        self.strings.push(0);
+        self.string_offsets.insert(name.into(), offset);
         offset
     }
 
@@ -299,6 +299,90 @@ impl BtfBuilder {
     /// `TYPE_TAG` on `target`.
     pub fn add_type_tag(&mut self, value: &str, target: TypeId) -> TypeId {
         self.push_type(value, BtfKind::TypeTag, 0, false, target.get())
+    }
+
+    /// A builder holding every type of `btf` (not its base), ready to encode again or to
+    /// extend. Strings are re-interned, so the output drops unused and duplicate strings.
+    pub fn from_btf(btf: &Btf) -> BtfBuilder {
+        let mut builder = BtfBuilder::new();
+        for ty in btf.types() {
+            builder.push_raw(&ty);
+        }
+        builder
+    }
+
+    /// Appends a copy of `ty` as it is encoded, re-interning its strings.
+    pub fn push_raw(&mut self, ty: &Type<'_>) -> TypeId {
+        let kind = ty.kind().expect("parsed types have a kind");
+        let id = self.push_type(ty.name(), kind, ty.vlen() as u32, ty.kind_flag(), ty.size_or_type());
+        match kind {
+            BtfKind::Int => {
+                let info = ty.int().expect("int");
+                let encoding = u32::from(info.signed) | (u32::from(info.char) << 1) | (u32::from(info.bool) << 2);
+                self.push_word((encoding << 24) | (u32::from(info.offset) << 16) | u32::from(info.bits));
+            }
+            BtfKind::Array => {
+                let a = ty.array().expect("array");
+                self.push_word(a.elem);
+                self.push_word(a.index);
+                self.push_word(a.nelems);
+            }
+            BtfKind::Struct | BtfKind::Union => {
+                let bitfields = ty.kind_flag();
+                for m in ty.members() {
+                    let name = self.add_string(m.name);
+                    self.push_word(name);
+                    self.push_word(m.ty);
+                    self.push_word(if bitfields {
+                        (u32::from(m.bitfield_size) << 24) | m.bit_offset
+                    } else {
+                        m.bit_offset
+                    });
+                }
+            }
+            BtfKind::Enum => {
+                for e in ty.enumerators() {
+                    let name = self.add_string(e.name);
+                    self.push_word(name);
+                    self.push_word(e.value as u32);
+                }
+            }
+            BtfKind::Enum64 => {
+                for e in ty.enumerators() {
+                    let name = self.add_string(e.name);
+                    self.push_word(name);
+                    self.push_word(e.value as u64 as u32);
+                    self.push_word((e.value as u64 >> 32) as u32);
+                }
+            }
+            BtfKind::FuncProto => {
+                for p in ty.params() {
+                    let name = self.add_string(p.name);
+                    self.push_word(name);
+                    self.push_word(p.ty);
+                }
+            }
+            BtfKind::Var => {
+                let raw = match ty.linkage() {
+                    Some(crate::types::TypeLinkage::Static) => 0,
+                    Some(crate::types::TypeLinkage::Global) => 1,
+                    Some(crate::types::TypeLinkage::Extern) => 2,
+                    Some(crate::types::TypeLinkage::Other(raw)) => raw,
+                    None => 0,
+                };
+                self.push_word(raw);
+            }
+            BtfKind::Datasec => {
+                for v in ty.datasec_vars() {
+                    self.push_word(v.ty);
+                    self.push_word(v.offset);
+                    self.push_word(v.size);
+                }
+            }
+            BtfKind::DeclTag => self.push_word(ty.decl_tag_component().expect("decl tag") as u32),
+            _ => {}
+        }
+        id
     }
 
     /// The blob: header, type section, string section.

@@ -1,8 +1,9 @@
 /// The magic number that opens every BTF blob, in the blob's own byte order.
 pub const BTF_MAGIC: u16 = 0xeb9f;
 
-/// Why a BTF blob could not be read.
+/// Why BTF could not be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum BtfError {
     /// The blob is shorter than the header it must start with.
     #[error("BTF is {len} bytes, shorter than its {needed}-byte header")]
@@ -32,6 +33,54 @@ pub enum BtfError {
         len: u32,
         /// Total blob length.
         blob_len: usize,
+    },
+    /// The string section does not start with the empty string or end with a NUL.
+    #[error("BTF string section is malformed: {0}")]
+    BadStrings(&'static str),
+    /// A type record runs past the end of the type section.
+    #[error("BTF type [{id}] at byte {offset} runs past the end of the type section")]
+    TypeTruncated {
+        /// Id the type would have had.
+        id: u32,
+        /// Its byte offset in the type section.
+        offset: usize,
+    },
+    /// A kind number no BTF kind has.
+    #[error("BTF type [{id}] has unknown kind {kind}")]
+    UnknownKind {
+        /// Type id.
+        id: u32,
+        /// Raw kind number.
+        kind: u8,
+    },
+    /// A name offset past the string section.
+    #[error("BTF type [{id}]: name offset {offset} is outside the string section")]
+    BadNameOffset {
+        /// Type id.
+        id: u32,
+        /// The offset.
+        offset: u32,
+    },
+    /// A reference to a type id that does not exist.
+    #[error("BTF type [{id}] refers to type [{target}], but the last type is [{last}]")]
+    BadTypeReference {
+        /// Type id.
+        id: u32,
+        /// The missing id.
+        target: u32,
+        /// The last valid id.
+        last: u32,
+    },
+    /// A `.BTF.ext` blob that is malformed.
+    #[error("BTF.ext: {0}")]
+    BadExt(String),
+    /// Reading a BTF file failed.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: String,
+        /// What went wrong (an I/O error or a parse error).
+        message: String,
     },
 }
 
@@ -97,9 +146,21 @@ impl BtfHeader {
         Ok(header)
     }
 
+    /// Byte range of the type section within the blob.
+    pub fn type_range(&self) -> std::ops::Range<usize> {
+        let start = self.hdr_len as usize + self.type_off as usize;
+        start..start + self.type_len as usize
+    }
+
+    /// Byte range of the string section within the blob.
+    pub fn str_range(&self) -> std::ops::Range<usize> {
+        let start = self.hdr_len as usize + self.str_off as usize;
+        start..start + self.str_len as usize
+    }
+
     fn check_section(&self, section: &'static str, offset: u32, len: u32, blob_len: usize) -> Result<(), BtfError> {
         let end = u64::from(self.hdr_len) + u64::from(offset) + u64::from(len);
-        if end > blob_len as u64 {
+        if u64::from(self.hdr_len) < Self::SIZE as u64 || end > blob_len as u64 {
             return Err(BtfError::SectionOutOfBounds { section, offset, len, blob_len });
         }
         Ok(())

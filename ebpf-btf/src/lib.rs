@@ -1,24 +1,39 @@
 //! BPF Type Format (BTF): the type information the kernel uses to understand maps and programs.
 //!
-//! This crate is pure data: it never makes a system call. It knows the BTF wire format
-//! ([`BtfHeader`], [`BtfKind`]) and builds blobs the kernel accepts ([`BtfBuilder`]).
+//! This crate is pure data: it never makes a system call (it does read files for the kernel's
+//! BTF in [`kernel`]).
+//!
+//! - [`Btf`] parses a `.BTF` blob in one validating pass and decodes types on demand:
+//!   [`Btf::type_by_id`] returns a [`Type`] view whose names borrow the string section.
+//! - [`BtfBuilder`] writes blobs the kernel accepts, type by type or from a parsed [`Btf`].
+//! - [`raw_dump`] prints the listing `bpftool btf dump … format raw` prints.
 //!
 //! ```
-//! use ebpf_btf::{BtfBuilder, BtfHeader, IntEncoding};
+//! use ebpf_btf::{Btf, BtfBuilder, BtfKind, IntEncoding, Member};
 //!
-//! let mut btf = BtfBuilder::new();
-//! let int = btf.add_int("int", 4, IntEncoding::Signed);
-//! let ptr = btf.add_ptr(int);
-//! assert_eq!((int.get(), ptr.get()), (1, 2));
-//! let bytes = btf.encode();
-//! let header = BtfHeader::parse(&bytes).unwrap();
-//! assert_eq!(header.type_len, 2 * 12 + 4);
+//! let mut builder = BtfBuilder::new();
+//! let int = builder.add_int("int", 4, IntEncoding::Signed);
+//! builder.add_struct("pair", 8, &[
+//!     Member { name: "a", ty: int, bit_offset: 0, bitfield_size: 0 },
+//!     Member { name: "b", ty: int, bit_offset: 32, bitfield_size: 0 },
+//! ]);
+//! let btf = Btf::parse(builder.encode()).unwrap();
+//! let pair = btf.find("pair", BtfKind::Struct).unwrap();
+//! assert_eq!(pair.size(), Some(8));
+//! assert_eq!(pair.members().map(|m| m.name).collect::<Vec<_>>(), ["a", "b"]);
 //! ```
 
+mod btf;
 mod builder;
 mod header;
+pub mod kernel;
 mod kind;
+mod raw_dump;
+mod types;
 
+pub use btf::Btf;
 pub use builder::{BtfBuilder, DatasecVar, EnumValue, IntEncoding, Linkage, Member, Param};
 pub use header::{BtfError, BtfHeader, BTF_MAGIC};
 pub use kind::{BtfKind, TypeId};
+pub use raw_dump::{raw_dump, raw_type};
+pub use types::{ArrayInfo, Enumerator, IntInfo, ProtoParam, SecVar, StructMember, Type, TypeLinkage};

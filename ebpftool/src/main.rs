@@ -6,8 +6,10 @@
 //! ebpftool prog show ID              one program's details
 //! ebpftool prog dump xlated ID       its instructions, as the kernel runs them
 //! ebpftool map list                  maps
+//! ebpftool btf dump vmlinux|module NAME|FILE   types, as bpftool's raw listing
 //! ```
 
+mod btf;
 mod feature;
 mod objects;
 
@@ -40,14 +42,20 @@ enum Command {
         #[command(subcommand)]
         command: objects::MapCommand,
     },
+    /// BPF Type Format.
+    Btf {
+        #[command(subcommand)]
+        command: btf::BtfCommand,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Feature { json } => feature::run(json),
-        Command::Prog { command } => objects::prog(command),
-        Command::Map { command } => objects::map(command),
+    let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
+        Command::Feature { json } => feature::run(json).map_err(Into::into),
+        Command::Prog { command } => objects::prog(command).map_err(Into::into),
+        Command::Map { command } => objects::map(command).map_err(Into::into),
+        Command::Btf { command } => btf::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

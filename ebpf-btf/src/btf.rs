@@ -1,0 +1,254 @@
+use std::sync::{Arc, OnceLock};
+
+use crate::header::{BtfError, BtfHeader};
+use crate::kind::BtfKind;
+use crate::types::Type;
+
+/// Parsed BTF: the raw blob plus an index of where each type starts.
+///
+/// Types are decoded on demand from the raw bytes ([`Btf::type_by_id`] returns a [`Type`]
+/// view), and names are borrowed from the string section without copying. Parsing is one
+/// pass that validates every record — kinds, lengths, name offsets and type references — so
+/// the accessors afterwards cannot fail.
+///
+/// Split BTF (kernel modules) sits on a base: its ids continue the base's and its string
+/// offsets past the base's string section refer to its own.
+#[derive(Debug)]
+pub struct Btf {
+    data: Vec<u8>,
+    header: BtfHeader,
+    little: bool,
+    /// Byte offset (in `data`) of each type of this blob; `offsets[0]` is type `first_id`.
+    offsets: Vec<u32>,
+    first_id: u32,
+    base: Option<Arc<Btf>>,
+    names: OnceLock<NameIndex>,
+}
+
+/// Hashes of type names, sorted, for lookups by name without a map of owned strings.
+#[derive(Debug, Default)]
+pub(crate) struct NameIndex {
+    entries: Vec<(u64, u32)>,
+}
+
+pub(crate) fn name_hash(name: &str) -> u64 {
+    // FNV-1a: fast for short identifiers and needs no state.
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    for byte in name.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// Bytes of extra data that follow the 12-byte common part of a type record.
+pub(crate) fn extra_len(kind: BtfKind, vlen: usize) -> usize {
+    match kind {
+        BtfKind::Int | BtfKind::Var | BtfKind::DeclTag => 4,
+        BtfKind::Array => 12,
+        BtfKind::Struct | BtfKind::Union | BtfKind::Datasec | BtfKind::Enum64 => 12 * vlen,
+        BtfKind::Enum | BtfKind::FuncProto => 8 * vlen,
+        _ => 0,
+    }
+}
+
+impl Btf {
+    /// Parses a standalone `.BTF` blob (an object file's, or vmlinux's).
+    pub fn parse(data: Vec<u8>) -> Result<Btf, BtfError> {
+        Self::parse_inner(data, None)
+    }
+
+    /// Parses split BTF (a kernel module's) on top of `base`.
+    pub fn parse_split(data: Vec<u8>, base: Arc<Btf>) -> Result<Btf, BtfError> {
+        Self::parse_inner(data, Some(base))
+    }
+
+    fn parse_inner(data: Vec<u8>, base: Option<Arc<Btf>>) -> Result<Btf, BtfError> {
+        let header = BtfHeader::parse(&data)?;
+        let little = header.swapped != cfg!(target_endian = "little");
+        let strings = &data[header.str_range()];
+        if base.is_none() && strings.first() != Some(&0) {
+            return Err(BtfError::BadStrings("it must start with the empty string"));
+        }
+        if !strings.is_empty() && strings.last() != Some(&0) {
+            return Err(BtfError::BadStrings("its last string is not NUL-terminated"));
+        }
+        let first_id = base.as_ref().map_or(1, |b| b.last_id() + 1);
+        let mut btf = Btf { data, header, little, offsets: Vec::new(), first_id, base, names: OnceLock::new() };
+        btf.index_types()?;
+        btf.check_references()?;
+        Ok(btf)
+    }
+
+    fn index_types(&mut self) -> Result<(), BtfError> {
+        let range = self.header.type_range();
+        let mut at = range.start;
+        // Types are at least 12 bytes: a good first guess of the count.
+        let mut offsets = Vec::with_capacity(range.len() / 16);
+        let str_total = self.string_space();
+        while at < range.end {
+            let id = self.first_id + offsets.len() as u32;
+            if at + 12 > range.end {
+                return Err(BtfError::TypeTruncated { id, offset: at - range.start });
+            }
+            let name_off = self.word(at);
+            let info = self.word(at + 4);
+            let raw_kind = ((info >> 24) & 0x1f) as u8;
+            let kind = BtfKind::from_raw(raw_kind).ok_or(BtfError::UnknownKind { id, kind: raw_kind })?;
+            if name_off >= str_total {
+                return Err(BtfError::BadNameOffset { id, offset: name_off });
+            }
+            let end = at + 12 + extra_len(kind, (info & 0xffff) as usize);
+            if end > range.end {
+                return Err(BtfError::TypeTruncated { id, offset: at - range.start });
+            }
+            offsets.push(at as u32);
+            at = end;
+        }
+        self.offsets = offsets;
+        Ok(())
+    }
+
+    fn check_references(&self) -> Result<(), BtfError> {
+        let last = self.last_id();
+        for id in self.first_id..=last {
+            let ty = self.type_at(id);
+            let mut bad = None;
+            let mut check = |target: u32| {
+                if target > last && bad.is_none() {
+                    bad = Some(target);
+                }
+            };
+            ty.for_each_reference(&mut check)?;
+            if let Some(target) = bad {
+                return Err(BtfError::BadTypeReference { id, target, last });
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes of string space visible to this blob (the base's strings, then its own).
+    fn string_space(&self) -> u32 {
+        self.base.as_ref().map_or(0, |b| b.string_space()) + self.header.str_len
+    }
+
+    /// The raw blob.
+    pub fn bytes(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// The header.
+    pub fn header(&self) -> &BtfHeader {
+        &self.header
+    }
+
+    /// The base this split BTF sits on.
+    pub fn base(&self) -> Option<&Arc<Btf>> {
+        self.base.as_ref()
+    }
+
+    /// Id of this blob's first type (1, or one past the base's last).
+    pub fn first_id(&self) -> u32 {
+        self.first_id
+    }
+
+    /// Id of the last type (base included); 0 for BTF with no types.
+    pub fn last_id(&self) -> u32 {
+        self.first_id + self.offsets.len() as u32 - 1
+    }
+
+    /// Number of types in this blob (not counting a base's).
+    pub fn len(&self) -> usize {
+        self.offsets.len()
+    }
+
+    /// True when this blob holds no types.
+    pub fn is_empty(&self) -> bool {
+        self.offsets.is_empty()
+    }
+
+    pub(crate) fn word(&self, at: usize) -> u32 {
+        let bytes = [self.data[at], self.data[at + 1], self.data[at + 2], self.data[at + 3]];
+        if self.little {
+            u32::from_le_bytes(bytes)
+        } else {
+            u32::from_be_bytes(bytes)
+        }
+    }
+
+    /// The string at `offset` (base strings first for split BTF); empty when not valid UTF-8.
+    pub fn string(&self, offset: u32) -> &str {
+        if let Some(base) = &self.base {
+            let base_len = base.string_space();
+            if offset < base_len {
+                return base.string(offset);
+            }
+            return self.own_string(offset - base_len);
+        }
+        self.own_string(offset)
+    }
+
+    fn own_string(&self, offset: u32) -> &str {
+        let strings = &self.data[self.header.str_range()];
+        let Some(tail) = strings.get(offset as usize..) else { return "" };
+        let end = tail.iter().position(|&b| b == 0).unwrap_or(tail.len());
+        std::str::from_utf8(&tail[..end]).unwrap_or("")
+    }
+
+    /// The type with id `id` (in this blob or its base). Id 0 is `void`.
+    pub fn type_by_id(&self, id: u32) -> Option<Type<'_>> {
+        if id == 0 {
+            return Some(Type::void(self));
+        }
+        if id < self.first_id {
+            return self.base.as_ref().and_then(|b| b.type_by_id(id));
+        }
+        (id <= self.last_id()).then(|| self.type_at(id))
+    }
+
+    /// Type `id`, known to be in this blob.
+    fn type_at(&self, id: u32) -> Type<'_> {
+        let at = self.offsets[(id - self.first_id) as usize] as usize;
+        Type::decode(self, id, at)
+    }
+
+    /// Every type of this blob (not its base), in id order.
+    pub fn types(&self) -> impl Iterator<Item = Type<'_>> + '_ {
+        (self.first_id..self.first_id + self.offsets.len() as u32).map(|id| self.type_at(id))
+    }
+
+    pub(crate) fn name_index(&self) -> &NameIndex {
+        self.names.get_or_init(|| {
+            let mut entries: Vec<(u64, u32)> = self
+                .types()
+                .filter_map(|t| {
+                    let name = t.name();
+                    (!name.is_empty()).then(|| (name_hash(name), t.id()))
+                })
+                .collect();
+            entries.sort_unstable();
+            NameIndex { entries }
+        })
+    }
+
+    /// Ids of the types named `name`, this blob's and then its base's.
+    pub fn ids_by_name(&self, name: &str) -> Vec<u32> {
+        let mut ids = self.base.as_ref().map_or_else(Vec::new, |b| b.ids_by_name(name));
+        let hash = name_hash(name);
+        let entries = &self.name_index().entries;
+        let start = entries.partition_point(|&(h, _)| h < hash);
+        ids.extend(
+            entries[start..]
+                .iter()
+                .take_while(|&&(h, _)| h == hash)
+                .map(|&(_, id)| id)
+                .filter(|&id| self.type_at(id).name() == name),
+        );
+        ids
+    }
+
+    /// The first type named `name` of kind `kind`.
+    pub fn find(&self, name: &str, kind: BtfKind) -> Option<Type<'_>> {
+        self.ids_by_name(name).into_iter().filter_map(|id| self.type_by_id(id)).find(|t| t.is(kind))
+    }
+}

@@ -1,0 +1,52 @@
+use std::io::Write;
+use std::sync::Arc;
+
+use clap::{Subcommand, ValueEnum};
+use ebpf_btf::{kernel, raw_dump, Btf, BtfError};
+
+#[derive(Subcommand)]
+pub enum BtfCommand {
+    /// Print every type: `vmlinux`, `module NAME`, or a raw BTF file.
+    Dump {
+        /// `vmlinux`, `module NAME`, or a path to a raw `.BTF` blob.
+        #[arg(required = true, num_args = 1..=2)]
+        source: Vec<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Raw)]
+        format: Format,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Format {
+    /// bpftool's raw listing, one type per line group.
+    Raw,
+}
+
+fn load(source: &[String]) -> Result<Btf, BtfError> {
+    match source {
+        [what] if what == "vmlinux" => kernel::vmlinux(),
+        [what, name] if what == "module" => kernel::module(name, Arc::new(kernel::vmlinux()?)),
+        [path] => kernel::read_btf_file(path),
+        _ => Err(BtfError::File {
+            path: source.join(" "),
+            message: "expected `vmlinux`, `module NAME` or a BTF file".to_owned(),
+        }),
+    }
+}
+
+pub fn run(command: BtfCommand) -> Result<(), Box<dyn std::error::Error>> {
+    match command {
+        BtfCommand::Dump { source, format: Format::Raw } => {
+            let btf = load(&source)?;
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            match raw_dump(&btf, &mut out).and_then(|()| out.flush()) {
+                Ok(()) => Ok(()),
+                // A closed pipe (`| head`) is not an error worth reporting.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        }
+    }
+}
