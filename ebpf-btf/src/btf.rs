@@ -28,15 +28,17 @@ pub struct Btf {
 /// Hashes of type names, sorted, for lookups by name without a map of owned strings.
 #[derive(Debug, Default)]
 pub(crate) struct NameIndex {
-    entries: Vec<(u64, u32)>,
+    /// `(hash of the essential name, id)`, sorted: serves exact and essential lookups alike.
+    entries: Vec<(u32, u32)>,
 }
 
-pub(crate) fn name_hash(name: &str) -> u64 {
-    // FNV-1a: fast for short identifiers and needs no state.
-    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+pub(crate) fn name_hash(name: &str) -> u32 {
+    // FNV-1a: fast for short identifiers and needs no state; collisions are resolved by
+    // comparing names.
+    let mut hash = 0x811c_9dc5u32;
     for byte in name.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
     }
     hash
 }
@@ -219,11 +221,11 @@ impl Btf {
 
     pub(crate) fn name_index(&self) -> &NameIndex {
         self.names.get_or_init(|| {
-            let mut entries: Vec<(u64, u32)> = self
+            let mut entries: Vec<(u32, u32)> = self
                 .types()
                 .filter_map(|t| {
                     let name = t.name();
-                    (!name.is_empty()).then(|| (name_hash(name), t.id()))
+                    (!name.is_empty()).then(|| (name_hash(crate::core::essential_name(name)), t.id()))
                 })
                 .collect();
             entries.sort_unstable();
@@ -234,7 +236,7 @@ impl Btf {
     /// Ids of the types named `name`, this blob's and then its base's.
     pub fn ids_by_name(&self, name: &str) -> Vec<u32> {
         let mut ids = self.base.as_ref().map_or_else(Vec::new, |b| b.ids_by_name(name));
-        let hash = name_hash(name);
+        let hash = name_hash(crate::core::essential_name(name));
         let entries = &self.name_index().entries;
         let start = entries.partition_point(|&(h, _)| h < hash);
         ids.extend(
@@ -243,6 +245,23 @@ impl Btf {
                 .take_while(|&&(h, _)| h == hash)
                 .map(|&(_, id)| id)
                 .filter(|&id| self.type_at(id).name() == name),
+        );
+        ids
+    }
+
+    /// Ids of the types whose essential name (the name up to any `___flavor` suffix) is
+    /// `essential`, this blob's and then its base's.
+    pub fn ids_by_essential_name(&self, essential: &str) -> Vec<u32> {
+        let mut ids = self.base.as_ref().map_or_else(Vec::new, |b| b.ids_by_essential_name(essential));
+        let hash = name_hash(essential);
+        let entries = &self.name_index().entries;
+        let start = entries.partition_point(|&(h, _)| h < hash);
+        ids.extend(
+            entries[start..]
+                .iter()
+                .take_while(|&&(h, _)| h == hash)
+                .map(|&(_, id)| id)
+                .filter(|&id| crate::core::essential_name(self.type_at(id).name()) == essential),
         );
         ids
     }

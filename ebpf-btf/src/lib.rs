@@ -25,15 +25,20 @@
 
 mod btf;
 mod builder;
+pub mod core;
+mod ext;
 mod header;
 pub mod kernel;
 mod kind;
+mod query;
 mod raw_dump;
 mod types;
 
 pub use btf::Btf;
 pub use builder::{BtfBuilder, DatasecVar, EnumValue, IntEncoding, Linkage, Member, Param};
+pub use ext::{BtfExt, CoreRelo, CoreReloKind, ExtSection, FuncInfo, LineInfo};
 pub use header::{BtfError, BtfHeader, BTF_MAGIC};
 pub use kind::{BtfKind, TypeId};
+pub use query::FoundMember;
 pub use raw_dump::{raw_dump, raw_type};
 pub use types::{ArrayInfo, Enumerator, IntInfo, ProtoParam, SecVar, StructMember, Type, TypeLinkage};
