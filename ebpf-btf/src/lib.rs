@@ -25,6 +25,7 @@
 
 mod btf;
 mod builder;
+mod c_dump;
 pub mod core;
 mod ext;
 mod header;
@@ -36,6 +37,7 @@ mod types;
 
 pub use btf::Btf;
 pub use builder::{BtfBuilder, DatasecVar, EnumValue, IntEncoding, Linkage, Member, Param};
+pub use c_dump::{c_dump, CDumper};
 pub use ext::{BtfExt, CoreRelo, CoreReloKind, ExtSection, FuncInfo, LineInfo};
 pub use header::{BtfError, BtfHeader, BTF_MAGIC};
 pub use kind::{BtfKind, TypeId};

@@ -2,7 +2,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use clap::{Subcommand, ValueEnum};
-use ebpf_btf::{kernel, raw_dump, Btf, BtfError};
+use ebpf_btf::{c_dump, kernel, raw_dump, Btf, BtfError};
 
 #[derive(Subcommand)]
 pub enum BtfCommand {
@@ -21,6 +21,8 @@ pub enum BtfCommand {
 pub enum Format {
     /// bpftool's raw listing, one type per line group.
     Raw,
+    /// A C header (`vmlinux.h` style).
+    C,
 }
 
 fn load(source: &[String]) -> Result<Btf, BtfError> {
@@ -37,11 +39,15 @@ fn load(source: &[String]) -> Result<Btf, BtfError> {
 
 pub fn run(command: BtfCommand) -> Result<(), Box<dyn std::error::Error>> {
     match command {
-        BtfCommand::Dump { source, format: Format::Raw } => {
+        BtfCommand::Dump { source, format } => {
             let btf = load(&source)?;
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
-            match raw_dump(&btf, &mut out).and_then(|()| out.flush()) {
+            let written = match format {
+                Format::Raw => raw_dump(&btf, &mut out),
+                Format::C => out.write_all(c_dump(&btf, "__VMLINUX_H__")?.as_bytes()),
+            };
+            match written.and_then(|()| out.flush()) {
                 Ok(()) => Ok(()),
                 // A closed pipe (`| head`) is not an error worth reporting.
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
