@@ -301,6 +301,27 @@ impl BtfBuilder {
         self.push_type(value, BtfKind::TypeTag, 0, false, target.get())
     }
 
+    /// Appends a record of `kind` whose kind-specific words `extra` writes (it may add
+    /// strings). For rewriting types; the caller keeps the record consistent with `vlen`.
+    pub(crate) fn push_record(
+        &mut self,
+        name: &str,
+        kind: BtfKind,
+        vlen: u32,
+        kind_flag: bool,
+        size_or_type: u32,
+        extra: impl FnOnce(&mut ExtraWriter),
+    ) -> TypeId {
+        let id = self.push_type(name, kind, vlen, kind_flag, size_or_type);
+        let mut writer = ExtraWriter { words: Vec::new(), strings: std::mem::take(self) };
+        extra(&mut writer);
+        *self = writer.strings;
+        for word in writer.words {
+            self.push_word(word);
+        }
+        id
+    }
+
     /// A builder holding every type of `btf` (not its base), ready to encode again or to
     /// extend. Strings are re-interned, so the output drops unused and duplicate strings.
     pub fn from_btf(btf: &Btf) -> BtfBuilder {
@@ -398,6 +419,24 @@ impl BtfBuilder {
         blob.extend_from_slice(&self.types);
         blob.extend_from_slice(&self.strings);
         blob
+    }
+}
+
+/// Collects the kind-specific words of a record being rewritten, interning strings as it goes.
+pub(crate) struct ExtraWriter {
+    words: Vec<u32>,
+    strings: BtfBuilder,
+}
+
+impl ExtraWriter {
+    /// Interns `name` and returns its offset.
+    pub(crate) fn add_string(&mut self, name: &str) -> u32 {
+        self.strings.add_string(name)
+    }
+
+    /// Appends words to the record.
+    pub(crate) fn push_words(&mut self, words: &[u32]) {
+        self.words.extend_from_slice(words);
     }
 }
 

@@ -33,6 +33,7 @@ pub mod kernel;
 mod kind;
 mod query;
 mod raw_dump;
+mod sanitize;
 mod types;
 
 pub use btf::Btf;
@@ -43,4 +44,5 @@ pub use header::{BtfError, BtfHeader, BTF_MAGIC};
 pub use kind::{BtfKind, TypeId};
 pub use query::FoundMember;
 pub use raw_dump::{raw_dump, raw_type};
+pub use sanitize::{sanitize, BtfSupport};
 pub use types::{ArrayInfo, Enumerator, IntInfo, ProtoParam, SecVar, StructMember, Type, TypeLinkage};

@@ -176,32 +176,3 @@ fn pinned_maps_reopen_with_their_sizes() {
     let by_id = Map::from_id(map.info().unwrap().id).unwrap();
     assert_eq!(by_id.name(), map.name());
 }
-
-#[test]
-fn the_kernel_accepts_btf_we_encode() {
-    use ebpf_btf::{BtfBuilder, IntEncoding, Linkage, Member, Param};
-    let Some(_root) = require_kernel() else { return };
-    let mut b = BtfBuilder::new();
-    let int = b.add_int("int", 4, IntEncoding::Signed);
-    let uint = b.add_int("unsigned int", 4, IntEncoding::Unsigned);
-    b.add_struct(
-        "flags",
-        8,
-        &[
-            Member { name: "low", ty: uint, bit_offset: 0, bitfield_size: 3 },
-            Member { name: "count", ty: int, bit_offset: 32, bitfield_size: 0 },
-        ],
-    );
-    let proto = b.add_func_proto(Some(int), &[Param { name: "x", ty: Some(int) }]);
-    b.add_func("handler", proto, Linkage::Global);
-    b.add_enum64("wide", 8, false, &[ebpf_btf::EnumValue { name: "BIG", value: 1 << 40 }]);
-    let fd = sys::btf_load(&b.encode()).expect("the kernel accepts the blob");
-    assert!(sys::btf_info(std::os::fd::AsFd::as_fd(&fd)).unwrap().id > 0);
-
-    // And the kernel's own BTF, parsed and written out again by us.
-    let vmlinux = ebpf_btf::kernel::vmlinux().unwrap();
-    let again = BtfBuilder::from_btf(&vmlinux).encode();
-    if let Err(e) = sys::btf_load(&again) {
-        panic!("re-encoded vmlinux BTF ({} bytes) refused: {e}", again.len());
-    }
-}

@@ -1,0 +1,66 @@
+//! BTF blobs built, re-encoded and sanitised by ebpf-btf, loaded into the running kernel.
+
+use ebpf_core::sys;
+use ebpf_test_support::require_kernel;
+
+#[test]
+fn the_kernel_accepts_btf_we_encode() {
+    use ebpf_btf::{BtfBuilder, IntEncoding, Linkage, Member, Param};
+    let Some(_root) = require_kernel() else { return };
+    let mut b = BtfBuilder::new();
+    let int = b.add_int("int", 4, IntEncoding::Signed);
+    let uint = b.add_int("unsigned int", 4, IntEncoding::Unsigned);
+    b.add_struct(
+        "flags",
+        8,
+        &[
+            Member { name: "low", ty: uint, bit_offset: 0, bitfield_size: 3 },
+            Member { name: "count", ty: int, bit_offset: 32, bitfield_size: 0 },
+        ],
+    );
+    let proto = b.add_func_proto(Some(int), &[Param { name: "x", ty: Some(int) }]);
+    b.add_func("handler", proto, Linkage::Global);
+    b.add_enum64("wide", 8, false, &[ebpf_btf::EnumValue { name: "BIG", value: 1 << 40 }]);
+    let fd = sys::btf_load(&b.encode()).expect("the kernel accepts the blob");
+    assert!(sys::btf_info(std::os::fd::AsFd::as_fd(&fd)).unwrap().id > 0);
+
+    // And the kernel's own BTF, parsed and written out again by us.
+    let vmlinux = ebpf_btf::kernel::vmlinux().unwrap();
+    let again = BtfBuilder::from_btf(&vmlinux).encode();
+    if let Err(e) = sys::btf_load(&again) {
+        panic!("re-encoded vmlinux BTF ({} bytes) refused: {e}", again.len());
+    }
+}
+
+#[test]
+fn sanitised_btf_for_an_old_kernel_still_loads() {
+    use ebpf_btf::{sanitize, Btf, BtfBuilder, BtfSupport, DatasecVar, EnumValue, IntEncoding, Linkage, Param};
+    let Some(_root) = require_kernel() else { return };
+    let mut b = BtfBuilder::new();
+    let int = b.add_int("int", 4, IntEncoding::Signed);
+    let proto = b.add_func_proto(Some(int), &[Param { name: "x", ty: Some(int) }]);
+    let func = b.add_func("f", proto, Linkage::Global);
+    let var = b.add_var("v", int, Linkage::Global);
+    b.add_datasec(".data", 4, &[DatasecVar { var, offset: 0, size: 4 }]);
+    b.add_float("double", 8);
+    b.add_decl_tag("tag", func, -1);
+    let tagged = b.add_type_tag("user", int);
+    b.add_ptr(tagged);
+    b.add_enum64("wide", 8, false, &[EnumValue { name: "BIG", value: 1 << 40 }]);
+    let modern = Btf::parse(b.encode()).unwrap();
+    let none = BtfSupport {
+        func: false,
+        func_global: false,
+        datasec: false,
+        float: false,
+        decl_tag: false,
+        type_tag: false,
+        enum64: false,
+    };
+    for support in [none, BtfSupport { enum64: false, ..BtfSupport::ALL }, BtfSupport::ALL] {
+        let blob = sanitize(&modern, support);
+        if let Err(e) = sys::btf_load(&blob) {
+            panic!("sanitised for {support:?}: {e}");
+        }
+    }
+}
