@@ -45,3 +45,39 @@ pub fn can_use_bpf() -> bool {
     }
     root
 }
+
+/// Counts heap bytes in use, so benchmarks can report peak memory of an operation.
+pub struct CountingAllocator;
+
+static IN_USE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static PEAK: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the counters are only
+// bookkeeping and never affect what is returned.
+unsafe impl std::alloc::GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = IN_USE.fetch_add(layout.size(), Relaxed) + layout.size();
+        PEAK.fetch_max(now, Relaxed);
+        // SAFETY: forwarded with the caller's layout, which GlobalAlloc's contract makes valid.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        IN_USE.fetch_sub(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: `ptr` came from `alloc` above with this layout.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+/// Runs `f` and returns the peak heap bytes it used beyond what was in use before, and its result.
+pub fn peak_allocation<T>(f: impl FnOnce() -> T) -> (usize, T) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let before = IN_USE.load(Relaxed);
+    PEAK.store(before, Relaxed);
+    let result = f();
+    (PEAK.load(Relaxed) - before, result)
+}

@@ -1,5 +1,7 @@
 use std::sync::{Arc, OnceLock};
 
+use bytes::Bytes;
+
 use crate::header::{BtfError, BtfHeader};
 use crate::kind::BtfKind;
 use crate::types::Type;
@@ -15,7 +17,7 @@ use crate::types::Type;
 /// offsets past the base's string section refer to its own.
 #[derive(Debug)]
 pub struct Btf {
-    data: Vec<u8>,
+    data: Bytes,
     header: BtfHeader,
     little: bool,
     /// Byte offset (in `data`) of each type of this blob; `offsets[0]` is type `first_id`.
@@ -33,14 +35,26 @@ pub(crate) struct NameIndex {
 }
 
 pub(crate) fn name_hash(name: &str) -> u32 {
+    name_hash_bytes(name.as_bytes())
+}
+
+fn name_hash_bytes(name: &[u8]) -> u32 {
     // FNV-1a: fast for short identifiers and needs no state; collisions are resolved by
     // comparing names.
     let mut hash = 0x811c_9dc5u32;
-    for byte in name.bytes() {
+    for &byte in name {
         hash ^= u32::from(byte);
         hash = hash.wrapping_mul(0x0100_0193);
     }
     hash
+}
+
+/// The bytes of a name up to any `___flavor` suffix.
+fn essential_bytes(name: &[u8]) -> &[u8] {
+    match name.windows(3).position(|w| w == b"___") {
+        Some(at) => &name[..at],
+        None => name,
+    }
 }
 
 /// Bytes of extra data that follow the 12-byte common part of a type record.
@@ -55,17 +69,31 @@ pub(crate) fn extra_len(kind: BtfKind, vlen: usize) -> usize {
 }
 
 impl Btf {
-    /// Parses a standalone `.BTF` blob (an object file's, or vmlinux's).
-    pub fn parse(data: Vec<u8>) -> Result<Btf, BtfError> {
-        Self::parse_inner(data, None)
+    /// Parses a standalone `.BTF` blob (an object file's, or vmlinux's). The bytes are kept,
+    /// not copied: a `Vec<u8>` or a shared [`Bytes`] buffer both move in for free.
+    pub fn parse(data: impl Into<Bytes>) -> Result<Btf, BtfError> {
+        Self::parse_inner(data.into(), None)
     }
 
     /// Parses split BTF (a kernel module's) on top of `base`.
-    pub fn parse_split(data: Vec<u8>, base: Arc<Btf>) -> Result<Btf, BtfError> {
-        Self::parse_inner(data, Some(base))
+    pub fn parse_split(data: impl Into<Bytes>, base: Arc<Btf>) -> Result<Btf, BtfError> {
+        Self::parse_inner(data.into(), Some(base))
     }
 
-    fn parse_inner(data: Vec<u8>, base: Option<Arc<Btf>>) -> Result<Btf, BtfError> {
+    /// Parses for lookups only (CO-RE against the kernel's BTF): records are indexed and
+    /// bounds checked, but type references are not validated up front — a dangling one reads
+    /// as an absent type. The name index is built on the first lookup by name.
+    pub fn parse_lazy(data: impl Into<Bytes>) -> Result<Btf, BtfError> {
+        Self::parse_unchecked(data.into(), None)
+    }
+
+    fn parse_inner(data: Bytes, base: Option<Arc<Btf>>) -> Result<Btf, BtfError> {
+        let btf = Self::parse_unchecked(data, base)?;
+        btf.check_references()?;
+        Ok(btf)
+    }
+
+    fn parse_unchecked(data: Bytes, base: Option<Arc<Btf>>) -> Result<Btf, BtfError> {
         let header = BtfHeader::parse(&data)?;
         let little = header.swapped != cfg!(target_endian = "little");
         let strings = &data[header.str_range()];
@@ -78,33 +106,42 @@ impl Btf {
         let first_id = base.as_ref().map_or(1, |b| b.last_id() + 1);
         let mut btf = Btf { data, header, little, offsets: Vec::new(), first_id, base, names: OnceLock::new() };
         btf.index_types()?;
-        btf.check_references()?;
         Ok(btf)
     }
 
     fn index_types(&mut self) -> Result<(), BtfError> {
         let range = self.header.type_range();
-        let mut at = range.start;
-        // Types are at least 12 bytes: a good first guess of the count.
-        let mut offsets = Vec::with_capacity(range.len() / 16);
+        let types = &self.data[range.clone()];
         let str_total = self.string_space();
-        while at < range.end {
-            let id = self.first_id + offsets.len() as u32;
-            if at + 12 > range.end {
-                return Err(BtfError::TypeTruncated { id, offset: at - range.start });
+        let little = self.little;
+        let read = |at: usize| -> u32 {
+            let bytes: [u8; 4] = types[at..at + 4].try_into().expect("4 bytes");
+            if little {
+                u32::from_le_bytes(bytes)
+            } else {
+                u32::from_be_bytes(bytes)
             }
-            let name_off = self.word(at);
-            let info = self.word(at + 4);
+        };
+        // Records are at least 12 bytes and usually about 20: a close first guess of the count.
+        let mut offsets = Vec::with_capacity(types.len() / 20 + 16);
+        let mut at = 0usize;
+        while at < types.len() {
+            let id = self.first_id + offsets.len() as u32;
+            if at + 12 > types.len() {
+                return Err(BtfError::TypeTruncated { id, offset: at });
+            }
+            let name_off = read(at);
+            let info = read(at + 4);
             let raw_kind = ((info >> 24) & 0x1f) as u8;
             let kind = BtfKind::from_raw(raw_kind).ok_or(BtfError::UnknownKind { id, kind: raw_kind })?;
             if name_off >= str_total {
                 return Err(BtfError::BadNameOffset { id, offset: name_off });
             }
             let end = at + 12 + extra_len(kind, (info & 0xffff) as usize);
-            if end > range.end {
-                return Err(BtfError::TypeTruncated { id, offset: at - range.start });
+            if end > types.len() {
+                return Err(BtfError::TypeTruncated { id, offset: at });
             }
-            offsets.push(at as u32);
+            offsets.push((range.start + at) as u32);
             at = end;
         }
         self.offsets = offsets;
@@ -113,17 +150,41 @@ impl Btf {
 
     fn check_references(&self) -> Result<(), BtfError> {
         let last = self.last_id();
-        for id in self.first_id..=last {
-            let ty = self.type_at(id);
-            let mut bad = None;
-            let mut check = |target: u32| {
-                if target > last && bad.is_none() {
-                    bad = Some(target);
+        for (i, &at) in self.offsets.iter().enumerate() {
+            let id = self.first_id + i as u32;
+            let at = at as usize;
+            let info = self.word(at + 4);
+            let kind = BtfKind::from_raw(((info >> 24) & 0x1f) as u8).expect("kinds were checked when indexing");
+            let vlen = (info & 0xffff) as usize;
+            let bad = |target: u32| BtfError::BadTypeReference { id, target, last };
+            // Where this record keeps type ids: (first byte, stride, count).
+            let (first, stride, count) = match kind {
+                BtfKind::Ptr
+                | BtfKind::Typedef
+                | BtfKind::Volatile
+                | BtfKind::Const
+                | BtfKind::Restrict
+                | BtfKind::Func
+                | BtfKind::Var
+                | BtfKind::DeclTag
+                | BtfKind::TypeTag => (8, 0, 1),
+                BtfKind::Array => (12, 4, 2),
+                BtfKind::Struct | BtfKind::Union => (16, 12, vlen),
+                BtfKind::Datasec => (12, 12, vlen),
+                BtfKind::FuncProto => {
+                    let ret = self.word(at + 8);
+                    if ret > last {
+                        return Err(bad(ret));
+                    }
+                    (16, 8, vlen)
                 }
+                _ => (0, 0, 0),
             };
-            ty.for_each_reference(&mut check)?;
-            if let Some(target) = bad {
-                return Err(BtfError::BadTypeReference { id, target, last });
+            for n in 0..count {
+                let target = self.word(at + first + n * stride);
+                if target > last {
+                    return Err(bad(target));
+                }
             }
         }
         Ok(())
@@ -170,7 +231,7 @@ impl Btf {
     }
 
     pub(crate) fn word(&self, at: usize) -> u32 {
-        let bytes = [self.data[at], self.data[at + 1], self.data[at + 2], self.data[at + 3]];
+        let bytes: [u8; 4] = self.data[at..at + 4].try_into().expect("4 bytes");
         if self.little {
             u32::from_le_bytes(bytes)
         } else {
@@ -188,6 +249,25 @@ impl Btf {
             return self.own_string(offset - base_len);
         }
         self.own_string(offset)
+    }
+
+    /// The raw bytes of the string at `offset`, without UTF-8 validation.
+    fn string_bytes(&self, offset: u32) -> &[u8] {
+        if let Some(base) = &self.base {
+            let base_len = base.string_space();
+            if offset < base_len {
+                return base.string_bytes(offset);
+            }
+            return self.own_string_bytes(offset - base_len);
+        }
+        self.own_string_bytes(offset)
+    }
+
+    fn own_string_bytes(&self, offset: u32) -> &[u8] {
+        let strings = &self.data[self.header.str_range()];
+        let Some(tail) = strings.get(offset as usize..) else { return &[] };
+        let end = tail.iter().position(|&b| b == 0).unwrap_or(tail.len());
+        &tail[..end]
     }
 
     fn own_string(&self, offset: u32) -> &str {
@@ -221,13 +301,14 @@ impl Btf {
 
     pub(crate) fn name_index(&self) -> &NameIndex {
         self.names.get_or_init(|| {
-            let mut entries: Vec<(u32, u32)> = self
-                .types()
-                .filter_map(|t| {
-                    let name = t.name();
-                    (!name.is_empty()).then(|| (name_hash(crate::core::essential_name(name)), t.id()))
-                })
-                .collect();
+            let mut entries = Vec::with_capacity(self.len());
+            for (i, &at) in self.offsets.iter().enumerate() {
+                let name_off = self.word(at as usize);
+                if name_off != 0 {
+                    let hash = name_hash_bytes(essential_bytes(self.string_bytes(name_off)));
+                    entries.push((hash, self.first_id + i as u32));
+                }
+            }
             entries.sort_unstable();
             NameIndex { entries }
         })
