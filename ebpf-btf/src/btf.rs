@@ -191,7 +191,7 @@ impl Btf {
     }
 
     /// Bytes of string space visible to this blob (the base's strings, then its own).
-    fn string_space(&self) -> u32 {
+    pub(crate) fn string_space(&self) -> u32 {
         self.base.as_ref().map_or(0, |b| b.string_space()) + self.header.str_len
     }
 

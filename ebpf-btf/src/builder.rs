@@ -100,6 +100,9 @@ pub struct BtfBuilder {
     strings: Vec<u8>,
     string_offsets: std::collections::HashMap<Box<str>, u32>,
     count: u32,
+    /// For split BTF: the base's last type id and string section length.
+    id_base: u32,
+    string_base: u32,
 }
 
 impl Default for BtfBuilder {
@@ -115,7 +118,20 @@ fn raw_id(ty: Option<TypeId>) -> u32 {
 impl BtfBuilder {
     /// An empty builder; its string table starts with the mandatory empty string.
     pub fn new() -> Self {
-        BtfBuilder { types: Vec::new(), strings: vec![0], string_offsets: std::collections::HashMap::new(), count: 0 }
+        BtfBuilder {
+            types: Vec::new(),
+            strings: vec![0],
+            string_offsets: std::collections::HashMap::new(),
+            count: 0,
+            id_base: 0,
+            string_base: 0,
+        }
+    }
+
+    /// A builder for split BTF on top of `base` (a kernel module's BTF on vmlinux): ids
+    /// continue after the base's, and names may refer to the base's strings by offset.
+    pub fn new_split(base: &Btf) -> Self {
+        BtfBuilder { id_base: base.last_id(), string_base: base.string_space(), ..BtfBuilder::new() }
     }
 
     /// Number of types added so far.
@@ -131,7 +147,7 @@ impl BtfBuilder {
         if let Some(&offset) = self.string_offsets.get(name) {
             return offset;
         }
-        let offset = self.strings.len() as u32;
+        let offset = self.string_base + self.strings.len() as u32;
         self.strings.extend_from_slice(name.as_bytes());
         self.strings.push(0);
         self.string_offsets.insert(name.into(), offset);
@@ -149,7 +165,7 @@ impl BtfBuilder {
         self.push_word(info);
         self.push_word(size_or_type);
         self.count += 1;
-        TypeId::new(self.count).expect("type ids count up from 1")
+        TypeId::new(self.id_base + self.count).expect("type ids count up from 1")
     }
 
     /// `INT`: an integer of `size` bytes.

@@ -206,3 +206,29 @@ fn file_errors_name_the_file() {
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(err.to_string().starts_with(&path.display().to_string()), "{err}");
 }
+
+#[test]
+fn split_btf_continues_its_base() {
+    let mut b = BtfBuilder::new();
+    let int = b.add_int("int", 4, IntEncoding::Signed);
+    b.add_struct("base_s", 4, &[Member { name: "x", ty: int, bit_offset: 0, bitfield_size: 0 }]);
+    let base = std::sync::Arc::new(Btf::parse(b.encode()).unwrap());
+
+    let mut m = BtfBuilder::new_split(&base);
+    let ptr = m.add_ptr(TypeId::new(2).unwrap()); // 3: pointer to the base's struct
+    m.add_struct("module_s", 8, &[Member { name: "p", ty: ptr, bit_offset: 0, bitfield_size: 0 }]); // 4
+    let module = Btf::parse_split(m.encode(), base.clone()).unwrap();
+    assert_eq!((module.first_id(), module.last_id(), module.len()), (3, 4, 2));
+    assert_eq!(module.find("module_s", BtfKind::Struct).unwrap().id(), 4);
+    assert_eq!(module.find("base_s", BtfKind::Struct).unwrap().id(), 2, "base types are found through the split");
+    assert_eq!(module.skip_mods_and_typedefs(3).unwrap().kind(), Some(BtfKind::Ptr));
+    assert_eq!(module.resolve_size(4).unwrap(), 8);
+    assert_eq!(
+        dump(&module),
+        "[3] PTR '(anon)' type_id=2\n[4] STRUCT 'module_s' size=8 vlen=1\n\t'p' type_id=3 bits_offset=0\n"
+    );
+    // A split blob that names a type past its own end is refused.
+    let mut bad = BtfBuilder::new_split(&base);
+    bad.add_ptr(TypeId::new(9).unwrap());
+    assert!(matches!(Btf::parse_split(bad.encode(), base), Err(BtfError::BadTypeReference { target: 9, .. })));
+}
