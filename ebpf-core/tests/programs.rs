@@ -242,3 +242,42 @@ fn elf_section<'a>(elf: &'a [u8], name: &str) -> Option<&'a [u8]> {
         (&elf[name_at..end] == name.as_bytes()).then(|| &elf[u64_at(h + 0x18)..u64_at(h + 0x18) + u64_at(h + 0x20)])
     })
 }
+
+#[test]
+fn a_poisoned_core_relocation_is_reported_by_the_verifier_at_its_use() {
+    use ebpf_btf::core::{CoreFixup, POISON_HELPER_ID};
+    use ebpf_btf::CoreReloKind;
+    let Some(_root) = require_kernel() else { return };
+    let mut asm = Assembler::new();
+    asm.mov64_imm(Reg::R0, 0)
+        .mov64_imm(Reg::R1, 8) // stands for a relocated field offset
+        .jmp_imm(JmpCond::Eq, Reg::R0, 0, "out")
+        .mov64_imm(Reg::R2, 8) // the same, in dead code
+        .label("out")
+        .exit();
+    let assembled = asm.finish().unwrap();
+    let poison = CoreFixup {
+        insn_off: 0,
+        kind: CoreReloKind::FieldByteOffset,
+        local_value: 8,
+        target_value: 0,
+        poison: true,
+        validate: true,
+        local_size: 0,
+        target_size: 0,
+        fail_size_adjust: false,
+        target_type_id: 0,
+    };
+    // Dead code: the verifier removes the poisoned call and the program loads.
+    let mut raw = ebpf_core::insn::encode(&assembled.instructions);
+    ebpf_core::insn::apply_core_fixup(&mut raw, 3, &poison).unwrap();
+    let dead = ProgramSpec::new("core_dead", ProgramType::SocketFilter, ebpf_core::insn::decode(&raw).unwrap());
+    Program::load(&dead).expect("a poisoned instruction in dead code is pruned");
+    // Reachable: rejected, and the log points at the poisoned instruction.
+    ebpf_core::insn::apply_core_fixup(&mut raw, 1, &poison).unwrap();
+    let live = ProgramSpec::new("core_live", ProgramType::SocketFilter, ebpf_core::insn::decode(&raw).unwrap());
+    let Err(Error::Verifier(rejection)) = Program::load(&live) else {
+        panic!("a reachable poisoned instruction must be refused")
+    };
+    assert!(rejection.log.contains(&format!("invalid func unknown#{POISON_HELPER_ID}")), "{}", rejection.log);
+}
