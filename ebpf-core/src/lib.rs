@@ -26,6 +26,7 @@ pub mod features;
 pub mod insn;
 pub mod kallsyms;
 pub mod map;
+pub mod object;
 pub mod program;
 pub mod sys;
 mod types;

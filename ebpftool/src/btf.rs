@@ -6,9 +6,9 @@ use ebpf_btf::{c_dump, kernel, raw_dump, Btf, BtfError};
 
 #[derive(Subcommand)]
 pub enum BtfCommand {
-    /// Print every type: `vmlinux`, `module NAME`, or a raw BTF file.
+    /// Print every type: `vmlinux`, `module NAME`, an ELF object's `.BTF`, or a raw BTF file.
     Dump {
-        /// `vmlinux`, `module NAME`, or a path to a raw `.BTF` blob.
+        /// `vmlinux`, `module NAME`, or a path to an object file or a raw `.BTF` blob.
         #[arg(required = true, num_args = 1..=2)]
         source: Vec<String>,
         /// Output format.
@@ -29,7 +29,22 @@ fn load(source: &[String]) -> Result<Btf, BtfError> {
     match source {
         [what] if what == "vmlinux" => kernel::vmlinux(),
         [what, name] if what == "module" => kernel::module(name, Arc::new(kernel::vmlinux()?)),
-        [path] => kernel::read_btf_file(path),
+        [path] => {
+            let bytes =
+                std::fs::read(path).map_err(|e| BtfError::File { path: path.clone(), message: e.to_string() })?;
+            if bytes.starts_with(b"\x7fELF") {
+                // An object file: its .BTF section.
+                let found = ebpf_core::object::read_btf(&bytes)
+                    .map_err(|e| BtfError::File { path: path.clone(), message: e.to_string() })?
+                    .ok_or_else(|| BtfError::File {
+                        path: path.clone(),
+                        message: "the object has no .BTF section".to_owned(),
+                    })?;
+                Btf::parse(found.btf).map_err(|e| BtfError::File { path: path.clone(), message: e.to_string() })
+            } else {
+                Btf::parse(bytes).map_err(|e| BtfError::File { path: path.clone(), message: e.to_string() })
+            }
+        }
         _ => Err(BtfError::File {
             path: source.join(" "),
             message: "expected `vmlinux`, `module NAME` or a BTF file".to_owned(),

@@ -23,3 +23,19 @@ fn raw_dump_of_vmlinux_matches_bpftool_line_for_line() {
     }
     assert_eq!(ours.lines().count(), theirs.lines().count());
 }
+
+#[test]
+fn object_files_dump_like_bpftool_too() {
+    let required = std::env::var("EBPF_REQUIRE_KERNEL").as_deref() == Ok("1");
+    if Command::new("bpftool").arg("version").output().is_err() {
+        assert!(!required, "needs bpftool");
+        eprintln!("SKIPPED: needs bpftool");
+        return;
+    }
+    let object = concat!(env!("CARGO_MANIFEST_DIR"), "/../bpf-programs/out/tests/core_relocs.o");
+    let ours = Command::new(env!("CARGO_BIN_EXE_ebpftool")).args(["btf", "dump", object]).output().unwrap();
+    assert!(ours.status.success(), "{}", String::from_utf8_lossy(&ours.stderr));
+    let theirs = Command::new("bpftool").args(["btf", "dump", "file", object]).output().unwrap();
+    assert!(theirs.status.success());
+    assert_eq!(String::from_utf8(ours.stdout).unwrap(), String::from_utf8(theirs.stdout).unwrap());
+}
