@@ -35,6 +35,9 @@ pub struct CDumper<'a> {
     layout: Vec<Option<(u32, bool)>>,
     tag_names: HashMap<String, usize>,
     ident_names: HashMap<String, usize>,
+    /// Inline expansions of anonymous types left: C gives each anonymous type one user, but
+    /// malformed BTF can share them and make inlining exponential.
+    inline_budget: usize,
     out: String,
 }
 
@@ -56,6 +59,7 @@ impl<'a> CDumper<'a> {
             layout: vec![None; n],
             tag_names: HashMap::new(),
             ident_names: HashMap::new(),
+            inline_budget: 4 * n + 1024,
             out: String::new(),
         }
     }
@@ -363,30 +367,42 @@ impl<'a> CDumper<'a> {
         let tabs = "\t".repeat(indent + 1);
         let mut cursor = 0u32; // bits
         let members: Vec<_> = ty.members().collect();
+        let size_bits = u64::from(ty.size().unwrap_or(0)) * 8;
         for m in &members {
+            if u64::from(m.bit_offset) + u64::from(m.bitfield_size) > size_bits {
+                return Err(BtfError::BadExt(format!(
+                    "type [{}] '{}': member '{}' at bit {} lies past the end ({} bytes)",
+                    ty.id(),
+                    ty.name(),
+                    m.name,
+                    m.bit_offset,
+                    size_bits / 8
+                )));
+            }
             if !is_union {
                 // Where the compiler would put the member; pad any hole up to where it is.
                 let placed = if packed || m.bitfield_size > 0 { cursor } else { self.natural_offset(cursor, m.ty) };
                 if placed < m.bit_offset {
-                    pad(&mut out, &tabs, cursor, m.bit_offset);
+                    pad(&mut out, &tabs, cursor, m.bit_offset)?;
                 }
             }
             let member_name = m.name.to_owned();
             let decl = self.declaration(m.ty, &member_name, indent + 1, depth + 1)?;
             if m.bitfield_size > 0 {
                 let _ = writeln!(out, "{tabs}{decl}: {};", m.bitfield_size);
-                cursor = m.bit_offset + u32::from(m.bitfield_size);
+                cursor = m.bit_offset.saturating_add(u32::from(m.bitfield_size));
             } else {
                 let _ = writeln!(out, "{tabs}{decl};");
                 let size = self.btf.resolve_size(m.ty).unwrap_or(0);
-                cursor = if is_union { cursor.max(size * 8) } else { m.bit_offset + size * 8 };
+                let bits = size.saturating_mul(8);
+                cursor = if is_union { cursor.max(bits) } else { m.bit_offset.saturating_add(bits) };
             }
         }
         if !is_union {
-            let size_bits = ty.size().unwrap_or(0) * 8;
+            let size_bits = ty.size().unwrap_or(0).saturating_mul(8);
             let align_bits = if packed { 8 } else { self.layout(ty.id(), 0).0 * 8 };
-            if cursor.next_multiple_of(align_bits.max(8)) < size_bits {
-                pad(&mut out, &tabs, cursor, size_bits);
+            if cursor.checked_next_multiple_of(align_bits.max(8)).unwrap_or(u32::MAX) < size_bits {
+                pad(&mut out, &tabs, cursor, size_bits)?;
             }
         }
         let _ = write!(out, "{}}}", "\t".repeat(indent));
@@ -396,10 +412,17 @@ impl<'a> CDumper<'a> {
         Ok(out)
     }
 
+    fn spend_inline(&mut self, id: u32) -> Result<(), BtfError> {
+        self.inline_budget = self.inline_budget.checked_sub(1).ok_or_else(|| {
+            BtfError::BadExt(format!("type [{id}]: anonymous types are shared so often that C output would explode"))
+        })?;
+        Ok(())
+    }
+
     /// Where a compiler would put a member of type `id` after `cursor` bits.
     fn natural_offset(&mut self, cursor: u32, id: u32) -> u32 {
         let align = self.layout(id, 0).0.max(1) * 8;
-        cursor.next_multiple_of(align)
+        cursor.checked_next_multiple_of(align).unwrap_or(u32::MAX)
     }
 
     /// Alignment in bytes as the emitted C gives it, and whether an aggregate must be
@@ -462,10 +485,12 @@ impl<'a> CDumper<'a> {
                 join(format!("{} {name}", Self::keyword(&ty)), inner)
             }
             BtfKind::Struct | BtfKind::Union | BtfKind::Fwd => {
+                self.spend_inline(id)?;
                 let body = self.aggregate(&ty, indent, depth + 1)?;
                 join(body, inner)
             }
             BtfKind::Enum | BtfKind::Enum64 => {
+                self.spend_inline(id)?;
                 let body = self.enumeration(&ty, indent)?;
                 join(body, inner)
             }
@@ -521,9 +546,15 @@ impl<'a> CDumper<'a> {
     }
 }
 
+/// Holes larger than this are not real layouts; writing them out would only bloat the header.
+const MAX_PADDING_BITS: u32 = 8 << 20;
+
 /// Anonymous bitfields that move the cursor from `from` to `to` bits, in the largest
 /// naturally aligned chunks.
-fn pad(out: &mut String, tabs: &str, from: u32, to: u32) {
+fn pad(out: &mut String, tabs: &str, from: u32, to: u32) -> Result<(), BtfError> {
+    if to.saturating_sub(from) > MAX_PADDING_BITS {
+        return Err(BtfError::BadExt(format!("a {}-byte hole is too large to write as padding", (to - from) / 8)));
+    }
     let mut cursor = from;
     while cursor < to {
         let gap = to - cursor;
@@ -538,6 +569,7 @@ fn pad(out: &mut String, tabs: &str, from: u32, to: u32) {
         let _ = writeln!(out, "{tabs}{name}: {bits};");
         cursor += bits;
     }
+    Ok(())
 }
 
 /// Every named type of `btf` as a C header guarded by `guard` (`vmlinux.h` style).

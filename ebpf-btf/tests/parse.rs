@@ -357,3 +357,15 @@ proptest! {
         let _ = c_dump(&first, "T_H");
     }
 }
+
+#[test]
+fn fuzzer_findings_stay_fixed() {
+    // Anonymous types shared by value many times over: inlining them was exponential.
+    let input = include_bytes!("fuzz_regressions/c_dump_exponential_inline");
+    let (btf_bytes, _) = input.split_at(input.len() / 2);
+    if let Ok(btf) = Btf::parse(btf_bytes.to_vec()) {
+        let started = std::time::Instant::now();
+        let _ = c_dump(&btf, "T_H");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+}
