@@ -171,7 +171,7 @@ impl BtfBuilder {
     /// `INT`: an integer of `size` bytes.
     pub fn add_int(&mut self, name: &str, size: u32, encoding: IntEncoding) -> TypeId {
         let id = self.push_type(name, BtfKind::Int, 0, false, size);
-        self.push_word((encoding.bits() << 24) | (size * 8).min(128));
+        self.push_word((encoding.bits() << 24) | size.saturating_mul(8).min(128));
         id
     }
 

@@ -187,7 +187,7 @@ pub fn parse_spec(btf: &Btf, relo: &CoreRelo) -> Result<CoreSpec, CoreError> {
         let (_, ty) = skip(btf, id).ok_or_else(|| bad("a type on the access path does not exist"))?;
         if is_composite(&ty) {
             let member = ty.members().nth(index as usize).ok_or_else(|| bad("member index out of range"))?;
-            spec.bit_offset += member.bit_offset;
+            spec.bit_offset = spec.bit_offset.saturating_add(member.bit_offset);
             if !member.name.is_empty() {
                 spec.accessors.push((id, index, Some(member.name.to_owned())));
             }
@@ -356,7 +356,8 @@ fn match_member(
         return None;
     }
     for (index, member) in ty.members().enumerate() {
-        spec.bit_offset += member.bit_offset;
+        // Speculative: undone below when the member is not the one (wrapping keeps the pair exact).
+        spec.bit_offset = spec.bit_offset.wrapping_add(member.bit_offset);
         spec.raw.push(index as u32);
         if member.name.is_empty() {
             if let Some(found) = match_member(local, local_member_ty, name, target, member.ty, spec, depth + 1) {
@@ -367,11 +368,11 @@ fn match_member(
                 spec.accessors.push((target_id, index as u32, Some(member.name.to_owned())));
                 return Some(member.ty);
             }
-            spec.bit_offset -= member.bit_offset;
+            spec.bit_offset = spec.bit_offset.wrapping_sub(member.bit_offset);
             spec.raw.pop();
             return None;
         }
-        spec.bit_offset -= member.bit_offset;
+        spec.bit_offset = spec.bit_offset.wrapping_sub(member.bit_offset);
         spec.raw.pop();
     }
     None
@@ -468,11 +469,12 @@ fn calc_field(btf: &Btf, kind: CoreReloKind, spec: Option<&CoreSpec>) -> Result<
     let parent = btf.type_by_id(*acc_type).ok_or("accessor type vanished")?;
     let member = parent.members().nth(*acc_index as usize).ok_or("accessor member vanished")?;
     let (field_type_id, field_type) = skip(btf, member.ty).ok_or("field type vanished")?;
-    let bit_off = spec.bit_offset;
+    // Widened: offsets from malformed BTF must not overflow the arithmetic below.
+    let bit_off = u64::from(spec.bit_offset);
     let bitfield = member.bitfield_size > 0;
     let (byte_off, byte_sz, bit_sz) = if bitfield {
-        let bit_sz = u32::from(member.bitfield_size);
-        let mut byte_sz = field_type.size().unwrap_or(0).max(1);
+        let bit_sz = u64::from(member.bitfield_size);
+        let mut byte_sz = u64::from(field_type.size().unwrap_or(0).max(1));
         let mut byte_off = bit_off / 8 / byte_sz * byte_sz;
         while bit_off + bit_sz - byte_off * 8 > byte_sz * 8 {
             if byte_sz >= 8 {
@@ -483,29 +485,29 @@ fn calc_field(btf: &Btf, kind: CoreReloKind, spec: Option<&CoreSpec>) -> Result<
         }
         (byte_off, byte_sz, bit_sz)
     } else {
-        let byte_sz = btf.resolve_size(field_type_id).map_err(|e| e.to_string())?;
+        let byte_sz = u64::from(btf.resolve_size(field_type_id).map_err(|e| e.to_string())?);
         (bit_off / 8, byte_sz, byte_sz * 8)
     };
     let mut calc = Calc { value: 0, size: 0, type_id: 0, validate: !bitfield };
     calc.value = match kind {
         CoreReloKind::FieldByteOffset => {
             if !bitfield {
-                calc.size = byte_sz;
+                calc.size = u32::try_from(byte_sz).unwrap_or(u32::MAX);
                 calc.type_id = field_type_id;
             }
-            u64::from(byte_off)
+            byte_off
         }
-        CoreReloKind::FieldByteSize => u64::from(byte_sz),
+        CoreReloKind::FieldByteSize => byte_sz,
         CoreReloKind::FieldSigned => {
             calc.validate = true;
             let signed =
                 (is_any_enum(&field_type) && field_type.kind_flag()) || field_type.int().is_some_and(|i| i.signed);
             u64::from(signed)
         }
-        CoreReloKind::FieldLshiftU64 => u64::from(64 - (bit_off + bit_sz - byte_off * 8)),
+        CoreReloKind::FieldLshiftU64 => 64u64.wrapping_sub(bit_off + bit_sz - byte_off * 8),
         CoreReloKind::FieldRshiftU64 => {
             calc.validate = true;
-            u64::from(64 - bit_sz)
+            64u64.wrapping_sub(bit_sz)
         }
         _ => return Err(format!("{} is not a field relocation", kind.name())),
     };

@@ -158,7 +158,7 @@ impl Btf {
             }
             if member.name.is_empty() {
                 if let Some(mut inner) = self.find_member_at(member.ty, name, depth + 1) {
-                    inner.bit_offset += member.bit_offset;
+                    inner.bit_offset = inner.bit_offset.saturating_add(member.bit_offset);
                     inner.path.insert(0, index as u32);
                     return Some(inner);
                 }

@@ -64,7 +64,13 @@ pub fn sanitize(btf: &Btf, support: BtfSupport) -> Vec<u8> {
                 // Variables become members of their own (sanitised) type, at their offsets.
                 let members: Vec<(String, u32, u32)> = ty
                     .datasec_vars()
-                    .map(|v| (btf.type_by_id(v.ty).map_or(String::new(), |t| t.name().to_owned()), v.ty, v.offset * 8))
+                    .map(|v| {
+                        (
+                            btf.type_by_id(v.ty).map_or(String::new(), |t| t.name().to_owned()),
+                            v.ty,
+                            v.offset.saturating_mul(8),
+                        )
+                    })
                     .collect();
                 out.push_record(
                     sanitized_name(name),
@@ -82,7 +88,9 @@ pub fn sanitize(btf: &Btf, support: BtfSupport) -> Vec<u8> {
             }
             BtfKind::Var if !support.datasec => {
                 let size = btf.resolve_size(ty.size_or_type()).unwrap_or(1).max(1);
-                out.push_record(name, BtfKind::Int, 0, false, size, |b| b.push_words(&[(size * 8).min(128)]));
+                out.push_record(name, BtfKind::Int, 0, false, size, |b| {
+                    b.push_words(&[size.saturating_mul(8).min(128)])
+                });
             }
             BtfKind::FuncProto if !support.func => {
                 let params: Vec<String> = ty.params().map(|p| p.name.to_owned()).collect();

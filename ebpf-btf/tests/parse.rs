@@ -360,12 +360,37 @@ proptest! {
 
 #[test]
 fn fuzzer_findings_stay_fixed() {
-    // Anonymous types shared by value many times over: inlining them was exponential.
-    let input = include_bytes!("fuzz_regressions/c_dump_exponential_inline");
-    let (btf_bytes, _) = input.split_at(input.len() / 2);
-    if let Ok(btf) = Btf::parse(btf_bytes.to_vec()) {
+    // Each file is an input that once crashed or exhausted the btf_parse fuzz target; run it
+    // through the same pipeline. Halves: BTF, then .BTF.ext.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_regressions");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let input = std::fs::read(entry.unwrap().path()).unwrap();
+        let (btf_bytes, ext_bytes) = input.split_at(input.len() / 2);
         let started = std::time::Instant::now();
-        let _ = c_dump(&btf, "T_H");
+        if let Ok(btf) = Btf::parse(btf_bytes.to_vec()) {
+            for ty in btf.types() {
+                let _ = raw_type(&ty);
+                let _ = btf.resolve_size(ty.id());
+                let _ = btf.alignment(ty.id());
+            }
+            let _ = c_dump(&btf, "T_H");
+            let again = Btf::parse(BtfBuilder::from_btf(&btf).encode()).unwrap();
+            assert_eq!(again.len(), btf.len());
+            let none = BtfSupport {
+                func: false,
+                func_global: false,
+                datasec: false,
+                float: false,
+                decl_tag: false,
+                type_tag: false,
+                enum64: false,
+            };
+            Btf::parse(sanitize(&btf, none)).unwrap();
+            let _ = BtfExt::parse(ext_bytes, &btf);
+        }
         assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        seen += 1;
     }
+    assert!(seen >= 2);
 }
