@@ -13,6 +13,7 @@ mod ids;
 mod info;
 mod link;
 mod map;
+mod mmap;
 mod obj;
 mod prog;
 
@@ -28,6 +29,7 @@ pub use map::{
     map_lookup_and_delete_elem, map_lookup_batch, map_lookup_elem, map_update_batch, map_update_elem, BatchOutcome,
     MapCreate, MapFd,
 };
+pub use mmap::{page_size, MmapRegion};
 pub use obj::{obj_get, obj_pin, prog_attach, prog_detach, prog_query, ProgQuery};
 pub use prog::{
     enable_stats, prog_bind_map, prog_load, prog_test_run, ProgLoad, ProgLoadOutcome, TestRun, TestRunOutput,

@@ -1,0 +1,128 @@
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::ptr::NonNull;
+use std::sync::atomic::AtomicU64;
+
+use super::{Errno, SysError};
+
+/// A shared memory mapping of a kernel object (a ring buffer's pages, an mmapable array),
+/// unmapped on drop. Access goes through checked methods: bounds and alignment are verified,
+/// so no caller needs `unsafe`.
+#[derive(Debug)]
+pub struct MmapRegion {
+    ptr: NonNull<u8>,
+    len: usize,
+    writable: bool,
+}
+
+// SAFETY: the region is plain shared memory; all access is through atomics or through byte
+// slices of data the kernel has finished writing (see the methods' contracts).
+unsafe impl Send for MmapRegion {}
+// SAFETY: as above; `&MmapRegion` only hands out atomics and read-only views.
+unsafe impl Sync for MmapRegion {}
+
+/// The system page size.
+pub fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(size).unwrap_or(4096)
+}
+
+impl MmapRegion {
+    /// Maps `len` bytes of `fd` at `offset` (page aligned), shared; writable when asked.
+    pub fn map(fd: BorrowedFd<'_>, len: usize, offset: usize, writable: bool) -> Result<MmapRegion, SysError> {
+        let cmd = super::Cmd::ObjGetInfoByFd; // reported with the errno; mmap has no bpf command
+        if len == 0 || offset % page_size() != 0 {
+            return Err(SysError { cmd, errno: Errno::EINVAL });
+        }
+        let prot = if writable { libc::PROT_READ | libc::PROT_WRITE } else { libc::PROT_READ };
+        // SAFETY: a fresh mapping chosen by the kernel (null hint), of a live fd; the result is
+        // checked for MAP_FAILED before use and owned by the returned value.
+        let ptr = unsafe {
+            libc::mmap(std::ptr::null_mut(), len, prot, libc::MAP_SHARED, fd.as_raw_fd(), offset as libc::off_t)
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(SysError { cmd, errno: Errno::last() });
+        }
+        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or(SysError { cmd, errno: Errno::EINVAL })?;
+        Ok(MmapRegion { ptr, len, writable })
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True for an empty region (never: mapping zero bytes is refused).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// True when mapped writable.
+    pub fn is_writable(&self) -> bool {
+        self.writable
+    }
+
+    /// The 64-bit word at `offset` as an atomic shared with the kernel; `None` when out of
+    /// bounds or misaligned. Private: stores must go through `store_u64`, which checks the
+    /// mapping is writable.
+    fn atomic_u64(&self, offset: usize) -> Option<&AtomicU64> {
+        if offset % 8 != 0 || offset.checked_add(8)? > self.len {
+            return None;
+        }
+        // SAFETY: in bounds and 8-aligned (mappings are page aligned); AtomicU64 has the layout
+        // of u64; the mapping lives as long as `&self`. Only `store_u64` writes through it, and
+        // only to writable mappings.
+        Some(unsafe { &*self.ptr.as_ptr().add(offset).cast::<AtomicU64>() })
+    }
+
+    /// The 64-bit word at `offset`, read with acquire ordering.
+    pub fn load_u64_acquire(&self, offset: usize) -> Option<u64> {
+        self.atomic_u64(offset).map(|w| w.load(std::sync::atomic::Ordering::Acquire))
+    }
+
+    /// Stores `value` at `offset` with release ordering; `false` (and nothing written) for a
+    /// read-only region or a bad offset.
+    pub fn store_u64(&self, offset: usize, value: u64) -> bool {
+        match self.atomic_u64(offset) {
+            Some(word) if self.writable => {
+                word.store(value, std::sync::atomic::Ordering::Release);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The 32-bit word at `offset`, read atomically with acquire ordering (ring-buffer record
+    /// headers, which the kernel updates to commit a record).
+    pub fn load_u32_acquire(&self, offset: usize) -> Option<u32> {
+        if offset % 4 != 0 || offset.checked_add(4)? > self.len {
+            return None;
+        }
+        // SAFETY: in bounds and 4-aligned; AtomicU32 has the layout of u32; the mapping lives
+        // as long as `&self`.
+        let word = unsafe { &*self.ptr.as_ptr().add(offset).cast::<std::sync::atomic::AtomicU32>() };
+        Some(word.load(std::sync::atomic::Ordering::Acquire))
+    }
+
+    /// `len` bytes at `offset`, for data the kernel has committed and will not touch until
+    /// the consumer moves past it (a ring-buffer record whose header has been read with
+    /// acquire ordering and was not busy). `None` when out of bounds.
+    pub fn committed_bytes(&self, offset: usize, len: usize) -> Option<&[u8]> {
+        if offset.checked_add(len)? > self.len {
+            return None;
+        }
+        // SAFETY: in bounds; the mapping lives as long as `&self`; by this method's contract
+        // the kernel does not write these bytes while the slice is in use.
+        Some(unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(offset), len) })
+    }
+}
+
+impl Drop for MmapRegion {
+    fn drop(&mut self) {
+        // SAFETY: ptr/len are exactly what mmap returned and nothing borrows the region any
+        // more (drop takes it by value).
+        unsafe {
+            libc::munmap(self.ptr.as_ptr().cast(), self.len);
+        }
+    }
+}

@@ -1,0 +1,163 @@
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+use ebpf_core::sys::{self, MmapRegion};
+use ebpf_core::{Map, MapType};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+
+/// Why a ring buffer could not be opened or read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RingBufError {
+    /// The map is not a ring buffer.
+    #[error("{map}: not a ring buffer")]
+    NotARingBuf {
+        /// The map, as errors name it.
+        map: String,
+    },
+    /// Mapping the ring's pages failed.
+    #[error("mmap {what} of {map}: {source}")]
+    Mmap {
+        /// Which pages.
+        what: &'static str,
+        /// The map.
+        map: String,
+        /// The failed call.
+        source: sys::SysError,
+    },
+    /// epoll failed.
+    #[error("epoll on {map}: {source}")]
+    Epoll {
+        /// The map.
+        map: String,
+        /// The errno.
+        source: nix::Error,
+    },
+    /// The producer page holds something no kernel writes: the ring is not what it claims.
+    #[error("{map}: corrupt record at position {position} ({reason})")]
+    Corrupt {
+        /// The map.
+        map: String,
+        /// Consumer position.
+        position: u64,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+const BUSY_BIT: u32 = 1 << 31;
+const DISCARD_BIT: u32 = 1 << 30;
+const HEADER_LEN: u64 = 8;
+
+/// A `BPF_MAP_TYPE_RINGBUF` consumer.
+#[derive(Debug)]
+pub struct RingBuf {
+    map: Map,
+    consumer: MmapRegion,
+    producer: MmapRegion,
+    page: usize,
+    mask: u64,
+    epoll: Epoll,
+}
+
+impl RingBuf {
+    /// Maps the ring of `map` (which must be a ring buffer) for consuming.
+    pub fn new(map: Map) -> Result<RingBuf, RingBufError> {
+        if map.map_type() != Some(MapType::Ringbuf) {
+            return Err(RingBufError::NotARingBuf { map: map.describe() });
+        }
+        let page = sys::page_size();
+        let size = map.max_entries() as usize;
+        let consumer = MmapRegion::map(map.as_fd(), page, 0, true).map_err(|source| RingBufError::Mmap {
+            what: "consumer page",
+            map: map.describe(),
+            source,
+        })?;
+        // The producer page, then the data pages mapped twice in a row, so a record that wraps
+        // around the end reads as one contiguous slice.
+        let producer = MmapRegion::map(map.as_fd(), page + 2 * size, page, false)
+            .map_err(|source| RingBufError::Mmap { what: "producer and data pages", map: map.describe(), source })?;
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
+            .map_err(|source| RingBufError::Epoll { map: map.describe(), source })?;
+        epoll
+            .add(map.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, 0))
+            .map_err(|source| RingBufError::Epoll { map: map.describe(), source })?;
+        Ok(RingBuf { mask: size as u64 - 1, map, consumer, producer, page, epoll })
+    }
+
+    /// The map behind the ring.
+    pub fn map(&self) -> &Map {
+        &self.map
+    }
+
+    /// Capacity of the data area in bytes.
+    pub fn capacity(&self) -> u64 {
+        self.mask + 1
+    }
+
+    fn consumer_pos(&self) -> u64 {
+        self.consumer.load_u64_acquire(0).unwrap_or(0)
+    }
+
+    fn producer_pos(&self) -> u64 {
+        self.producer.load_u64_acquire(0).unwrap_or(0)
+    }
+
+    /// Bytes produced and not yet consumed (headers and padding included).
+    pub fn pending_bytes(&self) -> u64 {
+        self.producer_pos().wrapping_sub(self.consumer_pos())
+    }
+
+    /// Hands every committed record to `handle`, in order, releasing each record's space once
+    /// `handle` returns. Stops at a record the kernel is still writing. Returns how many
+    /// records were handled (discarded ones are skipped and not counted).
+    pub fn consume(&mut self, mut handle: impl FnMut(&[u8])) -> Result<usize, RingBufError> {
+        let mut consumer = self.consumer_pos();
+        let mut handled = 0;
+        loop {
+            let producer = self.producer_pos();
+            if consumer >= producer {
+                break;
+            }
+            let at = self.page + (consumer & self.mask) as usize;
+            let header =
+                self.producer.load_u32_acquire(at).ok_or_else(|| self.corrupt(consumer, "header out of range"))?;
+            if header & BUSY_BIT != 0 {
+                break;
+            }
+            let len = u64::from(header & !(BUSY_BIT | DISCARD_BIT));
+            if len > self.mask {
+                return Err(self.corrupt(consumer, &format!("record of {len} bytes in a {}-byte ring", self.mask + 1)));
+            }
+            if header & DISCARD_BIT == 0 {
+                let record = self
+                    .producer
+                    .committed_bytes(at + HEADER_LEN as usize, len as usize)
+                    .ok_or_else(|| self.corrupt(consumer, "record out of range"))?;
+                handle(record);
+                handled += 1;
+            }
+            consumer += (len + HEADER_LEN).next_multiple_of(8);
+            // Release the space (and the slice handed out above) to the kernel.
+            self.consumer.store_u64(0, consumer);
+        }
+        Ok(handled)
+    }
+
+    /// Waits up to `timeout` for records (returning at once if some are pending), then
+    /// consumes them. Returns how many were handled; 0 after a timeout.
+    pub fn poll(&mut self, timeout: Duration, handle: impl FnMut(&[u8])) -> Result<usize, RingBufError> {
+        if self.pending_bytes() == 0 {
+            let mut events = [EpollEvent::empty()];
+            let millis = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+            self.epoll
+                .wait(&mut events, EpollTimeout::from(millis))
+                .map_err(|source| RingBufError::Epoll { map: self.map.describe(), source })?;
+        }
+        self.consume(handle)
+    }
+
+    fn corrupt(&self, position: u64, reason: &str) -> RingBufError {
+        RingBufError::Corrupt { map: self.map.describe(), position, reason: reason.to_owned() }
+    }
+}
