@@ -32,6 +32,6 @@ pub mod sys;
 mod types;
 
 pub use error::{Error, Result, VerifierError};
-pub use map::{Map, MapFlags, MapSpec, UpdateFlags};
+pub use map::{BatchCursor, Map, MapFlags, MapSpec, UpdateFlags};
 pub use program::{LoadOptions, LogLevel, Program, ProgramFlags, ProgramSpec, TestRun, TestRunResult};
 pub use types::{AttachType, LinkType, MapType, ProgramType};

@@ -107,6 +107,22 @@ impl MapSpec {
     }
 }
 
+/// Where a batch walk of a map stands; start with [`BatchCursor::default`].
+#[derive(Clone, Debug, Default)]
+pub struct BatchCursor {
+    input: Vec<u8>,
+    out: Vec<u8>,
+    started: bool,
+    done: bool,
+}
+
+impl BatchCursor {
+    /// True once the walk has passed the last element.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+}
+
 /// A live map. Closing (dropping) it releases the map unless something else holds it
 /// (a program using it, a pin, another fd).
 #[derive(Debug)]
@@ -310,6 +326,58 @@ impl Map {
         let path = path.as_ref();
         sys::obj_pin(self.as_fd(), path)
             .map_err(|e| Error::syscall(format!("pin {} at {}", self.describe(), path.display()), e))
+    }
+
+    /// Reads up to `keys.len() / key_size` elements after `cursor` into `keys` and `values`
+    /// (`BPF_MAP_LOOKUP_BATCH`); returns how many. A hash map walk stays consistent while other
+    /// writers delete: no element is returned twice and the walk ends.
+    pub fn lookup_batch(&self, cursor: &mut BatchCursor, keys: &mut [u8], values: &mut [u8]) -> Result<usize> {
+        self.batch_read(sys::Cmd::MapLookupBatch, cursor, keys, values)
+    }
+
+    /// As [`Map::lookup_batch`], deleting what it returns (`BPF_MAP_LOOKUP_AND_DELETE_BATCH`).
+    pub fn lookup_and_delete_batch(
+        &self,
+        cursor: &mut BatchCursor,
+        keys: &mut [u8],
+        values: &mut [u8],
+    ) -> Result<usize> {
+        self.batch_read(sys::Cmd::MapLookupAndDeleteBatch, cursor, keys, values)
+    }
+
+    fn batch_read(&self, cmd: sys::Cmd, cursor: &mut BatchCursor, keys: &mut [u8], values: &mut [u8]) -> Result<usize> {
+        let key_size = self.key_size().max(1);
+        let count = keys.len() / key_size;
+        self.check("batch read from", "values buffer", values.len(), count * self.value_stride())?;
+        if cursor.done {
+            return Ok(0);
+        }
+        cursor.out.resize(self.key_size().max(8), 0);
+        let input = cursor.started.then_some(cursor.input.as_slice());
+        let f = if cmd == sys::Cmd::MapLookupBatch { sys::map_lookup_batch } else { sys::map_lookup_and_delete_batch };
+        let outcome = f(&self.fd, input, &mut cursor.out, keys, values, count as u32, 0)
+            .map_err(|e| Error::syscall(format!("batch read from {}", self.describe()), e))?;
+        cursor.started = true;
+        cursor.done = outcome.done;
+        std::mem::swap(&mut cursor.input, &mut cursor.out);
+        Ok(outcome.count as usize)
+    }
+
+    /// Writes `keys.len() / key_size` pairs in one call (`BPF_MAP_UPDATE_BATCH`).
+    pub fn update_batch(&self, keys: &[u8], values: &[u8], flags: UpdateFlags) -> Result<usize> {
+        let count = keys.len() / self.key_size().max(1);
+        self.check("batch update", "values", values.len(), count * self.value_stride())?;
+        sys::map_update_batch(&self.fd, keys, values, count as u32, flags.bits())
+            .map(|o| o.count as usize)
+            .map_err(|(e, done)| Error::syscall(format!("batch update {} (after {done} elements)", self.describe()), e))
+    }
+
+    /// Deletes `keys.len() / key_size` keys in one call (`BPF_MAP_DELETE_BATCH`).
+    pub fn delete_batch(&self, keys: &[u8]) -> Result<usize> {
+        let count = keys.len() / self.key_size().max(1);
+        sys::map_delete_batch(&self.fd, keys, count as u32, 0).map(|o| o.count as usize).map_err(|(e, done)| {
+            Error::syscall(format!("batch delete from {} (after {done} elements)", self.describe()), e)
+        })
     }
 
     /// The checked fd wrapper, for batch operations and other crates of this workspace.

@@ -1,60 +1,144 @@
 use std::marker::PhantomData;
 
 use bytemuck::Pod;
-use ebpf_core::{Map, MapType, UpdateFlags};
+use ebpf_core::{BatchCursor, Map, MapType, UpdateFlags};
 
 use crate::{check_kind, check_size, MapError};
 
-/// A hash map (`hash` or `lru_hash`) with keys `K` and values `V`.
+/// Elements fetched per batch call while iterating.
+const BATCH: usize = 256;
+
+macro_rules! hash_map {
+    ($(#[$doc:meta])* $name:ident, $($kind:ident),+) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name<K: Pod, V: Pod> {
+            map: Map,
+            _types: PhantomData<(K, V)>,
+        }
+
+        impl<K: Pod, V: Pod> TryFrom<Map> for $name<K, V> {
+            type Error = MapError;
+
+            fn try_from(map: Map) -> Result<Self, MapError> {
+                check_kind(&map, &[$(MapType::$kind),+])?;
+                check_size::<K>(&map, "key", map.key_size())?;
+                check_size::<V>(&map, "value", map.value_size())?;
+                Ok($name { map, _types: PhantomData })
+            }
+        }
+
+        impl<K: Pod, V: Pod> $name<K, V> {
+            /// The value for `key`, if present.
+            pub fn get(&self, key: &K) -> Result<Option<V>, MapError> {
+                let mut value = V::zeroed();
+                let found = self.map.lookup(bytemuck::bytes_of(key), bytemuck::bytes_of_mut(&mut value))?;
+                Ok(found.then_some(value))
+            }
+
+            /// Inserts or replaces `key`, as `flags` allow.
+            pub fn insert(&self, key: &K, value: &V, flags: UpdateFlags) -> Result<(), MapError> {
+                Ok(self.map.update(bytemuck::bytes_of(key), bytemuck::bytes_of(value), flags)?)
+            }
+
+            /// Removes `key`; `false` when it was absent.
+            pub fn remove(&self, key: &K) -> Result<bool, MapError> {
+                Ok(self.map.delete(bytemuck::bytes_of(key))?)
+            }
+
+            /// Removes `key` and returns its value.
+            pub fn take(&self, key: &K) -> Result<Option<V>, MapError> {
+                let mut value = V::zeroed();
+                let found = self.map.take(bytemuck::bytes_of(key), bytemuck::bytes_of_mut(&mut value))?;
+                Ok(found.then_some(value))
+            }
+
+            /// Writes many pairs in one system call.
+            pub fn insert_batch(&self, keys: &[K], values: &[V], flags: UpdateFlags) -> Result<usize, MapError> {
+                if keys.len() != values.len() {
+                    return Err(MapError::BatchMismatch { keys: keys.len(), values: values.len() });
+                }
+                Ok(self.map.update_batch(bytemuck::cast_slice(keys), bytemuck::cast_slice(values), flags)?)
+            }
+
+            /// Every element, fetched in batches. The walk tolerates concurrent inserts and
+            /// deletes: it ends, and never yields a key twice (elements changed meanwhile may
+            /// or may not be seen).
+            pub fn iter(&self) -> Entries<'_, K, V> {
+                Entries { map: &self.map, cursor: BatchCursor::default(), keys: Vec::new(), values: Vec::new(), next: 0, batch: BATCH, failed: false }
+            }
+
+            /// The underlying untyped map.
+            pub fn map(&self) -> &Map {
+                &self.map
+            }
+
+            /// Gives back the untyped map.
+            pub fn into_inner(self) -> Map {
+                self.map
+            }
+        }
+    };
+}
+
+hash_map!(
+    /// A hash map (`hash`) with keys `K` and values `V`.
+    HashMap,
+    Hash
+);
+
+hash_map!(
+    /// An LRU hash map (`lru_hash`): full maps evict the least recently used element.
+    LruHashMap,
+    LruHash
+);
+
+/// Iterator over a hash map's elements, fetched in batches.
 #[derive(Debug)]
-pub struct HashMap<K: Pod, V: Pod> {
-    map: Map,
-    _types: PhantomData<(K, V)>,
+pub struct Entries<'a, K, V> {
+    map: &'a Map,
+    cursor: BatchCursor,
+    keys: Vec<K>,
+    values: Vec<V>,
+    next: usize,
+    batch: usize,
+    failed: bool,
 }
 
-impl<K: Pod, V: Pod> TryFrom<Map> for HashMap<K, V> {
-    type Error = MapError;
+impl<K: Pod, V: Pod> Iterator for Entries<'_, K, V> {
+    type Item = Result<(K, V), MapError>;
 
-    fn try_from(map: Map) -> Result<Self, MapError> {
-        check_kind(&map, &[MapType::Hash, MapType::LruHash])?;
-        check_size::<K>(&map, "key", map.key_size())?;
-        check_size::<V>(&map, "value", map.value_size())?;
-        Ok(HashMap { map, _types: PhantomData })
-    }
-}
-
-impl<K: Pod, V: Pod> HashMap<K, V> {
-    /// The value for `key`, if present.
-    pub fn get(&self, key: &K) -> Result<Option<V>, MapError> {
-        let mut value = V::zeroed();
-        let found = self.map.lookup(bytemuck::bytes_of(key), bytemuck::bytes_of_mut(&mut value))?;
-        Ok(found.then_some(value))
-    }
-
-    /// Inserts or replaces `key`, as `flags` allow.
-    pub fn insert(&self, key: &K, value: &V, flags: UpdateFlags) -> Result<(), MapError> {
-        Ok(self.map.update(bytemuck::bytes_of(key), bytemuck::bytes_of(value), flags)?)
-    }
-
-    /// Removes `key`; `false` when it was absent.
-    pub fn remove(&self, key: &K) -> Result<bool, MapError> {
-        Ok(self.map.delete(bytemuck::bytes_of(key))?)
-    }
-
-    /// Removes `key` and returns its value.
-    pub fn take(&self, key: &K) -> Result<Option<V>, MapError> {
-        let mut value = V::zeroed();
-        let found = self.map.take(bytemuck::bytes_of(key), bytemuck::bytes_of_mut(&mut value))?;
-        Ok(found.then_some(value))
-    }
-
-    /// The underlying untyped map.
-    pub fn map(&self) -> &Map {
-        &self.map
-    }
-
-    /// Gives back the untyped map.
-    pub fn into_inner(self) -> Map {
-        self.map
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.next < self.keys.len() {
+                self.next += 1;
+                return Some(Ok((self.keys[self.next - 1], self.values[self.next - 1])));
+            }
+            if self.failed || self.cursor.is_done() {
+                return None;
+            }
+            self.keys = vec![K::zeroed(); self.batch];
+            self.values = vec![V::zeroed(); self.batch];
+            self.next = 0;
+            match self.map.lookup_batch(
+                &mut self.cursor,
+                bytemuck::cast_slice_mut(&mut self.keys),
+                bytemuck::cast_slice_mut(&mut self.values),
+            ) {
+                Ok(n) => {
+                    self.keys.truncate(n);
+                    self.values.truncate(n);
+                }
+                // A bucket holds more elements than the batch: ask for more at once.
+                Err(e) if e.errno() == Some(ebpf_core::sys::Errno::ENOSPC) && self.batch < 1 << 20 => {
+                    self.batch *= 4;
+                    self.keys.clear();
+                }
+                Err(e) => {
+                    self.failed = true;
+                    return Some(Err(e.into()));
+                }
+            }
+        }
     }
 }

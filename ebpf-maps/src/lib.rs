@@ -4,6 +4,11 @@
 //! Rust types, so a mismatch is an error at construction rather than corruption later. Keys
 //! and values are plain-old-data ([`bytemuck::Pod`]).
 //!
+//! Views: [`HashMap`], [`LruHashMap`], [`Array`], [`PerCpuHashMap`] and [`PerCpuArray`]
+//! (with reusable [`PerCpuValues`] buffers), [`LpmTrie`], [`ProgramArray`], [`MapOfMaps`],
+//! [`Queue`], [`Stack`] and [`BloomFilter`]. The untyped byte-level API stays available on
+//! [`ebpf_core::Map`].
+//!
 //! ```no_run
 //! use ebpf_core::{Map, MapSpec, MapType, UpdateFlags};
 //! use ebpf_maps::HashMap;
@@ -17,10 +22,16 @@
 
 mod array;
 mod hash;
+mod lpm;
+mod per_cpu;
+mod queue;
 
-pub use array::Array;
+pub use array::{Array, MapOfMaps, ProgramArray};
 pub use bytemuck::Pod;
-pub use hash::HashMap;
+pub use hash::{Entries, HashMap, LruHashMap};
+pub use lpm::LpmTrie;
+pub use per_cpu::{PerCpuArray, PerCpuHashMap, PerCpuValues};
+pub use queue::{BloomFilter, Queue, Stack};
 
 use ebpf_core::{Map, MapType};
 
@@ -61,6 +72,24 @@ pub enum MapError {
         index: u32,
         /// Capacity.
         max_entries: u32,
+    },
+    /// A batch with different numbers of keys and values.
+    #[error("batch of {keys} keys and {values} values")]
+    BatchMismatch {
+        /// Keys given.
+        keys: usize,
+        /// Values given.
+        values: usize,
+    },
+    /// An LPM prefix longer than the key.
+    #[error("{map}: prefix length {prefix_len} exceeds the key's {bits} bits")]
+    PrefixTooLong {
+        /// The map, as errors name it.
+        map: String,
+        /// The prefix length asked for.
+        prefix_len: u32,
+        /// Bits in the key data.
+        bits: u32,
     },
     /// The kernel refused an operation.
     #[error(transparent)]

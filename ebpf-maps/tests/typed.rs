@@ -2,7 +2,10 @@
 
 use bytemuck::{Pod, Zeroable};
 use ebpf_core::{Map, MapSpec, MapType, UpdateFlags};
-use ebpf_maps::{Array, HashMap, MapError};
+use ebpf_maps::{
+    Array, BloomFilter, HashMap, LpmTrie, LruHashMap, MapError, MapOfMaps, PerCpuArray, PerCpuHashMap, PerCpuValues,
+    Queue, Stack,
+};
 use ebpf_test_support::{require_kernel, unique_name};
 
 #[repr(C)]
@@ -40,7 +43,7 @@ fn views_refuse_maps_whose_sizes_or_kind_do_not_match() {
 
     let array = Map::create(&MapSpec::new(&unique_name("arr"), MapType::Array, 4, 8, 4)).unwrap();
     let err = HashMap::<u32, u64>::try_from(array).unwrap_err();
-    assert!(err.to_string().ends_with("map type is array, expected hash or lru_hash"), "{err}");
+    assert!(err.to_string().ends_with("map type is array, expected hash"), "{err}");
 }
 
 #[test]
@@ -54,4 +57,119 @@ fn arrays_index_within_bounds_only() {
     assert_eq!(array.get(3).unwrap(), 99);
     assert_eq!(array.get(0).unwrap(), 0, "arrays start zeroed");
     assert!(matches!(array.get(4), Err(MapError::OutOfBounds { index: 4, max_entries: 4, .. })));
+}
+
+#[test]
+fn iteration_survives_concurrent_deletes_without_repeats() {
+    let Some(_root) = require_kernel() else { return };
+    let map = Map::create(&MapSpec::new(&unique_name("it"), MapType::Hash, 4, 8, 8192)).unwrap();
+    let hash: HashMap<u32, u64> = HashMap::try_from(map).unwrap();
+    let keys: Vec<u32> = (0..5000).collect();
+    let values: Vec<u64> = keys.iter().map(|&k| u64::from(k) * 2).collect();
+    assert_eq!(hash.insert_batch(&keys, &values, UpdateFlags::ANY).unwrap(), 5000);
+    let mut seen = std::collections::HashSet::new();
+    for (n, entry) in hash.iter().enumerate() {
+        let (key, value) = entry.unwrap();
+        assert_eq!(value, u64::from(key) * 2);
+        assert!(seen.insert(key), "key {key} yielded twice");
+        if n % 100 == 0 {
+            // Another writer deletes odd keys while the walk goes on.
+            for odd in (1..5000).step_by(2).skip(n / 100 * 50).take(50) {
+                hash.remove(&odd).unwrap();
+            }
+        }
+    }
+    for even in (0..5000).step_by(2) {
+        assert!(seen.contains(&even), "never-deleted key {even} was missed");
+    }
+}
+
+#[test]
+fn lru_maps_evict_instead_of_refusing() {
+    let Some(_root) = require_kernel() else { return };
+    let map = Map::create(&MapSpec::new(&unique_name("lru"), MapType::LruHash, 4, 8, 64)).unwrap();
+    assert!(matches!(
+        HashMap::<u32, u64>::try_from(Map::from_fd(std::os::fd::AsFd::as_fd(&map)).unwrap()),
+        Err(MapError::WrongType { .. })
+    ));
+    let lru: LruHashMap<u32, u64> = LruHashMap::try_from(map).unwrap();
+    for k in 0..1000u32 {
+        lru.insert(&k, &u64::from(k), UpdateFlags::ANY).unwrap();
+    }
+    assert_eq!(lru.get(&999).unwrap(), Some(999));
+    assert!(lru.iter().count() <= 64 + 64, "bounded by capacity (plus per-CPU free lists)");
+}
+
+#[test]
+fn per_cpu_values_round_trip_without_allocating_per_lookup() {
+    let Some(_root) = require_kernel() else { return };
+    let map = Map::create(&MapSpec::new(&unique_name("pca"), MapType::PercpuArray, 4, 4, 2)).unwrap();
+    let array: PerCpuArray<u32> = PerCpuArray::try_from(map).unwrap();
+    let mut values = PerCpuValues::<u32>::new().unwrap();
+    for cpu in 0..values.len() {
+        values.set(cpu, cpu as u32 + 10);
+    }
+    array.set(&1, &values, UpdateFlags::ANY).unwrap();
+    let mut back = PerCpuValues::<u32>::new().unwrap();
+    assert!(array.get_into(&1, &mut back).unwrap());
+    assert_eq!(back.iter().collect::<Vec<_>>(), (0..values.len() as u32).map(|c| c + 10).collect::<Vec<_>>());
+
+    let map = Map::create(&MapSpec::new(&unique_name("pch"), MapType::PercpuHash, 8, 8, 4)).unwrap();
+    let hash: PerCpuHashMap<u64, u64> = PerCpuHashMap::try_from(map).unwrap();
+    hash.set(&7, &PerCpuValues::filled(3).unwrap(), UpdateFlags::ANY).unwrap();
+    assert_eq!(hash.get(&7).unwrap().unwrap().iter().sum::<u64>(), 3 * back.len() as u64);
+    assert!(hash.get(&8).unwrap().is_none());
+}
+
+#[test]
+fn lpm_tries_find_the_longest_prefix() {
+    let Some(_root) = require_kernel() else { return };
+    let spec =
+        MapSpec::new(&unique_name("lpm"), MapType::LpmTrie, 8, 4, 16).with_flags(ebpf_core::MapFlags::NO_PREALLOC);
+    let trie: LpmTrie<[u8; 4], u32> = LpmTrie::try_from(Map::create(&spec).unwrap()).unwrap();
+    trie.insert(&[10, 0, 0, 0], 8, &1, UpdateFlags::ANY).unwrap();
+    trie.insert(&[10, 1, 0, 0], 16, &2, UpdateFlags::ANY).unwrap();
+    assert_eq!(trie.lookup(&[10, 1, 2, 3]).unwrap(), Some(2));
+    assert_eq!(trie.lookup(&[10, 9, 2, 3]).unwrap(), Some(1));
+    assert_eq!(trie.lookup(&[11, 0, 0, 1]).unwrap(), None);
+    assert_eq!(trie.get_exact(&[10, 0, 0, 0], 8).unwrap(), Some(1));
+    assert!(trie.remove(&[10, 1, 0, 0], 16).unwrap());
+    assert_eq!(trie.lookup(&[10, 1, 2, 3]).unwrap(), Some(1));
+    assert!(matches!(trie.insert(&[0; 4], 33, &0, UpdateFlags::ANY), Err(MapError::PrefixTooLong { .. })));
+}
+
+#[test]
+fn queues_stacks_and_bloom_filters() {
+    let Some(_root) = require_kernel() else { return };
+    let queue: Queue<u32> =
+        Queue::try_from(Map::create(&MapSpec::new(&unique_name("q"), MapType::Queue, 0, 4, 4)).unwrap()).unwrap();
+    let stack: Stack<u32> =
+        Stack::try_from(Map::create(&MapSpec::new(&unique_name("s"), MapType::Stack, 0, 4, 4)).unwrap()).unwrap();
+    for v in 1..=3 {
+        queue.push(&v, UpdateFlags::ANY).unwrap();
+        stack.push(&v, UpdateFlags::ANY).unwrap();
+    }
+    assert_eq!(queue.peek().unwrap(), Some(1));
+    assert_eq!((queue.pop().unwrap(), stack.pop().unwrap()), (Some(1), Some(3)));
+    let bloom: BloomFilter<u64> =
+        BloomFilter::try_from(Map::create(&MapSpec::new(&unique_name("b"), MapType::BloomFilter, 0, 8, 100)).unwrap())
+            .unwrap();
+    bloom.insert(&42).unwrap();
+    assert!(bloom.contains(&42).unwrap());
+    let false_positives = (1000..1100u64).filter(|v| bloom.contains(v).unwrap()).count();
+    assert!(false_positives < 20, "{false_positives} false positives of 100");
+}
+
+#[test]
+fn maps_of_maps_hold_inner_maps() {
+    let Some(_root) = require_kernel() else { return };
+    let mut spec = MapSpec::new(&unique_name("mom"), MapType::ArrayOfMaps, 4, 4, 2);
+    spec.inner = Some(Box::new(MapSpec::new("inner", MapType::Array, 4, 8, 1)));
+    let outer: MapOfMaps<u32> = MapOfMaps::try_from(Map::create(&spec).unwrap()).unwrap();
+    let inner = Map::create(&MapSpec::new(&unique_name("in"), MapType::Array, 4, 8, 1)).unwrap();
+    inner.update(&0u32.to_ne_bytes(), &77u64.to_ne_bytes(), UpdateFlags::ANY).unwrap();
+    outer.set(&1, &inner, UpdateFlags::ANY).unwrap();
+    let back = outer.get(&1).unwrap().unwrap();
+    assert_eq!(back.get(&0u32.to_ne_bytes()).unwrap(), Some(77u64.to_ne_bytes().to_vec()));
+    assert_eq!(outer.map_id(&0).unwrap(), None);
 }

@@ -1,0 +1,101 @@
+use std::marker::PhantomData;
+
+use bytemuck::Pod;
+use ebpf_core::{Map, MapType, UpdateFlags};
+
+use crate::{check_kind, check_size, MapError};
+
+/// Largest key data an LPM trie takes (the kernel's limit is 256 bytes of data).
+const MAX_DATA: usize = 256;
+
+/// A longest-prefix-match trie (`lpm_trie`): keys are `K` (for example `[u8; 4]` for IPv4)
+/// with a prefix length in bits, and a lookup finds the longest stored prefix that covers it.
+#[derive(Debug)]
+pub struct LpmTrie<K: Pod, V: Pod> {
+    map: Map,
+    _types: PhantomData<(K, V)>,
+}
+
+impl<K: Pod, V: Pod> TryFrom<Map> for LpmTrie<K, V> {
+    type Error = MapError;
+
+    fn try_from(map: Map) -> Result<Self, MapError> {
+        check_kind(&map, &[MapType::LpmTrie])?;
+        if std::mem::size_of::<K>() > MAX_DATA {
+            return Err(MapError::SizeMismatch {
+                map: map.describe(),
+                what: "key data",
+                actual: std::mem::size_of::<K>(),
+                expected: MAX_DATA,
+                rust_type: std::any::type_name::<K>(),
+            });
+        }
+        // The kernel's key is a 4-byte prefix length followed by the data.
+        check_size::<K>(&map, "key data", map.key_size().saturating_sub(4))?;
+        check_size::<V>(&map, "value", map.value_size())?;
+        Ok(LpmTrie { map, _types: PhantomData })
+    }
+}
+
+impl<K: Pod, V: Pod> LpmTrie<K, V> {
+    fn key(prefix_len: u32, data: &K) -> ([u8; MAX_DATA + 4], usize) {
+        let mut buf = [0u8; MAX_DATA + 4];
+        let data = bytemuck::bytes_of(data);
+        buf[..4].copy_from_slice(&prefix_len.to_ne_bytes());
+        buf[4..4 + data.len()].copy_from_slice(data);
+        (buf, 4 + data.len())
+    }
+
+    fn check_prefix(&self, prefix_len: u32) -> Result<(), MapError> {
+        let bits = 8 * std::mem::size_of::<K>() as u32;
+        if prefix_len > bits {
+            return Err(MapError::PrefixTooLong { map: self.map.describe(), prefix_len, bits });
+        }
+        Ok(())
+    }
+
+    /// Stores `value` for the prefix `data/prefix_len`.
+    pub fn insert(&self, data: &K, prefix_len: u32, value: &V, flags: UpdateFlags) -> Result<(), MapError> {
+        self.check_prefix(prefix_len)?;
+        let (key, len) = Self::key(prefix_len, data);
+        Ok(self.map.update(&key[..len], bytemuck::bytes_of(value), flags)?)
+    }
+
+    /// The value of the longest stored prefix covering all of `data`.
+    pub fn lookup(&self, data: &K) -> Result<Option<V>, MapError> {
+        let (key, len) = Self::key(8 * std::mem::size_of::<K>() as u32, data);
+        let mut value = V::zeroed();
+        Ok(self.map.lookup(&key[..len], bytemuck::bytes_of_mut(&mut value))?.then_some(value))
+    }
+
+    /// The value stored for exactly `data/prefix_len`, if that prefix is stored.
+    pub fn get_exact(&self, data: &K, prefix_len: u32) -> Result<Option<V>, MapError> {
+        // A lookup returns the longest match, which may be a longer prefix than this one: find
+        // the exact key by walking the trie's keys.
+        self.check_prefix(prefix_len)?;
+        let (wanted, len) = Self::key(prefix_len, data);
+        let mut key = vec![0u8; len];
+        let mut have = self.map.next_key(None, &mut key)?;
+        while have {
+            if key == wanted[..len] {
+                let mut value = V::zeroed();
+                return Ok(self.map.lookup(&key, bytemuck::bytes_of_mut(&mut value))?.then_some(value));
+            }
+            let current = key.clone();
+            have = self.map.next_key(Some(&current), &mut key)?;
+        }
+        Ok(None)
+    }
+
+    /// Removes exactly the prefix `data/prefix_len`; `false` when it was not stored.
+    pub fn remove(&self, data: &K, prefix_len: u32) -> Result<bool, MapError> {
+        self.check_prefix(prefix_len)?;
+        let (key, len) = Self::key(prefix_len, data);
+        Ok(self.map.delete(&key[..len])?)
+    }
+
+    /// The underlying untyped map.
+    pub fn map(&self) -> &Map {
+        &self.map
+    }
+}
