@@ -38,6 +38,8 @@ pub struct CDumper<'a> {
     /// Inline expansions of anonymous types left: C gives each anonymous type one user, but
     /// malformed BTF can share them and make inlining exponential.
     inline_budget: usize,
+    /// Type visits left while collecting what a definition needs first (same reason).
+    deps_budget: usize,
     out: String,
 }
 
@@ -60,6 +62,7 @@ impl<'a> CDumper<'a> {
             tag_names: HashMap::new(),
             ident_names: HashMap::new(),
             inline_budget: 4 * n + 1024,
+            deps_budget: 64 * n + 65_536,
             out: String::new(),
         }
     }
@@ -228,6 +231,9 @@ impl<'a> CDumper<'a> {
         if depth > MAX_DEPTH {
             return Err(Self::too_deep(id));
         }
+        self.deps_budget = self.deps_budget.checked_sub(1).ok_or_else(|| {
+            BtfError::BadExt(format!("type [{id}]: anonymous types are shared so often that C output would explode"))
+        })?;
         let ty = self.ty(id)?;
         let Some(kind) = ty.kind() else { return Ok(()) };
         match kind {
@@ -435,6 +441,10 @@ impl<'a> CDumper<'a> {
             return (1, false);
         }
         let Some(ty) = self.btf.skip_mods_and_typedefs(id) else { return (1, false) };
+        // Met again while being computed (a cycle in malformed BTF): counts as alignment 1.
+        if let Some(slot) = self.layout.get_mut(index(id)) {
+            *slot = Some((1, false));
+        }
         let result = match ty.kind() {
             Some(BtfKind::Int | BtfKind::Enum | BtfKind::Enum64 | BtfKind::Float) => {
                 (ty.size().unwrap_or(1).clamp(1, 8), false)

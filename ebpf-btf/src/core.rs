@@ -10,6 +10,7 @@
 use crate::btf::Btf;
 use crate::ext::{CoreRelo, CoreReloKind};
 use crate::kind::BtfKind;
+use crate::query::{spend, WORK_BUDGET};
 use crate::types::Type;
 
 /// Deepest accessor chain and type recursion followed.
@@ -243,11 +244,11 @@ fn fields_compatible(local: &Btf, local_id: u32, target: &Btf, target_id: u32, d
 
 /// Types compatible for CO-RE existence/size/id relocations (`bpf_core_types_are_compat`).
 pub fn types_are_compatible(local: &Btf, local_id: u32, target: &Btf, target_id: u32) -> bool {
-    types_compat_at(local, local_id, target, target_id, MAX_RECURSION)
+    types_compat_at(local, local_id, target, target_id, MAX_RECURSION, &mut WORK_BUDGET.clone())
 }
 
-fn types_compat_at(local: &Btf, local_id: u32, target: &Btf, target_id: u32, depth: u32) -> bool {
-    if depth == 0 {
+fn types_compat_at(local: &Btf, local_id: u32, target: &Btf, target_id: u32, depth: u32, budget: &mut u32) -> bool {
+    if depth == 0 || !spend(budget) {
         return false;
     }
     let (Some((_, l)), Some((_, t))) = (skip(local, local_id), skip(target, target_id)) else { return false };
@@ -257,14 +258,21 @@ fn types_compat_at(local: &Btf, local_id: u32, target: &Btf, target_id: u32, dep
     match l.kind() {
         None | Some(BtfKind::Struct | BtfKind::Union | BtfKind::Enum | BtfKind::Enum64 | BtfKind::Fwd) => true,
         Some(BtfKind::Int) => l.int().is_some_and(|i| i.offset == 0) && t.int().is_some_and(|i| i.offset == 0),
-        Some(BtfKind::Ptr) => types_compat_at(local, l.size_or_type(), target, t.size_or_type(), depth - 1),
-        Some(BtfKind::Array) => {
-            types_compat_at(local, l.array().expect("array").elem, target, t.array().expect("array").elem, depth - 1)
-        }
+        Some(BtfKind::Ptr) => types_compat_at(local, l.size_or_type(), target, t.size_or_type(), depth - 1, budget),
+        Some(BtfKind::Array) => types_compat_at(
+            local,
+            l.array().expect("array").elem,
+            target,
+            t.array().expect("array").elem,
+            depth - 1,
+            budget,
+        ),
         Some(BtfKind::FuncProto) => {
             l.vlen() == t.vlen()
-                && l.params().zip(t.params()).all(|(lp, tp)| types_compat_at(local, lp.ty, target, tp.ty, depth - 1))
-                && types_compat_at(local, l.size_or_type(), target, t.size_or_type(), depth - 1)
+                && l.params()
+                    .zip(t.params())
+                    .all(|(lp, tp)| types_compat_at(local, lp.ty, target, tp.ty, depth - 1, budget))
+                && types_compat_at(local, l.size_or_type(), target, t.size_or_type(), depth - 1, budget)
         }
         _ => false,
     }
@@ -273,11 +281,19 @@ fn types_compat_at(local: &Btf, local_id: u32, target: &Btf, target_id: u32, dep
 /// Types that match for `bpf_core_type_matches` (`bpf_core_types_match`): names, kinds,
 /// sizes, signedness, members by name and enumerators by name must all line up.
 pub fn types_match(local: &Btf, local_id: u32, target: &Btf, target_id: u32) -> bool {
-    types_match_at(local, local_id, target, target_id, false, MAX_RECURSION)
+    types_match_at(local, local_id, target, target_id, false, MAX_RECURSION, &mut WORK_BUDGET.clone())
 }
 
-fn types_match_at(local: &Btf, local_id: u32, target: &Btf, target_id: u32, behind_ptr: bool, depth: u32) -> bool {
-    if depth == 0 {
+fn types_match_at(
+    local: &Btf,
+    local_id: u32,
+    target: &Btf,
+    target_id: u32,
+    behind_ptr: bool,
+    depth: u32,
+    budget: &mut u32,
+) -> bool {
+    if depth == 0 || !spend(budget) {
         return false;
     }
     let (Some((_, l)), Some((_, t))) = (skip(local, local_id), skip(target, target_id)) else { return false };
@@ -309,7 +325,7 @@ fn types_match_at(local: &Btf, local_id: u32, target: &Btf, target_id: u32, behi
                     && l.members().all(|lm| {
                         t.members().any(|tm| {
                             names_match(lm.name, tm.name)
-                                && types_match_at(local, lm.ty, target, tm.ty, behind_ptr, depth - 1)
+                                && types_match_at(local, lm.ty, target, tm.ty, behind_ptr, depth - 1, budget)
                         })
                     })
             }
@@ -319,19 +335,20 @@ fn types_match_at(local: &Btf, local_id: u32, target: &Btf, target_id: u32, behi
             l.size() == t.size() && li.signed == ti.signed
         }
         Some(BtfKind::Ptr) => {
-            t.is(BtfKind::Ptr) && types_match_at(local, l.size_or_type(), target, t.size_or_type(), true, depth - 1)
+            t.is(BtfKind::Ptr)
+                && types_match_at(local, l.size_or_type(), target, t.size_or_type(), true, depth - 1, budget)
         }
         Some(BtfKind::Array) => {
             let (Some(la), Some(ta)) = (l.array(), t.array()) else { return false };
-            la.nelems == ta.nelems && types_match_at(local, la.elem, target, ta.elem, behind_ptr, depth - 1)
+            la.nelems == ta.nelems && types_match_at(local, la.elem, target, ta.elem, behind_ptr, depth - 1, budget)
         }
         Some(BtfKind::FuncProto) => {
             t.is(BtfKind::FuncProto)
                 && l.vlen() == t.vlen()
                 && l.params()
                     .zip(t.params())
-                    .all(|(lp, tp)| types_match_at(local, lp.ty, target, tp.ty, behind_ptr, depth - 1))
-                && types_match_at(local, l.size_or_type(), target, t.size_or_type(), behind_ptr, depth - 1)
+                    .all(|(lp, tp)| types_match_at(local, lp.ty, target, tp.ty, behind_ptr, depth - 1, budget))
+                && types_match_at(local, l.size_or_type(), target, t.size_or_type(), behind_ptr, depth - 1, budget)
         }
         _ => false,
     }
@@ -339,6 +356,7 @@ fn types_match_at(local: &Btf, local_id: u32, target: &Btf, target_id: u32, behi
 
 /// Matches named member `name` (declared with type `local_member_ty` locally) in target
 /// aggregate `target_id`, through anonymous members (`bpf_core_match_member`).
+#[allow(clippy::too_many_arguments)]
 fn match_member(
     local: &Btf,
     local_member_ty: u32,
@@ -347,8 +365,9 @@ fn match_member(
     target_id: u32,
     spec: &mut CoreSpec,
     depth: u32,
+    budget: &mut u32,
 ) -> Option<u32> {
-    if depth > MAX_RECURSION || spec.raw.len() >= MAX_SPEC_LEN {
+    if depth > MAX_RECURSION || spec.raw.len() >= MAX_SPEC_LEN || !spend(budget) {
         return None;
     }
     let (target_id, ty) = skip(target, target_id)?;
@@ -360,7 +379,8 @@ fn match_member(
         spec.bit_offset = spec.bit_offset.wrapping_add(member.bit_offset);
         spec.raw.push(index as u32);
         if member.name.is_empty() {
-            if let Some(found) = match_member(local, local_member_ty, name, target, member.ty, spec, depth + 1) {
+            if let Some(found) = match_member(local, local_member_ty, name, target, member.ty, spec, depth + 1, budget)
+            {
                 return Some(found);
             }
         } else if member.name == name {
@@ -413,7 +433,8 @@ fn match_spec(
         if let Some(name) = local_name {
             let local_parent = local.type_by_id(*local_type)?;
             let local_member = local_parent.members().nth(*local_index as usize)?;
-            target_id = match_member(local, local_member.ty, name, target, target_id, &mut spec, 0)?;
+            target_id =
+                match_member(local, local_member.ty, name, target, target_id, &mut spec, 0, &mut WORK_BUDGET.clone())?;
         } else {
             if i > 0 {
                 let array = ty.array()?;

@@ -9,6 +9,21 @@ use crate::types::{StructMember, Type};
 /// can loop).
 const MAX_DEPTH: usize = 64;
 
+/// Type visits one recursive query may make. Anonymous members can be shared in malformed BTF,
+/// which would make naive recursion exponential; real types need a tiny fraction of this.
+pub(crate) const WORK_BUDGET: u32 = 100_000;
+
+/// Takes one unit of `budget`; `false` when it is spent.
+pub(crate) fn spend(budget: &mut u32) -> bool {
+    match budget.checked_sub(1) {
+        Some(left) => {
+            *budget = left;
+            true
+        }
+        None => false,
+    }
+}
+
 /// A member found by name, with its offset from the outer aggregate.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FoundMember<'a> {
@@ -97,58 +112,59 @@ impl Btf {
 
     /// Natural alignment in bytes of type `id` (1 for types without one).
     pub fn alignment(&self, id: u32) -> u32 {
-        self.alignment_at(id, 0)
-    }
-
-    fn alignment_at(&self, id: u32, depth: usize) -> u32 {
-        if depth > MAX_DEPTH {
-            return 1;
-        }
-        let Some(ty) = self.skip_mods_and_typedefs(id) else { return 1 };
-        match ty.kind() {
-            Some(BtfKind::Int) => {
-                let size = ty.size().unwrap_or(1);
-                size.clamp(1, 8)
-            }
-            Some(BtfKind::Ptr) => 8,
-            Some(BtfKind::Enum | BtfKind::Enum64 | BtfKind::Float) => ty.size().unwrap_or(1).clamp(1, 8),
-            Some(BtfKind::Array) => self.alignment_at(ty.array().expect("array").elem, depth + 1),
-            Some(BtfKind::Struct | BtfKind::Union) => {
-                let natural = ty.members().map(|m| self.alignment_at(m.ty, depth + 1)).max().unwrap_or(1);
-                if self.is_packed(&ty) {
-                    1
-                } else {
-                    natural
-                }
-            }
-            _ => 1,
-        }
+        self.layout(id, &mut std::collections::HashMap::new()).0
     }
 
     /// True when a struct or union can only have been declared `__attribute__((packed))`:
     /// a member sits off its natural alignment, or the size is not a multiple of it.
     pub fn is_packed(&self, ty: &Type<'_>) -> bool {
-        if !matches!(ty.kind(), Some(BtfKind::Struct | BtfKind::Union)) {
-            return false;
+        matches!(ty.kind(), Some(BtfKind::Struct | BtfKind::Union))
+            && self.layout(ty.id(), &mut std::collections::HashMap::new()).1
+    }
+
+    /// `(alignment, packed)` of `id`, memoised per call so shared and cyclic graphs (possible
+    /// in malformed BTF) cost linear time. A type met again while being computed counts as
+    /// alignment 1.
+    fn layout(&self, id: u32, memo: &mut std::collections::HashMap<u32, (u32, bool)>) -> (u32, bool) {
+        if let Some(known) = memo.get(&id) {
+            return *known;
         }
-        let mut natural = 1;
-        for m in ty.members() {
-            let align = self.alignment_at(m.ty, 1);
-            natural = natural.max(align);
-            if m.bitfield_size == 0 && m.bit_offset % (align * 8) != 0 {
-                return true;
-            }
-        }
-        ty.size().is_some_and(|size| size % natural != 0)
+        memo.insert(id, (1, false));
+        let result = match self.skip_mods_and_typedefs(id) {
+            None => (1, false),
+            Some(ty) => match ty.kind() {
+                Some(BtfKind::Int | BtfKind::Enum | BtfKind::Enum64 | BtfKind::Float) => {
+                    (ty.size().unwrap_or(1).clamp(1, 8), false)
+                }
+                Some(BtfKind::Ptr) => (8, false),
+                Some(BtfKind::Array) => (self.layout(ty.array().expect("array").elem, memo).0, false),
+                Some(BtfKind::Struct | BtfKind::Union) => {
+                    let mut natural = 1;
+                    let mut packed = false;
+                    for m in ty.members() {
+                        let align = self.layout(m.ty, memo).0;
+                        natural = natural.max(align);
+                        if m.bitfield_size == 0 && m.bit_offset % (align * 8) != 0 {
+                            packed = true;
+                        }
+                    }
+                    packed |= ty.size().is_some_and(|size| size % natural != 0);
+                    (if packed { 1 } else { natural }, packed)
+                }
+                _ => (1, false),
+            },
+        };
+        memo.insert(id, result);
+        result
     }
 
     /// Finds member `name` of struct/union `id`, looking through anonymous members.
     pub fn find_member(&self, id: u32, name: &str) -> Option<FoundMember<'_>> {
-        self.find_member_at(id, name, 0)
+        self.find_member_at(id, name, 0, &mut WORK_BUDGET.clone())
     }
 
-    fn find_member_at(&self, id: u32, name: &str, depth: usize) -> Option<FoundMember<'_>> {
-        if depth > MAX_DEPTH {
+    fn find_member_at(&self, id: u32, name: &str, depth: usize, budget: &mut u32) -> Option<FoundMember<'_>> {
+        if depth > MAX_DEPTH || !spend(budget) {
             return None;
         }
         let ty = self.skip_mods_and_typedefs(id)?;
@@ -157,7 +173,7 @@ impl Btf {
                 return Some(FoundMember { member, bit_offset: member.bit_offset, path: vec![index as u32] });
             }
             if member.name.is_empty() {
-                if let Some(mut inner) = self.find_member_at(member.ty, name, depth + 1) {
+                if let Some(mut inner) = self.find_member_at(member.ty, name, depth + 1, budget) {
                     inner.bit_offset = inner.bit_offset.saturating_add(member.bit_offset);
                     inner.path.insert(0, index as u32);
                     return Some(inner);
