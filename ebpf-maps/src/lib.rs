@@ -5,7 +5,7 @@
 //! and values are plain-old-data ([`bytemuck::Pod`]).
 //!
 //! Views: [`HashMap`], [`LruHashMap`], [`Array`], [`PerCpuHashMap`] and [`PerCpuArray`]
-//! (with reusable [`PerCpuValues`] buffers), [`LpmTrie`], [`ProgramArray`], [`MapOfMaps`],
+//! (with reusable [`PerCpuValues`] buffers), [`MmapArray`] (shared memory, no system calls), [`LpmTrie`], [`ProgramArray`], [`MapOfMaps`],
 //! [`Queue`], [`Stack`] and [`BloomFilter`]. The untyped byte-level API stays available on
 //! [`ebpf_core::Map`].
 //!
@@ -23,6 +23,7 @@
 mod array;
 mod hash;
 mod lpm;
+mod mmap_array;
 mod per_cpu;
 mod queue;
 
@@ -30,6 +31,7 @@ pub use array::{Array, MapOfMaps, ProgramArray};
 pub use bytemuck::Pod;
 pub use hash::{Entries, HashMap, LruHashMap};
 pub use lpm::LpmTrie;
+pub use mmap_array::MmapArray;
 pub use per_cpu::{PerCpuArray, PerCpuHashMap, PerCpuValues};
 pub use queue::{BloomFilter, Queue, Stack};
 
@@ -90,6 +92,18 @@ pub enum MapError {
         prefix_len: u32,
         /// Bits in the key data.
         bits: u32,
+    },
+    /// The array was not created with `BPF_F_MMAPABLE`.
+    #[error("{map}: not created mmapable (BPF_F_MMAPABLE)")]
+    NotMmapable {
+        /// The map, as errors name it.
+        map: String,
+    },
+    /// A write to a map mapped read-only (a frozen array).
+    #[error("{map}: mapped read-only (frozen)")]
+    ReadOnly {
+        /// The map, as errors name it.
+        map: String,
     },
     /// The kernel refused an operation.
     #[error(transparent)]

@@ -173,3 +173,24 @@ fn maps_of_maps_hold_inner_maps() {
     assert_eq!(back.get(&0u32.to_ne_bytes()).unwrap(), Some(77u64.to_ne_bytes().to_vec()));
     assert_eq!(outer.map_id(&0).unwrap(), None);
 }
+
+#[test]
+fn mmapable_arrays_share_memory_with_the_syscall_view() {
+    let Some(_root) = require_kernel() else { return };
+    let spec = MapSpec::new(&unique_name("mm"), MapType::Array, 4, 12, 1000).with_flags(ebpf_core::MapFlags::MMAPABLE);
+    let map = Map::create(&spec).unwrap();
+    let syscall_view = Map::from_fd(std::os::fd::AsFd::as_fd(&map)).unwrap();
+    let shared: ebpf_maps::MmapArray<[u32; 3]> = ebpf_maps::MmapArray::try_from(map).unwrap();
+    shared.set(999, &[1, 2, 3]).unwrap();
+    let mut value = [0u8; 12];
+    assert!(syscall_view.lookup(&999u32.to_ne_bytes(), &mut value).unwrap());
+    assert_eq!(value, bytemuck::cast::<[u32; 3], [u8; 12]>([1, 2, 3]));
+    syscall_view
+        .update(&5u32.to_ne_bytes(), &bytemuck::cast::<[u32; 3], [u8; 12]>([7, 8, 9]), UpdateFlags::ANY)
+        .unwrap();
+    assert_eq!(shared.get(5).unwrap(), [7, 8, 9]);
+    assert!(matches!(shared.get(1000), Err(MapError::OutOfBounds { .. })));
+
+    let plain = Map::create(&MapSpec::new(&unique_name("np"), MapType::Array, 4, 4, 4)).unwrap();
+    assert!(matches!(ebpf_maps::MmapArray::<u32>::try_from(plain), Err(MapError::NotMmapable { .. })));
+}

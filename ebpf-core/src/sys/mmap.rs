@@ -117,6 +117,41 @@ impl MmapRegion {
     }
 }
 
+impl MmapRegion {
+    /// Copies `out.len()` bytes from `offset` (8-byte aligned) with relaxed 64-bit atomic
+    /// loads: memory that programs write concurrently is read without a data race (each word
+    /// is whole; the value as a whole may mix two updates, as with any lock-free read).
+    /// The words touched must lie inside the region. `false` when they do not.
+    pub fn read_words(&self, offset: usize, out: &mut [u8]) -> bool {
+        let words = out.len().div_ceil(8);
+        if offset % 8 != 0 || offset.checked_add(words * 8).is_none_or(|end| end > self.len) {
+            return false;
+        }
+        for (i, chunk) in out.chunks_mut(8).enumerate() {
+            let word = self.atomic_u64(offset + 8 * i).map_or(0, |w| w.load(std::sync::atomic::Ordering::Relaxed));
+            chunk.copy_from_slice(&word.to_ne_bytes()[..chunk.len()]);
+        }
+        true
+    }
+
+    /// Writes `data` at `offset` (8-byte aligned) with relaxed 64-bit atomic stores; a
+    /// partial last word is zero-filled. Writable regions only; `false` otherwise.
+    pub fn write_words(&self, offset: usize, data: &[u8]) -> bool {
+        let words = data.len().div_ceil(8);
+        if !self.writable || offset % 8 != 0 || offset.checked_add(words * 8).is_none_or(|end| end > self.len) {
+            return false;
+        }
+        for (i, chunk) in data.chunks(8).enumerate() {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            if let Some(w) = self.atomic_u64(offset + 8 * i) {
+                w.store(u64::from_ne_bytes(word), std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        true
+    }
+}
+
 impl Drop for MmapRegion {
     fn drop(&mut self) {
         // SAFETY: ptr/len are exactly what mmap returned and nothing borrows the region any
