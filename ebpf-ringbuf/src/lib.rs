@@ -1,9 +1,12 @@
-//! Consumers for BPF ring buffers (`BPF_MAP_TYPE_RINGBUF`).
+//! Consumers for BPF ring buffers (`BPF_MAP_TYPE_RINGBUF`) and perf event arrays.
 //!
 //! [`RingBuf`] maps the ring's consumer and producer pages and reads records in place,
 //! zero-copy: the callback gets a slice of the shared pages, valid until it returns, after
 //! which the space is released to the kernel. Busy (still being written) records stop a pass;
 //! discarded records are skipped. Waiting uses epoll on the map fd.
+//!
+//! [`PerfBuffer`] reads `BPF_MAP_TYPE_PERF_EVENT_ARRAY` per-CPU rings (`perf_event_open` +
+//! mmap), copying records that wrap around a ring's end and reporting the kernel's loss counts.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -16,6 +19,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod perf;
 mod ring;
 
+pub use perf::{PerfBuffer, PerfEvent};
 pub use ring::{RingBuf, RingBufError};

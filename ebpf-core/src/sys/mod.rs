@@ -15,6 +15,7 @@ mod link;
 mod map;
 mod mmap;
 mod obj;
+mod perf;
 mod prog;
 
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -31,6 +32,7 @@ pub use map::{
 };
 pub use mmap::{page_size, MmapRegion};
 pub use obj::{obj_get, obj_pin, prog_attach, prog_detach, prog_query, ProgQuery};
+pub use perf::perf_event_open_bpf_output;
 pub use prog::{
     enable_stats, prog_bind_map, prog_load, prog_test_run, ProgLoad, ProgLoadOutcome, TestRun, TestRunOutput,
 };

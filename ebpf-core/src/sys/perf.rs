@@ -1,0 +1,81 @@
+use std::os::fd::{FromRawFd, OwnedFd};
+
+use super::{Cmd, Errno, SysError};
+
+/// `struct perf_event_attr` (`PERF_ATTR_SIZE_VER8`, 136 bytes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+struct PerfEventAttr {
+    kind: u32,
+    size: u32,
+    config: u64,
+    sample_period: u64,
+    sample_type: u64,
+    read_format: u64,
+    flags: u64,
+    wakeup_events: u32,
+    bp_type: u32,
+    config1: u64,
+    config2: u64,
+    branch_sample_type: u64,
+    sample_regs_user: u64,
+    sample_stack_user: u32,
+    clockid: i32,
+    sample_regs_intr: u64,
+    aux_watermark: u32,
+    sample_max_stack: u16,
+    reserved_2: u16,
+    aux_sample_size: u32,
+    reserved_3: u32,
+    sig_data: u64,
+    config3: u64,
+}
+
+const PERF_TYPE_SOFTWARE: u32 = 1;
+const PERF_COUNT_SW_BPF_OUTPUT: u64 = 10;
+const PERF_SAMPLE_RAW: u64 = 1 << 10;
+const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 1 << 3;
+
+/// Opens the per-CPU software event that `bpf_perf_event_output` writes to, on `cpu`,
+/// waking readers after `wakeup_events` samples.
+pub fn perf_event_open_bpf_output(cpu: u32, wakeup_events: u32) -> Result<OwnedFd, SysError> {
+    let attr = PerfEventAttr {
+        kind: PERF_TYPE_SOFTWARE,
+        size: std::mem::size_of::<PerfEventAttr>() as u32,
+        config: PERF_COUNT_SW_BPF_OUTPUT,
+        sample_period: 1,
+        sample_type: PERF_SAMPLE_RAW,
+        wakeup_events: wakeup_events.max(1),
+        ..PerfEventAttr::default()
+    };
+    // SAFETY: `attr` is a fully initialised perf_event_attr of the size it declares; the
+    // kernel only reads it. pid -1 with a cpu selects all tasks on that CPU.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_perf_event_open,
+            &attr as *const PerfEventAttr,
+            -1 as libc::pid_t,
+            cpu as libc::c_int,
+            -1 as libc::c_int,
+            PERF_FLAG_FD_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        // perf_event_open has no bpf command; report it under the map update it serves.
+        return Err(SysError { cmd: Cmd::MapUpdateElem, errno: Errno::last() });
+    }
+    // SAFETY: a new fd returned by the kernel, owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attr_is_the_v8_size() {
+        assert_eq!(std::mem::size_of::<PerfEventAttr>(), 136);
+        assert_eq!(std::mem::offset_of!(PerfEventAttr, wakeup_events), 48);
+        assert_eq!(std::mem::offset_of!(PerfEventAttr, sig_data), 120);
+    }
+}
