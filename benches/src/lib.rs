@@ -81,3 +81,128 @@ pub fn peak_allocation<T>(f: impl FnOnce() -> T) -> (usize, T) {
     let result = f();
     (PEAK.load(Relaxed) - before, result)
 }
+
+/// `BPF_MAP_UPDATE_ELEM` with nothing around it: the floor for updates.
+pub fn raw_update(map: BorrowedFd<'_>, key: &[u8], value: &[u8]) -> bool {
+    let mut attr = ElemAttr {
+        map_fd: map.as_raw_fd() as u32,
+        pad: 0,
+        key: key.as_ptr() as u64,
+        value: value.as_ptr() as u64,
+        flags: 0,
+    };
+    // SAFETY: attr is a fully initialised repr(C) struct; key and value point at buffers of the
+    // map's key and value sizes (the callers pass slices of exactly those sizes); the kernel
+    // only reads them.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            2 as libc::c_long,
+            &mut attr as *mut ElemAttr,
+            std::mem::size_of::<ElemAttr>() as u32,
+        )
+    };
+    ret == 0
+}
+
+/// `BPF_MAP_LOOKUP_ELEM` for any key/value sizes: the floor for per-CPU and LPM lookups.
+/// `value` must be as large as the kernel writes (per-CPU: padded value size × possible CPUs).
+pub fn raw_lookup_bytes(map: BorrowedFd<'_>, key: &[u8], value: &mut [u8]) -> bool {
+    let mut attr = ElemAttr {
+        map_fd: map.as_raw_fd() as u32,
+        pad: 0,
+        key: key.as_ptr() as u64,
+        value: value.as_mut_ptr() as u64,
+        flags: 0,
+    };
+    // SAFETY: as raw_update; `value` is sized by the caller for what the kernel writes.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            1 as libc::c_long,
+            &mut attr as *mut ElemAttr,
+            std::mem::size_of::<ElemAttr>() as u32,
+        )
+    };
+    ret == 0
+}
+
+/// A hand-written BPF ring buffer reader over raw mmap: the floor for ring-buffer drains.
+pub struct RawRing {
+    consumer: *mut u8,
+    producer: *mut u8,
+    page: usize,
+    size: usize,
+}
+
+impl RawRing {
+    /// Maps the ring of `fd` (`size` data bytes).
+    pub fn new(fd: BorrowedFd<'_>, size: usize) -> RawRing {
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+        // SAFETY: fresh shared mappings of a live ring-buffer fd, at the offsets and lengths the
+        // kernel defines for it; checked for MAP_FAILED below.
+        let (consumer, producer) = unsafe {
+            (
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    page,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED,
+                    fd.as_raw_fd(),
+                    0,
+                ),
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    page + 2 * size,
+                    libc::PROT_READ,
+                    libc::MAP_SHARED,
+                    fd.as_raw_fd(),
+                    page as i64,
+                ),
+            )
+        };
+        assert!(consumer != libc::MAP_FAILED && producer != libc::MAP_FAILED, "mmap ring");
+        RawRing { consumer: consumer.cast(), producer: producer.cast(), page, size }
+    }
+
+    /// Drains every committed record, calling `f` with its length; returns the count.
+    pub fn drain(&mut self, mut f: impl FnMut(usize)) -> usize {
+        use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+        // SAFETY: both positions are 8-aligned words at the start of their mapped pages.
+        let (cons, prod) = unsafe { (&*(self.consumer as *const AtomicU64), &*(self.producer as *const AtomicU64)) };
+        let mut c = cons.load(Ordering::Acquire);
+        let mut n = 0;
+        loop {
+            let p = prod.load(Ordering::Acquire);
+            if c >= p {
+                break;
+            }
+            // SAFETY: the header lies in the double-mapped data area, 8-aligned.
+            let header =
+                unsafe { &*(self.producer.add(self.page + (c as usize & (self.size - 1))) as *const AtomicU32) }
+                    .load(Ordering::Acquire);
+            if header & (1 << 31) != 0 {
+                break;
+            }
+            let len = (header & !(3 << 30)) as usize;
+            if header & (1 << 30) == 0 {
+                f(len);
+                n += 1;
+            }
+            c += ((len + 8 + 7) & !7) as u64;
+            cons.store(c, Ordering::Release);
+        }
+        n
+    }
+}
+
+impl Drop for RawRing {
+    fn drop(&mut self) {
+        // SAFETY: exactly the mappings made in `new`.
+        unsafe {
+            libc::munmap(self.consumer.cast(), self.page);
+            libc::munmap(self.producer.cast(), self.page + 2 * self.size);
+        }
+    }
+}
