@@ -225,7 +225,15 @@ fn ring_buffers(c: &mut Criterion) {
         };
         let mut ours = ebpf_ringbuf::RingBuf::new(Map::from_fd(events.as_fd()).expect("dup")).expect("ours");
         let mut raw = RawRing::new(events.as_fd(), RING as usize);
-        let mut aya = aya::maps::RingBuf::try_from(aya::maps::Map::RingBuf(aya_map(&events))).expect("aya");
+        // aya keeps its own copy of the consumer position, so it gets a ring of its own.
+        let aya_events = Map::create(&MapSpec::new("bench_ring_aya", MapType::Ringbuf, 0, 0, RING)).expect("ring");
+        let aya_producer = ring_producer(&aya_events, size);
+        let aya_fill = || {
+            aya_producer
+                .test_run(&TestRun { data: &[0u8; 64], repeat: per_fill, ..TestRun::default() })
+                .expect("produce");
+        };
+        let mut aya = aya::maps::RingBuf::try_from(aya::maps::Map::RingBuf(aya_map(&aya_events))).expect("aya");
         let libbpf_map = libbpf_map(&events);
         let counted = std::cell::Cell::new(0usize);
         let mut builder = libbpf_rs::RingBufferBuilder::new();
@@ -284,7 +292,7 @@ fn ring_buffers(c: &mut Criterion) {
         });
         group.bench_function("aya", |b| {
             b.iter_batched(
-                fill,
+                aya_fill,
                 |()| {
                     let mut n = 0;
                     while let Some(item) = aya.next() {

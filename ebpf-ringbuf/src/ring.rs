@@ -114,31 +114,44 @@ impl RingBuf {
     pub fn consume(&mut self, mut handle: impl FnMut(&[u8])) -> Result<usize, RingBufError> {
         let mut consumer = self.consumer_pos();
         let mut handled = 0;
+        // Space is handed back to the producer every quarter ring, and at the end: one store
+        // per record would cost more than the record.
+        let release_every = (self.mask + 1) / 4;
         loop {
             let producer = self.producer_pos();
             if consumer >= producer {
                 break;
             }
-            let at = self.page + (consumer & self.mask) as usize;
-            let header =
-                self.producer.load_u32_acquire(at).ok_or_else(|| self.corrupt(consumer, "header out of range"))?;
-            if header & BUSY_BIT != 0 {
-                break;
+            let mut released = consumer;
+            while consumer < producer {
+                let at = self.page + (consumer & self.mask) as usize;
+                let Some(header) = self.producer.load_u32_acquire(at) else {
+                    return Err(self.corrupt(consumer, "header out of range"));
+                };
+                if header & BUSY_BIT != 0 {
+                    self.consumer.store_u64(0, consumer);
+                    return Ok(handled);
+                }
+                let len = u64::from(header & !(BUSY_BIT | DISCARD_BIT));
+                if len > self.mask {
+                    return Err(
+                        self.corrupt(consumer, &format!("record of {len} bytes in a {}-byte ring", self.mask + 1))
+                    );
+                }
+                if header & DISCARD_BIT == 0 {
+                    let Some(record) = self.producer.committed_bytes(at + HEADER_LEN as usize, len as usize) else {
+                        return Err(self.corrupt(consumer, "record out of range"));
+                    };
+                    handle(record);
+                    handled += 1;
+                }
+                consumer += (len + HEADER_LEN + 7) & !7;
+                if consumer - released >= release_every {
+                    self.consumer.store_u64(0, consumer);
+                    released = consumer;
+                }
             }
-            let len = u64::from(header & !(BUSY_BIT | DISCARD_BIT));
-            if len > self.mask {
-                return Err(self.corrupt(consumer, &format!("record of {len} bytes in a {}-byte ring", self.mask + 1)));
-            }
-            if header & DISCARD_BIT == 0 {
-                let record = self
-                    .producer
-                    .committed_bytes(at + HEADER_LEN as usize, len as usize)
-                    .ok_or_else(|| self.corrupt(consumer, "record out of range"))?;
-                handle(record);
-                handled += 1;
-            }
-            consumer += (len + HEADER_LEN).next_multiple_of(8);
-            // Release the space (and the slice handed out above) to the kernel.
+            // Release the space (and the slices handed out above) to the kernel.
             self.consumer.store_u64(0, consumer);
         }
         Ok(handled)
