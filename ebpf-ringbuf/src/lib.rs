@@ -5,7 +5,7 @@
 //! which the space is released to the kernel. Busy (still being written) records stop a pass;
 //! discarded records are skipped. Waiting uses epoll on the map fd.
 //!
-//! [`PerfBuffer`] reads `BPF_MAP_TYPE_PERF_EVENT_ARRAY` per-CPU rings (`perf_event_open` +
+//! [`RingBufPoller`] waits on many rings with one epoll. [`PerfBuffer`] reads `BPF_MAP_TYPE_PERF_EVENT_ARRAY` per-CPU rings (`perf_event_open` +
 //! mmap), copying records that wrap around a ring's end and reporting the kernel's loss counts.
 //!
 //! ```no_run
@@ -20,7 +20,9 @@
 //! ```
 
 mod perf;
+mod poller;
 mod ring;
 
 pub use perf::{PerfBuffer, PerfEvent};
+pub use poller::RingBufPoller;
 pub use ring::{RingBuf, RingBufError};
