@@ -6,7 +6,8 @@
 //!
 //! Views: [`HashMap`], [`LruHashMap`], [`Array`], [`PerCpuHashMap`] and [`PerCpuArray`]
 //! (with reusable [`PerCpuValues`] buffers), [`MmapArray`] (shared memory, no system calls), [`LpmTrie`], [`ProgramArray`], [`MapOfMaps`],
-//! [`Queue`], [`Stack`] and [`BloomFilter`]. The untyped byte-level API stays available on
+//! [`Queue`], [`Stack`], [`BloomFilter`], and the redirect targets [`DevMap`], [`CpuMap`],
+//! [`XskMap`] and [`SockMap`]. The untyped byte-level API stays available on
 //! [`ebpf_core::Map`].
 //!
 //! ```no_run
@@ -26,6 +27,7 @@ mod lpm;
 mod mmap_array;
 mod per_cpu;
 mod queue;
+mod redirect;
 
 pub use array::{Array, MapOfMaps, ProgramArray};
 pub use bytemuck::Pod;
@@ -34,6 +36,7 @@ pub use lpm::LpmTrie;
 pub use mmap_array::MmapArray;
 pub use per_cpu::{PerCpuArray, PerCpuHashMap, PerCpuValues};
 pub use queue::{BloomFilter, Queue, Stack};
+pub use redirect::{CpuMap, DevMap, SockMap, XskMap};
 
 use ebpf_core::{Map, MapType};
 

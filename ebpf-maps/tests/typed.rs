@@ -194,3 +194,34 @@ fn mmapable_arrays_share_memory_with_the_syscall_view() {
     let plain = Map::create(&MapSpec::new(&unique_name("np"), MapType::Array, 4, 4, 4)).unwrap();
     assert!(matches!(ebpf_maps::MmapArray::<u32>::try_from(plain), Err(MapError::NotMmapable { .. })));
 }
+
+#[test]
+fn redirect_maps_hold_devices_cpus_and_sockets() {
+    use ebpf_maps::{CpuMap, DevMap, SockMap, XskMap};
+    let Some(_root) = require_kernel() else { return };
+    let devmap: DevMap =
+        DevMap::try_from(Map::create(&MapSpec::new(&unique_name("dev"), MapType::Devmap, 4, 4, 4)).unwrap()).unwrap();
+    devmap.set(&0, 1, UpdateFlags::ANY).unwrap(); // loopback
+    assert_eq!(devmap.ifindex(&0).unwrap(), Some(1));
+    assert!(devmap.remove(&0).unwrap());
+
+    let cpumap: CpuMap =
+        CpuMap::try_from(Map::create(&MapSpec::new(&unique_name("cpu"), MapType::Cpumap, 4, 4, 1)).unwrap()).unwrap();
+    cpumap.set(&0, 192, UpdateFlags::ANY).unwrap();
+    assert_eq!(cpumap.queue_size(&0).unwrap(), Some(192));
+
+    // An XSK map is created and typed; filling it needs an AF_XDP socket (not made here).
+    XskMap::<u32>::try_from(Map::create(&MapSpec::new(&unique_name("xsk"), MapType::Xskmap, 4, 4, 1)).unwrap())
+        .unwrap();
+
+    let sockmap: SockMap =
+        SockMap::try_from(Map::create(&MapSpec::new(&unique_name("sock"), MapType::Sockmap, 4, 8, 2)).unwrap())
+            .unwrap();
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sockmap.set(&1, &socket, UpdateFlags::ANY).unwrap();
+    assert!(sockmap.cookie(&1).unwrap().is_some_and(|c| c != 0));
+    assert!(matches!(
+        DevMap::<u32>::try_from(Map::create(&MapSpec::new(&unique_name("arr"), MapType::Array, 4, 4, 1)).unwrap()),
+        Err(MapError::WrongType { .. })
+    ));
+}
