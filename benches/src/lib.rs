@@ -82,49 +82,29 @@ pub fn peak_allocation<T>(f: impl FnOnce() -> T) -> (usize, T) {
     (PEAK.load(Relaxed) - before, result)
 }
 
-/// `BPF_MAP_UPDATE_ELEM` with nothing around it: the floor for updates.
-pub fn raw_update(map: BorrowedFd<'_>, key: &[u8], value: &[u8]) -> bool {
-    let mut attr = ElemAttr {
-        map_fd: map.as_raw_fd() as u32,
-        pad: 0,
-        key: key.as_ptr() as u64,
-        value: value.as_ptr() as u64,
-        flags: 0,
-    };
-    // SAFETY: attr is a fully initialised repr(C) struct; key and value point at buffers of the
-    // map's key and value sizes (the callers pass slices of exactly those sizes); the kernel
-    // only reads them.
+/// One element command (`BPF_MAP_LOOKUP_ELEM` = 1, `BPF_MAP_UPDATE_ELEM` = 2) with nothing
+/// around it. `value` must be as large as the kernel reads or writes (per-CPU maps: the padded
+/// value size times the possible CPUs).
+fn raw_elem(cmd: libc::c_long, map: BorrowedFd<'_>, key: &[u8], value: *mut u8) -> bool {
+    let mut attr =
+        ElemAttr { map_fd: map.as_raw_fd() as u32, pad: 0, key: key.as_ptr() as u64, value: value as u64, flags: 0 };
+    // SAFETY: attr is a fully initialised repr(C) struct; key and value point at buffers sized
+    // by the callers for what this map's key and value take.
     let ret = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            2 as libc::c_long,
-            &mut attr as *mut ElemAttr,
-            std::mem::size_of::<ElemAttr>() as u32,
-        )
+        libc::syscall(libc::SYS_bpf, cmd, &mut attr as *mut ElemAttr, std::mem::size_of::<ElemAttr>() as u32)
     };
     ret == 0
 }
 
+/// `BPF_MAP_UPDATE_ELEM` with nothing around it: the floor for updates.
+pub fn raw_update(map: BorrowedFd<'_>, key: &[u8], value: &[u8]) -> bool {
+    // The kernel only reads the value for an update.
+    raw_elem(2, map, key, value.as_ptr().cast_mut())
+}
+
 /// `BPF_MAP_LOOKUP_ELEM` for any key/value sizes: the floor for per-CPU and LPM lookups.
-/// `value` must be as large as the kernel writes (per-CPU: padded value size × possible CPUs).
 pub fn raw_lookup_bytes(map: BorrowedFd<'_>, key: &[u8], value: &mut [u8]) -> bool {
-    let mut attr = ElemAttr {
-        map_fd: map.as_raw_fd() as u32,
-        pad: 0,
-        key: key.as_ptr() as u64,
-        value: value.as_mut_ptr() as u64,
-        flags: 0,
-    };
-    // SAFETY: as raw_update; `value` is sized by the caller for what the kernel writes.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            1 as libc::c_long,
-            &mut attr as *mut ElemAttr,
-            std::mem::size_of::<ElemAttr>() as u32,
-        )
-    };
-    ret == 0
+    raw_elem(1, map, key, value.as_mut_ptr())
 }
 
 /// A hand-written BPF ring buffer reader over raw mmap: the floor for ring-buffer drains.

@@ -241,14 +241,7 @@ impl Btf {
 
     /// The string at `offset` (base strings first for split BTF); empty when not valid UTF-8.
     pub fn string(&self, offset: u32) -> &str {
-        if let Some(base) = &self.base {
-            let base_len = base.string_space();
-            if offset < base_len {
-                return base.string(offset);
-            }
-            return self.own_string(offset - base_len);
-        }
-        self.own_string(offset)
+        std::str::from_utf8(self.string_bytes(offset)).unwrap_or("")
     }
 
     /// The raw bytes of the string at `offset`, without UTF-8 validation.
@@ -268,13 +261,6 @@ impl Btf {
         let Some(tail) = strings.get(offset as usize..) else { return &[] };
         let end = tail.iter().position(|&b| b == 0).unwrap_or(tail.len());
         &tail[..end]
-    }
-
-    fn own_string(&self, offset: u32) -> &str {
-        let strings = &self.data[self.header.str_range()];
-        let Some(tail) = strings.get(offset as usize..) else { return "" };
-        let end = tail.iter().position(|&b| b == 0).unwrap_or(tail.len());
-        std::str::from_utf8(&tail[..end]).unwrap_or("")
     }
 
     /// The type with id `id` (in this blob or its base). Id 0 is `void`.

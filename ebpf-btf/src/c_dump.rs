@@ -32,7 +32,7 @@ pub struct CDumper<'a> {
     declared: Vec<bool>,
     names: Vec<Option<String>>,
     /// Memoised natural alignment (bytes) and packedness per type id.
-    layout: Vec<Option<(u32, bool)>>,
+    layout: HashMap<u32, (u32, bool)>,
     tag_names: HashMap<String, usize>,
     ident_names: HashMap<String, usize>,
     /// Inline expansions of anonymous types left: C gives each anonymous type one user, but
@@ -58,7 +58,7 @@ impl<'a> CDumper<'a> {
             emitted: vec![false; n],
             declared: vec![false; n],
             names: vec![None; n],
-            layout: vec![None; n],
+            layout: HashMap::new(),
             tag_names: HashMap::new(),
             ident_names: HashMap::new(),
             inline_budget: 4 * n + 1024,
@@ -368,7 +368,7 @@ impl<'a> CDumper<'a> {
             let _ = write!(out, " {name}");
         }
         out.push_str(" {\n");
-        let packed = self.layout(ty.id(), 0).1;
+        let packed = self.layout(ty.id()).1;
         let is_union = ty.is(BtfKind::Union);
         let tabs = "\t".repeat(indent + 1);
         let mut cursor = 0u32; // bits
@@ -406,7 +406,7 @@ impl<'a> CDumper<'a> {
         }
         if !is_union {
             let size_bits = ty.size().unwrap_or(0).saturating_mul(8);
-            let align_bits = if packed { 8 } else { self.layout(ty.id(), 0).0 * 8 };
+            let align_bits = if packed { 8 } else { self.layout(ty.id()).0 * 8 };
             if cursor.checked_next_multiple_of(align_bits.max(8)).unwrap_or(u32::MAX) < size_bits {
                 pad(&mut out, &tabs, cursor, size_bits)?;
             }
@@ -427,50 +427,14 @@ impl<'a> CDumper<'a> {
 
     /// Where a compiler would put a member of type `id` after `cursor` bits.
     fn natural_offset(&mut self, cursor: u32, id: u32) -> u32 {
-        let align = self.layout(id, 0).0.max(1) * 8;
+        let align = self.layout(id).0.max(1) * 8;
         cursor.checked_next_multiple_of(align).unwrap_or(u32::MAX)
     }
 
     /// Alignment in bytes as the emitted C gives it, and whether an aggregate must be
-    /// declared packed, memoised (the kernel's type graph makes naive recursion slow).
-    fn layout(&mut self, id: u32, depth: usize) -> (u32, bool) {
-        if let Some(Some(known)) = self.layout.get(index(id)) {
-            return *known;
-        }
-        if depth > MAX_DEPTH {
-            return (1, false);
-        }
-        let Some(ty) = self.btf.skip_mods_and_typedefs(id) else { return (1, false) };
-        // Met again while being computed (a cycle in malformed BTF): counts as alignment 1.
-        if let Some(slot) = self.layout.get_mut(index(id)) {
-            *slot = Some((1, false));
-        }
-        let result = match ty.kind() {
-            Some(BtfKind::Int | BtfKind::Enum | BtfKind::Enum64 | BtfKind::Float) => {
-                (ty.size().unwrap_or(1).clamp(1, 8), false)
-            }
-            Some(BtfKind::Ptr) => (8, false),
-            Some(BtfKind::Array) => (self.layout(ty.array().expect("array").elem, depth + 1).0, false),
-            Some(BtfKind::Struct | BtfKind::Union) => {
-                let mut natural = 1;
-                let mut packed = false;
-                let members: Vec<_> = ty.members().collect();
-                for m in members {
-                    let align = self.layout(m.ty, depth + 1).0;
-                    natural = natural.max(align);
-                    if m.bitfield_size == 0 && m.bit_offset % (align * 8) != 0 {
-                        packed = true;
-                    }
-                }
-                packed |= ty.size().is_some_and(|size| size % natural != 0);
-                (if packed { 1 } else { natural }, packed)
-            }
-            _ => (1, false),
-        };
-        if let Some(slot) = self.layout.get_mut(index(id)) {
-            *slot = Some(result);
-        }
-        result
+    /// declared packed, memoised across the whole dump.
+    fn layout(&mut self, id: u32) -> (u32, bool) {
+        self.btf.layout(id, &mut self.layout)
     }
 
     /// `id` declared with declarator `inner` (a name, or the pointer/array/function wrapping

@@ -125,7 +125,7 @@ impl Btf {
     /// `(alignment, packed)` of `id`, memoised per call so shared and cyclic graphs (possible
     /// in malformed BTF) cost linear time. A type met again while being computed counts as
     /// alignment 1.
-    fn layout(&self, id: u32, memo: &mut std::collections::HashMap<u32, (u32, bool)>) -> (u32, bool) {
+    pub(crate) fn layout(&self, id: u32, memo: &mut std::collections::HashMap<u32, (u32, bool)>) -> (u32, bool) {
         if let Some(known) = memo.get(&id) {
             return *known;
         }

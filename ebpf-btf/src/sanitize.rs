@@ -37,6 +37,17 @@ impl BtfSupport {
         enum64: true,
     };
 
+    /// A kernel that accepts none of the kinds above (BTF of Linux 4.18).
+    pub const NONE: BtfSupport = BtfSupport {
+        func: false,
+        func_global: false,
+        datasec: false,
+        float: false,
+        decl_tag: false,
+        type_tag: false,
+        enum64: false,
+    };
+
     /// True when nothing needs rewriting.
     pub fn is_complete(&self) -> bool {
         *self == BtfSupport::ALL
@@ -181,16 +192,7 @@ mod tests {
     #[test]
     fn an_old_kernel_gets_only_old_kinds_with_ids_and_sizes_kept() {
         let btf = modern();
-        let none = BtfSupport {
-            func: false,
-            func_global: false,
-            datasec: false,
-            float: false,
-            decl_tag: false,
-            type_tag: false,
-            enum64: false,
-        };
-        let old = Btf::parse(sanitize(&btf, none)).unwrap();
+        let old = Btf::parse(sanitize(&btf, BtfSupport::NONE)).unwrap();
         assert_eq!(old.len(), btf.len() + 1, "one placeholder int appended");
         for ty in old.types() {
             let kind = ty.kind().unwrap();

@@ -377,15 +377,7 @@ fn fuzzer_findings_stay_fixed() {
             let _ = c_dump(&btf, "T_H");
             let again = Btf::parse(BtfBuilder::from_btf(&btf).encode()).unwrap();
             assert_eq!(again.len(), btf.len());
-            let none = BtfSupport {
-                func: false,
-                func_global: false,
-                datasec: false,
-                float: false,
-                decl_tag: false,
-                type_tag: false,
-                enum64: false,
-            };
+            let none = BtfSupport::NONE;
             Btf::parse(sanitize(&btf, none)).unwrap();
             let _ = BtfExt::parse(ext_bytes, &btf);
         }

@@ -48,15 +48,7 @@ fn sanitised_btf_for_an_old_kernel_still_loads() {
     b.add_ptr(tagged);
     b.add_enum64("wide", 8, false, &[EnumValue { name: "BIG", value: 1 << 40 }]);
     let modern = Btf::parse(b.encode()).unwrap();
-    let none = BtfSupport {
-        func: false,
-        func_global: false,
-        datasec: false,
-        float: false,
-        decl_tag: false,
-        type_tag: false,
-        enum64: false,
-    };
+    let none = BtfSupport::NONE;
     for support in [none, BtfSupport { enum64: false, ..BtfSupport::ALL }, BtfSupport::ALL] {
         let blob = sanitize(&modern, support);
         if let Err(e) = sys::btf_load(&blob) {

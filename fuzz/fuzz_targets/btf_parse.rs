@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = c_dump(&btf, "FUZZ_H");
     let again = Btf::parse(BtfBuilder::from_btf(&btf).encode()).expect("re-encoded BTF parses");
     assert_eq!(again.len(), btf.len());
-    let none = BtfSupport { func: false, func_global: false, datasec: false, float: false, decl_tag: false, type_tag: false, enum64: false };
+    let none = BtfSupport::NONE;
     let _ = Btf::parse(sanitize(&btf, none)).expect("sanitised BTF parses");
     let _ = BtfExt::parse(ext_bytes, &btf);
 });
