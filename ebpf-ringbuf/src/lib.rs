@@ -5,6 +5,7 @@
 //! which the space is released to the kernel. Busy (still being written) records stop a pass;
 //! discarded records are skipped. Waiting uses epoll on the map fd.
 //!
+//! [`UserRingBuf`] is the producer side of `BPF_MAP_TYPE_USER_RINGBUF`.
 //! [`RingBufPoller`] waits on many rings with one epoll; with the `tokio` feature,
 //! `AsyncRingBuf` waits on tokio's reactor instead. [`PerfBuffer`] reads `BPF_MAP_TYPE_PERF_EVENT_ARRAY` per-CPU rings (`perf_event_open` +
 //! mmap), copying records that wrap around a ring's end and reporting the kernel's loss counts.
@@ -25,9 +26,11 @@ mod async_ring;
 mod perf;
 mod poller;
 mod ring;
+mod user_ring;
 
 #[cfg(feature = "tokio")]
 pub use async_ring::AsyncRingBuf;
 pub use perf::{PerfBuffer, PerfEvent};
 pub use poller::RingBufPoller;
 pub use ring::{RingBuf, RingBufError};
+pub use user_ring::UserRingBuf;

@@ -104,6 +104,19 @@ impl MmapRegion {
         Some(word.load(std::sync::atomic::Ordering::Acquire))
     }
 
+    /// Stores the 32-bit word at `offset` with release ordering (ring-buffer record headers:
+    /// the store that commits a record). Writable regions only; `false` otherwise.
+    pub fn store_u32_release(&self, offset: usize, value: u32) -> bool {
+        if !self.writable || offset % 4 != 0 || offset.checked_add(4).is_none_or(|end| end > self.len) {
+            return false;
+        }
+        // SAFETY: in bounds, 4-aligned, writable; AtomicU32 has the layout of u32; the mapping
+        // lives as long as `&self`.
+        let word = unsafe { &*self.ptr.as_ptr().add(offset).cast::<std::sync::atomic::AtomicU32>() };
+        word.store(value, std::sync::atomic::Ordering::Release);
+        true
+    }
+
     /// `len` bytes at `offset`, for data the kernel has committed and will not touch until
     /// the consumer moves past it (a ring-buffer record whose header has been read with
     /// acquire ordering and was not busy). `None` when out of bounds.
