@@ -225,3 +225,42 @@ fn redirect_maps_hold_devices_cpus_and_sockets() {
         Err(MapError::WrongType { .. })
     ));
 }
+
+#[test]
+fn every_kind_pins_reopens_and_keeps_its_typed_view() {
+    let Some(_root) = require_kernel() else { return };
+    let Some(dir) = ebpf_test_support::bpffs_dir() else { return };
+    let kinds: [(MapType, u32, u32, ebpf_core::MapFlags); 9] = [
+        (MapType::Hash, 4, 8, ebpf_core::MapFlags::empty()),
+        (MapType::LruHash, 4, 8, ebpf_core::MapFlags::empty()),
+        (MapType::Array, 4, 8, ebpf_core::MapFlags::empty()),
+        (MapType::PercpuHash, 4, 8, ebpf_core::MapFlags::empty()),
+        (MapType::PercpuArray, 4, 8, ebpf_core::MapFlags::empty()),
+        (MapType::LpmTrie, 8, 8, ebpf_core::MapFlags::NO_PREALLOC),
+        (MapType::Queue, 0, 8, ebpf_core::MapFlags::empty()),
+        (MapType::Stack, 0, 8, ebpf_core::MapFlags::empty()),
+        (MapType::BloomFilter, 0, 8, ebpf_core::MapFlags::empty()),
+    ];
+    for (kind, key, value, flags) in kinds {
+        let map = Map::create(&MapSpec::new(&unique_name("pin"), kind, key, value, 8).with_flags(flags)).unwrap();
+        let path = dir.join(unique_name("pinned"));
+        map.pin(&path).unwrap();
+        let reopened = Map::from_pin(&path);
+        ebpf_core::program::unpin(&path).unwrap();
+        let reopened = reopened.unwrap();
+        assert_eq!(reopened.map_type(), Some(kind));
+        let typed_ok = match kind {
+            MapType::Hash => HashMap::<u32, u64>::try_from(reopened).is_ok(),
+            MapType::LruHash => LruHashMap::<u32, u64>::try_from(reopened).is_ok(),
+            MapType::Array => Array::<u64>::try_from(reopened).is_ok(),
+            MapType::PercpuHash => PerCpuHashMap::<u32, u64>::try_from(reopened).is_ok(),
+            MapType::PercpuArray => PerCpuArray::<u64>::try_from(reopened).is_ok(),
+            MapType::LpmTrie => LpmTrie::<[u8; 4], u64>::try_from(reopened).is_ok(),
+            MapType::Queue => Queue::<u64>::try_from(reopened).is_ok(),
+            MapType::Stack => Stack::<u64>::try_from(reopened).is_ok(),
+            _ => BloomFilter::<u64>::try_from(reopened).is_ok(),
+        };
+        assert!(typed_ok, "{kind} reopened from its pin takes its typed view");
+        assert!(!path.exists());
+    }
+}
