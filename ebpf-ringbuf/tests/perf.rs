@@ -36,7 +36,16 @@ fn producer(seq: &Map, events: &Map) -> Program {
     Program::load(&spec).unwrap()
 }
 
+/// Keeps this test thread on one CPU: `BPF_F_CURRENT_CPU` writes to the ring of whichever CPU
+/// the run is on, and a thread that migrates between runs would split records across rings.
+fn stay_on_one_cpu() {
+    let mut set = nix::sched::CpuSet::new();
+    set.set(0).unwrap();
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).unwrap();
+}
+
 fn setup() -> (Program, PerfBuffer) {
+    stay_on_one_cpu();
     let cpus = ebpf_core::sys::possible_cpus().unwrap() as u32;
     let seq = Map::create(&MapSpec::new(&unique_name("seq"), MapType::Array, 4, 8, 1)).unwrap();
     let events = Map::create(&MapSpec::new(&unique_name("pev"), MapType::PerfEventArray, 4, 4, cpus)).unwrap();
