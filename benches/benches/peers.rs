@@ -97,6 +97,21 @@ fn hash_maps(c: &mut Criterion) {
     let mut group = c.benchmark_group("batch_lookup_100k");
     group.throughput(Throughput::Elements(100_000));
     group.sample_size(20);
+    group.bench_function("raw_syscall_batch_10k", |b| {
+        let (mut keys, mut values) = (vec![0u32; 10_000], vec![0u64; 10_000]);
+        b.iter(|| assert_eq!(benches::raw_batch_walk(small.as_fd(), 10_000, &mut keys, &mut values), 100_000))
+    });
+    group.bench_function("ebpf_core_batch_100k", |b| {
+        let (mut keys, mut values) = (vec![0u8; 4 * 100_000], vec![0u8; 8 * 100_000]);
+        b.iter(|| {
+            let (mut cursor, mut total) = (BatchCursor::default(), 0);
+            while !cursor.is_done() {
+                total += small.lookup_batch(&mut cursor, &mut keys, &mut values).expect("batch");
+            }
+            assert_eq!(total, 100_000, "lossless");
+            total
+        })
+    });
     group.bench_function("ebpf_core_batch", |b| {
         let (mut keys, mut values) = (vec![0u8; 4 * 10_000], vec![0u8; 8 * 10_000]);
         b.iter(|| {
@@ -321,6 +336,113 @@ fn ring_buffers(c: &mut Criterion) {
     }
 }
 
+/// An XDP program writing one 8-byte sample to the perf array "events" on the current CPU.
+fn perf_producer(events: &Map) -> Program {
+    let mut asm = Assembler::new();
+    asm.store_imm(Size::DW, Reg::R10, -8, 42)
+        .ld_map(Reg::R2, "events")
+        .ld_imm64(Reg::R3, 0xffff_ffff) // BPF_F_CURRENT_CPU
+        .mov64_reg(Reg::R4, Reg::R10)
+        .alu64_imm(AluOp::Add, Reg::R4, -8)
+        .mov64_imm(Reg::R5, 8)
+        .call(helper_id("bpf_perf_event_output").expect("helper"))
+        .mov64_imm(Reg::R0, 2)
+        .exit();
+    let mut spec = ProgramSpec::from_assembled("perfprod", ProgramType::Xdp, asm.finish().expect("assemble"));
+    spec.bind_map("events", events).expect("bind");
+    Program::load(&spec).expect("load producer")
+}
+
+fn perf_buffers(c: &mut Criterion) {
+    // BPF_F_CURRENT_CPU writes to the running CPU's ring: keep the whole benchmark on CPU 0.
+    let mut set = nix::sched::CpuSet::new();
+    set.set(0).expect("cpu 0");
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).expect("pin to cpu 0");
+    const PAGES: usize = 4096; // 16 MiB per CPU
+    let cpus = ebpf_core::sys::possible_cpus().expect("cpus") as u32;
+    // 8 bytes of sample + 4 of size + 8 of header, padded: 24 bytes a record.
+    let per_fill = (PAGES * 4096 / 24 - 16) as u32;
+    // Each library puts its own perf events in its map's slots: one map and producer each.
+    let setup = || {
+        let events = Map::create(&MapSpec::new("bench_perf", MapType::PerfEventArray, 4, 4, cpus)).expect("perf array");
+        let producer = perf_producer(&events);
+        (events, producer)
+    };
+    let fill = |producer: &Program| {
+        producer.test_run(&TestRun { data: &[0u8; 64], repeat: per_fill, ..TestRun::default() }).expect("produce");
+    };
+    let mut group = c.benchmark_group("perfbuf_drain_8B");
+    group.throughput(Throughput::Elements(u64::from(per_fill)));
+    group.sample_size(10);
+
+    let (events, producer) = setup();
+    let mut ours = ebpf_ringbuf::PerfBuffer::new(events, PAGES).expect("ours");
+    fill(&producer);
+    let (mut seen, mut lost) = (0u64, 0u64);
+    ours.consume(|e| match e {
+        ebpf_ringbuf::PerfEvent::Sample { .. } => seen += 1,
+        ebpf_ringbuf::PerfEvent::Lost { count, .. } => lost += count,
+    });
+    eprintln!("perf 8-byte samples: produced {per_fill} per fill, consumed {seen}, lost {lost}");
+    assert_eq!((seen, lost), (u64::from(per_fill), 0), "nothing may be silently lost");
+    group.bench_function("ebpf_ringbuf", |b| {
+        b.iter_batched(
+            || fill(&producer),
+            |()| {
+                assert_eq!(
+                    ours.consume(|e| {
+                        black_box(e);
+                    }),
+                    per_fill as usize
+                )
+            },
+            BatchSize::PerIteration,
+        )
+    });
+
+    let (aya_events, aya_producer) = setup();
+    let mut aya_array =
+        aya::maps::PerfEventArray::try_from(aya::maps::Map::PerfEventArray(aya_map(&aya_events))).expect("aya");
+    let mut aya_buffer = aya_array.open(0, Some(PAGES)).expect("aya buffer");
+    group.bench_function("aya", |b| {
+        b.iter_batched(
+            || fill(&aya_producer),
+            |()| {
+                let mut n = 0usize;
+                aya_buffer.for_each(|e| {
+                    black_box(&e);
+                    n += 1;
+                });
+                assert_eq!(n, per_fill as usize);
+            },
+            BatchSize::PerIteration,
+        )
+    });
+
+    let (libbpf_events, libbpf_producer) = setup();
+    let libbpf_map = libbpf_map(&libbpf_events);
+    let counted = std::cell::Cell::new(0usize);
+    let perf = libbpf_rs::PerfBufferBuilder::new(&libbpf_map)
+        .pages(PAGES)
+        .sample_cb(|_cpu, data: &[u8]| counted.set(counted.get() + black_box(data.len()).min(1)))
+        .build()
+        .expect("libbpf-rs perf buffer");
+    group.bench_function("libbpf_rs", |b| {
+        b.iter_batched(
+            || {
+                fill(&libbpf_producer);
+                counted.set(0);
+            },
+            |()| {
+                perf.consume().expect("consume");
+                assert_eq!(counted.get(), per_fill as usize);
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
 fn all(c: &mut Criterion) {
     if !can_use_bpf() {
         return;
@@ -328,6 +450,7 @@ fn all(c: &mut Criterion) {
     hash_maps(c);
     other_maps(c);
     ring_buffers(c);
+    perf_buffers(c);
 }
 
 criterion_group!(benches, all);

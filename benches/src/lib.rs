@@ -186,3 +186,52 @@ impl Drop for RawRing {
         }
     }
 }
+
+/// `struct bpf_attr` for the batch commands.
+#[repr(C)]
+struct BatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+
+/// A whole-map walk with `BPF_MAP_LOOKUP_BATCH` and nothing around it, `chunk` elements per
+/// call into caller buffers (u32 keys, u64 values): the batch floor. Returns elements read.
+pub fn raw_batch_walk(map: BorrowedFd<'_>, chunk: usize, keys: &mut [u32], values: &mut [u64]) -> usize {
+    let (mut cursor_in, mut cursor_out) = ([0u8; 8], [0u8; 8]);
+    let mut first = true;
+    let mut total = 0;
+    loop {
+        let mut attr = BatchAttr {
+            in_batch: if first { 0 } else { cursor_in.as_ptr() as u64 },
+            out_batch: cursor_out.as_mut_ptr() as u64,
+            keys: keys.as_mut_ptr() as u64,
+            values: values.as_mut_ptr() as u64,
+            count: chunk.min(keys.len()).min(values.len()) as u32,
+            map_fd: map.as_raw_fd() as u32,
+            elem_flags: 0,
+            flags: 0,
+        };
+        // SAFETY: the key and value buffers hold at least `count` u32 keys and u64 values (the
+        // map's sizes), the cursors are 8 bytes (a hash map's batch token is 4).
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                24 as libc::c_long,
+                &mut attr as *mut BatchAttr,
+                std::mem::size_of::<BatchAttr>() as u32,
+            )
+        };
+        total += attr.count as usize;
+        if ret != 0 {
+            return total; // ENOENT: the walk is over
+        }
+        cursor_in = cursor_out;
+        first = false;
+    }
+}

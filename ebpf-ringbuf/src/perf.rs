@@ -49,20 +49,33 @@ impl CpuRing {
         let head = self.region.load_u64_acquire(DATA_HEAD).unwrap_or(0);
         let mut tail = self.region.load_u64_acquire(DATA_TAIL).unwrap_or(0);
         let mut handled = 0;
+        let mut scratch = std::mem::take(&mut self.scratch);
         while tail < head {
-            let at = (tail % self.data_size as u64) as usize;
+            // The data size is a power of two: masks, not divisions.
+            let mask = self.data_size - 1;
+            let at = tail as usize & mask;
             let mut header = [0u8; 8];
-            self.copy_out(at, &mut header);
-            let kind = u32::from_ne_bytes(header[..4].try_into().expect("4 bytes"));
-            let size = u16::from_ne_bytes(header[6..8].try_into().expect("2 bytes")) as usize;
+            match self.region.committed_bytes(self.page + at, 8) {
+                Some(bytes) if at + 8 <= self.data_size => header.copy_from_slice(bytes),
+                _ => self.copy_out(at, &mut header),
+            }
+            let kind = u32::from_ne_bytes([header[0], header[1], header[2], header[3]]);
+            let size = u16::from_ne_bytes([header[6], header[7]]) as usize;
             if size < 8 || size > self.data_size {
                 // Not a record a kernel writes: drop everything pending rather than misread.
                 tail = head;
                 break;
             }
-            let mut body = std::mem::take(&mut self.scratch);
-            body.resize(size - 8, 0);
-            self.copy_out((at + 8) % self.data_size, &mut body);
+            let body_at = (at + 8) & mask;
+            let body_len = size - 8;
+            // Records that do not wrap are read in place; the rare one that does is copied.
+            let body: &[u8] = if body_at + body_len <= self.data_size {
+                self.region.committed_bytes(self.page + body_at, body_len).unwrap_or(&[])
+            } else {
+                scratch.resize(body_len, 0);
+                self.copy_out(body_at, &mut scratch);
+                &scratch
+            };
             match kind {
                 PERF_RECORD_SAMPLE if body.len() >= 4 => {
                     let len = (u32::from_ne_bytes(body[..4].try_into().expect("4 bytes")) as usize).min(body.len() - 4);
@@ -76,9 +89,9 @@ impl CpuRing {
                 }
                 _ => {}
             }
-            self.scratch = body;
             tail += size as u64;
         }
+        self.scratch = scratch;
         self.region.store_u64(DATA_TAIL, tail);
         handled
     }
