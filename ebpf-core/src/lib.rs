@@ -25,6 +25,7 @@ pub mod error;
 pub mod features;
 pub mod insn;
 pub mod kallsyms;
+pub mod link;
 pub mod map;
 pub mod object;
 pub mod program;

@@ -7,6 +7,8 @@
 //! // ... create maps, load programs ...
 //! ```
 
+pub mod net;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Proof that the test may use `bpf(2)` (the process runs as root).

@@ -1,0 +1,55 @@
+//! Attaching programs. One type per kernel attach point; each owns a `bpf_link` and detaches
+//! on drop unless pinned. (More attach points arrive with the links issue.)
+
+mod xdp;
+
+pub use xdp::{Xdp, XdpMode};
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::program::Program;
+use crate::sys::{self, LinkInfo};
+
+/// A `bpf_link`: the attachment lives as long as this fd (or a pin) does.
+#[derive(Debug)]
+pub struct Link {
+    fd: OwnedFd,
+    what: String,
+}
+
+impl Link {
+    pub(crate) fn new(fd: OwnedFd, what: String) -> Link {
+        Link { fd, what }
+    }
+
+    /// What the kernel reports about the link.
+    pub fn info(&self) -> Result<LinkInfo> {
+        sys::link_info(self.fd.as_fd()).map_err(|e| Error::syscall(format!("read info of {}", self.what), e))
+    }
+
+    /// Swaps the attached program for `program`, atomically.
+    pub fn update(&self, program: &Program) -> Result<()> {
+        sys::link_update(self.fd.as_fd(), program.as_fd(), None, 0)
+            .map_err(|e| Error::syscall(format!("update {} to program \"{}\"", self.what, program.name()), e))
+    }
+
+    /// Pins the link at `path` on bpffs: the attachment then outlives this process.
+    pub fn pin(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        sys::obj_pin(self.fd.as_fd(), path)
+            .map_err(|e| Error::syscall(format!("pin {} at {}", self.what, path.display()), e))
+    }
+
+    /// Detaches now, even if pinned (the fd and pins stay valid but attach nothing).
+    pub fn detach(self) -> Result<()> {
+        sys::link_detach(self.fd.as_fd()).map_err(|e| Error::syscall(format!("detach {}", self.what), e))
+    }
+}
+
+impl AsFd for Link {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
