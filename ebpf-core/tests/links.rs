@@ -1,8 +1,8 @@
 //! Programs attached for real, proven with traffic between test namespaces.
 
 use ebpf_core::insn::{Assembler, JmpCond, Reg, Size};
-use ebpf_core::link::{Xdp, XdpMode};
-use ebpf_core::{Program, ProgramSpec, ProgramType};
+use ebpf_core::link::{Tcx, TcxAttach, Xdp, XdpMode};
+use ebpf_core::{Map, MapSpec, MapType, Program, ProgramSpec, ProgramType};
 use ebpf_test_support::net::{send_udp, UdpCounter, VethPair};
 use ebpf_test_support::{require_kernel, unique_name};
 
@@ -57,4 +57,86 @@ fn xdp_program_drops_udp_to_one_port_until_detached() {
     drop(link);
     send_udp(&net.left, net.right_addr, 5353, 20).unwrap();
     assert_eq!(dropped_port.drain(), 20, "detached on drop: traffic flows again");
+}
+
+/// tc: count IPv4 UDP packets to `port` in slot 0 of the array map "count"; let every packet
+/// go on to the next program (`TCX_NEXT`).
+fn count_udp_port(port: u16, count: &Map) -> Program {
+    let mut asm = Assembler::new();
+    asm.load(Size::W, Reg::R2, Reg::R1, 76) // __sk_buff.data
+        .load(Size::W, Reg::R3, Reg::R1, 80) // __sk_buff.data_end
+        .mov64_reg(Reg::R4, Reg::R2)
+        .alu64_imm(ebpf_core::insn::AluOp::Add, Reg::R4, 42)
+        .jmp_reg(JmpCond::Gt, Reg::R4, Reg::R3, "next")
+        .load(Size::H, Reg::R5, Reg::R2, 12)
+        .jmp_imm(JmpCond::Ne, Reg::R5, i32::from(0x0800u16.to_be()), "next")
+        .load(Size::B, Reg::R5, Reg::R2, 23)
+        .jmp_imm(JmpCond::Ne, Reg::R5, 17, "next")
+        .load(Size::H, Reg::R5, Reg::R2, 36)
+        .jmp_imm(JmpCond::Ne, Reg::R5, i32::from(port.to_be()), "next")
+        .store_imm(Size::W, Reg::R10, -4, 0)
+        .mov64_reg(Reg::R2, Reg::R10)
+        .alu64_imm(ebpf_core::insn::AluOp::Add, Reg::R2, -4)
+        .ld_map(Reg::R1, "count")
+        .call(ebpf_core::insn::helpers::helper_id("bpf_map_lookup_elem").unwrap())
+        .jmp_imm(JmpCond::Eq, Reg::R0, 0, "next")
+        .mov64_imm(Reg::R1, 1)
+        .atomic(ebpf_core::insn::AtomicOp::Add, Size::DW, Reg::R0, 0, Reg::R1)
+        .label("next")
+        .mov64_imm(Reg::R0, -1) // TCX_NEXT
+        .exit();
+    let mut spec = ProgramSpec::from_assembled(&unique_name("cntudp"), ProgramType::SchedCls, asm.finish().unwrap());
+    spec.bind_map("count", count).unwrap();
+    Program::load(&spec).unwrap()
+}
+
+fn counter() -> Map {
+    Map::create(&MapSpec::new(&unique_name("cnt"), MapType::Array, 4, 8, 1)).unwrap()
+}
+
+fn read(count: &Map) -> u64 {
+    u64::from_ne_bytes(count.get(&0u32.to_ne_bytes()).unwrap().unwrap().try_into().unwrap())
+}
+
+#[test]
+fn tcx_programs_see_exactly_the_packets_sent_and_run_in_the_order_asked() {
+    let Some(_root) = require_kernel() else { return };
+    let net = VethPair::new().unwrap();
+    let (egress_count, ingress_count, first_count) = (counter(), counter(), counter());
+    let egress = count_udp_port(7000, &egress_count);
+    let ingress = count_udp_port(7000, &ingress_count);
+    let first = count_udp_port(7000, &first_count);
+    let receiver = UdpCounter::bind(&net.right, 7000).unwrap();
+    let left_if = net.left.ifindex(&net.ifname).unwrap();
+    let right_if = net.right.ifindex(&net.ifname).unwrap();
+
+    let (egress, egress_link) = net
+        .left
+        .run(move || {
+            let link = Tcx::attach(&egress, left_if, TcxAttach::egress());
+            (egress, link)
+        })
+        .unwrap();
+    let egress_link = egress_link.unwrap();
+    let (ingress, first, links, order) = net
+        .right
+        .run(move || {
+            let last = Tcx::attach(&ingress, right_if, TcxAttach::ingress().last()).unwrap();
+            let before = Tcx::attach(&first, right_if, TcxAttach::ingress().first()).unwrap();
+            let order = Tcx::query(right_if, TcxAttach::ingress()).unwrap();
+            (ingress, first, (last, before), order)
+        })
+        .unwrap();
+    assert_eq!(order, [first.info().unwrap().id, ingress.info().unwrap().id], "first, then last");
+
+    send_udp(&net.left, net.right_addr, 7000, 40).unwrap();
+    assert_eq!(receiver.drain(), 40);
+    assert_eq!(read(&egress_count), 40, "egress on the sender saw each datagram once");
+    assert_eq!(read(&first_count), 40, "ingress on the receiver, first program");
+    assert_eq!(read(&ingress_count), 40, "TCX_NEXT let the second program see them too");
+
+    drop((links, egress_link, egress));
+    send_udp(&net.left, net.right_addr, 7000, 5).unwrap();
+    assert_eq!(receiver.drain(), 5);
+    assert_eq!(read(&ingress_count), 40, "detached on drop");
 }

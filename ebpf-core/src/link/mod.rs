@@ -1,8 +1,10 @@
 //! Attaching programs. One type per kernel attach point; each owns a `bpf_link` and detaches
 //! on drop unless pinned. (More attach points arrive with the links issue.)
 
+mod tcx;
 mod xdp;
 
+pub use tcx::{Tcx, TcxAttach};
 pub use xdp::{Xdp, XdpMode};
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
