@@ -140,3 +140,51 @@ fn tcx_programs_see_exactly_the_packets_sent_and_run_in_the_order_asked() {
     assert_eq!(receiver.drain(), 5);
     assert_eq!(read(&ingress_count), 40, "detached on drop");
 }
+
+#[test]
+fn cgroup_connect4_rewrites_a_virtual_address_to_a_real_listener() {
+    use std::io::{Read, Write};
+    use std::net::{Ipv4Addr, TcpListener, TcpStream};
+
+    use ebpf_core::link::CgroupLink;
+    use ebpf_core::AttachType;
+    use ebpf_test_support::cgroup::CgroupGuard;
+
+    let Some(_root) = require_kernel() else { return };
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let real_port = listener.local_addr().unwrap().port();
+    let vip = Ipv4Addr::new(127, 0, 0, 77);
+    let vport = 7777u16;
+
+    // sock_addr connect4: a connect() to vip:vport goes to 127.0.0.1:real_port instead.
+    let ip_word = |a: Ipv4Addr| u32::from_ne_bytes(a.octets()) as i32;
+    let port_word = |p: u16| i32::from(p.to_be());
+    let mut asm = Assembler::new();
+    asm.load(Size::W, Reg::R2, Reg::R1, 4) // user_ip4
+        .jmp32_imm(JmpCond::Ne, Reg::R2, ip_word(vip), "allow")
+        .load(Size::W, Reg::R2, Reg::R1, 24) // user_port
+        .jmp32_imm(JmpCond::Ne, Reg::R2, port_word(vport), "allow")
+        .store_imm(Size::W, Reg::R1, 4, ip_word(Ipv4Addr::LOCALHOST))
+        .store_imm(Size::W, Reg::R1, 24, port_word(real_port))
+        .label("allow")
+        .mov64_imm(Reg::R0, 1)
+        .exit();
+    let spec = ProgramSpec::from_assembled(&unique_name("conn4"), ProgramType::CgroupSockAddr, asm.finish().unwrap())
+        .with_attach_type(AttachType::CgroupInet4Connect);
+    let program = Program::load(&spec).unwrap();
+
+    let mut cgroup = CgroupGuard::new().unwrap();
+    cgroup.enter().unwrap();
+    let dir = std::fs::File::open(cgroup.path()).unwrap();
+    let link = CgroupLink::attach(&program, &dir, AttachType::CgroupInet4Connect).unwrap();
+
+    let mut client = TcpStream::connect((vip, vport)).expect("the connect goes to the real listener");
+    client.write_all(b"hello").unwrap();
+    let (mut server, _) = listener.accept().unwrap();
+    let mut got = [0u8; 5];
+    server.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"hello");
+
+    drop(link);
+    assert!(TcpStream::connect((vip, vport)).is_err(), "detached: nothing listens on the virtual address");
+}

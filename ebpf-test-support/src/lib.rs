@@ -7,6 +7,7 @@
 //! // ... create maps, load programs ...
 //! ```
 
+pub mod cgroup;
 pub mod net;
 
 use std::sync::atomic::{AtomicU32, Ordering};

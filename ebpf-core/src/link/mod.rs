@@ -1,9 +1,11 @@
 //! Attaching programs. One type per kernel attach point; each owns a `bpf_link` and detaches
 //! on drop unless pinned. (More attach points arrive with the links issue.)
 
+mod cgroup;
 mod tcx;
 mod xdp;
 
+pub use cgroup::CgroupLink;
 pub use tcx::{Tcx, TcxAttach};
 pub use xdp::{Xdp, XdpMode};
 
