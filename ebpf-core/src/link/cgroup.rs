@@ -1,4 +1,3 @@
-use std::ops::Deref;
 use std::os::fd::{AsFd, AsRawFd};
 
 use super::Link;
@@ -25,17 +24,6 @@ impl CgroupLink {
                 .map_err(|e| Error::syscall(format!("attach {what}"), e))?;
         Ok(CgroupLink { link: Link::new(fd, what) })
     }
-
-    /// The underlying link.
-    pub fn into_link(self) -> Link {
-        self.link
-    }
 }
 
-impl Deref for CgroupLink {
-    type Target = Link;
-
-    fn deref(&self) -> &Link {
-        &self.link
-    }
-}
+link_wrapper!(CgroupLink);

@@ -1,6 +1,26 @@
 //! Attaching programs. One type per kernel attach point; each owns a `bpf_link` and detaches
 //! on drop unless pinned. (More attach points arrive with the links issue.)
 
+/// `into_link` and `Deref<Target = Link>` for a link type that wraps a [`Link`] in `link`.
+macro_rules! link_wrapper {
+    ($name:ident) => {
+        impl $name {
+            /// The underlying link.
+            pub fn into_link(self) -> $crate::link::Link {
+                self.link
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = $crate::link::Link;
+
+            fn deref(&self) -> &$crate::link::Link {
+                &self.link
+            }
+        }
+    };
+}
+
 mod cgroup;
 mod tcx;
 mod xdp;

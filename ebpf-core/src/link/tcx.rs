@@ -1,4 +1,3 @@
-use std::ops::Deref;
 use std::os::fd::{AsFd, AsRawFd};
 
 use super::Link;
@@ -88,17 +87,6 @@ impl Tcx {
             .map(|q| q.prog_ids)
             .map_err(|e| Error::syscall(format!("query TCX programs on ifindex {ifindex}"), e))
     }
-
-    /// The underlying link.
-    pub fn into_link(self) -> Link {
-        self.link
-    }
 }
 
-impl Deref for Tcx {
-    type Target = Link;
-
-    fn deref(&self) -> &Link {
-        &self.link
-    }
-}
+link_wrapper!(Tcx);

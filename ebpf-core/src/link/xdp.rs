@@ -1,4 +1,3 @@
-use std::ops::Deref;
 use std::os::fd::AsFd;
 
 use super::Link;
@@ -59,17 +58,6 @@ impl Xdp {
         })?;
         Ok(Xdp { link: Link::new(fd, what) })
     }
-
-    /// The underlying link.
-    pub fn into_link(self) -> Link {
-        self.link
-    }
 }
 
-impl Deref for Xdp {
-    type Target = Link;
-
-    fn deref(&self) -> &Link {
-        &self.link
-    }
-}
+link_wrapper!(Xdp);
