@@ -101,28 +101,19 @@ fn hash_maps(c: &mut Criterion) {
         let (mut keys, mut values) = (vec![0u32; 10_000], vec![0u64; 10_000]);
         b.iter(|| assert_eq!(benches::raw_batch_walk(small.as_fd(), 10_000, &mut keys, &mut values), 100_000))
     });
-    group.bench_function("ebpf_core_batch_100k", |b| {
-        let (mut keys, mut values) = (vec![0u8; 4 * 100_000], vec![0u8; 8 * 100_000]);
-        b.iter(|| {
-            let (mut cursor, mut total) = (BatchCursor::default(), 0);
-            while !cursor.is_done() {
-                total += small.lookup_batch(&mut cursor, &mut keys, &mut values).expect("batch");
-            }
-            assert_eq!(total, 100_000, "lossless");
-            total
-        })
-    });
-    group.bench_function("ebpf_core_batch", |b| {
-        let (mut keys, mut values) = (vec![0u8; 4 * 10_000], vec![0u8; 8 * 10_000]);
-        b.iter(|| {
-            let (mut cursor, mut total) = (BatchCursor::default(), 0);
-            while !cursor.is_done() {
-                total += small.lookup_batch(&mut cursor, &mut keys, &mut values).expect("batch");
-            }
-            assert_eq!(total, 100_000, "lossless");
-            total
-        })
-    });
+    for (name, chunk) in [("ebpf_core_batch_100k", 100_000), ("ebpf_core_batch", 10_000)] {
+        group.bench_function(name, |b| {
+            let (mut keys, mut values) = (vec![0u8; 4 * chunk], vec![0u8; 8 * chunk]);
+            b.iter(|| {
+                let (mut cursor, mut total) = (BatchCursor::default(), 0);
+                while !cursor.is_done() {
+                    total += small.lookup_batch(&mut cursor, &mut keys, &mut values).expect("batch");
+                }
+                assert_eq!(total, 100_000, "lossless");
+                total
+            })
+        });
+    }
     group.bench_function("libbpf_rs_batch", |b| {
         b.iter(|| {
             small_libbpf

@@ -16,24 +16,7 @@ struct ElemAttr {
 /// `BPF_MAP_LOOKUP_ELEM` with nothing around it: no size checks, no error mapping. The floor.
 /// Returns whether the key was found.
 pub fn raw_lookup(map: BorrowedFd<'_>, key: &u32, value: &mut u64) -> bool {
-    let mut attr = ElemAttr {
-        map_fd: map.as_raw_fd() as u32,
-        pad: 0,
-        key: key as *const u32 as u64,
-        value: value as *mut u64 as u64,
-        flags: 0,
-    };
-    // SAFETY: attr is a fully initialised repr(C) struct; key points at 4 readable bytes and
-    // value at 8 writable bytes, which is what a u32 → u64 map reads and writes.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            1 as libc::c_long,
-            &mut attr as *mut ElemAttr,
-            std::mem::size_of::<ElemAttr>() as u32,
-        )
-    };
-    ret == 0
+    raw_elem(1, map, &key.to_ne_bytes(), (value as *mut u64).cast())
 }
 
 /// True when the benchmarks can use `bpf(2)`; otherwise says why on stderr.

@@ -49,8 +49,9 @@ fn name_hash_bytes(name: &[u8]) -> u32 {
     hash
 }
 
-/// The bytes of a name up to any `___flavor` suffix.
-fn essential_bytes(name: &[u8]) -> &[u8] {
+/// The bytes of a name up to any `___flavor` suffix (a plain byte scan: names are short, and a
+/// substring searcher's setup would dominate).
+pub(crate) fn essential_bytes(name: &[u8]) -> &[u8] {
     match name.windows(3).position(|w| w == b"___") {
         Some(at) => &name[..at],
         None => name,
@@ -157,27 +158,19 @@ impl Btf {
             let kind = BtfKind::from_raw(((info >> 24) & 0x1f) as u8).expect("kinds were checked when indexing");
             let vlen = (info & 0xffff) as usize;
             let bad = |target: u32| BtfError::BadTypeReference { id, target, last };
-            // Where this record keeps type ids: (first byte, stride, count).
+            // Where this record keeps type ids: (first byte, stride, count). A prototype's return
+            // type sits in its type word, like every other kind that refers by it.
+            if kind.refers_by_type_word() {
+                let target = self.word(at + 8);
+                if target > last {
+                    return Err(bad(target));
+                }
+            }
             let (first, stride, count) = match kind {
-                BtfKind::Ptr
-                | BtfKind::Typedef
-                | BtfKind::Volatile
-                | BtfKind::Const
-                | BtfKind::Restrict
-                | BtfKind::Func
-                | BtfKind::Var
-                | BtfKind::DeclTag
-                | BtfKind::TypeTag => (8, 0, 1),
                 BtfKind::Array => (12, 4, 2),
                 BtfKind::Struct | BtfKind::Union => (16, 12, vlen),
                 BtfKind::Datasec => (12, 12, vlen),
-                BtfKind::FuncProto => {
-                    let ret = self.word(at + 8);
-                    if ret > last {
-                        return Err(bad(ret));
-                    }
-                    (16, 8, vlen)
-                }
+                BtfKind::FuncProto => (16, 8, vlen),
                 _ => (0, 0, 0),
             };
             for n in 0..count {
@@ -300,19 +293,20 @@ impl Btf {
         })
     }
 
+    /// Ids of this blob's types whose essential name hashes like `essential` (to be confirmed
+    /// by comparing names: hashes collide).
+    fn hashed_essential(&self, essential: &str) -> impl Iterator<Item = u32> + '_ {
+        let hash = name_hash(essential);
+        let entries = &self.name_index().entries;
+        let start = entries.partition_point(|&(h, _)| h < hash);
+        entries[start..].iter().take_while(move |&&(h, _)| h == hash).map(|&(_, id)| id)
+    }
+
     /// Ids of the types named `name`, this blob's and then its base's.
     pub fn ids_by_name(&self, name: &str) -> Vec<u32> {
         let mut ids = self.base.as_ref().map_or_else(Vec::new, |b| b.ids_by_name(name));
-        let hash = name_hash(crate::core::essential_name(name));
-        let entries = &self.name_index().entries;
-        let start = entries.partition_point(|&(h, _)| h < hash);
-        ids.extend(
-            entries[start..]
-                .iter()
-                .take_while(|&&(h, _)| h == hash)
-                .map(|&(_, id)| id)
-                .filter(|&id| self.type_at(id).name() == name),
-        );
+        let essential = crate::core::essential_name(name);
+        ids.extend(self.hashed_essential(essential).filter(|&id| self.type_at(id).name() == name));
         ids
     }
 
@@ -320,14 +314,8 @@ impl Btf {
     /// `essential`, this blob's and then its base's.
     pub fn ids_by_essential_name(&self, essential: &str) -> Vec<u32> {
         let mut ids = self.base.as_ref().map_or_else(Vec::new, |b| b.ids_by_essential_name(essential));
-        let hash = name_hash(essential);
-        let entries = &self.name_index().entries;
-        let start = entries.partition_point(|&(h, _)| h < hash);
         ids.extend(
-            entries[start..]
-                .iter()
-                .take_while(|&&(h, _)| h == hash)
-                .map(|&(_, id)| id)
+            self.hashed_essential(essential)
                 .filter(|&id| crate::core::essential_name(self.type_at(id).name()) == essential),
         );
         ids

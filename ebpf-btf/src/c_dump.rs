@@ -12,6 +12,7 @@ use std::fmt::Write;
 use crate::btf::Btf;
 use crate::header::BtfError;
 use crate::kind::BtfKind;
+use crate::query::spend;
 use crate::types::Type;
 
 const MAX_DEPTH: usize = 256;
@@ -37,9 +38,9 @@ pub struct CDumper<'a> {
     ident_names: HashMap<String, usize>,
     /// Inline expansions of anonymous types left: C gives each anonymous type one user, but
     /// malformed BTF can share them and make inlining exponential.
-    inline_budget: usize,
+    inline_budget: u32,
     /// Type visits left while collecting what a definition needs first (same reason).
-    deps_budget: usize,
+    deps_budget: u32,
     out: String,
 }
 
@@ -61,8 +62,8 @@ impl<'a> CDumper<'a> {
             layout: HashMap::new(),
             tag_names: HashMap::new(),
             ident_names: HashMap::new(),
-            inline_budget: 4 * n + 1024,
-            deps_budget: 64 * n + 65_536,
+            inline_budget: (4 * n + 1024).try_into().unwrap_or(u32::MAX),
+            deps_budget: (64 * n + 65_536).try_into().unwrap_or(u32::MAX),
             out: String::new(),
         }
     }
@@ -231,9 +232,9 @@ impl<'a> CDumper<'a> {
         if depth > MAX_DEPTH {
             return Err(Self::too_deep(id));
         }
-        self.deps_budget = self.deps_budget.checked_sub(1).ok_or_else(|| {
-            BtfError::BadExt(format!("type [{id}]: anonymous types are shared so often that C output would explode"))
-        })?;
+        if !spend(&mut self.deps_budget) {
+            return Err(Self::explodes(id));
+        }
         let ty = self.ty(id)?;
         let Some(kind) = ty.kind() else { return Ok(()) };
         match kind {
@@ -419,10 +420,15 @@ impl<'a> CDumper<'a> {
     }
 
     fn spend_inline(&mut self, id: u32) -> Result<(), BtfError> {
-        self.inline_budget = self.inline_budget.checked_sub(1).ok_or_else(|| {
-            BtfError::BadExt(format!("type [{id}]: anonymous types are shared so often that C output would explode"))
-        })?;
-        Ok(())
+        if spend(&mut self.inline_budget) {
+            Ok(())
+        } else {
+            Err(Self::explodes(id))
+        }
+    }
+
+    fn explodes(id: u32) -> BtfError {
+        BtfError::BadExt(format!("type [{id}]: anonymous types are shared so often that C output would explode"))
     }
 
     /// Where a compiler would put a member of type `id` after `cursor` bits.

@@ -106,12 +106,8 @@ pub struct CoreFixup {
 
 /// `name` without its `___flavor` suffix.
 pub fn essential_name(name: &str) -> &str {
-    // A plain byte scan: names are short, and a substring searcher's setup would dominate.
-    let bytes = name.as_bytes();
-    match bytes.windows(3).position(|w| w == b"___") {
-        Some(at) => &name[..at],
-        None => name,
-    }
+    // "___" is ASCII, so the byte length is a character boundary.
+    &name[..crate::btf::essential_bytes(name.as_bytes()).len()]
 }
 
 fn names_match(local: &str, target: &str) -> bool {

@@ -77,6 +77,24 @@ impl BtfKind {
         BtfKind::ALL.get(usize::from(raw).checked_sub(1)?).copied()
     }
 
+    /// True for kinds whose `size`/`type` word is a type id (pointers, typedefs, qualifiers,
+    /// functions, prototypes' return types, variables and tags), not a size.
+    pub fn refers_by_type_word(self) -> bool {
+        matches!(
+            self,
+            BtfKind::Ptr
+                | BtfKind::Typedef
+                | BtfKind::Volatile
+                | BtfKind::Const
+                | BtfKind::Restrict
+                | BtfKind::Func
+                | BtfKind::FuncProto
+                | BtfKind::Var
+                | BtfKind::DeclTag
+                | BtfKind::TypeTag
+        )
+    }
+
     /// The kernel's name without the `BTF_KIND_` prefix, as `bpftool btf dump` prints it.
     pub fn name(self) -> &'static str {
         match self {

@@ -204,19 +204,7 @@ impl<'a> Type<'a> {
     /// The referred type, for kinds that refer to one (ptr, typedef, qualifiers, func, var,
     /// decl_tag, type_tag, func_proto's return type).
     pub fn target(&self) -> Option<u32> {
-        match self.kind? {
-            BtfKind::Ptr
-            | BtfKind::Typedef
-            | BtfKind::Volatile
-            | BtfKind::Const
-            | BtfKind::Restrict
-            | BtfKind::Func
-            | BtfKind::FuncProto
-            | BtfKind::Var
-            | BtfKind::DeclTag
-            | BtfKind::TypeTag => Some(self.size_or_type),
-            _ => None,
-        }
+        self.kind?.refers_by_type_word().then_some(self.size_or_type)
     }
 
     /// The raw `size`/`type` word of the record.

@@ -24,7 +24,7 @@ impl<V: Pod> TryFrom<Map> for Array<V> {
     }
 }
 
-fn check_index(map: &Map, index: u32) -> Result<(), MapError> {
+pub(crate) fn check_index(map: &Map, index: u32) -> Result<(), MapError> {
     if index < map.max_entries() {
         Ok(())
     } else {

@@ -38,11 +38,8 @@ impl<V: Pod> TryFrom<Map> for MmapArray<V> {
 
 impl<V: Pod> MmapArray<V> {
     fn slot(&self, index: u32) -> Result<usize, MapError> {
-        if index < self.map.max_entries() {
-            Ok(index as usize * self.stride)
-        } else {
-            Err(MapError::OutOfBounds { map: self.map.describe(), index, max_entries: self.map.max_entries() })
-        }
+        crate::array::check_index(&self.map, index)?;
+        Ok(index as usize * self.stride)
     }
 
     /// The value at `index`, read from shared memory.
