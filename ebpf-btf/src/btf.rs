@@ -188,6 +188,17 @@ impl Btf {
         self.base.as_ref().map_or(0, |b| b.string_space()) + self.header.str_len
     }
 
+    /// Byte offset in the blob of type `id`, when `id` is one of this blob's own types.
+    pub(crate) fn own_type_offset(&self, id: u32) -> Option<usize> {
+        let index = id.checked_sub(self.first_id)? as usize;
+        self.offsets.get(index).map(|&at| at as usize)
+    }
+
+    /// True when the blob is little-endian.
+    pub fn is_little_endian(&self) -> bool {
+        self.little
+    }
+
     /// The raw blob.
     pub fn bytes(&self) -> &[u8] {
         &self.data

@@ -39,7 +39,7 @@ pub enum Linkage {
 }
 
 impl Linkage {
-    fn raw(self) -> u32 {
+    pub(crate) fn raw(self) -> u32 {
         match self {
             Linkage::Static => 0,
             Linkage::Global => 1,

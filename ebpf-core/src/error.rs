@@ -59,6 +59,9 @@ pub enum Error {
     /// Instruction bytes did not decode.
     #[error(transparent)]
     Decode(#[from] DecodeError),
+    /// An object file or collection spec that cannot be read or edited as asked.
+    #[error(transparent)]
+    Object(#[from] crate::object::ObjectError),
     /// The kernel rejected a BTF blob.
     #[error("load BTF: {0}")]
     BtfLoad(#[from] BtfLoadError),

@@ -54,6 +54,11 @@ impl KernelSymbols {
         self.by_address.get(&address).map(String::as_str)
     }
 
+    /// The address of the symbol called `name` (a scan: for the rare typeless ksym).
+    pub fn address_of(&self, name: &str) -> Option<u64> {
+        self.by_address.iter().find(|(_, n)| n.as_str() == name).map(|(&a, _)| a)
+    }
+
     /// Number of symbols indexed.
     pub fn len(&self) -> usize {
         self.by_address.len()

@@ -33,6 +33,6 @@ pub mod sys;
 mod types;
 
 pub use error::{Error, Result, VerifierError};
-pub use map::{BatchCursor, Map, MapFlags, MapSpec, UpdateFlags};
+pub use map::{BatchCursor, Map, MapBtfTypes, MapContents, MapFlags, MapSpec, Pinning, UpdateFlags};
 pub use program::{LoadOptions, LogLevel, Program, ProgramFlags, ProgramSpec, TestRun, TestRunResult};
 pub use types::{AttachType, LinkType, MapType, ProgramType};

@@ -82,6 +82,46 @@ pub struct MapSpec {
     pub map_extra: u64,
     /// For maps of maps: the template of the inner maps.
     pub inner: Option<Box<MapSpec>>,
+    /// Whether a collection load shares this map through a pin (`LIBBPF_PIN_BY_NAME`).
+    pub pinning: Pinning,
+    /// What a collection load writes into the map after creating it.
+    pub contents: MapContents,
+    /// BTF type ids of key and value in the collection's BTF, when the object described them
+    /// (the kernel needs them for spin locks, timers and kptrs in values).
+    pub btf_types: Option<MapBtfTypes>,
+}
+
+/// Whether a map is shared through bpffs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Pinning {
+    /// Created fresh for each load.
+    #[default]
+    None,
+    /// Pinned under the load's pin directory by its name; a compatible pin found there is reused.
+    ByName,
+}
+
+/// Initial contents of a map, written when a collection loads.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum MapContents {
+    /// Nothing.
+    #[default]
+    Empty,
+    /// The value of key 0 of a one-element array: a global data section's bytes.
+    Data(Vec<u8>),
+    /// Prog array slots: (index, program name).
+    Programs(Vec<(u32, String)>),
+    /// Map-of-maps slots: (index, map name).
+    Maps(Vec<(u32, String)>),
+}
+
+/// BTF ids describing a map's key and value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MapBtfTypes {
+    /// Key type id (0 for none).
+    pub key: u32,
+    /// Value type id.
+    pub value: u32,
 }
 
 impl MapSpec {
@@ -97,6 +137,9 @@ impl MapSpec {
             numa_node: 0,
             map_extra: 0,
             inner: None,
+            pinning: Pinning::None,
+            contents: MapContents::Empty,
+            btf_types: None,
         }
     }
 
@@ -136,10 +179,21 @@ pub struct Map {
 
 impl Map {
     /// Creates a map in the kernel. Maps of maps create a throwaway inner map as template.
+    /// [`MapSpec::btf_types`] is ignored here: the ids mean something only with their BTF,
+    /// which a collection load passes.
     pub fn create(spec: &MapSpec) -> Result<Map> {
+        Self::create_with_btf(spec, None)
+    }
+
+    /// Creates a map whose key and value are described by `btf` (with [`MapSpec::btf_types`]).
+    pub(crate) fn create_with_btf(spec: &MapSpec, btf: Option<BorrowedFd<'_>>) -> Result<Map> {
         let inner = match &spec.inner {
             Some(inner_spec) => Some(Map::create(inner_spec)?),
             None => None,
+        };
+        let (btf, btf_types) = match (btf, spec.btf_types) {
+            (Some(fd), Some(types)) => (Some(fd), types),
+            _ => (None, MapBtfTypes { key: 0, value: 0 }),
         };
         let request = MapCreate {
             map_type: spec.map_type.raw(),
@@ -151,6 +205,9 @@ impl Map {
             inner_map: inner.as_ref().map(|m| m.as_fd()),
             numa_node: spec.numa_node,
             map_extra: spec.map_extra,
+            btf,
+            btf_key_type_id: btf_types.key,
+            btf_value_type_id: btf_types.value,
             ..Default::default()
         };
         let fd = sys::map_create(&request).map_err(|e| {
@@ -194,6 +251,22 @@ impl Map {
     pub fn from_id(id: u32) -> Result<Map> {
         let fd = sys::map_fd_by_id(id, 0).map_err(|e| Error::syscall(format!("open map id {id}"), e))?;
         Self::from_owned(fd, || format!("map id {id}"))
+    }
+
+    /// Another handle on the same map (the fd is duplicated; no `bpf()` call).
+    pub fn try_clone(&self) -> Result<Map> {
+        let fd = self.fd.as_fd().try_clone_to_owned().map_err(|source| Error::Io {
+            operation: "duplicate map fd",
+            path: "<fd>".into(),
+            source,
+        })?;
+        Ok(Map {
+            fd: self.fd.with_fd(fd),
+            name: self.name.clone(),
+            map_type: self.map_type,
+            max_entries: self.max_entries,
+            flags: self.flags,
+        })
     }
 
     /// Opens the map behind a borrowed fd (the fd is duplicated).

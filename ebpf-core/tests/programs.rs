@@ -115,7 +115,11 @@ fn verifier_logs_larger_than_16_mib_come_back_whole() {
         .mov64_imm(Reg::R0, 0)
         .exit();
     let spec = ProgramSpec::from_assembled("long_log", ProgramType::SocketFilter, asm.finish().unwrap());
-    let options = LoadOptions { log_level: LogLevel::INSTRUCTIONS | LogLevel::STATS, initial_log_size: 1 << 20 };
+    let options = LoadOptions {
+        log_level: LogLevel::INSTRUCTIONS | LogLevel::STATS,
+        initial_log_size: 1 << 20,
+        ..LoadOptions::default()
+    };
     let program = Program::load_with(&spec, &options).unwrap();
     let log = program.verifier_log().unwrap();
     assert!(log.len() > 16 << 20, "log is only {} bytes", log.len());

@@ -1,6 +1,37 @@
-//! ELF objects as clang and libbpf write them. So far: the BTF an object carries (the
-//! collection loader builds on this).
+//! ELF objects as clang writes them for libbpf: [`CollectionSpec::from_elf`] reads programs
+//! (subprograms linked in), maps (BTF-defined and legacy), global data and its variables,
+//! relocations and CO-RE records into plain data; [`Collection::load`] turns a spec into live
+//! maps and programs, all or nothing.
+//!
+//! ```no_run
+//! use ebpf_core::object::{Collection, CollectionSpec, CollectionOptions};
+//!
+//! let object = std::fs::read("bpf-programs/out/tests/xdp_count.o")?;
+//! let mut spec = CollectionSpec::from_elf(&object)?;
+//! spec.variable_mut("DROP_PORT")?.set(8080u16)?;
+//! let collection = Collection::load(spec, &CollectionOptions::default())?;
+//! let program = collection.program("xdp_count")?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod btf;
+mod collection;
+mod data;
+mod elf;
+mod error;
+mod kconfig;
+mod linker;
+mod maps;
+mod section;
+mod spec;
+mod tail_calls;
+mod variable;
 
 pub use btf::{read_btf, ObjectBtf};
+pub use collection::{Collection, CollectionOptions, Variable};
+pub use data::{KconfigExtern, KCONFIG_MAP};
+pub use error::ObjectError;
+pub use section::{classify, SectionKind};
+pub use spec::CollectionSpec;
+pub use tail_calls::{tail_call_sites, TailCallIndex, TailCallSite};
+pub use variable::{ValueKind, VariableSpec, VariableType, VariableValue};

@@ -1,6 +1,6 @@
 use std::ffi::CString;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::spec::ProgramSpec;
 use super::ProgramInfo;
@@ -30,11 +30,13 @@ pub struct LoadOptions {
     pub log_level: LogLevel,
     /// First log buffer size; it grows to whatever the kernel says the whole log needs.
     pub initial_log_size: usize,
+    /// Where a collection load pins (and finds) maps declared `pinning: by name`.
+    pub pin_dir: Option<PathBuf>,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { log_level: LogLevel::empty(), initial_log_size: 64 * 1024 }
+        LoadOptions { log_level: LogLevel::empty(), initial_log_size: 64 * 1024, pin_dir: None }
     }
 }
 
@@ -42,6 +44,12 @@ impl LoadOptions {
     /// Options that keep the verifier log at `level` even when the load succeeds.
     pub fn with_log(level: LogLevel) -> LoadOptions {
         LoadOptions { log_level: level, ..LoadOptions::default() }
+    }
+
+    /// The same options with a pin directory for maps pinned by name.
+    pub fn pin_dir(mut self, dir: impl Into<PathBuf>) -> LoadOptions {
+        self.pin_dir = Some(dir.into());
+        self
     }
 }
 
@@ -70,7 +78,19 @@ impl Program {
     }
 
     /// Loads `spec`. A verifier rejection comes back as [`Error::Verifier`] with the whole log.
+    /// CO-RE relocations, kernel symbols and BTF attach targets are resolved against the running
+    /// kernel first.
     pub fn load_with(spec: &ProgramSpec, options: &LoadOptions) -> Result<Program> {
+        Self::load_sharing(spec, options, None)
+    }
+
+    /// As [`Program::load_with`], with the program's BTF already loaded (a collection loads
+    /// its object's BTF once for every program).
+    pub(crate) fn load_sharing(
+        spec: &ProgramSpec,
+        options: &LoadOptions,
+        shared_btf: Option<BorrowedFd<'_>>,
+    ) -> Result<Program> {
         if let Some(reference) = spec.map_references.first() {
             return Err(Error::UnboundMap {
                 program: spec.name.clone(),
@@ -78,23 +98,24 @@ impl Program {
                 index: reference.index,
             });
         }
-        let raw = insn::encode(&spec.instructions);
+        let (raw, attach_btf_id) = super::prepare::prepare(spec)?;
         let license = CString::new(spec.license.as_str()).map_err(|_| Error::InvalidSpec {
             object: format!("program \"{}\"", spec.name),
             reason: "license contains a NUL byte".to_owned(),
         })?;
-        let btf_fd = match &spec.btf {
-            Some(btf) => Some(sys::btf_load(&btf.blob)?),
-            None => None,
+        let own_btf = match (&spec.btf, shared_btf) {
+            (Some(btf), None) => Some(sys::btf_load(&btf.blob)?),
+            _ => None,
         };
+        let btf_fd = shared_btf.or(own_btf.as_ref().map(|fd| fd.as_fd()));
         let mut request = ProgLoad::new(spec.program_type.raw(), &raw, &license);
         request.name = &spec.name;
         request.expected_attach_type = spec.expected_attach_type.map_or(0, |t| t.raw());
         request.kern_version = spec.kernel_version;
         request.prog_flags = spec.flags.bits();
-        request.attach_btf_id = spec.attach_btf_id.unwrap_or(0);
-        if let (Some(btf), Some(fd)) = (&spec.btf, &btf_fd) {
-            request.prog_btf = Some(fd.as_fd());
+        request.attach_btf_id = attach_btf_id.unwrap_or(0);
+        if let (Some(btf), Some(fd)) = (&spec.btf, btf_fd) {
+            request.prog_btf = Some(fd);
             request.func_info = (&btf.func_info, btf.func_info_rec_size);
             request.line_info = (&btf.line_info, btf.line_info_rec_size);
         }

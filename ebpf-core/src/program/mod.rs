@@ -3,12 +3,14 @@
 
 mod ids;
 mod load;
+mod prepare;
 mod spec;
 mod test_run;
 
 pub use ids::{map_ids, program_ids, ObjectIds};
 pub use load::{enable_run_stats, unpin, LoadOptions, LogLevel, Program, RunStats};
-pub use spec::{ProgramBtf, ProgramFlags, ProgramSpec};
+pub use prepare::kernel_btf;
+pub use spec::{CoreRelocation, KsymReference, ProgramBtf, ProgramFlags, ProgramSpec};
 pub use test_run::{TestRun, TestRunResult};
 
 /// What the kernel reports about a loaded program.

@@ -1,5 +1,8 @@
 use std::os::fd::{AsFd, AsRawFd};
 
+use bytes::Bytes;
+use ebpf_btf::CoreRelo;
+
 use crate::error::{Error, Result};
 use crate::insn::{Assembled, Instruction, LoadImm64, MapReference};
 use crate::map::Map;
@@ -28,8 +31,8 @@ bitflags::bitflags! {
 /// so verifier logs and dumps show C functions and source lines.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProgramBtf {
-    /// The `.BTF` blob to load.
-    pub blob: Vec<u8>,
+    /// The `.BTF` blob to load (shared: every program of an object carries the same one).
+    pub blob: Bytes,
     /// `bpf_func_info` records.
     pub func_info: Vec<u8>,
     /// Size of one func info record.
@@ -65,6 +68,34 @@ pub struct ProgramSpec {
     pub attach_btf_id: Option<u32>,
     /// Function and line info.
     pub btf: Option<ProgramBtf>,
+    /// What to attach to, from the section name (`tp/net/netif_rx` → `net/netif_rx`,
+    /// `iter/bpf_map` → `bpf_map`); BTF-typed programs find their attach id by it at load.
+    pub attach_to: Option<String>,
+    /// CO-RE relocations, applied against the running kernel's BTF at load.
+    pub core_relocations: Vec<CoreRelocation>,
+    /// Kernel symbols (kfuncs, ksyms) referred to by name, resolved at load.
+    pub ksym_references: Vec<KsymReference>,
+}
+
+/// A CO-RE relocation of the instruction at `index` (an index into
+/// [`ProgramSpec::instructions`], not a raw slot).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CoreRelocation {
+    /// Instruction index.
+    pub index: usize,
+    /// The record from `.BTF.ext`, type ids and strings in [`ProgramBtf::blob`].
+    pub relo: CoreRelo,
+}
+
+/// A reference to a kernel symbol by name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KsymReference {
+    /// Instruction index.
+    pub index: usize,
+    /// Symbol name.
+    pub name: String,
+    /// A call (a kfunc) or an address load (a ksym variable).
+    pub is_call: bool,
 }
 
 impl ProgramSpec {
@@ -82,6 +113,9 @@ impl ProgramSpec {
             flags: ProgramFlags::empty(),
             attach_btf_id: None,
             btf: None,
+            attach_to: None,
+            core_relocations: Vec::new(),
+            ksym_references: Vec::new(),
         }
     }
 

@@ -78,6 +78,11 @@ impl MapFd {
         Self::from_parts(fd, info.map_type, info.key_size, info.value_size)
     }
 
+    /// The same sizes over another fd of the same map (a duplicate).
+    pub(crate) fn with_fd(&self, fd: OwnedFd) -> MapFd {
+        MapFd { fd, ..*self }
+    }
+
     /// `enum bpf_map_type` value.
     pub fn map_type(&self) -> u32 {
         self.map_type

@@ -165,6 +165,88 @@ impl MmapRegion {
     }
 }
 
+/// A value of 1, 2, 4 or 8 bytes at a naturally aligned offset moves as one atomic access;
+/// anything else byte by byte (each byte atomic).
+fn value_width(offset: usize, len: usize) -> usize {
+    match len {
+        1 | 2 | 4 | 8 if offset % len == 0 => len,
+        _ => 1,
+    }
+}
+
+/// The atomic integer types a region hands out references to.
+trait SharedAtomic {}
+impl SharedAtomic for std::sync::atomic::AtomicU8 {}
+impl SharedAtomic for std::sync::atomic::AtomicU16 {}
+impl SharedAtomic for std::sync::atomic::AtomicU32 {}
+impl SharedAtomic for std::sync::atomic::AtomicU64 {}
+
+impl MmapRegion {
+    /// The atomic at `offset`, when it lies inside the region and is aligned for `A`.
+    fn shared<A: SharedAtomic>(&self, offset: usize) -> Option<&A> {
+        let size = std::mem::size_of::<A>();
+        if offset % std::mem::align_of::<A>() != 0 || offset.checked_add(size)? > self.len {
+            return None;
+        }
+        // SAFETY: in bounds and aligned for A (checked; mappings are page aligned); A is an
+        // atomic integer (SharedAtomic is implemented for nothing else), valid for any bit
+        // pattern and safe to share with the kernel; the mapping lives as long as `&self`.
+        Some(unsafe { &*self.ptr.as_ptr().add(offset).cast::<A>() })
+    }
+
+    /// Copies the value at `offset` into `out` without a data race against programs writing it
+    /// (see [`value_width`]); `false` when out of bounds.
+    pub fn read_value(&self, offset: usize, out: &mut [u8]) -> bool {
+        use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
+        if offset.checked_add(out.len()).is_none_or(|end| end > self.len) {
+            return false;
+        }
+        let width = value_width(offset, out.len());
+        for (i, chunk) in out.chunks_mut(width).enumerate() {
+            let at = offset + i * width;
+            let read = match width {
+                8 => self.shared::<AtomicU64>(at).map(|a| a.load(Relaxed).to_ne_bytes().to_vec()),
+                4 => self.shared::<AtomicU32>(at).map(|a| a.load(Relaxed).to_ne_bytes().to_vec()),
+                2 => self.shared::<AtomicU16>(at).map(|a| a.load(Relaxed).to_ne_bytes().to_vec()),
+                _ => self.shared::<AtomicU8>(at).map(|a| vec![a.load(Relaxed)]),
+            };
+            match read {
+                Some(bytes) => chunk.copy_from_slice(&bytes),
+                None => return false,
+            }
+        }
+        true
+    }
+
+    /// Writes `data` at `offset` like [`MmapRegion::read_value`] reads; writable regions only.
+    pub fn write_value(&self, offset: usize, data: &[u8]) -> bool {
+        use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
+        if !self.writable || offset.checked_add(data.len()).is_none_or(|end| end > self.len) {
+            return false;
+        }
+        let width = value_width(offset, data.len());
+        for (i, chunk) in data.chunks(width).enumerate() {
+            let at = offset + i * width;
+            let stored = match width {
+                8 => self
+                    .shared::<AtomicU64>(at)
+                    .map(|a| a.store(u64::from_ne_bytes(chunk.try_into().expect("8")), Relaxed)),
+                4 => self
+                    .shared::<AtomicU32>(at)
+                    .map(|a| a.store(u32::from_ne_bytes(chunk.try_into().expect("4")), Relaxed)),
+                2 => self
+                    .shared::<AtomicU16>(at)
+                    .map(|a| a.store(u16::from_ne_bytes(chunk.try_into().expect("2")), Relaxed)),
+                _ => self.shared::<AtomicU8>(at).map(|a| a.store(chunk[0], Relaxed)),
+            };
+            if stored.is_none() {
+                return false;
+            }
+        }
+        true
+    }
+}
+
 impl Drop for MmapRegion {
     fn drop(&mut self) {
         // SAFETY: ptr/len are exactly what mmap returned and nothing borrows the region any

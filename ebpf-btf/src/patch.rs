@@ -1,0 +1,135 @@
+//! In-place edits of a parsed blob that keep every type id and string offset: what a loader
+//! needs to fill in what the compiler leaves open (data section sizes and variable offsets,
+//! extern linkage) without re-encoding the whole blob.
+
+use crate::btf::Btf;
+use crate::kind::BtfKind;
+
+/// Why an edit was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PatchError {
+    /// The id names no type of this blob (patches never touch a base blob).
+    #[error("type {0} is not in this BTF")]
+    NoSuchType(u32),
+    /// The type is of another kind than the edit needs.
+    #[error("type {id} is a {actual}, not a {expected}")]
+    WrongKind {
+        /// The type.
+        id: u32,
+        /// What it is.
+        actual: &'static str,
+        /// What the edit needs.
+        expected: &'static str,
+    },
+    /// A variable index past the section's variables.
+    #[error("data section {id} has {count} variables, no variable {index}")]
+    NoSuchVariable {
+        /// The section type.
+        id: u32,
+        /// Variables it has.
+        count: usize,
+        /// Index asked for.
+        index: usize,
+    },
+}
+
+/// A copy of a blob being edited; [`BtfPatch::finish`] returns the new bytes.
+#[derive(Debug)]
+pub struct BtfPatch<'a> {
+    btf: &'a Btf,
+    bytes: Vec<u8>,
+}
+
+impl<'a> BtfPatch<'a> {
+    /// Starts editing a copy of `btf`'s blob.
+    pub fn new(btf: &'a Btf) -> BtfPatch<'a> {
+        BtfPatch { btf, bytes: btf.bytes().to_vec() }
+    }
+
+    fn record(&self, id: u32, expected: BtfKind) -> Result<usize, PatchError> {
+        let at = self.btf.own_type_offset(id).ok_or(PatchError::NoSuchType(id))?;
+        let ty = self.btf.type_by_id(id).ok_or(PatchError::NoSuchType(id))?;
+        match ty.kind() {
+            Some(kind) if kind == expected => Ok(at),
+            other => Err(PatchError::WrongKind {
+                id,
+                actual: other.map_or("void", BtfKind::name),
+                expected: expected.name(),
+            }),
+        }
+    }
+
+    fn put(&mut self, at: usize, value: u32) {
+        let bytes = if self.btf.is_little_endian() { value.to_le_bytes() } else { value.to_be_bytes() };
+        self.bytes[at..at + 4].copy_from_slice(&bytes);
+    }
+
+    /// Sets the byte size of data section `id`.
+    pub fn set_datasec_size(&mut self, id: u32, size: u32) -> Result<(), PatchError> {
+        let at = self.record(id, BtfKind::Datasec)?;
+        self.put(at + 8, size);
+        Ok(())
+    }
+
+    /// Sets where variable number `index` of data section `id` sits, and its size.
+    pub fn set_datasec_var(&mut self, id: u32, index: usize, offset: u32, size: u32) -> Result<(), PatchError> {
+        let at = self.record(id, BtfKind::Datasec)?;
+        let count = self.btf.type_by_id(id).map_or(0, |t| t.vlen());
+        if index >= count {
+            return Err(PatchError::NoSuchVariable { id, count, index });
+        }
+        let entry = at + 12 + 12 * index;
+        self.put(entry + 4, offset);
+        self.put(entry + 8, size);
+        Ok(())
+    }
+
+    /// Sets the linkage word of variable `id` (0 static, 1 global, 2 extern).
+    pub fn set_var_linkage(&mut self, id: u32, linkage: crate::Linkage) -> Result<(), PatchError> {
+        let at = self.record(id, BtfKind::Var)?;
+        self.put(at + 12, linkage.raw());
+        Ok(())
+    }
+
+    /// Sets the linkage of function `id` (kept in its `vlen` bits).
+    pub fn set_func_linkage(&mut self, id: u32, linkage: crate::Linkage) -> Result<(), PatchError> {
+        let at = self.record(id, BtfKind::Func)?;
+        let info = self.btf.word(at + 4);
+        self.put(at + 4, (info & !0xffff) | linkage.raw());
+        Ok(())
+    }
+
+    /// The edited blob.
+    pub fn finish(self) -> Vec<u8> {
+        self.bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{BtfBuilder, DatasecVar, IntEncoding, Linkage};
+
+    #[test]
+    fn data_section_layout_is_filled_in_and_ids_stay() {
+        let mut b = BtfBuilder::new();
+        let int = b.add_int("int", 4, IntEncoding::Signed);
+        let var = b.add_var("x", int, Linkage::Extern);
+        let sec = b.add_datasec(".data", 0, &[DatasecVar { var, offset: 0, size: 4 }]);
+        let (int, var, sec) = (int.get(), var.get(), sec.get());
+        let btf = Btf::parse(b.encode()).unwrap();
+        let mut patch = BtfPatch::new(&btf);
+        patch.set_datasec_size(sec, 16).unwrap();
+        patch.set_datasec_var(sec, 0, 8, 4).unwrap();
+        patch.set_var_linkage(var, Linkage::Global).unwrap();
+        assert!(matches!(patch.set_datasec_size(int, 1), Err(PatchError::WrongKind { .. })));
+        assert!(matches!(patch.set_datasec_var(sec, 1, 0, 0), Err(PatchError::NoSuchVariable { .. })));
+        assert_eq!(patch.set_datasec_size(99, 1), Err(PatchError::NoSuchType(99)));
+        let fixed = Btf::parse(patch.finish()).unwrap();
+        let ty = fixed.type_by_id(sec).unwrap();
+        assert_eq!(ty.size(), Some(16));
+        let v = ty.datasec_vars().next().unwrap();
+        assert_eq!((v.ty, v.offset, v.size), (var, 8, 4));
+        assert_eq!(fixed.type_by_id(var).unwrap().linkage(), Some(crate::types::TypeLinkage::Global));
+    }
+}

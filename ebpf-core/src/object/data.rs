@@ -1,0 +1,181 @@
+//! Global data: the BTF data sections filled in from the ELF (clang leaves their sizes and
+//! some offsets to the loader), one array map per data section, one variable per global,
+//! and the `.kconfig` externs laid out in a map of their own.
+
+use bytes::Bytes;
+use ebpf_btf::{Btf, BtfKind, BtfPatch, Linkage};
+use object::SymbolKind;
+
+use super::elf::{Elf, Role};
+use super::error::ObjectError;
+use super::variable::{VariableSpec, VariableType};
+use crate::map::{MapBtfTypes, MapContents, MapFlags, MapSpec};
+use crate::types::MapType;
+
+/// The map that holds `.kconfig` extern values.
+pub const KCONFIG_MAP: &str = ".kconfig";
+
+/// An `extern ... __kconfig` variable: the loader writes its value from the kernel's
+/// configuration into the `.kconfig` map.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KconfigExtern {
+    /// `LINUX_KERNEL_VERSION` or a `CONFIG_*` name.
+    pub name: String,
+    /// Offset in the `.kconfig` map's value.
+    pub offset: u32,
+    /// Its type.
+    pub ty: VariableType,
+    /// Declared `__weak`: a missing option reads as zero instead of failing the load.
+    pub weak: bool,
+}
+
+/// The object's BTF with data sections completed, and the externs found on the way.
+pub(super) struct FixedBtf {
+    pub bytes: Bytes,
+    pub btf: Btf,
+    pub kconfig: Vec<KconfigExtern>,
+}
+
+fn btf_error(section: &'static str) -> impl Fn(ebpf_btf::BtfError) -> ObjectError {
+    move |error| ObjectError::Btf { section, error }
+}
+
+fn patch_error(e: ebpf_btf::PatchError) -> ObjectError {
+    ObjectError::Btf { section: ".BTF", error: ebpf_btf::BtfError::BadExt(e.to_string()) }
+}
+
+fn align_up(value: u32, align: u32) -> u32 {
+    value.div_ceil(align.max(1)) * align.max(1)
+}
+
+pub(super) fn fix_btf(elf: &Elf<'_>, raw: &[u8]) -> Result<FixedBtf, ObjectError> {
+    let btf = Btf::parse(raw.to_vec()).map_err(btf_error(".BTF"))?;
+    let mut patch = BtfPatch::new(&btf);
+    let mut kconfig = Vec::new();
+    for ty in btf.types().filter(|t| t.is(BtfKind::Datasec)) {
+        let name = ty.name();
+        let vars: Vec<_> = ty.datasec_vars().collect();
+        if let Some(index) = elf.sections.iter().position(|s| s.name == name) {
+            let section = &elf.sections[index];
+            patch.set_datasec_size(ty.id(), section.size as u32).map_err(patch_error)?;
+            for (i, var) in vars.iter().enumerate() {
+                let var_name = btf.type_by_id(var.ty).map_or("", |t| t.name());
+                let symbol = elf
+                    .symbols
+                    .iter()
+                    .find(|s| s.section == Some(index) && s.name == var_name && s.kind != SymbolKind::Section)
+                    .ok_or_else(|| ObjectError::Symbol {
+                        symbol: var_name.to_owned(),
+                        reason: format!("BTF places it in {name}, but the ELF symbol table has no such symbol there"),
+                    })?;
+                let size = if var.size != 0 { var.size } else { btf.resolve_size(var.ty).unwrap_or(0) };
+                if symbol.value + u64::from(size) > section.size {
+                    return Err(ObjectError::Symbol {
+                        symbol: var_name.to_owned(),
+                        reason: format!("{size} bytes at {} run past {name} ({} bytes)", symbol.value, section.size),
+                    });
+                }
+                patch.set_datasec_var(ty.id(), i, symbol.value as u32, size).map_err(patch_error)?;
+            }
+        } else if name == KCONFIG_MAP {
+            let mut offset = 0u32;
+            for (i, var) in vars.iter().enumerate() {
+                let Some(var_type) = btf.type_by_id(var.ty) else { continue };
+                let inner = var_type.size_or_type();
+                let size = btf.resolve_size(inner).map_err(btf_error(".BTF"))?;
+                offset = align_up(offset, btf.alignment(inner).clamp(1, 8));
+                patch.set_datasec_var(ty.id(), i, offset, size).map_err(patch_error)?;
+                patch.set_var_linkage(var.ty, Linkage::Global).map_err(patch_error)?;
+                let weak = elf.symbols.iter().any(|s| s.name == var_type.name() && s.undefined && s.global && s.weak);
+                kconfig.push(KconfigExtern {
+                    name: var_type.name().to_owned(),
+                    offset,
+                    ty: VariableType::from_btf(&btf, inner),
+                    weak,
+                });
+                offset += size;
+            }
+            patch.set_datasec_size(ty.id(), align_up(offset.max(1), 8)).map_err(patch_error)?;
+        }
+    }
+    let bytes = Bytes::from(patch.finish());
+    let btf = Btf::parse(bytes.clone()).map_err(btf_error(".BTF"))?;
+    Ok(FixedBtf { bytes, btf, kconfig })
+}
+
+/// One array map per non-empty data section, and the variables in them.
+pub(super) fn data_maps(elf: &Elf<'_>, btf: Option<&Btf>) -> (Vec<(usize, MapSpec)>, Vec<VariableSpec>) {
+    let mut maps = Vec::new();
+    let mut variables = Vec::new();
+    for (index, section) in elf.sections.iter().enumerate() {
+        let Role::Data { read_only, zeroed } = section.role else { continue };
+        if section.size == 0 || section.size > u64::from(u32::MAX) {
+            continue;
+        }
+        let size = section.size as u32;
+        let mut flags = MapFlags::MMAPABLE;
+        if read_only {
+            flags |= MapFlags::RDONLY_PROG;
+        }
+        let mut spec = MapSpec::new(&section.name, MapType::Array, 4, size, 1).with_flags(flags);
+        if !zeroed {
+            spec.contents = MapContents::Data(section.data.to_vec());
+        }
+        let image = |offset: u32, len: u32| -> Vec<u8> {
+            let (start, end) = (offset as usize, offset as usize + len as usize);
+            if zeroed {
+                vec![0; len as usize]
+            } else {
+                section.data.get(start..end).map_or_else(|| vec![0; len as usize], <[u8]>::to_vec)
+            }
+        };
+        let datasec = btf.and_then(|b| b.find(&section.name, BtfKind::Datasec));
+        match (btf, datasec) {
+            (Some(btf), Some(datasec)) => {
+                spec.btf_types = Some(MapBtfTypes { key: 0, value: datasec.id() });
+                for var in datasec.datasec_vars() {
+                    let Some(var_type) = btf.type_by_id(var.ty) else { continue };
+                    variables.push(VariableSpec {
+                        name: var_type.name().to_owned(),
+                        section: section.name.clone(),
+                        offset: var.offset,
+                        ty: VariableType::from_btf(btf, var_type.size_or_type()),
+                        constant: read_only,
+                        value: image(var.offset, var.size),
+                    });
+                }
+            }
+            _ => {
+                for symbol in elf.symbols_in(index, SymbolKind::Data) {
+                    if symbol.size == 0 || symbol.value + symbol.size > section.size {
+                        continue;
+                    }
+                    let (offset, len) = (symbol.value as u32, symbol.size as u32);
+                    variables.push(VariableSpec {
+                        name: symbol.name.clone(),
+                        section: section.name.clone(),
+                        offset,
+                        ty: VariableType::Unknown { size: len },
+                        constant: read_only,
+                        value: image(offset, len),
+                    });
+                }
+            }
+        }
+        maps.push((index, spec));
+    }
+    (maps, variables)
+}
+
+/// The `.kconfig` map for the externs (its value is written at load).
+pub(super) fn kconfig_map(btf: &Btf, externs: &[KconfigExtern]) -> Option<MapSpec> {
+    if externs.is_empty() {
+        return None;
+    }
+    let datasec = btf.find(KCONFIG_MAP, BtfKind::Datasec)?;
+    let size = datasec.size().unwrap_or(8);
+    let mut spec =
+        MapSpec::new(KCONFIG_MAP, MapType::Array, 4, size, 1).with_flags(MapFlags::MMAPABLE | MapFlags::RDONLY_PROG);
+    spec.btf_types = Some(MapBtfTypes { key: 0, value: datasec.id() });
+    Some(spec)
+}

@@ -1,0 +1,141 @@
+//! Values for `extern ... __kconfig` variables: `LINUX_KERNEL_VERSION` from the running
+//! kernel's release, `CONFIG_*` from `/proc/config.gz` or `/boot/config-<release>`.
+
+use std::collections::HashMap;
+use std::io::Read;
+
+use super::data::KconfigExtern;
+use super::error::ObjectError;
+use super::variable::VariableType;
+
+/// The running kernel's configuration: option → value as written (`y`, `m`, `42`, `"str"`).
+fn read_config(release: &str) -> Result<HashMap<String, String>, String> {
+    let text = match std::fs::read("/proc/config.gz") {
+        Ok(gz) => {
+            let mut text = String::new();
+            flate2::read::GzDecoder::new(&gz[..])
+                .read_to_string(&mut text)
+                .map_err(|e| format!("decompress /proc/config.gz: {e}"))?;
+            text
+        }
+        Err(_) => {
+            let path = format!("/boot/config-{release}");
+            std::fs::read_to_string(&path).map_err(|e| format!("neither /proc/config.gz nor {path}: {e}"))?
+        }
+    };
+    Ok(parse_config(&text))
+}
+
+fn parse_config(text: &str) -> HashMap<String, String> {
+    let mut options = HashMap::new();
+    for line in text.lines() {
+        if let Some(name) = line.strip_prefix("# ").and_then(|l| l.strip_suffix(" is not set")) {
+            options.insert(name.to_owned(), "n".to_owned());
+        } else if let Some((name, value)) = line.split_once('=') {
+            if name.starts_with("CONFIG_") {
+                options.insert(name.to_owned(), value.to_owned());
+            }
+        }
+    }
+    options
+}
+
+/// `KERNEL_VERSION(a, b, c)` of a release string such as `6.18.44-amd64`.
+fn kernel_version(release: &str) -> u32 {
+    let mut parts =
+        release.split(|c: char| !c.is_ascii_digit()).filter(|p| !p.is_empty()).map(|p| p.parse::<u32>().unwrap_or(0));
+    let (a, b, c) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (a << 16) + (b << 8) + c.min(255)
+}
+
+fn encode(external: &KconfigExtern, raw: &str) -> Result<Vec<u8>, String> {
+    let size = external.ty.size() as usize;
+    let int = |value: u64| -> Vec<u8> { value.to_ne_bytes()[..size.min(8)].to_vec() };
+    let tristate = |allow_module: bool| match raw {
+        "y" => Ok(1),
+        "n" => Ok(0),
+        "m" if allow_module => Ok(2),
+        _ => Err(format!("value {raw} is not y/n{}", if allow_module { "/m" } else { "" })),
+    };
+    match &external.ty {
+        VariableType::Bool => Ok(int(tristate(false)?)),
+        VariableType::Enum { .. } => Ok(int(tristate(true)?)),
+        VariableType::Int { size: 1, .. } if matches!(raw, "y" | "n" | "m") => Ok(vec![raw.as_bytes()[0]]),
+        VariableType::Int { .. } => {
+            let parsed = match raw.strip_prefix("0x") {
+                Some(hex) => u64::from_str_radix(hex, 16),
+                None => raw.parse::<i64>().map(|v| v as u64),
+            };
+            parsed.map(int).map_err(|_| format!("value {raw} is not a number"))
+        }
+        VariableType::Other { .. } if raw.starts_with('"') => {
+            let text = raw.trim_matches('"').as_bytes();
+            let mut out = vec![0u8; size];
+            let n = text.len().min(size.saturating_sub(1));
+            out[..n].copy_from_slice(&text[..n]);
+            Ok(out)
+        }
+        other => Err(format!("cannot hold {raw} in a {other}")),
+    }
+}
+
+/// The `.kconfig` map image for `externs`.
+pub(super) fn kconfig_image(externs: &[KconfigExtern], size: usize) -> Result<Vec<u8>, ObjectError> {
+    let release = crate::features::kernel_release();
+    let mut config = None;
+    let mut image = vec![0u8; size];
+    for external in externs {
+        let fail = |reason: String| ObjectError::Extern { name: external.name.clone(), reason };
+        let bytes = if external.name == "LINUX_KERNEL_VERSION" {
+            encode(external, &kernel_version(&release).to_string()).map_err(fail)?
+        } else {
+            let options = match &config {
+                Some(c) => c,
+                None => config.insert(read_config(&release).map_err(fail)?),
+            };
+            match options.get(&external.name) {
+                Some(raw) => encode(external, raw).map_err(fail)?,
+                None if external.weak => continue,
+                None => {
+                    return Err(fail("not in the kernel's configuration (declare it __weak to default to 0)".into()))
+                }
+            }
+        };
+        let start = external.offset as usize;
+        let Some(slot) = image.get_mut(start..start + bytes.len()) else {
+            return Err(fail(format!("offset {start} is outside the .kconfig map ({size} bytes)")));
+        };
+        slot.copy_from_slice(&bytes);
+    }
+    Ok(image)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ext(name: &str, ty: VariableType) -> KconfigExtern {
+        KconfigExtern { name: name.into(), offset: 0, ty, weak: false }
+    }
+
+    #[test]
+    fn config_values_encode_like_libbpf() {
+        let options = parse_config("CONFIG_BPF=y\n# CONFIG_FOO is not set\nCONFIG_HZ=250\nCONFIG_NAME=\"abc\"\n");
+        assert_eq!(options["CONFIG_FOO"], "n");
+        assert_eq!(encode(&ext("CONFIG_BPF", VariableType::Bool), "y").unwrap(), [1]);
+        assert_eq!(
+            encode(&ext("CONFIG_HZ", VariableType::Int { size: 4, signed: false }), "250").unwrap(),
+            250u32.to_ne_bytes()
+        );
+        assert_eq!(
+            encode(&ext("X", VariableType::Enum { name: "libbpf_tristate".into(), size: 4 }), "m").unwrap(),
+            2u32.to_ne_bytes()
+        );
+        assert_eq!(
+            encode(&ext("X", VariableType::Other { name: "char[4]".into(), size: 4 }), "\"abcdef\"").unwrap(),
+            b"abc\0"
+        );
+        assert!(encode(&ext("X", VariableType::Bool), "m").is_err());
+        assert_eq!(kernel_version("6.18.44-cloud"), (6 << 16) + (18 << 8) + 44);
+    }
+}

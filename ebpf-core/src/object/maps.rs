@@ -1,0 +1,268 @@
+//! Map definitions: BTF-defined (`.maps`, libbpf's `__uint`/`__type`/`__array` encoding) and
+//! legacy (`struct bpf_map_def` in `maps`).
+
+use ebpf_btf::{Btf, BtfKind, Type};
+use object::SymbolKind;
+
+use super::elf::{Elf, Role};
+use super::error::ObjectError;
+use crate::map::{MapBtfTypes, MapContents, MapFlags, MapSpec, Pinning};
+use crate::types::MapType;
+
+/// A map found in a maps section, with where it sits there.
+pub(super) struct DefinedMap {
+    pub section: usize,
+    pub offset: u64,
+    pub spec: MapSpec,
+}
+
+/// Reads every map definition of the object.
+pub(super) fn read_maps(elf: &Elf<'_>, btf: Option<&Btf>) -> Result<Vec<DefinedMap>, ObjectError> {
+    let mut maps = Vec::new();
+    for (index, section) in elf.sections.iter().enumerate() {
+        match section.role {
+            Role::Maps => {
+                let btf = btf.ok_or_else(|| ObjectError::Section {
+                    section: section.name.clone(),
+                    reason: "BTF-defined maps need the object's .BTF section (compile with -g)".to_owned(),
+                })?;
+                read_btf_maps(elf, index, btf, &mut maps)?;
+            }
+            Role::LegacyMaps => read_legacy_maps(elf, index, &mut maps)?,
+            _ => {}
+        }
+    }
+    Ok(maps)
+}
+
+fn read_btf_maps(elf: &Elf<'_>, index: usize, btf: &Btf, out: &mut Vec<DefinedMap>) -> Result<(), ObjectError> {
+    let section = &elf.sections[index];
+    let Some(datasec) = btf.find(".maps", BtfKind::Datasec) else { return Ok(()) };
+    let first = out.len();
+    for var in datasec.datasec_vars() {
+        let Some(var_type) = btf.type_by_id(var.ty) else { continue };
+        let name = var_type.name().to_owned();
+        let bad = |reason: String| ObjectError::Map { map: name.clone(), reason };
+        let Some(def) = btf.skip_mods_and_typedefs(var_type.size_or_type()).filter(|t| t.is(BtfKind::Struct)) else {
+            return Err(bad("the definition is not a struct".to_owned()));
+        };
+        let offset = u64::from(var.offset);
+        if offset + u64::from(var.size) > section.size {
+            return Err(bad(format!("defined at bytes {offset}+{}, past the end of .maps", var.size)));
+        }
+        let (mut spec, values_offset) = read_definition(btf, &name, &def)?;
+        if let Some(values_offset) = values_offset {
+            spec.contents = static_values(elf, index, &spec, offset + values_offset, offset + u64::from(var.size))?;
+        }
+        out.push(DefinedMap { section: index, offset, spec });
+    }
+    if out.len() == first && section.size > 0 {
+        return Err(ObjectError::Section {
+            section: section.name.clone(),
+            reason: "no map definitions in the BTF data section .maps".to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// `__uint(name, N)` is `int (*name)[N]`: N is the array length.
+fn uint_member(btf: &Btf, ty: u32) -> Option<u32> {
+    let ptr = btf.skip_mods_and_typedefs(ty).filter(|t| t.is(BtfKind::Ptr))?;
+    let array = btf.skip_mods_and_typedefs(ptr.size_or_type())?.array()?;
+    Some(array.nelems)
+}
+
+/// `__type(name, T)` is `T *name`: the pointee.
+fn type_member(btf: &Btf, ty: u32) -> Option<u32> {
+    let ptr = btf.skip_mods_and_typedefs(ty).filter(|t| t.is(BtfKind::Ptr))?;
+    Some(ptr.size_or_type())
+}
+
+/// Reads one definition; returns the spec and the byte offset of its `values` member.
+fn read_definition(btf: &Btf, name: &str, def: &Type<'_>) -> Result<(MapSpec, Option<u64>), ObjectError> {
+    let bad = |reason: String| ObjectError::Map { map: name.to_owned(), reason };
+    let mut raw_type = None;
+    let mut spec = MapSpec::new(name, MapType::Hash, 0, 0, 0);
+    let (mut key_type, mut value_type) = (None, None);
+    let mut values = None;
+    for member in def.members() {
+        let uint =
+            || uint_member(btf, member.ty).ok_or_else(|| bad(format!("member {} is not __uint(...)", member.name)));
+        match member.name {
+            "type" => raw_type = Some(uint()?),
+            "max_entries" => spec.max_entries = uint()?,
+            "map_flags" => spec.flags = MapFlags::from_bits_retain(uint()?),
+            "numa_node" => spec.numa_node = uint()?,
+            "key_size" => spec.key_size = uint()?,
+            "value_size" => spec.value_size = uint()?,
+            "map_extra" => spec.map_extra = u64::from(uint()?),
+            "pinning" => {
+                spec.pinning = match uint()? {
+                    0 => Pinning::None,
+                    1 => Pinning::ByName,
+                    other => return Err(bad(format!("pinning {other} is not LIBBPF_PIN_NONE (0) or BY_NAME (1)"))),
+                }
+            }
+            "key" | "value" => {
+                let ty = type_member(btf, member.ty)
+                    .ok_or_else(|| bad(format!("member {} is not __type(...)", member.name)))?;
+                let size = btf.resolve_size(ty).map_err(|e| bad(format!("size of the {} type: {e}", member.name)))?;
+                let (size_field, type_slot) = if member.name == "key" {
+                    (&mut spec.key_size, &mut key_type)
+                } else {
+                    (&mut spec.value_size, &mut value_type)
+                };
+                if *size_field != 0 && *size_field != size {
+                    return Err(bad(format!(
+                        "{}_size {} disagrees with the {} type's size {size}",
+                        member.name, size_field, member.name
+                    )));
+                }
+                *size_field = size;
+                *type_slot = Some(ty);
+            }
+            "values" => {
+                let array = btf
+                    .skip_mods_and_typedefs(member.ty)
+                    .and_then(|t| t.array())
+                    .ok_or_else(|| bad("member values is not __array(...)".to_owned()))?;
+                let ptr = btf
+                    .skip_mods_and_typedefs(array.elem)
+                    .filter(|t| t.is(BtfKind::Ptr))
+                    .ok_or_else(|| bad("values must be an array of pointers".to_owned()))?;
+                let pointee = btf.skip_mods_and_typedefs(ptr.size_or_type());
+                if let Some(inner) = pointee.filter(|t| t.is(BtfKind::Struct)) {
+                    let (inner_spec, _) = read_definition(btf, &format!("{name}.inner"), &inner)?;
+                    spec.inner = Some(Box::new(inner_spec));
+                }
+                values = Some(u64::from(member.bit_offset / 8));
+            }
+            _ => return Err(bad(format!("unknown member {}", member.name))),
+        }
+    }
+    let raw_type = raw_type.ok_or_else(|| bad("no type given".to_owned()))?;
+    spec.map_type =
+        MapType::from_raw(raw_type).ok_or(ObjectError::UnknownMapType { map: name.to_owned(), raw: raw_type })?;
+    apply_defaults(&mut spec);
+    if matches!(spec.map_type, MapType::ArrayOfMaps | MapType::HashOfMaps) && spec.inner.is_none() {
+        return Err(bad("a map of maps needs its inner map declared with __array(values, struct {...})".to_owned()));
+    }
+    if key_type.is_some() || value_type.is_some() {
+        spec.btf_types = Some(MapBtfTypes { key: key_type.unwrap_or(0), value: value_type.unwrap_or(0) });
+    }
+    Ok((spec, values))
+}
+
+/// Sizes libbpf fills in when the definition leaves them out.
+fn apply_defaults(spec: &mut MapSpec) {
+    match spec.map_type {
+        MapType::PerfEventArray => {
+            spec.key_size = spec.key_size.max(4);
+            spec.value_size = spec.value_size.max(4);
+            if spec.max_entries == 0 {
+                spec.max_entries = crate::sys::possible_cpus().unwrap_or(1) as u32;
+            }
+        }
+        MapType::ProgArray | MapType::ArrayOfMaps | MapType::HashOfMaps => {
+            if spec.key_size == 0 {
+                spec.key_size = 4;
+            }
+            spec.value_size = spec.value_size.max(4);
+        }
+        _ => {}
+    }
+}
+
+/// The static `values = { [2] = &prog, … }` of a prog array or map of maps.
+fn static_values(
+    elf: &Elf<'_>,
+    index: usize,
+    spec: &MapSpec,
+    values_start: u64,
+    end: u64,
+) -> Result<MapContents, ObjectError> {
+    let section = &elf.sections[index];
+    let mut slots = Vec::new();
+    for reloc in section.relocations.iter().filter(|r| r.offset >= values_start && r.offset < end) {
+        let bad = |reason: String| ObjectError::Relocation {
+            section: section.name.clone(),
+            offset: reloc.offset,
+            reason: format!("initial value of map \"{}\": {reason}", spec.name),
+        };
+        if (reloc.offset - values_start) % 8 != 0 {
+            return Err(bad("not on a pointer slot".to_owned()));
+        }
+        let slot = ((reloc.offset - values_start) / 8) as u32;
+        if slot >= spec.max_entries {
+            return Err(bad(format!("slot {slot} is past max_entries {}", spec.max_entries)));
+        }
+        let symbol = &elf.symbols[reloc.symbol];
+        slots.push((slot, symbol.name.clone(), symbol.kind));
+    }
+    if slots.is_empty() {
+        return Ok(MapContents::Empty);
+    }
+    match spec.map_type {
+        MapType::ProgArray => {
+            if let Some((slot, name, _)) = slots.iter().find(|(_, _, kind)| *kind != SymbolKind::Text) {
+                return Err(ObjectError::Map {
+                    map: spec.name.clone(),
+                    reason: format!("slot {slot} points at {name}, which is not a program"),
+                });
+            }
+            Ok(MapContents::Programs(slots.into_iter().map(|(s, n, _)| (s, n)).collect()))
+        }
+        MapType::ArrayOfMaps | MapType::HashOfMaps => {
+            Ok(MapContents::Maps(slots.into_iter().map(|(s, n, _)| (s, n)).collect()))
+        }
+        other => Err(ObjectError::Map {
+            map: spec.name.clone(),
+            reason: format!("only prog arrays and maps of maps take static values, not a {other} map"),
+        }),
+    }
+}
+
+/// `struct bpf_map_def`: type, key_size, value_size, max_entries, map_flags (then optional
+/// inner_map_idx and numa_node).
+fn read_legacy_maps(elf: &Elf<'_>, index: usize, out: &mut Vec<DefinedMap>) -> Result<(), ObjectError> {
+    let section = &elf.sections[index];
+    let mut symbols = elf.symbols_in(index, SymbolKind::Data);
+    if symbols.is_empty() {
+        symbols = elf.symbols_in(index, SymbolKind::Unknown);
+    }
+    if symbols.is_empty() {
+        return Ok(());
+    }
+    let def_size = section.data.len() / symbols.len();
+    if def_size < 20 || section.data.len() % symbols.len() != 0 {
+        return Err(ObjectError::Section {
+            section: section.name.clone(),
+            reason: format!(
+                "{} bytes for {} map definitions is not a whole number of bpf_map_def records",
+                section.data.len(),
+                symbols.len()
+            ),
+        });
+    }
+    for symbol in symbols {
+        let start = symbol.value as usize;
+        let Some(def) = start.checked_add(def_size).and_then(|end| section.data.get(start..end)) else {
+            return Err(ObjectError::Map {
+                map: symbol.name.clone(),
+                reason: format!("definition at byte {start} runs past the section"),
+            });
+        };
+        let word = |i: usize| def.get(i * 4..i * 4 + 4).map_or(0, |b| u32::from_ne_bytes(b.try_into().expect("4")));
+        let raw_type = word(0);
+        let map_type = MapType::from_raw(raw_type)
+            .ok_or(ObjectError::UnknownMapType { map: symbol.name.clone(), raw: raw_type })?;
+        let mut spec = MapSpec::new(&symbol.name, map_type, word(1), word(2), word(3));
+        spec.flags = MapFlags::from_bits_retain(word(4));
+        if def_size >= 28 {
+            spec.numa_node = word(6);
+        }
+        apply_defaults(&mut spec);
+        out.push(DefinedMap { section: index, offset: symbol.value, spec });
+    }
+    Ok(())
+}

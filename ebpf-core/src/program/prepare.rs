@@ -1,0 +1,121 @@
+//! What a spec still needs from the running kernel before it can load: CO-RE relocations
+//! against the kernel's BTF, kernel symbols (kfuncs and ksyms) by name, and the BTF id of the
+//! attach target of BTF-typed programs.
+
+use std::sync::{Arc, OnceLock};
+
+use ebpf_btf::{Btf, BtfKind};
+
+use super::spec::ProgramSpec;
+use crate::error::{Error, Result};
+use crate::insn::{self, apply_core_fixup, CallTarget, Instruction, LoadImm64, RawInsn};
+use crate::types::{AttachType, ProgramType};
+
+/// The running kernel's BTF, read once per process (lazily indexed: CO-RE touches a few types).
+pub fn kernel_btf() -> Result<Arc<Btf>> {
+    static KERNEL: OnceLock<std::result::Result<Arc<Btf>, String>> = OnceLock::new();
+    KERNEL
+        .get_or_init(|| {
+            let path = std::path::Path::new(ebpf_btf::kernel::SYS_BTF_DIR).join("vmlinux");
+            let bytes = std::fs::read(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
+            Btf::parse_lazy(bytes).map(Arc::new).map_err(|e| format!("parse {}: {e}", path.display()))
+        })
+        .clone()
+        .map_err(|reason| Error::InvalidSpec { object: "kernel BTF".to_owned(), reason })
+}
+
+fn needs_kernel(spec: &ProgramSpec) -> bool {
+    !spec.core_relocations.is_empty()
+        || !spec.ksym_references.is_empty()
+        || (spec.attach_btf_id.is_none() && spec.attach_to.is_some() && attach_btf_name(spec).is_some())
+}
+
+/// The kernel BTF name a BTF-typed program attaches by.
+fn attach_btf_name(spec: &ProgramSpec) -> Option<(String, BtfKind)> {
+    let target = spec.attach_to.as_deref()?;
+    let name = match (spec.program_type, spec.expected_attach_type?) {
+        (ProgramType::Tracing, AttachType::TraceRawTp) => (format!("btf_trace_{target}"), BtfKind::Typedef),
+        (ProgramType::Tracing, AttachType::TraceIter) => (format!("bpf_iter_{target}"), BtfKind::Func),
+        (ProgramType::Tracing, _) => (target.to_owned(), BtfKind::Func),
+        (ProgramType::Lsm, _) => (format!("bpf_lsm_{target}"), BtfKind::Func),
+        _ => return None,
+    };
+    Some(name)
+}
+
+/// The raw instructions to load, and the attach BTF id, after everything kernel-specific is
+/// resolved.
+pub(super) fn prepare(spec: &ProgramSpec) -> Result<(Vec<RawInsn>, Option<u32>)> {
+    if !needs_kernel(spec) {
+        return Ok((insn::encode(&spec.instructions), spec.attach_btf_id));
+    }
+    let kernel = kernel_btf()?;
+    let object = |reason: String| Error::InvalidSpec { object: format!("program \"{}\"", spec.name), reason };
+
+    let mut attach_btf_id = spec.attach_btf_id;
+    if attach_btf_id.is_none() {
+        if let Some((name, kind)) = attach_btf_name(spec) {
+            let found = kernel
+                .find(&name, kind)
+                .ok_or_else(|| object(format!("attach target {name} ({}) is not in the kernel's BTF", kind.name())))?;
+            attach_btf_id = Some(found.id());
+        }
+    }
+
+    let mut instructions = spec.instructions.clone();
+    let mut symbols = None;
+    for reference in &spec.ksym_references {
+        let insn = instructions.get_mut(reference.index).ok_or_else(|| {
+            object(format!("kernel symbol {} at instruction {} past the end", reference.name, reference.index))
+        })?;
+        if reference.is_call {
+            let func = kernel
+                .find(&reference.name, BtfKind::Func)
+                .ok_or_else(|| object(format!("kfunc {} is not in the kernel's BTF", reference.name)))?;
+            *insn = Instruction::Call(CallTarget::Kfunc { btf_id: func.id() as i32, btf_fd_index: 0 });
+            continue;
+        }
+        let Instruction::LoadImm64 { dst, .. } = *insn else {
+            return Err(object(format!("kernel symbol {} is used by a non-load instruction", reference.name)));
+        };
+        let value = match kernel.find(&reference.name, BtfKind::Var) {
+            Some(var) => LoadImm64::BtfId { btf_id: var.id() as i32, btf_fd: 0 },
+            None => {
+                let symbols = match &mut symbols {
+                    Some(s) => s,
+                    None => symbols.insert(crate::kallsyms::KernelSymbols::load().map_err(|e| Error::Io {
+                        operation: "read",
+                        path: "/proc/kallsyms".into(),
+                        source: e,
+                    })?),
+                };
+                let address = symbols.address_of(&reference.name).ok_or_else(|| {
+                    object(format!("kernel symbol {} is in neither BTF nor kallsyms", reference.name))
+                })?;
+                LoadImm64::Imm(address)
+            }
+        };
+        *insn = Instruction::LoadImm64 { dst, value };
+    }
+
+    let mut raw = insn::encode(&instructions);
+    if !spec.core_relocations.is_empty() {
+        let blob = spec.btf.as_ref().ok_or_else(|| object("CO-RE relocations without the program's BTF".to_owned()))?;
+        let local = Btf::parse(blob.blob.clone()).map_err(|e| object(format!("program BTF: {e}")))?;
+        let mut slot_of = Vec::with_capacity(instructions.len());
+        let mut slot = 0;
+        for insn in &instructions {
+            slot_of.push(slot);
+            slot += insn.slots();
+        }
+        for relocation in &spec.core_relocations {
+            let slot = *slot_of
+                .get(relocation.index)
+                .ok_or_else(|| object(format!("CO-RE relocation at instruction {} past the end", relocation.index)))?;
+            let fixup = ebpf_btf::core::resolve(&local, &relocation.relo, &[&kernel])
+                .map_err(|e| object(format!("CO-RE: {e}")))?;
+            apply_core_fixup(&mut raw, slot, &fixup).map_err(|e| object(e.to_string()))?;
+        }
+    }
+    Ok((raw, attach_btf_id))
+}
