@@ -84,6 +84,23 @@ impl<'a> BtfPatch<'a> {
         Ok(())
     }
 
+    /// Rewrites entry `index` of data section `id` whole: which variable, where, how big (a
+    /// loader that lays variables out itself also reorders the entries by offset, as the
+    /// kernel wants them).
+    pub fn set_datasec_entry(
+        &mut self,
+        id: u32,
+        index: usize,
+        var: u32,
+        offset: u32,
+        size: u32,
+    ) -> Result<(), PatchError> {
+        self.set_datasec_var(id, index, offset, size)?;
+        let at = self.record(id, BtfKind::Datasec)?;
+        self.put(at + 12 + 12 * index, var);
+        Ok(())
+    }
+
     /// Sets the linkage word of variable `id` (0 static, 1 global, 2 extern).
     pub fn set_var_linkage(&mut self, id: u32, linkage: crate::Linkage) -> Result<(), PatchError> {
         let at = self.record(id, BtfKind::Var)?;
@@ -96,6 +113,33 @@ impl<'a> BtfPatch<'a> {
         let at = self.record(id, BtfKind::Func)?;
         let info = self.btf.word(at + 4);
         self.put(at + 4, (info & !0xffff) | linkage.raw());
+        Ok(())
+    }
+
+    /// Sets the type a variable refers to.
+    pub fn set_var_type(&mut self, id: u32, ty: u32) -> Result<(), PatchError> {
+        let at = self.record(id, BtfKind::Var)?;
+        self.put(at + 8, ty);
+        Ok(())
+    }
+
+    /// Rewrites data section `id` in place as an anonymous struct whose members, one per
+    /// variable, are all of type `member` (`member_size` bytes each). A loader does this to a
+    /// section of externs the kernel would refuse (`.ksyms`): ids and record sizes stay.
+    pub fn datasec_to_struct(&mut self, id: u32, member: u32, member_size: u32) -> Result<(), PatchError> {
+        let at = self.record(id, BtfKind::Datasec)?;
+        let vlen = self.btf.type_by_id(id).map_or(0, |t| t.vlen());
+        let info = self.btf.word(at + 4);
+        let struct_kind = 4u32;
+        self.put(at, 0);
+        self.put(at + 4, (info & !(0x1f << 24)) | (struct_kind << 24));
+        self.put(at + 8, member_size.saturating_mul(vlen as u32));
+        for i in 0..vlen {
+            let entry = at + 12 + 12 * i;
+            self.put(entry, 0);
+            self.put(entry + 4, member);
+            self.put(entry + 8, (i as u32).saturating_mul(member_size).saturating_mul(8));
+        }
         Ok(())
     }
 

@@ -279,6 +279,12 @@ impl Map {
         Self::from_owned(owned, || "map fd".to_owned())
     }
 
+    /// The same map under the full name its spec gives (the kernel keeps only 15 characters).
+    pub(crate) fn named(mut self, name: &str) -> Map {
+        self.name = name.to_owned();
+        self
+    }
+
     /// Name as given (or as the kernel reports it, for maps opened by pin or id).
     pub fn name(&self) -> &str {
         &self.name

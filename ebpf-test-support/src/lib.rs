@@ -76,3 +76,32 @@ mod tests {
         assert!(a.len() <= 15, "{a}");
     }
 }
+
+/// A directory of its own on bpffs for a test's pins; removed with everything in it on drop,
+/// even when the test panics.
+#[derive(Debug)]
+pub struct PinDir {
+    path: std::path::PathBuf,
+}
+
+impl PinDir {
+    /// Creates `/sys/fs/bpf/<unique name>`; `None` (skip, or panic under
+    /// `EBPF_REQUIRE_KERNEL=1`) when bpffs is not mounted.
+    pub fn new(prefix: &str) -> Option<PinDir> {
+        let path = bpffs_dir()?.join(unique_name(prefix));
+        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+        Some(PinDir { path })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        // bpffs removes a pin with unlink and a directory with rmdir, as any file system.
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}

@@ -147,7 +147,7 @@ impl Collection {
                         reason: format!("incompatible with the object's definition: {}", mismatches.join(", ")),
                     });
                 }
-                maps.push(pinned);
+                maps.push(pinned.named(&map_spec.name));
                 continue;
             }
             let map = create_map(map_spec, btf_fd)?;

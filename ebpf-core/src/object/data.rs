@@ -15,6 +15,9 @@ use crate::types::MapType;
 /// The map that holds `.kconfig` extern values.
 pub const KCONFIG_MAP: &str = ".kconfig";
 
+/// The BTF data section clang puts `__ksym` externs in.
+const KSYMS_SECTION: &str = ".ksyms";
+
 /// An `extern ... __kconfig` variable: the loader writes its value from the kernel's
 /// configuration into the `.kconfig` map.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,25 +80,54 @@ pub(super) fn fix_btf(elf: &Elf<'_>, raw: &[u8]) -> Result<FixedBtf, ObjectError
                 }
                 patch.set_datasec_var(ty.id(), i, symbol.value as u32, size).map_err(patch_error)?;
             }
+        } else if name == KSYMS_SECTION {
+            // The kernel accepts no extern variables or functions: the section becomes an
+            // anonymous struct of ints and the externs plain declarations, as libbpf does.
+            let int = btf
+                .types()
+                .find(|t| t.is(BtfKind::Int) && t.size() == Some(4))
+                .ok_or_else(|| ObjectError::Extern {
+                    name: KSYMS_SECTION.to_owned(),
+                    reason: "the object's BTF has no 4-byte integer to stand in for kernel symbols".to_owned(),
+                })?
+                .id();
+            for var in &vars {
+                match btf.type_by_id(var.ty).and_then(|t| t.kind()) {
+                    Some(BtfKind::Var) => {
+                        patch.set_var_type(var.ty, int).map_err(patch_error)?;
+                        patch.set_var_linkage(var.ty, Linkage::Global).map_err(patch_error)?;
+                    }
+                    Some(BtfKind::Func) => patch.set_func_linkage(var.ty, Linkage::Static).map_err(patch_error)?,
+                    _ => {}
+                }
+            }
+            patch.datasec_to_struct(ty.id(), int, 4).map_err(patch_error)?;
         } else if name == KCONFIG_MAP {
-            let mut offset = 0u32;
-            for (i, var) in vars.iter().enumerate() {
+            // libbpf's layout, so maps match theirs: by alignment (largest first), then size,
+            // then name; no padding after the last.
+            let mut laid: Vec<(u32, u32, u32, &str, u32)> = Vec::new(); // (align, size, var, name, inner type)
+            for var in &vars {
                 let Some(var_type) = btf.type_by_id(var.ty) else { continue };
                 let inner = var_type.size_or_type();
                 let size = btf.resolve_size(inner).map_err(btf_error(".BTF"))?;
-                offset = align_up(offset, btf.alignment(inner).clamp(1, 8));
-                patch.set_datasec_var(ty.id(), i, offset, size).map_err(patch_error)?;
-                patch.set_var_linkage(var.ty, Linkage::Global).map_err(patch_error)?;
-                let weak = elf.symbols.iter().any(|s| s.name == var_type.name() && s.undefined && s.global && s.weak);
+                laid.push((btf.alignment(inner).clamp(1, 8), size, var.ty, var_type.name(), inner));
+            }
+            laid.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.3.cmp(b.3)));
+            let mut offset = 0u32;
+            for (i, &(align, size, var, name, inner)) in laid.iter().enumerate() {
+                offset = align_up(offset, align);
+                patch.set_datasec_entry(ty.id(), i, var, offset, size).map_err(patch_error)?;
+                patch.set_var_linkage(var, Linkage::Global).map_err(patch_error)?;
+                let weak = elf.symbols.iter().any(|s| s.name == name && s.undefined && s.weak);
                 kconfig.push(KconfigExtern {
-                    name: var_type.name().to_owned(),
+                    name: name.to_owned(),
                     offset,
                     ty: VariableType::from_btf(&btf, inner),
                     weak,
                 });
                 offset += size;
             }
-            patch.set_datasec_size(ty.id(), align_up(offset.max(1), 8)).map_err(patch_error)?;
+            patch.set_datasec_size(ty.id(), offset.max(1)).map_err(patch_error)?;
         }
     }
     let bytes = Bytes::from(patch.finish());

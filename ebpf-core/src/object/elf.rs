@@ -58,7 +58,6 @@ pub(super) struct Symbol {
     pub value: u64,
     pub size: u64,
     pub kind: SymbolKind,
-    pub global: bool,
     pub weak: bool,
     pub undefined: bool,
 }
@@ -146,7 +145,6 @@ impl<'d> Elf<'d> {
                         value: 0,
                         size: 0,
                         kind: SymbolKind::Unknown,
-                        global: false,
                         weak: false,
                         undefined: true,
                     },
@@ -174,7 +172,6 @@ impl<'d> Elf<'d> {
                 value: symbol.address(),
                 size: symbol.size(),
                 kind: symbol.kind(),
-                global: symbol.is_global() || symbol.is_weak(),
                 weak: symbol.is_weak(),
                 undefined: symbol.is_undefined(),
             };

@@ -162,6 +162,16 @@ impl Program {
         Ok(Program { fd, name: info.name, program_type: ProgramType::from_raw(info.prog_type), verifier_log: None })
     }
 
+    /// Another handle on the same program (the fd is duplicated; no `bpf()` call).
+    pub fn try_clone(&self) -> Result<Program> {
+        let fd = self.fd.try_clone().map_err(|source| Error::Io {
+            operation: "duplicate program fd",
+            path: "<fd>".into(),
+            source,
+        })?;
+        Ok(Program { fd, name: self.name.clone(), program_type: self.program_type, verifier_log: None })
+    }
+
     /// Name as loaded.
     pub fn name(&self) -> &str {
         &self.name

@@ -1,0 +1,375 @@
+//! Loading ELF objects built by clang for libbpf: every fixture under bpf-programs/tests,
+//! against the real kernel.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ebpf_core::object::{tail_call_sites, Collection, CollectionSpec, TailCallIndex, VariableType};
+use ebpf_core::{Error, LoadOptions, LogLevel, Map, MapType, Pinning, Program, TestRun};
+use ebpf_test_support::{require_kernel, unique_name, PinDir};
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = format!("{}/../bpf-programs/out/tests/{name}.o", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn load(name: &str) -> Collection {
+    let spec = CollectionSpec::from_elf(&fixture(name)).unwrap();
+    Collection::load(spec, &LoadOptions::default()).unwrap()
+}
+
+fn run(program: &Program, data: &[u8]) -> u32 {
+    program.test_run(&TestRun::with_data(data)).unwrap().retval
+}
+
+/// (program names, maps as "name type key value entries") of what a load created, read back
+/// from the kernel through each program's map ids. Data-section maps are named by section
+/// (libbpf prefixes the object name: `templat.rodata`), so names compare from the first '.'.
+fn kernel_view<'a>(programs: impl Iterator<Item = &'a Program>) -> (BTreeSet<String>, BTreeSet<String>) {
+    let mut names = BTreeSet::new();
+    let mut maps = BTreeSet::new();
+    for program in programs {
+        let info = program.info().unwrap();
+        names.insert(info.name.clone());
+        for id in info.map_ids {
+            let map = Map::from_id(id).unwrap().info().unwrap();
+            let name = match map.name.find('.') {
+                Some(dot) => map.name[dot..].to_owned(),
+                None => map.name.clone(),
+            };
+            maps.insert(format!("{name} {} {} {} {}", map.map_type, map.key_size, map.value_size, map.max_entries));
+        }
+    }
+    (names, maps)
+}
+
+/// The differential test: `bpftool prog loadall` (libbpf) and our loader agree, fixture by
+/// fixture, on whether it loads, which programs load and which maps they use.
+#[test]
+fn every_fixture_loads_as_libbpf_loads_it() {
+    let Some(_root) = require_kernel() else { return };
+    let Some(pins) = PinDir::new("loadall") else { return };
+    if Command::new("bpftool").arg("version").output().is_err() {
+        assert!(std::env::var("EBPF_REQUIRE_KERNEL").is_err(), "bpftool is not installed");
+        eprintln!("SKIPPED: bpftool is not installed");
+        return;
+    }
+    let dir = format!("{}/../bpf-programs/out/tests", env!("CARGO_MANIFEST_DIR"));
+    let mut compared = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let elf = std::fs::read(&path).unwrap();
+        let ours = CollectionSpec::from_elf(&elf)
+            .map_err(Error::from)
+            .and_then(|spec| Collection::load(spec, &LoadOptions::default().pin_dir(pins.path())));
+
+        let target = pins.path().join(&name);
+        std::fs::create_dir_all(&target).unwrap();
+        let pinned_before: BTreeSet<_> =
+            std::fs::read_dir("/sys/fs/bpf").unwrap().flatten().map(|e| e.path()).collect();
+        let libbpf = Command::new("bpftool").args(["prog", "loadall"]).arg(&path).arg(&target).output().unwrap();
+        // libbpf pins maps declared `pinning: by name` under /sys/fs/bpf itself.
+        for pin in std::fs::read_dir("/sys/fs/bpf").unwrap().flatten().map(|e| e.path()) {
+            if !pinned_before.contains(&pin) && pin.is_file() {
+                let _ = std::fs::remove_file(pin);
+            }
+        }
+        if name == "legacy_maps" {
+            // libbpf 1.0 removed `struct bpf_map_def` maps; we still read them.
+            assert!(!libbpf.status.success(), "libbpf was expected to refuse legacy maps");
+            assert!(ours.is_ok(), "{name}: {}", ours.unwrap_err());
+            println!("{name}: loads here; libbpf >= 1.0 refuses legacy map definitions by design");
+            continue;
+        }
+        match (&ours, libbpf.status.success()) {
+            (Ok(collection), true) => {
+                let pinned: Vec<Program> = std::fs::read_dir(&target)
+                    .unwrap()
+                    .map(|e| Program::from_pin(e.unwrap().path()).unwrap())
+                    .collect();
+                let theirs = kernel_view(pinned.iter());
+                let mine = kernel_view(collection.programs());
+                assert_eq!(mine, theirs, "{name}: our load differs from libbpf's");
+                println!("{name}: both load {} programs, {} maps", mine.0.len(), mine.1.len());
+            }
+            (Err(e), false) => println!("{name}: both refuse it (ours: {})", e.to_string().lines().next().unwrap()),
+            (Ok(_), false) => {
+                panic!("{name}: libbpf refuses it, we load it: {}", String::from_utf8_lossy(&libbpf.stderr))
+            }
+            (Err(e), true) => panic!("{name}: libbpf loads it, we refuse it: {e}"),
+        }
+        compared += 1;
+    }
+    assert!(compared >= 7, "only {compared} fixtures compared");
+}
+
+#[test]
+fn one_object_loaded_three_times_behaves_three_ways() {
+    let Some(_root) = require_kernel() else { return };
+    let elf = fixture("template");
+    let mut logs = Vec::new();
+    for (mode, verdict) in [(0u32, 2u32), (1, 1), (2, 3)] {
+        let mut spec = CollectionSpec::from_elf(&elf).unwrap();
+        spec.variable_mut("MODE").unwrap().set(mode).unwrap();
+        let collection = Collection::load(spec, &LoadOptions::with_log(LogLevel::INSTRUCTIONS)).unwrap();
+        let program = collection.program("templated").unwrap();
+        assert_eq!(run(program, &[0u8; 64]), verdict, "MODE {mode}");
+        logs.push(program.verifier_log().unwrap().to_owned());
+    }
+    // XDP_TX (`w0 = 3`) is reachable only when MODE is neither 0 nor 1. With MODE frozen at 1
+    // the verifier reads the constant (R2=1) and never walks that instruction. Walked
+    // instructions start a line with their index; the liveness listing above them is indented.
+    let walked =
+        |log: &str, insn: &str| log.lines().any(|l| l.starts_with(|c: char| c.is_ascii_digit()) && l.contains(insn));
+    assert!(logs[1].contains("R1=map_value(map=.rodata,ks=4,vs=5) R2=1"), "{}", logs[1]);
+    assert!(walked(&logs[2], ": (b4) w0 = 3"), "MODE 2 walks the XDP_TX branch:\n{}", logs[2]);
+    assert!(!walked(&logs[1], ": (b4) w0 = 3"), "MODE 1 prunes the XDP_TX branch:\n{}", logs[1]);
+    assert!(!walked(&logs[0], ": (b4) w0 = 1"), "MODE 0 prunes the XDP_DROP branch:\n{}", logs[0]);
+}
+
+#[test]
+fn variables_are_checked_before_load_and_shared_memory_after() {
+    let Some(_root) = require_kernel() else { return };
+    let mut spec = CollectionSpec::from_elf(&fixture("template")).unwrap();
+    let mode = spec.variable("MODE").unwrap();
+    assert_eq!(
+        (mode.section.as_str(), mode.ty.clone(), mode.constant),
+        (".rodata", VariableType::Int { size: 4, signed: false }, true)
+    );
+    let err = spec.variable_mut("BIAS_ENABLED").unwrap().set(1u32).unwrap_err();
+    assert_eq!(err.to_string(), "variable \"BIAS_ENABLED\": u32 does not fit u8 (.rodata+4)");
+    assert!(spec.variable("no_such").is_err());
+    spec.variable_mut("bias").unwrap().set(9u32).unwrap();
+
+    let collection = Collection::load(spec, &LoadOptions::default()).unwrap();
+    let biased = collection.program("biased").unwrap();
+    assert_eq!(run(biased, &[0u8; 64]), 9, "the value set before load");
+    let bias = collection.variable("bias").unwrap();
+    bias.set(11u32).unwrap();
+    assert_eq!(run(biased, &[0u8; 64]), 11, "a write through shared memory, seen by the next run");
+
+    let templated = collection.program("templated").unwrap();
+    for _ in 0..3 {
+        run(templated, &[0u8; 80]);
+    }
+    assert_eq!(collection.variable("packets").unwrap().get::<u64>().unwrap(), 3);
+    assert_eq!(collection.variable("last_len").unwrap().get::<u64>().unwrap(), 80);
+    let frozen = collection.variable("MODE").unwrap();
+    assert_eq!(frozen.get::<u32>().unwrap(), 0);
+    assert!(frozen.set(1u32).is_err(), "constants are frozen at load");
+    let rodata = collection.map(".rodata").unwrap();
+    assert!(rodata.update(&0u32.to_ne_bytes(), &[0u8; 8], ebpf_core::UpdateFlags::ANY).is_err(), ".rodata is frozen");
+}
+
+#[test]
+fn constant_tail_calls_are_reported_direct_and_dynamic_ones_not() {
+    let Some(_root) = require_kernel() else { return };
+    let spec = CollectionSpec::from_elf(&fixture("tail_calls")).unwrap();
+    let index = |program: &str| {
+        let sites = tail_call_sites(spec.program(program).unwrap());
+        assert_eq!(sites.len(), 1, "{program}: {sites:?}");
+        assert_eq!(sites[0].map.as_deref(), Some("jumps"));
+        sites[0].index
+    };
+    assert_eq!(index("entry"), TailCallIndex::Constant(0));
+    assert_eq!(index("chain"), TailCallIndex::Constant(2));
+    assert_eq!(index("stage_hop"), TailCallIndex::Constant(1));
+    assert_eq!(index("dispatch"), TailCallIndex::Dynamic);
+
+    let collection = Collection::load(spec, &LoadOptions::default()).unwrap();
+    let packet = |first: u8| {
+        let mut p = [0u8; 64];
+        p[0] = first;
+        p
+    };
+    assert_eq!(run(collection.program("entry").unwrap(), &packet(0)), 2, "slot 0: stage_pass");
+    assert_eq!(run(collection.program("chain").unwrap(), &packet(0)), 1, "slot 2 → slot 1: stage_drop");
+    let dispatch = collection.program("dispatch").unwrap();
+    assert_eq!(run(dispatch, &packet(1)), 1);
+    assert_eq!(run(dispatch, &packet(3)), 0, "an empty slot falls through to XDP_ABORTED");
+
+    let err = collection.replace_tail_call("jumps", 3, collection.program("devmap_pass").unwrap()).unwrap_err();
+    assert!(err.to_string().contains("attach type"), "{err}");
+}
+
+#[test]
+fn swapping_a_slot_under_load_never_fails_a_run() {
+    let Some(_root) = require_kernel() else { return };
+    let collection = Arc::new(load("tail_calls"));
+    let done = Arc::new(AtomicBool::new(false));
+    let runner = {
+        let (collection, done) = (collection.clone(), done.clone());
+        std::thread::spawn(move || {
+            let entry = collection.program("entry").unwrap();
+            let mut seen = [0usize; 4];
+            for _ in 0..100_000 {
+                let verdict = entry.test_run(&TestRun::with_data(&[0u8; 64])).unwrap().retval;
+                seen[verdict.min(3) as usize] += 1;
+            }
+            done.store(true, Ordering::Release);
+            seen
+        })
+    };
+    let (pass, drop) = (collection.program("stage_pass").unwrap(), collection.program("stage_drop").unwrap());
+    let mut swaps = 0u64;
+    while !done.load(Ordering::Acquire) {
+        let next = if swaps % 2 == 0 { drop } else { pass };
+        collection.replace_tail_call("jumps", 0, next).unwrap();
+        swaps += 1;
+    }
+    let seen = runner.join().unwrap();
+    println!("100000 runs over {swaps} swaps: {} pass, {} drop", seen[2], seen[1]);
+    assert_eq!(seen[0] + seen[3], 0, "a run fell through the tail call: {seen:?}");
+    assert_eq!(seen[1] + seen[2], 100_000);
+    assert!(seen[1] > 0 && seen[2] > 0, "both targets ran: {seen:?}");
+}
+
+#[test]
+fn the_kernel_empties_a_prog_array_with_its_last_user_reference() {
+    let Some(_root) = require_kernel() else { return };
+    let collection = load("tail_calls");
+    let entry = collection.program("entry").unwrap().try_clone().unwrap();
+    assert_eq!(run(&entry, &[0u8; 64]), 2, "the collection holds the prog array: slot 0 is filled");
+    drop(collection);
+    // The program still references the array, but no user-space fd does: the kernel cleared it.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while run(&entry, &[0u8; 64]) != 0 {
+        assert!(Instant::now() < deadline, "the prog array kept its programs after the last fd closed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn subprograms_calls_and_callbacks_are_linked_per_program() {
+    let Some(_root) = require_kernel() else { return };
+    let collection = load("subprogs");
+    assert_eq!(run(collection.program("tc_twice").unwrap(), &[0u8; 64]), 8);
+    assert_eq!(run(collection.program("tc_loop").unwrap(), &[0u8; 64]), 9);
+    // A socket filter sees the packet after its Ethernet header: 64 - 14 = 50 bytes, + 3.
+    assert_eq!(run(collection.program("socket_calls").unwrap(), &[0u8; 64]), 53);
+    let mut count = [0u8; 8];
+    assert!(collection.map("calls").unwrap().lookup(&0u32.to_ne_bytes(), &mut count).unwrap());
+    assert_eq!(u64::from_ne_bytes(count), 3, "add3 ran once per program, counting in the shared map");
+}
+
+#[test]
+fn map_definitions_of_every_shape_are_read_and_created() {
+    let Some(_root) = require_kernel() else { return };
+    let Some(pins) = PinDir::new("mapdefs") else { return };
+    let spec = CollectionSpec::from_elf(&fixture("maps_defs")).unwrap();
+    let outer = spec.map("outer").unwrap();
+    assert_eq!((outer.map_type, outer.key_size, outer.value_size), (MapType::ArrayOfMaps, 4, 4));
+    assert_eq!(outer.inner.as_ref().unwrap().map_type, MapType::Array);
+    assert_eq!(outer.contents, ebpf_core::MapContents::Maps(vec![(0, "inner_a".into()), (1, "inner_b".into())]));
+    let pinned = spec.map("lib_fixture_pinned").unwrap();
+    assert_eq!(pinned.pinning, Pinning::ByName);
+    assert_eq!(pinned.flags, ebpf_core::MapFlags::NO_PREALLOC);
+    let cpus = std::fs::read_to_string("/sys/devices/system/cpu/possible").unwrap();
+    let last: u32 = cpus.trim().rsplit(['-', ',']).next().unwrap().parse().unwrap();
+    assert_eq!(spec.map("perf_events").unwrap().max_entries, last + 1, "sized to the possible CPUs");
+    let sized = spec.map("sized_by_number").unwrap();
+    assert_eq!((sized.key_size, sized.value_size), (8, 16));
+
+    let options = LoadOptions::default().pin_dir(pins.path());
+    let first = Collection::load(spec.clone(), &options).unwrap();
+    let pin = pins.path().join("lib_fixture_pinned");
+    assert!(pin.exists());
+    let id = first.map("lib_fixture_pinned").unwrap().info().unwrap().id;
+    let second = Collection::load(spec.clone(), &options).unwrap();
+    assert_eq!(second.map("lib_fixture_pinned").unwrap().info().unwrap().id, id, "the pin is reused");
+    assert_eq!(run(first.program("through_outer").unwrap(), &[0u8; 64]), 1, "inner_b reached through outer");
+    drop((first, second));
+
+    std::fs::remove_file(&pin).unwrap();
+    let wrong = Map::create(&ebpf_core::MapSpec::new("lib_fixture_pin", MapType::Hash, 4, 8, 8)).unwrap();
+    wrong.pin(&pin).unwrap();
+    let err = Collection::load(spec, &options).unwrap_err().to_string();
+    assert!(err.contains("max_entries 8 (pinned) vs 16 (object)"), "{err}");
+    assert!(err.contains("map_flags 0x0 (pinned) vs 0x1 (object)"), "{err}");
+}
+
+#[test]
+fn externs_get_the_kernels_config_and_symbols() {
+    let Some(_root) = require_kernel() else { return };
+    let collection = load("externs");
+    assert_eq!(run(collection.program("read_externs").unwrap(), &[0u8; 64]), 2);
+    let seen: [u8; 32] = collection.variable("seen").unwrap().get().unwrap();
+    let word = |i: usize| u64::from_ne_bytes(seen[i * 8..i * 8 + 8].try_into().unwrap());
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut parts = release.split(['.', '-']).map(|p| p.trim().parse::<u64>().unwrap_or(0));
+    let (a, b, c) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+    assert_eq!(word(0), (a << 16) + (b << 8) + c.min(255), "LINUX_KERNEL_VERSION");
+    assert_eq!(word(1), 1, "CONFIG_BPF_SYSCALL=y");
+    assert_eq!(word(2), 0, "a weak, missing option reads 0");
+    let symbols = ebpf_core::kallsyms::KernelSymbols::load().unwrap();
+    assert_eq!(word(3), symbols.address_of("bpf_prog_put").unwrap(), "typeless ksym");
+}
+
+#[test]
+fn legacy_map_definitions_still_load() {
+    let Some(_root) = require_kernel() else { return };
+    let spec = CollectionSpec::from_elf(&fixture("legacy_maps")).unwrap();
+    let map = spec.map("legacy_counts").unwrap();
+    assert_eq!((map.map_type, map.key_size, map.value_size, map.max_entries), (MapType::Array, 4, 8, 4));
+    let collection = Collection::load(spec, &LoadOptions::default()).unwrap();
+    run(collection.program("legacy_count").unwrap(), &[0u8; 64]);
+    let mut value = [0u8; 8];
+    collection.map("legacy_counts").unwrap().lookup(&0u32.to_ne_bytes(), &mut value).unwrap();
+    assert_eq!(u64::from_ne_bytes(value), 1);
+}
+
+#[test]
+fn verifier_logs_show_c_source_lines() {
+    let Some(_root) = require_kernel() else { return };
+    let spec = CollectionSpec::from_elf(&fixture("xdp_count")).unwrap();
+    let collection = Collection::load(spec, &LoadOptions::with_log(LogLevel::INSTRUCTIONS)).unwrap();
+    let log = collection.program("xdp_count").unwrap().verifier_log().unwrap();
+    assert!(log.contains("@ xdp_count.c:"), "{log}");
+}
+
+#[test]
+fn a_rejected_program_fails_the_whole_load_and_leaves_nothing() {
+    let Some(_root) = require_kernel() else { return };
+    let mut spec = CollectionSpec::from_elf(&fixture("xdp_count")).unwrap();
+    let marker = unique_name("half");
+    // A second, broken program: it returns r0 without setting it.
+    let mut broken = spec.programs[0].clone();
+    broken.name = "broken".into();
+    broken.instructions = vec![ebpf_core::insn::Instruction::Exit];
+    broken.map_references.clear();
+    broken.btf = None;
+    spec.programs.push(broken);
+    spec.maps[0].name = marker.clone();
+    for reference in &mut spec.programs[0].map_references {
+        if reference.name == "verdicts" {
+            reference.name = marker.clone();
+        }
+    }
+    let err = Collection::load(spec, &LoadOptions::default()).unwrap_err();
+    let Error::Verifier(rejection) = &err else { panic!("{err}") };
+    assert_eq!((rejection.program.as_str(), rejection.section.as_deref()), ("broken", Some("xdp")));
+    assert!(rejection.log.contains("R0 !read_ok"), "{}", rejection.log);
+    // Maps are freed once the programs that used them are (after an RCU grace period).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left =
+            ebpf_core::program::map_ids().filter_map(|id| Map::from_id(id.ok()?).ok()).any(|m| m.name() == marker);
+        if !left {
+            break;
+        }
+        assert!(Instant::now() < deadline, "map {marker} outlived the failed load");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_map_pinned_by_name_needs_a_pin_dir() {
+    let Some(_root) = require_kernel() else { return };
+    let spec = CollectionSpec::from_elf(&fixture("maps_defs")).unwrap();
+    let err = Collection::load(spec, &LoadOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("lib_fixture_pinned") && err.contains("pin_dir"), "{err}");
+}
