@@ -9,7 +9,7 @@ use ebpf_btf::core::resolve;
 use ebpf_btf::{Btf, BtfExt, CoreReloKind};
 use object::{Object, ObjectSection};
 
-const FIXTURE: &[u8] = include_bytes!("../../bpf-programs/out/tests/core_relocs.o");
+const FIXTURE: &[u8] = include_bytes!("../../bpf-programs/out/btf/core_relocs.o");
 
 fn local_relo() -> (Btf, ebpf_btf::CoreRelo) {
     let data = FIXTURE.to_vec();

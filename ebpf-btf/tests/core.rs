@@ -7,7 +7,7 @@ use ebpf_btf::core::{resolve, CoreError, CoreFixup};
 use ebpf_btf::*;
 use object::{Object, ObjectSection};
 
-const FIXTURE: &[u8] = include_bytes!("../../bpf-programs/out/tests/core_relocs.o");
+const FIXTURE: &[u8] = include_bytes!("../../bpf-programs/out/btf/core_relocs.o");
 
 struct Local {
     btf: Btf,
@@ -248,7 +248,7 @@ fn func_and_line_info_name_the_function_and_its_source() {
     let lines = &ext.line_info.iter().find(|s| s.name == "raw_tracepoint/sys_enter").unwrap().records;
     assert!(lines.len() > 10);
     assert!(
-        btf.string(lines[0].file_name_off).ends_with("tests/core_relocs.c"),
+        btf.string(lines[0].file_name_off).ends_with("btf/core_relocs.c"),
         "{}",
         btf.string(lines[0].file_name_off)
     );

@@ -373,3 +373,21 @@ fn a_map_pinned_by_name_needs_a_pin_dir() {
     let err = Collection::load(spec, &LoadOptions::default()).unwrap_err().to_string();
     assert!(err.contains("lib_fixture_pinned") && err.contains("pin_dir"), "{err}");
 }
+
+#[test]
+fn co_re_relocations_follow_the_running_kernels_types() {
+    let Some(_root) = require_kernel() else { return };
+    let collection = load("core_kernel");
+    assert_eq!(run(collection.program("core_kernel").unwrap(), &[0u8; 64]), 0);
+    let results: [u8; 48] = collection.variable("results").unwrap().get().unwrap();
+    let word = |i: usize| u64::from_ne_bytes(results[i * 8..i * 8 + 8].try_into().unwrap());
+    let kernel = ebpf_core::program::kernel_btf().unwrap();
+    let sk_buff = kernel.find("sk_buff", ebpf_btf::BtfKind::Struct).unwrap();
+    let mark = kernel.find_member(sk_buff.id(), "mark").unwrap();
+    assert_eq!(word(0), u64::from(mark.bit_offset / 8), "offsetof(struct sk_buff, mark) in this kernel");
+    assert_eq!(word(1), 4, "sizeof sk_buff.len");
+    assert_eq!(word(2), 0, "a field no kernel has does not exist");
+    assert_eq!(word(3), 27, "BPF_MAP_TYPE_RINGBUF");
+    assert_eq!(word(4), u64::from(sk_buff.id()), "kernel type id of struct sk_buff");
+    assert_eq!(word(5), 64, "__sk_buff.len read at its relocated offset");
+}

@@ -32,7 +32,7 @@ fn object_files_dump_like_bpftool_too() {
         eprintln!("SKIPPED: needs bpftool");
         return;
     }
-    let object = concat!(env!("CARGO_MANIFEST_DIR"), "/../bpf-programs/out/tests/core_relocs.o");
+    let object = concat!(env!("CARGO_MANIFEST_DIR"), "/../bpf-programs/out/btf/core_relocs.o");
     let ours = Command::new(env!("CARGO_BIN_EXE_ebpftool")).args(["btf", "dump", object]).output().unwrap();
     assert!(ours.status.success(), "{}", String::from_utf8_lossy(&ours.stderr));
     let theirs = Command::new("bpftool").args(["btf", "dump", "file", object]).output().unwrap();
