@@ -244,6 +244,12 @@ impl Map {
     pub fn from_pin(path: impl AsRef<Path>) -> Result<Map> {
         let path = path.as_ref();
         let fd = sys::obj_get(path, 0).map_err(|e| Error::syscall(format!("open pinned map {}", path.display()), e))?;
+        if sys::object_kind(fd.as_fd()) != sys::ObjectKind::Map {
+            return Err(Error::InvalidSpec {
+                object: format!("pin {}", path.display()),
+                reason: "it is not a map".to_owned(),
+            });
+        }
         Self::from_owned(fd, || format!("pinned map {}", path.display()))
     }
 

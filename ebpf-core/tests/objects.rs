@@ -1,8 +1,6 @@
 //! Loading ELF objects built by clang for libbpf: every fixture under bpf-programs/tests,
 //! against the real kernel.
 
-use std::collections::BTreeSet;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,88 +21,6 @@ fn load(name: &str) -> Collection {
 
 fn run(program: &Program, data: &[u8]) -> u32 {
     program.test_run(&TestRun::with_data(data)).unwrap().retval
-}
-
-/// (program names, maps as "name type key value entries") of what a load created, read back
-/// from the kernel through each program's map ids. Data-section maps are named by section
-/// (libbpf prefixes the object name: `templat.rodata`), so names compare from the first '.'.
-fn kernel_view<'a>(programs: impl Iterator<Item = &'a Program>) -> (BTreeSet<String>, BTreeSet<String>) {
-    let mut names = BTreeSet::new();
-    let mut maps = BTreeSet::new();
-    for program in programs {
-        let info = program.info().unwrap();
-        names.insert(info.name.clone());
-        for id in info.map_ids {
-            let map = Map::from_id(id).unwrap().info().unwrap();
-            let name = match map.name.find('.') {
-                Some(dot) => map.name[dot..].to_owned(),
-                None => map.name.clone(),
-            };
-            maps.insert(format!("{name} {} {} {} {}", map.map_type, map.key_size, map.value_size, map.max_entries));
-        }
-    }
-    (names, maps)
-}
-
-/// The differential test: `bpftool prog loadall` (libbpf) and our loader agree, fixture by
-/// fixture, on whether it loads, which programs load and which maps they use.
-#[test]
-fn every_fixture_loads_as_libbpf_loads_it() {
-    let Some(_root) = require_kernel() else { return };
-    let Some(pins) = PinDir::new("loadall") else { return };
-    if Command::new("bpftool").arg("version").output().is_err() {
-        assert!(std::env::var("EBPF_REQUIRE_KERNEL").is_err(), "bpftool is not installed");
-        eprintln!("SKIPPED: bpftool is not installed");
-        return;
-    }
-    let dir = format!("{}/../bpf-programs/out/tests", env!("CARGO_MANIFEST_DIR"));
-    let mut compared = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
-        let elf = std::fs::read(&path).unwrap();
-        let ours = CollectionSpec::from_elf(&elf)
-            .map_err(Error::from)
-            .and_then(|spec| Collection::load(spec, &LoadOptions::default().pin_dir(pins.path())));
-
-        let target = pins.path().join(&name);
-        std::fs::create_dir_all(&target).unwrap();
-        let pinned_before: BTreeSet<_> =
-            std::fs::read_dir("/sys/fs/bpf").unwrap().flatten().map(|e| e.path()).collect();
-        let libbpf = Command::new("bpftool").args(["prog", "loadall"]).arg(&path).arg(&target).output().unwrap();
-        // libbpf pins maps declared `pinning: by name` under /sys/fs/bpf itself.
-        for pin in std::fs::read_dir("/sys/fs/bpf").unwrap().flatten().map(|e| e.path()) {
-            if !pinned_before.contains(&pin) && pin.is_file() {
-                let _ = std::fs::remove_file(pin);
-            }
-        }
-        if name == "legacy_maps" {
-            // libbpf 1.0 removed `struct bpf_map_def` maps; we still read them.
-            assert!(!libbpf.status.success(), "libbpf was expected to refuse legacy maps");
-            assert!(ours.is_ok(), "{name}: {}", ours.unwrap_err());
-            println!("{name}: loads here; libbpf >= 1.0 refuses legacy map definitions by design");
-            continue;
-        }
-        match (&ours, libbpf.status.success()) {
-            (Ok(collection), true) => {
-                let pinned: Vec<Program> = std::fs::read_dir(&target)
-                    .unwrap()
-                    .map(|e| Program::from_pin(e.unwrap().path()).unwrap())
-                    .collect();
-                let theirs = kernel_view(pinned.iter());
-                let mine = kernel_view(collection.programs());
-                assert_eq!(mine, theirs, "{name}: our load differs from libbpf's");
-                println!("{name}: both load {} programs, {} maps", mine.0.len(), mine.1.len());
-            }
-            (Err(e), false) => println!("{name}: both refuse it (ours: {})", e.to_string().lines().next().unwrap()),
-            (Ok(_), false) => {
-                panic!("{name}: libbpf refuses it, we load it: {}", String::from_utf8_lossy(&libbpf.stderr))
-            }
-            (Err(e), true) => panic!("{name}: libbpf loads it, we refuse it: {e}"),
-        }
-        compared += 1;
-    }
-    assert!(compared >= 7, "only {compared} fixtures compared");
 }
 
 #[test]
@@ -390,4 +306,20 @@ fn co_re_relocations_follow_the_running_kernels_types() {
     assert_eq!(word(3), 27, "BPF_MAP_TYPE_RINGBUF");
     assert_eq!(word(4), u64::from(sk_buff.id()), "kernel type id of struct sk_buff");
     assert_eq!(word(5), 64, "__sk_buff.len read at its relocated offset");
+}
+
+#[test]
+fn a_pin_opens_only_as_the_kind_of_object_it_is() {
+    let Some(_root) = require_kernel() else { return };
+    let Some(pins) = PinDir::new("kinds") else { return };
+    let collection = load("xdp_count");
+    let paths = collection.pin_maps(pins.path()).unwrap();
+    assert!(paths.iter().any(|p| p.ends_with("_rodata")), "bpffs names have no '.': {paths:?}");
+    let map_pin = pins.path().join("verdicts");
+    assert!(Map::from_pin(&map_pin).is_ok());
+    let err = Program::from_pin(&map_pin).unwrap_err().to_string();
+    assert!(err.contains("not a program"), "{err}");
+    let programs = collection.pin_programs(pins.path()).unwrap();
+    assert!(Map::from_pin(&programs[0]).unwrap_err().to_string().contains("not a map"));
+    assert!(ebpf_core::link::Link::from_pin(&programs[0]).unwrap_err().to_string().contains("not a link"));
 }

@@ -7,10 +7,13 @@
 //! ebpftool prog dump xlated ID       its instructions, as the kernel runs them
 //! ebpftool map list                  maps
 //! ebpftool btf dump vmlinux|module NAME|FILE   types, as bpftool's raw listing
+//! ebpftool object info FILE [--json]  programs (with tail-call sites), maps, variables
+//! ebpftool object load FILE [--pin DIR] [--set NAME=VALUE]... [--json]
 //! ```
 
 mod btf;
 mod feature;
+mod object;
 mod objects;
 
 use std::process::ExitCode;
@@ -47,6 +50,11 @@ enum Command {
         #[command(subcommand)]
         command: btf::BtfCommand,
     },
+    /// ELF object files: what they hold, and loading them.
+    Object {
+        #[command(subcommand)]
+        command: object::ObjectCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -56,6 +64,7 @@ fn main() -> ExitCode {
         Command::Prog { command } => objects::prog(command).map_err(Into::into),
         Command::Map { command } => objects::map(command).map_err(Into::into),
         Command::Btf { command } => btf::run(command),
+        Command::Object { command } => object::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

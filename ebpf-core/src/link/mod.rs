@@ -48,6 +48,21 @@ impl Link {
         Link { fd, what }
     }
 
+    /// Opens the link pinned at `path` (dropping the handle leaves the pin, and so the
+    /// attachment, in place).
+    pub fn from_pin(path: impl AsRef<Path>) -> Result<Link> {
+        let path = path.as_ref();
+        let fd =
+            sys::obj_get(path, 0).map_err(|e| Error::syscall(format!("open pinned link {}", path.display()), e))?;
+        if sys::object_kind(fd.as_fd()) != sys::ObjectKind::Link {
+            return Err(Error::InvalidSpec {
+                object: format!("pin {}", path.display()),
+                reason: "it is not a link".to_owned(),
+            });
+        }
+        Ok(Link { fd, what: format!("pinned link {}", path.display()) })
+    }
+
     /// What the kernel reports about the link.
     pub fn info(&self) -> Result<LinkInfo> {
         sys::link_info(self.fd.as_fd()).map_err(|e| Error::syscall(format!("read info of {}", self.what), e))

@@ -135,7 +135,7 @@ impl Collection {
                         object: format!("map \"{}\"", map_spec.name),
                         reason: "it is pinned by name, and the load options give no pin_dir".to_owned(),
                     })?;
-                    Some(dir.join(&map_spec.name))
+                    Some(dir.join(pin_name(&map_spec.name)))
                 }
             };
             if let Some(path) = pin_path.as_ref().filter(|p| p.exists()) {
@@ -303,7 +303,7 @@ impl Collection {
         })?;
         let mut pins = PinGuard(Vec::new());
         for (name, pin) in items {
-            let path = dir.join(name);
+            let path = dir.join(pin_name(name));
             pin(&path)?;
             pins.0.push(path);
         }
@@ -328,6 +328,12 @@ impl Collection {
             .update(&slot.to_ne_bytes(), &fd.to_ne_bytes(), UpdateFlags::ANY)
             .map_err(|e| prog_array_hint(e, map, slot))
     }
+}
+
+/// The file name a map or program is pinned under: bpffs refuses names with a '.', so
+/// `.rodata` pins as `_rodata` (libbpf does the same).
+pub fn pin_name(name: &str) -> String {
+    name.replace('.', "_")
 }
 
 /// Names the kernel's prog array rules when it refuses a program.

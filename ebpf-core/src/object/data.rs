@@ -47,8 +47,8 @@ fn patch_error(e: ebpf_btf::PatchError) -> ObjectError {
     ObjectError::Btf { section: ".BTF", error: ebpf_btf::BtfError::BadExt(e.to_string()) }
 }
 
-fn align_up(value: u32, align: u32) -> u32 {
-    value.div_ceil(align.max(1)) * align.max(1)
+fn align_up(value: u32, align: u32) -> Option<u32> {
+    value.div_ceil(align.max(1)).checked_mul(align.max(1))
 }
 
 pub(super) fn fix_btf(elf: &Elf<'_>, raw: &[u8]) -> Result<FixedBtf, ObjectError> {
@@ -72,7 +72,7 @@ pub(super) fn fix_btf(elf: &Elf<'_>, raw: &[u8]) -> Result<FixedBtf, ObjectError
                         reason: format!("BTF places it in {name}, but the ELF symbol table has no such symbol there"),
                     })?;
                 let size = if var.size != 0 { var.size } else { btf.resolve_size(var.ty).unwrap_or(0) };
-                if symbol.value + u64::from(size) > section.size {
+                if symbol.value.saturating_add(u64::from(size)) > section.size {
                     return Err(ObjectError::Symbol {
                         symbol: var_name.to_owned(),
                         reason: format!("{size} bytes at {} run past {name} ({} bytes)", symbol.value, section.size),
@@ -115,7 +115,12 @@ pub(super) fn fix_btf(elf: &Elf<'_>, raw: &[u8]) -> Result<FixedBtf, ObjectError
             laid.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.3.cmp(b.3)));
             let mut offset = 0u32;
             for (i, &(align, size, var, name, inner)) in laid.iter().enumerate() {
-                offset = align_up(offset, align);
+                let too_big = || ObjectError::Extern {
+                    name: name.to_owned(),
+                    reason: format!("{size} bytes do not fit a .kconfig map"),
+                };
+                offset = align_up(offset, align).ok_or_else(too_big)?;
+                let end = offset.checked_add(size).ok_or_else(too_big)?;
                 patch.set_datasec_entry(ty.id(), i, var, offset, size).map_err(patch_error)?;
                 patch.set_var_linkage(var, Linkage::Global).map_err(patch_error)?;
                 let weak = elf.symbols.iter().any(|s| s.name == name && s.undefined && s.weak);
@@ -125,7 +130,7 @@ pub(super) fn fix_btf(elf: &Elf<'_>, raw: &[u8]) -> Result<FixedBtf, ObjectError
                     ty: VariableType::from_btf(&btf, inner),
                     weak,
                 });
-                offset += size;
+                offset = end;
             }
             patch.set_datasec_size(ty.id(), offset.max(1)).map_err(patch_error)?;
         }
@@ -179,7 +184,7 @@ pub(super) fn data_maps(elf: &Elf<'_>, btf: Option<&Btf>) -> (Vec<(usize, MapSpe
             }
             _ => {
                 for symbol in elf.symbols_in(index, SymbolKind::Data) {
-                    if symbol.size == 0 || symbol.value + symbol.size > section.size {
+                    if symbol.size == 0 || symbol.value.saturating_add(symbol.size) > section.size {
                         continue;
                     }
                     let (offset, len) = (symbol.value as u32, symbol.size as u32);

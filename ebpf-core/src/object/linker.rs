@@ -68,7 +68,47 @@ impl CodeSection {
             functions.push(Function { name: section.name.replace(['/', '.'], "_"), start: 0, len: insns.len() });
         }
         functions.retain(|f| f.len > 0);
-        Ok(CodeSection { index, name: section.name.clone(), insns, functions })
+        let code = CodeSection { index, name: section.name.clone(), insns, functions };
+        code.check_relocations(&section.relocations)?;
+        Ok(code)
+    }
+
+    /// Every relocation must sit at the start of an instruction inside a function: one
+    /// anywhere else would be dropped silently by the linker, leaving a wrong program.
+    fn check_relocations(&self, relocations: &[Reloc]) -> Result<(), ObjectError> {
+        let mut second_halves = vec![false; self.insns.len()];
+        let mut slot = 0;
+        while slot < self.insns.len() {
+            if self.insns[slot].code == LD_IMM64 {
+                if let Some(half) = second_halves.get_mut(slot + 1) {
+                    *half = true;
+                }
+                slot += 2;
+            } else {
+                slot += 1;
+            }
+        }
+        for reloc in relocations {
+            let bad = |reason: &str| ObjectError::Relocation {
+                section: self.name.clone(),
+                offset: reloc.offset,
+                reason: reason.to_owned(),
+            };
+            if reloc.offset % 8 != 0 {
+                return Err(bad("not at the start of an instruction"));
+            }
+            let slot = usize::try_from(reloc.offset / 8).unwrap_or(usize::MAX);
+            if slot >= self.insns.len() {
+                return Err(bad(&format!("past the end of the code ({} instructions)", self.insns.len())));
+            }
+            if second_halves[slot] {
+                return Err(bad("inside a 64-bit load"));
+            }
+            if self.function_at(slot).is_none() && self.name != ".text" {
+                return Err(bad("in no function"));
+            }
+        }
+        Ok(())
     }
 
     fn function_at(&self, slot: usize) -> Option<usize> {

@@ -28,7 +28,7 @@ mod tail_calls;
 mod variable;
 
 pub use btf::{read_btf, ObjectBtf};
-pub use collection::{Collection, CollectionOptions, Variable};
+pub use collection::{pin_name, Collection, CollectionOptions, Variable};
 pub use data::{KconfigExtern, KCONFIG_MAP};
 pub use error::ObjectError;
 pub use section::{classify, SectionKind};

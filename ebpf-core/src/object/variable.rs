@@ -225,6 +225,48 @@ impl VariableSpec {
         Ok(())
     }
 
+    /// Sets the value from text, as a command line or configuration file gives it: an integer
+    /// (decimal, or hex with `0x`) for integer and enum variables, checked against the size
+    /// and signedness; `true`/`false` (or 1/0) for `bool`; hex bytes (`0x0a0b…`) of exactly
+    /// the variable's size for anything.
+    pub fn set_text(&mut self, text: &str) -> Result<(), ObjectError> {
+        let size = self.size() as usize;
+        let refuse = |what: &str| self.mismatch(format!("{what} {text:?}"));
+        if let (Some(hex), VariableType::Other { .. } | VariableType::Unknown { .. }) =
+            (text.strip_prefix("0x"), &self.ty)
+        {
+            if hex.len() != size * 2 {
+                return Err(refuse("hex bytes"));
+            }
+            let bytes: Option<Vec<u8>> =
+                (0..size).map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()).collect();
+            return self.set_bytes(&bytes.ok_or_else(|| refuse("hex bytes"))?);
+        }
+        match &self.ty {
+            VariableType::Bool => match text {
+                "true" | "1" => self.set(true),
+                "false" | "0" => self.set(false),
+                _ => Err(refuse("text")),
+            },
+            VariableType::Int { .. } | VariableType::Enum { .. } | VariableType::Unknown { .. } => {
+                let signed = matches!(self.ty, VariableType::Int { signed: true, .. });
+                let value: i128 = match text.strip_prefix("0x") {
+                    Some(hex) => i128::from_str_radix(hex, 16),
+                    None => text.parse::<i128>(),
+                }
+                .map_err(|_| refuse("text"))?;
+                let bits = size as u32 * 8;
+                let (min, max) =
+                    if signed { (-(1i128 << (bits - 1)), (1i128 << (bits - 1)) - 1) } else { (0, (1i128 << bits) - 1) };
+                if bits == 0 || bits > 64 || value < min || value > max {
+                    return Err(refuse("out-of-range integer"));
+                }
+                self.set_bytes(&(value as i64).to_ne_bytes()[..size])
+            }
+            VariableType::Other { .. } => Err(refuse("text (give hex bytes, 0x...)")),
+        }
+    }
+
     /// The value the next load writes, as `T` (checked like [`VariableSpec::set`]).
     pub fn get<T: VariableValue>(&self) -> Result<T, ObjectError> {
         if !self.fits::<T>(self.value.len()) {
@@ -260,5 +302,14 @@ mod tests {
         assert!(v.set(true).is_err());
         v.set_bytes(&[1, 2]).unwrap();
         assert!(v.set_bytes(&[1]).is_err());
+        v.set_text("0x1234").unwrap();
+        assert_eq!(v.get::<u16>().unwrap(), 0x1234);
+        v.set_text("65535").unwrap();
+        assert_eq!(
+            v.set_text("65536").unwrap_err().to_string(),
+            "variable \"ENDPOINT_ID\": out-of-range integer \"65536\" does not fit u16 (.rodata+8)"
+        );
+        assert!(v.set_text("-1").is_err());
+        assert!(v.set_text("seven").is_err());
     }
 }

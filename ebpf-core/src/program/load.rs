@@ -148,6 +148,12 @@ impl Program {
         let path = path.as_ref();
         let fd =
             sys::obj_get(path, 0).map_err(|e| Error::syscall(format!("open pinned program {}", path.display()), e))?;
+        if sys::object_kind(fd.as_fd()) != sys::ObjectKind::Program {
+            return Err(Error::InvalidSpec {
+                object: format!("pin {}", path.display()),
+                reason: "it is not a program".to_owned(),
+            });
+        }
         Self::from_owned(fd, &format!("pinned program {}", path.display()))
     }
 

@@ -31,7 +31,7 @@ pub use map::{
     MapCreate, MapFd,
 };
 pub use mmap::{page_size, MmapRegion};
-pub use obj::{obj_get, obj_pin, prog_attach, prog_detach, prog_query, ProgQuery};
+pub use obj::{obj_get, obj_pin, object_kind, prog_attach, prog_detach, prog_query, ObjectKind, ProgQuery};
 pub use perf::perf_event_open_bpf_output;
 pub use prog::{
     enable_stats, prog_bind_map, prog_load, prog_test_run, ProgLoad, ProgLoadOutcome, TestRun, TestRunOutput,

@@ -24,6 +24,36 @@ pub fn obj_get(path: &Path, file_flags: u32) -> SysResult<OwnedFd> {
     bpf_fd(Cmd::ObjGet, &mut attr)
 }
 
+/// What kind of BPF object an fd refers to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// A program.
+    Program,
+    /// A map.
+    Map,
+    /// A link.
+    Link,
+    /// A BTF object, or not a BPF fd at all.
+    Other,
+}
+
+/// The kind of BPF object behind `fd`, from `/proc/self/fdinfo` (info-by-fd cannot tell: it
+/// fills whatever info struct matches the fd into the caller's buffer).
+pub fn object_kind(fd: BorrowedFd<'_>) -> ObjectKind {
+    use std::os::fd::AsRawFd;
+    let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).unwrap_or_default();
+    let has = |key: &str| text.lines().any(|l| l.starts_with(key));
+    if has("prog_type:") {
+        ObjectKind::Program
+    } else if has("map_type:") {
+        ObjectKind::Map
+    } else if has("link_type:") {
+        ObjectKind::Link
+    } else {
+        ObjectKind::Other
+    }
+}
+
 /// `BPF_PROG_ATTACH` of `prog` to `target` (a cgroup, netns, sockmap fd, or an ifindex for
 /// TCX), with optional program to replace and mprog ordering.
 pub fn prog_attach(

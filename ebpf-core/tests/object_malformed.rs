@@ -1,0 +1,186 @@
+//! Malformed objects give typed errors naming what is wrong, never a panic. No kernel needed.
+
+use ebpf_core::object::{CollectionSpec, ObjectError};
+use object::{Object, ObjectSection};
+use proptest::prelude::*;
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/../bpf-programs/out/tests/{name}.o", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+/// File offset of section `name`'s contents.
+fn section_offset(elf: &[u8], name: &str) -> usize {
+    let file = object::File::parse(elf).unwrap();
+    let section = file.section_by_name(name).unwrap();
+    section.file_range().unwrap().0 as usize
+}
+
+/// File offset of section `name`'s header (Elf64_Shdr, 64 bytes).
+fn section_header(elf: &[u8], name: &str) -> usize {
+    let file = object::File::parse(elf).unwrap();
+    let index = file.section_by_name(name).unwrap().index().0;
+    let shoff = u64::from_le_bytes(elf[0x28..0x30].try_into().unwrap()) as usize;
+    shoff + index * 64
+}
+
+fn error(elf: &[u8]) -> ObjectError {
+    match CollectionSpec::from_elf(elf) {
+        Ok(spec) => panic!(
+            "malformed object was accepted: programs {:?}",
+            spec.programs.iter().map(|p| &p.name).collect::<Vec<_>>()
+        ),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn not_an_elf_file() {
+    assert!(matches!(error(b""), ObjectError::Elf(_)));
+    assert!(matches!(error(b"\x7fELF and then nothing useful"), ObjectError::Elf(_)));
+}
+
+#[test]
+fn an_elf_file_for_another_machine() {
+    let mut elf = fixture("xdp_count");
+    elf[18..20].copy_from_slice(&62u16.to_le_bytes()); // EM_X86_64
+    assert!(matches!(error(&elf), ObjectError::NotBpf(_)), "{}", error(&elf));
+}
+
+#[test]
+fn truncated_objects() {
+    let elf = fixture("xdp_count");
+    for len in (0..elf.len()).step_by(61) {
+        assert!(CollectionSpec::from_elf(&elf[..len]).is_err(), "truncated to {len} bytes was accepted");
+    }
+}
+
+#[test]
+fn a_relocation_at_an_instruction_that_takes_none() {
+    let mut elf = fixture("xdp_count");
+    let rel = section_offset(&elf, ".relxdp");
+    // Elf64_Rel: r_offset (8 bytes), r_info (8 bytes). Byte 0 of the program is `r2 = *(u32 *)(r1 + 4)`.
+    elf[rel..rel + 8].copy_from_slice(&0u64.to_le_bytes());
+    let err = error(&elf);
+    assert!(matches!(err, ObjectError::Relocation { ref section, .. } if section == "xdp"), "{err}");
+    assert!(err.to_string().contains("takes none"), "{err}");
+}
+
+#[test]
+fn a_relocation_past_the_end_of_the_code() {
+    let mut elf = fixture("xdp_count");
+    let rel = section_offset(&elf, ".relxdp");
+    elf[rel..rel + 8].copy_from_slice(&0x10_0000u64.to_le_bytes());
+    let err = error(&elf);
+    assert!(matches!(err, ObjectError::Relocation { offset: 0x10_0000, .. }), "{err}");
+}
+
+#[test]
+fn a_relocation_into_the_second_half_of_a_64_bit_load() {
+    let mut elf = fixture("xdp_count");
+    let rel = section_offset(&elf, ".relxdp");
+    let original = u64::from_le_bytes(elf[rel..rel + 8].try_into().unwrap());
+    elf[rel..rel + 8].copy_from_slice(&(original + 8).to_le_bytes());
+    let err = error(&elf);
+    assert!(matches!(err, ObjectError::Relocation { .. }), "{err}");
+}
+
+#[test]
+fn a_relocation_between_instructions() {
+    let mut elf = fixture("xdp_count");
+    let rel = section_offset(&elf, ".relxdp");
+    let original = u64::from_le_bytes(elf[rel..rel + 8].try_into().unwrap());
+    elf[rel..rel + 8].copy_from_slice(&(original + 4).to_le_bytes());
+    let err = error(&elf);
+    assert!(matches!(err, ObjectError::Relocation { .. }), "{err}");
+}
+
+#[test]
+fn a_relocation_naming_a_symbol_that_does_not_exist() {
+    let mut elf = fixture("xdp_count");
+    let rel = section_offset(&elf, ".relxdp");
+    let info = u64::from_le_bytes(elf[rel + 8..rel + 16].try_into().unwrap());
+    let bad = (9999u64 << 32) | (info & 0xffff_ffff);
+    elf[rel + 8..rel + 16].copy_from_slice(&bad.to_le_bytes());
+    let err = error(&elf);
+    assert!(err.to_string().contains("9999"), "{err}");
+}
+
+#[test]
+fn an_unknown_map_type() {
+    let mut elf = fixture("legacy_maps");
+    let maps = section_offset(&elf, "maps");
+    elf[maps..maps + 4].copy_from_slice(&999u32.to_le_bytes());
+    let err = error(&elf);
+    assert!(matches!(err, ObjectError::UnknownMapType { ref map, raw: 999 } if map == "legacy_counts"), "{err}");
+    assert_eq!(err.to_string(), "map \"legacy_counts\": unknown map type 999");
+}
+
+#[test]
+fn huge_counts() {
+    let mut elf = fixture("xdp_count");
+    elf[0x3c..0x3e].copy_from_slice(&0xfff0u16.to_le_bytes()); // e_shnum
+    assert!(matches!(error(&elf), ObjectError::Elf(_)));
+
+    let mut elf = fixture("xdp_count");
+    let btf = section_offset(&elf, ".BTF");
+    elf[btf + 12..btf + 16].copy_from_slice(&u32::MAX.to_le_bytes()); // type_len
+    let err = error(&elf);
+    assert!(matches!(err, ObjectError::Btf { section: ".BTF", .. }), "{err}");
+}
+
+#[test]
+fn code_that_is_not_whole_instructions() {
+    let mut elf = fixture("xdp_count");
+    let header = section_header(&elf, "xdp");
+    let size = u64::from_le_bytes(elf[header + 32..header + 40].try_into().unwrap());
+    elf[header + 32..header + 40].copy_from_slice(&(size - 3).to_le_bytes());
+    let err = error(&elf);
+    assert!(err.to_string().contains("xdp"), "{err}");
+}
+
+#[test]
+fn a_program_section_with_a_name_no_loader_knows() {
+    let mut elf = fixture("xdp_count");
+    // Rename section "xdp" to "xdq": clang stores its name as the tail of ".relxdp".
+    let names = section_offset(&elf, ".strtab");
+    let at = elf[names..].windows(8).position(|w| w == b".relxdp\0").unwrap() + names;
+    elf[at + 6] = b'q';
+    let err = error(&elf);
+    assert!(matches!(err, ObjectError::UnknownSection { ref section } if section == "xdq"), "{err}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    /// Any object with bytes flipped reads or fails with an error; it never panics.
+    #[test]
+    fn flipped_bytes_never_panic(
+        fixture_index in 0usize..8,
+        flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..16),
+    ) {
+        let names = ["xdp_count", "tail_calls", "template", "subprogs", "maps_defs", "externs", "legacy_maps", "core_kernel"];
+        let mut elf = fixture(names[fixture_index]);
+        for (index, byte) in flips {
+            let at = index.index(elf.len());
+            elf[at] ^= byte;
+        }
+        let _ = CollectionSpec::from_elf(&elf);
+    }
+}
+
+/// Inputs the fuzzer found, kept so they stay fixed.
+#[test]
+fn fuzz_regressions_read_or_fail_cleanly() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_regressions");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let input = std::fs::read(entry.unwrap().path()).unwrap();
+        if let Ok(spec) = CollectionSpec::from_elf(&input) {
+            for program in &spec.programs {
+                let _ = ebpf_core::object::tail_call_sites(program);
+            }
+        }
+        seen += 1;
+    }
+    assert!(seen > 0);
+}

@@ -1,0 +1,192 @@
+//! `ebpftool object info|load`: what an ELF object holds, and whether it loads.
+
+use std::path::{Path, PathBuf};
+
+use clap::Subcommand;
+use ebpf_core::object::{tail_call_sites, Collection, CollectionSpec, TailCallIndex, TailCallSite};
+use ebpf_core::{LoadOptions, MapSpec, Pinning, ProgramSpec};
+use serde_json::{json, Value};
+
+#[derive(Subcommand)]
+pub enum ObjectCommand {
+    /// Programs (with tail-call sites), maps and variables of an object file.
+    Info {
+        /// The object file.
+        file: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Load every map and program of an object; exit status 0 only if all load.
+    Load {
+        /// The object file.
+        file: PathBuf,
+        /// Pin programs here by name; maps declared `pinning: by name` are pinned (or reused) here too.
+        #[arg(long)]
+        pin: Option<PathBuf>,
+        /// Set a global variable before load: NAME=VALUE (integers, true/false, 0x hex bytes).
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        set: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn read_spec(file: &Path) -> Result<CollectionSpec, Box<dyn std::error::Error>> {
+    let bytes = std::fs::read(file).map_err(|e| format!("read {}: {e}", file.display()))?;
+    Ok(CollectionSpec::from_elf(&bytes).map_err(|e| format!("{}: {e}", file.display()))?)
+}
+
+fn site_text(site: &TailCallSite) -> String {
+    let map = site.map.as_deref().unwrap_or("<unknown map>");
+    match site.index {
+        TailCallIndex::Constant(slot) if site.is_direct() => {
+            format!("insn {}: {map}[{slot}], constant (direct jump)", site.instruction)
+        }
+        TailCallIndex::Constant(slot) => format!("insn {}: {map}[{slot}], map not constant", site.instruction),
+        TailCallIndex::Dynamic => format!("insn {}: {map}[?], dynamic (indirect jump)", site.instruction),
+    }
+}
+
+fn program_json(program: &ProgramSpec) -> Value {
+    let sites: Vec<Value> = tail_call_sites(program)
+        .iter()
+        .map(|s| {
+            json!({
+                "insn": s.instruction,
+                "map": s.map,
+                "index": match s.index { TailCallIndex::Constant(c) => json!(c), TailCallIndex::Dynamic => Value::Null },
+                "direct": s.is_direct(),
+            })
+        })
+        .collect();
+    json!({
+        "name": program.name,
+        "section": program.section,
+        "type": program.program_type.name(),
+        "attach_type": program.expected_attach_type.map(|t| t.name()),
+        "insns": program.instructions.iter().map(|i| i.slots()).sum::<usize>(),
+        "tail_calls": sites,
+    })
+}
+
+fn map_json(map: &MapSpec) -> Value {
+    json!({
+        "name": map.name,
+        "type": map.map_type.name(),
+        "key_size": map.key_size,
+        "value_size": map.value_size,
+        "max_entries": map.max_entries,
+        "flags": map.flags.bits(),
+        "pinning": if map.pinning == Pinning::ByName { "by_name" } else { "none" },
+    })
+}
+
+fn info(file: &Path, as_json: bool) -> Result<(), Box<dyn std::error::Error>> {
+    let spec = read_spec(file)?;
+    if as_json {
+        let variables: Vec<Value> = spec
+            .variables
+            .iter()
+            .map(|v| {
+                json!({"name": v.name, "section": v.section, "offset": v.offset, "size": v.size(),
+                       "type": v.ty.to_string(), "constant": v.constant})
+            })
+            .collect();
+        let out = json!({
+            "programs": spec.programs.iter().map(program_json).collect::<Vec<_>>(),
+            "maps": spec.maps.iter().map(map_json).collect::<Vec<_>>(),
+            "variables": variables,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!("programs:");
+    for program in &spec.programs {
+        let insns: usize = program.instructions.iter().map(|i| i.slots()).sum();
+        let attach = program.expected_attach_type.map_or(String::new(), |t| format!("  attach {t}"));
+        println!(
+            "  {}  section {}  type {}{attach}  insns {insns}",
+            program.name,
+            program.section.as_deref().unwrap_or("-"),
+            program.program_type
+        );
+        for site in tail_call_sites(program) {
+            println!("    tail call {}", site_text(&site));
+        }
+    }
+    println!("maps:");
+    for map in &spec.maps {
+        let pinned = if map.pinning == Pinning::ByName { "  pinned by name" } else { "" };
+        println!(
+            "  {}  type {}  key {}  value {}  max_entries {}  flags {:#x}{pinned}",
+            map.name,
+            map.map_type,
+            map.key_size,
+            map.value_size,
+            map.max_entries,
+            map.flags.bits()
+        );
+    }
+    println!("variables:");
+    for v in &spec.variables {
+        let constant = if v.constant { "  const" } else { "" };
+        println!("  {}  {}+{}  size {}  type {}{constant}", v.name, v.section, v.offset, v.size(), v.ty);
+    }
+    Ok(())
+}
+
+fn load(file: &Path, pin: Option<&Path>, set: &[String], as_json: bool) -> Result<(), Box<dyn std::error::Error>> {
+    let mut spec = read_spec(file)?;
+    for assignment in set {
+        let (name, value) =
+            assignment.split_once('=').ok_or_else(|| format!("--set {assignment}: expected NAME=VALUE"))?;
+        spec.variable_mut(name)?.set_text(value)?;
+    }
+    let mut options = LoadOptions::default();
+    if let Some(dir) = pin {
+        options = options.pin_dir(dir);
+    }
+    let collection = Collection::load(spec, &options)?;
+    let pinned = match pin {
+        Some(dir) => collection.pin_programs(dir)?,
+        None => Vec::new(),
+    };
+    let programs: Vec<Value> = collection
+        .programs()
+        .map(|p| {
+            let id = p.info().map(|i| i.id).unwrap_or(0);
+            json!({"name": p.name(), "id": id})
+        })
+        .collect();
+    let maps: Vec<Value> = collection
+        .maps()
+        .map(|m| {
+            let id = m.info().map(|i| i.id).unwrap_or(0);
+            json!({"name": m.name(), "id": id, "type": m.map_type().map(|t| t.name())})
+        })
+        .collect();
+    if as_json {
+        let pins: Vec<String> = pinned.iter().map(|p| p.display().to_string()).collect();
+        println!("{}", serde_json::to_string_pretty(&json!({"programs": programs, "maps": maps, "pinned": pins}))?);
+    } else {
+        for p in &programs {
+            println!("loaded program {}  id {}", p["name"].as_str().unwrap_or("?"), p["id"]);
+        }
+        for m in &maps {
+            println!("created map {}  id {}", m["name"].as_str().unwrap_or("?"), m["id"]);
+        }
+        for path in &pinned {
+            println!("pinned {}", path.display());
+        }
+    }
+    Ok(())
+}
+
+pub fn run(command: ObjectCommand) -> Result<(), Box<dyn std::error::Error>> {
+    match command {
+        ObjectCommand::Info { file, json } => info(&file, json),
+        ObjectCommand::Load { file, pin, set, json } => load(&file, pin.as_deref(), &set, json),
+    }
+}
