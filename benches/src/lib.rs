@@ -218,3 +218,63 @@ pub fn raw_batch_walk(map: BorrowedFd<'_>, chunk: usize, keys: &mut [u32], value
         first = false;
     }
 }
+
+/// The head of `union bpf_attr` for `BPF_PROG_LOAD`, up to `expected_attach_type`.
+#[repr(C)]
+struct ProgLoadAttr {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+    prog_name: [u8; 16],
+    prog_ifindex: u32,
+    expected_attach_type: u32,
+}
+
+/// `BPF_PROG_LOAD` of ready instructions with nothing around it: no BTF, no log, no checks.
+/// The floor an object loader is measured against.
+pub fn raw_prog_load(
+    prog_type: u32,
+    expected_attach_type: u32,
+    insns: &[u8],
+    name: &str,
+) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let mut prog_name = [0u8; 16];
+    let n = name.len().min(15);
+    prog_name[..n].copy_from_slice(&name.as_bytes()[..n]);
+    let mut attr = ProgLoadAttr {
+        prog_type,
+        insn_cnt: (insns.len() / 8) as u32,
+        insns: insns.as_ptr() as u64,
+        license: c"GPL".as_ptr() as u64,
+        log_level: 0,
+        log_size: 0,
+        log_buf: 0,
+        kern_version: 0,
+        prog_flags: 0,
+        prog_name,
+        prog_ifindex: 0,
+        expected_attach_type,
+    };
+    // SAFETY: attr is a repr(C) prefix of bpf_attr (the kernel zero-extends the rest); insns and
+    // the license point at live buffers of the lengths given.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            5 as libc::c_long, // BPF_PROG_LOAD
+            &mut attr as *mut ProgLoadAttr as *mut libc::c_void,
+            std::mem::size_of::<ProgLoadAttr>() as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a successful BPF_PROG_LOAD returns a new fd nothing else owns.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+}

@@ -46,6 +46,19 @@ struct {
 	__uint(value_size, 16);
 } sized_by_number SEC(".maps");
 
+/* A value with a kernel-managed field: the kernel must see its BTF. */
+struct locked_counter {
+	struct bpf_spin_lock lock;
+	__u64 count;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct locked_counter);
+} locked SEC(".maps");
+
 /* Returns inner_b's value 0 through the outer map, and touches every other map. */
 SEC("cgroup_skb/egress")
 int through_outer(struct __sk_buff *skb)
@@ -60,6 +73,12 @@ int through_outer(struct __sk_buff *skb)
 	if (count)
 		__sync_fetch_and_add(count, 1);
 	bpf_map_lookup_elem(&sized_by_number, &key8);
+	struct locked_counter *counter = bpf_map_lookup_elem(&locked, &zero);
+	if (counter) {
+		bpf_spin_lock(&counter->lock);
+		counter->count++;
+		bpf_spin_unlock(&counter->lock);
+	}
 	bpf_ringbuf_output(&events, &zero, sizeof(zero), 0);
 	bpf_perf_event_output(skb, &perf_events, BPF_F_CURRENT_CPU, &zero, sizeof(zero));
 	if (!inner)

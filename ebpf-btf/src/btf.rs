@@ -194,9 +194,28 @@ impl Btf {
         self.offsets.get(index).map(|&at| at as usize)
     }
 
+    /// The same index over `data`, bytes of identical layout (a patched copy).
+    pub(crate) fn with_bytes(&self, data: Bytes) -> Btf {
+        debug_assert_eq!(data.len(), self.data.len());
+        Btf {
+            data,
+            header: self.header,
+            little: self.little,
+            offsets: self.offsets.clone(),
+            first_id: self.first_id,
+            base: self.base.clone(),
+            names: OnceLock::new(),
+        }
+    }
+
     /// True when the blob is little-endian.
     pub fn is_little_endian(&self) -> bool {
         self.little
+    }
+
+    /// The raw blob as a shared buffer (a reference count, not a copy).
+    pub fn shared_bytes(&self) -> Bytes {
+        self.data.clone()
     }
 
     /// The raw blob.

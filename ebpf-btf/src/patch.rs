@@ -147,6 +147,12 @@ impl<'a> BtfPatch<'a> {
     pub fn finish(self) -> Vec<u8> {
         self.bytes
     }
+
+    /// The edited blob, parsed. Edits keep every record's length and every reference valid,
+    /// so the original's index serves the new bytes without a second validating pass.
+    pub fn finish_parsed(self) -> Btf {
+        self.btf.with_bytes(self.bytes.into())
+    }
 }
 
 #[cfg(test)]
@@ -169,7 +175,14 @@ mod tests {
         assert!(matches!(patch.set_datasec_size(int, 1), Err(PatchError::WrongKind { .. })));
         assert!(matches!(patch.set_datasec_var(sec, 1, 0, 0), Err(PatchError::NoSuchVariable { .. })));
         assert_eq!(patch.set_datasec_size(99, 1), Err(PatchError::NoSuchType(99)));
-        let fixed = Btf::parse(patch.finish()).unwrap();
+        let bytes = {
+            let mut again = BtfPatch::new(&btf);
+            again.set_datasec_size(sec, 16).unwrap();
+            again.finish()
+        };
+        assert_eq!(BtfPatch::new(&btf).finish_parsed().bytes(), btf.bytes());
+        assert_eq!(Btf::parse(bytes).unwrap().type_by_id(sec).unwrap().size(), Some(16));
+        let fixed = patch.finish_parsed();
         let ty = fixed.type_by_id(sec).unwrap();
         assert_eq!(ty.size(), Some(16));
         let v = ty.datasec_vars().next().unwrap();

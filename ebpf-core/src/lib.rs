@@ -34,5 +34,6 @@ mod types;
 
 pub use error::{Error, Result, VerifierError};
 pub use map::{BatchCursor, Map, MapBtfTypes, MapContents, MapFlags, MapSpec, Pinning, UpdateFlags};
-pub use program::{LoadOptions, LogLevel, Program, ProgramFlags, ProgramSpec, TestRun, TestRunResult};
+pub use object::{Collection, CollectionSpec};
+pub use program::{BtfPolicy, LoadOptions, LogLevel, Program, ProgramFlags, ProgramSpec, TestRun, TestRunResult};
 pub use types::{AttachType, LinkType, MapType, ProgramType};

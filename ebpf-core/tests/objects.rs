@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ebpf_core::object::{tail_call_sites, Collection, CollectionSpec, TailCallIndex, VariableType};
-use ebpf_core::{Error, LoadOptions, LogLevel, Map, MapType, Pinning, Program, TestRun};
+use ebpf_core::{BtfPolicy, Error, LoadOptions, LogLevel, Map, MapType, Pinning, Program, TestRun};
 use ebpf_test_support::{require_kernel, unique_name, PinDir};
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -322,4 +322,54 @@ fn a_pin_opens_only_as_the_kind_of_object_it_is() {
     let programs = collection.pin_programs(pins.path()).unwrap();
     assert!(Map::from_pin(&programs[0]).unwrap_err().to_string().contains("not a map"));
     assert!(ebpf_core::link::Link::from_pin(&programs[0]).unwrap_err().to_string().contains("not a link"));
+}
+
+#[test]
+fn a_one_program_object_loads_in_two_bpf_calls() {
+    let Some(_root) = require_kernel() else { return };
+    let elf = fixture("bench_one");
+    let mut counts = Vec::new();
+    for _ in 0..3 {
+        let before = ebpf_core::sys::bpf_calls_on_this_thread();
+        let collection = Collection::load(CollectionSpec::from_elf(&elf).unwrap(), &LoadOptions::default()).unwrap();
+        counts.push(ebpf_core::sys::bpf_calls_on_this_thread() - before);
+        drop(collection);
+    }
+    // PROG_LOAD alone: nothing here needs the kernel to see BTF, and nothing is probed.
+    assert_eq!(counts, [1, 1, 1]);
+    let many = fixture("bench_many");
+    let before = ebpf_core::sys::bpf_calls_on_this_thread();
+    let collection = Collection::load(CollectionSpec::from_elf(&many).unwrap(), &LoadOptions::default()).unwrap();
+    assert_eq!(ebpf_core::sys::bpf_calls_on_this_thread() - before, 7);
+    assert_eq!(collection.programs().count(), 7);
+    // As libbpf does: BTF_LOAD once, shared by every program.
+    let before = ebpf_core::sys::bpf_calls_on_this_thread();
+    let always = LoadOptions::default().btf(BtfPolicy::Always);
+    let collection = Collection::load(CollectionSpec::from_elf(&elf).unwrap(), &always).unwrap();
+    assert_eq!(ebpf_core::sys::bpf_calls_on_this_thread() - before, 2);
+    assert_ne!(collection.program("bench_one").unwrap().info().unwrap().btf_id, 0);
+}
+
+#[test]
+fn btf_goes_to_the_kernel_when_something_needs_it() {
+    let Some(_root) = require_kernel() else { return };
+    // Subprograms (func info for the global function and the callback).
+    let subprogs = load("subprogs");
+    assert_ne!(subprogs.program("tc_loop").unwrap().info().unwrap().btf_id, 0);
+    // A spin lock in a map value.
+    let Some(pins) = PinDir::new("spinlock") else { return };
+    let spec = CollectionSpec::from_elf(&fixture("maps_defs")).unwrap();
+    let collection = Collection::load(spec, &LoadOptions::default().pin_dir(pins.path())).unwrap();
+    assert_ne!(collection.map("locked").unwrap().info().unwrap().btf_id, 0);
+    // Nothing needs it: no BTF, so no func info either.
+    assert_eq!(load("bench_one").program("bench_one").unwrap().info().unwrap().btf_id, 0);
+}
+
+#[test]
+fn a_program_rejected_without_btf_is_explained_with_source_lines() {
+    let Some(_root) = require_kernel() else { return };
+    let elf = std::fs::read(format!("{}/../bpf-programs/out/btf/core_relocs.o", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let err = Collection::load(CollectionSpec::from_elf(&elf).unwrap(), &LoadOptions::default()).unwrap_err();
+    let Error::Verifier(rejection) = err else { panic!("{err}") };
+    assert!(rejection.log.contains("@ core_relocs.c:"), "{}", rejection.log);
 }

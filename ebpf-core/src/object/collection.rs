@@ -14,9 +14,9 @@ use super::variable::{VariableSpec, VariableValue};
 use crate::error::{Error, Result};
 use crate::features::{misc, MiscFeature};
 use crate::map::{Map, MapContents, MapFlags, MapSpec, Pinning, UpdateFlags};
-use crate::program::{LoadOptions, Program};
+use crate::program::{BtfPolicy, BtfSource, LoadOptions, Program};
 use crate::sys::{self, Errno, MmapRegion};
-use crate::types::MapType;
+use crate::types::{MapType, ProgramType};
 
 /// Options of a collection load: the program load options (verifier log level) and the pin
 /// directory for maps pinned by name.
@@ -96,6 +96,42 @@ fn create_map(spec: &MapSpec, btf: Option<std::os::fd::BorrowedFd<'_>>) -> Resul
     Map::create_with_btf(&fallback, None).map_err(|_| first)
 }
 
+/// Kernel-managed fields a map value can hold: the kernel must see the value's BTF.
+const SPECIAL_FIELDS: &[&str] = &[
+    "bpf_spin_lock",
+    "bpf_res_spin_lock",
+    "bpf_timer",
+    "bpf_wq",
+    "bpf_list_head",
+    "bpf_rb_root",
+    "bpf_refcount",
+    "bpf_task_work",
+];
+
+/// Whether the kernel needs the object's BTF to load `spec` (see [`BtfPolicy::Auto`]).
+fn needs_btf(spec: &CollectionSpec) -> bool {
+    let subprograms = spec.programs.iter().any(|p| {
+        matches!(p.program_type, ProgramType::StructOps | ProgramType::Ext)
+            || p.btf.as_ref().is_some_and(|b| b.func_info.len() > b.func_info_rec_size as usize)
+    });
+    if subprograms {
+        return true;
+    }
+    let typed: Vec<u32> = spec.maps.iter().filter_map(|m| m.btf_types.map(|t| t.value)).filter(|&v| v != 0).collect();
+    if typed.is_empty() {
+        return false;
+    }
+    let Some(btf) = spec.btf.as_ref().and_then(|b| ebpf_btf::Btf::parse(b.clone()).ok()) else { return false };
+    typed.into_iter().any(|value| {
+        let mut special = false;
+        btf.walk(value, |ty| {
+            let name = ty.name();
+            special |= SPECIAL_FIELDS.contains(&name) || (ty.is(ebpf_btf::BtfKind::TypeTag) && name.contains("kptr"));
+        });
+        special
+    })
+}
+
 /// Field-by-field differences between a pinned map and the definition that wants to reuse it.
 fn pin_mismatches(pinned: &Map, spec: &MapSpec) -> Vec<String> {
     let mut out = Vec::new();
@@ -119,11 +155,15 @@ impl Collection {
     /// by name. All or nothing: on any failure everything made so far is released, pins
     /// included, and the error names the map or program (with the whole verifier log).
     pub fn load(spec: CollectionSpec, options: &LoadOptions) -> Result<Collection> {
-        let btf = match &spec.btf {
-            Some(blob) => Some(load_btf(blob)?),
-            None => None,
+        let wanted = match options.btf {
+            BtfPolicy::Always => true,
+            BtfPolicy::Never => false,
+            BtfPolicy::Auto => !options.log_level.is_empty() || needs_btf(&spec),
         };
-        let btf_fd = btf.as_ref().map(|fd| fd.as_fd());
+        let mut btf = match &spec.btf {
+            Some(blob) if wanted => Some(load_btf(blob)?),
+            _ => None,
+        };
 
         let mut maps = Vec::with_capacity(spec.maps.len());
         let mut to_pin = Vec::new();
@@ -150,7 +190,7 @@ impl Collection {
                 maps.push(pinned.named(&map_spec.name));
                 continue;
             }
-            let map = create_map(map_spec, btf_fd)?;
+            let map = create_map(map_spec, btf.as_ref().map(|fd| fd.as_fd()))?;
             write_initial_data(&map, map_spec, &spec)?;
             if let Some(path) = pin_path {
                 to_pin.push((maps.len(), path));
@@ -161,19 +201,36 @@ impl Collection {
 
         let mut programs = Vec::with_capacity(spec.programs.len());
         for program_spec in &spec.programs {
-            let program = if program_spec.map_references.is_empty() {
-                Program::load_sharing(program_spec, options, btf_fd)?
+            let bound;
+            let program_spec = if program_spec.map_references.is_empty() {
+                program_spec
             } else {
-                let mut bound = program_spec.clone();
+                let mut spec_with_maps = program_spec.clone();
                 let mut names: Vec<&str> = program_spec.map_references.iter().map(|r| r.name.as_str()).collect();
                 names.sort_unstable();
                 names.dedup();
                 for name in names {
                     if let Some(&i) = index.get(name) {
-                        bound.bind_map(name, &maps[i])?;
+                        spec_with_maps.bind_map(name, &maps[i])?;
                     }
                 }
-                Program::load_sharing(&bound, options, btf_fd)?
+                bound = spec_with_maps;
+                &bound
+            };
+            let source = match &btf {
+                Some(fd) => BtfSource::Shared(fd.as_fd()),
+                None => BtfSource::Without,
+            };
+            let program = match Program::load_sharing(program_spec, options, source) {
+                Ok(program) => program,
+                // Rejected without BTF: load it again with BTF, so the log shows source lines.
+                Err(Error::Verifier(_)) if btf.is_none() && options.btf == BtfPolicy::Auto && spec.btf.is_some() => {
+                    let fd = load_btf(spec.btf.as_ref().expect("checked"))?;
+                    let retried = Program::load_sharing(program_spec, options, BtfSource::Shared(fd.as_fd()));
+                    btf = Some(fd);
+                    retried?
+                }
+                Err(e) => return Err(e),
             };
             programs.push(program);
         }

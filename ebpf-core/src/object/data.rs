@@ -135,8 +135,8 @@ pub(super) fn fix_btf(elf: &Elf<'_>, raw: &[u8]) -> Result<FixedBtf, ObjectError
             patch.set_datasec_size(ty.id(), offset.max(1)).map_err(patch_error)?;
         }
     }
-    let bytes = Bytes::from(patch.finish());
-    let btf = Btf::parse(bytes.clone()).map_err(btf_error(".BTF"))?;
+    let btf = patch.finish_parsed();
+    let bytes = btf.shared_bytes();
     Ok(FixedBtf { bytes, btf, kconfig })
 }
 
@@ -174,7 +174,7 @@ pub(super) fn data_maps(elf: &Elf<'_>, btf: Option<&Btf>) -> (Vec<(usize, MapSpe
                     let Some(var_type) = btf.type_by_id(var.ty) else { continue };
                     variables.push(VariableSpec {
                         name: var_type.name().to_owned(),
-                        section: section.name.clone(),
+                        section: section.name.to_owned(),
                         offset: var.offset,
                         ty: VariableType::from_btf(btf, var_type.size_or_type()),
                         constant: read_only,
@@ -189,8 +189,8 @@ pub(super) fn data_maps(elf: &Elf<'_>, btf: Option<&Btf>) -> (Vec<(usize, MapSpe
                     }
                     let (offset, len) = (symbol.value as u32, symbol.size as u32);
                     variables.push(VariableSpec {
-                        name: symbol.name.clone(),
-                        section: section.name.clone(),
+                        name: symbol.name.to_owned(),
+                        section: section.name.to_owned(),
                         offset,
                         ty: VariableType::Unknown { size: len },
                         constant: read_only,

@@ -30,7 +30,7 @@ pub(super) enum Role {
 }
 
 pub(super) struct Section<'d> {
-    pub name: String,
+    pub name: &'d str,
     pub role: Role,
     /// Contents (empty for `.bss`, whose `size` still counts).
     pub data: &'d [u8],
@@ -51,8 +51,8 @@ pub(super) const R_BPF_64_64: u32 = 1;
 pub(super) const R_BPF_64_32: u32 = 10;
 
 #[derive(Clone, Debug)]
-pub(super) struct Symbol {
-    pub name: String,
+pub(super) struct Symbol<'d> {
+    pub name: &'d str,
     /// Defining section, `None` for undefined (extern) and absolute symbols.
     pub section: Option<usize>,
     pub value: u64,
@@ -66,14 +66,14 @@ pub(super) struct Elf<'d> {
     /// By ELF section index (index 0 is the null section).
     pub sections: Vec<Section<'d>>,
     /// By symbol index.
-    pub symbols: Vec<Symbol>,
+    pub symbols: Vec<Symbol<'d>>,
 }
 
 fn role(name: &str, kind: SectionKind, flags: u64) -> Role {
     if flags & u64::from(elf::SHF_EXECINSTR) != 0 {
         return Role::Code;
     }
-    let data = |prefix: &str| name == prefix || name.starts_with(&format!("{prefix}."));
+    let data = |prefix: &str| name.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('.'));
     match name {
         ".maps" => Role::Maps,
         "license" => Role::License,
@@ -99,26 +99,30 @@ impl<'d> Elf<'d> {
         }
         let section_count = file.sections().map(|s| s.index().0 + 1).max().unwrap_or(1);
         let mut sections: Vec<Section<'d>> = (0..section_count)
-            .map(|_| Section { name: String::new(), role: Role::Other, data: &[], size: 0, relocations: Vec::new() })
+            .map(|_| Section { name: "", role: Role::Other, data: &[], size: 0, relocations: Vec::new() })
             .collect();
         for section in file.sections() {
-            let name = section.name().map_err(|e| ObjectError::Elf(format!("section name: {e}")))?.to_owned();
+            let name = section.name().map_err(|e| ObjectError::Elf(format!("section name: {e}")))?;
             let flags = match section.flags() {
                 object::SectionFlags::Elf { sh_flags } => sh_flags,
                 _ => 0,
             };
             let role = role(&name, section.kind(), flags);
-            let data = if section.kind() == SectionKind::UninitializedData {
+            let needed = role != Role::Other || name == ".BTF" || name == ".BTF.ext";
+            let data = if !needed || section.kind() == SectionKind::UninitializedData {
                 &[][..]
             } else {
-                section.data().map_err(|e| ObjectError::Section { section: name.clone(), reason: e.to_string() })?
+                section.data().map_err(|e| ObjectError::Section { section: name.to_owned(), reason: e.to_string() })?
             };
             let size = section.size();
             let mut relocations = Vec::new();
-            for (offset, relocation) in section.relocations() {
+            // Only code and map definitions are relocated; debug sections carry hundreds of
+            // relocations nobody here reads.
+            let relocated = matches!(role, Role::Code | Role::Maps | Role::LegacyMaps);
+            for (offset, relocation) in section.relocations().take_while(|_| relocated) {
                 let RelocationTarget::Symbol(symbol) = relocation.target() else {
                     return Err(ObjectError::Relocation {
-                        section: name,
+                        section: name.to_owned(),
                         offset,
                         reason: "target is not a symbol".to_owned(),
                     });
@@ -140,7 +144,7 @@ impl<'d> Elf<'d> {
                 symbols.resize(
                     index + 1,
                     Symbol {
-                        name: String::new(),
+                        name: "",
                         section: None,
                         value: 0,
                         size: 0,
@@ -160,12 +164,14 @@ impl<'d> Elf<'d> {
                 }
                 _ => None,
             };
-            let mut name = symbol.name().map_err(|e| ObjectError::Elf(format!("symbol name: {e}")))?.to_owned();
-            if symbol.kind() == SymbolKind::Section {
-                if let Some(s) = section {
-                    name = sections[s].name.clone();
-                }
-            }
+            // Symbols of debug and other unread sections keep no name: reading (and validating)
+            // every name costs more than the rest of the table.
+            let name = match section {
+                Some(s) if symbol.kind() == SymbolKind::Section => sections[s].name,
+                Some(s) if sections[s].role == Role::Other => "",
+                _ if symbol.kind() == SymbolKind::File => "",
+                _ => symbol.name().map_err(|e| ObjectError::Elf(format!("symbol name: {e}")))?,
+            };
             symbols[index] = Symbol {
                 name,
                 section,
@@ -179,7 +185,7 @@ impl<'d> Elf<'d> {
         for section in &sections {
             if let Some(bad) = section.relocations.iter().find(|r| r.symbol >= symbols.len()) {
                 return Err(ObjectError::Relocation {
-                    section: section.name.clone(),
+                    section: section.name.to_owned(),
                     offset: bad.offset,
                     reason: format!("symbol index {} is past the symbol table ({} symbols)", bad.symbol, symbols.len()),
                 });
@@ -194,8 +200,8 @@ impl<'d> Elf<'d> {
     }
 
     /// Symbols defined in section `index` of the given kind, sorted by value.
-    pub fn symbols_in(&self, index: usize, kind: SymbolKind) -> Vec<&Symbol> {
-        let mut found: Vec<&Symbol> =
+    pub fn symbols_in(&self, index: usize, kind: SymbolKind) -> Vec<&Symbol<'d>> {
+        let mut found: Vec<&Symbol<'d>> =
             self.symbols.iter().filter(|s| s.section == Some(index) && s.kind == kind && !s.name.is_empty()).collect();
         found.sort_by_key(|s| s.value);
         found

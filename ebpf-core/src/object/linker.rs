@@ -38,7 +38,7 @@ pub(super) struct CodeSection {
 impl CodeSection {
     pub fn read(elf: &Elf<'_>, index: usize) -> Result<CodeSection, ObjectError> {
         let section = &elf.sections[index];
-        let bad = |reason: String| ObjectError::Section { section: section.name.clone(), reason };
+        let bad = |reason: String| ObjectError::Section { section: section.name.to_owned(), reason };
         if section.data.len() % 8 != 0 {
             return Err(bad(format!("{} bytes is not a whole number of 8-byte instructions", section.data.len())));
         }
@@ -49,7 +49,7 @@ impl CodeSection {
             let (start, size) = (symbol.value, symbol.size);
             if start % 8 != 0 || size % 8 != 0 || start.saturating_add(size) > insns.len() as u64 * 8 {
                 return Err(ObjectError::Symbol {
-                    symbol: symbol.name.clone(),
+                    symbol: symbol.name.to_owned(),
                     reason: format!(
                         "function at byte {start}, {size} bytes, does not fit section {} ({} bytes) in whole instructions",
                         section.name,
@@ -58,7 +58,7 @@ impl CodeSection {
                 });
             }
             functions.push(Function {
-                name: symbol.name.clone(),
+                name: symbol.name.to_owned(),
                 start: (start / 8) as usize,
                 len: (size / 8) as usize,
             });
@@ -68,7 +68,7 @@ impl CodeSection {
             functions.push(Function { name: section.name.replace(['/', '.'], "_"), start: 0, len: insns.len() });
         }
         functions.retain(|f| f.len > 0);
-        let code = CodeSection { index, name: section.name.clone(), insns, functions };
+        let code = CodeSection { index, name: section.name.to_owned(), insns, functions };
         code.check_relocations(&section.relocations)?;
         Ok(code)
     }
@@ -298,7 +298,7 @@ impl Linker<'_, '_> {
                         out.insns[at + 1].imm = offset as i32;
                         out.maps.push((at, map));
                     } else {
-                        out.ksyms.push((at, symbol.name.clone(), false));
+                        out.ksyms.push((at, symbol.name.to_owned(), false));
                     }
                     return Ok(None);
                 };
@@ -346,7 +346,7 @@ impl Linker<'_, '_> {
                 }
                 match symbol.section {
                     None => {
-                        out.ksyms.push((at, symbol.name.clone(), true));
+                        out.ksyms.push((at, symbol.name.to_owned(), true));
                         Ok(None)
                     }
                     Some(section) if self.elf.sections[section].role == Role::Code => {

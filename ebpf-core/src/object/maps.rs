@@ -23,7 +23,7 @@ pub(super) fn read_maps(elf: &Elf<'_>, btf: Option<&Btf>) -> Result<Vec<DefinedM
         match section.role {
             Role::Maps => {
                 let btf = btf.ok_or_else(|| ObjectError::Section {
-                    section: section.name.clone(),
+                    section: section.name.to_owned(),
                     reason: "BTF-defined maps need the object's .BTF section (compile with -g)".to_owned(),
                 })?;
                 read_btf_maps(elf, index, btf, &mut maps)?;
@@ -58,7 +58,7 @@ fn read_btf_maps(elf: &Elf<'_>, index: usize, btf: &Btf, out: &mut Vec<DefinedMa
     }
     if out.len() == first && section.size > 0 {
         return Err(ObjectError::Section {
-            section: section.name.clone(),
+            section: section.name.to_owned(),
             reason: "no map definitions in the BTF data section .maps".to_owned(),
         });
     }
@@ -185,7 +185,7 @@ fn static_values(
     let mut slots = Vec::new();
     for reloc in section.relocations.iter().filter(|r| r.offset >= values_start && r.offset < end) {
         let bad = |reason: String| ObjectError::Relocation {
-            section: section.name.clone(),
+            section: section.name.to_owned(),
             offset: reloc.offset,
             reason: format!("initial value of map \"{}\": {reason}", spec.name),
         };
@@ -197,7 +197,7 @@ fn static_values(
             return Err(bad(format!("slot {slot} is past max_entries {}", spec.max_entries)));
         }
         let symbol = &elf.symbols[reloc.symbol];
-        slots.push((slot, symbol.name.clone(), symbol.kind));
+        slots.push((slot, symbol.name.to_owned(), symbol.kind));
     }
     if slots.is_empty() {
         return Ok(MapContents::Empty);
@@ -210,10 +210,10 @@ fn static_values(
                     reason: format!("slot {slot} points at {name}, which is not a program"),
                 });
             }
-            Ok(MapContents::Programs(slots.into_iter().map(|(s, n, _)| (s, n)).collect()))
+            Ok(MapContents::Programs(slots.into_iter().map(|(s, n, _)| (s, n.to_owned())).collect()))
         }
         MapType::ArrayOfMaps | MapType::HashOfMaps => {
-            Ok(MapContents::Maps(slots.into_iter().map(|(s, n, _)| (s, n)).collect()))
+            Ok(MapContents::Maps(slots.into_iter().map(|(s, n, _)| (s, n.to_owned())).collect()))
         }
         other => Err(ObjectError::Map {
             map: spec.name.clone(),
@@ -236,7 +236,7 @@ fn read_legacy_maps(elf: &Elf<'_>, index: usize, out: &mut Vec<DefinedMap>) -> R
     let def_size = section.data.len() / symbols.len();
     if def_size < 20 || section.data.len() % symbols.len() != 0 {
         return Err(ObjectError::Section {
-            section: section.name.clone(),
+            section: section.name.to_owned(),
             reason: format!(
                 "{} bytes for {} map definitions is not a whole number of bpf_map_def records",
                 section.data.len(),
@@ -248,14 +248,14 @@ fn read_legacy_maps(elf: &Elf<'_>, index: usize, out: &mut Vec<DefinedMap>) -> R
         let start = symbol.value as usize;
         let Some(def) = start.checked_add(def_size).and_then(|end| section.data.get(start..end)) else {
             return Err(ObjectError::Map {
-                map: symbol.name.clone(),
+                map: symbol.name.to_owned(),
                 reason: format!("definition at byte {start} runs past the section"),
             });
         };
         let word = |i: usize| def.get(i * 4..i * 4 + 4).map_or(0, |b| u32::from_ne_bytes(b.try_into().expect("4")));
         let raw_type = word(0);
         let map_type = MapType::from_raw(raw_type)
-            .ok_or(ObjectError::UnknownMapType { map: symbol.name.clone(), raw: raw_type })?;
+            .ok_or(ObjectError::UnknownMapType { map: symbol.name.to_owned(), raw: raw_type })?;
         let mut spec = MapSpec::new(&symbol.name, map_type, word(1), word(2), word(3));
         spec.flags = MapFlags::from_bits_retain(word(4));
         if def_size >= 28 {

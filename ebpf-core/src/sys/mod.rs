@@ -57,8 +57,19 @@ pub fn errno_name(errno: Errno) -> String {
 /// The outcome of one `bpf(2)` call.
 pub type SysResult<T> = Result<T, SysError>;
 
+thread_local! {
+    static CALLS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many `bpf(2)` calls this thread has made through this library: what a load costs in
+/// system calls, measured in a test without strace (and without counting other threads).
+pub fn bpf_calls_on_this_thread() -> u64 {
+    CALLS.with(|c| c.get())
+}
+
 fn raw_bpf<A: attr::Attr>(cmd: Cmd, attr: &mut A) -> SysResult<i64> {
     loop {
+        CALLS.with(|c| c.set(c.get() + 1));
         // SAFETY: `attr` is one of this module's `#[repr(C)]` attribute structs (sealed trait),
         // fully initialised with no implicit padding, and valid for `size_of::<A>()` bytes of
         // reads and writes. Any pointer it carries was set by a function of this module to a
