@@ -154,7 +154,7 @@ pub(super) fn data_maps(elf: &Elf<'_>, btf: Option<&Btf>) -> (Vec<(usize, MapSpe
         if read_only {
             flags |= MapFlags::RDONLY_PROG;
         }
-        let mut spec = MapSpec::new(&section.name, MapType::Array, 4, size, 1).with_flags(flags);
+        let mut spec = MapSpec::new(section.name, MapType::Array, 4, size, 1).with_flags(flags);
         if !zeroed {
             spec.contents = MapContents::Data(section.data.to_vec());
         }
@@ -166,7 +166,7 @@ pub(super) fn data_maps(elf: &Elf<'_>, btf: Option<&Btf>) -> (Vec<(usize, MapSpe
                 section.data.get(start..end).map_or_else(|| vec![0; len as usize], <[u8]>::to_vec)
             }
         };
-        let datasec = btf.and_then(|b| b.find(&section.name, BtfKind::Datasec));
+        let datasec = btf.and_then(|b| b.find(section.name, BtfKind::Datasec));
         match (btf, datasec) {
             (Some(btf), Some(datasec)) => {
                 spec.btf_types = Some(MapBtfTypes { key: 0, value: datasec.id() });

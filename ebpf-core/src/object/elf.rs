@@ -107,7 +107,7 @@ impl<'d> Elf<'d> {
                 object::SectionFlags::Elf { sh_flags } => sh_flags,
                 _ => 0,
             };
-            let role = role(&name, section.kind(), flags);
+            let role = role(name, section.kind(), flags);
             let needed = role != Role::Other || name == ".BTF" || name == ".BTF.ext";
             let data = if !needed || section.kind() == SectionKind::UninitializedData {
                 &[][..]

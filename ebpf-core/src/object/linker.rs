@@ -292,7 +292,7 @@ impl Linker<'_, '_> {
                     return Err(bad(format!("relocation type {} on a 64-bit load", reloc.r_type)));
                 }
                 let Some(section) = symbol.section else {
-                    if let Some((map, offset)) = self.resolver.extern_var(&symbol.name) {
+                    if let Some((map, offset)) = self.resolver.extern_var(symbol.name) {
                         set_src(&mut out.insns[at], PSEUDO_MAP_VALUE);
                         out.insns[at].imm = 0;
                         out.insns[at + 1].imm = offset as i32;

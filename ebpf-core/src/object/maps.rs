@@ -256,7 +256,7 @@ fn read_legacy_maps(elf: &Elf<'_>, index: usize, out: &mut Vec<DefinedMap>) -> R
         let raw_type = word(0);
         let map_type = MapType::from_raw(raw_type)
             .ok_or(ObjectError::UnknownMapType { map: symbol.name.to_owned(), raw: raw_type })?;
-        let mut spec = MapSpec::new(&symbol.name, map_type, word(1), word(2), word(3));
+        let mut spec = MapSpec::new(symbol.name, map_type, word(1), word(2), word(3));
         spec.flags = MapFlags::from_bits_retain(word(4));
         if def_size >= 28 {
             spec.numa_node = word(6);
