@@ -19,7 +19,7 @@ int many_xdp(struct xdp_md *ctx)
 	return proto_is_ip((void *)(long)ctx->data, (void *)(long)ctx->data_end) ? XDP_PASS : XDP_DROP;
 }
 
-SEC("tc")
+SEC("classifier")
 int many_tc(struct __sk_buff *skb)
 {
 	return proto_is_ip((void *)(long)skb->data, (void *)(long)skb->data_end) ? 0 : 2;

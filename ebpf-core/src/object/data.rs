@@ -37,6 +37,17 @@ pub(super) struct FixedBtf {
     pub bytes: Bytes,
     pub btf: Btf,
     pub kconfig: Vec<KconfigExtern>,
+    /// Data sections by name: found in the one pass over the types, so nothing needs the
+    /// name index (whose construction costs more than the rest of a small object's read).
+    pub datasecs: Vec<(String, u32)>,
+}
+
+impl FixedBtf {
+    /// The data section type called `name`.
+    pub fn datasec(&self, name: &str) -> Option<ebpf_btf::Type<'_>> {
+        let id = self.datasecs.iter().find(|(n, _)| n == name)?.1;
+        self.btf.type_by_id(id)
+    }
 }
 
 fn btf_error(section: &'static str) -> impl Fn(ebpf_btf::BtfError) -> ObjectError {
@@ -55,8 +66,10 @@ pub(super) fn fix_btf(elf: &Elf<'_>, raw: &[u8]) -> Result<FixedBtf, ObjectError
     let btf = Btf::parse(raw.to_vec()).map_err(btf_error(".BTF"))?;
     let mut patch = BtfPatch::new(&btf);
     let mut kconfig = Vec::new();
+    let mut datasecs = Vec::new();
     for ty in btf.types().filter(|t| t.is(BtfKind::Datasec)) {
         let name = ty.name();
+        datasecs.push((name.to_owned(), ty.id()));
         let vars: Vec<_> = ty.datasec_vars().collect();
         if let Some(index) = elf.sections.iter().position(|s| s.name == name) {
             let section = &elf.sections[index];
@@ -137,11 +150,12 @@ pub(super) fn fix_btf(elf: &Elf<'_>, raw: &[u8]) -> Result<FixedBtf, ObjectError
     }
     let btf = patch.finish_parsed();
     let bytes = btf.shared_bytes();
-    Ok(FixedBtf { bytes, btf, kconfig })
+    Ok(FixedBtf { bytes, btf, kconfig, datasecs })
 }
 
 /// One array map per non-empty data section, and the variables in them.
-pub(super) fn data_maps(elf: &Elf<'_>, btf: Option<&Btf>) -> (Vec<(usize, MapSpec)>, Vec<VariableSpec>) {
+pub(super) fn data_maps(elf: &Elf<'_>, fixed: Option<&FixedBtf>) -> (Vec<(usize, MapSpec)>, Vec<VariableSpec>) {
+    let btf = fixed.map(|f| &f.btf);
     let mut maps = Vec::new();
     let mut variables = Vec::new();
     for (index, section) in elf.sections.iter().enumerate() {
@@ -166,7 +180,7 @@ pub(super) fn data_maps(elf: &Elf<'_>, btf: Option<&Btf>) -> (Vec<(usize, MapSpe
                 section.data.get(start..end).map_or_else(|| vec![0; len as usize], <[u8]>::to_vec)
             }
         };
-        let datasec = btf.and_then(|b| b.find(section.name, BtfKind::Datasec));
+        let datasec = fixed.and_then(|f| f.datasec(section.name));
         match (btf, datasec) {
             (Some(btf), Some(datasec)) => {
                 spec.btf_types = Some(MapBtfTypes { key: 0, value: datasec.id() });
@@ -205,11 +219,11 @@ pub(super) fn data_maps(elf: &Elf<'_>, btf: Option<&Btf>) -> (Vec<(usize, MapSpe
 }
 
 /// The `.kconfig` map for the externs (its value is written at load).
-pub(super) fn kconfig_map(btf: &Btf, externs: &[KconfigExtern]) -> Option<MapSpec> {
-    if externs.is_empty() {
+pub(super) fn kconfig_map(fixed: &FixedBtf) -> Option<MapSpec> {
+    if fixed.kconfig.is_empty() {
         return None;
     }
-    let datasec = btf.find(KCONFIG_MAP, BtfKind::Datasec)?;
+    let datasec = fixed.datasec(KCONFIG_MAP)?;
     let size = datasec.size().unwrap_or(8);
     let mut spec =
         MapSpec::new(KCONFIG_MAP, MapType::Array, 4, size, 1).with_flags(MapFlags::MMAPABLE | MapFlags::RDONLY_PROG);

@@ -4,6 +4,7 @@
 use ebpf_btf::{Btf, BtfKind, Type};
 use object::SymbolKind;
 
+use super::data::FixedBtf;
 use super::elf::{Elf, Role};
 use super::error::ObjectError;
 use crate::map::{MapBtfTypes, MapContents, MapFlags, MapSpec, Pinning};
@@ -17,16 +18,16 @@ pub(super) struct DefinedMap {
 }
 
 /// Reads every map definition of the object.
-pub(super) fn read_maps(elf: &Elf<'_>, btf: Option<&Btf>) -> Result<Vec<DefinedMap>, ObjectError> {
+pub(super) fn read_maps(elf: &Elf<'_>, fixed: Option<&FixedBtf>) -> Result<Vec<DefinedMap>, ObjectError> {
     let mut maps = Vec::new();
     for (index, section) in elf.sections.iter().enumerate() {
         match section.role {
             Role::Maps => {
-                let btf = btf.ok_or_else(|| ObjectError::Section {
+                let fixed = fixed.ok_or_else(|| ObjectError::Section {
                     section: section.name.to_owned(),
                     reason: "BTF-defined maps need the object's .BTF section (compile with -g)".to_owned(),
                 })?;
-                read_btf_maps(elf, index, btf, &mut maps)?;
+                read_btf_maps(elf, index, fixed, &mut maps)?;
             }
             Role::LegacyMaps => read_legacy_maps(elf, index, &mut maps)?,
             _ => {}
@@ -35,9 +36,10 @@ pub(super) fn read_maps(elf: &Elf<'_>, btf: Option<&Btf>) -> Result<Vec<DefinedM
     Ok(maps)
 }
 
-fn read_btf_maps(elf: &Elf<'_>, index: usize, btf: &Btf, out: &mut Vec<DefinedMap>) -> Result<(), ObjectError> {
+fn read_btf_maps(elf: &Elf<'_>, index: usize, fixed: &FixedBtf, out: &mut Vec<DefinedMap>) -> Result<(), ObjectError> {
     let section = &elf.sections[index];
-    let Some(datasec) = btf.find(".maps", BtfKind::Datasec) else { return Ok(()) };
+    let btf = &fixed.btf;
+    let Some(datasec) = fixed.datasec(".maps") else { return Ok(()) };
     let first = out.len();
     for var in datasec.datasec_vars() {
         let Some(var_type) = btf.type_by_id(var.ty) else { continue };

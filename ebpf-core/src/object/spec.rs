@@ -72,12 +72,12 @@ impl CollectionSpec {
         };
         let kconfig = fixed.as_ref().map_or_else(Vec::new, |f| f.kconfig.clone());
 
-        let defined = read_maps(&elf, btf)?;
-        let (data_maps, variables) = data::data_maps(&elf, btf);
+        let defined = read_maps(&elf, fixed.as_ref())?;
+        let (data_maps, variables) = data::data_maps(&elf, fixed.as_ref());
         let mut maps: Vec<MapSpec> = defined.iter().map(|m| m.spec.clone()).collect();
         let data_names: HashMap<usize, String> = data_maps.iter().map(|(i, m)| (*i, m.name.clone())).collect();
         maps.extend(data_maps.into_iter().map(|(_, m)| m));
-        if let Some(map) = btf.and_then(|b| data::kconfig_map(b, &kconfig)) {
+        if let Some(map) = fixed.as_ref().and_then(data::kconfig_map) {
             maps.push(map);
         }
         let mut seen = std::collections::HashSet::new();
