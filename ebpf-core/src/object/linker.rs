@@ -3,8 +3,6 @@
 //! relocations resolved to symbolic references (maps by name, kernel symbols by name) and the
 //! function, line and CO-RE records of each copied function moved to its new place.
 
-use std::collections::HashMap;
-
 use ebpf_btf::{BtfExt, CoreRelo, FuncInfo, LineInfo};
 use object::SymbolKind;
 
@@ -142,7 +140,8 @@ pub(super) struct Linked {
 
 pub(super) struct Linker<'a, 'd> {
     pub elf: &'a Elf<'d>,
-    pub code: &'a HashMap<usize, CodeSection>,
+    /// Code sections by ELF section index (`None` for other sections).
+    pub code: &'a [Option<CodeSection>],
     pub ext: Option<&'a BtfExt>,
     pub resolver: &'a dyn Resolver,
 }
@@ -154,17 +153,22 @@ struct Placement {
 }
 
 impl Linker<'_, '_> {
+    /// A code section a placement or a checked target refers to (only code sections are
+    /// ever placed, and every code section was read before linking starts).
+    fn section(&self, index: usize) -> &CodeSection {
+        self.code[index].as_ref().expect("placements refer to code sections, all read before linking")
+    }
+
     /// Links the program whose entry is function `function` of section `section`.
     pub fn link(&self, section: usize, function: usize) -> Result<Linked, ObjectError> {
         let mut out = Linked::default();
         let mut placed: Vec<Placement> = Vec::new();
-        let mut index: HashMap<(usize, usize), usize> = HashMap::new();
-        self.place(&mut out, &mut placed, &mut index, section, function);
+        self.place(&mut out, &mut placed, section, function);
         let mut next = 0;
         while next < placed.len() {
             let (sec_index, func_index, base) = (placed[next].section, placed[next].function, placed[next].base);
             next += 1;
-            let code = &self.code[&sec_index];
+            let code = self.section(sec_index);
             let func = &code.functions[func_index];
             let relocations = &self.elf.sections[sec_index].relocations;
             let mut local = 0;
@@ -189,7 +193,7 @@ impl Linker<'_, '_> {
                     None => None,
                 };
                 if let Some((target_section, target_slot)) = target {
-                    let target_code = &self.code[&target_section];
+                    let target_code = self.section(target_section);
                     let Some(target_func) = target_code.function_at(target_slot) else {
                         return Err(ObjectError::Relocation {
                             section: code.name.clone(),
@@ -200,9 +204,10 @@ impl Linker<'_, '_> {
                             ),
                         });
                     };
-                    let target_base = match index.get(&(target_section, target_func)) {
-                        Some(&b) => b,
-                        None => self.place(&mut out, &mut placed, &mut index, target_section, target_func),
+                    let already = placed.iter().find(|p| p.section == target_section && p.function == target_func);
+                    let target_base = match already {
+                        Some(p) => p.base,
+                        None => self.place(&mut out, &mut placed, target_section, target_func),
                     };
                     let target_at = target_base + (target_slot - target_code.functions[target_func].start);
                     out.insns[at].imm = (target_at as i64 - at as i64 - 1) as i32;
@@ -225,20 +230,12 @@ impl Linker<'_, '_> {
     }
 
     /// Appends a function and its BTF.ext records; returns where it starts.
-    fn place(
-        &self,
-        out: &mut Linked,
-        placed: &mut Vec<Placement>,
-        index: &mut HashMap<(usize, usize), usize>,
-        section: usize,
-        function: usize,
-    ) -> usize {
-        let code = &self.code[&section];
+    fn place(&self, out: &mut Linked, placed: &mut Vec<Placement>, section: usize, function: usize) -> usize {
+        let code = self.section(section);
         let func = &code.functions[function];
         let base = out.insns.len();
         out.insns.extend_from_slice(&code.insns[func.start..func.start + func.len]);
         placed.push(Placement { section, function, base });
-        index.insert((section, function), base);
         if let Some(ext) = self.ext {
             let moved = |insn_off: u32| -> Option<u32> {
                 let slot = (insn_off / 8) as usize;
@@ -332,8 +329,11 @@ impl Linker<'_, '_> {
                         }
                         set_src(&mut out.insns[at], PSEUDO_FUNC);
                         out.insns[at + 1].imm = 0;
-                        let target_code =
-                            self.code.get(&section).ok_or_else(|| bad("target code section not read".into()))?;
+                        let target_code = self
+                            .code
+                            .get(section)
+                            .and_then(Option::as_ref)
+                            .ok_or_else(|| bad("target code section not read".into()))?;
                         let target = self.check_target(target_code, slot, (offset / 8) as i64)?;
                         Ok(Some((section, target)))
                     }
@@ -350,8 +350,11 @@ impl Linker<'_, '_> {
                         Ok(None)
                     }
                     Some(section) if self.elf.sections[section].role == Role::Code => {
-                        let target_code =
-                            self.code.get(&section).ok_or_else(|| bad("target code section not read".into()))?;
+                        let target_code = self
+                            .code
+                            .get(section)
+                            .and_then(Option::as_ref)
+                            .ok_or_else(|| bad("target code section not read".into()))?;
                         if symbol.value % 8 != 0 {
                             return Err(bad(format!("function at byte {} is not on an instruction", symbol.value)));
                         }

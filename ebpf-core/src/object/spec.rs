@@ -86,19 +86,15 @@ impl CollectionSpec {
         }
 
         let resolver = ObjectResolver { maps: &defined, data: data_names, kconfig: &kconfig };
-        let mut code = HashMap::new();
+        let mut code: Vec<Option<CodeSection>> = Vec::with_capacity(elf.sections.len());
         for (index, section) in elf.sections.iter().enumerate() {
-            if section.role == Role::Code {
-                code.insert(index, CodeSection::read(&elf, index)?);
-            }
+            code.push(if section.role == Role::Code { Some(CodeSection::read(&elf, index)?) } else { None });
         }
         let linker = Linker { elf: &elf, code: &code, ext: ext.as_ref(), resolver: &resolver };
         let license = elf.license();
         let kernel_version = elf.kernel_version();
         let mut programs = Vec::new();
-        let mut order: Vec<&CodeSection> = code.values().filter(|c| c.name != ".text").collect();
-        order.sort_by_key(|c| c.index);
-        for section in order {
+        for section in code.iter().flatten().filter(|c| c.name != ".text") {
             let kind =
                 classify(&section.name).ok_or_else(|| ObjectError::UnknownSection { section: section.name.clone() })?;
             for (f, function) in section.functions.iter().enumerate() {
