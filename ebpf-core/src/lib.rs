@@ -6,7 +6,28 @@
 //!   views live in the `ebpf-maps` crate).
 //! - [`program`]: [`ProgramSpec`] and [`Program`]: load with the whole verifier log on
 //!   rejection, test runs, info, pinning, enumeration by id.
+//! - [`object`]: ELF objects as clang writes them for libbpf: [`CollectionSpec`] (programs with
+//!   their subprograms, maps, global variables to template) and [`Collection`] (all loaded, all
+//!   or nothing), CO-RE, externs, constant-index tail calls.
+//! - [`link`]: attaching programs (XDP, TCX, cgroup hooks), detached on drop unless pinned.
 //! - [`features`]: what the running kernel supports, probed and cached.
+//!
+//! Loading an object, compiled once and configured at load:
+//!
+//! ```no_run
+//! use ebpf_core::{Collection, CollectionSpec, LoadOptions, TestRun};
+//!
+//! let object = std::fs::read("bpf-programs/out/tests/template.o")?;
+//! let mut spec = CollectionSpec::from_elf(&object)?;
+//! spec.variable_mut("MODE")?.set(1u32)?; // checked against the variable's BTF type
+//! let collection = Collection::load(spec, &LoadOptions::default())?;
+//! let verdict = collection.program("templated")?.test_run(&TestRun::with_data(&[0u8; 64]))?;
+//! assert_eq!(verdict.retval, 1); // XDP_DROP: the verifier pruned the other branches
+//! collection.variable("bias")?.set(7u32)?; // a .data variable, written through mmap
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Programs by hand:
 //!
 //! ```no_run
 //! use ebpf_core::insn::{Assembler, Reg};
