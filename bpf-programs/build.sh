@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds every BPF C program under netstack/, tests/ (loader fixtures) and btf/ (BTF and CO-RE
-# resolver fixtures, whose probe types exist in no kernel) into out/<dir>/<name>.o with clang-19.
+# resolver fixtures, whose probe types exist in no kernel) and tracing/ (tracing programs, which
+# some kernels refuse to load) into out/<dir>/<name>.o with clang-19.
 # The objects are committed; `build.sh --check` rebuilds into a scratch directory and fails if
 # anything differs from out/ (CI runs it, so the committed objects always match the sources).
 set -euo pipefail
@@ -37,7 +38,7 @@ count=0
 while IFS= read -r -d '' src; do
 	build "$src"
 	count=$((count + 1))
-done < <(for dir in "$here/netstack" "$here/tests" "$here/btf"; do [[ -d "$dir" ]] && find "$dir" -name '*.c' -print0; done | sort -z)
+done < <(for dir in "$here/netstack" "$here/tests" "$here/btf" "$here/tracing"; do [[ -d "$dir" ]] && find "$dir" -name '*.c' -print0; done | sort -z)
 
 if [[ $check -eq 1 ]]; then
 	if ! diff -r "$here/out" "$dest" >/dev/null; then

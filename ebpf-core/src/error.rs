@@ -20,6 +20,14 @@ pub enum Error {
         /// What the kernel said.
         errno: Errno,
     },
+    /// A system call other than `bpf(2)` failed (setsockopt, perf_event_open, netlink).
+    #[error("{operation}: {}", errno_name(*errno))]
+    Os {
+        /// What was being done, to which object.
+        operation: String,
+        /// What the kernel said.
+        errno: Errno,
+    },
     /// The verifier rejected a program; the whole log is inside.
     #[error(transparent)]
     Verifier(Box<VerifierError>),
@@ -89,7 +97,7 @@ impl Error {
     /// The errno behind this error, if the kernel gave one.
     pub fn errno(&self) -> Option<Errno> {
         match self {
-            Error::Syscall { errno, .. } => Some(*errno),
+            Error::Syscall { errno, .. } | Error::Os { errno, .. } => Some(*errno),
             Error::Verifier(v) => Some(v.errno),
             Error::BtfLoad(e) => Some(e.error.errno),
             Error::Io { source, .. } => source.raw_os_error().map(Errno),

@@ -105,3 +105,23 @@ impl Drop for PinDir {
         let _ = std::fs::remove_dir_all(&self.path);
     }
 }
+
+/// `Some(())` when tracefs is mounted (tracepoint ids live there); otherwise prints why and
+/// returns `None`, or panics under `EBPF_REQUIRE_KERNEL=1`.
+pub fn require_tracefs() -> Option<()> {
+    let mounted = ["/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events"]
+        .iter()
+        .any(|p| std::path::Path::new(p).is_dir());
+    if mounted {
+        return Some(());
+    }
+    skip_or_fail("tracefs is not mounted (mount -t tracefs nodev /sys/kernel/tracing)");
+    None
+}
+
+/// For tests of features the running kernel refuses (tracing programs where the kernel
+/// answers EPERM): prints plainly what could not be exercised, so the gap is visible in the
+/// test output rather than hidden in a pass.
+pub fn kernel_refuses(what: &str, why: &str) {
+    eprintln!("NOT EXERCISED on this kernel: {what} ({why})");
+}

@@ -1,5 +1,7 @@
 //! Attaching programs. One type per kernel attach point; each owns a `bpf_link` and detaches
-//! on drop unless pinned. (More attach points arrive with the links issue.)
+//! on drop unless pinned: [`Xdp`], [`Tcx`], [`CgroupLink`], [`RawTracepoint`], [`Tracing`],
+//! [`Tracepoint`], [`Iter`], [`SkLookup`]. Where the kernel has no link: [`SocketFilter`]
+//! (`SO_ATTACH_BPF`) and [`SockMapProgram`] (`BPF_PROG_ATTACH` to a sockmap).
 
 /// `into_link` and `Deref<Target = Link>` for a link type that wraps a [`Link`] in `link`.
 macro_rules! link_wrapper {
@@ -22,11 +24,15 @@ macro_rules! link_wrapper {
 }
 
 mod cgroup;
+mod socket;
 mod tcx;
+mod tracing;
 mod xdp;
 
 pub use cgroup::CgroupLink;
+pub use socket::{SockMapProgram, SocketFilter};
 pub use tcx::{Tcx, TcxAttach};
+pub use tracing::{tracepoint_id, Iter, RawTracepoint, SkLookup, Tracepoint, Tracing};
 pub use xdp::{Xdp, XdpMode};
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -79,6 +85,11 @@ impl Link {
         let path = path.as_ref();
         sys::obj_pin(self.fd.as_fd(), path)
             .map_err(|e| Error::syscall(format!("pin {} at {}", self.what, path.display()), e))
+    }
+
+    /// `"XDP link of program …"`, as errors name it.
+    pub fn describe(&self) -> &str {
+        &self.what
     }
 
     /// Detaches now, even if pinned (the fd and pins stay valid but attach nothing).

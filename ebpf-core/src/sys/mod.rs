@@ -17,6 +17,7 @@ mod mmap;
 mod obj;
 mod perf;
 mod prog;
+mod sock;
 
 use std::os::fd::{FromRawFd, OwnedFd};
 
@@ -32,10 +33,11 @@ pub use map::{
 };
 pub use mmap::{page_size, MmapRegion};
 pub use obj::{obj_get, obj_pin, object_kind, prog_attach, prog_detach, prog_query, ObjectKind, ProgQuery};
-pub use perf::perf_event_open_bpf_output;
+pub use perf::{perf_event_open_bpf_output, perf_event_open_tracepoint};
 pub use prog::{
     enable_stats, prog_bind_map, prog_load, prog_test_run, ProgLoad, ProgLoadOutcome, TestRun, TestRunOutput,
 };
+pub use sock::{attach_socket_filter, detach_socket_filter};
 
 pub use errno::Errno;
 

@@ -68,6 +68,39 @@ pub fn perf_event_open_bpf_output(cpu: u32, wakeup_events: u32) -> Result<OwnedF
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
+const PERF_TYPE_TRACEPOINT: u32 = 2;
+
+/// Opens the tracepoint with tracefs id `id` as a perf event a BPF program can be linked to
+/// (`BPF_PERF_EVENT`). The program then runs on every CPU; the event is opened on CPU 0
+/// only because perf wants one.
+pub fn perf_event_open_tracepoint(id: u64) -> Result<OwnedFd, Errno> {
+    let attr = PerfEventAttr {
+        kind: PERF_TYPE_TRACEPOINT,
+        size: std::mem::size_of::<PerfEventAttr>() as u32,
+        config: id,
+        sample_period: 1,
+        wakeup_events: 1,
+        ..PerfEventAttr::default()
+    };
+    // SAFETY: `attr` is a fully initialised perf_event_attr of the size it declares; the
+    // kernel only reads it.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_perf_event_open,
+            &attr as *const PerfEventAttr,
+            -1 as libc::pid_t,
+            0 as libc::c_int,
+            -1 as libc::c_int,
+            PERF_FLAG_FD_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: a new fd returned by the kernel, owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
