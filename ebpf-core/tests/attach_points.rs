@@ -72,12 +72,9 @@ fn raw_and_perf_tracepoints_count_exactly_this_threads_syscalls() {
     let Some(_root) = require_kernel() else { return };
     let collection = attach_points(0, 0);
     let raw = RawTracepoint::attach(collection.program("count_getpid_raw").unwrap(), "sys_enter").unwrap();
-    let perf = match require_tracefs() {
-        Some(()) => Some(
-            Tracepoint::attach(collection.program("count_getpid_tp").unwrap(), "syscalls", "sys_enter_getpid").unwrap(),
-        ),
-        None => None,
-    };
+    let perf = require_tracefs().map(|()| {
+        Tracepoint::attach(collection.program("count_getpid_tp").unwrap(), "syscalls", "sys_enter_getpid").unwrap()
+    });
     getpid_syscalls(100);
     assert_eq!(collection.variable("raw_tp_hits").unwrap().get::<u64>().unwrap(), 100);
     if perf.is_some() {
