@@ -1,7 +1,7 @@
 //! Programs attached for real, proven with traffic between test namespaces.
 
 use ebpf_core::insn::{Assembler, JmpCond, Reg, Size};
-use ebpf_core::link::{Tcx, TcxAttach, Xdp, XdpMode};
+use ebpf_core::link::{TcAttach, TcDirection, TcNetlink, Tcx, TcxAttach, Xdp, XdpMode};
 use ebpf_core::{Map, MapSpec, MapType, Program, ProgramSpec, ProgramType};
 use ebpf_test_support::net::{send_udp, UdpCounter, VethPair};
 use ebpf_test_support::{require_kernel, unique_name};
@@ -187,4 +187,54 @@ fn cgroup_connect4_rewrites_a_virtual_address_to_a_real_listener() {
 
     drop(link);
     assert!(TcpStream::connect((vip, vport)).is_err(), "detached: nothing listens on the virtual address");
+}
+
+#[test]
+fn netlink_tc_filters_count_exactly_and_coexist_with_tcx() {
+    let Some(_root) = require_kernel() else { return };
+    let net = VethPair::new().unwrap();
+    let (tc_ingress_count, tc_egress_count, tcx_count, second_count) = (counter(), counter(), counter(), counter());
+    let tc_ingress = count_udp_port(7100, &tc_ingress_count);
+    let tc_second = count_udp_port(7100, &second_count);
+    let tc_egress = count_udp_port(7100, &tc_egress_count);
+    let tcx = count_udp_port(7100, &tcx_count);
+    let receiver = UdpCounter::bind(&net.right, 7100).unwrap();
+    let left_if = net.left.ifindex(&net.ifname).unwrap();
+    let right_if = net.right.ifindex(&net.ifname).unwrap();
+
+    let egress_filter = net
+        .left
+        .run(move || TcNetlink::attach(&tc_egress, left_if, TcAttach::egress()).map(|f| (f, tc_egress)))
+        .unwrap()
+        .unwrap();
+    let (filters, listed, ids) = net
+        .right
+        .run(move || {
+            let first = TcNetlink::attach(&tc_ingress, right_if, TcAttach::ingress().priority(1).handle(1)).unwrap();
+            let second = TcNetlink::attach(&tc_second, right_if, TcAttach::ingress().priority(2).handle(1)).unwrap();
+            let tcx_link = Tcx::attach(&tcx, right_if, TcxAttach::ingress()).unwrap();
+            let listed = TcNetlink::list(right_if, TcDirection::Ingress).unwrap();
+            let ids = [tc_ingress.info().unwrap().id, tc_second.info().unwrap().id];
+            ((first, second, tcx_link, tc_ingress, tc_second, tcx), listed, ids)
+        })
+        .unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!((listed[0].priority, listed[0].handle, listed[0].program_id), (1, 1, ids[0]));
+    assert_eq!((listed[1].priority, listed[1].program_id), (2, ids[1]), "priority order");
+
+    send_udp(&net.left, net.right_addr, 7100, 40).unwrap();
+    assert_eq!(receiver.drain(), 40);
+    assert_eq!(read(&tc_egress_count), 40, "netlink tc on the sender's egress");
+    assert_eq!(read(&tcx_count), 40, "TCX on the receiver's ingress");
+    assert_eq!(read(&tc_ingress_count), 40, "netlink tc on the same ingress, after TCX");
+    assert_eq!(read(&second_count), 40, "and the second filter, after the first");
+
+    drop(egress_filter);
+    drop(filters);
+    let left = net.right.run(move || TcNetlink::list(right_if, TcDirection::Ingress).unwrap()).unwrap();
+    assert!(left.is_empty(), "filters are deleted on drop: {left:?}");
+    send_udp(&net.left, net.right_addr, 7100, 5).unwrap();
+    assert_eq!(receiver.drain(), 5);
+    assert_eq!(read(&tc_ingress_count), 40);
+    assert_eq!(read(&tc_egress_count), 40);
 }

@@ -1,7 +1,8 @@
 //! Attaching programs. One type per kernel attach point; each owns a `bpf_link` and detaches
 //! on drop unless pinned: [`Xdp`], [`Tcx`], [`CgroupLink`], [`RawTracepoint`], [`Tracing`],
-//! [`Tracepoint`], [`Iter`], [`SkLookup`]. Where the kernel has no link: [`SocketFilter`]
-//! (`SO_ATTACH_BPF`) and [`SockMapProgram`] (`BPF_PROG_ATTACH` to a sockmap).
+//! [`Tracepoint`], [`Iter`], [`SkLookup`]. Where the kernel has no link: [`TcNetlink`] (a
+//! `cls_bpf` filter made over our own netlink code), [`SocketFilter`] (`SO_ATTACH_BPF`) and
+//! [`SockMapProgram`] (`BPF_PROG_ATTACH` to a sockmap); these detach on drop too.
 
 /// `into_link` and `Deref<Target = Link>` for a link type that wraps a [`Link`] in `link`.
 macro_rules! link_wrapper {
@@ -24,13 +25,16 @@ macro_rules! link_wrapper {
 }
 
 mod cgroup;
+mod netlink;
 mod socket;
+mod tc;
 mod tcx;
 mod tracing;
 mod xdp;
 
 pub use cgroup::CgroupLink;
 pub use socket::{SockMapProgram, SocketFilter};
+pub use tc::{TcAttach, TcDirection, TcFilterInfo, TcNetlink};
 pub use tcx::{Tcx, TcxAttach};
 pub use tracing::{tracepoint_id, Iter, RawTracepoint, SkLookup, Tracepoint, Tracing};
 pub use xdp::{Xdp, XdpMode};

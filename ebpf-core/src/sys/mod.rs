@@ -14,6 +14,7 @@ mod info;
 mod link;
 mod map;
 mod mmap;
+mod netlink;
 mod obj;
 mod perf;
 mod prog;
@@ -32,6 +33,7 @@ pub use map::{
     MapCreate, MapFd,
 };
 pub use mmap::{page_size, MmapRegion};
+pub use netlink::NetlinkSocket;
 pub use obj::{obj_get, obj_pin, object_kind, prog_attach, prog_detach, prog_query, ObjectKind, ProgQuery};
 pub use perf::{perf_event_open_bpf_output, perf_event_open_tracepoint};
 pub use prog::{
