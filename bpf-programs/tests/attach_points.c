@@ -1,6 +1,6 @@
 // Library fixture: one program per attach point that has no link of its own or needs a
 // special target — socket filter, raw tracepoint, perf-event tracepoint, post_bind4,
-// sk_lookup, sk_msg — each observable from user space.
+// sk_lookup, sk_msg redirect — each observable from user space.
 #include "netstack_compat.h"
 #include <bpf/bpf_endian.h>
 
@@ -78,12 +78,16 @@ struct {
 	__type(value, __u64);
 } msg_socks SEC(".maps");
 
+/* Counts what sockets in `msg_socks` send, and redirects it into the receive queue of the
+ * socket at key 2. */
 SEC("sk_msg")
-int count_msgs(struct sk_msg_md *msg)
+int count_and_redirect(struct sk_msg_md *msg)
 {
+	__u32 target = 2;
+
 	__sync_fetch_and_add(&msgs_seen, 1);
 	__sync_fetch_and_add(&msg_bytes, msg->size);
-	return SK_PASS;
+	return bpf_msg_redirect_hash(msg, &msg_socks, &target, BPF_F_INGRESS);
 }
 
 NETSTACK_LICENSE;

@@ -134,24 +134,34 @@ fn sk_lookup_steers_connections_for_a_port_nobody_listens_on() {
 }
 
 #[test]
-fn an_sk_msg_program_on_a_sockhash_sees_every_message() {
+fn an_sk_msg_program_on_a_sockhash_redirects_every_message() {
     let Some(_root) = require_kernel() else { return };
     let collection = attach_points(0, 0);
     let socks = collection.map("msg_socks").unwrap();
     let attached =
-        SockMapProgram::attach(socks, collection.program("count_msgs").unwrap(), AttachType::SkMsgVerdict).unwrap();
+        SockMapProgram::attach(socks, collection.program("count_and_redirect").unwrap(), AttachType::SkMsgVerdict)
+            .unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    let (mut server, _) = listener.accept().unwrap();
-    let fd = client.as_fd().as_raw_fd() as u64;
-    socks.update(&1u32.to_ne_bytes(), &fd.to_ne_bytes(), UpdateFlags::ANY).unwrap();
-    for _ in 0..3 {
-        client.write_all(&[7u8; 10]).unwrap();
+    let mut sender = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut sender_peer, _) = listener.accept().unwrap();
+    let mut target = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (_target_peer, _) = listener.accept().unwrap();
+    for (key, socket) in [(1u32, &sender), (2u32, &target)] {
+        let fd = socket.as_fd().as_raw_fd() as u64;
+        socks.update(&key.to_ne_bytes(), &fd.to_ne_bytes(), UpdateFlags::ANY).unwrap();
     }
+    for _ in 0..3 {
+        sender.write_all(b"redirect!!").unwrap();
+    }
+    // What `sender` sends lands in `target`'s own receive queue, not at its peer.
     let mut got = [0u8; 30];
-    server.read_exact(&mut got).unwrap();
+    target.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    target.read_exact(&mut got).unwrap();
+    assert_eq!(&got[..10], b"redirect!!");
     assert_eq!(collection.variable("msgs_seen").unwrap().get::<u64>().unwrap(), 3);
     assert_eq!(collection.variable("msg_bytes").unwrap().get::<u64>().unwrap(), 30);
+    sender_peer.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    assert!(sender_peer.read(&mut got).is_err(), "nothing reached the sender's peer");
     drop(attached);
 }
 

@@ -137,3 +137,49 @@ impl UdpCounter {
         n
     }
 }
+
+/// Sends `count` ICMP echo requests from a thread in `from` to `to`, one at a time, and returns
+/// how many were answered within `timeout` each (a raw socket: no `ping` binary needed).
+pub fn ping(from: &NetNs, to: Ipv4Addr, count: u16, timeout: std::time::Duration) -> Result<usize, String> {
+    use nix::sys::socket::{
+        recv, sendto, setsockopt, socket, sockopt, AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType,
+        SockaddrIn,
+    };
+    from.run(move || -> Result<usize, String> {
+        let fd = socket(AddressFamily::Inet, SockType::Raw, SockFlag::SOCK_CLOEXEC, SockProtocol::Icmp)
+            .map_err(|e| format!("raw ICMP socket: {e}"))?;
+        let tv = nix::sys::time::TimeVal::new(timeout.as_secs() as i64, timeout.subsec_micros() as i64);
+        setsockopt(&fd, sockopt::ReceiveTimeout, &tv).map_err(|e| e.to_string())?;
+        let id = (std::process::id() & 0xffff) as u16;
+        let dest = SockaddrIn::from(std::net::SocketAddrV4::new(to, 0));
+        let mut answered = 0;
+        for seq in 0..count {
+            let mut packet =
+                [8u8, 0, 0, 0, (id >> 8) as u8, id as u8, (seq >> 8) as u8, seq as u8, b'e', b'b', b'p', b'f'];
+            let sum = icmp_checksum(&packet);
+            packet[2..4].copy_from_slice(&sum.to_be_bytes());
+            sendto(std::os::fd::AsRawFd::as_raw_fd(&fd), &packet, &dest, MsgFlags::empty())
+                .map_err(|e| e.to_string())?;
+            let mut buf = [0u8; 1500];
+            // A raw socket sees every ICMP packet of the namespace: wait for our reply.
+            while let Ok(n) = recv(std::os::fd::AsRawFd::as_raw_fd(&fd), &mut buf, MsgFlags::empty()) {
+                let header = usize::from(buf[0] & 0x0f) * 4;
+                let icmp = &buf[header.min(n)..n];
+                if icmp.len() >= 8 && icmp[0] == 0 && icmp[4..6] == id.to_be_bytes() && icmp[6..8] == seq.to_be_bytes()
+                {
+                    answered += 1;
+                    break;
+                }
+            }
+        }
+        Ok(answered)
+    })?
+}
+
+fn icmp_checksum(bytes: &[u8]) -> u16 {
+    let mut sum: u32 = bytes.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))).sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
