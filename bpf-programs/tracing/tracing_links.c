@@ -36,4 +36,29 @@ int list_maps(struct bpf_iter__bpf_map *ctx)
 	return 0;
 }
 
+struct task_struct {
+	int pid;
+	int tgid;
+} __attribute__((preserve_access_index));
+
+struct bpf_iter__task {
+	struct bpf_iter_meta *meta;
+	struct task_struct *task;
+} __attribute__((preserve_access_index));
+
+/* One line per thread: "tgid pid". */
+SEC("iter/task")
+int list_tasks(struct bpf_iter__task *ctx)
+{
+	struct task_struct *task = ctx->task;
+	__u64 args[2];
+
+	if (!task)
+		return 0;
+	args[0] = task->tgid;
+	args[1] = task->pid;
+	bpf_seq_printf(ctx->meta->seq, "%d %d\n", sizeof("%d %d\n"), args, sizeof(args));
+	return 0;
+}
+
 NETSTACK_LICENSE;

@@ -187,6 +187,11 @@ fn tracing_programs_and_iterators_attach_where_the_kernel_allows_them() {
             let mut text = String::new();
             iter.open().unwrap().read_to_string(&mut text).unwrap();
             assert!(text.lines().count() >= 2, "every map is listed: {text}");
+            let tasks = Iter::attach(collection.program("list_tasks").unwrap(), &[]).unwrap();
+            let mut text = String::new();
+            tasks.open().unwrap().read_to_string(&mut text).unwrap();
+            let me = format!("{0} {0}", std::process::id());
+            assert!(text.lines().any(|l| l == me), "this process's main thread is listed");
         }
     }
 }
