@@ -1,0 +1,169 @@
+//! A producer and a consumer at the same time: an XDP program writes ring-buffer events
+//! under `BPF_PROG_TEST_RUN` (large repeat count) on one thread while a consumer on another
+//! waits on epoll and drains. Measured: the consumer thread's CPU time per event (what a
+//! daemon pays to read its datapath's events), for our reader, aya 0.14.0 and libbpf-rs 0.27.
+//! Every session prints produced, consumed and dropped (counted by the program when the ring
+//! is full): consumed + dropped must equal produced. `cargo bench -p benches --bench ring_concurrent`.
+// criterion's macros generate undocumented functions.
+#![allow(missing_docs)]
+
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use benches::can_use_bpf;
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use ebpf_core::insn::{helpers::helper_id, AluOp, Assembler, AtomicOp, JmpCond, Reg, Size};
+use ebpf_core::{Map, MapSpec, MapType, Program, ProgramSpec, ProgramType, TestRun};
+use nix::time::{clock_gettime, ClockId};
+
+const RING: u32 = 4 << 20;
+const EVENTS: u32 = 1_000_000;
+
+/// XDP: reserve a `size`-byte event in "events" and submit it; when the ring is full, count
+/// the drop in slot 0 of the array "drops".
+fn producer(events: &Map, drops: &Map, size: i32) -> Program {
+    let mut asm = Assembler::new();
+    asm.ld_map(Reg::R1, "events")
+        .mov64_imm(Reg::R2, size)
+        .mov64_imm(Reg::R3, 0)
+        .call(helper_id("bpf_ringbuf_reserve").expect("helper"))
+        .jmp_imm(JmpCond::Eq, Reg::R0, 0, "full")
+        .store_imm(Size::DW, Reg::R0, 0, 42)
+        .mov64_reg(Reg::R1, Reg::R0)
+        .mov64_imm(Reg::R2, 0)
+        .call(helper_id("bpf_ringbuf_submit").expect("helper"))
+        .ja("out")
+        .label("full")
+        .store_imm(Size::W, Reg::R10, -4, 0)
+        .mov64_reg(Reg::R2, Reg::R10)
+        .alu64_imm(AluOp::Add, Reg::R2, -4)
+        .ld_map(Reg::R1, "drops")
+        .call(helper_id("bpf_map_lookup_elem").expect("helper"))
+        .jmp_imm(JmpCond::Eq, Reg::R0, 0, "out")
+        .mov64_imm(Reg::R1, 1)
+        .atomic(AtomicOp::Add, Size::DW, Reg::R0, 0, Reg::R1)
+        .label("out")
+        .mov64_imm(Reg::R0, 2)
+        .exit();
+    let mut spec = ProgramSpec::from_assembled("ringconc", ProgramType::Xdp, asm.finish().expect("assemble"));
+    spec.bind_map("events", events).expect("bind");
+    spec.bind_map("drops", drops).expect("bind");
+    Program::load(&spec).expect("load producer")
+}
+
+fn thread_cpu() -> Duration {
+    Duration::from(clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).expect("thread CPU clock"))
+}
+
+/// One session: a fresh ring, the producer on its own thread, `consume` on this one until the
+/// producer is done and every produced event is consumed or counted as dropped. Returns the
+/// consumer's CPU time.
+fn session(size: i32, name: &str, consume: &dyn Fn(&Map, &AtomicBool, &dyn Fn() -> bool) -> usize) -> Duration {
+    let events = Map::create(&MapSpec::new("conc_ring", MapType::Ringbuf, 0, 0, RING)).expect("ring");
+    let drops = Map::create(&MapSpec::new("conc_drops", MapType::Array, 4, 8, 1)).expect("drops");
+    let program = Arc::new(producer(&events, &drops, size));
+    let done = Arc::new(AtomicBool::new(false));
+    let handle = {
+        let (program, done) = (program.clone(), done.clone());
+        std::thread::spawn(move || {
+            program.test_run(&TestRun { data: &[0u8; 64], repeat: EVENTS, ..TestRun::default() }).expect("produce");
+            done.store(true, Ordering::Release);
+        })
+    };
+    let dropped =
+        || u64::from_ne_bytes(drops.get(&0u32.to_ne_bytes()).expect("drops").expect("slot").try_into().expect("8"));
+    let started = thread_cpu();
+    let consumed = consume(&events, &done, &|| done.load(Ordering::Acquire));
+    let cpu = thread_cpu() - started;
+    handle.join().expect("producer");
+    let dropped = dropped() as usize;
+    eprintln!("{name} {size}B: produced {EVENTS}, consumed {consumed}, dropped {dropped}");
+    assert_eq!(consumed + dropped, EVENTS as usize, "{name}: an event was silently lost");
+    cpu
+}
+
+/// Drains until the producer is done and a last drain finds nothing.
+fn until_done(done: &AtomicBool, mut wait_and_drain: impl FnMut() -> usize) -> usize {
+    let mut consumed = 0;
+    loop {
+        let finished = done.load(Ordering::Acquire);
+        let n = wait_and_drain();
+        consumed += n;
+        if finished && n == 0 {
+            return consumed;
+        }
+    }
+}
+
+fn ours(events: &Map, done: &AtomicBool, _: &dyn Fn() -> bool) -> usize {
+    let mut ring = ebpf_ringbuf::RingBuf::new(events.try_clone().expect("dup")).expect("ours");
+    until_done(done, || {
+        ring.poll(Duration::from_millis(10), |r| {
+            black_box(r);
+        })
+        .expect("poll")
+    })
+}
+
+fn aya(events: &Map, done: &AtomicBool, _: &dyn Fn() -> bool) -> usize {
+    let data = aya::maps::MapData::from_id(events.info().expect("info").id).expect("aya map");
+    let mut ring = aya::maps::RingBuf::try_from(aya::maps::Map::RingBuf(data)).expect("aya");
+    until_done(done, || {
+        let mut n = 0;
+        while let Some(item) = ring.next() {
+            black_box(&*item);
+            n += 1;
+        }
+        if n == 0 {
+            // aya has no blocking read: wait for the ring to become readable, as its docs
+            // suggest (any fd of the map will do).
+            let mut fds = [nix::poll::PollFd::new(events.as_fd(), nix::poll::PollFlags::POLLIN)];
+            let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(10u8));
+        }
+        n
+    })
+}
+
+fn libbpf(events: &Map, done: &AtomicBool, _: &dyn Fn() -> bool) -> usize {
+    let handle = libbpf_rs::MapHandle::from_map_id(events.info().expect("info").id).expect("libbpf map");
+    let counted = std::rc::Rc::new(std::cell::Cell::new(0usize));
+    let mut builder = libbpf_rs::RingBufferBuilder::new();
+    let c = counted.clone();
+    builder
+        .add(&handle, move |data: &[u8]| {
+            black_box(data);
+            c.set(c.get() + 1);
+            0
+        })
+        .expect("libbpf ring");
+    let ring = builder.build().expect("libbpf ring");
+    until_done(done, || {
+        let before = counted.get();
+        ring.poll(Duration::from_millis(10)).expect("poll");
+        counted.get() - before
+    })
+}
+
+fn concurrent(c: &mut Criterion) {
+    if !can_use_bpf() {
+        return;
+    }
+    type Consumer = fn(&Map, &AtomicBool, &dyn Fn() -> bool) -> usize;
+    let consumers: [(&str, Consumer); 3] = [("ebpf_ringbuf", ours), ("aya", aya), ("libbpf_rs", libbpf)];
+    for size in [16i32, 256] {
+        let mut group = c.benchmark_group(format!("ringbuf_concurrent_consumer_cpu_{size}B"));
+        group.throughput(Throughput::Elements(u64::from(EVENTS)));
+        group.sample_size(10);
+        for (name, consume) in consumers {
+            group.bench_function(name, |b| {
+                b.iter_custom(|iterations| (0..iterations).map(|_| session(size, name, &consume)).sum())
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, concurrent);
+criterion_main!(benches);
