@@ -57,14 +57,25 @@ fn thread_cpu() -> Duration {
     Duration::from(clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).expect("thread CPU clock"))
 }
 
-/// One session: a fresh ring, the producer on its own thread, `consume` on this one until the
-/// producer is done and every produced event is consumed or counted as dropped. Returns the
-/// consumer's CPU time.
-fn session(size: i32, name: &str, consume: &dyn Fn(&Map, &AtomicBool, &dyn Fn() -> bool) -> usize) -> Duration {
+/// Waits (up to 10 ms) for events and drains them; returns how many it handled.
+type Reader = Box<dyn FnMut() -> usize>;
+
+/// Builds a reader over a ring map.
+type MakeReader = fn(&Map) -> Reader;
+
+/// One session: a fresh ring and a reader on it, then the producer on its own thread while
+/// this one reads until the producer is done and a last drain finds nothing. Returns the
+/// reader's CPU time scaled to `EVENTS` consumed events (CPU per consumed event × `EVENTS`),
+/// so a reader that falls behind and lets the producer drop is not flattered by the events
+/// it never read. The reader exists before the first event, so every implementation starts
+/// in the same state (caught up).
+fn session(size: i32, name: &str, make_reader: MakeReader) -> Duration {
     let events = Map::create(&MapSpec::new("conc_ring", MapType::Ringbuf, 0, 0, RING)).expect("ring");
     let drops = Map::create(&MapSpec::new("conc_drops", MapType::Array, 4, 8, 1)).expect("drops");
     let program = Arc::new(producer(&events, &drops, size));
+    let mut read = make_reader(&events);
     let done = Arc::new(AtomicBool::new(false));
+    let started = thread_cpu();
     let handle = {
         let (program, done) = (program.clone(), done.clone());
         std::thread::spawn(move || {
@@ -72,34 +83,27 @@ fn session(size: i32, name: &str, consume: &dyn Fn(&Map, &AtomicBool, &dyn Fn() 
             done.store(true, Ordering::Release);
         })
     };
-    let dropped =
-        || u64::from_ne_bytes(drops.get(&0u32.to_ne_bytes()).expect("drops").expect("slot").try_into().expect("8"));
-    let started = thread_cpu();
-    let consumed = consume(&events, &done, &|| done.load(Ordering::Acquire));
-    let cpu = thread_cpu() - started;
-    handle.join().expect("producer");
-    let dropped = dropped() as usize;
-    eprintln!("{name} {size}B: produced {EVENTS}, consumed {consumed}, dropped {dropped}");
-    assert_eq!(consumed + dropped, EVENTS as usize, "{name}: an event was silently lost");
-    cpu
-}
-
-/// Drains until the producer is done and a last drain finds nothing.
-fn until_done(done: &AtomicBool, mut wait_and_drain: impl FnMut() -> usize) -> usize {
     let mut consumed = 0;
     loop {
         let finished = done.load(Ordering::Acquire);
-        let n = wait_and_drain();
+        let n = read();
         consumed += n;
         if finished && n == 0 {
-            return consumed;
+            break;
         }
     }
+    let cpu = thread_cpu() - started;
+    handle.join().expect("producer");
+    let dropped =
+        u64::from_ne_bytes(drops.get(&0u32.to_ne_bytes()).expect("drops").expect("slot").try_into().expect("8"));
+    eprintln!("{name} {size}B: produced {EVENTS}, consumed {consumed}, dropped {dropped}");
+    assert_eq!(consumed + dropped as usize, EVENTS as usize, "{name}: an event was silently lost");
+    cpu.mul_f64(f64::from(EVENTS) / consumed.max(1) as f64)
 }
 
-fn ours(events: &Map, done: &AtomicBool, _: &dyn Fn() -> bool) -> usize {
+fn ours(events: &Map) -> Reader {
     let mut ring = ebpf_ringbuf::RingBuf::new(events.try_clone().expect("dup")).expect("ours");
-    until_done(done, || {
+    Box::new(move || {
         ring.poll(Duration::from_millis(10), |r| {
             black_box(r);
         })
@@ -107,10 +111,11 @@ fn ours(events: &Map, done: &AtomicBool, _: &dyn Fn() -> bool) -> usize {
     })
 }
 
-fn aya(events: &Map, done: &AtomicBool, _: &dyn Fn() -> bool) -> usize {
+fn aya(events: &Map) -> Reader {
     let data = aya::maps::MapData::from_id(events.info().expect("info").id).expect("aya map");
     let mut ring = aya::maps::RingBuf::try_from(aya::maps::Map::RingBuf(data)).expect("aya");
-    until_done(done, || {
+    let waiter = events.try_clone().expect("dup");
+    Box::new(move || {
         let mut n = 0;
         while let Some(item) = ring.next() {
             black_box(&*item);
@@ -119,14 +124,14 @@ fn aya(events: &Map, done: &AtomicBool, _: &dyn Fn() -> bool) -> usize {
         if n == 0 {
             // aya has no blocking read: wait for the ring to become readable, as its docs
             // suggest (any fd of the map will do).
-            let mut fds = [nix::poll::PollFd::new(events.as_fd(), nix::poll::PollFlags::POLLIN)];
+            let mut fds = [nix::poll::PollFd::new(waiter.as_fd(), nix::poll::PollFlags::POLLIN)];
             let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(10u8));
         }
         n
     })
 }
 
-fn libbpf(events: &Map, done: &AtomicBool, _: &dyn Fn() -> bool) -> usize {
+fn libbpf(events: &Map) -> Reader {
     let handle = libbpf_rs::MapHandle::from_map_id(events.info().expect("info").id).expect("libbpf map");
     let counted = std::rc::Rc::new(std::cell::Cell::new(0usize));
     let mut builder = libbpf_rs::RingBufferBuilder::new();
@@ -139,7 +144,7 @@ fn libbpf(events: &Map, done: &AtomicBool, _: &dyn Fn() -> bool) -> usize {
         })
         .expect("libbpf ring");
     let ring = builder.build().expect("libbpf ring");
-    until_done(done, || {
+    Box::new(move || {
         let before = counted.get();
         ring.poll(Duration::from_millis(10)).expect("poll");
         counted.get() - before
@@ -150,15 +155,14 @@ fn concurrent(c: &mut Criterion) {
     if !can_use_bpf() {
         return;
     }
-    type Consumer = fn(&Map, &AtomicBool, &dyn Fn() -> bool) -> usize;
-    let consumers: [(&str, Consumer); 3] = [("ebpf_ringbuf", ours), ("aya", aya), ("libbpf_rs", libbpf)];
+    let readers: [(&str, MakeReader); 3] = [("ebpf_ringbuf", ours), ("aya", aya), ("libbpf_rs", libbpf)];
     for size in [16i32, 256] {
         let mut group = c.benchmark_group(format!("ringbuf_concurrent_consumer_cpu_{size}B"));
         group.throughput(Throughput::Elements(u64::from(EVENTS)));
         group.sample_size(10);
-        for (name, consume) in consumers {
+        for (name, make_reader) in readers {
             group.bench_function(name, |b| {
-                b.iter_custom(|iterations| (0..iterations).map(|_| session(size, name, &consume)).sum())
+                b.iter_custom(|iterations| (0..iterations).map(|_| session(size, name, make_reader)).sum())
             });
         }
         group.finish();

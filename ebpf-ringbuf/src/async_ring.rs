@@ -43,12 +43,16 @@ impl AsyncRingBuf {
                 map: "ring buffer".to_owned(),
                 source: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc_eio())),
             })?;
-            let handled = guard.get_inner_mut().0.consume(&mut handle)?;
+            let ring = &mut guard.get_inner_mut().0;
+            let handled = ring.consume(&mut handle)?;
             if handled > 0 {
                 return Ok(handled);
             }
-            // Nothing there after all: wait for the next wake-up.
-            guard.clear_ready();
+            // Nothing there after all: wait for the next wake-up (unless a record was committed
+            // without one, racing the drain).
+            if ring.nothing_to_read_before_wakeup() {
+                guard.clear_ready();
+            }
         }
     }
 

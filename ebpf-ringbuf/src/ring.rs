@@ -80,7 +80,7 @@ impl RingBuf {
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
             .map_err(|source| RingBufError::Epoll { map: map.describe(), source })?;
         epoll
-            .add(map.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, 0))
+            .add(map.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLET, 0))
             .map_err(|source| RingBufError::Epoll { map: map.describe(), source })?;
         Ok(RingBuf { mask: size as u64 - 1, map, consumer, producer, page, epoll })
     }
@@ -157,10 +157,18 @@ impl RingBuf {
         Ok(handled)
     }
 
-    /// Waits up to `timeout` for records (returning at once if some are pending), then
-    /// consumes them. Returns how many were handled; 0 after a timeout.
-    pub fn poll(&mut self, timeout: Duration, handle: impl FnMut(&[u8])) -> Result<usize, RingBufError> {
-        if self.pending_bytes() == 0 {
+    /// Consumes what is committed; when that is nothing, waits up to `timeout` for the kernel
+    /// to commit a record, then consumes. Returns how many were handled; 0 after a timeout.
+    ///
+    /// The ring is watched edge-triggered: the kernel signals when it commits a record at the
+    /// position the consumer has reached, so a consumer that keeps up with its producer sleeps
+    /// between records instead of spinning on ones still being written.
+    pub fn poll(&mut self, timeout: Duration, mut handle: impl FnMut(&[u8])) -> Result<usize, RingBufError> {
+        let handled = self.consume(&mut handle)?;
+        if handled > 0 {
+            return Ok(handled);
+        }
+        if self.nothing_to_read_before_wakeup() {
             let mut events = [EpollEvent::empty()];
             let millis = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
             self.epoll
@@ -168,6 +176,25 @@ impl RingBuf {
                 .map_err(|source| RingBufError::Epoll { map: self.map.describe(), source })?;
         }
         self.consume(handle)
+    }
+
+    /// After a drain that found nothing: true when it is safe to sleep until the kernel's next
+    /// signal. A commit that read the consumer position before the drain published it sent no
+    /// signal, but then its record is visible here: the fence pairs with the kernel's full
+    /// barrier between writing a record's header and reading the consumer position.
+    pub(crate) fn nothing_to_read_before_wakeup(&self) -> bool {
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        !self.next_is_committed()
+    }
+
+    /// True when the record at the consumer position is written (committed or discarded).
+    fn next_is_committed(&self) -> bool {
+        let consumer = self.consumer_pos();
+        if consumer >= self.producer_pos() {
+            return false;
+        }
+        let at = self.page + (consumer & self.mask) as usize;
+        self.producer.load_u32_acquire(at).is_some_and(|header| header & BUSY_BIT == 0)
     }
 
     fn corrupt(&self, position: u64, reason: &str) -> RingBufError {

@@ -184,3 +184,48 @@ fn a_slow_consumer_sees_exactly_what_the_producer_did_not_drop() {
     assert!(dropped > 0, "the bursts must overflow the ring");
     assert_eq!(consumed + dropped, 200_000, "every record is delivered or counted as dropped, exactly");
 }
+
+#[test]
+fn a_consumer_keeping_up_with_a_running_producer_misses_no_wakeup() {
+    let Some(_root) = require_kernel() else { return };
+    let (seq, events) = maps(1 << 20);
+    let program = std::sync::Arc::new(producer(&seq, &events));
+    let mut ring = RingBuf::new(events).unwrap();
+    let produced = 300_000u32;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let producing = {
+        let (program, done) = (program.clone(), done.clone());
+        std::thread::spawn(move || {
+            for _ in 0..30 {
+                run(&program, produced / 30);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            done.store(true, std::sync::atomic::Ordering::Release);
+        })
+    };
+    // The wait is long: a missed wakeup shows as a poll that sleeps it out and then finds
+    // records that were committed while it slept.
+    let mut consumed = 0usize;
+    let mut next = 0u64;
+    let mut longest = Duration::ZERO;
+    loop {
+        let finished = done.load(std::sync::atomic::Ordering::Acquire);
+        let started = Instant::now();
+        let n = ring
+            .poll(Duration::from_millis(500), |record| {
+                assert_eq!(u64::from_ne_bytes(record.try_into().unwrap()), next, "in order");
+                next += 1;
+            })
+            .unwrap();
+        if n > 0 {
+            longest = longest.max(started.elapsed());
+        }
+        consumed += n;
+        if finished && n == 0 && ring.pending_bytes() == 0 {
+            break;
+        }
+    }
+    producing.join().unwrap();
+    assert_eq!(consumed as u64 + drops(&seq), u64::from(produced));
+    assert!(longest < Duration::from_millis(400), "a poll slept {longest:?} before finding committed records");
+}
