@@ -125,8 +125,8 @@ impl RingBuf {
             let mut released = consumer;
             while consumer < producer {
                 let at = self.page + (consumer & self.mask) as usize;
-                let Some(header) = self.producer.load_u32_acquire(at) else {
-                    return Err(self.corrupt(consumer, "header out of range"));
+                let Some((header, record)) = self.producer.ring_record(at) else {
+                    return Err(self.corrupt(consumer, "record out of range"));
                 };
                 if header & BUSY_BIT != 0 {
                     self.consumer.store_u64(0, consumer);
@@ -139,9 +139,6 @@ impl RingBuf {
                     );
                 }
                 if header & DISCARD_BIT == 0 {
-                    let Some(record) = self.producer.committed_bytes(at + HEADER_LEN as usize, len as usize) else {
-                        return Err(self.corrupt(consumer, "record out of range"));
-                    };
                     handle(record);
                     handled += 1;
                 }

@@ -48,6 +48,7 @@ impl MmapRegion {
     }
 
     /// Length in bytes.
+    #[inline]
     pub fn len(&self) -> usize {
         self.len
     }
@@ -65,6 +66,7 @@ impl MmapRegion {
     /// The 64-bit word at `offset` as an atomic shared with the kernel; `None` when out of
     /// bounds or misaligned. Private: stores must go through `store_u64`, which checks the
     /// mapping is writable.
+    #[inline]
     fn atomic_u64(&self, offset: usize) -> Option<&AtomicU64> {
         if offset % 8 != 0 || offset.checked_add(8)? > self.len {
             return None;
@@ -76,12 +78,14 @@ impl MmapRegion {
     }
 
     /// The 64-bit word at `offset`, read with acquire ordering.
+    #[inline]
     pub fn load_u64_acquire(&self, offset: usize) -> Option<u64> {
         self.atomic_u64(offset).map(|w| w.load(std::sync::atomic::Ordering::Acquire))
     }
 
     /// Stores `value` at `offset` with release ordering; `false` (and nothing written) for a
     /// read-only region or a bad offset.
+    #[inline]
     pub fn store_u64(&self, offset: usize, value: u64) -> bool {
         match self.atomic_u64(offset) {
             Some(word) if self.writable => {
@@ -94,6 +98,7 @@ impl MmapRegion {
 
     /// The 32-bit word at `offset`, read atomically with acquire ordering (ring-buffer record
     /// headers, which the kernel updates to commit a record).
+    #[inline]
     pub fn load_u32_acquire(&self, offset: usize) -> Option<u32> {
         if offset % 4 != 0 || offset.checked_add(4)? > self.len {
             return None;
@@ -104,8 +109,37 @@ impl MmapRegion {
         Some(word.load(std::sync::atomic::Ordering::Acquire))
     }
 
+    /// The `BPF_MAP_TYPE_RINGBUF` record whose 8-byte header is at `offset`: the header word
+    /// (read with acquire ordering) and, when the header says the record is committed (busy bit
+    /// clear), its data bytes — the length is the header's low 30 bits. One bounds check for
+    /// both, so a reader pays it once per record. `None` when the header or the data would lie
+    /// outside the region, or `offset` is not 8-aligned.
+    #[inline]
+    pub fn ring_record(&self, offset: usize) -> Option<(u32, &[u8])> {
+        const BUSY: u32 = 1 << 31;
+        const LENGTH: u32 = (1 << 30) - 1;
+        if offset % 8 != 0 || offset.checked_add(8)? > self.len {
+            return None;
+        }
+        // SAFETY: in bounds and 8-aligned (so 4-aligned); AtomicU32 has the layout of u32; the
+        // mapping lives as long as `&self`.
+        let word = unsafe { &*self.ptr.as_ptr().add(offset).cast::<std::sync::atomic::AtomicU32>() };
+        let header = word.load(std::sync::atomic::Ordering::Acquire);
+        if header & BUSY != 0 {
+            return Some((header, &[]));
+        }
+        let len = (header & LENGTH) as usize;
+        if offset + 8 + len > self.len {
+            return None;
+        }
+        // SAFETY: in bounds (checked); the acquire load above saw the record committed, and the
+        // kernel does not write a committed record again until the consumer position passes it.
+        Some((header, unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(offset + 8), len) }))
+    }
+
     /// Stores the 32-bit word at `offset` with release ordering (ring-buffer record headers:
     /// the store that commits a record). Writable regions only; `false` otherwise.
+    #[inline]
     pub fn store_u32_release(&self, offset: usize, value: u32) -> bool {
         if !self.writable || offset % 4 != 0 || offset.checked_add(4).is_none_or(|end| end > self.len) {
             return false;
@@ -120,6 +154,7 @@ impl MmapRegion {
     /// `len` bytes at `offset`, for data the kernel has committed and will not touch until
     /// the consumer moves past it (a ring-buffer record whose header has been read with
     /// acquire ordering and was not busy). `None` when out of bounds.
+    #[inline]
     pub fn committed_bytes(&self, offset: usize, len: usize) -> Option<&[u8]> {
         if offset.checked_add(len)? > self.len {
             return None;
