@@ -134,6 +134,9 @@ pub struct VerifierError {
     pub errno: Errno,
     /// The verifier log, whole; empty only when the kernel wrote none.
     pub log: String,
+    /// What the loader knows about the rejection that the log cannot say (which CO-RE
+    /// relocation an `unknown#195896080` call stands for).
+    pub explanation: Option<String>,
 }
 
 impl VerifierError {
@@ -153,6 +156,9 @@ impl fmt::Display for VerifierError {
             write!(f, " (section {section})")?;
         }
         write!(f, ": rejected by the verifier ({})", errno_name(self.errno))?;
+        if let Some(explanation) = &self.explanation {
+            write!(f, "; {explanation}")?;
+        }
         if self.log.is_empty() {
             write!(f, "; the kernel wrote no log")
         } else {
@@ -183,6 +189,7 @@ mod tests {
             section: Some("tcx/ingress".into()),
             errno: Errno::EACCES,
             log: "0: R1=ctx()\nR0 !read_ok\nprocessed 1 insns".into(),
+            explanation: None,
         };
         let text = e.to_string();
         assert!(text.starts_with(

@@ -372,4 +372,8 @@ fn a_program_rejected_without_btf_is_explained_with_source_lines() {
     let err = Collection::load(CollectionSpec::from_elf(&elf).unwrap(), &LoadOptions::default()).unwrap_err();
     let Error::Verifier(rejection) = err else { panic!("{err}") };
     assert!(rejection.log.contains("@ core_relocs.c:"), "{}", rejection.log);
+    // The log only says `call unknown#195896080`; the error says which relocation that was.
+    let explanation = rejection.explanation.as_deref().unwrap_or("");
+    assert!(explanation.contains("has no match in the running kernel's types"), "{explanation}");
+    assert!(rejection.to_string().lines().next().unwrap().contains("CO-RE relocation"), "{rejection}");
 }

@@ -130,7 +130,7 @@ impl Program {
                 index: reference.index,
             });
         }
-        let (raw, attach_btf_id) = super::prepare::prepare(spec)?;
+        let super::prepare::Prepared { raw, attach_btf_id, poisoned } = super::prepare::prepare(spec)?;
         let license = CString::new(spec.license.as_str()).map_err(|_| Error::InvalidSpec {
             object: format!("program \"{}\"", spec.name),
             reason: "license contains a NUL byte".to_owned(),
@@ -162,13 +162,15 @@ impl Program {
                 // Rejected: load again with a log to say why.
                 Err(first) => match load_with_log(&request, LogLevel::BRANCHES, options.initial_log_size) {
                     (Ok(fd), log) => (fd, Some(log)),
-                    (Err(e), log) => return Err(rejection(spec, if log.is_empty() { first } else { e }, log)),
+                    (Err(e), log) => {
+                        return Err(rejection(spec, if log.is_empty() { first } else { e }, log, &poisoned))
+                    }
                 },
             }
         } else {
             match load_with_log(&request, options.log_level, options.initial_log_size) {
                 (Ok(fd), log) => (fd, Some(log)),
-                (Err(e), log) => return Err(rejection(spec, e, log)),
+                (Err(e), log) => return Err(rejection(spec, e, log, &poisoned)),
             }
         };
         Ok(Program {
@@ -276,15 +278,20 @@ fn load_with_log(request: &ProgLoad<'_>, level: LogLevel, initial: usize) -> (Re
     }
 }
 
-fn rejection(spec: &ProgramSpec, error: SysError, log: String) -> Error {
+fn rejection(spec: &ProgramSpec, error: SysError, log: String, poisoned: &[(usize, String)]) -> Error {
     if log.is_empty() && !matches!(error.errno, Errno::EACCES | Errno::EINVAL) {
         return Error::syscall(format!("load program \"{}\" ({})", spec.name, spec.program_type), error);
     }
+    // A poisoned CO-RE relocation reads as an unknown helper call: say which one it was.
+    let explanation = super::prepare::poisoned_slot_in_log(&log)
+        .and_then(|slot| poisoned.iter().find(|(s, _)| *s == slot))
+        .map(|(slot, what)| format!("instruction {slot}: CO-RE relocation {what}"));
     Error::Verifier(Box::new(VerifierError {
         program: spec.name.clone(),
         section: spec.section.clone(),
         errno: error.errno,
         log,
+        explanation,
     }))
 }
 

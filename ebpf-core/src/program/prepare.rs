@@ -43,11 +43,24 @@ fn attach_btf_name(spec: &ProgramSpec) -> Option<(String, BtfKind)> {
     Some(name)
 }
 
-/// The raw instructions to load, and the attach BTF id, after everything kernel-specific is
-/// resolved.
-pub(super) fn prepare(spec: &ProgramSpec) -> Result<(Vec<RawInsn>, Option<u32>)> {
+/// A program ready for the kernel: raw instructions, attach BTF id, and the CO-RE relocations
+/// that matched nothing in this kernel (their instructions now call a helper that does not
+/// exist, so the verifier rejects them if it reaches them).
+pub(super) struct Prepared {
+    pub raw: Vec<RawInsn>,
+    pub attach_btf_id: Option<u32>,
+    /// (raw slot, what was asked for).
+    pub poisoned: Vec<(usize, String)>,
+}
+
+/// Resolves everything kernel-specific in `spec`.
+pub(super) fn prepare(spec: &ProgramSpec) -> Result<Prepared> {
     if !needs_kernel(spec) {
-        return Ok((insn::encode(&spec.instructions), spec.attach_btf_id));
+        return Ok(Prepared {
+            raw: insn::encode(&spec.instructions),
+            attach_btf_id: spec.attach_btf_id,
+            poisoned: Vec::new(),
+        });
     }
     let kernel = kernel_btf()?;
     let object = |reason: String| Error::InvalidSpec { object: format!("program \"{}\"", spec.name), reason };
@@ -99,6 +112,7 @@ pub(super) fn prepare(spec: &ProgramSpec) -> Result<(Vec<RawInsn>, Option<u32>)>
     }
 
     let mut raw = insn::encode(&instructions);
+    let mut poisoned = Vec::new();
     if !spec.core_relocations.is_empty() {
         let blob = spec.btf.as_ref().ok_or_else(|| object("CO-RE relocations without the program's BTF".to_owned()))?;
         let local = Btf::parse(blob.blob.clone()).map_err(|e| object(format!("program BTF: {e}")))?;
@@ -115,7 +129,26 @@ pub(super) fn prepare(spec: &ProgramSpec) -> Result<(Vec<RawInsn>, Option<u32>)>
             let fixup = ebpf_btf::core::resolve(&local, &relocation.relo, &[&kernel])
                 .map_err(|e| object(format!("CO-RE: {e}")))?;
             apply_core_fixup(&mut raw, slot, &fixup).map_err(|e| object(e.to_string()))?;
+            if fixup.poison {
+                let relo = &relocation.relo;
+                let root = local.type_by_id(relo.type_id).map_or("?", |t| t.name());
+                poisoned.push((
+                    slot,
+                    format!(
+                        "{} of {root} (access {}) has no match in the running kernel's types",
+                        relo.kind.name(),
+                        local.string(relo.access_str_off)
+                    ),
+                ));
+            }
         }
     }
-    Ok((raw, attach_btf_id))
+    Ok(Prepared { raw, attach_btf_id, poisoned })
+}
+
+/// The verifier's line for a call of the poison helper: `28: (85) call unknown#195896080`.
+pub(super) fn poisoned_slot_in_log(log: &str) -> Option<usize> {
+    let marker = format!("call unknown#{}", ebpf_btf::core::POISON_HELPER_ID);
+    let line = log.lines().find(|l| l.contains(&marker))?;
+    line.split(':').next()?.trim().parse().ok()
 }
