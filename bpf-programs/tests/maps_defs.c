@@ -46,6 +46,14 @@ struct {
 	__uint(value_size, 16);
 } sized_by_number SEC(".maps");
 
+/* Socket-local storage: the kernel takes its layout from BTF only. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u64);
+} sk_counts SEC(".maps");
+
 /* A value with a kernel-managed field: the kernel must see its BTF. */
 struct locked_counter {
 	struct bpf_spin_lock lock;

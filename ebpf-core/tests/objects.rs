@@ -377,3 +377,16 @@ fn a_program_rejected_without_btf_is_explained_with_source_lines() {
     assert!(explanation.contains("has no match in the running kernel's types"), "{explanation}");
     assert!(rejection.to_string().lines().next().unwrap().contains("CO-RE relocation"), "{rejection}");
 }
+
+#[test]
+fn local_storage_maps_get_their_btf_even_when_nothing_else_needs_it() {
+    let Some(_root) = require_kernel() else { return };
+    let mut spec = CollectionSpec::from_elf(&fixture("maps_defs")).unwrap();
+    spec.programs.clear();
+    spec.maps.retain(|m| m.name == "sk_counts");
+    spec.variables.clear();
+    let collection = Collection::load(spec, &LoadOptions::default()).unwrap();
+    let info = collection.map("sk_counts").unwrap().info().unwrap();
+    assert_eq!(info.map_type, MapType::SkStorage.raw());
+    assert_ne!(info.btf_id, 0);
+}

@@ -114,7 +114,11 @@ fn needs_btf(spec: &CollectionSpec) -> bool {
         matches!(p.program_type, ProgramType::StructOps | ProgramType::Ext)
             || p.btf.as_ref().is_some_and(|b| b.func_info.len() > b.func_info_rec_size as usize)
     });
-    if subprograms {
+    // Local storage maps take their value layout from BTF only.
+    let btf_only_maps = spec.maps.iter().any(|m| {
+        matches!(m.map_type, MapType::SkStorage | MapType::InodeStorage | MapType::TaskStorage | MapType::CgrpStorage)
+    });
+    if subprograms || btf_only_maps {
         return true;
     }
     let typed: Vec<u32> = spec.maps.iter().filter_map(|m| m.btf_types.map(|t| t.value)).filter(|&v| v != 0).collect();
