@@ -10,7 +10,7 @@ TEMPLATE_CONST(__u16, DROP_PORT, 53);
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 2);
+	__uint(max_entries, 3); /* indexed by verdict: XDP_DROP (1) and XDP_PASS (2) */
 	__type(key, __u32);
 	__type(value, __u64);
 } verdicts SEC(".maps");

@@ -160,3 +160,7 @@ impl<K: Pod> MapOfMaps<K> {
         &self.map
     }
 }
+
+view_of_borrowed_map!(Array<V>);
+view_of_borrowed_map!(ProgramArray);
+view_of_borrowed_map!(MapOfMaps<K>);

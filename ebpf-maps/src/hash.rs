@@ -17,6 +17,8 @@ macro_rules! hash_map {
             _types: PhantomData<(K, V)>,
         }
 
+        view_of_borrowed_map!($name<K, V>);
+
         impl<K: Pod, V: Pod> TryFrom<Map> for $name<K, V> {
             type Error = MapError;
 

@@ -21,6 +21,20 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+/// `TryFrom<&Map>` for a typed view: the view takes its own handle on the map (a duplicated
+/// fd), so a map borrowed from a loaded `Collection` can be viewed without giving it up.
+macro_rules! view_of_borrowed_map {
+    ($name:ident $(<$($g:ident),+>)?) => {
+        impl$(<$($g: bytemuck::Pod),+>)? TryFrom<&ebpf_core::Map> for $name$(<$($g),+>)? {
+            type Error = $crate::MapError;
+
+            fn try_from(map: &ebpf_core::Map) -> Result<Self, $crate::MapError> {
+                Self::try_from(map.try_clone()?)
+            }
+        }
+    };
+}
+
 mod array;
 mod hash;
 mod lpm;

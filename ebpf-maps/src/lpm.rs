@@ -99,3 +99,5 @@ impl<K: Pod, V: Pod> LpmTrie<K, V> {
         &self.map
     }
 }
+
+view_of_borrowed_map!(LpmTrie<K, V>);

@@ -75,3 +75,5 @@ impl<V: Pod> MmapArray<V> {
         &self.map
     }
 }
+
+view_of_borrowed_map!(MmapArray<V>);

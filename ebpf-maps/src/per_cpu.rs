@@ -76,6 +76,8 @@ macro_rules! per_cpu_map {
             _types: PhantomData<($($generic,)? V,)>,
         }
 
+        view_of_borrowed_map!($name<$($generic,)? V>);
+
         impl<$($generic: Pod,)? V: Pod> TryFrom<Map> for $name<$($generic,)? V> {
             type Error = MapError;
 

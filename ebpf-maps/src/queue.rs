@@ -14,6 +14,8 @@ macro_rules! keyless {
             _value: PhantomData<V>,
         }
 
+        view_of_borrowed_map!($name<V>);
+
         impl<V: Pod> TryFrom<Map> for $name<V> {
             type Error = MapError;
 

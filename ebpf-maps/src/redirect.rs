@@ -15,6 +15,8 @@ macro_rules! index_map {
             _key: PhantomData<K>,
         }
 
+        view_of_borrowed_map!($name<K>);
+
         impl<K: Pod> TryFrom<Map> for $name<K> {
             type Error = MapError;
 
