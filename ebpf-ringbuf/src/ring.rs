@@ -117,15 +117,15 @@ impl RingBuf {
         // Space is handed back to the producer every quarter ring, and at the end: one store
         // per record would cost more than the record.
         let release_every = (self.mask + 1) / 4;
+        let (data, page, mask) = (&self.producer, self.page, self.mask);
         loop {
             let producer = self.producer_pos();
             if consumer >= producer {
                 break;
             }
-            let mut released = consumer;
+            let mut release_at = consumer + release_every;
             while consumer < producer {
-                let at = self.page + (consumer & self.mask) as usize;
-                let Some((header, record)) = self.producer.ring_record(at) else {
+                let Some((header, record)) = data.ring_record(page + (consumer & mask) as usize) else {
                     return Err(self.corrupt(consumer, "record out of range"));
                 };
                 if header & BUSY_BIT != 0 {
@@ -133,19 +133,17 @@ impl RingBuf {
                     return Ok(handled);
                 }
                 let len = u64::from(header & !(BUSY_BIT | DISCARD_BIT));
-                if len > self.mask {
-                    return Err(
-                        self.corrupt(consumer, &format!("record of {len} bytes in a {}-byte ring", self.mask + 1))
-                    );
+                if len > mask {
+                    return Err(self.corrupt(consumer, &format!("record of {len} bytes in a {}-byte ring", mask + 1)));
                 }
                 if header & DISCARD_BIT == 0 {
                     handle(record);
                     handled += 1;
                 }
                 consumer += (len + HEADER_LEN + 7) & !7;
-                if consumer - released >= release_every {
+                if consumer >= release_at {
                     self.consumer.store_u64(0, consumer);
-                    released = consumer;
+                    release_at = consumer + release_every;
                 }
             }
             // Release the space (and the slices handed out above) to the kernel.
@@ -194,6 +192,7 @@ impl RingBuf {
         self.producer.load_u32_acquire(at).is_some_and(|header| header & BUSY_BIT == 0)
     }
 
+    #[cold]
     fn corrupt(&self, position: u64, reason: &str) -> RingBufError {
         RingBufError::Corrupt { map: self.map.describe(), position, reason: reason.to_owned() }
     }
