@@ -6,6 +6,7 @@
 //! ebpftool prog show ID              one program's details
 //! ebpftool prog dump xlated ID       its instructions, as the kernel runs them
 //! ebpftool map list                  maps
+//! ebpftool map dump ID [--json]      a map's entries
 //! ebpftool btf dump vmlinux|module NAME|FILE   types, as bpftool's raw listing
 //! ebpftool object info FILE [--json]  programs (with tail-call sites), maps, variables
 //! ebpftool object load FILE [--pin DIR] [--set NAME=VALUE]... [--json]

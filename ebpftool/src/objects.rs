@@ -27,6 +27,35 @@ pub enum ProgCommand {
 pub enum MapCommand {
     /// One line per map.
     List,
+    /// Every entry of one map, keys and values as bytes.
+    Dump {
+        /// Map id.
+        id: u32,
+        /// Print JSON (`[{"key": [..bytes..], "value": [..bytes..]}, ...]`).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")
+}
+
+/// Every (key, value) of `map`, walked key by key (values of per-CPU maps: every CPU's slot).
+fn entries(map: &Map) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ebpf_core::Error> {
+    let mut out = Vec::new();
+    let mut key = vec![0u8; map.key_size()];
+    let mut next = vec![0u8; map.key_size()];
+    let mut first = true;
+    while map.next_key(if first { None } else { Some(&key) }, &mut next)? {
+        first = false;
+        std::mem::swap(&mut key, &mut next);
+        // An entry deleted between the walk and the lookup is skipped.
+        if let Some(value) = map.get(&key)? {
+            out.push((key.clone(), value));
+        }
+    }
+    Ok(out)
 }
 
 fn tag_hex(tag: &[u8; 8]) -> String {
@@ -95,6 +124,26 @@ pub fn map(command: MapCommand) -> Result<(), ebpf_core::Error> {
                     map.max_entries(),
                     map.flags().bits()
                 );
+            }
+        }
+        MapCommand::Dump { id, json } => {
+            let map = Map::from_id(id)?;
+            if map.key_size() == 0 {
+                return Err(ebpf_core::Error::InvalidSpec {
+                    object: map.describe(),
+                    reason: "has no keys to walk (ring buffers, queues and stacks are read, not dumped)".to_owned(),
+                });
+            }
+            let all = entries(&map)?;
+            if json {
+                let list: Vec<serde_json::Value> =
+                    all.iter().map(|(k, v)| serde_json::json!({"key": k, "value": v})).collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else {
+                for (key, value) in &all {
+                    println!("key: {}  value: {}", hex(key), hex(value));
+                }
+                println!("Found {} elements", all.len());
             }
         }
     }
