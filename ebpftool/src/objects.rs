@@ -41,8 +41,11 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")
 }
 
-/// Every (key, value) of `map`, walked key by key (values of per-CPU maps: every CPU's slot).
-fn entries(map: &Map) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ebpf_core::Error> {
+/// One map entry: key bytes and value bytes.
+type Entry = (Vec<u8>, Vec<u8>);
+
+/// Every entry of `map`, walked key by key (values of per-CPU maps: every CPU's slot).
+fn entries(map: &Map) -> Result<Vec<Entry>, ebpf_core::Error> {
     let mut out = Vec::new();
     let mut key = vec![0u8; map.key_size()];
     let mut next = vec![0u8; map.key_size()];
