@@ -20,6 +20,19 @@
 //! assert_eq!(counters.get(&7)?, Some(1));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! Over a loaded object's maps, the view borrows the map (it takes its own fd):
+//!
+//! ```no_run
+//! use ebpf_core::{Collection, CollectionSpec, LoadOptions};
+//! use ebpf_maps::Array;
+//!
+//! let spec = CollectionSpec::from_elf(&std::fs::read("bpf-programs/out/tests/xdp_count.o")?)?;
+//! let collection = Collection::load(spec, &LoadOptions::default())?;
+//! let verdicts: Array<u64> = Array::try_from(collection.map("verdicts")?)?;
+//! println!("passed: {}", verdicts.get(2)?);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 /// `TryFrom<&Map>` for a typed view: the view takes its own handle on the map (a duplicated
 /// fd), so a map borrowed from a loaded `Collection` can be viewed without giving it up.
