@@ -483,9 +483,7 @@ impl Variable<'_> {
 
     /// The current value, as the programs see it.
     pub fn get<T: VariableValue>(&self) -> Result<T> {
-        let mut probe = self.spec.clone();
-        probe.value = self.read_bytes()?;
-        probe.get::<T>().map_err(object_error)
+        self.spec.decode(&self.read_bytes()?).map_err(object_error)
     }
 
     /// Writes a new value (type-checked like [`VariableSpec::set`]); constants cannot change
@@ -497,17 +495,16 @@ impl Variable<'_> {
                 reason: format!("it is a constant in {}, frozen at load", self.spec.section),
             });
         }
-        let mut probe = self.spec.clone();
-        probe.set(value).map_err(object_error)?;
+        let bytes = self.spec.encode(value).map_err(object_error)?;
         if let Some(region) = self.region {
-            if region.write_value(self.spec.offset as usize, &probe.value) {
+            if region.write_value(self.spec.offset as usize, &bytes) {
                 return Ok(());
             }
         }
         let key = 0u32.to_ne_bytes();
         let mut image = self.map.get(&key)?.unwrap_or_else(|| vec![0; self.map.value_size()]);
         let start = self.spec.offset as usize;
-        image[start..start + probe.value.len()].copy_from_slice(&probe.value);
+        image[start..start + bytes.len()].copy_from_slice(&bytes);
         self.map.update(&key, &image, UpdateFlags::ANY)
     }
 }

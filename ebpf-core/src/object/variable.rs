@@ -205,14 +205,28 @@ impl VariableSpec {
             )
     }
 
-    /// Sets the value, checked against the variable's type: an integer fits an integer or
-    /// enum of its size, a `bool` a `bool` or 1-byte integer, `[u8; N]` anything of N bytes.
-    pub fn set<T: VariableValue>(&mut self, value: T) -> Result<(), ObjectError> {
+    /// `value`'s bytes, once checked against the variable's type (see [`VariableSpec::set`]).
+    pub fn encode<T: VariableValue>(&self, value: T) -> Result<Vec<u8>, ObjectError> {
         let bytes = value.to_bytes();
         if !self.fits::<T>(bytes.len()) {
             return Err(self.mismatch(T::type_name()));
         }
-        self.value = bytes;
+        Ok(bytes)
+    }
+
+    /// `bytes` (a value of this variable, wherever it was read) as `T`, checked like
+    /// [`VariableSpec::set`].
+    pub fn decode<T: VariableValue>(&self, bytes: &[u8]) -> Result<T, ObjectError> {
+        if !self.fits::<T>(bytes.len()) {
+            return Err(self.mismatch(T::type_name()));
+        }
+        T::from_bytes(bytes).ok_or_else(|| self.mismatch(T::type_name()))
+    }
+
+    /// Sets the value, checked against the variable's type: an integer fits an integer or
+    /// enum of its size, a `bool` a `bool` or 1-byte integer, `[u8; N]` anything of N bytes.
+    pub fn set<T: VariableValue>(&mut self, value: T) -> Result<(), ObjectError> {
+        self.value = self.encode(value)?;
         Ok(())
     }
 
@@ -269,10 +283,7 @@ impl VariableSpec {
 
     /// The value the next load writes, as `T` (checked like [`VariableSpec::set`]).
     pub fn get<T: VariableValue>(&self) -> Result<T, ObjectError> {
-        if !self.fits::<T>(self.value.len()) {
-            return Err(self.mismatch(T::type_name()));
-        }
-        T::from_bytes(&self.value).ok_or_else(|| self.mismatch(T::type_name()))
+        self.decode(&self.value)
     }
 }
 

@@ -36,6 +36,27 @@ const PERF_COUNT_SW_BPF_OUTPUT: u64 = 10;
 const PERF_SAMPLE_RAW: u64 = 1 << 10;
 const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 1 << 3;
 
+/// `perf_event_open(attr, pid -1, cpu, no group, CLOEXEC)`: the event for every task on `cpu`.
+fn open(attr: &PerfEventAttr, cpu: u32) -> Result<OwnedFd, Errno> {
+    // SAFETY: `attr` is a fully initialised perf_event_attr of the size it declares; the
+    // kernel only reads it. pid -1 with a cpu selects all tasks on that CPU.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_perf_event_open,
+            attr as *const PerfEventAttr,
+            -1 as libc::pid_t,
+            cpu as libc::c_int,
+            -1 as libc::c_int,
+            PERF_FLAG_FD_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: a new fd returned by the kernel, owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
 /// Opens the per-CPU software event that `bpf_perf_event_output` writes to, on `cpu`,
 /// waking readers after `wakeup_events` samples.
 pub fn perf_event_open_bpf_output(cpu: u32, wakeup_events: u32) -> Result<OwnedFd, SysError> {
@@ -48,24 +69,8 @@ pub fn perf_event_open_bpf_output(cpu: u32, wakeup_events: u32) -> Result<OwnedF
         wakeup_events: wakeup_events.max(1),
         ..PerfEventAttr::default()
     };
-    // SAFETY: `attr` is a fully initialised perf_event_attr of the size it declares; the
-    // kernel only reads it. pid -1 with a cpu selects all tasks on that CPU.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_perf_event_open,
-            &attr as *const PerfEventAttr,
-            -1 as libc::pid_t,
-            cpu as libc::c_int,
-            -1 as libc::c_int,
-            PERF_FLAG_FD_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        // perf_event_open has no bpf command; report it under the map update it serves.
-        return Err(SysError { cmd: Cmd::MapUpdateElem, errno: Errno::last() });
-    }
-    // SAFETY: a new fd returned by the kernel, owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    // perf_event_open has no bpf command; report it under the map update it serves.
+    open(&attr, cpu).map_err(|errno| SysError { cmd: Cmd::MapUpdateElem, errno })
 }
 
 const PERF_TYPE_TRACEPOINT: u32 = 2;
@@ -82,23 +87,7 @@ pub fn perf_event_open_tracepoint(id: u64) -> Result<OwnedFd, Errno> {
         wakeup_events: 1,
         ..PerfEventAttr::default()
     };
-    // SAFETY: `attr` is a fully initialised perf_event_attr of the size it declares; the
-    // kernel only reads it.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_perf_event_open,
-            &attr as *const PerfEventAttr,
-            -1 as libc::pid_t,
-            0 as libc::c_int,
-            -1 as libc::c_int,
-            PERF_FLAG_FD_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(Errno::last());
-    }
-    // SAFETY: a new fd returned by the kernel, owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    open(&attr, 0)
 }
 
 #[cfg(test)]
