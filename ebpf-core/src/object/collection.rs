@@ -18,10 +18,6 @@ use crate::program::{BtfPolicy, BtfSource, LoadOptions, Program};
 use crate::sys::{self, Errno, MmapRegion};
 use crate::types::{MapType, ProgramType};
 
-/// Options of a collection load: the program load options (verifier log level) and the pin
-/// directory for maps pinned by name.
-pub type CollectionOptions = LoadOptions;
-
 /// Maps and programs loaded from one [`CollectionSpec`]. Dropping it closes every fd it holds;
 /// objects something else still holds (a link, a pin) live on in the kernel.
 #[derive(Debug)]

@@ -4,12 +4,13 @@
 //! maps and programs, all or nothing.
 //!
 //! ```no_run
-//! use ebpf_core::object::{Collection, CollectionSpec, CollectionOptions};
+//! use ebpf_core::object::{Collection, CollectionSpec};
+//! use ebpf_core::LoadOptions;
 //!
 //! let object = std::fs::read("bpf-programs/out/tests/xdp_count.o")?;
 //! let mut spec = CollectionSpec::from_elf(&object)?;
 //! spec.variable_mut("DROP_PORT")?.set(8080u16)?;
-//! let collection = Collection::load(spec, &CollectionOptions::default())?;
+//! let collection = Collection::load(spec, &LoadOptions::default())?;
 //! let program = collection.program("xdp_count")?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -28,7 +29,7 @@ mod tail_calls;
 mod variable;
 
 pub use btf::{read_btf, ObjectBtf};
-pub use collection::{pin_name, Collection, CollectionOptions, Variable};
+pub use collection::{pin_name, Collection, Variable};
 pub use data::{KconfigExtern, KCONFIG_MAP};
 pub use error::ObjectError;
 pub use section::{classify, SectionKind};
