@@ -125,3 +125,13 @@ pub fn require_tracefs() -> Option<()> {
 pub fn kernel_refuses(what: &str, why: &str) {
     eprintln!("NOT EXERCISED on this kernel: {what} ({why})");
 }
+
+/// `Some(())` when the command-line tool `name` runs (`name version`), for tests that compare
+/// us with it; otherwise prints why and returns `None`, or panics under `EBPF_REQUIRE_KERNEL=1`.
+pub fn require_tool(name: &str) -> Option<()> {
+    if std::process::Command::new(name).arg("version").output().is_ok() {
+        return Some(());
+    }
+    skip_or_fail(&format!("{name} is not installed"));
+    None
+}

@@ -2,13 +2,15 @@
 
 use std::process::Command;
 
+use ebpf_test_support::require_tool;
+
 #[test]
 fn raw_dump_of_vmlinux_matches_bpftool_line_for_line() {
-    let required = std::env::var("EBPF_REQUIRE_KERNEL").as_deref() == Ok("1");
     let vmlinux = "/sys/kernel/btf/vmlinux";
-    if !std::path::Path::new(vmlinux).exists() || Command::new("bpftool").arg("version").output().is_err() {
-        assert!(!required, "needs {vmlinux} and bpftool");
-        eprintln!("SKIPPED: needs {vmlinux} and bpftool");
+    let Some(()) = require_tool("bpftool") else { return };
+    if !std::path::Path::new(vmlinux).exists() {
+        assert_ne!(std::env::var("EBPF_REQUIRE_KERNEL").as_deref(), Ok("1"), "needs {vmlinux}");
+        eprintln!("SKIPPED: needs {vmlinux}");
         return;
     }
     let ours = Command::new(env!("CARGO_BIN_EXE_ebpftool")).args(["btf", "dump", "vmlinux"]).output().unwrap();
@@ -26,12 +28,7 @@ fn raw_dump_of_vmlinux_matches_bpftool_line_for_line() {
 
 #[test]
 fn object_files_dump_like_bpftool_too() {
-    let required = std::env::var("EBPF_REQUIRE_KERNEL").as_deref() == Ok("1");
-    if Command::new("bpftool").arg("version").output().is_err() {
-        assert!(!required, "needs bpftool");
-        eprintln!("SKIPPED: needs bpftool");
-        return;
-    }
+    let Some(()) = require_tool("bpftool") else { return };
     let object = concat!(env!("CARGO_MANIFEST_DIR"), "/../bpf-programs/out/btf/core_relocs.o");
     let ours = Command::new(env!("CARGO_BIN_EXE_ebpftool")).args(["btf", "dump", object]).output().unwrap();
     assert!(ours.status.success(), "{}", String::from_utf8_lossy(&ours.stderr));

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use ebpf_test_support::require_kernel;
+use ebpf_test_support::{require_kernel, require_tool};
 use serde_json::Value;
 
 fn json_of(cmd: &mut Command) -> Value {
@@ -16,11 +16,7 @@ fn program_and_map_types_agree_with_bpftool() {
     let Some(_root) = require_kernel() else {
         return;
     };
-    if Command::new("bpftool").arg("version").output().is_err() {
-        assert_ne!(std::env::var("EBPF_REQUIRE_KERNEL").as_deref(), Ok("1"), "bpftool is not installed");
-        eprintln!("SKIPPED: bpftool is not installed");
-        return;
-    }
+    let Some(()) = require_tool("bpftool") else { return };
     let ours = json_of(Command::new(env!("CARGO_BIN_EXE_ebpftool")).args(["feature", "--json"]));
     let theirs = json_of(Command::new("bpftool").args(["feature", "probe", "kernel", "-j"]));
     assert!(ours["kernel"].as_str().is_some_and(|k| !k.is_empty()));

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 
 use ebpf_core::{Map, MapSpec, MapType, UpdateFlags};
-use ebpf_test_support::{require_kernel, unique_name};
+use ebpf_test_support::{require_kernel, require_tool, unique_name};
 
 type Entries = BTreeMap<Vec<u8>, Vec<u8>>;
 
@@ -28,11 +28,7 @@ fn parse(json: &[u8]) -> Entries {
 #[test]
 fn dumps_match_bpftool_for_hash_and_array_maps() {
     let Some(_root) = require_kernel() else { return };
-    if Command::new("bpftool").arg("version").output().is_err() {
-        assert!(std::env::var("EBPF_REQUIRE_KERNEL").is_err(), "bpftool is not installed");
-        eprintln!("SKIPPED: bpftool is not installed");
-        return;
-    }
+    let Some(()) = require_tool("bpftool") else { return };
     let hash = Map::create(&MapSpec::new(&unique_name("dump"), MapType::Hash, 4, 8, 64)).unwrap();
     for k in 0u32..50 {
         hash.update(&k.to_ne_bytes(), &(u64::from(k) * 1000 + 7).to_ne_bytes(), UpdateFlags::ANY).unwrap();

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use ebpf_core::{Map, Program};
-use ebpf_test_support::{require_kernel, PinDir};
+use ebpf_test_support::{require_kernel, require_tool, PinDir};
 
 fn ebpftool(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_ebpftool")).args(args).output().unwrap()
@@ -47,11 +47,7 @@ fn pinned_view(dir: &Path) -> (BTreeSet<String>, BTreeSet<String>) {
 fn ebpftool_and_bpftool_load_every_fixture_alike() {
     let Some(_root) = require_kernel() else { return };
     let Some(pins) = PinDir::new("loadall") else { return };
-    if Command::new("bpftool").arg("version").output().is_err() {
-        assert!(std::env::var("EBPF_REQUIRE_KERNEL").is_err(), "bpftool is not installed");
-        eprintln!("SKIPPED: bpftool is not installed");
-        return;
-    }
+    let Some(()) = require_tool("bpftool") else { return };
     let mut compared = 0;
     for path in fixtures() {
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
