@@ -64,6 +64,8 @@ pub use mmap_array::MmapArray;
 pub use per_cpu::{PerCpuArray, PerCpuHashMap, PerCpuValues};
 pub use queue::{BloomFilter, Queue, Stack};
 pub use redirect::{CpuMap, DevMap, SockMap, XskMap};
+/// Update flags, re-exported so a typed-map user needs only this crate (as API.md shows).
+pub use ebpf_core::UpdateFlags;
 
 use ebpf_core::{Map, MapType};
 

@@ -94,6 +94,25 @@ impl<K: Pod, V: Pod> LpmTrie<K, V> {
         Ok(self.map.delete(&key[..len])?)
     }
 
+    /// Every stored prefix as (data, prefix length, value). The kernel walks the trie one key
+    /// at a time (LPM tries have no batch lookup); a prefix removed meanwhile is skipped.
+    pub fn entries(&self) -> Result<Vec<(K, u32, V)>, MapError> {
+        let len = 4 + std::mem::size_of::<K>();
+        let mut out = Vec::new();
+        let mut key = vec![0u8; len];
+        let mut have = self.map.next_key(None, &mut key)?;
+        while have {
+            let mut value = V::zeroed();
+            if self.map.lookup(&key, bytemuck::bytes_of_mut(&mut value))? {
+                let prefix_len = u32::from_ne_bytes([key[0], key[1], key[2], key[3]]);
+                out.push((bytemuck::pod_read_unaligned(&key[4..]), prefix_len, value));
+            }
+            let current = key.clone();
+            have = self.map.next_key(Some(&current), &mut key)?;
+        }
+        Ok(out)
+    }
+
     /// The underlying untyped map.
     pub fn map(&self) -> &Map {
         &self.map

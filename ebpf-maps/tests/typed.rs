@@ -133,6 +133,9 @@ fn lpm_tries_find_the_longest_prefix() {
     assert_eq!(trie.lookup(&[10, 9, 2, 3]).unwrap(), Some(1));
     assert_eq!(trie.lookup(&[11, 0, 0, 1]).unwrap(), None);
     assert_eq!(trie.get_exact(&[10, 0, 0, 0], 8).unwrap(), Some(1));
+    let mut all = trie.entries().unwrap();
+    all.sort();
+    assert_eq!(all, vec![([10, 0, 0, 0], 8, 1), ([10, 1, 0, 0], 16, 2)]);
     assert!(trie.remove(&[10, 1, 0, 0], 16).unwrap());
     assert_eq!(trie.lookup(&[10, 1, 2, 3]).unwrap(), Some(1));
     assert!(matches!(trie.insert(&[0; 4], 33, &0, UpdateFlags::ANY), Err(MapError::PrefixTooLong { .. })));

@@ -23,6 +23,8 @@ pub enum ReservedIdentity {
     RemoteNode,
     /// 7: the Kubernetes API server.
     KubeApiserver,
+    /// 8: the ingress proxy.
+    Ingress,
     /// 9: the IPv4 world.
     WorldIpv4,
     /// 10: the IPv6 world.
@@ -31,7 +33,7 @@ pub enum ReservedIdentity {
 
 impl ReservedIdentity {
     /// Every reserved identity.
-    pub const ALL: [ReservedIdentity; 10] = [
+    pub const ALL: [ReservedIdentity; 11] = [
         ReservedIdentity::Unknown,
         ReservedIdentity::Host,
         ReservedIdentity::World,
@@ -40,6 +42,7 @@ impl ReservedIdentity {
         ReservedIdentity::Init,
         ReservedIdentity::RemoteNode,
         ReservedIdentity::KubeApiserver,
+        ReservedIdentity::Ingress,
         ReservedIdentity::WorldIpv4,
         ReservedIdentity::WorldIpv6,
     ];
@@ -55,6 +58,7 @@ impl ReservedIdentity {
             ReservedIdentity::Init => 5,
             ReservedIdentity::RemoteNode => 6,
             ReservedIdentity::KubeApiserver => 7,
+            ReservedIdentity::Ingress => 8,
             ReservedIdentity::WorldIpv4 => 9,
             ReservedIdentity::WorldIpv6 => 10,
         }
@@ -71,6 +75,7 @@ impl ReservedIdentity {
             ReservedIdentity::Init => "init",
             ReservedIdentity::RemoteNode => "remote-node",
             ReservedIdentity::KubeApiserver => "kube-apiserver",
+            ReservedIdentity::Ingress => "ingress",
             ReservedIdentity::WorldIpv4 => "world-ipv4",
             ReservedIdentity::WorldIpv6 => "world-ipv6",
         }
@@ -90,6 +95,20 @@ impl fmt::Display for ReservedIdentity {
 
 /// The first identity number handed out for label sets.
 pub const FIRST_CLUSTER_IDENTITY: u32 = 256;
+
+/// The first node-local identity (CIDR identities), as Cilium's local scope (bit 24).
+pub const FIRST_LOCAL_IDENTITY: u32 = 1 << 24;
+
+impl ReservedIdentity {
+    /// The identity's labels: `reserved:<name>` (world ones also carry `reserved:world`).
+    pub fn labels(self) -> Labels {
+        let mut pairs = vec![(format!("reserved:{}", self.name()), String::new())];
+        if matches!(self, ReservedIdentity::WorldIpv4 | ReservedIdentity::WorldIpv6) {
+            pairs.push(("reserved:world".to_string(), String::new()));
+        }
+        Labels::from_pairs(pairs)
+    }
+}
 
 /// A set of security labels (`key=value`), ordered so equal sets compare and hash equal.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -117,6 +136,22 @@ impl fmt::Display for Labels {
         let pairs: Vec<String> = self.iter().map(|(k, v)| format!("{k}={v}")).collect();
         f.write_str(&pairs.join(","))
     }
+}
+
+/// The security labels of a pod (what its identity stands for): its own labels, its
+/// namespace (`io.kubernetes.pod.namespace`), the namespace's labels
+/// (`io.cilium.k8s.namespace.labels.<key>`) and its service account.
+pub fn pod_security_labels<'a>(
+    labels: impl IntoIterator<Item = (&'a str, &'a str)>,
+    namespace: &str,
+    namespace_labels: impl IntoIterator<Item = (&'a str, &'a str)>,
+    service_account: &str,
+) -> Labels {
+    let mut pairs: Vec<(String, String)> = labels.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    pairs.extend(namespace_labels.into_iter().map(|(k, v)| (format!("io.cilium.k8s.namespace.labels.{k}"), v.to_string())));
+    pairs.push(("io.kubernetes.pod.namespace".into(), namespace.into()));
+    pairs.push(("io.cilium.k8s.policy.serviceaccount".into(), service_account.into()));
+    Labels::from_pairs(pairs)
 }
 
 /// Hands out one cluster identity per distinct label set, from [`FIRST_CLUSTER_IDENTITY`] up,
@@ -188,7 +223,8 @@ mod tests {
     #[test]
     fn reserved_identities_have_the_documented_numbers() {
         assert_eq!(ReservedIdentity::from_id(6), Some(ReservedIdentity::RemoteNode));
-        assert_eq!(ReservedIdentity::from_id(8), None);
+        assert_eq!(ReservedIdentity::from_id(8), Some(ReservedIdentity::Ingress));
+        assert_eq!(ReservedIdentity::from_id(11), None);
         assert_eq!(ReservedIdentity::WorldIpv6.to_string(), "reserved:world-ipv6");
     }
 

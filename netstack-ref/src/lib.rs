@@ -1,7 +1,13 @@
-//! The reference node agent: endpoints, identities, policy, services, flows.
+//! The reference node agent: endpoints, identities, policy, and the eBPF datapath that enforces
+//! it, built on the `ebpf-*` crates.
 //!
-//! The agent grows issue by issue; what is here now is the identity model every other part
-//! keys on: reserved identities and the allocation of cluster identities from security labels.
+//! - [`manifest`]: Kubernetes-shaped YAML (`Namespace`, `Pod`, `CiliumNetworkPolicy`,
+//!   `CiliumClusterwideNetworkPolicy`), decoded strictly with file, line and field in errors.
+//! - [`identity`]: reserved identities and the allocation of identities from security labels.
+//! - [`policy`]: the policy language, its resolution into per-endpoint policy map entries, and
+//!   a reference model of its semantics.
+//! - [`datapath`]: the endpoint eBPF object, templated per pod, and its maps.
+//! - [`agent`]: the node agent (endpoints in network namespaces, the local API) and its CLI.
 //!
 //! ```
 //! use netstack_ref::identity::{IdentityAllocator, Labels, ReservedIdentity};
@@ -15,3 +21,6 @@
 //! ```
 
 pub mod identity;
+pub mod manifest;
+pub mod policy;
+pub mod datapath;

@@ -1,0 +1,422 @@
+// The endpoint datapath: one object, loaded once per pod with its constants rewritten, attached
+// to the host side of the pod's veth. TCX ingress (from_container) sees what the pod sends and
+// enforces its egress policy; TCX egress (to_container) sees what reaches the pod and enforces
+// its ingress policy.
+//
+// Each direction has two stages joined by a constant-index tail call: the entry stage handles
+// ARP/ND and connection tracking (established flows and their replies stop there), the policy
+// stage looks the peer up in the ipcache and decides a new flow by the endpoint's policy map.
+#include "netstack_compat.h"
+#include "tail_call.h"
+#include "endpoint.h"
+
+TEMPLATE_CONST(__u32, ENDPOINT_ID, 0);
+TEMPLATE_CONST(__u32, ENDPOINT_IDENTITY, 0);
+/* Network byte order, as on the wire. */
+TEMPLATE_CONST(__u32, ENDPOINT_IPV4, 0);
+TEMPLATE_CONST(__u8, ENDPOINT_IPV6[16], {});
+/* The host-side veth: where ARP replies are sent back out, and whose MAC they carry. */
+TEMPLATE_CONST(__u32, HOST_IFINDEX, 0);
+TEMPLATE_CONST(__u8, HOST_MAC[6], {});
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct ipcache_key);
+	__type(value, struct ipcache_value);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ipcache SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct ct_key);
+	__type(value, struct ct_entry);
+	__uint(max_entries, 65536);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} conntrack SEC(".maps");
+
+/* One per endpoint: the agent pins it under the endpoint's directory. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct policy_key);
+	__type(value, struct policy_entry);
+	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} policy SEC(".maps");
+
+/* Packets and bytes per (direction, reason): index = direction * 256 + reason. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct verdict_count);
+	__uint(max_entries, 512);
+} verdicts SEC(".maps");
+
+int egress_policy(struct __sk_buff *skb);
+int ingress_policy(struct __sk_buff *skb);
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(key_size, sizeof(__u32));
+	__uint(max_entries, STAGE_COUNT);
+	__array(values, int(struct __sk_buff *));
+} stages SEC(".maps") = {
+	.values = {
+		[STAGE_EGRESS_POLICY] = (void *)&egress_policy,
+		[STAGE_INGRESS_POLICY] = (void *)&ingress_policy,
+	},
+};
+
+static __always_inline int count(struct __sk_buff *skb, __u8 direction, __u8 reason)
+{
+	__u32 index = (__u32)direction * 256 + reason;
+	struct verdict_count *c = bpf_map_lookup_elem(&verdicts, &index);
+
+	if (c) {
+		c->packets++;
+		c->bytes += skb->len;
+	}
+	return reason == REASON_FORWARDED ? TC_ACT_OK : TC_ACT_SHOT;
+}
+
+static __always_inline void set_v4(__u8 *addr, __u32 v4)
+{
+	__builtin_memset(addr, 0, 10);
+	addr[10] = 0xff;
+	addr[11] = 0xff;
+	__builtin_memcpy(addr + 12, &v4, 4);
+}
+
+/* Parses the packet into a conntrack tuple (addresses as IPv6, IPv4 mapped). Returns 0, or a
+ * drop reason; *not_ip is set for packets that are not IPv4/IPv6 (ARP and the like). */
+static __always_inline int parse(struct __sk_buff *skb, struct ct_key *t, __u8 *family, __u8 *icmp_type)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	__u8 proto;
+	void *l4;
+
+	if ((void *)(eth + 1) > end)
+		return REASON_INVALID_PACKET;
+	__builtin_memset(t, 0, sizeof(*t));
+	t->endpoint_id = ENDPOINT_ID;
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+
+		if ((void *)(ip + 1) > end || ip->ihl < 5)
+			return REASON_INVALID_PACKET;
+		set_v4(t->saddr, ip->saddr);
+		set_v4(t->daddr, ip->daddr);
+		proto = ip->protocol;
+		/* Later fragments carry no L4 header: they cannot be matched by port. */
+		if (ip->frag_off & bpf_htons(0x1fff))
+			return REASON_FRAGMENT;
+		l4 = (void *)ip + ip->ihl * 4;
+		*family = 4;
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+
+		if ((void *)(ip6 + 1) > end)
+			return REASON_INVALID_PACKET;
+		__builtin_memcpy(t->saddr, &ip6->saddr, 16);
+		__builtin_memcpy(t->daddr, &ip6->daddr, 16);
+		proto = ip6->nexthdr;
+		l4 = ip6 + 1;
+		*family = 6;
+	} else {
+		*family = 0;
+		return 0;
+	}
+	t->protocol = proto;
+	if (proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_SCTP) {
+		/* TCP, UDP and SCTP all start with the two ports. */
+		__be16 *ports = l4;
+
+		if ((void *)(ports + 2) > end)
+			return REASON_INVALID_PACKET;
+		t->sport = ports[0];
+		t->dport = ports[1];
+	} else if (proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6) {
+		struct icmp_header *icmp = l4;
+
+		if ((void *)(icmp + 1) > end)
+			return REASON_INVALID_PACKET;
+		*icmp_type = icmp->type;
+		/* Echo request and reply share the identifier: a symmetric tuple, so the reply
+		 * finds the request's entry. */
+		if (icmp->type == ICMP_ECHO || icmp->type == ICMP_ECHOREPLY || icmp->type == ICMPV6_ECHO_REQUEST ||
+		    icmp->type == ICMPV6_ECHO_REPLY) {
+			t->sport = icmp->id;
+			t->dport = icmp->id;
+		}
+	}
+	return 0;
+}
+
+static __always_inline void reverse(struct ct_key *rev, const struct ct_key *t)
+{
+	*rev = *t;
+	__builtin_memcpy(rev->saddr, t->daddr, 16);
+	__builtin_memcpy(rev->daddr, t->saddr, 16);
+	rev->sport = t->dport;
+	rev->dport = t->sport;
+}
+
+static __always_inline int is_icmp_error(__u8 proto, __u8 type)
+{
+	if (proto == IPPROTO_ICMP)
+		return type == ICMP_DEST_UNREACH || type == ICMP_TIME_EXCEEDED || type == ICMP_PARAMETERPROB;
+	if (proto == IPPROTO_ICMPV6)
+		return type >= 1 && type <= 4;
+	return 0;
+}
+
+/* ICMPv6 neighbour discovery and router messages are link plumbing, not flows. */
+static __always_inline int is_nd(__u8 proto, __u8 type)
+{
+	return proto == IPPROTO_ICMPV6 && type >= 133 && type <= 137;
+}
+
+/* An ICMP error about a connection we track ("related"): the inner header is the packet the
+ * error is about, sent the other way, so its tuple is our connection's reverse. */
+static __always_inline int related_to_tracked(struct __sk_buff *skb, const struct ct_key *outer, __u8 family)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct ct_key inner = {};
+	__be16 *ports;
+
+	if (family != 4)
+		return 0;
+	struct iphdr *ip = data + sizeof(struct ethhdr);
+	if ((void *)(ip + 1) > end)
+		return 0;
+	struct iphdr *in = (void *)ip + ip->ihl * 4 + sizeof(struct icmp_header);
+	if ((void *)(in + 1) > end || in->ihl != 5)
+		return 0;
+	ports = (void *)(in + 1);
+	if ((void *)(ports + 2) > end)
+		return 0;
+	inner.endpoint_id = outer->endpoint_id;
+	inner.protocol = in->protocol;
+	/* The quoted packet went from us to the peer: its source is our side. */
+	set_v4(inner.saddr, in->saddr);
+	set_v4(inner.daddr, in->daddr);
+	inner.sport = ports[0];
+	inner.dport = ports[1];
+	inner.direction = DIR_EGRESS;
+	if (bpf_map_lookup_elem(&conntrack, &inner))
+		return 1;
+	/* Or the quoted packet was our reply to a connection the peer opened. */
+	struct ct_key opened;
+	reverse(&opened, &inner);
+	opened.direction = DIR_INGRESS;
+	return bpf_map_lookup_elem(&conntrack, &opened) != 0;
+}
+
+/* Established flows and replies pass without a policy lookup. Returns 1 when the packet
+ * belongs to a tracked connection. */
+static __always_inline int conntrack_pass(struct __sk_buff *skb, struct ct_key *t, __u8 direction, __u8 family,
+					  __u8 icmp_type)
+{
+	struct ct_key rev;
+	struct ct_entry *e;
+
+	t->direction = direction;
+	e = bpf_map_lookup_elem(&conntrack, t);
+	if (e) {
+		e->last_seen = bpf_ktime_get_ns();
+		e->packets++;
+		return 1;
+	}
+	reverse(&rev, t);
+	rev.direction = direction == DIR_EGRESS ? DIR_INGRESS : DIR_EGRESS;
+	e = bpf_map_lookup_elem(&conntrack, &rev);
+	if (e) {
+		e->last_seen = bpf_ktime_get_ns();
+		e->reply_packets++;
+		return 1;
+	}
+	if (is_icmp_error(t->protocol, icmp_type))
+		return related_to_tracked(skb, t, family);
+	return 0;
+}
+
+/* Answers ARP requests for any address but the pod's own with the host veth's MAC, so the pod
+ * sends everything to the host, which routes it. */
+static __always_inline int arp_respond(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct arp_eth *arp = (void *)(eth + 1);
+	__u8 mac[6];
+	__u32 ip;
+
+	if ((void *)(arp + 1) > end)
+		return TC_ACT_OK;
+	if (arp->hdr.ar_op != bpf_htons(ARPOP_REQUEST) || arp->hdr.ar_hrd != bpf_htons(ARPHRD_ETHER) ||
+	    arp->hdr.ar_pro != bpf_htons(ETH_P_IP) || arp->target_ip == ENDPOINT_IPV4)
+		return TC_ACT_OK;
+	for (int i = 0; i < 6; i++)
+		mac[i] = HOST_MAC[i];
+	__builtin_memcpy(eth->h_dest, eth->h_source, 6);
+	__builtin_memcpy(eth->h_source, mac, 6);
+	arp->hdr.ar_op = bpf_htons(ARPOP_REPLY);
+	ip = arp->target_ip;
+	__builtin_memcpy(arp->target_mac, arp->sender_mac, 6);
+	arp->target_ip = arp->sender_ip;
+	__builtin_memcpy(arp->sender_mac, mac, 6);
+	arp->sender_ip = ip;
+	return bpf_redirect(HOST_IFINDEX, 0);
+}
+
+static __always_inline int source_is_endpoint(const struct ct_key *t, __u8 family)
+{
+	if (family == 4) {
+		__u32 src;
+		__builtin_memcpy(&src, t->saddr + 12, 4);
+		return src == ENDPOINT_IPV4;
+	}
+	for (int i = 0; i < 16; i++)
+		if (t->saddr[i] != ENDPOINT_IPV6[i])
+			return 0;
+	return 1;
+}
+
+SEC("tc")
+int from_container(struct __sk_buff *skb)
+{
+	struct ct_key t;
+	__u8 family = 0, icmp_type = 0;
+	int reason = parse(skb, &t, &family, &icmp_type);
+
+	if (reason)
+		return count(skb, DIR_EGRESS, reason);
+	if (family == 0) {
+		struct ethhdr *eth = (void *)(long)skb->data;
+		if ((void *)(eth + 1) <= (void *)(long)skb->data_end && eth->h_proto == bpf_htons(ETH_P_ARP))
+			return arp_respond(skb);
+		return count(skb, DIR_EGRESS, REASON_UNSUPPORTED_L3);
+	}
+	if (!source_is_endpoint(&t, family))
+		return count(skb, DIR_EGRESS, REASON_INVALID_SOURCE);
+	if (is_nd(t.protocol, icmp_type))
+		return TC_ACT_OK;
+	if (conntrack_pass(skb, &t, DIR_EGRESS, family, icmp_type))
+		return count(skb, DIR_EGRESS, REASON_FORWARDED);
+	tail_call_static(skb, &stages, STAGE_EGRESS_POLICY);
+	return count(skb, DIR_EGRESS, REASON_MISSED_TAIL_CALL);
+}
+
+SEC("tc")
+int to_container(struct __sk_buff *skb)
+{
+	struct ct_key t;
+	__u8 family = 0, icmp_type = 0;
+	int reason = parse(skb, &t, &family, &icmp_type);
+
+	if (reason)
+		return count(skb, DIR_INGRESS, reason);
+	if (family == 0)
+		return TC_ACT_OK;
+	if (is_nd(t.protocol, icmp_type))
+		return TC_ACT_OK;
+	if (conntrack_pass(skb, &t, DIR_INGRESS, family, icmp_type))
+		return count(skb, DIR_INGRESS, REASON_FORWARDED);
+	tail_call_static(skb, &stages, STAGE_INGRESS_POLICY);
+	return count(skb, DIR_INGRESS, REASON_MISSED_TAIL_CALL);
+}
+
+static __always_inline __u32 identity_of(const __u8 *addr, __u8 family)
+{
+	struct ipcache_key key = {};
+	struct ipcache_value *v;
+
+	key.prefixlen = 32 + 128;
+	key.family = family;
+	__builtin_memcpy(key.addr, addr, 16);
+	v = bpf_map_lookup_elem(&ipcache, &key);
+	if (v)
+		return v->identity;
+	return family == 4 ? IDENTITY_WORLD_IPV4 : IDENTITY_WORLD_IPV6;
+}
+
+static __always_inline __u16 policy_port(const struct ct_key *t, __u8 icmp_type)
+{
+	/* ICMP rules name a type; it stands in the port field (network order, like ports). */
+	if (t->protocol == IPPROTO_ICMP || t->protocol == IPPROTO_ICMPV6)
+		return bpf_htons(icmp_type);
+	return t->dport;
+}
+
+/* The lookup order of the design note: the peer's identity, then any identity (0); a deny
+ * wins; otherwise the more specific match; no match drops. */
+static __always_inline int decide(__u32 peer, __u8 direction, const struct ct_key *t, __u8 icmp_type)
+{
+	struct policy_key key = {
+		.prefixlen = POLICY_FULL_PREFIX,
+		.identity = peer,
+		.direction = direction,
+		.protocol = t->protocol,
+		.port = policy_port(t, icmp_type),
+	};
+	struct policy_entry *exact = bpf_map_lookup_elem(&policy, &key), *any;
+
+	if (exact && exact->deny) {
+		__sync_fetch_and_add(&exact->packets, 1);
+		return REASON_POLICY_DENY;
+	}
+	key.identity = 0;
+	any = bpf_map_lookup_elem(&policy, &key);
+	if (any && (any->deny || !exact || any->prefix_len > exact->prefix_len))
+		exact = any;
+	if (!exact)
+		return REASON_POLICY_DENIED;
+	__sync_fetch_and_add(&exact->packets, 1);
+	return exact->deny ? REASON_POLICY_DENY : REASON_FORWARDED;
+}
+
+static __always_inline int policy_stage(struct __sk_buff *skb, __u8 direction)
+{
+	struct ct_key t;
+	struct ct_entry entry = {};
+	__u8 family = 0, icmp_type = 0;
+	int reason = parse(skb, &t, &family, &icmp_type);
+	__u32 peer;
+
+	if (reason)
+		return count(skb, direction, reason);
+	if (family == 0)
+		return count(skb, direction, REASON_UNSUPPORTED_L3);
+	peer = identity_of(direction == DIR_EGRESS ? t.daddr : t.saddr, family);
+	reason = decide(peer, direction, &t, icmp_type);
+	if (reason != REASON_FORWARDED)
+		return count(skb, direction, reason);
+	/* ICMP errors are not connections; everything else allowed is tracked. */
+	if (!is_icmp_error(t.protocol, icmp_type)) {
+		t.direction = direction;
+		entry.created = entry.last_seen = bpf_ktime_get_ns();
+		entry.packets = 1;
+		entry.src_identity = direction == DIR_EGRESS ? ENDPOINT_IDENTITY : peer;
+		entry.dst_identity = direction == DIR_EGRESS ? peer : ENDPOINT_IDENTITY;
+		bpf_map_update_elem(&conntrack, &t, &entry, BPF_ANY);
+	}
+	return count(skb, direction, REASON_FORWARDED);
+}
+
+SEC("tc")
+int egress_policy(struct __sk_buff *skb)
+{
+	return policy_stage(skb, DIR_EGRESS);
+}
+
+SEC("tc")
+int ingress_policy(struct __sk_buff *skb)
+{
+	return policy_stage(skb, DIR_INGRESS);
+}
+
+NETSTACK_LICENSE;

@@ -1,0 +1,311 @@
+//! The endpoint datapath (`bpf-programs/netstack/endpoint.c`): loaded once per pod from one
+//! compiled object, its constants rewritten (endpoint id, identity, addresses, host ifindex and
+//! MAC), attached with TCX to the host side of the pod's veth, and pinned so the agent can
+//! restart without the pod noticing.
+//!
+//! Pins: the ipcache and conntrack maps are shared by every endpoint and pinned by name in the
+//! node's bpffs directory; each endpoint's policy map, counters, prog array and links are pinned
+//! in `endpoints/<id>/` beneath it.
+
+pub mod maps;
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+
+use ebpf_core::link::{Link, Tcx, TcxAttach};
+use ebpf_core::{Collection, CollectionSpec, LoadOptions, Map, Program};
+use ebpf_maps::{LpmTrie, LruHashMap, PerCpuArray, UpdateFlags};
+
+use crate::policy::api::Cidr;
+use crate::policy::{Direction, PolicyKey, PolicyMapState, PolicyValue};
+use maps::*;
+
+/// The endpoint object, built by `bpf-programs/build.sh`.
+pub const ENDPOINT_OBJECT: &[u8] = include_bytes!("../../../bpf-programs/out/netstack/endpoint.o");
+
+/// Datapath errors: which operation on which object, and the library's error beneath.
+#[derive(Debug, thiserror::Error)]
+pub enum DatapathError {
+    /// A kernel operation failed.
+    #[error("{what}: {source}")]
+    Kernel {
+        /// What was being done.
+        what: String,
+        /// The library's error.
+        #[source]
+        source: ebpf_core::Error,
+    },
+    /// A map operation failed.
+    #[error("{what}: {source}")]
+    Map {
+        /// What was being done.
+        what: String,
+        /// The map crate's error.
+        #[source]
+        source: ebpf_maps::MapError,
+    },
+    /// The object does not match what the agent expects.
+    #[error("endpoint object: {0}")]
+    Object(#[from] ebpf_core::object::ObjectError),
+    /// A pin directory could not be made or cleared.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+type Result<T> = std::result::Result<T, DatapathError>;
+
+fn kernel(what: impl Into<String>) -> impl FnOnce(ebpf_core::Error) -> DatapathError {
+    let what = what.into();
+    move |source| DatapathError::Kernel { what, source }
+}
+
+fn map_err(what: impl Into<String>) -> impl FnOnce(ebpf_maps::MapError) -> DatapathError {
+    let what = what.into();
+    move |source| DatapathError::Map { what, source }
+}
+
+/// What the object is templated with for one endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointConfig {
+    /// The endpoint id (conntrack entries are keyed by it).
+    pub id: u32,
+    /// The endpoint's security identity.
+    pub identity: u32,
+    /// Its IPv4 address (the only source address it may send from).
+    pub ipv4: Ipv4Addr,
+    /// Its IPv6 address, if any.
+    pub ipv6: Option<Ipv6Addr>,
+    /// The host-side veth's ifindex.
+    pub host_ifindex: u32,
+    /// The host-side veth's MAC (the datapath answers ARP with it).
+    pub host_mac: [u8; 6],
+}
+
+/// The endpoint spec with `config`'s constants written in.
+pub fn endpoint_spec(config: &EndpointConfig) -> Result<CollectionSpec> {
+    let mut spec = CollectionSpec::from_elf(ENDPOINT_OBJECT)?;
+    spec.variable_mut("ENDPOINT_ID")?.set(config.id)?;
+    spec.variable_mut("ENDPOINT_IDENTITY")?.set(config.identity)?;
+    spec.variable_mut("ENDPOINT_IPV4")?.set(u32::from_ne_bytes(config.ipv4.octets()))?;
+    spec.variable_mut("ENDPOINT_IPV6")?.set(config.ipv6.map_or([0; 16], |a| a.octets()))?;
+    spec.variable_mut("HOST_IFINDEX")?.set(config.host_ifindex)?;
+    spec.variable_mut("HOST_MAC")?.set(config.host_mac)?;
+    Ok(spec)
+}
+
+/// One endpoint's live datapath: its programs (when loaded by this process), policy map,
+/// counters and links.
+#[derive(Debug)]
+pub struct EndpointDatapath {
+    id: u32,
+    collection: Option<Collection>,
+    policy: LpmTrie<PolicyKeyData, PolicyEntry>,
+    verdicts: PerCpuArray<VerdictCount>,
+    links: Vec<Link>,
+    pin_dir: Option<PathBuf>,
+}
+
+const POLICY_PIN: &str = "policy";
+const VERDICTS_PIN: &str = "verdicts";
+const STAGES_PIN: &str = "stages";
+const INGRESS_LINK_PIN: &str = "link_from_container";
+const EGRESS_LINK_PIN: &str = "link_to_container";
+
+impl EndpointDatapath {
+    /// Loads the object for `config`; shared maps are reused from (or pinned into) `shared_pins`.
+    pub fn load(config: &EndpointConfig, shared_pins: &Path) -> Result<EndpointDatapath> {
+        let spec = endpoint_spec(config)?;
+        let collection = Collection::load(spec, &LoadOptions::default().pin_dir(shared_pins))
+            .map_err(kernel(format!("load endpoint {} datapath", config.id)))?;
+        let view = |name: &str| collection.map(name).and_then(Map::try_clone).map_err(kernel(format!("map {name}")));
+        let policy = LpmTrie::try_from(view("policy")?).map_err(map_err("policy map"))?;
+        let verdicts = PerCpuArray::try_from(view("verdicts")?).map_err(map_err("verdicts map"))?;
+        Ok(EndpointDatapath { id: config.id, collection: Some(collection), policy, verdicts, links: Vec::new(), pin_dir: None })
+    }
+
+    /// Picks up an endpoint a previous agent left pinned in `dir` (its links keep the programs
+    /// running); `None` when anything is missing there.
+    pub fn adopt(id: u32, dir: &Path) -> Option<EndpointDatapath> {
+        let policy = LpmTrie::try_from(Map::from_pin(dir.join(POLICY_PIN)).ok()?).ok()?;
+        let verdicts = PerCpuArray::try_from(Map::from_pin(dir.join(VERDICTS_PIN)).ok()?).ok()?;
+        Map::from_pin(dir.join(STAGES_PIN)).ok()?;
+        let links =
+            vec![Link::from_pin(dir.join(INGRESS_LINK_PIN)).ok()?, Link::from_pin(dir.join(EGRESS_LINK_PIN)).ok()?];
+        Some(EndpointDatapath { id, collection: None, policy, verdicts, links, pin_dir: Some(dir.to_path_buf()) })
+    }
+
+    /// The endpoint id.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// A program of the loaded object (`from_container`, `to_container`, …); `None` for an
+    /// adopted endpoint.
+    pub fn program(&self, name: &str) -> Option<&Program> {
+        self.collection.as_ref()?.program(name).ok()
+    }
+
+    /// The loaded collection, when this process loaded it.
+    pub fn collection(&self) -> Option<&Collection> {
+        self.collection.as_ref()
+    }
+
+    /// Attaches `from_container` to TCX ingress and `to_container` to TCX egress of `ifindex`
+    /// (the host-side veth, in the calling thread's namespace).
+    pub fn attach(&mut self, ifindex: u32) -> Result<()> {
+        let collection = self.collection.as_ref().expect("attach follows load");
+        let program = |name: &str| collection.program(name).map_err(kernel(format!("program {name}")));
+        let ingress = Tcx::attach(program("from_container")?, ifindex, TcxAttach::ingress())
+            .map_err(kernel(format!("attach endpoint {}", self.id)))?;
+        let egress = Tcx::attach(program("to_container")?, ifindex, TcxAttach::egress())
+            .map_err(kernel(format!("attach endpoint {}", self.id)))?;
+        self.links = vec![ingress.into_link(), egress.into_link()];
+        Ok(())
+    }
+
+    /// Pins the policy map, counters, prog array and links into `dir`, so they outlive this
+    /// process.
+    pub fn pin(&mut self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|source| DatapathError::Io { what: "create", path: dir.into(), source })?;
+        let collection = self.collection.as_ref().expect("pin follows load");
+        let pin = |map: &Map, name: &str| map.pin(dir.join(name)).map_err(kernel(format!("pin {name}")));
+        pin(self.policy.map(), POLICY_PIN)?;
+        pin(self.verdicts.map(), VERDICTS_PIN)?;
+        pin(collection.map("stages").map_err(kernel("stages"))?, STAGES_PIN)?;
+        for (link, name) in self.links.iter().zip([INGRESS_LINK_PIN, EGRESS_LINK_PIN]) {
+            link.pin(dir.join(name)).map_err(kernel(format!("pin {name}")))?;
+        }
+        self.pin_dir = Some(dir.to_path_buf());
+        Ok(())
+    }
+
+    /// Detaches the links and removes the pins: the endpoint's datapath is gone once this
+    /// value drops.
+    pub fn remove(mut self) -> Result<()> {
+        for link in self.links.drain(..) {
+            link.detach().map_err(kernel("detach endpoint link"))?;
+        }
+        if let Some(dir) = self.pin_dir.take() {
+            std::fs::remove_dir_all(&dir).map_err(|source| DatapathError::Io { what: "remove", path: dir, source })?;
+        }
+        Ok(())
+    }
+
+    /// Brings the policy map from `old` to `new`, touching only entries that differ. Additions
+    /// and changes go first, removals last, so a flow allowed before and after never meets a
+    /// missing entry. Returns (written, removed).
+    pub fn apply_policy(&self, old: &PolicyMapState, new: &PolicyMapState) -> Result<(usize, usize)> {
+        let mut written = 0;
+        for (key, value) in new {
+            if old.get(key) != Some(value) {
+                let (data, len, entry) = encode_policy(key, value);
+                self.policy.insert(&data, len, &entry, UpdateFlags::ANY).map_err(map_err(format!(
+                    "endpoint {}: policy entry {}",
+                    self.id,
+                    crate::policy::resolve::describe_key(key)
+                )))?;
+                written += 1;
+            }
+        }
+        let mut removed = 0;
+        for key in old.keys().filter(|k| !new.contains_key(k)) {
+            let (data, len, _) = encode_policy(key, &PolicyValue::default());
+            self.policy.remove(&data, len).map_err(map_err(format!("endpoint {}: remove policy entry", self.id)))?;
+            removed += 1;
+        }
+        Ok((written, removed))
+    }
+
+    /// The policy map as the datapath sees it, with packet counts.
+    pub fn read_policy(&self) -> Result<Vec<(PolicyKey, PolicyValue, u64)>> {
+        let mut out: Vec<_> = self
+            .policy
+            .entries()
+            .map_err(map_err(format!("endpoint {}: read policy", self.id)))?
+            .iter()
+            .map(|(data, len, entry)| decode_policy(data, *len, entry))
+            .collect();
+        out.sort_by_key(|(k, _, _)| *k);
+        Ok(out)
+    }
+
+    /// Packets and bytes per (direction, reason), summed over CPUs; zero rows left out.
+    pub fn verdicts(&self) -> Result<Vec<(Direction, Reason, VerdictCount)>> {
+        let mut out = Vec::new();
+        for direction in Direction::BOTH {
+            for reason in Reason::ALL {
+                let values = self
+                    .verdicts
+                    .get(&verdict_index(direction, reason))
+                    .map_err(map_err(format!("endpoint {}: read verdicts", self.id)))?;
+                let mut sum = VerdictCount::default();
+                for v in values.iter().flat_map(|v| v.iter()) {
+                    sum.packets += v.packets;
+                    sum.bytes += v.bytes;
+                }
+                if sum.packets > 0 {
+                    out.push((direction, reason, sum));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The node's ipcache: which identity an address has.
+#[derive(Debug)]
+pub struct Ipcache {
+    trie: LpmTrie<IpcacheKey, IpcacheValue>,
+}
+
+impl Ipcache {
+    /// The ipcache pinned in `shared_pins` (where [`EndpointDatapath::load`] pins it), created
+    /// by loading the endpoint object's maps when no endpoint has yet.
+    pub fn open(shared_pins: &Path) -> Result<Ipcache> {
+        let path = shared_pins.join("ipcache");
+        let map = match Map::from_pin(&path) {
+            Ok(map) => map,
+            Err(_) => {
+                let spec = CollectionSpec::from_elf(ENDPOINT_OBJECT)?;
+                let spec = spec.map("ipcache")?.clone();
+                let map = Map::create(&spec).map_err(kernel("create ipcache"))?;
+                map.pin(&path).map_err(kernel("pin ipcache"))?;
+                map
+            }
+        };
+        Ok(Ipcache { trie: LpmTrie::try_from(map).map_err(map_err("ipcache"))? })
+    }
+
+    /// Maps `cidr` to `identity`.
+    pub fn upsert(&self, cidr: &Cidr, identity: u32) -> Result<()> {
+        let (key, len) = IpcacheKey::of(cidr);
+        let value = IpcacheValue { identity, ..IpcacheValue::default() };
+        self.trie.insert(&key, len, &value, UpdateFlags::ANY).map_err(map_err(format!("ipcache update {cidr}")))
+    }
+
+    /// Forgets `cidr`; `false` when it was not there.
+    pub fn remove(&self, cidr: &Cidr) -> Result<bool> {
+        let (key, len) = IpcacheKey::of(cidr);
+        self.trie.remove(&key, len).map_err(map_err(format!("ipcache remove {cidr}")))
+    }
+
+    /// Every prefix and its identity.
+    pub fn entries(&self) -> Result<Vec<(Cidr, u32)>> {
+        let raw = self.trie.entries().map_err(map_err("ipcache read"))?;
+        Ok(raw.iter().filter_map(|(k, len, v)| Some((k.cidr(*len)?, v.identity))).collect())
+    }
+}
+
+/// The node's conntrack table.
+pub fn conntrack(shared_pins: &Path) -> Result<LruHashMap<CtKey, CtEntry>> {
+    let map = Map::from_pin(shared_pins.join("conntrack")).map_err(kernel("open conntrack"))?;
+    LruHashMap::try_from(map).map_err(map_err("conntrack"))
+}

@@ -1,0 +1,184 @@
+//! Kubernetes-shaped YAML in: `Namespace`, `Pod`, `CiliumNetworkPolicy`,
+//! `CiliumClusterwideNetworkPolicy`, several per file. Decoding is strict and every error names
+//! the file, line and field.
+
+pub mod error;
+pub mod yaml;
+
+use std::path::Path;
+
+use crate::policy::api::Policy;
+use crate::policy::decode::decode_policy;
+use error::{Located, ManifestError};
+use yaml::{Fields, Node};
+
+/// A namespace and its labels.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Namespace {
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.labels`.
+    pub labels: Vec<(String, String)>,
+}
+
+/// A pod: what the agent makes an endpoint of.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pod {
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.namespace` (default `default`).
+    pub namespace: String,
+    /// `metadata.labels`.
+    pub labels: Vec<(String, String)>,
+    /// `spec.serviceAccountName` (default `default`).
+    pub service_account: String,
+}
+
+/// One decoded document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Resource {
+    /// `kind: Namespace`.
+    Namespace(Namespace),
+    /// `kind: Pod`.
+    Pod(Pod),
+    /// `kind: CiliumNetworkPolicy` or `CiliumClusterwideNetworkPolicy`.
+    Policy(Policy),
+}
+
+impl Resource {
+    /// `Kind namespace/name`, how the CLI and the agent name a resource.
+    pub fn key(&self) -> String {
+        match self {
+            Resource::Namespace(n) => format!("Namespace {}", n.name),
+            Resource::Pod(p) => format!("Pod {}/{}", p.namespace, p.name),
+            Resource::Policy(p) if p.namespace.is_some() => format!("CiliumNetworkPolicy {}", p.key()),
+            Resource::Policy(p) => format!("CiliumClusterwideNetworkPolicy {}", p.key()),
+        }
+    }
+}
+
+/// Decodes every document of `text`, read from `file` (named in errors). All or nothing: the
+/// first bad document fails the file.
+pub fn parse(file: &Path, text: &str) -> Result<Vec<Resource>, ManifestError> {
+    let docs = yaml::documents(text).map_err(|e| e.in_file("manifest", file))?;
+    let mut out = Vec::new();
+    for doc in &docs {
+        let root = Node::root(doc);
+        let mut fields = root.fields().map_err(|e| e.in_file("manifest", file))?;
+        let kind = fields.get("kind").map(|k| k.str().map(str::to_string));
+        let what = match &kind {
+            Some(Ok(k)) if k.starts_with("Cilium") => "policy",
+            _ => "manifest",
+        };
+        let kind = kind
+            .ok_or_else(|| fields.error("kind", "missing"))
+            .and_then(|k| k)
+            .map_err(|e| e.in_file(what, file))?;
+        out.push(decode(&kind, &mut fields).map_err(|e| e.in_file(what, file))?);
+    }
+    Ok(out)
+}
+
+/// Reads and decodes a file.
+pub fn read(file: &Path) -> Result<Vec<Resource>, ManifestError> {
+    let text = std::fs::read_to_string(file).map_err(|e| ManifestError {
+        what: "manifest",
+        file: file.to_path_buf(),
+        line: 0,
+        field: String::new(),
+        message: format!("cannot read: {e}"),
+    })?;
+    parse(file, &text)
+}
+
+fn decode(kind: &str, doc: &mut Fields<'_, '_>) -> Result<Resource, Located> {
+    let api_version = doc.get("apiVersion").ok_or_else(|| doc.error("apiVersion", "missing"))?;
+    let (expected, fields): (&str, &[&str]) = match kind {
+        "Namespace" | "Pod" => ("v1", &["apiVersion", "kind", "metadata", "spec", "status"]),
+        "CiliumNetworkPolicy" | "CiliumClusterwideNetworkPolicy" => {
+            ("cilium.io/v2", &["apiVersion", "kind", "metadata", "spec", "specs", "status"])
+        }
+        other => {
+            return Err(doc.error(
+                "kind",
+                format!(
+                    "{other:?} is not one of Namespace, Pod, CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy"
+                ),
+            ))
+        }
+    };
+    if api_version.str()? != expected {
+        return Err(api_version.error(format!("{kind} is apiVersion {expected}, not {:?}", api_version.str()?)));
+    }
+    let meta = doc.get("metadata").ok_or_else(|| doc.error("metadata", "missing"))?;
+    let mut m = meta.fields()?;
+    let name_node = m.get("name").ok_or_else(|| m.error("name", "missing"))?;
+    let name = dns_label(&name_node)?;
+    let namespace = match m.get("namespace") {
+        Some(ns) => Some(dns_label(&ns)?),
+        None => None,
+    };
+    let labels = match m.get("labels") {
+        Some(l) => l.string_map()?,
+        None => Vec::new(),
+    };
+    if let Some(a) = m.get("annotations") {
+        a.string_map()?;
+    }
+    for ignored in ["uid", "resourceVersion", "generation", "creationTimestamp"] {
+        m.get(ignored);
+    }
+    m.finish(&[
+        "name",
+        "namespace",
+        "labels",
+        "annotations",
+        "uid",
+        "resourceVersion",
+        "generation",
+        "creationTimestamp",
+    ])?;
+    // Status is written by controllers, never read.
+    doc.get("status");
+    let resource = match kind {
+        "Namespace" => {
+            if namespace.is_some() {
+                return Err(meta.error("a Namespace has no namespace"));
+            }
+            doc.get("spec");
+            Resource::Namespace(Namespace { name, labels })
+        }
+        "Pod" => {
+            // A pod's spec is large; the agent reads the service account and lets the rest be.
+            let mut service_account = "default".to_string();
+            if let Some(spec) = doc.get("spec") {
+                let mut s = spec.fields()?;
+                if let Some(sa) = s.get("serviceAccountName") {
+                    service_account = sa.str()?.to_string();
+                }
+            }
+            Resource::Pod(Pod { name, namespace: namespace.unwrap_or_else(|| "default".into()), labels, service_account })
+        }
+        "CiliumClusterwideNetworkPolicy" => {
+            if namespace.is_some() {
+                return Err(meta.error("a CiliumClusterwideNetworkPolicy has no namespace"));
+            }
+            Resource::Policy(decode_policy(name, None, doc)?)
+        }
+        _ => Resource::Policy(decode_policy(name, Some(namespace.unwrap_or_else(|| "default".into())), doc)?),
+    };
+    doc.finish_ref(fields)?;
+    Ok(resource)
+}
+
+fn dns_label(node: &Node<'_, '_>) -> Result<String, Located> {
+    let text = node.str()?;
+    let ok = (1..=253).contains(&text.len())
+        && text.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && text.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && text.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if !ok {
+        return Err(node.error(format!("{text:?} is not a valid name (lower-case letters, digits, '-', '.')")));
+    }
+    Ok(text.to_string())
+}

@@ -1,0 +1,481 @@
+//! CiliumNetworkPolicy / CiliumClusterwideNetworkPolicy documents → [`Policy`], strictly: unknown
+//! fields, wrong types and invalid combinations are errors at their line and field.
+
+use crate::manifest::error::Located;
+use crate::manifest::yaml::{Fields, Node};
+
+use super::api::*;
+use super::selector::{strip_source, LabelSelector, Operator, Requirement};
+
+const RULE_FIELDS: &[&str] = &[
+    "endpointSelector",
+    "nodeSelector",
+    "ingress",
+    "ingressDeny",
+    "egress",
+    "egressDeny",
+    "enableDefaultDeny",
+    "labels",
+    "description",
+];
+
+/// Decodes the `spec`/`specs` of a policy document whose metadata is already read.
+pub fn decode_policy(name: String, namespace: Option<String>, doc: &mut Fields<'_, '_>) -> Result<Policy, Located> {
+    let mut rules = Vec::new();
+    let clusterwide = namespace.is_none();
+    if let Some(spec) = doc.get("spec") {
+        rules.push(decode_rule(&spec, clusterwide)?);
+    }
+    if let Some(specs) = doc.get("specs") {
+        for spec in specs.list()? {
+            rules.push(decode_rule(&spec, clusterwide)?);
+        }
+    }
+    if rules.is_empty() {
+        return Err(doc.error("spec", "a policy needs `spec` or `specs`"));
+    }
+    Ok(Policy { name, namespace, rules })
+}
+
+fn origin(node: &Node<'_, '_>) -> Origin {
+    Origin { line: node.line(), field: node.path().to_string() }
+}
+
+fn decode_rule(node: &Node<'_, '_>, clusterwide: bool) -> Result<Rule, Located> {
+    let mut f = node.fields()?;
+    let subject = match (f.get("endpointSelector"), f.get("nodeSelector")) {
+        (Some(_), Some(_)) => {
+            return Err(f.error("nodeSelector", "endpointSelector and nodeSelector are mutually exclusive"))
+        }
+        (Some(sel), None) => (Subject::Endpoints(selector(&sel)?), origin(&sel)),
+        (None, Some(sel)) if clusterwide => (Subject::Nodes(selector(&sel)?), origin(&sel)),
+        (None, Some(_)) => {
+            return Err(f.error("nodeSelector", "host policies (nodeSelector) exist only in CiliumClusterwideNetworkPolicy"))
+        }
+        (None, None) => return Err(f.error("", "a rule needs endpointSelector or nodeSelector")),
+    };
+    let mut rule = Rule {
+        subject: subject.0,
+        subject_origin: subject.1,
+        ingress: Vec::new(),
+        ingress_deny: Vec::new(),
+        egress: Vec::new(),
+        egress_deny: Vec::new(),
+        default_deny_ingress: None,
+        default_deny_egress: None,
+        description: None,
+    };
+    for (field, direction, deny) in [
+        ("ingress", Direction::Ingress, false),
+        ("ingressDeny", Direction::Ingress, true),
+        ("egress", Direction::Egress, false),
+        ("egressDeny", Direction::Egress, true),
+    ] {
+        let Some(list) = f.get(field) else { continue };
+        let mut rules = Vec::new();
+        for item in list.list()? {
+            rules.push(peer_rule(&item, direction, deny)?);
+        }
+        match (direction, deny) {
+            (Direction::Ingress, false) => rule.ingress = rules,
+            (Direction::Ingress, true) => rule.ingress_deny = rules,
+            (Direction::Egress, false) => rule.egress = rules,
+            (Direction::Egress, true) => rule.egress_deny = rules,
+        }
+    }
+    if let Some(dd) = f.get("enableDefaultDeny") {
+        let mut d = dd.fields()?;
+        rule.default_deny_ingress = d.get("ingress").map(|n| n.bool()).transpose()?;
+        rule.default_deny_egress = d.get("egress").map(|n| n.bool()).transpose()?;
+        d.finish(&["ingress", "egress"])?;
+    }
+    if let Some(labels) = f.get("labels") {
+        for item in labels.list()? {
+            let mut l = item.fields()?;
+            for key in ["key", "value", "source"] {
+                if let Some(v) = l.get(key) {
+                    v.str()?;
+                }
+            }
+            l.finish(&["key", "value", "source"])?;
+        }
+    }
+    rule.description = f.get("description").map(|d| d.str().map(str::to_string)).transpose()?;
+    f.finish(RULE_FIELDS)?;
+    Ok(rule)
+}
+
+/// The fields a peer rule may have, by direction and kind.
+fn peer_fields(direction: Direction, deny: bool) -> Vec<&'static str> {
+    let mut fields: Vec<&str> = match direction {
+        Direction::Ingress => {
+            vec!["fromEndpoints", "fromRequires", "fromCIDR", "fromCIDRSet", "fromEntities", "fromNodes"]
+        }
+        Direction::Egress => {
+            vec!["toEndpoints", "toRequires", "toCIDR", "toCIDRSet", "toEntities", "toNodes", "toServices"]
+        }
+    };
+    if direction == Direction::Egress && !deny {
+        fields.push("toFQDNs");
+    }
+    fields.extend(["toPorts", "icmps"]);
+    fields
+}
+
+fn peer_rule(node: &Node<'_, '_>, direction: Direction, deny: bool) -> Result<PeerRule, Located> {
+    let mut f = node.fields()?;
+    let allowed = peer_fields(direction, deny);
+    let p = if direction == Direction::Ingress { "from" } else { "to" };
+    let section = match (direction, deny) {
+        (Direction::Ingress, false) => "ingress",
+        (Direction::Ingress, true) => "ingressDeny",
+        (Direction::Egress, false) => "egress",
+        (Direction::Egress, true) => "egressDeny",
+    };
+    // A field valid elsewhere but not here gets a pointed message rather than "unknown field".
+    for misplaced in ["toFQDNs", "toServices", "fromEndpoints", "toEndpoints", "fromCIDR", "toCIDR", "fromEntities"] {
+        if f.has(misplaced) && !allowed.contains(&misplaced) {
+            return Err(f.error(misplaced, format!("{misplaced} is not allowed in {section}")));
+        }
+    }
+
+    let mut kinds: Vec<(String, Peers)> = Vec::new();
+    if let Some(n) = f.get(&format!("{p}Endpoints")) {
+        let sels = n.list()?.iter().map(selector).collect::<Result<_, _>>()?;
+        kinds.push((format!("{p}Endpoints"), Peers::Endpoints(sels)));
+    }
+    if let Some(n) = f.get(&format!("{p}Nodes")) {
+        let sels = n.list()?.iter().map(selector).collect::<Result<_, _>>()?;
+        kinds.push((format!("{p}Nodes"), Peers::Nodes(sels)));
+    }
+    let mut cidrs = Vec::new();
+    let mut cidr_fields = Vec::new();
+    if let Some(n) = f.get(&format!("{p}CIDR")) {
+        for item in n.list()? {
+            cidrs.push(CidrRule { cidr: cidr(&item)?, except: Vec::new() });
+        }
+        cidr_fields.push(format!("{p}CIDR"));
+    }
+    if let Some(n) = f.get(&format!("{p}CIDRSet")) {
+        for item in n.list()? {
+            cidrs.push(cidr_set(&item)?);
+        }
+        cidr_fields.push(format!("{p}CIDRSet"));
+    }
+    if !cidr_fields.is_empty() {
+        kinds.push((cidr_fields.join(" and "), Peers::Cidrs(cidrs)));
+    }
+    if let Some(n) = f.get(&format!("{p}Entities")) {
+        let mut entities = Vec::new();
+        for item in n.list()? {
+            let name = item.str()?;
+            let entity = Entity::NAMES.iter().find(|(n, _)| *n == name).map(|(_, e)| *e).ok_or_else(|| {
+                let names: Vec<&str> = Entity::NAMES.iter().map(|(n, _)| *n).collect();
+                item.error(format!("{name:?} is not one of {}", names.join(", ")))
+            })?;
+            entities.push(entity);
+        }
+        kinds.push((format!("{p}Entities"), Peers::Entities(entities)));
+    }
+    let services = if direction == Direction::Egress { f.get("toServices") } else { None };
+    if let Some(n) = &services {
+        let list = n.list()?.iter().map(service).collect::<Result<_, _>>()?;
+        kinds.push(("toServices".into(), Peers::Services(list)));
+    }
+    if let Some(n) = f.get("toFQDNs").filter(|_| allowed.contains(&"toFQDNs")) {
+        let list = n.list()?.iter().map(fqdn).collect::<Result<_, _>>()?;
+        kinds.push(("toFQDNs".into(), Peers::Fqdns(list)));
+    }
+    if kinds.len() > 1 {
+        let names: Vec<&str> = kinds.iter().map(|(n, _)| n.as_str()).collect();
+        return Err(f.error(
+            &kinds[1].0.clone(),
+            format!("one rule takes one kind of L3 peer, found {}; split them into separate rules", names.join(" and ")),
+        ));
+    }
+    let peers = kinds.pop().map_or(Peers::Unspecified, |(_, p)| p);
+
+    let requires = match f.get(&format!("{p}Requires")) {
+        Some(n) => n.list()?.iter().map(selector).collect::<Result<_, _>>()?,
+        None => Vec::new(),
+    };
+    let mut to_ports = Vec::new();
+    if let Some(n) = f.get("toPorts") {
+        if services.is_some() {
+            return Err(f.error("toPorts", "toServices cannot be combined with toPorts"));
+        }
+        for item in n.list()? {
+            to_ports.push(port_rule(&item, deny)?);
+        }
+    }
+    let mut icmps = Vec::new();
+    if let Some(n) = f.get("icmps") {
+        for item in n.list()? {
+            let mut i = item.fields()?;
+            if let Some(fields) = i.get("fields") {
+                for field in fields.list()? {
+                    icmps.push(icmp_field(&field)?);
+                }
+            }
+            i.finish(&["fields"])?;
+        }
+    }
+    f.finish(&allowed)?;
+    Ok(PeerRule { peers, requires, to_ports, icmps, origin: origin(node) })
+}
+
+/// A label selector (`matchLabels`, `matchExpressions`).
+pub fn selector(node: &Node<'_, '_>) -> Result<LabelSelector, Located> {
+    let mut f = node.fields()?;
+    let mut sel = LabelSelector::default();
+    if let Some(labels) = f.get("matchLabels") {
+        sel.match_labels = labels.string_map()?.into_iter().map(|(k, v)| (strip_source(&k).to_string(), v)).collect();
+    }
+    if let Some(exprs) = f.get("matchExpressions") {
+        for item in exprs.list()? {
+            let mut e = item.fields()?;
+            let key = e.get("key").ok_or_else(|| e.error("key", "missing"))?.str()?.to_string();
+            let op_node = e.get("operator").ok_or_else(|| e.error("operator", "missing"))?;
+            let operator = match op_node.str()? {
+                "In" => Operator::In,
+                "NotIn" => Operator::NotIn,
+                "Exists" => Operator::Exists,
+                "DoesNotExist" => Operator::DoesNotExist,
+                other => {
+                    return Err(op_node.error(format!("{other:?} is not one of In, NotIn, Exists, DoesNotExist")))
+                }
+            };
+            let values: Vec<String> = match e.get("values") {
+                Some(v) => v.list()?.iter().map(|n| n.str_or_int()).collect::<Result<_, _>>()?,
+                None => Vec::new(),
+            };
+            match operator {
+                Operator::In | Operator::NotIn if values.is_empty() => {
+                    return Err(e.error("values", format!("{:?} needs at least one value", op_node.str()?)))
+                }
+                Operator::Exists | Operator::DoesNotExist if !values.is_empty() => {
+                    return Err(e.error("values", format!("{:?} takes no values", op_node.str()?)))
+                }
+                _ => {}
+            }
+            e.finish(&["key", "operator", "values"])?;
+            sel.match_expressions.push(Requirement { key: strip_source(&key).to_string(), operator, values });
+        }
+    }
+    f.finish(&["matchLabels", "matchExpressions"])?;
+    Ok(sel)
+}
+
+fn cidr(node: &Node<'_, '_>) -> Result<Cidr, Located> {
+    let text = node.str()?;
+    Cidr::parse(text).ok_or_else(|| node.error(format!("{text:?} is not a CIDR (a.b.c.d/n or x:y::/n)")))
+}
+
+fn cidr_set(node: &Node<'_, '_>) -> Result<CidrRule, Located> {
+    let mut f = node.fields()?;
+    let prefix = cidr(&f.get("cidr").ok_or_else(|| f.error("cidr", "missing"))?)?;
+    let mut except = Vec::new();
+    if let Some(list) = f.get("except") {
+        for item in list.list()? {
+            let e = cidr(&item)?;
+            if !prefix.covers(&e) {
+                return Err(item.error(format!("{e} is not inside {prefix}")));
+            }
+            except.push(e);
+        }
+    }
+    if f.has("cidrGroupRef") {
+        return Err(f.error("cidrGroupRef", "CiliumCIDRGroup references are not supported; list the prefixes"));
+    }
+    f.finish(&["cidr", "except"])?;
+    Ok(CidrRule { cidr: prefix, except })
+}
+
+fn service(node: &Node<'_, '_>) -> Result<ServiceSelector, Located> {
+    let mut f = node.fields()?;
+    let out = if let Some(svc) = f.get("k8sService") {
+        let mut s = svc.fields()?;
+        let name = s.get("serviceName").ok_or_else(|| s.error("serviceName", "missing"))?.str()?.to_string();
+        let namespace = s.get("namespace").map(|n| n.str().map(str::to_string)).transpose()?;
+        s.finish(&["serviceName", "namespace"])?;
+        ServiceSelector::Named { name, namespace }
+    } else if let Some(svc) = f.get("k8sServiceSelector") {
+        let mut s = svc.fields()?;
+        let selector = selector(&s.get("selector").ok_or_else(|| s.error("selector", "missing"))?)?;
+        let namespace = s.get("namespace").map(|n| n.str().map(str::to_string)).transpose()?;
+        s.finish(&["selector", "namespace"])?;
+        ServiceSelector::Selected { selector, namespace }
+    } else {
+        return Err(f.error("", "a service needs k8sService or k8sServiceSelector"));
+    };
+    f.finish(&["k8sService", "k8sServiceSelector"])?;
+    Ok(out)
+}
+
+fn fqdn(node: &Node<'_, '_>) -> Result<FqdnSelector, Located> {
+    let mut f = node.fields()?;
+    let out = match (f.get("matchName"), f.get("matchPattern")) {
+        (Some(n), None) => FqdnSelector::Name(dns_text(&n, false)?),
+        (None, Some(p)) => FqdnSelector::Pattern(dns_text(&p, true)?),
+        (Some(_), Some(_)) => return Err(f.error("matchPattern", "give matchName or matchPattern, not both")),
+        (None, None) => return Err(f.error("", "needs matchName or matchPattern")),
+    };
+    f.finish(&["matchName", "matchPattern"])?;
+    Ok(out)
+}
+
+fn dns_text(node: &Node<'_, '_>, pattern: bool) -> Result<String, Located> {
+    let text = node.str()?;
+    let ok = !text.is_empty()
+        && text.len() <= 255
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_' || (pattern && c == '*'));
+    if !ok {
+        return Err(node.error(format!("{text:?} is not a DNS name{}", if pattern { " pattern" } else { "" })));
+    }
+    Ok(text.to_string())
+}
+
+fn port_rule(node: &Node<'_, '_>, deny: bool) -> Result<PortRule, Located> {
+    let mut f = node.fields()?;
+    let mut ports = Vec::new();
+    if let Some(list) = f.get("ports") {
+        for item in list.list()? {
+            ports.push(port_protocol(&item)?);
+        }
+    }
+    let mut l7 = Vec::new();
+    if let Some(rules) = f.get("rules") {
+        if deny {
+            return Err(f.error("rules", "L7 rules are not allowed in a deny section"));
+        }
+        let mut r = rules.fields()?;
+        if let Some(http) = r.get("http") {
+            for item in http.list()? {
+                let mut h = item.fields()?;
+                let text = |n: Option<Node<'_, '_>>| n.map(|n| n.str().map(str::to_string)).transpose();
+                let method = text(h.get("method"))?;
+                let path = text(h.get("path"))?;
+                let host = text(h.get("host"))?;
+                let headers = match h.get("headers") {
+                    Some(list) => list.list()?.iter().map(|n| n.str().map(str::to_string)).collect::<Result<_, _>>()?,
+                    None => Vec::new(),
+                };
+                h.finish(&["method", "path", "host", "headers"])?;
+                l7.push(L7Rule::Http { method, path, host, headers });
+            }
+        }
+        if let Some(dns) = r.get("dns") {
+            for item in dns.list()? {
+                l7.push(L7Rule::Dns(fqdn(&item)?));
+            }
+        }
+        r.finish(&["http", "dns"])?;
+        if ports.iter().any(|p: &PortProtocol| matches!(p.protocol, Protocol::Icmp | Protocol::Icmpv6)) {
+            return Err(f.error("rules", "L7 rules need TCP or UDP ports"));
+        }
+    }
+    f.finish(&["ports", "rules"])?;
+    Ok(PortRule { ports, l7, origin: origin(node) })
+}
+
+fn port_protocol(node: &Node<'_, '_>) -> Result<PortProtocol, Located> {
+    let mut f = node.fields()?;
+    let protocol = match f.get("protocol") {
+        None => Protocol::Any,
+        Some(p) => match p.str()? {
+            "TCP" => Protocol::Tcp,
+            "UDP" => Protocol::Udp,
+            "SCTP" => Protocol::Sctp,
+            "ICMP" => Protocol::Icmp,
+            "ICMPv6" => Protocol::Icmpv6,
+            "ANY" => Protocol::Any,
+            other => return Err(p.error(format!("{other:?} is not one of TCP, UDP, SCTP, ICMP, ICMPv6, ANY"))),
+        },
+    };
+    let port = match f.get("port") {
+        None => 0,
+        Some(p) => {
+            let text = p.str_or_int()?;
+            match text.parse::<u32>() {
+                Ok(n) if n <= 65535 => n as u16,
+                Ok(n) => return Err(p.error(format!("{n} is not a port (0-65535)"))),
+                Err(_) if is_port_name(&text) => {
+                    return Err(p.error(format!(
+                        "named port {text:?} cannot be resolved: pods do not declare container ports yet; use the number"
+                    )))
+                }
+                Err(_) => return Err(p.error(format!("{text:?} is neither a port number nor a port name"))),
+            }
+        }
+    };
+    let end_port = match f.get("endPort") {
+        None => None,
+        Some(e) => {
+            let end = e.int(0, 65535)? as u16;
+            if port == 0 {
+                return Err(e.error("endPort needs port"));
+            }
+            if end < port {
+                return Err(e.error(format!("endPort {end} is below port {port}")));
+            }
+            Some(end)
+        }
+    };
+    if matches!(protocol, Protocol::Icmp | Protocol::Icmpv6) && port != 0 {
+        return Err(f.error("port", "ICMP has no ports; name ICMP types under icmps"));
+    }
+    f.finish(&["port", "endPort", "protocol"])?;
+    Ok(PortProtocol { port, end_port, protocol })
+}
+
+/// IANA service names: 1-15 characters, lower-case letters, digits and inner hyphens.
+fn is_port_name(text: &str) -> bool {
+    (1..=15).contains(&text.len())
+        && text.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && text.chars().any(|c| c.is_ascii_lowercase())
+        && !text.starts_with('-')
+        && !text.ends_with('-')
+}
+
+const ICMP_NAMES: &[(&str, u8, u8)] = &[
+    ("EchoReply", 0, 129),
+    ("DestinationUnreachable", 3, 1),
+    ("Redirect", 5, 137),
+    ("EchoRequest", 8, 128),
+    ("TimeExceeded", 11, 3),
+    ("ParameterProblem", 12, 4),
+    ("RouterSolicitation", 10, 133),
+    ("RouterAdvertisement", 9, 134),
+    ("NeighborSolicitation", 255, 135),
+    ("NeighborAdvertisement", 255, 136),
+];
+
+fn icmp_field(node: &Node<'_, '_>) -> Result<IcmpType, Located> {
+    let mut f = node.fields()?;
+    let ipv6 = match f.get("family") {
+        None => false,
+        Some(fam) => match fam.str()? {
+            "IPv4" => false,
+            "IPv6" => true,
+            other => return Err(fam.error(format!("{other:?} is not one of IPv4, IPv6"))),
+        },
+    };
+    let type_node = f.get("type").ok_or_else(|| f.error("type", "missing"))?;
+    let icmp_type = match type_node.str_or_int()? {
+        t if t.parse::<u8>().is_ok() => t.parse::<u8>().unwrap_or_default(),
+        name => match ICMP_NAMES.iter().find(|(n, _, _)| *n == name) {
+            Some((_, v4, v6)) if !ipv6 && *v4 != 255 => *v4,
+            Some((_, _, v6)) if ipv6 => *v6,
+            _ => {
+                let names: Vec<&str> = ICMP_NAMES.iter().map(|(n, _, _)| *n).collect();
+                return Err(type_node.error(format!(
+                    "{name:?} is not an ICMP type of {} (0-255 or one of {})",
+                    if ipv6 { "IPv6" } else { "IPv4" },
+                    names.join(", ")
+                )));
+            }
+        },
+    };
+    f.finish(&["family", "type"])?;
+    Ok(IcmpType { ipv6, icmp_type })
+}

@@ -1,0 +1,15 @@
+//! Network policy: the CiliumNetworkPolicy / CiliumClusterwideNetworkPolicy language
+//! ([`api`], decoded strictly by [`decode`]), label selectors, the identities policy is
+//! resolved against ([`universe`]), resolution into per-endpoint policy map entries
+//! ([`resolve`]) and the reference semantics the datapath is tested against ([`model`]).
+
+pub mod api;
+pub mod decode;
+pub mod model;
+pub mod resolve;
+pub mod selector;
+pub mod universe;
+
+pub use api::{Direction, Policy};
+pub use resolve::{resolve, PolicyKey, PolicyMapState, PolicyValue};
+pub use universe::Universe;

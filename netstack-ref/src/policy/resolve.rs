@@ -1,0 +1,345 @@
+//! Policy → one endpoint's policy map, as the datapath reads it: entries keyed by (peer
+//! identity, direction, protocol, port prefix); identity 0 stands for any peer.
+//!
+//! The datapath looks up the peer's identity, then identity 0; a deny hit wins, otherwise the
+//! longer prefix; no hit drops. Deny must win over allow however the rules overlap, so an allow
+//! entry that a deny entry of the same identity covers becomes a deny entry itself (otherwise
+//! the longest-prefix match would return the more specific allow).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::identity::ReservedIdentity;
+
+use super::api::{Direction, Entity, PeerRule, Peers, Policy, Protocol, Rule, Subject};
+use super::selector::LabelSelector;
+use super::universe::Universe;
+use crate::identity::Labels;
+
+/// Shortest policy prefix: identity (32 bits) and direction (8) always match in full.
+pub const PREFIX_ANY_PROTOCOL: u8 = 40;
+/// Identity, direction and protocol.
+pub const PREFIX_ANY_PORT: u8 = 48;
+/// Everything, port included.
+pub const PREFIX_FULL: u8 = 64;
+
+/// One policy map key (port in host order, bits past the prefix cleared).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub struct PolicyKey {
+    /// Direction.
+    pub direction: Direction,
+    /// Peer identity; 0 for any.
+    pub identity: u32,
+    /// IP protocol number (0 when the prefix stops before it).
+    pub protocol: u8,
+    /// Port, or ICMP type for ICMP.
+    pub port: u16,
+    /// Prefix length in bits, 40..=64.
+    pub prefix_len: u8,
+}
+
+impl PolicyKey {
+    /// The key with bits past `prefix_len` cleared.
+    pub fn new(direction: Direction, identity: u32, protocol: u8, port: u16, prefix_len: u8) -> PolicyKey {
+        let protocol = if prefix_len >= PREFIX_ANY_PORT { protocol } else { 0 };
+        let port_bits = prefix_len.saturating_sub(PREFIX_ANY_PORT) as u32;
+        let port = port & mask(port_bits);
+        PolicyKey { direction, identity, protocol, port, prefix_len }
+    }
+
+    /// Whether this key's prefix covers `other` (same identity and direction).
+    pub fn covers(&self, other: &PolicyKey) -> bool {
+        self.direction == other.direction
+            && self.identity == other.identity
+            && self.prefix_len <= other.prefix_len
+            && PolicyKey::new(other.direction, other.identity, other.protocol, other.port, self.prefix_len) == *self
+    }
+}
+
+fn mask(bits: u32) -> u16 {
+    if bits == 0 {
+        0
+    } else {
+        u16::MAX << (16 - bits)
+    }
+}
+
+/// What an entry says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize)]
+pub struct PolicyValue {
+    /// Drop rather than allow.
+    pub deny: bool,
+    /// L7 proxy port (0: none; L7 rules are not enforced yet, so always 0).
+    pub proxy_port: u16,
+}
+
+/// One endpoint's resolved policy.
+pub type PolicyMapState = BTreeMap<PolicyKey, PolicyValue>;
+
+/// The port blocks of `first..=last`: (base, prefix bits of the 16-bit port).
+pub fn port_blocks(first: u16, last: u16) -> Vec<(u16, u8)> {
+    let mut out = Vec::new();
+    let (mut lo, hi) = (first as u32, last as u32);
+    while lo <= hi {
+        // The largest aligned block starting at lo that stays within hi.
+        let mut size = if lo == 0 { 1 << 16 } else { 1u32 << lo.trailing_zeros() };
+        while lo + size - 1 > hi {
+            size >>= 1;
+        }
+        out.push((lo as u16, 16 - size.trailing_zeros() as u8));
+        lo += size;
+    }
+    out
+}
+
+/// (protocol, port, prefix length) triples a peer rule allows.
+fn l4_keys(rule: &PeerRule) -> Vec<(u8, u16, u8)> {
+    if rule.to_ports.is_empty() && rule.icmps.is_empty() {
+        return vec![(0, 0, PREFIX_ANY_PROTOCOL)];
+    }
+    let mut out = Vec::new();
+    for port_rule in &rule.to_ports {
+        if port_rule.ports.is_empty() {
+            for &p in Protocol::Any.numbers() {
+                out.push((p, 0, PREFIX_ANY_PORT));
+            }
+        }
+        for pp in &port_rule.ports {
+            for &proto in pp.protocol.numbers() {
+                if pp.port == 0 {
+                    out.push((proto, 0, PREFIX_ANY_PORT));
+                    continue;
+                }
+                for (base, bits) in port_blocks(pp.port, pp.end_port.unwrap_or(pp.port)) {
+                    out.push((proto, base, PREFIX_ANY_PORT + bits));
+                }
+            }
+        }
+    }
+    for icmp in &rule.icmps {
+        out.push((if icmp.ipv6 { 58 } else { 1 }, icmp.icmp_type as u16, PREFIX_FULL));
+    }
+    out
+}
+
+/// Peers of a rule: every identity (`None`) or a set.
+fn peer_identities(
+    rule: &PeerRule,
+    namespace: Option<&str>,
+    universe: &Universe,
+    cache: &mut HashMap<LabelSelector, Vec<u32>>,
+) -> Option<BTreeSet<u32>> {
+    let mut set = BTreeSet::new();
+    match &rule.peers {
+        Peers::Unspecified if rule.to_ports.is_empty() && rule.icmps.is_empty() => {}
+        Peers::Unspecified => return None,
+        Peers::Endpoints(sels) => {
+            for sel in sels {
+                let sel = match namespace {
+                    Some(ns) => sel.in_namespace(ns),
+                    None => sel.clone(),
+                };
+                let ids = cache.entry(sel).or_insert_with_key(|s| universe.select_endpoints(s));
+                set.extend(ids.iter().copied());
+            }
+        }
+        Peers::Nodes(sels) => {
+            if sels.iter().any(|s| s.matches(&universe.node_labels)) {
+                set.insert(ReservedIdentity::Host.id());
+            }
+        }
+        Peers::Cidrs(cidrs) => {
+            for c in cidrs {
+                set.extend(universe.select_cidr(&c.cidr, &c.except));
+            }
+        }
+        Peers::Entities(entities) => {
+            for e in entities {
+                if *e == Entity::All {
+                    return None;
+                }
+                set.extend(entity_identities(*e, universe));
+            }
+        }
+        // Refused before resolution (Policy::unenforced); selecting nothing is the safe reading.
+        Peers::Services(_) | Peers::Fqdns(_) => {}
+    }
+    Some(set)
+}
+
+/// The identities an entity stands for.
+pub fn entity_identities(entity: Entity, universe: &Universe) -> Vec<u32> {
+    use ReservedIdentity as R;
+    let world_cidrs = |v4: Option<bool>| {
+        universe.cidr_ids().filter(move |(_, c)| v4.is_none_or(|v4| c.addr.is_ipv4() == v4)).map(|(id, _)| id)
+    };
+    match entity {
+        Entity::All => universe.entries().iter().map(|e| e.id).collect(),
+        Entity::World => [R::World.id(), R::WorldIpv4.id(), R::WorldIpv6.id()].into_iter().chain(world_cidrs(None)).collect(),
+        Entity::WorldIpv4 => std::iter::once(R::WorldIpv4.id()).chain(world_cidrs(Some(true))).collect(),
+        Entity::WorldIpv6 => std::iter::once(R::WorldIpv6.id()).chain(world_cidrs(Some(false))).collect(),
+        Entity::Cluster => [R::Host, R::RemoteNode, R::Health, R::Init, R::Unmanaged, R::KubeApiserver]
+            .iter()
+            .map(|r| r.id())
+            .chain(universe.endpoint_ids())
+            .collect(),
+        Entity::Host => vec![R::Host.id()],
+        Entity::RemoteNode => vec![R::RemoteNode.id()],
+        Entity::Health => vec![R::Health.id()],
+        Entity::Init => vec![R::Init.id()],
+        Entity::Unmanaged => vec![R::Unmanaged.id()],
+        Entity::KubeApiserver => vec![R::KubeApiserver.id()],
+        Entity::Ingress => vec![R::Ingress.id()],
+    }
+}
+
+/// Whether `rule` (of `policy`) applies to an endpoint with security labels `labels`.
+pub fn selects(policy: &Policy, rule: &Rule, labels: &Labels) -> bool {
+    match &rule.subject {
+        Subject::Endpoints(sel) => match &policy.namespace {
+            Some(ns) => sel.in_namespace(ns).matches(labels),
+            None => sel.matches(labels),
+        },
+        Subject::Nodes(_) => false,
+    }
+}
+
+/// Resolves `policies` for the endpoint with security labels `labels`.
+pub fn resolve<'p>(policies: impl IntoIterator<Item = &'p Policy>, labels: &Labels, universe: &Universe) -> PolicyMapState {
+    let mut cache = HashMap::new();
+    let selected: Vec<(&Policy, &Rule)> =
+        policies.into_iter().flat_map(|p| p.rules.iter().map(move |r| (p, r))).filter(|(p, r)| selects(p, r, labels)).collect();
+
+    let mut allow: BTreeSet<PolicyKey> = BTreeSet::new();
+    let mut deny: BTreeSet<PolicyKey> = BTreeSet::new();
+    for direction in Direction::BOTH {
+        let default_deny = selected.iter().any(|(_, r)| r.enables_default_deny(direction));
+        if !default_deny {
+            allow.insert(PolicyKey::new(direction, 0, 0, 0, PREFIX_ANY_PROTOCOL));
+        }
+        let requires: Vec<LabelSelector> = selected
+            .iter()
+            .flat_map(|(p, r)| {
+                r.sections().into_iter().filter(move |(d, _, is_deny)| *d == direction && !is_deny).flat_map(
+                    move |(_, rules, _)| {
+                        rules.iter().flat_map(move |pr| {
+                            pr.requires.iter().map(move |s| match &p.namespace {
+                                Some(ns) => s.in_namespace(ns),
+                                None => s.clone(),
+                            })
+                        })
+                    },
+                )
+            })
+            .collect();
+        for (policy, rule) in &selected {
+            for (dir, peer_rules, is_deny) in rule.sections() {
+                if dir != direction {
+                    continue;
+                }
+                for pr in peer_rules {
+                    let peers = peer_identities(pr, policy.namespace.as_deref(), universe, &mut cache);
+                    let peers: Vec<u32> = match peers {
+                        None if is_deny || requires.is_empty() => vec![0],
+                        None => universe.entries().iter().map(|e| e.id).filter(|&id| universe.matching(&requires, id)).collect(),
+                        Some(set) if is_deny || requires.is_empty() => set.into_iter().collect(),
+                        Some(set) => set.into_iter().filter(|&id| universe.matching(&requires, id)).collect(),
+                    };
+                    let target = if is_deny { &mut deny } else { &mut allow };
+                    for (proto, port, len) in l4_keys(pr) {
+                        for &id in &peers {
+                            target.insert(PolicyKey::new(direction, id, proto, port, len));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    let mut state = PolicyMapState::new();
+    for key in &deny {
+        state.insert(*key, PolicyValue { deny: true, proxy_port: 0 });
+    }
+    for key in allow {
+        if state.contains_key(&key) {
+            continue;
+        }
+        let covered = (PREFIX_ANY_PROTOCOL..=key.prefix_len)
+            .any(|len| deny.contains(&PolicyKey::new(key.direction, key.identity, key.protocol, key.port, len)));
+        state.insert(key, PolicyValue { deny: covered, proxy_port: 0 });
+    }
+    state
+}
+
+/// The decision the datapath takes for one packet, on a resolved state (the same lookup order
+/// as `bpf-programs/netstack/endpoint.c`, for tests and `netstack policy` explanations).
+pub fn lookup(state: &PolicyMapState, direction: Direction, identity: u32, protocol: u8, port: u16) -> Option<PolicyValue> {
+    let longest = |id: u32| {
+        (PREFIX_ANY_PROTOCOL..=PREFIX_FULL)
+            .rev()
+            .find_map(|len| state.get(&PolicyKey::new(direction, id, protocol, port, len)).map(|v| (len, *v)))
+    };
+    let exact = longest(identity);
+    if let Some((_, v)) = exact.filter(|(_, v)| v.deny) {
+        return Some(v);
+    }
+    let any = longest(0);
+    match (exact, any) {
+        (_, Some((_, v))) if v.deny => Some(v),
+        (Some((le, ve)), Some((la, va))) => Some(if la > le { va } else { ve }),
+        (Some((_, v)), None) | (None, Some((_, v))) => Some(v),
+        (None, None) => None,
+    }
+}
+
+/// `TCP/80`, `UDP/8000-8063`, `any/*`: a key's protocol and ports, for display.
+pub fn describe_key(key: &PolicyKey) -> String {
+    let proto = match (key.prefix_len, key.protocol) {
+        (l, _) if l < PREFIX_ANY_PORT => "any".to_string(),
+        (_, 6) => "TCP".into(),
+        (_, 17) => "UDP".into(),
+        (_, 132) => "SCTP".into(),
+        (_, 1) => "ICMP".into(),
+        (_, 58) => "ICMPv6".into(),
+        (_, p) => format!("proto {p}"),
+    };
+    let port = match key.prefix_len {
+        l if l <= PREFIX_ANY_PORT => "*".to_string(),
+        PREFIX_FULL => key.port.to_string(),
+        l => {
+            let size = 1u32 << (PREFIX_FULL - l);
+            format!("{}-{}", key.port, key.port as u32 + size - 1)
+        }
+    };
+    format!("{proto}/{port}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn port_ranges_become_aligned_blocks() {
+        assert_eq!(port_blocks(80, 80), vec![(80, 16)]);
+        assert_eq!(port_blocks(80, 81), vec![(80, 15)]);
+        assert_eq!(port_blocks(8000, 8080), vec![(8000, 10), (8064, 12), (8080, 16)]);
+        assert_eq!(port_blocks(1, 65535).len(), 16);
+    }
+
+    proptest! {
+        #[test]
+        fn blocks_cover_exactly_the_range(a in 1u16.., b in 1u16..) {
+            let (first, last) = (a.min(b), a.max(b));
+            let blocks = port_blocks(first, last);
+            prop_assert!(blocks.len() <= 30);
+            let mut next = first as u32;
+            for (base, bits) in blocks {
+                prop_assert_eq!(base as u32, next);
+                let size = 1u32 << (16 - bits);
+                prop_assert_eq!(base as u32 % size, 0);
+                next += size;
+            }
+            prop_assert_eq!(next, last as u32 + 1);
+        }
+    }
+}
