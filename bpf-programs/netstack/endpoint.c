@@ -301,10 +301,11 @@ int from_container(struct __sk_buff *skb)
 			return arp_respond(skb);
 		return count(skb, DIR_EGRESS, REASON_UNSUPPORTED_L3);
 	}
-	if (!source_is_endpoint(&t, family))
-		return count(skb, DIR_EGRESS, REASON_INVALID_SOURCE);
+	/* Neighbour discovery comes from link-local addresses: before the source check. */
 	if (is_nd(t.protocol, icmp_type))
 		return TC_ACT_OK;
+	if (!source_is_endpoint(&t, family))
+		return count(skb, DIR_EGRESS, REASON_INVALID_SOURCE);
 	if (conntrack_pass(skb, &t, DIR_EGRESS, family, icmp_type))
 		return count(skb, DIR_EGRESS, REASON_FORWARDED);
 	tail_call_static(skb, &stages, STAGE_EGRESS_POLICY);

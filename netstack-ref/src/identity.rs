@@ -188,6 +188,25 @@ impl IdentityAllocator {
         id
     }
 
+    /// Takes a reference to `labels` under a number handed out earlier (by a previous run of
+    /// the agent), so identities survive restarts. `false` when the number is taken by other
+    /// labels, below [`FIRST_CLUSTER_IDENTITY`], or `labels` already have one (take it with
+    /// [`allocate`](Self::allocate)).
+    pub fn restore(&mut self, labels: &Labels, id: u32) -> bool {
+        if id < FIRST_CLUSTER_IDENTITY || self.by_id.contains_key(&id) || self.by_labels.contains_key(labels) {
+            return false;
+        }
+        let Some(nz) = NonZeroU32::new(id) else { return false };
+        self.by_labels.insert(labels.clone(), (nz, 1));
+        self.by_id.insert(id, labels.clone());
+        true
+    }
+
+    /// The identity of `labels`, if allocated.
+    pub fn get(&self, labels: &Labels) -> Option<u32> {
+        self.by_labels.get(labels).map(|(id, _)| id.get())
+    }
+
     /// Drops one reference to `labels`' identity; frees the number with the last one.
     /// Returns whether the identity was freed.
     pub fn release(&mut self, labels: &Labels) -> bool {

@@ -24,3 +24,5 @@ pub mod identity;
 pub mod manifest;
 pub mod policy;
 pub mod datapath;
+pub mod agent;
+pub mod demo;

@@ -1,1 +1,285 @@
-fn main() {}
+//! `netstack`: the reference node agent and its CLI.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use netstack_ref::agent::api::{call, Request};
+use netstack_ref::agent::{self, sources, AgentConfig};
+use netstack_ref::policy::api::Cidr;
+
+#[derive(Parser)]
+#[command(name = "netstack", about = "Reference node agent: endpoints, identities and network policy in eBPF")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct State {
+    /// The agent's state directory (its API socket lives there).
+    #[arg(long, default_value = "/var/run/netstack")]
+    state_dir: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the node agent.
+    Agent {
+        #[command(flatten)]
+        state: State,
+        /// A directory of manifests to watch.
+        #[arg(long)]
+        manifests: Option<PathBuf>,
+        /// Run inside this network namespace (the node), entered before anything else.
+        #[arg(long)]
+        netns: Option<String>,
+        /// The node's name.
+        #[arg(long, default_value = "node-1")]
+        node_name: String,
+        /// The node's pod CIDR.
+        #[arg(long, default_value = "10.200.0.0/24")]
+        pod_cidr: String,
+    },
+    /// Builds a small scene, shows which connections pass and why, removes everything.
+    Demo,
+    /// Validates a manifest file and hands it to the agent (kept in the state directory).
+    Apply {
+        #[command(flatten)]
+        state: State,
+        /// The file.
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+    },
+    /// Withdraws a file given to `apply` (by the same file name).
+    Delete {
+        #[command(flatten)]
+        state: State,
+        /// The file.
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+    },
+    /// The agent's health, counts and errors.
+    Status {
+        #[command(flatten)]
+        state: State,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Endpoints.
+    Endpoint {
+        #[command(subcommand)]
+        command: ListOnly,
+    },
+    /// Identities.
+    Identity {
+        #[command(subcommand)]
+        command: ListOnly,
+    },
+    /// Policies.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// The datapath's view.
+    Bpf {
+        #[command(subcommand)]
+        command: BpfCommand,
+    },
+    /// Removes everything an agent made (stop it first): endpoints, namespaces, pins.
+    Reset {
+        #[command(flatten)]
+        state: State,
+    },
+}
+
+#[derive(Subcommand)]
+enum ListOnly {
+    /// Lists them.
+    List {
+        #[command(flatten)]
+        state: State,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Policies in force.
+    Get {
+        #[command(flatten)]
+        state: State,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Checks files without an agent: exit status 1 and file:line: field: why on the first error.
+    Validate {
+        /// Files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum BpfCommand {
+    /// Policy maps.
+    Policy {
+        #[command(subcommand)]
+        command: BpfPolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BpfPolicyCommand {
+    /// One endpoint's policy map as the datapath sees it.
+    Get {
+        #[command(flatten)]
+        state: State,
+        /// Endpoint id or namespace/pod.
+        endpoint: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn ask(state: &State, request: Request) -> Result<serde_json::Value, String> {
+    call(&state.state_dir.join("agent.sock"), &request)
+}
+
+fn table(rows: &serde_json::Value, columns: &[(&str, &str)]) {
+    let header: Vec<String> = columns.iter().map(|(title, _)| title.to_string()).collect();
+    let mut lines = vec![header];
+    for row in rows.as_array().into_iter().flatten() {
+        lines.push(
+            columns
+                .iter()
+                .map(|(_, field)| match &row[*field] {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Null => String::new(),
+                    v => v.to_string(),
+                })
+                .collect(),
+        );
+    }
+    let widths: Vec<usize> =
+        (0..columns.len()).map(|i| lines.iter().map(|l| l[i].chars().count()).max().unwrap_or(0)).collect();
+    for line in lines {
+        let cells: Vec<String> = line.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        println!("{}", cells.join("  ").trim_end());
+    }
+}
+
+fn print(value: serde_json::Value, json: bool, columns: &[(&str, &str)]) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+    } else {
+        table(&value, columns);
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("netstack: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Agent { state, manifests, netns, node_name, pod_cidr } => {
+            if let Some(name) = &netns {
+                agent::netns::enter(name)?;
+                agent::netns::ip(&["link", "set", "lo", "up"])?;
+            }
+            agent::netns::sysctl("net/ipv4/ip_forward", "1")?;
+            // Host-side veths carry IPv4 only (pods have no IPv6 yet).
+            agent::netns::sysctl("net/ipv6/conf/default/disable_ipv6", "1")?;
+            let mut config = AgentConfig::new(&state.state_dir, manifests);
+            config.node_name = node_name;
+            config.pod_cidr = Cidr::parse(&pod_cidr).ok_or_else(|| format!("--pod-cidr {pod_cidr:?} is not a CIDR"))?;
+            agent::run(config, Duration::from_millis(200))
+        }
+        Command::Demo => netstack_ref::demo::run(),
+        Command::Apply { state, file } => {
+            sources::check(&file)?;
+            let dir = state.state_dir.join("applied");
+            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let name = file.file_name().ok_or("a file name is needed")?;
+            let tmp = dir.join(".incoming");
+            std::fs::copy(&file, &tmp).and_then(|_| std::fs::rename(&tmp, dir.join(name))).map_err(|e| e.to_string())?;
+            match ask(&state, Request::Sync) {
+                Ok(_) => println!("applied {}", file.display()),
+                Err(_) => println!("applied {} (the agent is not running; it takes effect when it starts)", file.display()),
+            }
+            Ok(())
+        }
+        Command::Delete { state, file } => {
+            let name = file.file_name().ok_or("a file name is needed")?;
+            let path = state.state_dir.join("applied").join(name);
+            std::fs::remove_file(&path).map_err(|e| format!("{} was not applied: {e}", file.display()))?;
+            let _ = ask(&state, Request::Sync);
+            println!("deleted {}", file.display());
+            Ok(())
+        }
+        Command::Status { state, json } => {
+            let status = ask(&state, Request::Status)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status).unwrap_or_default());
+            } else {
+                for key in ["node", "podCIDR", "endpoints", "identities", "policies", "syncs", "uptimeSeconds"] {
+                    println!("{key:<14} {}", status[key]);
+                }
+                for e in status["errors"].as_array().into_iter().flatten() {
+                    println!("error          {}", e.as_str().unwrap_or(""));
+                }
+            }
+            Ok(())
+        }
+        Command::Endpoint { command: ListOnly::List { state, json } } => {
+            let columns = [("ID", "id"), ("POD", "pod"), ("IPV4", "ipv4"), ("IDENTITY", "identity"), ("INTERFACE", "interface"), ("POLICY ENTRIES", "policyEntries"), ("LABELS", "labels")];
+            print(ask(&state, Request::EndpointList)?, json, &columns);
+            Ok(())
+        }
+        Command::Identity { command: ListOnly::List { state, json } } => {
+            print(ask(&state, Request::IdentityList)?, json, &[("IDENTITY", "identity"), ("LABELS", "labels")]);
+            Ok(())
+        }
+        Command::Policy { command: PolicyCommand::Get { state, json } } => {
+            print(ask(&state, Request::PolicyGet)?, json, &[("KIND", "kind"), ("NAME", "name"), ("RULES", "rules")]);
+            Ok(())
+        }
+        Command::Policy { command: PolicyCommand::Validate { files } } => {
+            for file in &files {
+                let resources = netstack_ref::manifest::read(file).map_err(|e| e.to_string())?;
+                let mut notes = Vec::new();
+                for r in &resources {
+                    if let netstack_ref::manifest::Resource::Policy(p) = r {
+                        for (origin, what) in p.unenforced() {
+                            notes.push(format!("{}:{}: {}: {what} is valid but not enforced yet", file.display(), origin.line, origin.field));
+                        }
+                    }
+                }
+                println!("{}: valid ({} resources)", file.display(), resources.len());
+                for n in notes {
+                    println!("  note: {n}");
+                }
+            }
+            Ok(())
+        }
+        Command::Bpf { command: BpfCommand::Policy { command: BpfPolicyCommand::Get { state, endpoint, json } } } => {
+            let columns = [("DIRECTION", "direction"), ("IDENTITY", "identity"), ("L4", "l4"), ("VERDICT", "verdict"), ("PACKETS", "packets")];
+            print(ask(&state, Request::BpfPolicyGet { endpoint })?, json, &columns);
+            Ok(())
+        }
+        Command::Reset { state } => agent::reset(&AgentConfig::new(&state.state_dir, None)),
+    }
+}

@@ -1,0 +1,148 @@
+//! The agent's local API: one JSON request per connection on a Unix socket in the state
+//! directory, one JSON response (`{"ok": …}` or `{"error": "…"}`).
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use serde::{Deserialize, Serialize};
+
+use super::Agent;
+use crate::policy::resolve::describe_key;
+
+/// What the CLI asks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "kebab-case")]
+pub enum Request {
+    /// Agent health and counts.
+    Status,
+    /// Endpoints with address, identity and labels.
+    EndpointList,
+    /// Identities and their labels.
+    IdentityList,
+    /// Policies in force.
+    PolicyGet,
+    /// One endpoint's policy map as the datapath sees it (by id or `namespace/pod`).
+    BpfPolicyGet {
+        /// Endpoint id or pod key.
+        endpoint: String,
+    },
+    /// One endpoint's verdict counters.
+    EndpointVerdicts {
+        /// Endpoint id or pod key.
+        endpoint: String,
+    },
+    /// Re-read the sources now.
+    Sync,
+}
+
+fn find<'a>(agent: &'a Agent, endpoint: &str) -> Result<&'a super::LiveEndpoint, String> {
+    agent
+        .endpoints()
+        .iter()
+        .find(|(key, live)| key.as_str() == endpoint || live.record.id.to_string() == endpoint)
+        .map(|(_, l)| l)
+        .ok_or_else(|| format!("no endpoint {endpoint:?} (give its id or namespace/pod)"))
+}
+
+/// Answers one request.
+pub fn handle(agent: &mut Agent, request: &Request) -> Result<serde_json::Value, String> {
+    use serde_json::json;
+    Ok(match request {
+        Request::Status => agent.status(),
+        Request::Sync => {
+            agent.sync(true);
+            agent.status()
+        }
+        Request::EndpointList => json!(agent
+            .endpoints()
+            .values()
+            .map(|l| json!({
+                "id": l.record.id,
+                "pod": l.record.pod,
+                "ipv4": l.record.ipv4,
+                "identity": l.identity,
+                "interface": l.record.host_if,
+                "netns": l.record.netns,
+                "labels": l.labels.to_string(),
+                "policyEntries": l.policy.len(),
+            }))
+            .collect::<Vec<_>>()),
+        Request::IdentityList => {
+            json!(agent.identities().iter().map(|(id, l)| json!({"identity": id, "labels": l})).collect::<Vec<_>>())
+        }
+        Request::PolicyGet => json!(agent
+            .policies()
+            .iter()
+            .map(|p| json!({
+                "kind": if p.namespace.is_some() { "CiliumNetworkPolicy" } else { "CiliumClusterwideNetworkPolicy" },
+                "name": p.key(),
+                "rules": p.rules.len(),
+            }))
+            .collect::<Vec<_>>()),
+        Request::BpfPolicyGet { endpoint } => {
+            let live = find(agent, endpoint)?;
+            let entries = live.datapath.read_policy().map_err(|e| e.to_string())?;
+            json!(entries
+                .iter()
+                .map(|(k, v, packets)| json!({
+                    "direction": k.direction,
+                    "identity": k.identity,
+                    "l4": describe_key(k),
+                    "verdict": if v.deny { "deny" } else { "allow" },
+                    "proxyPort": v.proxy_port,
+                    "packets": packets,
+                }))
+                .collect::<Vec<_>>())
+        }
+        Request::EndpointVerdicts { endpoint } => {
+            let live = find(agent, endpoint)?;
+            let rows = live.datapath.verdicts().map_err(|e| e.to_string())?;
+            json!(rows
+                .iter()
+                .map(|(d, r, c)| json!({"direction": d, "reason": r.name(), "packets": c.packets, "bytes": c.bytes}))
+                .collect::<Vec<_>>())
+        }
+    })
+}
+
+/// Serves `socket` on a thread until the process ends.
+pub fn serve(socket: &Path, agent: Arc<Mutex<Agent>>) -> Result<JoinHandle<()>, String> {
+    let _ = std::fs::remove_file(socket);
+    let listener = UnixListener::bind(socket).map_err(|e| format!("bind {}: {e}", socket.display()))?;
+    Ok(std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(&stream);
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let response = match serde_json::from_str::<Request>(&line) {
+                Ok(request) => match handle(&mut agent.lock().expect("not poisoned"), &request) {
+                    Ok(v) => serde_json::json!({ "ok": v }),
+                    Err(e) => serde_json::json!({ "error": e }),
+                },
+                Err(e) => serde_json::json!({ "error": format!("bad request: {e}") }),
+            };
+            let mut w = &stream;
+            let _ = writeln!(w, "{response}");
+        }
+    }))
+}
+
+/// Sends one request to the agent at `socket`.
+pub fn call(socket: &Path, request: &Request) -> Result<serde_json::Value, String> {
+    let stream = UnixStream::connect(socket)
+        .map_err(|e| format!("agent at {}: {e} (is `netstack agent` running?)", socket.display()))?;
+    let mut w = &stream;
+    writeln!(w, "{}", serde_json::to_string(request).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    let mut line = String::new();
+    BufReader::new(&stream).read_line(&mut line).map_err(|e| format!("agent reply: {e}"))?;
+    let mut reply: serde_json::Value = serde_json::from_str(&line).map_err(|e| format!("agent reply: {e}"))?;
+    if let Some(e) = reply.get("error") {
+        return Err(e.as_str().unwrap_or("error").to_string());
+    }
+    Ok(reply["ok"].take())
+}

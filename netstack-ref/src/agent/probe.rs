@@ -1,0 +1,180 @@
+//! Connectivity probes between pods (the demo's table and the traffic tests): a listener in
+//! one pod's namespace, a client in another's, and what happened.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// What a probe saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The peer answered.
+    Connected,
+    /// Nothing came back in time (a drop).
+    TimedOut,
+    /// The peer refused (a reset or an ICMP error).
+    Refused,
+    /// The probe itself failed.
+    Failed(String),
+}
+
+impl Outcome {
+    /// Whether the traffic got through.
+    pub fn passed(&self) -> bool {
+        *self == Outcome::Connected
+    }
+}
+
+/// A probe's protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Probe {
+    /// TCP connect to a port, and one byte each way.
+    Tcp(u16),
+    /// One UDP datagram to a port, answered by the listener.
+    Udp(u16),
+    /// ICMP echo.
+    Icmp,
+}
+
+impl std::fmt::Display for Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Probe::Tcp(p) => write!(f, "TCP/{p}"),
+            Probe::Udp(p) => write!(f, "UDP/{p}"),
+            Probe::Icmp => f.write_str("ICMP echo"),
+        }
+    }
+}
+
+fn spawn_in<T: Send + 'static>(
+    netns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<std::thread::JoinHandle<Result<T, String>>, String> {
+    let file = std::fs::File::open(Path::new("/run/netns").join(netns)).map_err(|e| format!("netns {netns}: {e}"))?;
+    let name = netns.to_string();
+    Ok(std::thread::spawn(move || {
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| format!("enter {name}: {e}"))?;
+        Ok(f())
+    }))
+}
+
+/// Runs `probe` from the pod namespace `from` to `to_ip` (a pod in namespace `to`), waiting
+/// `timeout` for an answer.
+pub fn run(from: &str, to: &str, to_ip: Ipv4Addr, probe: Probe, timeout: Duration) -> Outcome {
+    match try_run(from, to, to_ip, probe, timeout) {
+        Ok(o) => o,
+        Err(e) => Outcome::Failed(e),
+    }
+}
+
+fn try_run(from: &str, to: &str, to_ip: Ipv4Addr, probe: Probe, timeout: Duration) -> Result<Outcome, String> {
+    match probe {
+        Probe::Tcp(port) => {
+            let (ready_tx, ready_rx) = mpsc::channel();
+            let server = spawn_in(to, move || -> Result<(), String> {
+                let listener = TcpListener::bind(("0.0.0.0", port)).map_err(|e| format!("listen {port}: {e}"))?;
+                listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+                let _ = ready_tx.send(());
+                let deadline = Instant::now() + timeout + Duration::from_millis(500);
+                while Instant::now() < deadline {
+                    if let Ok((mut s, _)) = listener.accept() {
+                        let _ = s.set_nonblocking(false);
+                        let mut b = [0u8; 1];
+                        let _ = s.read_exact(&mut b).and_then(|_| s.write_all(&b));
+                        return Ok(());
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Ok(())
+            })?;
+            ready_rx.recv_timeout(Duration::from_secs(2)).map_err(|_| "listener did not start".to_string())?;
+            let client = spawn_in(from, move || {
+                match TcpStream::connect_timeout(&SocketAddrV4::new(to_ip, port).into(), timeout) {
+                    Ok(mut s) => {
+                        let _ = s.set_read_timeout(Some(timeout));
+                        let mut b = [7u8];
+                        match s.write_all(&b).and_then(|_| s.read_exact(&mut b)) {
+                            Ok(()) => Outcome::Connected,
+                            Err(_) => Outcome::TimedOut,
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Outcome::Refused,
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Outcome::TimedOut,
+                    Err(e) => Outcome::Failed(e.to_string()),
+                }
+            })?;
+            let outcome = client.join().map_err(|_| "client panicked")??;
+            server.join().map_err(|_| "server panicked")???;
+            Ok(outcome)
+        }
+        Probe::Udp(port) => {
+            let (ready_tx, ready_rx) = mpsc::channel();
+            let server = spawn_in(to, move || -> Result<(), String> {
+                let sock = UdpSocket::bind(("0.0.0.0", port)).map_err(|e| format!("bind {port}: {e}"))?;
+                sock.set_read_timeout(Some(timeout + Duration::from_millis(500))).map_err(|e| e.to_string())?;
+                let _ = ready_tx.send(());
+                let mut buf = [0u8; 64];
+                if let Ok((n, peer)) = sock.recv_from(&mut buf) {
+                    let _ = sock.send_to(&buf[..n], peer);
+                }
+                Ok(())
+            })?;
+            ready_rx.recv_timeout(Duration::from_secs(2)).map_err(|_| "listener did not start".to_string())?;
+            let client = spawn_in(from, move || -> Outcome {
+                let Ok(sock) = UdpSocket::bind("0.0.0.0:0") else { return Outcome::Failed("bind".into()) };
+                let _ = sock.set_read_timeout(Some(timeout));
+                if let Err(e) = sock.send_to(b"probe", SocketAddrV4::new(to_ip, port)) {
+                    return Outcome::Failed(e.to_string());
+                }
+                let mut buf = [0u8; 64];
+                match sock.recv_from(&mut buf) {
+                    Ok(_) => Outcome::Connected,
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Outcome::Refused,
+                    Err(_) => Outcome::TimedOut,
+                }
+            })?;
+            let outcome = client.join().map_err(|_| "client panicked")??;
+            server.join().map_err(|_| "server panicked")???;
+            Ok(outcome)
+        }
+        Probe::Icmp => {
+            let client = spawn_in(from, move || echo(to_ip, timeout))?;
+            Ok(client.join().map_err(|_| "ping panicked")???)
+        }
+    }
+}
+
+/// One ICMP echo from the calling thread's namespace over a raw socket (no `ping` binary).
+fn echo(to: Ipv4Addr, timeout: Duration) -> Result<Outcome, String> {
+    use nix::sys::socket::{
+        recv, sendto, setsockopt, socket, sockopt, AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrIn,
+    };
+    use std::os::fd::AsRawFd;
+    let fd = socket(AddressFamily::Inet, SockType::Raw, SockFlag::SOCK_CLOEXEC, SockProtocol::Icmp)
+        .map_err(|e| format!("raw ICMP socket: {e}"))?;
+    let tv = nix::sys::time::TimeVal::new(timeout.as_secs() as i64, timeout.subsec_micros() as i64);
+    setsockopt(&fd, sockopt::ReceiveTimeout, &tv).map_err(|e| e.to_string())?;
+    let id = (std::process::id() as u16) ^ 0x5a5a;
+    let mut packet = [8u8, 0, 0, 0, (id >> 8) as u8, id as u8, 0, 1, b'n', b's'];
+    let mut sum: u32 = packet.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    packet[2..4].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    sendto(fd.as_raw_fd(), &packet, &SockaddrIn::from(SocketAddrV4::new(to, 0)), MsgFlags::empty())
+        .map_err(|e| format!("send echo: {e}"))?;
+    let deadline = Instant::now() + timeout;
+    let mut buf = [0u8; 1500];
+    // A raw socket sees every ICMP packet of the namespace: wait for our reply.
+    while Instant::now() < deadline {
+        let Ok(n) = recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty()) else { break };
+        let header = usize::from(buf[0] & 0x0f) * 4;
+        let icmp = &buf[header.min(n)..n];
+        if icmp.len() >= 8 && icmp[0] == 0 && icmp[4..6] == id.to_be_bytes() {
+            return Ok(Outcome::Connected);
+        }
+    }
+    Ok(Outcome::TimedOut)
+}

@@ -1,0 +1,107 @@
+//! Where desired state comes from: YAML files in the manifests directory and in the state
+//! directory's `applied/` (what `netstack apply` put there). Files are re-read when they
+//! change; a file that no longer decodes keeps its previous resources in force.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use crate::manifest::{self, Resource};
+
+/// What the agent knows about one file.
+#[derive(Debug)]
+struct FileState {
+    fingerprint: (SystemTime, u64),
+    resources: Vec<Resource>,
+    error: Option<String>,
+}
+
+/// The watched directories and the last good decoding of each file in them.
+#[derive(Debug, Default)]
+pub struct Sources {
+    dirs: Vec<PathBuf>,
+    files: BTreeMap<PathBuf, FileState>,
+}
+
+/// Whether a file decodes into resources the agent can apply; the policy fields not enforced
+/// yet are refused here, naming the field.
+pub fn check(file: &Path) -> Result<Vec<Resource>, String> {
+    let resources = manifest::read(file).map_err(|e| e.to_string())?;
+    for r in &resources {
+        if let Resource::Policy(p) = r {
+            if let Some((origin, what)) = p.unenforced().into_iter().next() {
+                return Err(format!(
+                    "policy {}:{}: {}: {what} is validated but not enforced yet; the policy is not applied",
+                    file.display(),
+                    origin.line,
+                    origin.field
+                ));
+            }
+        }
+    }
+    Ok(resources)
+}
+
+impl Sources {
+    /// Watches `dirs` (missing ones are watched for appearing).
+    pub fn new(dirs: Vec<PathBuf>) -> Sources {
+        Sources { dirs, files: BTreeMap::new() }
+    }
+
+    /// Re-reads what changed; returns whether the set of resources may differ.
+    pub fn scan(&mut self) -> bool {
+        let mut seen = Vec::new();
+        for dir in &self.dirs {
+            let Ok(entries) = std::fs::read_dir(dir) else { continue };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+                    seen.push(path);
+                }
+            }
+        }
+        let mut changed = false;
+        let before = self.files.len();
+        self.files.retain(|p, _| seen.contains(p));
+        changed |= self.files.len() != before;
+        for path in seen {
+            let Ok(meta) = std::fs::metadata(&path) else { continue };
+            let fingerprint = (meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), meta.len());
+            if self.files.get(&path).is_some_and(|f| f.fingerprint == fingerprint) {
+                continue;
+            }
+            changed = true;
+            match check(&path) {
+                Ok(resources) => {
+                    self.files.insert(path, FileState { fingerprint, resources, error: None });
+                }
+                Err(error) => {
+                    let previous = self.files.remove(&path).map(|f| f.resources).unwrap_or_default();
+                    self.files.insert(path, FileState { fingerprint, resources: previous, error: Some(error) });
+                }
+            }
+        }
+        changed
+    }
+
+    /// Every resource in force, later files overriding earlier ones with the same key.
+    pub fn resources(&self) -> Vec<Resource> {
+        let mut by_key: BTreeMap<String, Resource> = BTreeMap::new();
+        for file in self.files.values() {
+            for r in &file.resources {
+                by_key.insert(r.key(), r.clone());
+            }
+        }
+        by_key.into_values().collect()
+    }
+
+    /// Files whose latest version was refused, with why.
+    pub fn errors(&self) -> Vec<String> {
+        self.files.values().filter_map(|f| f.error.clone()).collect()
+    }
+
+    /// The files read, with how many resources each holds in force.
+    pub fn files(&self) -> Vec<(PathBuf, usize)> {
+        self.files.iter().map(|(p, f)| (p.clone(), f.resources.len())).collect()
+    }
+}

@@ -1,0 +1,192 @@
+//! `netstack demo`: one node in a network namespace of its own, a real agent process, four pods
+//! in two namespaces, the policies of `examples/demo/`, and a table of which connections pass,
+//! which are dropped and why. Everything it makes is removed at the end, also on failure.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::agent::api::{call, Request};
+use crate::agent::netns::ip;
+use crate::agent::probe::{self, Outcome, Probe};
+use crate::agent::{reset, AgentConfig};
+
+/// The demo's manifests, embedded so the binary runs anywhere.
+pub const MANIFESTS: [(&str, &str); 5] = [
+    ("00-namespaces.yaml", include_str!("../examples/demo/00-namespaces.yaml")),
+    ("01-pods.yaml", include_str!("../examples/demo/01-pods.yaml")),
+    ("10-cnp-backend.yaml", include_str!("../examples/demo/10-cnp-backend.yaml")),
+    ("11-cnp-db.yaml", include_str!("../examples/demo/11-cnp-db.yaml")),
+    ("20-ccnp-monitoring.yaml", include_str!("../examples/demo/20-ccnp-monitoring.yaml")),
+];
+
+/// (from pod, to pod, probe, expected to pass, which policy decides).
+const CONNECTIONS: [(&str, &str, Probe, bool, &str); 8] = [
+    ("shop/frontend", "shop/backend", Probe::Tcp(8080), true, "CNP backend-from-frontend"),
+    ("shop/frontend", "shop/backend", Probe::Icmp, true, "CNP backend-from-frontend (icmps)"),
+    ("shop/frontend", "shop/backend", Probe::Udp(8080), false, "only TCP/8080 and echo allowed"),
+    ("shop/backend", "shop/db", Probe::Tcp(5432), true, "CNP db-from-backend"),
+    ("shop/frontend", "shop/db", Probe::Tcp(5432), false, "db allows only the backend"),
+    ("ops/monitor", "shop/backend", Probe::Tcp(9090), true, "CCNP monitoring"),
+    ("ops/monitor", "shop/db", Probe::Tcp(9090), false, "CCNP deny rule wins over its allow"),
+    ("shop/backend", "ops/monitor", Probe::Tcp(9090), false, "monitor: only ops/monitor on 9090"),
+];
+
+/// Everything the demo made, removed on drop.
+struct Scene {
+    node: String,
+    config: AgentConfig,
+    agent: Option<Child>,
+}
+
+impl Drop for Scene {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.agent.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Err(e) = reset(&self.config) {
+            eprintln!("demo cleanup: {e}");
+        }
+        let _ = ip(&["netns", "del", &self.node]);
+        let _ = std::fs::remove_dir_all(&self.config.state_dir);
+    }
+}
+
+fn ensure_bpffs() -> Result<(), String> {
+    let mounts = std::fs::read_to_string("/proc/mounts").map_err(|e| format!("/proc/mounts: {e}"))?;
+    if mounts.lines().any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/bpf") && l.contains(" bpf ")) {
+        return Ok(());
+    }
+    let status = Command::new("mount").args(["-t", "bpf", "bpf", "/sys/fs/bpf"]).status().map_err(|e| e.to_string())?;
+    status.success().then_some(()).ok_or_else(|| "mount -t bpf bpf /sys/fs/bpf failed".into())
+}
+
+/// Starts an agent process for `config` inside the node namespace `node`.
+pub fn spawn_agent(config: &AgentConfig, node: &str, manifests: &Path) -> Result<Child, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    Command::new(exe)
+        .args(["agent", "--netns", node, "--node-name", node])
+        .arg("--state-dir")
+        .arg(&config.state_dir)
+        .arg("--manifests")
+        .arg(manifests)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("start agent: {e}"))
+}
+
+/// Waits until the agent at `socket` reports `endpoints` endpoints.
+pub fn wait_for_endpoints(socket: &Path, endpoints: usize, timeout: Duration) -> Result<serde_json::Value, String> {
+    let deadline = Instant::now() + timeout;
+    let mut last = String::from("agent not answering");
+    while Instant::now() < deadline {
+        match call(socket, &Request::EndpointList) {
+            Ok(list) if list.as_array().is_some_and(|l| l.len() >= endpoints) => return Ok(list),
+            Ok(list) => last = format!("{} of {endpoints} endpoints ready", list.as_array().map_or(0, |l| l.len())),
+            Err(e) => last = e,
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if let Ok(status) = call(socket, &Request::Status) {
+        last += &format!("; agent status: {status}");
+    }
+    Err(format!("timed out: {last}"))
+}
+
+fn drops(socket: &Path, endpoint: u64) -> Vec<(String, String, u64)> {
+    let rows = call(socket, &Request::EndpointVerdicts { endpoint: endpoint.to_string() }).unwrap_or_default();
+    rows.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["reason"] != "FORWARDED")
+        .map(|r| {
+            (
+                r["direction"].as_str().unwrap_or("").to_string(),
+                r["reason"].as_str().unwrap_or("").to_string(),
+                r["packets"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+/// Runs the demo; `Err` when anything could not be set up or a connection did not behave as
+/// the policies say.
+pub fn run() -> Result<(), String> {
+    if !nix::unistd::Uid::effective().is_root() {
+        return Err("netstack demo needs root (network namespaces, eBPF)".into());
+    }
+    ensure_bpffs()?;
+    let pid = std::process::id();
+    let node = format!("nsdemo{pid}");
+    let state_dir = std::env::temp_dir().join(format!("netstack-demo-{pid}"));
+    let manifests = state_dir.join("manifests");
+    std::fs::create_dir_all(&manifests).map_err(|e| format!("{}: {e}", manifests.display()))?;
+    let mut scene = Scene { node: node.clone(), config: AgentConfig::new(&state_dir, Some(manifests.clone())), agent: None };
+    for (name, text) in MANIFESTS {
+        std::fs::write(manifests.join(name), text).map_err(|e| format!("{name}: {e}"))?;
+    }
+    ip(&["netns", "add", &node])?;
+    println!("node {node}: agent starting, state in {}", state_dir.display());
+    scene.agent = Some(spawn_agent(&scene.config, &node, &manifests)?);
+    let socket = scene.config.socket();
+    let list = wait_for_endpoints(&socket, 4, Duration::from_secs(30))?;
+
+    let mut pods: Vec<(String, u64, Ipv4Addr, String, u64)> = Vec::new();
+    println!("\nendpoints:");
+    for e in list.as_array().into_iter().flatten() {
+        let pod = e["pod"].as_str().unwrap_or("").to_string();
+        let ipv4: Ipv4Addr = e["ipv4"].as_str().and_then(|a| a.parse().ok()).unwrap_or(Ipv4Addr::UNSPECIFIED);
+        let identity = e["identity"].as_u64().unwrap_or(0);
+        println!("  {:<14} {:<12} identity {:<5} {}", pod, ipv4, identity, e["interface"].as_str().unwrap_or(""));
+        pods.push((pod, e["id"].as_u64().unwrap_or(0), ipv4, e["netns"].as_str().unwrap_or("").to_string(), identity));
+    }
+    let find = |name: &str| pods.iter().find(|p| p.0 == name).cloned().ok_or_else(|| format!("no endpoint {name}"));
+
+    println!("\n{:<14} {:<14} {:<11} {:<8} {:<8} WHY", "FROM", "TO", "TRAFFIC", "EXPECTED", "RESULT");
+    let mut surprises = 0;
+    for (from, to, probe_kind, expect, why) in CONNECTIONS {
+        let (_, from_id, _, from_ns, _) = find(from)?;
+        let (_, to_id, to_ip, to_ns, _) = find(to)?;
+        let before: Vec<_> = [from_id, to_id].iter().map(|id| drops(&socket, *id)).collect();
+        let outcome = probe::run(&from_ns, &to_ns, to_ip, probe_kind, Duration::from_millis(700));
+        let after: Vec<_> = [from_id, to_id].iter().map(|id| drops(&socket, *id)).collect();
+        let mut reasons = Vec::new();
+        for (i, who) in [from, to].iter().enumerate() {
+            for (dir, reason, packets) in &after[i] {
+                let was = before[i].iter().find(|(d, r, _)| d == dir && r == reason).map_or(0, |b| b.2);
+                if *packets > was {
+                    reasons.push(format!("{reason} at {who} {dir}"));
+                }
+            }
+        }
+        let result = match &outcome {
+            Outcome::Connected => "PASS".to_string(),
+            Outcome::TimedOut | Outcome::Refused => "DROP".to_string(),
+            Outcome::Failed(e) => format!("ERROR ({e})"),
+        };
+        let expected = if expect { "PASS" } else { "DROP" };
+        let detail = if reasons.is_empty() { why.to_string() } else { format!("{} — {why}", reasons.join(", ")) };
+        let mark = if result == expected { "" } else { "  <-- unexpected" };
+        println!("{from:<14} {to:<14} {:<11} {expected:<8} {result:<8} {detail}{mark}", probe_kind.to_string());
+        if result != expected {
+            surprises += 1;
+        }
+    }
+    println!("\nreplies of allowed connections pass by conntrack; every pod has ingress default deny (the CCNP selects all).");
+    drop(scene);
+    println!("removed node {node}, its pods and pins");
+    if surprises > 0 {
+        return Err(format!("{surprises} connection(s) did not behave as the policies say"));
+    }
+    Ok(())
+}
+
+/// A unique scratch directory path (not created).
+pub fn scratch(prefix: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!("{prefix}-{}-{n}", std::process::id()))
+}
