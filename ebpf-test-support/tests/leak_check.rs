@@ -53,7 +53,10 @@ fn nothing_is_left_behind_by_the_suite() {
     let mut leaks = Vec::new();
     for line in output("ip", &["netns", "list"]).lines() {
         let name = line.split_whitespace().next().unwrap_or("");
-        if is_test_name(name) {
+        // netstack agents name pod namespaces `<node>-<namespace>-<pod>`; the demo's node is
+        // `nsdemo<pid>`.
+        let node = name.split('-').next().unwrap_or("");
+        if is_test_name(name) || is_test_name(node) || name.starts_with("nsdemo") {
             leaks.push(format!("network namespace {name}"));
         }
     }
@@ -69,6 +72,11 @@ fn nothing_is_left_behind_by_the_suite() {
         }
     }
     leaks.extend(test_named_entries(Path::new("/sys/fs/bpf")).into_iter().map(|p| format!("pin {p}")));
+    for entry in std::fs::read_dir("/sys/fs/bpf").into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().starts_with("netstack_") {
+            leaks.push(format!("pin {} (a netstack agent's datapath)", entry.path().display()));
+        }
+    }
     if Path::new("/sys/fs/bpf/lib_fixture_pinned").exists() {
         leaks.push("pin /sys/fs/bpf/lib_fixture_pinned (the loader differential test)".to_owned());
     }
