@@ -13,6 +13,7 @@ use std::path::Path;
 
 use ebpf_core::program::TestRun;
 use ebpf_test_support::{require_kernel, PinDir};
+use netstack_ref::datapath::frame::frame;
 use netstack_ref::datapath::maps::{verdict_index, Reason, VerdictCount};
 use netstack_ref::datapath::{conntrack, EndpointConfig, EndpointDatapath, Ipcache};
 use netstack_ref::identity::{pod_security_labels, IdentityAllocator, Labels, ReservedIdentity, FIRST_LOCAL_IDENTITY};
@@ -269,51 +270,6 @@ fn pod_ip(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(10, 1, 0, 10 + i as u8)
 }
 
-/// Ethernet + IP + the first L4 bytes of a new flow's first packet.
-fn packet(src: IpAddr, dst: IpAddr, protocol: u8, sport: u16, port: u16) -> Vec<u8> {
-    let mut l4 = match protocol {
-        6 => {
-            let mut h = vec![0u8; 20];
-            h[12] = 5 << 4;
-            h[13] = 0x02; // SYN
-            h
-        }
-        17 => vec![0u8; 8],
-        132 => vec![0u8; 12],
-        _ => vec![0u8; 8],
-    };
-    if protocol == 1 || protocol == 58 {
-        l4[0] = port as u8;
-        l4[4..6].copy_from_slice(&sport.to_be_bytes());
-    } else {
-        l4[0..2].copy_from_slice(&sport.to_be_bytes());
-        l4[2..4].copy_from_slice(&port.to_be_bytes());
-    }
-    let mut out = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
-    match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            out.extend([0x08, 0x00]);
-            let total = (20 + l4.len()) as u16;
-            out.extend([0x45, 0]);
-            out.extend(total.to_be_bytes());
-            out.extend([0, 1, 0, 0, 64, protocol, 0, 0]);
-            out.extend(s.octets());
-            out.extend(d.octets());
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            out.extend([0x86, 0xdd]);
-            out.extend([0x60, 0, 0, 0]);
-            out.extend((l4.len() as u16).to_be_bytes());
-            out.extend([protocol, 64]);
-            out.extend(s.octets());
-            out.extend(d.octets());
-        }
-        _ => unreachable!("one family per packet"),
-    }
-    out.extend(l4);
-    out
-}
-
 struct Harness {
     _pins: PinDir,
     datapath: EndpointDatapath,
@@ -336,7 +292,7 @@ impl Harness {
         };
         let datapath = EndpointDatapath::load(&config, &shared).expect("endpoint object loads");
         let ipcache = Ipcache::open(&shared).unwrap();
-        Harness { _pins: pins, datapath, ipcache, shared, state: PolicyMapState::new(), ipcache_entries: Vec::new() }
+        Harness { _pins: pins, datapath, ipcache, shared, state: PolicyMapState::default(), ipcache_entries: Vec::new() }
     }
 
     fn count(&self, direction: Direction, reason: Reason) -> u64 {
@@ -415,7 +371,7 @@ impl Harness {
             Verdict::Denied => (2, Reason::PolicyDeny),
         };
         let before = self.count(scene.direction, reason);
-        let data = packet(src, dst, protocol, 40000, port);
+        let data = frame(src, dst, protocol, 40000, port);
         let result = self.datapath.program(program).unwrap().test_run(&TestRun::with_data(&data)).unwrap();
         let after = self.count(scene.direction, reason);
         // Every case is a new flow: forget what this one left in conntrack.

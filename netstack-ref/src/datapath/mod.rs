@@ -7,6 +7,7 @@
 //! node's bpffs directory; each endpoint's policy map, counters, prog array and links are pinned
 //! in `endpoints/<id>/` beneath it.
 
+pub mod frame;
 pub mod maps;
 
 use std::net::{Ipv4Addr, Ipv6Addr};

@@ -6,7 +6,7 @@
 //! entry that a deny entry of the same identity covers becomes a deny entry itself (otherwise
 //! the longest-prefix match would return the more specific allow).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use crate::identity::ReservedIdentity;
 
@@ -72,8 +72,51 @@ pub struct PolicyValue {
     pub proxy_port: u16,
 }
 
-/// One endpoint's resolved policy.
-pub type PolicyMapState = BTreeMap<PolicyKey, PolicyValue>;
+/// One endpoint's resolved policy (unordered: it is diffed and written, and sorted only for
+/// display).
+pub type PolicyMapState = HashMap<PolicyKey, PolicyValue, BuildKeyHasher>;
+
+/// A fast hasher for policy keys (small integers, not attacker-chosen): resolution inserts
+/// hundreds of thousands of them, and SipHash was a third of its time.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BuildKeyHasher;
+
+impl std::hash::BuildHasher for BuildKeyHasher {
+    type Hasher = KeyHasher;
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher(0)
+    }
+}
+
+/// The hasher [`BuildKeyHasher`] builds: multiply-rotate over each written word.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(*b as u64);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_u8(&mut self, n: u8) {
+        self.write_u64(n as u64)
+    }
+    fn write_u16(&mut self, n: u16) {
+        self.write_u64(n as u64)
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(n as u64)
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64)
+    }
+}
 
 /// The port blocks of `first..=last`: (base, prefix bits of the 16-bit port).
 pub fn port_blocks(first: u16, last: u16) -> Vec<(u16, u8)> {
@@ -209,12 +252,11 @@ pub fn resolve<'p>(policies: impl IntoIterator<Item = &'p Policy>, labels: &Labe
     let selected: Vec<(&Policy, &Rule)> =
         policies.into_iter().flat_map(|p| p.rules.iter().map(move |r| (p, r))).filter(|(p, r)| selects(p, r, labels)).collect();
 
-    let mut allow: BTreeSet<PolicyKey> = BTreeSet::new();
-    let mut deny: BTreeSet<PolicyKey> = BTreeSet::new();
+    let mut state = PolicyMapState::default();
     for direction in Direction::BOTH {
         let default_deny = selected.iter().any(|(_, r)| r.enables_default_deny(direction));
         if !default_deny {
-            allow.insert(PolicyKey::new(direction, 0, 0, 0, PREFIX_ANY_PROTOCOL));
+            state.entry(PolicyKey::new(direction, 0, 0, 0, PREFIX_ANY_PROTOCOL)).or_default();
         }
         let requires: Vec<LabelSelector> = selected
             .iter()
@@ -244,10 +286,10 @@ pub fn resolve<'p>(policies: impl IntoIterator<Item = &'p Policy>, labels: &Labe
                         Some(set) if is_deny || requires.is_empty() => set.into_iter().collect(),
                         Some(set) => set.into_iter().filter(|&id| universe.matching(&requires, id)).collect(),
                     };
-                    let target = if is_deny { &mut deny } else { &mut allow };
                     for (proto, port, len) in l4_keys(pr) {
                         for &id in &peers {
-                            target.insert(PolicyKey::new(direction, id, proto, port, len));
+                            let value = state.entry(PolicyKey::new(direction, id, proto, port, len)).or_default();
+                            value.deny |= is_deny;
                         }
                     }
                 }
@@ -255,17 +297,32 @@ pub fn resolve<'p>(policies: impl IntoIterator<Item = &'p Policy>, labels: &Labe
         }
     }
 
-    let mut state = PolicyMapState::new();
-    for key in &deny {
-        state.insert(*key, PolicyValue { deny: true, proxy_port: 0 });
-    }
-    for key in allow {
-        if state.contains_key(&key) {
-            continue;
+    // An allow entry covered by a deny entry of the same identity becomes a deny: only the
+    // prefix lengths some deny of that (direction, identity) uses need looking at.
+    let mut deny_lengths: HashMap<(Direction, u32), Vec<u8>, BuildKeyHasher> = HashMap::default();
+    for key in state.iter().filter(|(_, v)| v.deny).map(|(k, _)| k) {
+        let lengths = deny_lengths.entry((key.direction, key.identity)).or_default();
+        if !lengths.contains(&key.prefix_len) {
+            lengths.push(key.prefix_len);
         }
-        let covered = (PREFIX_ANY_PROTOCOL..=key.prefix_len)
-            .any(|len| deny.contains(&PolicyKey::new(key.direction, key.identity, key.protocol, key.port, len)));
-        state.insert(key, PolicyValue { deny: covered, proxy_port: 0 });
+    }
+    let covered: Vec<PolicyKey> = state
+        .iter()
+        .filter(|(_, v)| !v.deny)
+        .map(|(k, _)| *k)
+        .filter(|key| {
+            deny_lengths.get(&(key.direction, key.identity)).is_some_and(|lengths| {
+                lengths.iter().any(|&len| {
+                    len < key.prefix_len
+                        && state
+                            .get(&PolicyKey::new(key.direction, key.identity, key.protocol, key.port, len))
+                            .is_some_and(|v| v.deny)
+                })
+            })
+        })
+        .collect();
+    for key in covered {
+        state.insert(key, PolicyValue { deny: true, proxy_port: 0 });
     }
     state
 }

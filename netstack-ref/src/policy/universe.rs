@@ -97,12 +97,13 @@ impl Universe {
     /// Identities an endpoint selector selects: pod identities whose labels match, and reserved
     /// identities only when the selector asks for a `reserved:` label.
     pub fn select_endpoints(&self, selector: &LabelSelector) -> Vec<u32> {
-        let candidates: Box<dyn Iterator<Item = usize> + '_> = match self.narrowest(selector) {
-            Some(list) => Box::new(list.iter().copied()),
-            None if selector.names_reserved() => Box::new(0..self.entries.len()),
-            None => Box::new(self.endpoints.iter().copied()),
+        let candidates: Vec<usize> = match self.narrowest(selector) {
+            Some(list) => list,
+            None if selector.names_reserved() => (0..self.entries.len()).collect(),
+            None => self.endpoints.clone(),
         };
         candidates
+            .into_iter()
             .map(|i| &self.entries[i])
             .filter(|e| match e.kind {
                 IdentityKind::Endpoint => true,
@@ -113,29 +114,27 @@ impl Universe {
             .collect()
     }
 
-    /// The shortest posting list that every match must be in, when the selector has one.
-    fn narrowest(&self, selector: &LabelSelector) -> Option<&[usize]> {
+    /// The smallest candidate set every match must be in, when the selector names one: a
+    /// `matchLabels` pair, or an `In`/`Exists` expression (the union of its values' lists).
+    fn narrowest(&self, selector: &LabelSelector) -> Option<Vec<usize>> {
         let empty: &[usize] = &[];
-        let mut best: Option<&[usize]> = None;
+        let pair = |k: &str, v: &str| self.by_pair.get(&(k.to_string(), v.to_string())).map_or(empty, Vec::as_slice);
+        let mut options: Vec<Vec<&[usize]>> = Vec::new();
         for (k, v) in &selector.match_labels {
-            let list = self.by_pair.get(&(k.clone(), v.clone())).map_or(empty, Vec::as_slice);
-            if best.is_none_or(|b| list.len() < b.len()) {
-                best = Some(list);
-            }
+            options.push(vec![pair(k, v)]);
         }
         for r in &selector.match_expressions {
-            if matches!(r.operator, Operator::Exists) || (r.operator == Operator::In && r.values.len() == 1) {
-                let list = match r.operator {
-                    Operator::Exists => self.by_key.get(&r.key),
-                    _ => self.by_pair.get(&(r.key.clone(), r.values[0].clone())),
-                }
-                .map_or(empty, Vec::as_slice);
-                if best.is_none_or(|b| list.len() < b.len()) {
-                    best = Some(list);
-                }
+            match r.operator {
+                Operator::Exists => options.push(vec![self.by_key.get(&r.key).map_or(empty, Vec::as_slice)]),
+                Operator::In => options.push(r.values.iter().map(|v| pair(&r.key, v)).collect()),
+                Operator::NotIn | Operator::DoesNotExist => {}
             }
         }
-        best
+        let best = options.into_iter().min_by_key(|lists| lists.iter().map(|l| l.len()).sum::<usize>())?;
+        let mut out: Vec<usize> = best.concat();
+        out.sort_unstable();
+        out.dedup();
+        Some(out)
     }
 
     /// Whether identity `id`'s labels match every selector (for `fromRequires`).
