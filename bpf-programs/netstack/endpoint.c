@@ -227,7 +227,7 @@ static __always_inline int conntrack_pass(struct __sk_buff *skb, struct ct_key *
 	t->direction = direction;
 	e = bpf_map_lookup_elem(&conntrack, t);
 	if (e) {
-		e->last_seen = bpf_ktime_get_ns();
+		e->last_seen = bpf_jiffies64();
 		e->packets++;
 		return 1;
 	}
@@ -235,7 +235,7 @@ static __always_inline int conntrack_pass(struct __sk_buff *skb, struct ct_key *
 	rev.direction = direction == DIR_EGRESS ? DIR_INGRESS : DIR_EGRESS;
 	e = bpf_map_lookup_elem(&conntrack, &rev);
 	if (e) {
-		e->last_seen = bpf_ktime_get_ns();
+		e->last_seen = bpf_jiffies64();
 		e->reply_packets++;
 		return 1;
 	}
