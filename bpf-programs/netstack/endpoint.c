@@ -399,7 +399,8 @@ static __always_inline int policy_stage(struct __sk_buff *skb, __u8 direction)
 	/* ICMP errors are not connections; everything else allowed is tracked. */
 	if (!is_icmp_error(t.protocol, icmp_type)) {
 		t.direction = direction;
-		entry.created = entry.last_seen = bpf_ktime_get_ns();
+		entry.created = bpf_ktime_get_ns();
+		entry.last_seen = bpf_jiffies64();
 		entry.packets = 1;
 		entry.src_identity = direction == DIR_EGRESS ? ENDPOINT_IDENTITY : peer;
 		entry.dst_identity = direction == DIR_EGRESS ? peer : ENDPOINT_IDENTITY;

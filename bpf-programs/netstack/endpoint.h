@@ -82,8 +82,8 @@ struct ct_key {
 };
 
 struct ct_entry {
-	__u64 created;
-	__u64 last_seen;
+	__u64 created; /* bpf_ktime_get_ns() */
+	__u64 last_seen; /* jiffies: refreshed on every packet, and ktime costs ~26 ns here */
 	__u64 packets;
 	__u64 reply_packets;
 	__u32 src_identity;

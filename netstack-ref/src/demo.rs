@@ -63,9 +63,9 @@ fn ensure_bpffs() -> Result<(), String> {
     status.success().then_some(()).ok_or_else(|| "mount -t bpf bpf /sys/fs/bpf failed".into())
 }
 
-/// Starts an agent process for `config` inside the node namespace `node`.
-pub fn spawn_agent(config: &AgentConfig, node: &str, manifests: &Path) -> Result<Child, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+/// Starts an agent process (the `netstack` binary at `exe`) for `config` inside the node
+/// namespace `node`.
+pub fn spawn_agent(exe: &Path, config: &AgentConfig, node: &str, manifests: &Path) -> Result<Child, String> {
     Command::new(exe)
         .args(["agent", "--netns", node, "--node-name", node])
         .arg("--state-dir")
@@ -130,7 +130,8 @@ pub fn run() -> Result<(), String> {
     }
     ip(&["netns", "add", &node])?;
     println!("node {node}: agent starting, state in {}", state_dir.display());
-    scene.agent = Some(spawn_agent(&scene.config, &node, &manifests)?);
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    scene.agent = Some(spawn_agent(&exe, &scene.config, &node, &manifests)?);
     let socket = scene.config.socket();
     let list = wait_for_endpoints(&socket, 4, Duration::from_secs(30))?;
 

@@ -156,7 +156,10 @@ fn echo(to: Ipv4Addr, timeout: Duration) -> Result<Outcome, String> {
         .map_err(|e| format!("raw ICMP socket: {e}"))?;
     let tv = nix::sys::time::TimeVal::new(timeout.as_secs() as i64, timeout.subsec_micros() as i64);
     setsockopt(&fd, sockopt::ReceiveTimeout, &tv).map_err(|e| e.to_string())?;
-    let id = (std::process::id() as u16) ^ 0x5a5a;
+    // A fresh identifier per probe: an echo with a tracked identifier would be an established
+    // flow, not a new one.
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let id = (std::process::id() as u16) ^ NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed).wrapping_mul(7919);
     let mut packet = [8u8, 0, 0, 0, (id >> 8) as u8, id as u8, 0, 1, b'n', b's'];
     let mut sum: u32 = packet.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
     while sum > 0xffff {

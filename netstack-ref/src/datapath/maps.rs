@@ -205,7 +205,7 @@ pub struct CtKey {
 pub struct CtEntry {
     /// `bpf_ktime_get_ns` of the first packet.
     pub created: u64,
-    /// … of the latest packet.
+    /// Jiffies at the latest packet (cheaper to read than ktime on every packet).
     pub last_seen: u64,
     /// Packets in the first packet's direction.
     pub packets: u64,
