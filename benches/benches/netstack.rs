@@ -7,6 +7,8 @@
 //!   Target: established ≤ 2× empty.
 //! - Policy resolution: 1 000 rules over 1 000 identities into one endpoint's policy map.
 //!   Target: under 50 ms.
+// criterion_group! generates undocumented items.
+#![allow(missing_docs)]
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
@@ -79,8 +81,9 @@ fn per_packet(c: &mut Criterion) {
     let denied = frame(DENIED_PEER.into(), ENDPOINT.into(), 6, 40000, 80);
     let mut asm = Assembler::new();
     asm.mov64_imm(Reg::R0, 0).exit();
-    let empty = Program::load(&ProgramSpec::from_assembled("bench_empty", ProgramType::SchedCls, asm.finish().unwrap()))
-        .unwrap();
+    let empty =
+        Program::load(&ProgramSpec::from_assembled("bench_empty", ProgramType::SchedCls, asm.finish().unwrap()))
+            .unwrap();
 
     let kernel_time = |program: &Program, data: &[u8], iters: u64| -> Duration {
         let mut total = Duration::ZERO;
@@ -146,7 +149,11 @@ fn resolution(c: &mut Criterion) {
     let endpoint = identities[0].1.clone();
     let mut yaml = String::new();
     for r in 0..1000 {
-        let (kind, ns) = if r % 4 == 0 { ("CiliumClusterwideNetworkPolicy", String::new()) } else { ("CiliumNetworkPolicy", "  namespace: ns0\n".to_string()) };
+        let (kind, ns) = if r % 4 == 0 {
+            ("CiliumClusterwideNetworkPolicy", String::new())
+        } else {
+            ("CiliumNetworkPolicy", "  namespace: ns0\n".to_string())
+        };
         let section = if r % 10 == 9 { "ingressDeny" } else { "ingress" };
         let ports = if r % 3 == 0 {
             format!("[{{port: \"{}\", endPort: {}, protocol: TCP}}]", 8000 + r, 8000 + r + 37)

@@ -58,14 +58,14 @@ mod redirect;
 
 pub use array::{Array, MapOfMaps, ProgramArray};
 pub use bytemuck::Pod;
+/// Update flags, re-exported so a typed-map user needs only this crate (as API.md shows).
+pub use ebpf_core::UpdateFlags;
 pub use hash::{Entries, HashMap, LruHashMap};
 pub use lpm::LpmTrie;
 pub use mmap_array::MmapArray;
 pub use per_cpu::{PerCpuArray, PerCpuHashMap, PerCpuValues};
 pub use queue::{BloomFilter, Queue, Stack};
 pub use redirect::{CpuMap, DevMap, SockMap, XskMap};
-/// Update flags, re-exported so a typed-map user needs only this crate (as API.md shows).
-pub use ebpf_core::UpdateFlags;
 
 use ebpf_core::{Map, MapType};
 

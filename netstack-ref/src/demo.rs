@@ -124,7 +124,8 @@ pub fn run() -> Result<(), String> {
     let state_dir = std::env::temp_dir().join(format!("netstack-demo-{pid}"));
     let manifests = state_dir.join("manifests");
     std::fs::create_dir_all(&manifests).map_err(|e| format!("{}: {e}", manifests.display()))?;
-    let mut scene = Scene { node: node.clone(), config: AgentConfig::new(&state_dir, Some(manifests.clone())), agent: None };
+    let mut scene =
+        Scene { node: node.clone(), config: AgentConfig::new(&state_dir, Some(manifests.clone())), agent: None };
     for (name, text) in MANIFESTS {
         std::fs::write(manifests.join(name), text).map_err(|e| format!("{name}: {e}"))?;
     }

@@ -148,7 +148,9 @@ pub fn pod_security_labels<'a>(
     service_account: &str,
 ) -> Labels {
     let mut pairs: Vec<(String, String)> = labels.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    pairs.extend(namespace_labels.into_iter().map(|(k, v)| (format!("io.cilium.k8s.namespace.labels.{k}"), v.to_string())));
+    pairs.extend(
+        namespace_labels.into_iter().map(|(k, v)| (format!("io.cilium.k8s.namespace.labels.{k}"), v.to_string())),
+    );
     pairs.push(("io.kubernetes.pod.namespace".into(), namespace.into()));
     pairs.push(("io.cilium.k8s.policy.serviceaccount".into(), service_account.into()));
     Labels::from_pairs(pairs)

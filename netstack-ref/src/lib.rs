@@ -20,9 +20,9 @@
 //! assert_eq!(ReservedIdentity::World.id(), 2);
 //! ```
 
+pub mod agent;
+pub mod datapath;
+pub mod demo;
 pub mod identity;
 pub mod manifest;
 pub mod policy;
-pub mod datapath;
-pub mod agent;
-pub mod demo;

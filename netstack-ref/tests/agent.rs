@@ -87,9 +87,11 @@ impl Established {
             .unwrap();
         });
         rx.recv_timeout(Duration::from_secs(2)).unwrap();
-        let client = netns::run_in(from, move || TcpStream::connect_timeout(&SocketAddrV4::new(to_ip, port).into(), Duration::from_secs(2)))
-            .unwrap()
-            .expect("connect while allowed");
+        let client = netns::run_in(from, move || {
+            TcpStream::connect_timeout(&SocketAddrV4::new(to_ip, port).into(), Duration::from_secs(2))
+        })
+        .unwrap()
+        .expect("connect while allowed");
         client.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
         Established { client }
     }

@@ -84,7 +84,10 @@ fn wrong_types_are_named() {
     let text = format!("{HEAD}spec:\n  endpointSelector: {{}}\n  ingress: yes\n");
     assert_eq!(refused(&text), "policy broken.yaml:8: spec.ingress: expected a list, found a string");
     let text = format!("{HEAD}spec:\n  endpointSelector:\n    matchLabels: [a]\n");
-    assert_eq!(refused(&text), "policy broken.yaml:8: spec.endpointSelector.matchLabels: expected a mapping, found a list");
+    assert_eq!(
+        refused(&text),
+        "policy broken.yaml:8: spec.endpointSelector.matchLabels: expected a mapping, found a list"
+    );
     let text = format!(
         "{HEAD}spec:\n  endpointSelector: {{}}\n  egress:\n  - toPorts:\n    - ports:\n      - port: \"99999\"\n"
     );
@@ -95,7 +98,12 @@ fn wrong_types_are_named() {
 fn unknown_fields_are_refused_with_the_ones_allowed() {
     let text = format!("{HEAD}spec:\n  endpointSelector: {{}}\n  ingress:\n  - fromEndpoint:\n    - {{}}\n");
     let err = refused(&text);
-    assert!(err.starts_with("policy broken.yaml:9: spec.ingress[0].fromEndpoint: unknown field; expected one of fromEndpoints"), "{err}");
+    assert!(
+        err.starts_with(
+            "policy broken.yaml:9: spec.ingress[0].fromEndpoint: unknown field; expected one of fromEndpoints"
+        ),
+        "{err}"
+    );
     let text = format!("{HEAD}spec:\n  endpointSelector: {{}}\n  ingres:\n  - {{}}\n");
     assert!(refused(&text).starts_with("policy broken.yaml:8: spec.ingres: unknown field"));
 }
@@ -110,14 +118,18 @@ fn invalid_combinations_are_refused() {
     let l7_deny = format!(
         "{HEAD}spec:\n  endpointSelector: {{}}\n  ingressDeny:\n  - toPorts:\n    - ports: [{{port: \"80\", protocol: TCP}}]\n      rules:\n        http: [{{method: GET}}]\n"
     );
-    assert!(refused(&l7_deny).contains("spec.ingressDeny[0].toPorts[0].rules: L7 rules are not allowed in a deny section"));
+    assert!(
+        refused(&l7_deny).contains("spec.ingressDeny[0].toPorts[0].rules: L7 rules are not allowed in a deny section")
+    );
     let services_ports = format!(
         "{HEAD}spec:\n  endpointSelector: {{}}\n  egress:\n  - toServices:\n    - k8sService: {{serviceName: api}}\n    toPorts:\n    - ports: [{{port: \"80\"}}]\n"
     );
     assert!(refused(&services_ports).contains("spec.egress[0].toPorts: toServices cannot be combined with toPorts"));
-    let fqdn_deny = format!("{HEAD}spec:\n  endpointSelector: {{}}\n  egressDeny:\n  - toFQDNs: [{{matchName: a.b}}]\n");
+    let fqdn_deny =
+        format!("{HEAD}spec:\n  endpointSelector: {{}}\n  egressDeny:\n  - toFQDNs: [{{matchName: a.b}}]\n");
     assert!(refused(&fqdn_deny).contains("spec.egressDeny[0].toFQDNs: toFQDNs is not allowed in egressDeny"));
-    let named = format!("{HEAD}spec:\n  endpointSelector: {{}}\n  ingress:\n  - toPorts:\n    - ports: [{{port: http}}]\n");
+    let named =
+        format!("{HEAD}spec:\n  endpointSelector: {{}}\n  ingress:\n  - toPorts:\n    - ports: [{{port: http}}]\n");
     assert!(refused(&named).contains("named port \"http\" cannot be resolved"));
     let except_outside = format!(
         "{HEAD}spec:\n  endpointSelector: {{}}\n  egress:\n  - toCIDRSet:\n    - cidr: 10.0.0.0/8\n      except: [11.0.0.0/8]\n"

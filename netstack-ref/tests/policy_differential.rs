@@ -31,7 +31,8 @@ const ENDPOINT_IP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
 const HOST_IP: Ipv4Addr = Ipv4Addr::new(10, 1, 255, 254);
 const NAMESPACES: [&str; 2] = ["shop", "ops"];
 const APPS: [&str; 3] = ["web", "db", "api"];
-const WORLD: [&str; 7] = ["192.168.1.5", "192.168.1.200", "192.168.2.7", "8.8.8.8", "10.2.3.4", "2001:db8::1", "2001:db9::5"];
+const WORLD: [&str; 7] =
+    ["192.168.1.5", "192.168.1.200", "192.168.2.7", "8.8.8.8", "10.2.3.4", "2001:db8::1", "2001:db9::5"];
 const CIDRS: [&str; 7] =
     ["192.168.0.0/16", "192.168.1.0/24", "8.8.8.8/32", "10.0.0.0/8", "0.0.0.0/0", "2001:db8::/32", "192.168.1.128/25"];
 const ENTITIES: [&str; 6] = ["all", "world", "world-ipv4", "cluster", "host", "world-ipv6"];
@@ -133,13 +134,16 @@ fn peer_rule(direction: Direction, deny: bool) -> impl Strategy<Value = String> 
             }
             s
         }),
-        proptest::collection::vec(0..ENTITIES.len(), 1..3)
-            .prop_map(move |es| format!("{p}Entities: [{}]\n", es.iter().map(|&e| ENTITIES[e]).collect::<Vec<_>>().join(", "))),
+        proptest::collection::vec(0..ENTITIES.len(), 1..3).prop_map(move |es| format!(
+            "{p}Entities: [{}]\n",
+            es.iter().map(|&e| ENTITIES[e]).collect::<Vec<_>>().join(", ")
+        )),
     ];
     let port = prop_oneof![
         (prop::sample::select(vec![80u16, 443, 53, 8080]), prop::sample::select(vec!["TCP", "UDP", "SCTP", "ANY"]))
             .prop_map(|(port, proto)| format!("{{port: \"{port}\", protocol: {proto}}}")),
-        prop::sample::select(vec!["TCP", "UDP"]).prop_map(|proto| format!("{{port: \"8000\", endPort: 8090, protocol: {proto}}}")),
+        prop::sample::select(vec!["TCP", "UDP"])
+            .prop_map(|proto| format!("{{port: \"8000\", endPort: 8090, protocol: {proto}}}")),
         Just("{protocol: ICMP}".to_string()),
         Just("{protocol: TCP}".to_string()),
     ];
@@ -241,7 +245,11 @@ impl std::fmt::Debug for Scene {
             writeln!(f, "---\n{}", doc.trim_end())?;
         }
         writeln!(f, "---")?;
-        write!(f, "packet: {:?} peer {:?} protocol {} port/type {}", self.direction, self.peer, self.protocol, self.port)
+        write!(
+            f,
+            "packet: {:?} peer {:?} protocol {} port/type {}",
+            self.direction, self.peer, self.protocol, self.port
+        )
     }
 }
 
@@ -251,7 +259,11 @@ fn scene() -> impl Strategy<Value = Scene> {
         proptest::collection::vec(pod_spec(), 1..4),
         (0..4usize).prop_flat_map(|n| (0..n).map(policy_doc).collect::<Vec<_>>()),
         prop_oneof![Just(Direction::Ingress), Just(Direction::Egress)],
-        prop_oneof![(0..3usize).prop_map(PeerChoice::Pod), Just(PeerChoice::Host), (0..WORLD.len()).prop_map(PeerChoice::World)],
+        prop_oneof![
+            (0..3usize).prop_map(PeerChoice::Pod),
+            Just(PeerChoice::Host),
+            (0..WORLD.len()).prop_map(PeerChoice::World)
+        ],
         prop::sample::select(vec![6u8, 17, 132, 1]),
         prop::sample::select(vec![80u16, 443, 53, 8085, 22]),
         prop::sample::select(vec![8u16, 0, 13]),
@@ -292,7 +304,14 @@ impl Harness {
         };
         let datapath = EndpointDatapath::load(&config, &shared).expect("endpoint object loads");
         let ipcache = Ipcache::open(&shared).unwrap();
-        Harness { _pins: pins, datapath, ipcache, shared, state: PolicyMapState::default(), ipcache_entries: Vec::new() }
+        Harness {
+            _pins: pins,
+            datapath,
+            ipcache,
+            shared,
+            state: PolicyMapState::default(),
+            ipcache_entries: Vec::new(),
+        }
     }
 
     fn count(&self, direction: Direction, reason: Reason) -> u64 {
@@ -316,7 +335,8 @@ impl Harness {
         let mut ids = IdentityAllocator::new();
         let endpoint_labels = scene.endpoint.labels();
         let mut endpoints = vec![(ids.allocate(&endpoint_labels).get(), endpoint_labels.clone())];
-        let mut ipcache: Vec<(Cidr, u32)> = vec![(Cidr::parse(&HOST_IP.to_string()).unwrap(), ReservedIdentity::Host.id())];
+        let mut ipcache: Vec<(Cidr, u32)> =
+            vec![(Cidr::parse(&HOST_IP.to_string()).unwrap(), ReservedIdentity::Host.id())];
         ipcache.push((Cidr::parse(&ENDPOINT_IP.to_string()).unwrap(), endpoints[0].0));
         for (i, pod) in scene.pods.iter().enumerate() {
             let labels = pod.labels();
@@ -325,7 +345,8 @@ impl Harness {
             ipcache.push((Cidr::parse(&pod_ip(i).to_string()).unwrap(), id));
         }
         let cidrs: BTreeSet<Cidr> = policies.iter().flat_map(|p| p.cidrs()).collect();
-        let cidr_ids: Vec<(u32, Cidr)> = cidrs.iter().enumerate().map(|(i, c)| (FIRST_LOCAL_IDENTITY + i as u32, *c)).collect();
+        let cidr_ids: Vec<(u32, Cidr)> =
+            cidrs.iter().enumerate().map(|(i, c)| (FIRST_LOCAL_IDENTITY + i as u32, *c)).collect();
         for (id, c) in &cidr_ids {
             ipcache.push((*c, *id));
         }

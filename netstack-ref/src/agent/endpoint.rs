@@ -28,7 +28,12 @@ pub struct EndpointRecord {
 
 /// Creates the plumbing of `record` (whatever of it is missing) and its datapath, or adopts
 /// the datapath a previous agent pinned. Runs in the node's namespace.
-pub fn create(record: &EndpointRecord, router: Ipv4Addr, pins: &Path, shared: &Path) -> Result<EndpointDatapath, String> {
+pub fn create(
+    record: &EndpointRecord,
+    router: Ipv4Addr,
+    pins: &Path,
+    shared: &Path,
+) -> Result<EndpointDatapath, String> {
     let host_exists = netns::link_info(&record.host_if).is_ok();
     if !host_exists {
         if !netns::exists(&record.netns) {

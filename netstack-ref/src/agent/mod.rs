@@ -77,7 +77,8 @@ impl AgentConfig {
 /// `/sys/fs/bpf/netstack_<hash of the state directory's absolute path>`.
 pub fn default_bpffs(state_dir: &Path) -> PathBuf {
     let abs = std::fs::canonicalize(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
-    let hash = abs.to_string_lossy().bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+    let hash =
+        abs.to_string_lossy().bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
     PathBuf::from(format!("/sys/fs/bpf/netstack_{hash:016x}"))
 }
 
@@ -129,7 +130,8 @@ impl Agent {
     /// in the first [`sync`](Self::sync)).
     pub fn new(config: AgentConfig) -> Result<Agent, String> {
         std::fs::create_dir_all(config.applied_dir()).map_err(|e| format!("{}: {e}", config.state_dir.display()))?;
-        std::fs::create_dir_all(config.bpffs.join("endpoints")).map_err(|e| format!("{}: {e}", config.bpffs.display()))?;
+        std::fs::create_dir_all(config.bpffs.join("endpoints"))
+            .map_err(|e| format!("{}: {e}", config.bpffs.display()))?;
         let persisted: Persisted = match std::fs::read(config.state_dir.join("state.json")) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| format!("state.json: {e}"))?,
             Err(_) => Persisted::default(),

@@ -24,7 +24,8 @@ pub fn run_in<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'sta
     let file = std::fs::File::open(Path::new("/run/netns").join(name)).map_err(|e| format!("netns {name}: {e}"))?;
     let name = name.to_string();
     std::thread::spawn(move || {
-        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| format!("enter netns {name}: {e}"))?;
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| format!("enter netns {name}: {e}"))?;
         Ok(f())
     })
     .join()
@@ -46,7 +47,8 @@ pub fn sysctl(key: &str, value: &str) -> Result<(), String> {
 /// The ifindex and MAC of an interface in the calling thread's namespace (asked of `ip`:
 /// sysfs shows the namespace it was mounted in, not the thread's).
 pub fn link_info(ifname: &str) -> Result<(u32, [u8; 6]), String> {
-    let out = Command::new("ip").args(["-j", "link", "show", "dev", ifname]).output().map_err(|e| format!("ip link: {e}"))?;
+    let out =
+        Command::new("ip").args(["-j", "link", "show", "dev", ifname]).output().map_err(|e| format!("ip link: {e}"))?;
     if !out.status.success() {
         return Err(format!("ip link show {ifname}: {}", String::from_utf8_lossy(&out.stderr).trim()));
     }

@@ -149,7 +149,8 @@ fn try_run(from: &str, to: &str, to_ip: Ipv4Addr, probe: Probe, timeout: Duratio
 /// One ICMP echo from the calling thread's namespace over a raw socket (no `ping` binary).
 fn echo(to: Ipv4Addr, timeout: Duration) -> Result<Outcome, String> {
     use nix::sys::socket::{
-        recv, sendto, setsockopt, socket, sockopt, AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrIn,
+        recv, sendto, setsockopt, socket, sockopt, AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType,
+        SockaddrIn,
     };
     use std::os::fd::AsRawFd;
     let fd = socket(AddressFamily::Inet, SockType::Raw, SockFlag::SOCK_CLOEXEC, SockProtocol::Icmp)

@@ -215,10 +215,14 @@ fn run(cli: Cli) -> Result<(), String> {
             std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
             let name = file.file_name().ok_or("a file name is needed")?;
             let tmp = dir.join(".incoming");
-            std::fs::copy(&file, &tmp).and_then(|_| std::fs::rename(&tmp, dir.join(name))).map_err(|e| e.to_string())?;
+            std::fs::copy(&file, &tmp)
+                .and_then(|_| std::fs::rename(&tmp, dir.join(name)))
+                .map_err(|e| e.to_string())?;
             match ask(&state, Request::Sync) {
                 Ok(_) => println!("applied {}", file.display()),
-                Err(_) => println!("applied {} (the agent is not running; it takes effect when it starts)", file.display()),
+                Err(_) => {
+                    println!("applied {} (the agent is not running; it takes effect when it starts)", file.display())
+                }
             }
             Ok(())
         }
@@ -245,7 +249,15 @@ fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Endpoint { command: ListOnly::List { state, json } } => {
-            let columns = [("ID", "id"), ("POD", "pod"), ("IPV4", "ipv4"), ("IDENTITY", "identity"), ("INTERFACE", "interface"), ("POLICY ENTRIES", "policyEntries"), ("LABELS", "labels")];
+            let columns = [
+                ("ID", "id"),
+                ("POD", "pod"),
+                ("IPV4", "ipv4"),
+                ("IDENTITY", "identity"),
+                ("INTERFACE", "interface"),
+                ("POLICY ENTRIES", "policyEntries"),
+                ("LABELS", "labels"),
+            ];
             print(ask(&state, Request::EndpointList)?, json, &columns);
             Ok(())
         }
@@ -264,7 +276,12 @@ fn run(cli: Cli) -> Result<(), String> {
                 for r in &resources {
                     if let netstack_ref::manifest::Resource::Policy(p) = r {
                         for (origin, what) in p.unenforced() {
-                            notes.push(format!("{}:{}: {}: {what} is valid but not enforced yet", file.display(), origin.line, origin.field));
+                            notes.push(format!(
+                                "{}:{}: {}: {what} is valid but not enforced yet",
+                                file.display(),
+                                origin.line,
+                                origin.field
+                            ));
                         }
                     }
                 }
@@ -276,7 +293,13 @@ fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Bpf { command: BpfCommand::Policy { command: BpfPolicyCommand::Get { state, endpoint, json } } } => {
-            let columns = [("DIRECTION", "direction"), ("IDENTITY", "identity"), ("L4", "l4"), ("VERDICT", "verdict"), ("PACKETS", "packets")];
+            let columns = [
+                ("DIRECTION", "direction"),
+                ("IDENTITY", "identity"),
+                ("L4", "l4"),
+                ("VERDICT", "verdict"),
+                ("PACKETS", "packets"),
+            ];
             print(ask(&state, Request::BpfPolicyGet { endpoint })?, json, &columns);
             Ok(())
         }

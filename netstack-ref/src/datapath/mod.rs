@@ -34,7 +34,7 @@ pub enum DatapathError {
         what: String,
         /// The library's error.
         #[source]
-        source: ebpf_core::Error,
+        source: Box<ebpf_core::Error>,
     },
     /// A map operation failed.
     #[error("{what}: {source}")]
@@ -43,11 +43,11 @@ pub enum DatapathError {
         what: String,
         /// The map crate's error.
         #[source]
-        source: ebpf_maps::MapError,
+        source: Box<ebpf_maps::MapError>,
     },
     /// The object does not match what the agent expects.
     #[error("endpoint object: {0}")]
-    Object(#[from] ebpf_core::object::ObjectError),
+    Object(Box<ebpf_core::object::ObjectError>),
     /// A pin directory could not be made or cleared.
     #[error("{what} {path}: {source}")]
     Io {
@@ -63,14 +63,20 @@ pub enum DatapathError {
 
 type Result<T> = std::result::Result<T, DatapathError>;
 
+impl From<ebpf_core::object::ObjectError> for DatapathError {
+    fn from(e: ebpf_core::object::ObjectError) -> DatapathError {
+        DatapathError::Object(Box::new(e))
+    }
+}
+
 fn kernel(what: impl Into<String>) -> impl FnOnce(ebpf_core::Error) -> DatapathError {
     let what = what.into();
-    move |source| DatapathError::Kernel { what, source }
+    move |source| DatapathError::Kernel { what, source: Box::new(source) }
 }
 
 fn map_err(what: impl Into<String>) -> impl FnOnce(ebpf_maps::MapError) -> DatapathError {
     let what = what.into();
-    move |source| DatapathError::Map { what, source }
+    move |source| DatapathError::Map { what, source: Box::new(source) }
 }
 
 /// What the object is templated with for one endpoint.
@@ -129,7 +135,14 @@ impl EndpointDatapath {
         let view = |name: &str| collection.map(name).and_then(Map::try_clone).map_err(kernel(format!("map {name}")));
         let policy = LpmTrie::try_from(view("policy")?).map_err(map_err("policy map"))?;
         let verdicts = PerCpuArray::try_from(view("verdicts")?).map_err(map_err("verdicts map"))?;
-        Ok(EndpointDatapath { id: config.id, collection: Some(collection), policy, verdicts, links: Vec::new(), pin_dir: None })
+        Ok(EndpointDatapath {
+            id: config.id,
+            collection: Some(collection),
+            policy,
+            verdicts,
+            links: Vec::new(),
+            pin_dir: None,
+        })
     }
 
     /// Picks up an endpoint a previous agent left pinned in `dir` (its links keep the programs
@@ -175,7 +188,11 @@ impl EndpointDatapath {
     /// Pins the policy map, counters, prog array and links into `dir`, so they outlive this
     /// process.
     pub fn pin(&mut self, dir: &Path) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|source| DatapathError::Io { what: "create", path: dir.into(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| DatapathError::Io {
+            what: "create",
+            path: dir.into(),
+            source,
+        })?;
         let collection = self.collection.as_ref().expect("pin follows load");
         let pin = |map: &Map, name: &str| map.pin(dir.join(name)).map_err(kernel(format!("pin {name}")));
         pin(self.policy.map(), POLICY_PIN)?;

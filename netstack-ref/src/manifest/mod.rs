@@ -70,10 +70,8 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<Resource>, ManifestError> {
             Some(Ok(k)) if k.starts_with("Cilium") => "policy",
             _ => "manifest",
         };
-        let kind = kind
-            .ok_or_else(|| fields.error("kind", "missing"))
-            .and_then(|k| k)
-            .map_err(|e| e.in_file(what, file))?;
+        let kind =
+            kind.ok_or_else(|| fields.error("kind", "missing")).and_then(|k| k).map_err(|e| e.in_file(what, file))?;
         out.push(decode(&kind, &mut fields).map_err(|e| e.in_file(what, file))?);
     }
     Ok(out)
@@ -101,9 +99,7 @@ fn decode(kind: &str, doc: &mut Fields<'_, '_>) -> Result<Resource, Located> {
         other => {
             return Err(doc.error(
                 "kind",
-                format!(
-                    "{other:?} is not one of Namespace, Pod, CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy"
-                ),
+                format!("{other:?} is not one of Namespace, Pod, CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy"),
             ))
         }
     };
@@ -157,7 +153,12 @@ fn decode(kind: &str, doc: &mut Fields<'_, '_>) -> Result<Resource, Located> {
                     service_account = sa.str()?.to_string();
                 }
             }
-            Resource::Pod(Pod { name, namespace: namespace.unwrap_or_else(|| "default".into()), labels, service_account })
+            Resource::Pod(Pod {
+                name,
+                namespace: namespace.unwrap_or_else(|| "default".into()),
+                labels,
+                service_account,
+            })
         }
         "CiliumClusterwideNetworkPolicy" => {
             if namespace.is_some() {

@@ -50,7 +50,9 @@ fn decode_rule(node: &Node<'_, '_>, clusterwide: bool) -> Result<Rule, Located> 
         (Some(sel), None) => (Subject::Endpoints(selector(&sel)?), origin(&sel)),
         (None, Some(sel)) if clusterwide => (Subject::Nodes(selector(&sel)?), origin(&sel)),
         (None, Some(_)) => {
-            return Err(f.error("nodeSelector", "host policies (nodeSelector) exist only in CiliumClusterwideNetworkPolicy"))
+            return Err(
+                f.error("nodeSelector", "host policies (nodeSelector) exist only in CiliumClusterwideNetworkPolicy")
+            )
         }
         (None, None) => return Err(f.error("", "a rule needs endpointSelector or nodeSelector")),
     };
@@ -190,7 +192,10 @@ fn peer_rule(node: &Node<'_, '_>, direction: Direction, deny: bool) -> Result<Pe
         let names: Vec<&str> = kinds.iter().map(|(n, _)| n.as_str()).collect();
         return Err(f.error(
             &kinds[1].0.clone(),
-            format!("one rule takes one kind of L3 peer, found {}; split them into separate rules", names.join(" and ")),
+            format!(
+                "one rule takes one kind of L3 peer, found {}; split them into separate rules",
+                names.join(" and ")
+            ),
         ));
     }
     let peers = kinds.pop().map_or(Peers::Unspecified, |(_, p)| p);
@@ -241,9 +246,7 @@ pub fn selector(node: &Node<'_, '_>) -> Result<LabelSelector, Located> {
                 "NotIn" => Operator::NotIn,
                 "Exists" => Operator::Exists,
                 "DoesNotExist" => Operator::DoesNotExist,
-                other => {
-                    return Err(op_node.error(format!("{other:?} is not one of In, NotIn, Exists, DoesNotExist")))
-                }
+                other => return Err(op_node.error(format!("{other:?} is not one of In, NotIn, Exists, DoesNotExist"))),
             };
             let values: Vec<String> = match e.get("values") {
                 Some(v) => v.list()?.iter().map(|n| n.str_or_int()).collect::<Result<_, _>>()?,
@@ -401,8 +404,8 @@ fn port_protocol(node: &Node<'_, '_>) -> Result<PortProtocol, Located> {
                 Ok(n) => return Err(p.error(format!("{n} is not a port (0-65535)"))),
                 Err(_) if is_port_name(&text) => {
                     return Err(p.error(format!(
-                        "named port {text:?} cannot be resolved: pods do not declare container ports yet; use the number"
-                    )))
+                    "named port {text:?} cannot be resolved: pods do not declare container ports yet; use the number"
+                )))
                 }
                 Err(_) => return Err(p.error(format!("{text:?} is neither a port number nor a port name"))),
             }

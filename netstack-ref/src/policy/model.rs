@@ -150,7 +150,7 @@ fn ports_match(rule: &PeerRule, packet: Packet) -> bool {
                 && (pp.port == 0 || (pp.port..=pp.end_port.unwrap_or(pp.port)).contains(&packet.port))
         })
     });
-    let by_icmp = is_icmp
-        && rule.icmps.iter().any(|i| (i.ipv6 == (packet.protocol == 58)) && i.icmp_type as u16 == packet.port);
+    let by_icmp =
+        is_icmp && rule.icmps.iter().any(|i| (i.ipv6 == (packet.protocol == 58)) && i.icmp_type as u16 == packet.port);
     by_ports || by_icmp
 }

@@ -217,7 +217,9 @@ pub fn entity_identities(entity: Entity, universe: &Universe) -> Vec<u32> {
     };
     match entity {
         Entity::All => universe.entries().iter().map(|e| e.id).collect(),
-        Entity::World => [R::World.id(), R::WorldIpv4.id(), R::WorldIpv6.id()].into_iter().chain(world_cidrs(None)).collect(),
+        Entity::World => {
+            [R::World.id(), R::WorldIpv4.id(), R::WorldIpv6.id()].into_iter().chain(world_cidrs(None)).collect()
+        }
         Entity::WorldIpv4 => std::iter::once(R::WorldIpv4.id()).chain(world_cidrs(Some(true))).collect(),
         Entity::WorldIpv6 => std::iter::once(R::WorldIpv6.id()).chain(world_cidrs(Some(false))).collect(),
         Entity::Cluster => [R::Host, R::RemoteNode, R::Health, R::Init, R::Unmanaged, R::KubeApiserver]
@@ -247,10 +249,17 @@ pub fn selects(policy: &Policy, rule: &Rule, labels: &Labels) -> bool {
 }
 
 /// Resolves `policies` for the endpoint with security labels `labels`.
-pub fn resolve<'p>(policies: impl IntoIterator<Item = &'p Policy>, labels: &Labels, universe: &Universe) -> PolicyMapState {
+pub fn resolve<'p>(
+    policies: impl IntoIterator<Item = &'p Policy>,
+    labels: &Labels,
+    universe: &Universe,
+) -> PolicyMapState {
     let mut cache = HashMap::new();
-    let selected: Vec<(&Policy, &Rule)> =
-        policies.into_iter().flat_map(|p| p.rules.iter().map(move |r| (p, r))).filter(|(p, r)| selects(p, r, labels)).collect();
+    let selected: Vec<(&Policy, &Rule)> = policies
+        .into_iter()
+        .flat_map(|p| p.rules.iter().map(move |r| (p, r)))
+        .filter(|(p, r)| selects(p, r, labels))
+        .collect();
 
     let mut state = PolicyMapState::default();
     for direction in Direction::BOTH {
@@ -282,7 +291,12 @@ pub fn resolve<'p>(policies: impl IntoIterator<Item = &'p Policy>, labels: &Labe
                     let peers = peer_identities(pr, policy.namespace.as_deref(), universe, &mut cache);
                     let peers: Vec<u32> = match peers {
                         None if is_deny || requires.is_empty() => vec![0],
-                        None => universe.entries().iter().map(|e| e.id).filter(|&id| universe.matching(&requires, id)).collect(),
+                        None => universe
+                            .entries()
+                            .iter()
+                            .map(|e| e.id)
+                            .filter(|&id| universe.matching(&requires, id))
+                            .collect(),
                         Some(set) if is_deny || requires.is_empty() => set.into_iter().collect(),
                         Some(set) => set.into_iter().filter(|&id| universe.matching(&requires, id)).collect(),
                     };
@@ -329,7 +343,13 @@ pub fn resolve<'p>(policies: impl IntoIterator<Item = &'p Policy>, labels: &Labe
 
 /// The decision the datapath takes for one packet, on a resolved state (the same lookup order
 /// as `bpf-programs/netstack/endpoint.c`, for tests and `netstack policy` explanations).
-pub fn lookup(state: &PolicyMapState, direction: Direction, identity: u32, protocol: u8, port: u16) -> Option<PolicyValue> {
+pub fn lookup(
+    state: &PolicyMapState,
+    direction: Direction,
+    identity: u32,
+    protocol: u8,
+    port: u16,
+) -> Option<PolicyValue> {
     let longest = |id: u32| {
         (PREFIX_ANY_PROTOCOL..=PREFIX_FULL)
             .rev()

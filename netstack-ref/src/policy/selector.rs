@@ -86,7 +86,10 @@ impl LabelSelector {
     /// Whether the selector asks for a `reserved:` label (so it may select reserved identities).
     pub fn names_reserved(&self) -> bool {
         self.match_labels.iter().any(|(k, _)| k.starts_with("reserved:"))
-            || self.match_expressions.iter().any(|r| r.key.starts_with("reserved:") && r.operator != Operator::DoesNotExist)
+            || self
+                .match_expressions
+                .iter()
+                .any(|r| r.key.starts_with("reserved:") && r.operator != Operator::DoesNotExist)
     }
 
     /// This selector limited to `namespace` unless it names a namespace itself (how a
