@@ -3,7 +3,7 @@
 //! which are dropped and why. Everything it makes is removed at the end, also on failure.
 
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -184,11 +184,4 @@ pub fn run() -> Result<(), String> {
         return Err(format!("{surprises} connection(s) did not behave as the policies say"));
     }
     Ok(())
-}
-
-/// A unique scratch directory path (not created).
-pub fn scratch(prefix: &str) -> PathBuf {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    std::env::temp_dir().join(format!("{prefix}-{}-{n}", std::process::id()))
 }

@@ -19,24 +19,35 @@ pub fn exists(name: &str) -> bool {
     Path::new("/run/netns").join(name).exists()
 }
 
-/// Runs `f` on a thread that has entered the named namespace (the caller's stays where it is).
-pub fn run_in<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
-    let file = std::fs::File::open(Path::new("/run/netns").join(name)).map_err(|e| format!("netns {name}: {e}"))?;
+fn open(name: &str) -> Result<std::fs::File, String> {
+    std::fs::File::open(Path::new("/run/netns").join(name)).map_err(|e| format!("netns {name}: {e}"))
+}
+
+/// Starts `f` on a thread that has entered the named namespace (the caller's stays where it
+/// is); join it for `f`'s result.
+pub fn spawn_in<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<std::thread::JoinHandle<Result<T, String>>, String> {
+    let file = open(name)?;
     let name = name.to_string();
-    std::thread::spawn(move || {
+    Ok(std::thread::spawn(move || {
         nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
             .map_err(|e| format!("enter netns {name}: {e}"))?;
         Ok(f())
-    })
-    .join()
-    .map_err(|_| "netns thread panicked".to_string())?
+    }))
+}
+
+/// Runs `f` on a thread that has entered the named namespace and waits for it.
+pub fn run_in<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
+    spawn_in(name, f)?.join().map_err(|_| "netns thread panicked".to_string())?
 }
 
 /// Moves the calling process into the named namespace; call before starting threads, which
 /// then inherit it.
 pub fn enter(name: &str) -> Result<(), String> {
-    let file = std::fs::File::open(Path::new("/run/netns").join(name)).map_err(|e| format!("netns {name}: {e}"))?;
-    nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| format!("enter netns {name}: {e}"))
+    nix::sched::setns(&open(name)?, nix::sched::CloneFlags::CLONE_NEWNET)
+        .map_err(|e| format!("enter netns {name}: {e}"))
 }
 
 /// Sets a sysctl of the calling thread's namespace (`net/ipv4/ip_forward`).

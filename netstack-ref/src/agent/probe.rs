@@ -3,9 +3,10 @@
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
-use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use super::netns::spawn_in;
 
 /// What a probe saw.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,18 +47,6 @@ impl std::fmt::Display for Probe {
             Probe::Icmp => f.write_str("ICMP echo"),
         }
     }
-}
-
-fn spawn_in<T: Send + 'static>(
-    netns: &str,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<std::thread::JoinHandle<Result<T, String>>, String> {
-    let file = std::fs::File::open(Path::new("/run/netns").join(netns)).map_err(|e| format!("netns {netns}: {e}"))?;
-    let name = netns.to_string();
-    Ok(std::thread::spawn(move || {
-        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| format!("enter {name}: {e}"))?;
-        Ok(f())
-    }))
 }
 
 /// Runs `probe` from the pod namespace `from` to `to_ip` (a pod in namespace `to`), waiting

@@ -45,14 +45,6 @@ impl PolicyKey {
         let port = port & mask(port_bits);
         PolicyKey { direction, identity, protocol, port, prefix_len }
     }
-
-    /// Whether this key's prefix covers `other` (same identity and direction).
-    pub fn covers(&self, other: &PolicyKey) -> bool {
-        self.direction == other.direction
-            && self.identity == other.identity
-            && self.prefix_len <= other.prefix_len
-            && PolicyKey::new(other.direction, other.identity, other.protocol, other.port, self.prefix_len) == *self
-    }
 }
 
 fn mask(bits: u32) -> u16 {
@@ -339,33 +331,6 @@ pub fn resolve<'p>(
         state.insert(key, PolicyValue { deny: true, proxy_port: 0 });
     }
     state
-}
-
-/// The decision the datapath takes for one packet, on a resolved state (the same lookup order
-/// as `bpf-programs/netstack/endpoint.c`, for tests and `netstack policy` explanations).
-pub fn lookup(
-    state: &PolicyMapState,
-    direction: Direction,
-    identity: u32,
-    protocol: u8,
-    port: u16,
-) -> Option<PolicyValue> {
-    let longest = |id: u32| {
-        (PREFIX_ANY_PROTOCOL..=PREFIX_FULL)
-            .rev()
-            .find_map(|len| state.get(&PolicyKey::new(direction, id, protocol, port, len)).map(|v| (len, *v)))
-    };
-    let exact = longest(identity);
-    if let Some((_, v)) = exact.filter(|(_, v)| v.deny) {
-        return Some(v);
-    }
-    let any = longest(0);
-    match (exact, any) {
-        (_, Some((_, v))) if v.deny => Some(v),
-        (Some((le, ve)), Some((la, va))) => Some(if la > le { va } else { ve }),
-        (Some((_, v)), None) | (None, Some((_, v))) => Some(v),
-        (None, None) => None,
-    }
 }
 
 /// `TCP/80`, `UDP/8000-8063`, `any/*`: a key's protocol and ports, for display.
