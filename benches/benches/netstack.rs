@@ -3,7 +3,8 @@
 //! - Per-packet cost of the endpoint program (`to_container`, ingress policy) under
 //!   BPF_PROG_TEST_RUN, as the kernel times it: a new allowed flow (conntrack miss, tail call to
 //!   the policy stage, ipcache and policy lookups, conntrack insert), an established flow
-//!   (conntrack hit) and a denied flow (policy stage, drop), beside an empty sched_cls program.
+//!   (a flow-cache hit, as every packet of a busy flow but one a quarter second is) and a
+//!   denied flow (policy stage, drop), beside an empty sched_cls program.
 //!   Target: established ≤ 2× empty.
 //! - Policy resolution: 1 000 rules over 1 000 identities into one endpoint's policy map.
 //!   Target: under 50 ms.
@@ -20,7 +21,7 @@ use ebpf_core::insn::{Assembler, Reg};
 use ebpf_core::program::TestRun;
 use ebpf_core::{Program, ProgramSpec, ProgramType};
 use netstack_ref::datapath::frame::frame;
-use netstack_ref::datapath::{conntrack, EndpointConfig, EndpointDatapath, Ipcache};
+use netstack_ref::datapath::{Conntrack, EndpointConfig, EndpointDatapath, Ipcache};
 use netstack_ref::identity::{pod_security_labels, Labels};
 use netstack_ref::manifest::{self, Resource};
 use netstack_ref::policy::api::Cidr;
@@ -74,7 +75,7 @@ fn per_packet(c: &mut Criterion) {
     );
     let state = resolve(&policy, &labels("web"), &universe);
     datapath.apply_policy(&Default::default(), &state).unwrap();
-    let ct = conntrack(&pin_dir).unwrap();
+    let ct = Conntrack::open(&pin_dir).unwrap();
 
     let program = datapath.program("to_container").unwrap();
     let allowed = frame(ALLOWED_PEER.into(), ENDPOINT.into(), 6, 40000, 80);
@@ -98,17 +99,14 @@ fn per_packet(c: &mut Criterion) {
         total
     };
     let clear_ct = || {
-        let keys: Vec<_> = ct.iter().map(|e| e.unwrap().0).collect();
-        for k in keys {
-            ct.remove(&k).unwrap();
-        }
+        ct.clear().unwrap();
     };
 
     // The flows are what their names say.
     assert_eq!(program.test_run(&TestRun::with_data(&denied)).unwrap().retval, 2, "denied flow is dropped");
     clear_ct();
     assert_eq!(program.test_run(&TestRun::with_data(&allowed)).unwrap().retval, 0, "allowed flow passes");
-    assert_eq!(ct.iter().count(), 1, "and is tracked");
+    assert_eq!(ct.entries().unwrap().len(), 1, "and is tracked");
 
     let mut group = c.benchmark_group("netstack_per_packet");
     group.bench_function("empty_sched_cls", |b| b.iter_custom(|iters| kernel_time(&empty, &allowed, iters)));

@@ -19,6 +19,11 @@ TEMPLATE_CONST(__u8, ENDPOINT_IPV6[16], {});
 TEMPLATE_CONST(__u32, HOST_IFINDEX, 0);
 TEMPLATE_CONST(__u8, HOST_MAC[6], {});
 
+/* Cached flows are confirmed by conntrack every quarter second; a kernel without a readable
+ * configuration (CONFIG_HZ 0) confirms every packet. */
+extern unsigned int CONFIG_HZ __kconfig __weak;
+#define FLOW_REFRESH (CONFIG_HZ / 4)
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__type(key, struct ipcache_key);
@@ -35,6 +40,23 @@ struct {
 	__uint(max_entries, 65536);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } conntrack SEC(".maps");
+
+/* Bumped by the agent whenever it deletes conntrack entries: cached flows confirmed before
+ * then go back to conntrack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ct_epoch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct flow_slot);
+	__uint(max_entries, FLOW_CACHE_SLOTS);
+} flow_cache SEC(".maps");
 
 /* One per endpoint: the agent pins it under the endpoint's directory. */
 struct {
@@ -216,10 +238,16 @@ static __always_inline int related_to_tracked(struct __sk_buff *skb, const struc
 	return bpf_map_lookup_elem(&conntrack, &opened) != 0;
 }
 
-/* Established flows and replies pass without a policy lookup. Returns 1 when the packet
- * belongs to a tracked connection. */
-static __always_inline int conntrack_pass(struct __sk_buff *skb, struct ct_key *t, __u8 direction, __u8 family,
-					  __u8 icmp_type)
+enum ct_state {
+	CT_NEW,
+	CT_ESTABLISHED, /* the packet runs the way the connection's first packet did */
+	CT_REPLY,
+	CT_RELATED, /* an ICMP error about a tracked connection */
+};
+
+/* Finds the connection `t` belongs to and adds `packets` to its count in that direction. */
+static __always_inline int conntrack_lookup(struct __sk_buff *skb, struct ct_key *t, __u8 direction, __u8 family,
+					    __u8 icmp_type, __u64 packets)
 {
 	struct ct_key rev;
 	struct ct_entry *e;
@@ -228,20 +256,155 @@ static __always_inline int conntrack_pass(struct __sk_buff *skb, struct ct_key *
 	e = bpf_map_lookup_elem(&conntrack, t);
 	if (e) {
 		e->last_seen = bpf_jiffies64();
-		e->packets++;
-		return 1;
+		e->packets += packets;
+		return CT_ESTABLISHED;
 	}
 	reverse(&rev, t);
 	rev.direction = direction == DIR_EGRESS ? DIR_INGRESS : DIR_EGRESS;
 	e = bpf_map_lookup_elem(&conntrack, &rev);
 	if (e) {
 		e->last_seen = bpf_jiffies64();
-		e->reply_packets++;
-		return 1;
+		e->reply_packets += packets;
+		return CT_REPLY;
 	}
-	if (is_icmp_error(t->protocol, icmp_type))
-		return related_to_tracked(skb, t, family);
-	return 0;
+	if (is_icmp_error(t->protocol, icmp_type) && related_to_tracked(skb, t, family))
+		return CT_RELATED;
+	return CT_NEW;
+}
+
+static __always_inline __u32 conntrack_epoch(void)
+{
+	__u32 zero = 0;
+	__u32 *epoch = bpf_map_lookup_elem(&ct_epoch, &zero);
+
+	return epoch ? *epoch : 0;
+}
+
+static __always_inline __be32 v4_of(const __u8 *addr)
+{
+	__be32 v4;
+
+	__builtin_memcpy(&v4, addr + 12, 4);
+	return v4;
+}
+
+static __always_inline int has_ports(__u8 protocol)
+{
+	return protocol == IPPROTO_TCP || protocol == IPPROTO_UDP || protocol == IPPROTO_SCTP;
+}
+
+/* The slot of an IPv4 tuple (ports as loaded, network order). */
+static __always_inline struct flow_slot *flow_slot_at(__be32 saddr, __be32 daddr, __be16 sport, __be16 dport,
+						      __u8 protocol)
+{
+	__u32 ports = ((__u32)sport << 16) | dport;
+	__u32 index = ((saddr ^ daddr ^ ports ^ protocol) * 0x9e3779b1u) >> (32 - FLOW_CACHE_BITS);
+
+	return bpf_map_lookup_elem(&flow_cache, &index);
+}
+
+static __always_inline int flow_slot_holds(const struct flow_slot *slot, const struct ct_key *t, __u8 direction)
+{
+	return slot->valid && slot->saddr == v4_of(t->saddr) && slot->daddr == v4_of(t->daddr) &&
+	       slot->sport == t->sport && slot->dport == t->dport && slot->protocol == t->protocol &&
+	       slot->direction == direction;
+}
+
+/* The fast path, before any other parsing: an IPv4 TCP/UDP/SCTP packet of a flow this CPU's
+ * cache holds, fresh (confirmed by conntrack within FLOW_REFRESH and since its last flush),
+ * passes. The source check is implied: from_container fills slots only after it. */
+static __always_inline int flow_cache_pass(struct __sk_buff *skb, __u8 direction)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = (void *)(eth + 1);
+	struct flow_slot *slot;
+	__be16 *ports;
+
+	if ((void *)(ip + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP) || ip->ihl < 5 ||
+	    (ip->frag_off & bpf_htons(0x1fff)) || !has_ports(ip->protocol))
+		return 0;
+	ports = (void *)ip + ip->ihl * 4;
+	if ((void *)(ports + 2) > end)
+		return 0;
+	slot = flow_slot_at(ip->saddr, ip->daddr, ports[0], ports[1], ip->protocol);
+	if (!slot || !slot->valid || slot->saddr != ip->saddr || slot->daddr != ip->daddr || slot->sport != ports[0] ||
+	    slot->dport != ports[1] || slot->protocol != ip->protocol || slot->direction != direction)
+		return 0;
+	if (slot->epoch != conntrack_epoch() || bpf_jiffies64() - slot->refreshed >= FLOW_REFRESH)
+		return 0;
+	slot->pending++;
+	return 1;
+}
+
+/* Adds the packets a slot passed to its connection's entry, before the slot goes to another
+ * flow; the entry's last_seen already stands within FLOW_REFRESH of them. */
+static __always_inline void flow_slot_flush(const struct flow_slot *slot)
+{
+	struct ct_key key = { .endpoint_id = ENDPOINT_ID, .protocol = slot->protocol };
+	struct ct_entry *e;
+
+	if (slot->reply) {
+		set_v4(key.saddr, slot->daddr);
+		set_v4(key.daddr, slot->saddr);
+		key.sport = slot->dport;
+		key.dport = slot->sport;
+		key.direction = slot->direction == DIR_EGRESS ? DIR_INGRESS : DIR_EGRESS;
+	} else {
+		set_v4(key.saddr, slot->saddr);
+		set_v4(key.daddr, slot->daddr);
+		key.sport = slot->sport;
+		key.dport = slot->dport;
+		key.direction = slot->direction;
+	}
+	e = bpf_map_lookup_elem(&conntrack, &key);
+	if (!e)
+		return;
+	if (slot->reply)
+		e->reply_packets += slot->pending;
+	else
+		e->packets += slot->pending;
+}
+
+/* Established flows, their replies and related ICMP errors pass without a policy lookup.
+ * Returns 1 when the packet belongs to a tracked connection. Past flow_cache_pass: an IPv4
+ * TCP/UDP/SCTP flow conntrack confirms takes this CPU's cache slot, carrying in the packets
+ * the slot passed for it (or flushing another flow's first). */
+static __always_inline int conntrack_pass(struct __sk_buff *skb, struct ct_key *t, __u8 direction, __u8 family,
+					  __u8 icmp_type)
+{
+	struct flow_slot *slot = 0;
+	__u64 packets = 1;
+	int state;
+
+	if (family == 4 && has_ports(t->protocol)) {
+		slot = flow_slot_at(v4_of(t->saddr), v4_of(t->daddr), t->sport, t->dport, t->protocol);
+		if (slot) {
+			if (flow_slot_holds(slot, t, direction))
+				packets += slot->pending;
+			else if (slot->valid && slot->pending)
+				flow_slot_flush(slot);
+			slot->valid = 0;
+			slot->pending = 0;
+		}
+	}
+	state = conntrack_lookup(skb, t, direction, family, icmp_type, packets);
+	if (state == CT_NEW)
+		return 0;
+	if (slot) {
+		slot->saddr = v4_of(t->saddr);
+		slot->daddr = v4_of(t->daddr);
+		slot->sport = t->sport;
+		slot->dport = t->dport;
+		slot->protocol = t->protocol;
+		slot->direction = direction;
+		slot->reply = state == CT_REPLY;
+		slot->epoch = conntrack_epoch();
+		slot->refreshed = bpf_jiffies64();
+		slot->valid = 1;
+	}
+	return 1;
 }
 
 /* Answers ARP requests for any address but the pod's own with the host veth's MAC, so the pod
@@ -291,7 +454,11 @@ int from_container(struct __sk_buff *skb)
 {
 	struct ct_key t;
 	__u8 family = 0, icmp_type = 0;
-	int reason = parse(skb, &t, &family, &icmp_type);
+	int reason;
+
+	if (flow_cache_pass(skb, DIR_EGRESS))
+		return count(skb, DIR_EGRESS, REASON_FORWARDED);
+	reason = parse(skb, &t, &family, &icmp_type);
 
 	if (reason)
 		return count(skb, DIR_EGRESS, reason);
@@ -317,7 +484,11 @@ int to_container(struct __sk_buff *skb)
 {
 	struct ct_key t;
 	__u8 family = 0, icmp_type = 0;
-	int reason = parse(skb, &t, &family, &icmp_type);
+	int reason;
+
+	if (flow_cache_pass(skb, DIR_INGRESS))
+		return count(skb, DIR_INGRESS, REASON_FORWARDED);
+	reason = parse(skb, &t, &family, &icmp_type);
 
 	if (reason)
 		return count(skb, DIR_INGRESS, reason);

@@ -15,7 +15,7 @@ use ebpf_core::program::TestRun;
 use ebpf_test_support::{require_kernel, PinDir};
 use netstack_ref::datapath::frame::frame;
 use netstack_ref::datapath::maps::{verdict_index, Reason, VerdictCount};
-use netstack_ref::datapath::{conntrack, EndpointConfig, EndpointDatapath, Ipcache};
+use netstack_ref::datapath::{Conntrack, EndpointConfig, EndpointDatapath, Ipcache};
 use netstack_ref::identity::{pod_security_labels, IdentityAllocator, Labels, ReservedIdentity, FIRST_LOCAL_IDENTITY};
 use netstack_ref::manifest::{self, Resource};
 use netstack_ref::policy::api::Cidr;
@@ -396,10 +396,7 @@ impl Harness {
         let result = self.datapath.program(program).unwrap().test_run(&TestRun::with_data(&data)).unwrap();
         let after = self.count(scene.direction, reason);
         // Every case is a new flow: forget what this one left in conntrack.
-        let ct = conntrack(&self.shared).unwrap();
-        for entry in ct.iter() {
-            ct.remove(&entry.unwrap().0).unwrap();
-        }
+        Conntrack::open(&self.shared).unwrap().clear().unwrap();
         prop_assert_eq!(
             (result.retval, after - before),
             (want_ret, 1),

@@ -3,12 +3,21 @@
 
 use std::collections::HashMap;
 use std::io::Read;
+use std::sync::OnceLock;
 
 use super::data::KconfigExtern;
 use super::error::ObjectError;
 use super::variable::VariableType;
 
-/// The running kernel's configuration: option → value as written (`y`, `m`, `42`, `"str"`).
+/// The running kernel's configuration, read once per process: it cannot change while the
+/// kernel runs, and a daemon that loads an object per endpoint would otherwise decompress
+/// `/proc/config.gz` for every one.
+fn kernel_config(release: &str) -> Result<&'static HashMap<String, String>, String> {
+    static CONFIG: OnceLock<Result<HashMap<String, String>, String>> = OnceLock::new();
+    CONFIG.get_or_init(|| read_config(release)).as_ref().map_err(Clone::clone)
+}
+
+/// The kernel's configuration: option → value as written (`y`, `m`, `42`, `"str"`).
 fn read_config(release: &str) -> Result<HashMap<String, String>, String> {
     let text = match std::fs::read("/proc/config.gz") {
         Ok(gz) => {
@@ -91,7 +100,7 @@ pub(super) fn kconfig_image(externs: &[KconfigExtern], size: usize) -> Result<Ve
         } else {
             let options = match &config {
                 Some(c) => c,
-                None => config.insert(read_config(&release).map_err(fail)?),
+                None => config.insert(kernel_config(&release).map_err(fail)?),
             };
             match options.get(&external.name) {
                 Some(raw) => encode(external, raw).map_err(fail)?,

@@ -207,9 +207,10 @@ pub struct CtEntry {
     pub created: u64,
     /// Jiffies at the latest packet (cheaper to read than ktime on every packet).
     pub last_seen: u64,
-    /// Packets in the first packet's direction.
+    /// Packets in the first packet's direction (established IPv4 flows reach it from the
+    /// per-CPU flow caches up to a quarter second late).
     pub packets: u64,
-    /// Packets the other way.
+    /// Packets the other way (as late).
     pub reply_packets: u64,
     /// Identity of the side that opened the connection.
     pub src_identity: u32,
@@ -231,3 +232,7 @@ pub struct VerdictCount {
 pub fn verdict_index(direction: Direction, reason: Reason) -> u32 {
     direction.raw() as u32 * 256 + reason.code() as u32
 }
+
+/// `FLOW_CACHE_BITS`: each endpoint's flow cache has 2^bits slots per CPU, a slot chosen by a
+/// multiplicative hash of the IPv4 tuple.
+pub const FLOW_CACHE_BITS: u32 = 10;

@@ -3,9 +3,9 @@
 //! MAC), attached with TCX to the host side of the pod's veth, and pinned so the agent can
 //! restart without the pod noticing.
 //!
-//! Pins: the ipcache and conntrack maps are shared by every endpoint and pinned by name in the
-//! node's bpffs directory; each endpoint's policy map, counters, prog array and links are pinned
-//! in `endpoints/<id>/` beneath it.
+//! Pins: the ipcache, conntrack and ct_epoch maps are shared by every endpoint and pinned by
+//! name in the node's bpffs directory; each endpoint's policy map, counters, prog array and
+//! links are pinned in `endpoints/<id>/` beneath it.
 
 pub mod frame;
 pub mod maps;
@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use ebpf_core::link::{Link, Tcx, TcxAttach};
 use ebpf_core::{Collection, CollectionSpec, LoadOptions, Map, Program};
-use ebpf_maps::{LpmTrie, LruHashMap, PerCpuArray, UpdateFlags};
+use ebpf_maps::{Array, LpmTrie, LruHashMap, PerCpuArray, UpdateFlags};
 
 use crate::policy::api::Cidr;
 use crate::policy::{Direction, PolicyKey, PolicyMapState, PolicyValue};
@@ -322,8 +322,53 @@ impl Ipcache {
     }
 }
 
-/// The node's conntrack table.
-pub fn conntrack(shared_pins: &Path) -> Result<LruHashMap<CtKey, CtEntry>> {
-    let map = Map::from_pin(shared_pins.join("conntrack")).map_err(kernel("open conntrack"))?;
-    LruHashMap::try_from(map).map_err(map_err("conntrack"))
+/// The node's conntrack table, shared by every endpoint, and the epoch that tells the
+/// endpoints' per-CPU flow caches when entries were deleted.
+#[derive(Debug)]
+pub struct Conntrack {
+    table: LruHashMap<CtKey, CtEntry>,
+    epoch: Array<u32>,
+}
+
+impl Conntrack {
+    /// The table pinned in `shared_pins` (by the first endpoint loaded there).
+    pub fn open(shared_pins: &Path) -> Result<Conntrack> {
+        let open = |name: &str| Map::from_pin(shared_pins.join(name)).map_err(kernel(format!("open {name}")));
+        let table = LruHashMap::try_from(open("conntrack")?).map_err(map_err("conntrack"))?;
+        let epoch = Array::try_from(open("ct_epoch")?).map_err(map_err("ct_epoch"))?;
+        Ok(Conntrack { table, epoch })
+    }
+
+    /// Every tracked connection. Packet counts lag the packets by up to a quarter second
+    /// (established IPv4 flows are counted in the flow caches and added when confirmed).
+    pub fn entries(&self) -> Result<Vec<(CtKey, CtEntry)>> {
+        self.table.iter().collect::<std::result::Result<_, _>>().map_err(map_err("conntrack read"))
+    }
+
+    /// Forgets the connections `forget` picks; their next packet is a new flow, decided by
+    /// policy again. Returns how many were removed.
+    pub fn remove_where(&self, mut forget: impl FnMut(&CtKey, &CtEntry) -> bool) -> Result<usize> {
+        let mut removed = 0;
+        for (key, entry) in self.entries()? {
+            if forget(&key, &entry) && self.table.remove(&key).map_err(map_err("conntrack remove"))? {
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            self.bump_epoch()?;
+        }
+        Ok(removed)
+    }
+
+    /// Forgets every connection.
+    pub fn clear(&self) -> Result<usize> {
+        self.remove_where(|_, _| true)
+    }
+
+    /// Flow caches drop whatever they confirmed before this call, so a deleted connection
+    /// cannot outlive its entry.
+    fn bump_epoch(&self) -> Result<()> {
+        let epoch = self.epoch.get(0).map_err(map_err("ct_epoch read"))?;
+        self.epoch.set(0, &epoch.wrapping_add(1)).map_err(map_err("ct_epoch update"))
+    }
 }

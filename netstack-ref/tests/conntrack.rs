@@ -1,0 +1,190 @@
+//! Established flows under BPF_PROG_TEST_RUN: the per-CPU flow cache in front of conntrack
+//! passes them without a policy lookup, every packet ends up counted in its conntrack entry
+//! (within a quarter second, or at once when the cache slot goes to another flow), and deleting
+//! conntrack entries ends cached flows at once — their next packet meets policy again.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::time::Duration;
+
+use ebpf_core::program::TestRun;
+use ebpf_test_support::{require_kernel, PinDir};
+use netstack_ref::datapath::frame::frame;
+use netstack_ref::datapath::maps::{verdict_index, CtEntry, Reason, VerdictCount, FLOW_CACHE_BITS};
+use netstack_ref::datapath::{Conntrack, EndpointConfig, EndpointDatapath, Ipcache};
+use netstack_ref::identity::{pod_security_labels, Labels};
+use netstack_ref::manifest::{self, Resource};
+use netstack_ref::policy::api::Cidr;
+use netstack_ref::policy::{resolve, Direction, Policy, PolicyMapState, Universe};
+
+const ENDPOINT: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
+const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 2);
+const TCP: u8 = 6;
+const PASS: u32 = 0;
+const DROP: u32 = 2;
+/// Longer than the datapath's confirmation interval (CONFIG_HZ / 4 jiffies).
+const PAST_REFRESH: Duration = Duration::from_millis(400);
+
+fn labels(app: &str) -> Labels {
+    pod_security_labels([("app", app)], "shop", [], "default")
+}
+
+fn policy_state(section: &str) -> PolicyMapState {
+    let text = format!(
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {{name: web, namespace: shop}}\nspec:\n  \
+         endpointSelector: {{matchLabels: {{app: web}}}}\n  {section}:\n  - fromEndpoints: [{{matchLabels: {{app: client}}}}]\n    \
+         toPorts: [{{ports: [{{port: \"80\", protocol: TCP}}]}}]\n"
+    );
+    let policies: Vec<Policy> = manifest::parse(Path::new("web.yaml"), &text)
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| match r {
+            Resource::Policy(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    let universe = Universe::new(Labels::default(), [(256, labels("web")), (257, labels("client"))], []);
+    resolve(&policies, &labels("web"), &universe)
+}
+
+/// One endpoint whose ingress policy allows TCP 80 from the client; the test thread stays on
+/// one CPU, so every packet meets the same flow cache.
+struct Scene {
+    _pins: PinDir,
+    datapath: EndpointDatapath,
+    conntrack: Conntrack,
+    policy: PolicyMapState,
+}
+
+impl Scene {
+    fn new(name: &str) -> Scene {
+        let mut cpu = nix::sched::CpuSet::new();
+        cpu.set(0).unwrap();
+        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpu).unwrap();
+        let pins = PinDir::new(name).expect("bpffs");
+        let config = EndpointConfig {
+            id: 1,
+            identity: 256,
+            ipv4: ENDPOINT,
+            ipv6: None,
+            host_ifindex: 1,
+            host_mac: [2, 0, 0, 0, 0, 1],
+        };
+        let datapath = EndpointDatapath::load(&config, pins.path()).expect("endpoint object loads");
+        let ipcache = Ipcache::open(pins.path()).unwrap();
+        ipcache.upsert(&Cidr::new(IpAddr::V4(ENDPOINT), 32).unwrap(), 256).unwrap();
+        ipcache.upsert(&Cidr::new(IpAddr::V4(CLIENT), 32).unwrap(), 257).unwrap();
+        let policy = policy_state("ingress");
+        datapath.apply_policy(&PolicyMapState::default(), &policy).unwrap();
+        let conntrack = Conntrack::open(pins.path()).unwrap();
+        Scene { _pins: pins, datapath, conntrack, policy }
+    }
+
+    fn send(&self, program: &str, frame: &[u8]) -> u32 {
+        self.datapath.program(program).unwrap().test_run(&TestRun::with_data(frame)).unwrap().retval
+    }
+
+    /// Client → endpoint on port 80 from `sport`: what `to_container` sees.
+    fn request(&self, sport: u16) -> u32 {
+        self.send("to_container", &frame(CLIENT.into(), ENDPOINT.into(), TCP, sport, 80))
+    }
+
+    /// Endpoint → client, the reply of `request(sport)`: what `from_container` sees.
+    fn reply(&self, sport: u16) -> u32 {
+        self.send("from_container", &frame(ENDPOINT.into(), CLIENT.into(), TCP, 80, sport))
+    }
+
+    fn entry(&self, sport: u16) -> CtEntry {
+        let entries = self.conntrack.entries().unwrap();
+        let found: Vec<_> =
+            entries.iter().filter(|(k, _)| k.sport == sport.to_be_bytes() && k.dport == 80u16.to_be_bytes()).collect();
+        assert_eq!(found.len(), 1, "one conntrack entry for client port {sport}: {entries:?}");
+        found[0].1
+    }
+
+    fn forwarded(&self, direction: Direction) -> u64 {
+        self.verdict(direction, Reason::Forwarded)
+    }
+
+    fn verdict(&self, direction: Direction, reason: Reason) -> u64 {
+        let array: ebpf_maps::PerCpuArray<VerdictCount> =
+            ebpf_maps::PerCpuArray::try_from(self.datapath.collection().unwrap().map("verdicts").unwrap()).unwrap();
+        array.get(&verdict_index(direction, reason)).unwrap().unwrap().iter().map(|v| v.packets).sum()
+    }
+}
+
+/// The datapath's slot index of a client → endpoint packet (endpoint.c, flow_slot_at): the
+/// words as the program loads them from the packet, on this little-endian machine.
+fn slot_of_request(sport: u16) -> u32 {
+    let word = |a: Ipv4Addr| u32::from_le_bytes(a.octets());
+    let port = |p: u16| u16::from_le_bytes(p.to_be_bytes()) as u32;
+    let ports = (port(sport) << 16) | port(80);
+    (word(CLIENT) ^ word(ENDPOINT) ^ ports ^ TCP as u32).wrapping_mul(0x9e37_79b1) >> (32 - FLOW_CACHE_BITS)
+}
+
+#[test]
+fn cached_packets_reach_their_conntrack_entry() {
+    let Some(_root) = require_kernel() else { return };
+    let scene = Scene::new("ct_counts");
+
+    assert_eq!(scene.request(40000), PASS, "the first packet is allowed by policy");
+    assert_eq!(scene.entry(40000).packets, 1);
+    for _ in 0..10 {
+        assert_eq!(scene.request(40000), PASS);
+    }
+    // The second packet confirmed the flow in conntrack and took a cache slot; the nine after
+    // it passed on the slot and are not in the entry yet.
+    assert_eq!(scene.entry(40000).packets, 2);
+    assert_eq!(scene.forwarded(Direction::Ingress), 11, "every packet is counted as forwarded at once");
+    std::thread::sleep(PAST_REFRESH);
+    assert_eq!(scene.request(40000), PASS);
+    assert_eq!(scene.entry(40000).packets, 12, "a stale slot is confirmed again, carrying its packets");
+
+    for _ in 0..6 {
+        assert_eq!(scene.reply(40000), PASS, "replies pass");
+    }
+    std::thread::sleep(PAST_REFRESH);
+    assert_eq!(scene.reply(40000), PASS);
+    let entry = scene.entry(40000);
+    assert_eq!((entry.packets, entry.reply_packets), (12, 7), "replies are counted as replies");
+    assert_eq!(scene.forwarded(Direction::Egress), 7);
+}
+
+#[test]
+fn a_slot_taken_by_another_flow_hands_its_packets_over() {
+    let Some(_root) = require_kernel() else { return };
+    let scene = Scene::new("ct_collide");
+    let cache = scene.datapath.collection().unwrap().map("flow_cache").unwrap();
+    assert_eq!(cache.max_entries(), 1 << FLOW_CACHE_BITS, "maps.rs and endpoint.h agree on the cache size");
+    let first = 40000;
+    let second = (40001..u16::MAX).find(|&p| slot_of_request(p) == slot_of_request(first)).unwrap();
+
+    for _ in 0..5 {
+        assert_eq!(scene.request(first), PASS);
+    }
+    assert_eq!(scene.entry(first).packets, 2, "three packets wait in the slot");
+    assert_eq!(scene.request(second), PASS, "a new flow is decided by policy, not by the slot");
+    assert_eq!(scene.request(second), PASS);
+    assert_eq!(scene.entry(first).packets, 5, "the second flow took the slot and flushed the first's packets");
+    assert_eq!(scene.request(first), PASS, "the first flow is still established");
+    assert_eq!(scene.entry(first).packets, 6);
+}
+
+#[test]
+fn deleting_conntrack_entries_ends_cached_flows_at_once() {
+    let Some(_root) = require_kernel() else { return };
+    let scene = Scene::new("ct_epoch");
+    for _ in 0..3 {
+        assert_eq!(scene.request(40000), PASS);
+    }
+    // Deny the client: the established flow keeps passing, as established flows do.
+    let deny = policy_state("ingressDeny");
+    scene.datapath.apply_policy(&scene.policy, &deny).unwrap();
+    assert_eq!(scene.request(40000), PASS, "an established flow survives a policy change");
+    assert_eq!(scene.verdict(Direction::Ingress, Reason::PolicyDeny), 0);
+
+    assert_eq!(scene.conntrack.clear().unwrap(), 1);
+    assert_eq!(scene.request(40000), DROP, "without its conntrack entry the flow meets the deny");
+    assert_eq!(scene.verdict(Direction::Ingress, Reason::PolicyDeny), 1);
+    assert!(scene.conntrack.entries().unwrap().is_empty(), "a denied packet is not tracked");
+}
