@@ -32,5 +32,5 @@ mod user_ring;
 pub use async_ring::AsyncRingBuf;
 pub use perf::{PerfBuffer, PerfEvent};
 pub use poller::RingBufPoller;
-pub use ring::{RingBuf, RingBufError};
+pub use ring::{RingBuf, RingBufError, DEFAULT_WAKEUP_COALESCING};
 pub use user_ring::UserRingBuf;

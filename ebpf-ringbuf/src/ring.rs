@@ -1,5 +1,5 @@
 use std::os::fd::AsFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ebpf_core::sys::{self, MmapRegion};
 use ebpf_core::{Map, MapType};
@@ -58,7 +58,19 @@ pub struct RingBuf {
     page: usize,
     mask: u64,
     epoll: Epoll,
+    coalescing: Duration,
+    /// When the last poll that handled records returned.
+    last_drain: Instant,
+    /// How long the next poll naps before it asks the kernel for a wake-up (zero: it asks at
+    /// once), set while the producer streams.
+    nap: Duration,
 }
+
+/// A poll that handles at least this many records finds the producer streaming.
+const BURST: usize = 8;
+
+/// The default for [`RingBuf::set_wakeup_coalescing`].
+pub const DEFAULT_WAKEUP_COALESCING: Duration = Duration::from_micros(50);
 
 impl RingBuf {
     /// Maps the ring of `map` (which must be a ring buffer) for consuming.
@@ -82,12 +94,36 @@ impl RingBuf {
         epoll
             .add(map.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLET, 0))
             .map_err(|source| RingBufError::Epoll { map: map.describe(), source })?;
-        Ok(RingBuf { mask: size as u64 - 1, map, consumer, producer, page, epoll })
+        Ok(RingBuf {
+            mask: size as u64 - 1,
+            map,
+            consumer,
+            producer,
+            page,
+            epoll,
+            coalescing: DEFAULT_WAKEUP_COALESCING,
+            last_drain: Instant::now(),
+            nap: Duration::ZERO,
+        })
     }
 
     /// The map behind the ring.
     pub fn map(&self) -> &Map {
         &self.map
+    }
+
+    /// While the producer streams, [`poll`](Self::poll) waits for the next records by napping up
+    /// to `window` instead of asking the kernel for a wake-up at the first one: a sleep and
+    /// wake-up cost the consumer microseconds of CPU, and a wake-up per handful of records is
+    /// most of its work. Records then reach the handler up to `window` later. A nap never
+    /// lasts longer than the producer, at the rate measured over the last drain, takes to fill
+    /// a quarter of the ring, so a steady producer does not fill it meanwhile (one that speeds
+    /// up sharply can, for one nap). Only `poll` coalesces. `Duration::ZERO` turns it off (every
+    /// commit at the consumer position wakes the consumer, as libbpf's reader does). Default:
+    /// [`DEFAULT_WAKEUP_COALESCING`].
+    pub fn set_wakeup_coalescing(&mut self, window: Duration) {
+        self.coalescing = window;
+        self.nap = self.nap.min(window);
     }
 
     /// Capacity of the data area in bytes.
@@ -117,7 +153,9 @@ impl RingBuf {
         // Space is handed back to the producer every quarter ring, and at the end: one store
         // per record would cost more than the record.
         let release_every = (self.mask + 1) / 4;
-        let (data, page, mask) = (&self.producer, self.page, self.mask);
+        let Some(data) = self.producer.ring_data(self.page, self.capacity() as usize) else {
+            return Err(self.corrupt(consumer, "data area not mapped twice"));
+        };
         loop {
             let producer = self.producer_pos();
             if consumer >= producer {
@@ -125,22 +163,22 @@ impl RingBuf {
             }
             let mut release_at = consumer + release_every;
             while consumer < producer {
-                let Some((header, record)) = data.ring_record(page + (consumer & mask) as usize) else {
-                    return Err(self.corrupt(consumer, "record out of range"));
-                };
+                let header = data.header(consumer);
                 if header & BUSY_BIT != 0 {
                     self.consumer.store_u64(0, consumer);
                     return Ok(handled);
                 }
-                let len = u64::from(header & !(BUSY_BIT | DISCARD_BIT));
-                if len > mask {
-                    return Err(self.corrupt(consumer, &format!("record of {len} bytes in a {}-byte ring", mask + 1)));
-                }
+                let len = header & !(BUSY_BIT | DISCARD_BIT);
+                let Some(record) = data.record(consumer, len) else {
+                    return Err(
+                        self.corrupt(consumer, &format!("record of {len} bytes in a {}-byte ring", self.capacity()))
+                    );
+                };
                 if header & DISCARD_BIT == 0 {
                     handle(record);
                     handled += 1;
                 }
-                consumer += (len + HEADER_LEN + 7) & !7;
+                consumer += (u64::from(len) + HEADER_LEN + 7) & !7;
                 if consumer >= release_at {
                     self.consumer.store_u64(0, consumer);
                     release_at = consumer + release_every;
@@ -157,11 +195,19 @@ impl RingBuf {
     ///
     /// The ring is watched edge-triggered: the kernel signals when it commits a record at the
     /// position the consumer has reached, so a consumer that keeps up with its producer sleeps
-    /// between records instead of spinning on ones still being written.
+    /// between records instead of spinning on ones still being written. While the producer
+    /// streams, wake-ups are coalesced (see [`set_wakeup_coalescing`](Self::set_wakeup_coalescing)).
     pub fn poll(&mut self, timeout: Duration, mut handle: impl FnMut(&[u8])) -> Result<usize, RingBufError> {
-        let handled = self.consume(&mut handle)?;
+        let handled = self.drain(&mut handle)?;
         if handled > 0 {
             return Ok(handled);
+        }
+        if !self.nap.is_zero() {
+            std::thread::sleep(std::mem::take(&mut self.nap).min(timeout));
+            let handled = self.drain(&mut handle)?;
+            if handled > 0 {
+                return Ok(handled);
+            }
         }
         if self.nothing_to_read_before_wakeup() {
             let mut events = [EpollEvent::empty()];
@@ -170,7 +216,23 @@ impl RingBuf {
                 .wait(&mut events, EpollTimeout::from(millis))
                 .map_err(|source| RingBufError::Epoll { map: self.map.describe(), source })?;
         }
-        self.consume(handle)
+        self.drain(handle)
+    }
+
+    /// `consume`, noting whether the producer streams and, if so, how long the next poll may
+    /// nap: the coalescing window, or less if the producer would fill a quarter of the ring
+    /// sooner at the rate of this drain.
+    fn drain(&mut self, handle: impl FnMut(&[u8])) -> Result<usize, RingBufError> {
+        let before = self.consumer_pos();
+        let handled = self.consume(handle)?;
+        if handled == 0 {
+            return Ok(0);
+        }
+        let now = Instant::now();
+        let bytes = self.consumer_pos().wrapping_sub(before);
+        self.nap = nap(self.coalescing, handled, bytes, now.duration_since(self.last_drain), self.capacity());
+        self.last_drain = now;
+        Ok(handled)
     }
 
     /// After a drain that found nothing: true when it is safe to sleep until the kernel's next
@@ -195,5 +257,32 @@ impl RingBuf {
     #[cold]
     fn corrupt(&self, position: u64, reason: &str) -> RingBufError {
         RingBufError::Corrupt { map: self.map.describe(), position, reason: reason.to_owned() }
+    }
+}
+
+/// How long to nap after a drain that handled `handled` records, `bytes` of the ring, produced
+/// over `elapsed`: nothing unless the producer streams; else the coalescing window, or less if
+/// at that rate the producer would fill a quarter of the ring sooner.
+fn nap(window: Duration, handled: usize, bytes: u64, elapsed: Duration, capacity: u64) -> Duration {
+    if handled < BURST || window.is_zero() {
+        return Duration::ZERO;
+    }
+    let quarter_ring = elapsed.mul_f64(capacity as f64 / 4.0 / bytes.max(1) as f64);
+    window.min(quarter_ring)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn naps_only_while_streaming_and_never_past_a_quarter_ring() {
+        let window = Duration::from_micros(50);
+        let ring = 1 << 20;
+        assert_eq!(nap(window, BURST - 1, 1000, Duration::from_micros(10), ring), Duration::ZERO, "no burst");
+        assert_eq!(nap(Duration::ZERO, 100, 1000, Duration::from_micros(10), ring), Duration::ZERO, "turned off");
+        assert_eq!(nap(window, 100, 2400, Duration::from_micros(10), ring), window, "a slow producer");
+        // 64 KiB in 10 µs: a quarter of the ring (256 KiB) fills in 40 µs.
+        assert_eq!(nap(window, 100, 64 << 10, Duration::from_micros(10), ring), Duration::from_micros(40));
     }
 }

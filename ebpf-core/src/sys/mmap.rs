@@ -109,32 +109,18 @@ impl MmapRegion {
         Some(word.load(std::sync::atomic::Ordering::Acquire))
     }
 
-    /// The `BPF_MAP_TYPE_RINGBUF` record whose 8-byte header is at `offset`: the header word
-    /// (read with acquire ordering) and, when the header says the record is committed (busy bit
-    /// clear), its data bytes — the length is the header's low 30 bits. One bounds check for
-    /// both, so a reader pays it once per record. `None` when the header or the data would lie
-    /// outside the region, or `offset` is not 8-aligned.
-    #[inline]
-    pub fn ring_record(&self, offset: usize) -> Option<(u32, &[u8])> {
-        const BUSY: u32 = 1 << 31;
-        const LENGTH: u32 = (1 << 30) - 1;
-        if offset % 8 != 0 || offset.checked_add(8)? > self.len {
+    /// The data area of a `BPF_MAP_TYPE_RINGBUF` inside this region: `size` bytes (a power of
+    /// two, at least 8) at `offset`, mapped twice in a row so a record that wraps reads as one
+    /// slice. Checked here once, so reading a record costs no bounds check beyond its length's.
+    /// `None` when the two copies do not fit the region or `offset` is not 8-aligned.
+    pub fn ring_data(&self, offset: usize, size: usize) -> Option<RingData<'_>> {
+        let fits = offset.checked_add(size.checked_mul(2)?)? <= self.len;
+        if !fits || offset % 8 != 0 || !size.is_power_of_two() || size < 8 {
             return None;
         }
-        // SAFETY: in bounds and 8-aligned (so 4-aligned); AtomicU32 has the layout of u32; the
-        // mapping lives as long as `&self`.
-        let word = unsafe { &*self.ptr.as_ptr().add(offset).cast::<std::sync::atomic::AtomicU32>() };
-        let header = word.load(std::sync::atomic::Ordering::Acquire);
-        if header & BUSY != 0 {
-            return Some((header, &[]));
-        }
-        let len = (header & LENGTH) as usize;
-        if offset + 8 + len > self.len {
-            return None;
-        }
-        // SAFETY: in bounds (checked); the acquire load above saw the record committed, and the
-        // kernel does not write a committed record again until the consumer position passes it.
-        Some((header, unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(offset + 8), len) }))
+        // SAFETY: offset is within the mapping (checked above).
+        let base = unsafe { self.ptr.as_ptr().add(offset) };
+        Some(RingData { base, mask: size as u64 - 1, _region: std::marker::PhantomData })
     }
 
     /// Stores the 32-bit word at `offset` with release ordering (ring-buffer record headers:
@@ -289,5 +275,75 @@ impl Drop for MmapRegion {
         unsafe {
             libc::munmap(self.ptr.as_ptr().cast(), self.len);
         }
+    }
+}
+
+/// A ring buffer's double-mapped data area (see [`MmapRegion::ring_data`]).
+#[derive(Clone, Copy, Debug)]
+pub struct RingData<'a> {
+    base: *mut u8,
+    mask: u64,
+    _region: std::marker::PhantomData<&'a MmapRegion>,
+}
+
+impl<'a> RingData<'a> {
+    /// The header word of the record at ring position `position` (rounded down to 8 bytes),
+    /// read with acquire ordering: the kernel's busy bit (31), discard bit (30) and length.
+    #[inline]
+    pub fn header(&self, position: u64) -> u32 {
+        let offset = (position & self.mask & !7) as usize;
+        // SAFETY: offset + 4 <= size <= the mapped data area (checked in ring_data); 8-aligned
+        // because base is; AtomicU32 has the layout of u32; the mapping outlives 'a.
+        let word = unsafe { &*self.base.add(offset).cast::<std::sync::atomic::AtomicU32>() };
+        word.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The `len` data bytes of the committed record at `position`, whose header said so (an
+    /// acquire load by [`header`](Self::header) that saw the busy bit clear); `None` when `len`
+    /// exceeds the ring (a header no kernel writes).
+    #[inline]
+    pub fn record(&self, position: u64, len: u32) -> Option<&'a [u8]> {
+        if u64::from(len) > self.mask {
+            return None;
+        }
+        let offset = (position & self.mask & !7) as usize;
+        // SAFETY: offset < size and 8 + len <= size, so the bytes lie within the two copies of
+        // the data area (checked in ring_data); the kernel does not write a committed record
+        // again until the consumer position passes it; the mapping outlives 'a.
+        Some(unsafe { std::slice::from_raw_parts(self.base.add(offset + 8), len as usize) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+
+    /// A writable mapping of a fresh memfd (no kernel BPF object needed for bounds logic).
+    fn region(len: usize) -> MmapRegion {
+        // SAFETY: memfd_create with a valid C string; the result is checked before use.
+        let fd = unsafe { libc::memfd_create(c"ring_data_test".as_ptr(), 0) };
+        assert!(fd >= 0, "memfd_create");
+        // SAFETY: fd is a fresh descriptor we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: ftruncate on our own fd.
+        assert_eq!(unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) }, 0);
+        MmapRegion::map(fd.as_fd(), len, 0, true).unwrap()
+    }
+
+    #[test]
+    fn ring_data_is_checked_once_and_records_by_their_length() {
+        let page = page_size();
+        let region = region(3 * page);
+        assert!(region.ring_data(page, page).is_some());
+        assert!(region.ring_data(page, 2 * page).is_none(), "two copies must fit");
+        assert!(region.ring_data(page + 4, 8).is_none(), "8-aligned");
+        assert!(region.ring_data(page, 24).is_none(), "a power of two");
+        let data = region.ring_data(page, page).unwrap();
+        assert!(region.store_u32_release(page + 16, 5));
+        assert_eq!(data.header(16), 5);
+        assert_eq!(data.header(page as u64 + 16), 5, "positions wrap around the ring");
+        assert_eq!(data.record(16, 5).map(<[u8]>::len), Some(5));
+        assert!(data.record(16, page as u32).is_none(), "longer than the ring");
     }
 }

@@ -32,7 +32,7 @@ pub use map::{
     map_lookup_and_delete_elem, map_lookup_batch, map_lookup_elem, map_update_batch, map_update_elem, BatchOutcome,
     MapCreate, MapFd,
 };
-pub use mmap::{page_size, MmapRegion};
+pub use mmap::{page_size, MmapRegion, RingData};
 pub use netlink::NetlinkSocket;
 pub use obj::{obj_get, obj_pin, object_kind, prog_attach, prog_detach, prog_query, ObjectKind, ProgQuery};
 pub use perf::{perf_event_open_bpf_output, perf_event_open_tracepoint};
