@@ -122,9 +122,26 @@ fn hash_maps(c: &mut Criterion) {
                 .count()
         })
     });
+    // Two one-by-one baselines: looking up keys already known (one syscall per element), and
+    // walking the map as a batch lookup does — discovering the keys — with a next-key and a
+    // lookup per element, as every library's iterator does.
     group.bench_function("ebpf_core_one_by_one", |b| {
         let mut v = [0u8; 8];
         b.iter(|| (0..100_000u32).filter(|k| small.lookup(&k.to_ne_bytes(), &mut v).expect("lookup")).count())
+    });
+    group.bench_function("ebpf_core_one_by_one_walk", |b| {
+        let (mut key, mut next, mut v) = ([0u8; 4], [0u8; 4], [0u8; 8]);
+        b.iter(|| {
+            let mut n = 0;
+            let mut at_start = true;
+            while small.next_key(if at_start { None } else { Some(&key) }, &mut next).expect("next key") {
+                at_start = false;
+                key = next;
+                n += usize::from(small.lookup(&key, &mut v).expect("lookup"));
+            }
+            assert_eq!(n, 100_000, "walked every element");
+            n
+        })
     });
     group.finish();
     let got =
