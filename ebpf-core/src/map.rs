@@ -337,12 +337,26 @@ impl Map {
         format!("map \"{}\" ({kind}, {} entries)", self.name, self.max_entries)
     }
 
+    // Inlined, with the error built out of line: the check sits on every map operation.
+    #[inline]
     fn check(&self, operation: &str, what: &'static str, actual: usize, expected: usize) -> Result<()> {
         if actual == expected {
             Ok(())
         } else {
-            Err(Error::SizeMismatch { operation: format!("{operation} {}", self.describe()), what, actual, expected })
+            Err(self.size_mismatch(operation, what, actual, expected))
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn failed(&self, operation: &str, error: sys::SysError) -> Error {
+        Error::syscall(format!("{operation} {}", self.describe()), error)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn size_mismatch(&self, operation: &str, what: &'static str, actual: usize, expected: usize) -> Error {
+        Error::SizeMismatch { operation: format!("{operation} {}", self.describe()), what, actual, expected }
     }
 
     /// Copies the value for `key` into `value`; `false` when the key is absent.
@@ -352,7 +366,7 @@ impl Map {
         match sys::map_lookup_elem(&self.fd, key, value, 0) {
             Ok(()) => Ok(true),
             Err(e) if e.errno == sys::Errno::ENOENT => Ok(false),
-            Err(e) => Err(Error::syscall(format!("lookup in {}", self.describe()), e)),
+            Err(e) => Err(self.failed("lookup in", e)),
         }
     }
 
@@ -366,8 +380,7 @@ impl Map {
     pub fn update(&self, key: &[u8], value: &[u8], flags: UpdateFlags) -> Result<()> {
         self.check("update", "key", key.len(), self.key_size())?;
         self.check("update", "value", value.len(), self.value_stride())?;
-        sys::map_update_elem(&self.fd, key, value, flags.bits())
-            .map_err(|e| Error::syscall(format!("update {}", self.describe()), e))
+        sys::map_update_elem(&self.fd, key, value, flags.bits()).map_err(|e| self.failed("update", e))
     }
 
     /// Removes `key`; `false` when it was absent.
@@ -376,7 +389,7 @@ impl Map {
         match sys::map_delete_elem(&self.fd, key) {
             Ok(()) => Ok(true),
             Err(e) if e.errno == sys::Errno::ENOENT => Ok(false),
-            Err(e) => Err(Error::syscall(format!("delete from {}", self.describe()), e)),
+            Err(e) => Err(self.failed("delete from", e)),
         }
     }
 
@@ -387,7 +400,7 @@ impl Map {
         match sys::map_lookup_and_delete_elem(&self.fd, key, value, 0) {
             Ok(()) => Ok(true),
             Err(e) if e.errno == sys::Errno::ENOENT => Ok(false),
-            Err(e) => Err(Error::syscall(format!("take from {}", self.describe()), e)),
+            Err(e) => Err(self.failed("take from", e)),
         }
     }
 
@@ -397,8 +410,7 @@ impl Map {
             self.check("iterate", "key", key.len(), self.key_size())?;
         }
         self.check("iterate", "key buffer", next.len(), self.key_size())?;
-        sys::map_get_next_key(&self.fd, key, next)
-            .map_err(|e| Error::syscall(format!("iterate {}", self.describe()), e))
+        sys::map_get_next_key(&self.fd, key, next).map_err(|e| self.failed("iterate", e))
     }
 
     /// Makes the map read-only for user space from now on.

@@ -24,12 +24,19 @@ impl<V: Pod> TryFrom<Map> for Array<V> {
     }
 }
 
+#[inline]
 pub(crate) fn check_index(map: &Map, index: u32) -> Result<(), MapError> {
     if index < map.max_entries() {
         Ok(())
     } else {
-        Err(MapError::OutOfBounds { map: map.describe(), index, max_entries: map.max_entries() })
+        Err(out_of_bounds(map, index))
     }
+}
+
+#[cold]
+#[inline(never)]
+fn out_of_bounds(map: &Map, index: u32) -> MapError {
+    MapError::OutOfBounds { map: map.describe(), index, max_entries: map.max_entries() }
 }
 
 impl<V: Pod> Array<V> {

@@ -7,6 +7,8 @@ use crate::{check_kind, check_size, MapError};
 
 /// Largest key data an LPM trie takes (the kernel's limit is 256 bytes of data).
 const MAX_DATA: usize = 256;
+/// Key data up to this size is built on a small stack buffer.
+const SMALL_DATA: usize = 32;
 
 /// A longest-prefix-match trie (`lpm_trie`): keys are `K` (for example `[u8; 4]` for IPv4)
 /// with a prefix length in bits, and a lookup finds the longest stored prefix that covers it.
@@ -38,12 +40,22 @@ impl<K: Pod, V: Pod> TryFrom<Map> for LpmTrie<K, V> {
 }
 
 impl<K: Pod, V: Pod> LpmTrie<K, V> {
-    fn key(prefix_len: u32, data: &K) -> ([u8; MAX_DATA + 4], usize) {
-        let mut buf = [0u8; MAX_DATA + 4];
+    /// Calls `f` with the kernel's key for `data/prefix_len`: the prefix length, then the data.
+    /// Keys of up to 32 bytes of data (addresses, the usual case) are built in a small buffer,
+    /// so a lookup does not clear 260 bytes.
+    #[inline]
+    fn with_key<R>(prefix_len: u32, data: &K, f: impl FnOnce(&[u8]) -> R) -> R {
+        fn fill<'a>(buf: &'a mut [u8], prefix_len: u32, data: &[u8]) -> &'a [u8] {
+            buf[..4].copy_from_slice(&prefix_len.to_ne_bytes());
+            buf[4..4 + data.len()].copy_from_slice(data);
+            &buf[..4 + data.len()]
+        }
         let data = bytemuck::bytes_of(data);
-        buf[..4].copy_from_slice(&prefix_len.to_ne_bytes());
-        buf[4..4 + data.len()].copy_from_slice(data);
-        (buf, 4 + data.len())
+        if data.len() <= SMALL_DATA {
+            f(fill(&mut [0u8; SMALL_DATA + 4], prefix_len, data))
+        } else {
+            f(fill(&mut [0u8; MAX_DATA + 4], prefix_len, data))
+        }
     }
 
     fn check_prefix(&self, prefix_len: u32) -> Result<(), MapError> {
@@ -57,15 +69,16 @@ impl<K: Pod, V: Pod> LpmTrie<K, V> {
     /// Stores `value` for the prefix `data/prefix_len`.
     pub fn insert(&self, data: &K, prefix_len: u32, value: &V, flags: UpdateFlags) -> Result<(), MapError> {
         self.check_prefix(prefix_len)?;
-        let (key, len) = Self::key(prefix_len, data);
-        Ok(self.map.update(&key[..len], bytemuck::bytes_of(value), flags)?)
+        Ok(Self::with_key(prefix_len, data, |key| self.map.update(key, bytemuck::bytes_of(value), flags))?)
     }
 
     /// The value of the longest stored prefix covering all of `data`.
     pub fn lookup(&self, data: &K) -> Result<Option<V>, MapError> {
-        let (key, len) = Self::key(8 * std::mem::size_of::<K>() as u32, data);
         let mut value = V::zeroed();
-        Ok(self.map.lookup(&key[..len], bytemuck::bytes_of_mut(&mut value))?.then_some(value))
+        let found = Self::with_key(8 * std::mem::size_of::<K>() as u32, data, |key| {
+            self.map.lookup(key, bytemuck::bytes_of_mut(&mut value))
+        })?;
+        Ok(found.then_some(value))
     }
 
     /// The value stored for exactly `data/prefix_len`, if that prefix is stored.
@@ -73,11 +86,12 @@ impl<K: Pod, V: Pod> LpmTrie<K, V> {
         // A lookup returns the longest match, which may be a longer prefix than this one: find
         // the exact key by walking the trie's keys.
         self.check_prefix(prefix_len)?;
-        let (wanted, len) = Self::key(prefix_len, data);
+        let wanted = Self::with_key(prefix_len, data, <[u8]>::to_vec);
+        let len = wanted.len();
         let mut key = vec![0u8; len];
         let mut have = self.map.next_key(None, &mut key)?;
         while have {
-            if key == wanted[..len] {
+            if key == wanted {
                 let mut value = V::zeroed();
                 return Ok(self.map.lookup(&key, bytemuck::bytes_of_mut(&mut value))?.then_some(value));
             }
@@ -90,8 +104,7 @@ impl<K: Pod, V: Pod> LpmTrie<K, V> {
     /// Removes exactly the prefix `data/prefix_len`; `false` when it was not stored.
     pub fn remove(&self, data: &K, prefix_len: u32) -> Result<bool, MapError> {
         self.check_prefix(prefix_len)?;
-        let (key, len) = Self::key(prefix_len, data);
-        Ok(self.map.delete(&key[..len])?)
+        Ok(Self::with_key(prefix_len, data, |key| self.map.delete(key))?)
     }
 
     /// Every stored prefix as (data, prefix length, value). The kernel walks the trie one key

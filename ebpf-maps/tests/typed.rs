@@ -142,6 +142,24 @@ fn lpm_tries_find_the_longest_prefix() {
 }
 
 #[test]
+fn lpm_tries_with_long_keys() {
+    let Some(_root) = require_kernel() else { return };
+    // 48 bytes of key data: beyond the small key buffer, so the large one is exercised.
+    let spec =
+        MapSpec::new(&unique_name("lpm40"), MapType::LpmTrie, 52, 4, 16).with_flags(ebpf_core::MapFlags::NO_PREALLOC);
+    let trie: LpmTrie<[u8; 48], u32> = LpmTrie::try_from(Map::create(&spec).unwrap()).unwrap();
+    let mut prefix = [0u8; 48];
+    prefix[..2].copy_from_slice(&[0xfd, 0x01]);
+    trie.insert(&prefix, 16, &7, UpdateFlags::ANY).unwrap();
+    let mut address = prefix;
+    address[47] = 9;
+    assert_eq!(trie.lookup(&address).unwrap(), Some(7));
+    assert_eq!(trie.get_exact(&prefix, 16).unwrap(), Some(7));
+    assert!(trie.remove(&prefix, 16).unwrap());
+    assert_eq!(trie.lookup(&address).unwrap(), None);
+}
+
+#[test]
 fn queues_stacks_and_bloom_filters() {
     let Some(_root) = require_kernel() else { return };
     let queue: Queue<u32> =

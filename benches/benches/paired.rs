@@ -1,0 +1,168 @@
+//! Single-element map operations, ours beside the raw `bpf(2)` floor, measured paired: each
+//! sample alternates blocks of 16 raw calls and 16 of ours, timing each side, so both run in
+//! the same cache, frequency and host-contention state. (Measured one after the other, as in
+//! `peers`, the order of the functions alone moves a 650 ns syscall by 2–4 %.) The `raw_syscall`
+//! and `ours` functions of a group run the same interleaved loop and report their own half; the
+//! median of the per-sample ratio ours / raw is printed after each group.
+//! `cargo bench -p benches --bench paired`.
+// criterion's macros generate undocumented functions.
+#![allow(missing_docs)]
+
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use benches::{can_use_bpf, raw_lookup, raw_lookup_bytes, raw_update};
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use ebpf_core::{Map, MapFlags, MapSpec, MapType, UpdateFlags};
+
+const BLOCK: u64 = 16;
+
+fn timed(n: u64, f: &mut impl FnMut()) -> Duration {
+    let start = Instant::now();
+    for _ in 0..n {
+        f();
+    }
+    start.elapsed()
+}
+
+/// Runs `raw` and `ours` alternately, `BLOCK` calls at a time and each going first every other
+/// block, `iters` calls each; returns the time spent in `raw` and in `ours`.
+fn interleaved(iters: u64, mut raw: impl FnMut(), mut ours: impl FnMut()) -> (Duration, Duration) {
+    let (mut raw_time, mut ours_time) = (Duration::ZERO, Duration::ZERO);
+    let (mut left, mut raw_first) = (iters, true);
+    while left > 0 {
+        let n = left.min(BLOCK);
+        if raw_first {
+            raw_time += timed(n, &mut raw);
+            ours_time += timed(n, &mut ours);
+        } else {
+            ours_time += timed(n, &mut ours);
+            raw_time += timed(n, &mut raw);
+        }
+        raw_first = !raw_first;
+        left -= n;
+    }
+    (raw_time, ours_time)
+}
+
+fn pair(c: &mut Criterion, name: &str, mut raw: impl FnMut(), mut ours: impl FnMut()) {
+    let mut ratios = Vec::new();
+    let mut group = c.benchmark_group(name);
+    group.bench_function("raw_syscall", |b| b.iter_custom(|iters| interleaved(iters, &mut raw, &mut ours).0));
+    group.bench_function("ours", |b| {
+        b.iter_custom(|iters| {
+            let (raw_time, ours_time) = interleaved(iters, &mut raw, &mut ours);
+            ratios.push(ours_time.as_secs_f64() / raw_time.as_secs_f64());
+            ours_time
+        })
+    });
+    group.finish();
+    // The two medians above come from different samples; the ratio within each sample is the
+    // paired figure.
+    if ratios.is_empty() {
+        return; // filtered out
+    }
+    ratios.sort_by(f64::total_cmp);
+    let at = |q: f64| ratios[((ratios.len() - 1) as f64 * q) as usize];
+    eprintln!(
+        "{name}: ours / raw per sample: median {:.3}x (quartiles {:.3}x..{:.3}x, {} samples)",
+        at(0.5),
+        at(0.25),
+        at(0.75),
+        ratios.len()
+    );
+}
+
+fn single_ops(c: &mut Criterion) {
+    if !can_use_bpf() {
+        return;
+    }
+    const KEYS: u32 = 1_000_000;
+    let hash = Map::create(&MapSpec::new("paired_1m", MapType::Hash, 4, 8, KEYS)).expect("hash");
+    let typed: ebpf_maps::HashMap<u32, u64> =
+        ebpf_maps::HashMap::try_from(Map::from_fd(hash.as_fd()).expect("dup")).expect("typed");
+    for chunk in (0..KEYS).collect::<Vec<_>>().chunks(100_000) {
+        let values: Vec<u64> = chunk.iter().map(|&k| u64::from(k)).collect();
+        typed.insert_batch(chunk, &values, UpdateFlags::ANY).expect("fill");
+    }
+    // Both sides walk the same key sequence from cursors half the map apart, so neither finds
+    // the other's keys in the cache.
+    let step = |k: &mut u32| {
+        *k = (*k + 7919) % KEYS;
+        *k
+    };
+    let (mut raw_key, mut our_key, mut raw_value) = (0u32, KEYS / 2, 0u64);
+    pair(
+        c,
+        "paired_hash_lookup_u32_u64_1M",
+        || {
+            black_box(raw_lookup(hash.as_fd(), &step(&mut raw_key), &mut raw_value));
+        },
+        || {
+            black_box(typed.get(&step(&mut our_key)).expect("get"));
+        },
+    );
+    let (mut raw_key, mut our_key) = (0u32, KEYS / 2);
+    pair(
+        c,
+        "paired_hash_update_u32_u64_1M",
+        || {
+            black_box(raw_update(hash.as_fd(), &step(&mut raw_key).to_ne_bytes(), &7u64.to_ne_bytes()));
+        },
+        || typed.insert(&step(&mut our_key), &7, UpdateFlags::ANY).expect("insert"),
+    );
+
+    let array = Map::create(&MapSpec::new("paired_arr", MapType::Array, 4, 8, 1024)).expect("array");
+    let typed: ebpf_maps::Array<u64> =
+        ebpf_maps::Array::try_from(Map::from_fd(array.as_fd()).expect("dup")).expect("typed");
+    let mut raw_value = 0u64;
+    pair(
+        c,
+        "paired_array_lookup_u64",
+        || {
+            black_box(raw_lookup(array.as_fd(), &7, &mut raw_value));
+        },
+        || {
+            black_box(typed.get(black_box(7)).expect("get"));
+        },
+    );
+
+    let percpu = Map::create(&MapSpec::new("paired_pca", MapType::PercpuArray, 4, 8, 16)).expect("percpu");
+    let typed: ebpf_maps::PerCpuArray<u64> =
+        ebpf_maps::PerCpuArray::try_from(Map::from_fd(percpu.as_fd()).expect("dup")).expect("typed");
+    let mut raw_values = vec![0u8; percpu.value_stride()];
+    let mut values = ebpf_maps::PerCpuValues::<u64>::new().expect("values");
+    pair(
+        c,
+        "paired_percpu_array_lookup_u64",
+        || {
+            black_box(raw_lookup_bytes(percpu.as_fd(), &3u32.to_ne_bytes(), &mut raw_values));
+        },
+        || {
+            black_box(typed.get_into(&3, &mut values).expect("get"));
+        },
+    );
+
+    let spec = MapSpec::new("paired_lpm", MapType::LpmTrie, 8, 4, 1024).with_flags(MapFlags::NO_PREALLOC);
+    let lpm = Map::create(&spec).expect("lpm");
+    let typed: ebpf_maps::LpmTrie<[u8; 4], u32> =
+        ebpf_maps::LpmTrie::try_from(Map::from_fd(lpm.as_fd()).expect("dup")).expect("typed");
+    for i in 0..=255u8 {
+        typed.insert(&[10, i, 0, 0], 16, &u32::from(i), UpdateFlags::ANY).expect("insert");
+    }
+    let full_key: Vec<u8> = 32u32.to_ne_bytes().into_iter().chain([10, 77, 1, 2]).collect();
+    let mut raw_value = [0u8; 4];
+    pair(
+        c,
+        "paired_lpm_lookup_ipv4",
+        || {
+            black_box(raw_lookup_bytes(lpm.as_fd(), &full_key, &mut raw_value));
+        },
+        || {
+            black_box(typed.lookup(&[10, 77, 1, 2]).expect("lookup"));
+        },
+    );
+}
+
+criterion_group!(benches, single_ops);
+criterion_main!(benches);
