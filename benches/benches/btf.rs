@@ -11,6 +11,9 @@ use object::{Object, ObjectSection};
 
 const FIXTURE: &[u8] = include_bytes!("../../bpf-programs/out/btf/core_relocs.o");
 
+#[global_allocator]
+static ALLOCATOR: benches::CountingAllocator = benches::CountingAllocator;
+
 fn local_relo() -> (Btf, ebpf_btf::CoreRelo) {
     let data = FIXTURE.to_vec();
     let elf = object::File::parse(&*data).expect("fixture ELF");

@@ -75,7 +75,42 @@ fn bench_object(c: &mut Criterion, group_name: &str, elf: &'static [u8]) {
         })
     });
     group.bench_function("aya", |b| b.iter(|| black_box(aya_load(elf))));
+    // Where ours goes: the parse alone.
+    group
+        .bench_function("ebpf_core_parse_only", |b| b.iter(|| black_box(CollectionSpec::from_elf(elf).expect("spec"))));
     group.finish();
+    // Diagnostic: the raw loads preceded by our parse (its result dropped). Beside the raw loads
+    // alone, this is what the parse costs, directly and through the state it leaves the caches
+    // in for the kernel's load.
+    benches::paired::pair(
+        c,
+        &format!("paired_{group_name}_parse_then_raw_load"),
+        || {
+            let fds: Vec<_> =
+                raw.iter().map(|(t, a, insns, name)| raw_prog_load(*t, *a, insns, name).expect("raw load")).collect();
+            black_box(fds);
+        },
+        || {
+            black_box(CollectionSpec::from_elf(elf).expect("spec"));
+            let fds: Vec<_> =
+                raw.iter().map(|(t, a, insns, name)| raw_prog_load(*t, *a, insns, name).expect("raw load")).collect();
+            black_box(fds);
+        },
+    );
+    // The same two, paired: alternating blocks within each sample, the ratio per sample.
+    benches::paired::pair(
+        c,
+        &format!("paired_{group_name}"),
+        || {
+            let fds: Vec<_> =
+                raw.iter().map(|(t, a, insns, name)| raw_prog_load(*t, *a, insns, name).expect("raw load")).collect();
+            black_box(fds);
+        },
+        || {
+            let spec = CollectionSpec::from_elf(elf).expect("spec");
+            black_box(Collection::load(spec, &LoadOptions::default()).expect("load"));
+        },
+    );
 }
 
 fn object_loads(c: &mut Criterion) {

@@ -8,70 +8,11 @@
 // criterion's macros generate undocumented functions.
 #![allow(missing_docs)]
 
-use std::os::fd::AsFd;
-use std::time::{Duration, Instant};
-
+use benches::paired::pair;
 use benches::{can_use_bpf, raw_lookup, raw_lookup_bytes, raw_update};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use ebpf_core::{Map, MapFlags, MapSpec, MapType, UpdateFlags};
-
-const BLOCK: u64 = 16;
-
-fn timed(n: u64, f: &mut impl FnMut()) -> Duration {
-    let start = Instant::now();
-    for _ in 0..n {
-        f();
-    }
-    start.elapsed()
-}
-
-/// Runs `raw` and `ours` alternately, `BLOCK` calls at a time and each going first every other
-/// block, `iters` calls each; returns the time spent in `raw` and in `ours`.
-fn interleaved(iters: u64, mut raw: impl FnMut(), mut ours: impl FnMut()) -> (Duration, Duration) {
-    let (mut raw_time, mut ours_time) = (Duration::ZERO, Duration::ZERO);
-    let (mut left, mut raw_first) = (iters, true);
-    while left > 0 {
-        let n = left.min(BLOCK);
-        if raw_first {
-            raw_time += timed(n, &mut raw);
-            ours_time += timed(n, &mut ours);
-        } else {
-            ours_time += timed(n, &mut ours);
-            raw_time += timed(n, &mut raw);
-        }
-        raw_first = !raw_first;
-        left -= n;
-    }
-    (raw_time, ours_time)
-}
-
-fn pair(c: &mut Criterion, name: &str, mut raw: impl FnMut(), mut ours: impl FnMut()) {
-    let mut ratios = Vec::new();
-    let mut group = c.benchmark_group(name);
-    group.bench_function("raw_syscall", |b| b.iter_custom(|iters| interleaved(iters, &mut raw, &mut ours).0));
-    group.bench_function("ours", |b| {
-        b.iter_custom(|iters| {
-            let (raw_time, ours_time) = interleaved(iters, &mut raw, &mut ours);
-            ratios.push(ours_time.as_secs_f64() / raw_time.as_secs_f64());
-            ours_time
-        })
-    });
-    group.finish();
-    // The two medians above come from different samples; the ratio within each sample is the
-    // paired figure.
-    if ratios.is_empty() {
-        return; // filtered out
-    }
-    ratios.sort_by(f64::total_cmp);
-    let at = |q: f64| ratios[((ratios.len() - 1) as f64 * q) as usize];
-    eprintln!(
-        "{name}: ours / raw per sample: median {:.3}x (quartiles {:.3}x..{:.3}x, {} samples)",
-        at(0.5),
-        at(0.25),
-        at(0.75),
-        ratios.len()
-    );
-}
+use std::os::fd::AsFd;
 
 fn single_ops(c: &mut Criterion) {
     if !can_use_bpf() {

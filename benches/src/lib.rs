@@ -29,7 +29,9 @@ pub fn can_use_bpf() -> bool {
     root
 }
 
-/// Counts heap bytes in use, so benchmarks can report peak memory of an operation.
+/// Counts heap bytes in use, so benchmarks can report peak memory of an operation. Only a
+/// benchmark that reports memory installs it (`#[global_allocator]`): its two atomic updates per
+/// allocation would tax every allocating operation the other benchmarks time.
 pub struct CountingAllocator;
 
 static IN_USE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -53,10 +55,8 @@ unsafe impl std::alloc::GlobalAlloc for CountingAllocator {
     }
 }
 
-#[global_allocator]
-static ALLOCATOR: CountingAllocator = CountingAllocator;
-
-/// Runs `f` and returns the peak heap bytes it used beyond what was in use before, and its result.
+/// Runs `f` and returns the peak heap bytes it used beyond what was in use before, and its result
+/// (with [`CountingAllocator`] installed as the global allocator; zero otherwise).
 pub fn peak_allocation<T>(f: impl FnOnce() -> T) -> (usize, T) {
     use std::sync::atomic::Ordering::Relaxed;
     let before = IN_USE.load(Relaxed);
@@ -277,4 +277,73 @@ pub fn raw_prog_load(
     }
     // SAFETY: a successful BPF_PROG_LOAD returns a new fd nothing else owns.
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Paired measurement: two operations timed in alternating blocks within each sample, so both
+/// see the same cache, frequency and host state, and the per-sample ratio is reported.
+pub mod paired {
+    use criterion::Criterion;
+    use std::time::{Duration, Instant};
+
+    /// Calls per side per block.
+    pub const BLOCK: u64 = 16;
+
+    fn timed(n: u64, f: &mut impl FnMut()) -> Duration {
+        let start = Instant::now();
+        for _ in 0..n {
+            f();
+        }
+        start.elapsed()
+    }
+
+    /// Runs `raw` and `ours` alternately, `BLOCK` calls at a time and each going first every other
+    /// block, `iters` calls each; returns the time spent in `raw` and in `ours`.
+    pub fn interleaved(iters: u64, mut raw: impl FnMut(), mut ours: impl FnMut()) -> (Duration, Duration) {
+        let (mut raw_time, mut ours_time) = (Duration::ZERO, Duration::ZERO);
+        let (mut left, mut raw_first) = (iters, true);
+        while left > 0 {
+            let n = left.min(BLOCK);
+            if raw_first {
+                raw_time += timed(n, &mut raw);
+                ours_time += timed(n, &mut ours);
+            } else {
+                ours_time += timed(n, &mut ours);
+                raw_time += timed(n, &mut raw);
+            }
+            raw_first = !raw_first;
+            left -= n;
+        }
+        (raw_time, ours_time)
+    }
+
+    /// A criterion group `name` with a `raw_syscall` and an `ours` function, both running the
+    /// interleaved loop and reporting their own half; then prints the median of the per-sample
+    /// ratio ours / raw, the paired figure.
+    pub fn pair(c: &mut Criterion, name: &str, mut raw: impl FnMut(), mut ours: impl FnMut()) {
+        let mut ratios = Vec::new();
+        let mut group = c.benchmark_group(name);
+        group.bench_function("raw_syscall", |b| b.iter_custom(|iters| interleaved(iters, &mut raw, &mut ours).0));
+        group.bench_function("ours", |b| {
+            b.iter_custom(|iters| {
+                let (raw_time, ours_time) = interleaved(iters, &mut raw, &mut ours);
+                ratios.push(ours_time.as_secs_f64() / raw_time.as_secs_f64());
+                ours_time
+            })
+        });
+        group.finish();
+        // The two medians above come from different samples; the ratio within each sample is the
+        // paired figure.
+        if ratios.is_empty() {
+            return; // filtered out
+        }
+        ratios.sort_by(f64::total_cmp);
+        let at = |q: f64| ratios[((ratios.len() - 1) as f64 * q) as usize];
+        eprintln!(
+            "{name}: ours / raw per sample: median {:.3}x (quartiles {:.3}x..{:.3}x, {} samples)",
+            at(0.5),
+            at(0.25),
+            at(0.75),
+            ratios.len()
+        );
+    }
 }
