@@ -50,7 +50,7 @@ fn policy_state(section: &str) -> PolicyMapState {
 /// One endpoint whose ingress policy allows TCP 80 from the client; the test thread stays on
 /// one CPU, so every packet meets the same flow cache.
 struct Scene {
-    _pins: PinDir,
+    pins: PinDir,
     datapath: EndpointDatapath,
     conntrack: Conntrack,
     policy: PolicyMapState,
@@ -77,7 +77,7 @@ impl Scene {
         let policy = policy_state("ingress");
         datapath.apply_policy(&PolicyMapState::default(), &policy).unwrap();
         let conntrack = Conntrack::open(pins.path()).unwrap();
-        Scene { _pins: pins, datapath, conntrack, policy }
+        Scene { pins, datapath, conntrack, policy }
     }
 
     fn send(&self, program: &str, frame: &[u8]) -> u32 {
@@ -187,4 +187,31 @@ fn deleting_conntrack_entries_ends_cached_flows_at_once() {
     assert_eq!(scene.request(40000), DROP, "without its conntrack entry the flow meets the deny");
     assert_eq!(scene.verdict(Direction::Ingress, Reason::PolicyDeny), 1);
     assert!(scene.conntrack.entries().unwrap().is_empty(), "a denied packet is not tracked");
+}
+
+#[test]
+fn an_endpoints_connections_can_be_forgotten_alone() {
+    let Some(_root) = require_kernel() else { return };
+    let scene = Scene::new("ct_forget");
+    let other_ip = Ipv4Addr::new(10, 1, 0, 5);
+    let config = EndpointConfig {
+        id: 2,
+        identity: 256,
+        ipv4: other_ip,
+        ipv6: None,
+        host_ifindex: 1,
+        host_mac: [2, 0, 0, 0, 0, 1],
+    };
+    let other = EndpointDatapath::load(&config, scene.pins.path()).expect("second endpoint loads");
+    other.apply_policy(&PolicyMapState::default(), &scene.policy).unwrap();
+    assert_eq!(scene.request(40000), PASS);
+    let to_other = frame(CLIENT.into(), other_ip.into(), TCP, 40000, 80);
+    assert_eq!(other.program("to_container").unwrap().test_run(&TestRun::with_data(&to_other)).unwrap().retval, PASS);
+    assert_eq!(scene.conntrack.entries().unwrap().len(), 2);
+
+    // What the agent does when it removes endpoint 1.
+    assert_eq!(scene.conntrack.remove_where(|k, _| k.endpoint_id == 1).unwrap(), 1);
+    let left = scene.conntrack.entries().unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].0.endpoint_id, 2, "endpoint 2's connection stays");
 }

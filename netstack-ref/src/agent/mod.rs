@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::datapath::{EndpointDatapath, Ipcache};
+use crate::datapath::{Conntrack, EndpointDatapath, Ipcache};
 use crate::identity::{pod_security_labels, IdentityAllocator, Labels, ReservedIdentity, FIRST_LOCAL_IDENTITY};
 use crate::manifest::{Namespace, Pod, Resource};
 use crate::policy::api::Cidr;
@@ -214,6 +214,12 @@ impl Agent {
             }
             if let Err(e) = endpoint::remove(&record, live.map(|l| l.datapath)) {
                 self.errors.push(format!("remove endpoint {key}: {e}"));
+            }
+            // Its connections go with it: a pod that gets the address later starts clean.
+            if let Ok(conntrack) = Conntrack::open(&self.config.bpffs) {
+                if let Err(e) = conntrack.remove_where(|k, _| k.endpoint_id == record.id) {
+                    self.errors.push(format!("remove endpoint {key}: conntrack: {e}"));
+                }
             }
         }
 
