@@ -54,20 +54,18 @@ fn aya_load(elf: &[u8]) -> aya::Ebpf {
 
 fn bench_object(c: &mut Criterion, group_name: &str, elf: &'static [u8]) {
     let raw = raw_programs(elf);
+    let raw_loads = || {
+        let fds: Vec<_> =
+            raw.iter().map(|(t, a, insns, name)| raw_prog_load(*t, *a, insns, name).expect("raw load")).collect();
+        black_box(fds);
+    };
+    let ours = || {
+        let spec = CollectionSpec::from_elf(elf).expect("spec");
+        black_box(Collection::load(spec, &LoadOptions::default()).expect("load"));
+    };
     let mut group = c.benchmark_group(group_name);
-    group.bench_function("raw_syscall", |b| {
-        b.iter(|| {
-            let fds: Vec<_> =
-                raw.iter().map(|(t, a, insns, name)| raw_prog_load(*t, *a, insns, name).expect("raw load")).collect();
-            black_box(fds)
-        })
-    });
-    group.bench_function("ebpf_core", |b| {
-        b.iter(|| {
-            let spec = CollectionSpec::from_elf(elf).expect("spec");
-            black_box(Collection::load(spec, &LoadOptions::default()).expect("load"))
-        })
-    });
+    group.bench_function("raw_syscall", |b| b.iter(raw_loads));
+    group.bench_function("ebpf_core", |b| b.iter(ours));
     group.bench_function("libbpf_rs", |b| {
         b.iter(|| {
             let open = libbpf_rs::ObjectBuilder::default().open_memory(elf).expect("open");
@@ -82,35 +80,14 @@ fn bench_object(c: &mut Criterion, group_name: &str, elf: &'static [u8]) {
     // Diagnostic: the raw loads preceded by our parse (its result dropped). Beside the raw loads
     // alone, this is what the parse costs, directly and through the state it leaves the caches
     // in for the kernel's load.
-    benches::paired::pair(
-        c,
-        &format!("paired_{group_name}_parse_then_raw_load"),
-        || {
-            let fds: Vec<_> =
-                raw.iter().map(|(t, a, insns, name)| raw_prog_load(*t, *a, insns, name).expect("raw load")).collect();
-            black_box(fds);
-        },
-        || {
-            black_box(CollectionSpec::from_elf(elf).expect("spec"));
-            let fds: Vec<_> =
-                raw.iter().map(|(t, a, insns, name)| raw_prog_load(*t, *a, insns, name).expect("raw load")).collect();
-            black_box(fds);
-        },
-    );
-    // The same two, paired: alternating blocks within each sample, the ratio per sample.
-    benches::paired::pair(
-        c,
-        &format!("paired_{group_name}"),
-        || {
-            let fds: Vec<_> =
-                raw.iter().map(|(t, a, insns, name)| raw_prog_load(*t, *a, insns, name).expect("raw load")).collect();
-            black_box(fds);
-        },
-        || {
-            let spec = CollectionSpec::from_elf(elf).expect("spec");
-            black_box(Collection::load(spec, &LoadOptions::default()).expect("load"));
-        },
-    );
+    let parse_then_raw_loads = || {
+        black_box(CollectionSpec::from_elf(elf).expect("spec"));
+        raw_loads();
+    };
+    benches::paired::pair(c, &format!("paired_{group_name}_parse_then_raw_load"), raw_loads, parse_then_raw_loads);
+    // Ours beside the raw loads, paired: alternating blocks within each sample, the ratio per
+    // sample.
+    benches::paired::pair(c, &format!("paired_{group_name}"), raw_loads, ours);
 }
 
 fn object_loads(c: &mut Criterion) {

@@ -52,15 +52,7 @@ fn per_packet(c: &mut Criterion) {
     }
     let pin_dir = Path::new("/sys/fs/bpf").join(format!("bench_{}_0", std::process::id()));
     std::fs::create_dir_all(&pin_dir).unwrap();
-    let config = EndpointConfig {
-        id: 1,
-        identity: 256,
-        ipv4: ENDPOINT,
-        ipv6: None,
-        host_ifindex: 1,
-        host_mac: [2, 0, 0, 0, 0, 1],
-    };
-    let datapath = EndpointDatapath::load(&config, &pin_dir).unwrap();
+    let datapath = EndpointDatapath::load(&EndpointConfig::detached(1, 256, ENDPOINT), &pin_dir).unwrap();
     let ipcache = Ipcache::open(&pin_dir).unwrap();
     let host = |a: Ipv4Addr| Cidr::new(IpAddr::V4(a), 32).unwrap();
     ipcache.upsert(&host(ENDPOINT), 256).unwrap();

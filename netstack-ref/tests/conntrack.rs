@@ -62,15 +62,8 @@ impl Scene {
         cpu.set(0).unwrap();
         nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpu).unwrap();
         let pins = PinDir::new(name).expect("bpffs");
-        let config = EndpointConfig {
-            id: 1,
-            identity: 256,
-            ipv4: ENDPOINT,
-            ipv6: None,
-            host_ifindex: 1,
-            host_mac: [2, 0, 0, 0, 0, 1],
-        };
-        let datapath = EndpointDatapath::load(&config, pins.path()).expect("endpoint object loads");
+        let datapath = EndpointDatapath::load(&EndpointConfig::detached(1, 256, ENDPOINT), pins.path())
+            .expect("endpoint object loads");
         let ipcache = Ipcache::open(pins.path()).unwrap();
         ipcache.upsert(&Cidr::new(IpAddr::V4(ENDPOINT), 32).unwrap(), 256).unwrap();
         ipcache.upsert(&Cidr::new(IpAddr::V4(CLIENT), 32).unwrap(), 257).unwrap();
@@ -194,15 +187,8 @@ fn an_endpoints_connections_can_be_forgotten_alone() {
     let Some(_root) = require_kernel() else { return };
     let scene = Scene::new("ct_forget");
     let other_ip = Ipv4Addr::new(10, 1, 0, 5);
-    let config = EndpointConfig {
-        id: 2,
-        identity: 256,
-        ipv4: other_ip,
-        ipv6: None,
-        host_ifindex: 1,
-        host_mac: [2, 0, 0, 0, 0, 1],
-    };
-    let other = EndpointDatapath::load(&config, scene.pins.path()).expect("second endpoint loads");
+    let other = EndpointDatapath::load(&EndpointConfig::detached(2, 256, other_ip), scene.pins.path())
+        .expect("second endpoint loads");
     other.apply_policy(&PolicyMapState::default(), &scene.policy).unwrap();
     assert_eq!(scene.request(40000), PASS);
     let to_other = frame(CLIENT.into(), other_ip.into(), TCP, 40000, 80);

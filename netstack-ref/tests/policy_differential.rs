@@ -294,14 +294,7 @@ struct Harness {
 impl Harness {
     fn new(pins: PinDir) -> Harness {
         let shared = pins.path().to_path_buf();
-        let config = EndpointConfig {
-            id: 7,
-            identity: 0,
-            ipv4: ENDPOINT_IP,
-            ipv6: Some(ENDPOINT_IP6),
-            host_ifindex: 1,
-            host_mac: [2, 0, 0, 0, 0, 1],
-        };
+        let config = EndpointConfig { ipv6: Some(ENDPOINT_IP6), ..EndpointConfig::detached(7, 0, ENDPOINT_IP) };
         let datapath = EndpointDatapath::load(&config, &shared).expect("endpoint object loads");
         let ipcache = Ipcache::open(&shared).unwrap();
         Harness {

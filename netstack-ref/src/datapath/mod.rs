@@ -96,6 +96,14 @@ pub struct EndpointConfig {
     pub host_mac: [u8; 6],
 }
 
+impl EndpointConfig {
+    /// A config for an endpoint run only under `BPF_PROG_TEST_RUN` (tests, benchmarks,
+    /// diagnostics): no interface stands behind it, so ifindex 1 and a fixed MAC fill in.
+    pub fn detached(id: u32, identity: u32, ipv4: Ipv4Addr) -> EndpointConfig {
+        EndpointConfig { id, identity, ipv4, ipv6: None, host_ifindex: 1, host_mac: [2, 0, 0, 0, 0, 1] }
+    }
+}
+
 /// The endpoint spec with `config`'s constants written in.
 pub fn endpoint_spec(config: &EndpointConfig) -> Result<CollectionSpec> {
     let mut spec = CollectionSpec::from_elf(ENDPOINT_OBJECT)?;
