@@ -12,6 +12,7 @@ pub mod maps;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use ebpf_core::link::{Link, Tcx, TcxAttach};
 use ebpf_core::{Collection, CollectionSpec, LoadOptions, Map, Program};
@@ -104,9 +105,20 @@ impl EndpointConfig {
     }
 }
 
+/// The endpoint object, parsed once per process: every endpoint clones the spec and writes its
+/// constants (a parse costs more than the program load it precedes; see benches/README.md).
+fn endpoint_object() -> Result<CollectionSpec> {
+    static PARSED: OnceLock<CollectionSpec> = OnceLock::new();
+    if let Some(spec) = PARSED.get() {
+        return Ok(spec.clone());
+    }
+    let spec = CollectionSpec::from_elf(ENDPOINT_OBJECT)?;
+    Ok(PARSED.get_or_init(|| spec).clone())
+}
+
 /// The endpoint spec with `config`'s constants written in.
 pub fn endpoint_spec(config: &EndpointConfig) -> Result<CollectionSpec> {
-    let mut spec = CollectionSpec::from_elf(ENDPOINT_OBJECT)?;
+    let mut spec = endpoint_object()?;
     spec.variable_mut("ENDPOINT_ID")?.set(config.id)?;
     spec.variable_mut("ENDPOINT_IDENTITY")?.set(config.identity)?;
     spec.variable_mut("ENDPOINT_IPV4")?.set(u32::from_ne_bytes(config.ipv4.octets()))?;
@@ -300,8 +312,7 @@ impl Ipcache {
         let map = match Map::from_pin(&path) {
             Ok(map) => map,
             Err(_) => {
-                let spec = CollectionSpec::from_elf(ENDPOINT_OBJECT)?;
-                let spec = spec.map("ipcache")?.clone();
+                let spec = endpoint_object()?.map("ipcache")?.clone();
                 let map = Map::create(&spec).map_err(kernel("create ipcache"))?;
                 map.pin(&path).map_err(kernel("pin ipcache"))?;
                 map
