@@ -88,6 +88,13 @@ fn bench_object(c: &mut Criterion, group_name: &str, elf: &'static [u8]) {
     // Ours beside the raw loads, paired: alternating blocks within each sample, the ratio per
     // sample.
     benches::paired::pair(c, &format!("paired_{group_name}"), raw_loads, ours);
+    // A daemon loading one object many times (once per endpoint, say) parses it once: the load
+    // of a clone of the parsed spec, paired with the raw loads.
+    let parsed = CollectionSpec::from_elf(elf).expect("spec");
+    let load_parsed = || {
+        black_box(Collection::load(parsed.clone(), &LoadOptions::default()).expect("load"));
+    };
+    benches::paired::pair(c, &format!("paired_{group_name}_load_parsed"), raw_loads, load_parsed);
 }
 
 fn object_loads(c: &mut Criterion) {
