@@ -143,6 +143,10 @@ fn policy_changes_restarts_and_downtime_keep_traffic_as_the_policy_says() {
     let status = call(&node.config.socket(), &Request::Status).unwrap();
     let errors = status["errors"].to_string();
     assert!(errors.contains("policy.yaml:8: spec.ingress[0].toPorts[0].ports[0].protocol"), "{errors}");
+    // Conntrack garbage collection has run (on the first pass of the agent's loop) and found
+    // nothing idle for long: the live connections are still there.
+    let gc = &status["conntrackGc"];
+    assert!(gc["error"].is_null() && gc["runs"].as_u64() >= Some(1) && gc["removed"] == 0, "{gc}");
     assert!(passes(Probe::Tcp(80)) && !passes(Probe::Tcp(7000)), "the previous policy is still in force");
     std::fs::write(manifests.join("policy.yaml"), ONLY_PORT_80).unwrap();
 

@@ -11,7 +11,7 @@ use ebpf_core::program::TestRun;
 use ebpf_test_support::{require_kernel, PinDir};
 use netstack_ref::datapath::frame::frame;
 use netstack_ref::datapath::maps::{verdict_index, CtEntry, Reason, VerdictCount, FLOW_CACHE_BITS};
-use netstack_ref::datapath::{Conntrack, EndpointConfig, EndpointDatapath, Ipcache};
+use netstack_ref::datapath::{Conntrack, CtLifetimes, EndpointConfig, EndpointDatapath, Ipcache, JiffiesClock};
 use netstack_ref::identity::{pod_security_labels, Labels};
 use netstack_ref::manifest::{self, Resource};
 use netstack_ref::policy::api::Cidr;
@@ -200,4 +200,28 @@ fn an_endpoints_connections_can_be_forgotten_alone() {
     let left = scene.conntrack.entries().unwrap();
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].0.endpoint_id, 2, "endpoint 2's connection stays");
+}
+
+#[test]
+fn garbage_collection_forgets_idle_connections() {
+    let Some(_root) = require_kernel() else { return };
+    let scene = Scene::new("ct_gc");
+    let clock = JiffiesClock::new().expect("jiffies clock");
+    let before = clock.now().unwrap();
+    assert_eq!(scene.request(40000), PASS);
+    std::thread::sleep(Duration::from_millis(200));
+    let now = clock.now().unwrap();
+    let last_seen = scene.entry(40000).last_seen;
+    assert!(before <= last_seen && last_seen < now, "last_seen {last_seen} between {before} and {now}");
+    let elapsed = now - before;
+    assert!((clock.hz() / 10..=clock.hz()).contains(&elapsed), "200 ms is {elapsed} jiffies at HZ {}", clock.hz());
+
+    let collect =
+        |lifetimes: &CtLifetimes| scene.conntrack.collect_garbage(clock.now().unwrap(), clock.hz(), lifetimes);
+    assert_eq!(collect(&CtLifetimes::default()).unwrap(), 0, "a connection idle for 200 ms stays");
+    let short = CtLifetimes { tcp: Duration::ZERO, other: Duration::from_secs(60) };
+    assert_eq!(collect(&short).unwrap(), 1, "an idle TCP connection past its lifetime goes");
+    assert!(scene.conntrack.entries().unwrap().is_empty());
+    assert_eq!(scene.request(40000), PASS, "its next packet is a new flow, allowed by policy again");
+    assert_eq!(scene.entry(40000).packets, 1);
 }

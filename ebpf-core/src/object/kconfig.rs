@@ -12,9 +12,25 @@ use super::variable::VariableType;
 /// The running kernel's configuration, read once per process: it cannot change while the
 /// kernel runs, and a daemon that loads an object per endpoint would otherwise decompress
 /// `/proc/config.gz` for every one.
-fn kernel_config(release: &str) -> Result<&'static HashMap<String, String>, String> {
+fn kernel_config_map(release: &str) -> Result<&'static HashMap<String, String>, String> {
     static CONFIG: OnceLock<Result<HashMap<String, String>, String>> = OnceLock::new();
     CONFIG.get_or_init(|| read_config(release)).as_ref().map_err(Clone::clone)
+}
+
+/// The running kernel's value of the configuration `option` (`"CONFIG_HZ"` → `"250"`), as
+/// written in `/proc/config.gz` or `/boot/config-<release>` (read once per process); `None`
+/// when the option is not set. Options a program reads as `__kconfig` externs are filled in by
+/// the loader; this is for user space that needs the same facts (the tick rate behind
+/// `bpf_jiffies64`, say).
+///
+/// ```no_run
+/// let hz: u64 = ebpf_core::object::kernel_config("CONFIG_HZ")?.and_then(|v| v.parse().ok()).unwrap_or(0);
+/// # Ok::<(), ebpf_core::object::ObjectError>(())
+/// ```
+pub fn kernel_config(option: &str) -> Result<Option<&'static str>, ObjectError> {
+    let options = kernel_config_map(&crate::features::kernel_release())
+        .map_err(|reason| ObjectError::Extern { name: option.to_owned(), reason })?;
+    Ok(options.get(option).map(String::as_str).filter(|v| *v != "n"))
 }
 
 /// The kernel's configuration: option → value as written (`y`, `m`, `42`, `"str"`).
@@ -100,7 +116,7 @@ pub(super) fn kconfig_image(externs: &[KconfigExtern], size: usize) -> Result<Ve
         } else {
             let options = match &config {
                 Some(c) => c,
-                None => config.insert(kernel_config(&release).map_err(fail)?),
+                None => config.insert(kernel_config_map(&release).map_err(fail)?),
             };
             match options.get(&external.name) {
                 Some(raw) => encode(external, raw).map_err(fail)?,
@@ -125,6 +141,18 @@ mod tests {
 
     fn ext(name: &str, ty: VariableType) -> KconfigExtern {
         KconfigExtern { name: name.into(), offset: 0, ty, weak: false }
+    }
+
+    #[test]
+    fn the_running_kernels_configuration_is_readable() {
+        match kernel_config("CONFIG_BPF_SYSCALL") {
+            Ok(value) => assert_eq!(value, Some("y"), "a kernel that runs these tests has bpf(2)"),
+            Err(e) if std::env::var_os("EBPF_REQUIRE_KERNEL").is_some() => panic!("kernel configuration: {e}"),
+            Err(e) => eprintln!("SKIPPED: no kernel configuration to read here: {e}"),
+        }
+        if let Ok(Some(hz)) = kernel_config("CONFIG_HZ") {
+            assert!(hz.parse::<u32>().is_ok_and(|hz| hz >= 100), "CONFIG_HZ={hz}");
+        }
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub use btf::{read_btf, ObjectBtf};
 pub use collection::{pin_name, Collection, Variable};
 pub use data::{KconfigExtern, KCONFIG_MAP};
 pub use error::ObjectError;
+pub use kconfig::kernel_config;
 pub use section::{classify, SectionKind};
 pub use spec::CollectionSpec;
 pub use tail_calls::{tail_call_sites, TailCallIndex, TailCallSite};

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::datapath::{Conntrack, EndpointDatapath, Ipcache};
+use crate::datapath::{Conntrack, CtLifetimes, EndpointDatapath, Ipcache, JiffiesClock};
 use crate::identity::{pod_security_labels, IdentityAllocator, Labels, ReservedIdentity, FIRST_LOCAL_IDENTITY};
 use crate::manifest::{Namespace, Pod, Resource};
 use crate::policy::api::Cidr;
@@ -123,6 +123,21 @@ pub struct Agent {
     started: Instant,
     syncs: u64,
     last_sync: Option<(Duration, usize, usize)>,
+    conntrack_gc: ConntrackGc,
+}
+
+/// How often the agent forgets idle connections.
+pub const CONNTRACK_GC_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Conntrack garbage collection: its clock (none when the kernel's jiffies cannot be read, which
+/// `status` reports) and what it has done.
+#[derive(Debug)]
+struct ConntrackGc {
+    clock: Result<JiffiesClock, String>,
+    lifetimes: CtLifetimes,
+    last_run: Option<Instant>,
+    runs: u64,
+    removed: u64,
 }
 
 impl Agent {
@@ -155,7 +170,34 @@ impl Agent {
             started: Instant::now(),
             syncs: 0,
             last_sync: None,
+            conntrack_gc: ConntrackGc {
+                clock: JiffiesClock::new().map_err(|e| e.to_string()),
+                lifetimes: CtLifetimes::default(),
+                last_run: None,
+                runs: 0,
+                removed: 0,
+            },
         })
+    }
+
+    /// Forgets connections idle past their lifetime (Cilium's defaults: TCP 6 h, others 60 s)
+    /// when [`CONNTRACK_GC_INTERVAL`] has passed since the last run, or when `force`. Returns how
+    /// many were removed.
+    pub fn collect_conntrack(&mut self, force: bool) -> Result<usize, String> {
+        let gc = &mut self.conntrack_gc;
+        if !force && gc.last_run.is_some_and(|t| t.elapsed() < CONNTRACK_GC_INTERVAL) {
+            return Ok(0);
+        }
+        gc.last_run = Some(Instant::now());
+        let clock = gc.clock.as_ref().map_err(|e| format!("conntrack gc: {e}"))?;
+        // No endpoint has pinned conntrack yet: nothing to collect.
+        let Ok(conntrack) = Conntrack::open(&self.config.bpffs) else { return Ok(0) };
+        let now = clock.now().map_err(|e| format!("conntrack gc: {e}"))?;
+        let removed =
+            conntrack.collect_garbage(now, clock.hz(), &gc.lifetimes).map_err(|e| format!("conntrack gc: {e}"))?;
+        gc.runs += 1;
+        gc.removed += removed as u64;
+        Ok(removed)
     }
 
     /// The configuration.
@@ -410,6 +452,10 @@ impl Agent {
             })),
             "files": self.sources.files().iter().map(|(p, n)| serde_json::json!({"file": p, "resources": n})).collect::<Vec<_>>(),
             "errors": self.errors,
+            "conntrackGc": match &self.conntrack_gc.clock {
+                Ok(_) => serde_json::json!({"runs": self.conntrack_gc.runs, "removed": self.conntrack_gc.removed}),
+                Err(e) => serde_json::json!({"error": e}),
+            },
         })
     }
 }
@@ -430,6 +476,9 @@ pub fn run(config: AgentConfig, interval: Duration) -> Result<(), String> {
             for e in a.errors() {
                 eprintln!("netstack agent: {e}");
             }
+        }
+        if let Err(e) = a.collect_conntrack(false) {
+            eprintln!("netstack agent: {e}");
         }
     }
 }

@@ -242,6 +242,14 @@ fn run(cli: Cli) -> Result<(), String> {
                 for key in ["node", "podCIDR", "endpoints", "identities", "policies", "syncs", "uptimeSeconds"] {
                     println!("{key:<14} {}", status[key]);
                 }
+                let gc = &status["conntrackGc"];
+                match gc["error"].as_str() {
+                    Some(e) => println!("{:<14} unavailable: {e}", "conntrackGc"),
+                    None => println!(
+                        "{:<14} {} runs, {} idle connections removed",
+                        "conntrackGc", gc["runs"], gc["removed"]
+                    ),
+                }
                 for e in status["errors"].as_array().into_iter().flatten() {
                     println!("error          {}", e.as_str().unwrap_or(""));
                 }

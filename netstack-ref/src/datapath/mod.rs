@@ -13,9 +13,12 @@ pub mod maps;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use std::time::Duration;
 
+use ebpf_core::insn::{helpers::helper_id, AluOp, Assembler, Reg};
 use ebpf_core::link::{Link, Tcx, TcxAttach};
-use ebpf_core::{Collection, CollectionSpec, LoadOptions, Map, Program};
+use ebpf_core::program::TestRun;
+use ebpf_core::{Collection, CollectionSpec, LoadOptions, Map, Program, ProgramSpec, ProgramType};
 use ebpf_maps::{Array, LpmTrie, LruHashMap, PerCpuArray, UpdateFlags};
 
 use crate::policy::api::Cidr;
@@ -49,6 +52,9 @@ pub enum DatapathError {
     /// The object does not match what the agent expects.
     #[error("endpoint object: {0}")]
     Object(Box<ebpf_core::object::ObjectError>),
+    /// The kernel's jiffies cannot be read.
+    #[error("jiffies clock: {0}")]
+    Clock(String),
     /// A pin directory could not be made or cleared.
     #[error("{what} {path}: {source}")]
     Io {
@@ -384,10 +390,96 @@ impl Conntrack {
         self.remove_where(|_, _| true)
     }
 
+    /// Forgets the connections idle longer than `lifetimes` allow at jiffies `now` (read with
+    /// [`JiffiesClock`]). Returns how many were removed.
+    pub fn collect_garbage(&self, now: u64, hz: u64, lifetimes: &CtLifetimes) -> Result<usize> {
+        self.remove_where(|key, entry| {
+            let idle = now.saturating_sub(entry.last_seen);
+            idle > lifetimes.of(key.protocol).as_secs().saturating_mul(hz)
+        })
+    }
+
     /// Flow caches drop whatever they confirmed before this call, so a deleted connection
     /// cannot outlive its entry.
     fn bump_epoch(&self) -> Result<()> {
         let epoch = self.epoch.get(0).map_err(map_err("ct_epoch read"))?;
         self.epoch.set(0, &epoch.wrapping_add(1)).map_err(map_err("ct_epoch update"))
+    }
+}
+
+/// How long a connection may stay idle before conntrack garbage collection forgets it. The
+/// defaults are Cilium's: established TCP 6 hours, everything else 60 seconds (TCP state is not
+/// tracked here, so a closed TCP connection waits out the TCP lifetime or LRU eviction).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CtLifetimes {
+    /// TCP.
+    pub tcp: Duration,
+    /// UDP, SCTP, ICMP and the rest.
+    pub other: Duration,
+}
+
+impl Default for CtLifetimes {
+    fn default() -> CtLifetimes {
+        CtLifetimes { tcp: Duration::from_secs(6 * 3600), other: Duration::from_secs(60) }
+    }
+}
+
+impl CtLifetimes {
+    fn of(&self, protocol: u8) -> Duration {
+        if protocol == 6 {
+            self.tcp
+        } else {
+            self.other
+        }
+    }
+}
+
+/// The kernel's jiffies, the clock conntrack entries' `last_seen` is kept in. User space has no
+/// exact view of it, so two two-instruction programs return `bpf_jiffies64()`'s halves under
+/// `BPF_PROG_TEST_RUN` (whose return value is 32 bits).
+#[derive(Debug)]
+pub struct JiffiesClock {
+    low: Program,
+    high: Program,
+    hz: u64,
+}
+
+impl JiffiesClock {
+    /// Loads the two programs and reads `CONFIG_HZ`.
+    pub fn new() -> Result<JiffiesClock> {
+        let half = |name: &str, shift: i32| -> Result<Program> {
+            let mut asm = Assembler::new();
+            asm.call(helper_id("bpf_jiffies64").expect("a known helper"));
+            if shift > 0 {
+                asm.alu64_imm(AluOp::Rsh, Reg::R0, shift);
+            }
+            asm.exit();
+            let insns = asm.finish().map_err(|e| DatapathError::Clock(e.to_string()))?;
+            Program::load(&ProgramSpec::from_assembled(name, ProgramType::SchedCls, insns))
+                .map_err(kernel(format!("load {name}")))
+        };
+        let hz = ebpf_core::object::kernel_config("CONFIG_HZ")?
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| DatapathError::Clock("the kernel's configuration has no CONFIG_HZ".into()))?;
+        Ok(JiffiesClock { low: half("jiffies_low", 0)?, high: half("jiffies_high", 32)?, hz })
+    }
+
+    /// Ticks per second (`CONFIG_HZ`).
+    pub fn hz(&self) -> u64 {
+        self.hz
+    }
+
+    /// The current jiffies.
+    pub fn now(&self) -> Result<u64> {
+        let run = |p: &Program| -> Result<u64> {
+            Ok(u64::from(p.test_run(&TestRun::with_data(&[0u8; 64])).map_err(kernel("read jiffies"))?.retval))
+        };
+        loop {
+            let (high, low, again) = (run(&self.high)?, run(&self.low)?, run(&self.high)?);
+            // The low half wrapped between the reads: read again.
+            if high == again {
+                return Ok(high << 32 | low);
+            }
+        }
     }
 }
