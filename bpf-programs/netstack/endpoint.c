@@ -112,7 +112,8 @@ static __always_inline void set_v4(__u8 *addr, __u32 v4)
 
 /* Parses the packet into a conntrack tuple (addresses as IPv6, IPv4 mapped). Returns 0, or a
  * drop reason; *not_ip is set for packets that are not IPv4/IPv6 (ARP and the like). */
-static __always_inline int parse(struct __sk_buff *skb, struct ct_key *t, __u8 *family, __u8 *icmp_type)
+static __always_inline int parse(struct __sk_buff *skb, struct ct_key *t, __u8 *family, __u8 *icmp_type,
+				 __u8 *tcp_flags)
 {
 	void *data = (void *)(long)skb->data;
 	void *end = (void *)(long)skb->data_end;
@@ -160,6 +161,8 @@ static __always_inline int parse(struct __sk_buff *skb, struct ct_key *t, __u8 *
 			return REASON_INVALID_PACKET;
 		t->sport = ports[0];
 		t->dport = ports[1];
+		if (proto == IPPROTO_TCP && l4 + TCP_FLAGS_OFFSET + 1 <= end)
+			*tcp_flags = *(__u8 *)(l4 + TCP_FLAGS_OFFSET);
 	} else if (proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6) {
 		struct icmp_header *icmp = l4;
 
@@ -245,9 +248,25 @@ enum ct_state {
 	CT_RELATED, /* an ICMP error about a tracked connection */
 };
 
-/* Finds the connection `t` belongs to and adds `packets` to its count in that direction. */
+/* TCP: a FIN or RST marks the connection closing (garbage collection then gives it seconds, not
+ * hours); a new SYN on a closing connection's tuple opens a new one, decided by policy again. */
+static __always_inline int tcp_ends(const struct ct_entry *e, const struct ct_key *t, __u8 tcp_flags)
+{
+	return t->protocol == IPPROTO_TCP && (e->flags & CT_CLOSING) && (tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN;
+}
+
+/* Returns 1 when the connection is closing (after noting this packet). */
+static __always_inline int tcp_note(struct ct_entry *e, const struct ct_key *t, __u8 tcp_flags)
+{
+	if (t->protocol == IPPROTO_TCP && (tcp_flags & (TCP_FIN | TCP_RST)))
+		e->flags |= CT_CLOSING;
+	return (e->flags & CT_CLOSING) != 0;
+}
+
+/* Finds the connection `t` belongs to and adds `packets` to its count in that direction;
+ * *closing tells whether it is a closing TCP connection. */
 static __always_inline int conntrack_lookup(struct __sk_buff *skb, struct ct_key *t, __u8 direction, __u8 family,
-					    __u8 icmp_type, __u64 packets)
+					    __u8 icmp_type, __u8 tcp_flags, __u64 packets, int *closing)
 {
 	struct ct_key rev;
 	struct ct_entry *e;
@@ -255,8 +274,11 @@ static __always_inline int conntrack_lookup(struct __sk_buff *skb, struct ct_key
 	t->direction = direction;
 	e = bpf_map_lookup_elem(&conntrack, t);
 	if (e) {
+		if (tcp_ends(e, t, tcp_flags))
+			return CT_NEW;
 		e->last_seen = bpf_jiffies64();
 		e->packets += packets;
+		*closing = tcp_note(e, t, tcp_flags);
 		return CT_ESTABLISHED;
 	}
 	reverse(&rev, t);
@@ -265,6 +287,7 @@ static __always_inline int conntrack_lookup(struct __sk_buff *skb, struct ct_key
 	if (e) {
 		e->last_seen = bpf_jiffies64();
 		e->reply_packets += packets;
+		*closing = tcp_note(e, t, tcp_flags);
 		return CT_REPLY;
 	}
 	if (is_icmp_error(t->protocol, icmp_type) && related_to_tracked(skb, t, family))
@@ -328,6 +351,11 @@ static __always_inline int flow_cache_pass(struct __sk_buff *skb, __u8 direction
 	ports = (void *)ip + ip->ihl * 4;
 	if ((void *)(ports + 2) > end)
 		return 0;
+	/* A FIN or RST goes to conntrack, which notes the connection closing (and keeps it out of
+	 * the cache from then on). */
+	if (ip->protocol == IPPROTO_TCP &&
+	    ((void *)ports + TCP_FLAGS_OFFSET + 1 > end || (*((__u8 *)ports + TCP_FLAGS_OFFSET) & (TCP_FIN | TCP_RST))))
+		return 0;
 	slot = flow_slot_at(ip->saddr, ip->daddr, ports[0], ports[1], ip->protocol);
 	if (!slot || !slot->valid || slot->saddr != ip->saddr || slot->daddr != ip->daddr || slot->sport != ports[0] ||
 	    slot->dport != ports[1] || slot->protocol != ip->protocol || slot->direction != direction)
@@ -372,11 +400,11 @@ static __always_inline void flow_slot_flush(const struct flow_slot *slot)
  * TCP/UDP/SCTP flow conntrack confirms takes this CPU's cache slot, carrying in the packets
  * the slot passed for it (or flushing another flow's first). */
 static __always_inline int conntrack_pass(struct __sk_buff *skb, struct ct_key *t, __u8 direction, __u8 family,
-					  __u8 icmp_type)
+					  __u8 icmp_type, __u8 tcp_flags)
 {
 	struct flow_slot *slot = 0;
 	__u64 packets = 1;
-	int state;
+	int state, closing = 0;
 
 	if (family == 4 && has_ports(t->protocol)) {
 		slot = flow_slot_at(v4_of(t->saddr), v4_of(t->daddr), t->sport, t->dport, t->protocol);
@@ -389,10 +417,10 @@ static __always_inline int conntrack_pass(struct __sk_buff *skb, struct ct_key *
 			slot->pending = 0;
 		}
 	}
-	state = conntrack_lookup(skb, t, direction, family, icmp_type, packets);
+	state = conntrack_lookup(skb, t, direction, family, icmp_type, tcp_flags, packets, &closing);
 	if (state == CT_NEW)
 		return 0;
-	if (slot) {
+	if (slot && !closing) {
 		slot->saddr = v4_of(t->saddr);
 		slot->daddr = v4_of(t->daddr);
 		slot->sport = t->sport;
@@ -453,12 +481,12 @@ SEC("tc")
 int from_container(struct __sk_buff *skb)
 {
 	struct ct_key t;
-	__u8 family = 0, icmp_type = 0;
+	__u8 family = 0, icmp_type = 0, tcp_flags = 0;
 	int reason;
 
 	if (flow_cache_pass(skb, DIR_EGRESS))
 		return count(skb, DIR_EGRESS, REASON_FORWARDED);
-	reason = parse(skb, &t, &family, &icmp_type);
+	reason = parse(skb, &t, &family, &icmp_type, &tcp_flags);
 
 	if (reason)
 		return count(skb, DIR_EGRESS, reason);
@@ -473,7 +501,7 @@ int from_container(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	if (!source_is_endpoint(&t, family))
 		return count(skb, DIR_EGRESS, REASON_INVALID_SOURCE);
-	if (conntrack_pass(skb, &t, DIR_EGRESS, family, icmp_type))
+	if (conntrack_pass(skb, &t, DIR_EGRESS, family, icmp_type, tcp_flags))
 		return count(skb, DIR_EGRESS, REASON_FORWARDED);
 	tail_call_static(skb, &stages, STAGE_EGRESS_POLICY);
 	return count(skb, DIR_EGRESS, REASON_MISSED_TAIL_CALL);
@@ -483,12 +511,12 @@ SEC("tc")
 int to_container(struct __sk_buff *skb)
 {
 	struct ct_key t;
-	__u8 family = 0, icmp_type = 0;
+	__u8 family = 0, icmp_type = 0, tcp_flags = 0;
 	int reason;
 
 	if (flow_cache_pass(skb, DIR_INGRESS))
 		return count(skb, DIR_INGRESS, REASON_FORWARDED);
-	reason = parse(skb, &t, &family, &icmp_type);
+	reason = parse(skb, &t, &family, &icmp_type, &tcp_flags);
 
 	if (reason)
 		return count(skb, DIR_INGRESS, reason);
@@ -496,7 +524,7 @@ int to_container(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	if (is_nd(t.protocol, icmp_type))
 		return TC_ACT_OK;
-	if (conntrack_pass(skb, &t, DIR_INGRESS, family, icmp_type))
+	if (conntrack_pass(skb, &t, DIR_INGRESS, family, icmp_type, tcp_flags))
 		return count(skb, DIR_INGRESS, REASON_FORWARDED);
 	tail_call_static(skb, &stages, STAGE_INGRESS_POLICY);
 	return count(skb, DIR_INGRESS, REASON_MISSED_TAIL_CALL);
@@ -555,8 +583,8 @@ static __always_inline int policy_stage(struct __sk_buff *skb, __u8 direction)
 {
 	struct ct_key t;
 	struct ct_entry entry = {};
-	__u8 family = 0, icmp_type = 0;
-	int reason = parse(skb, &t, &family, &icmp_type);
+	__u8 family = 0, icmp_type = 0, tcp_flags = 0;
+	int reason = parse(skb, &t, &family, &icmp_type, &tcp_flags);
 	__u32 peer;
 
 	if (reason)

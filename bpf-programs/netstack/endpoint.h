@@ -88,7 +88,18 @@ struct ct_entry {
 	__u64 reply_packets;
 	__u32 src_identity;
 	__u32 dst_identity;
+	__u32 flags; /* CT_CLOSING */
+	__u32 pad;
 };
+
+/* The connection saw a TCP FIN or RST. */
+#define CT_CLOSING 1
+
+#define TCP_FLAGS_OFFSET 13
+#define TCP_FIN 0x01
+#define TCP_SYN 0x02
+#define TCP_RST 0x04
+#define TCP_ACK 0x10
 
 /* The exact-match cache of established IPv4 flows (per CPU, per endpoint): a packet whose
  * tuple sits in its slot, confirmed by conntrack less than FLOW_REFRESH ago and since the last

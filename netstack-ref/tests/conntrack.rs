@@ -10,7 +10,7 @@ use std::time::Duration;
 use ebpf_core::program::TestRun;
 use ebpf_test_support::{require_kernel, PinDir};
 use netstack_ref::datapath::frame::frame;
-use netstack_ref::datapath::maps::{verdict_index, CtEntry, Reason, VerdictCount, FLOW_CACHE_BITS};
+use netstack_ref::datapath::maps::{verdict_index, CtEntry, Reason, VerdictCount, CT_CLOSING, FLOW_CACHE_BITS};
 use netstack_ref::datapath::{Conntrack, CtLifetimes, EndpointConfig, EndpointDatapath, Ipcache, JiffiesClock};
 use netstack_ref::identity::{pod_security_labels, Labels};
 use netstack_ref::manifest::{self, Resource};
@@ -219,9 +219,54 @@ fn garbage_collection_forgets_idle_connections() {
     let collect =
         |lifetimes: &CtLifetimes| scene.conntrack.collect_garbage(clock.now().unwrap(), clock.hz(), lifetimes);
     assert_eq!(collect(&CtLifetimes::default()).unwrap(), 0, "a connection idle for 200 ms stays");
-    let short = CtLifetimes { tcp: Duration::ZERO, other: Duration::from_secs(60) };
-    assert_eq!(collect(&short).unwrap(), 1, "an idle TCP connection past its lifetime goes");
+    let short = CtLifetimes { tcp_syn: Duration::ZERO, ..CtLifetimes::default() };
+    assert_eq!(collect(&short).unwrap(), 1, "a TCP connection without a reply, idle past its lifetime, goes");
     assert!(scene.conntrack.entries().unwrap().is_empty());
     assert_eq!(scene.request(40000), PASS, "its next packet is a new flow, allowed by policy again");
     assert_eq!(scene.entry(40000).packets, 1);
+}
+
+/// `frame` with its TCP flags replaced (Ethernet 14 + IPv4 20 + 13).
+fn with_tcp_flags(mut frame: Vec<u8>, flags: u8) -> Vec<u8> {
+    frame[14 + 20 + 13] = flags;
+    frame
+}
+
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+const FIN: u8 = 0x01;
+
+#[test]
+fn a_tcp_fin_closes_the_connection_and_a_new_syn_meets_policy_again() {
+    let Some(_root) = require_kernel() else { return };
+    let scene = Scene::new("ct_fin");
+    let client = |flags: u8| {
+        let f = with_tcp_flags(frame(CLIENT.into(), ENDPOINT.into(), TCP, 40000, 80), flags);
+        scene.send("to_container", &f)
+    };
+    let server = |flags: u8| {
+        let f = with_tcp_flags(frame(ENDPOINT.into(), CLIENT.into(), TCP, 80, 40000), flags);
+        scene.send("from_container", &f)
+    };
+    assert_eq!((client(SYN), server(SYN | ACK), client(ACK)), (PASS, PASS, PASS));
+    for _ in 0..5 {
+        assert_eq!(client(ACK), PASS);
+    }
+    let (key, entry) = scene.conntrack.entries().unwrap()[0];
+    assert_eq!(entry.flags, 0);
+    assert_eq!(CtLifetimes::default().of(&key, &entry), Duration::from_secs(6 * 3600), "established");
+
+    assert_eq!(client(FIN | ACK), PASS, "a FIN of an allowed connection passes");
+    let entry = scene.entry(40000);
+    assert_eq!(entry.flags, CT_CLOSING);
+    assert_eq!(entry.packets, 8, "the FIN went to conntrack, carrying the packets the cache passed");
+    assert_eq!(CtLifetimes::default().of(&key, &entry), Duration::from_secs(10), "closing");
+    assert_eq!(client(ACK), PASS);
+    assert_eq!(scene.entry(40000).packets, 9, "a closing connection stays out of the cache");
+
+    // Deny the client: a new SYN on the closed connection's tuple is a new connection.
+    scene.datapath.apply_policy(&scene.policy, &policy_state("ingressDeny")).unwrap();
+    assert_eq!(server(FIN | ACK), PASS, "the rest of the old connection still passes");
+    assert_eq!(client(SYN), DROP, "a new SYN meets the deny");
+    assert_eq!(scene.verdict(Direction::Ingress, Reason::PolicyDeny), 1);
 }

@@ -180,7 +180,8 @@ impl Agent {
         })
     }
 
-    /// Forgets connections idle past their lifetime (Cilium's defaults: TCP 6 h, others 60 s)
+    /// Forgets connections idle past their lifetime (Cilium's defaults: established TCP 6 h,
+    /// TCP without a reply 60 s, TCP after FIN/RST 10 s, the rest 60 s)
     /// when [`CONNTRACK_GC_INTERVAL`] has passed since the last run, or when `force`. Returns how
     /// many were removed.
     pub fn collect_conntrack(&mut self, force: bool) -> Result<usize, String> {

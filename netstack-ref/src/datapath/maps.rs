@@ -216,7 +216,14 @@ pub struct CtEntry {
     pub src_identity: u32,
     /// Identity of the other side.
     pub dst_identity: u32,
+    /// [`CT_CLOSING`] once a TCP FIN or RST was seen.
+    pub flags: u32,
+    /// Padding.
+    pub pad: u32,
 }
+
+/// `CT_CLOSING`: the connection saw a TCP FIN or RST.
+pub const CT_CLOSING: u32 = 1;
 
 /// `struct verdict_count`.
 #[repr(C)]

@@ -395,7 +395,7 @@ impl Conntrack {
     pub fn collect_garbage(&self, now: u64, hz: u64, lifetimes: &CtLifetimes) -> Result<usize> {
         self.remove_where(|key, entry| {
             let idle = now.saturating_sub(entry.last_seen);
-            idle > lifetimes.of(key.protocol).as_secs().saturating_mul(hz)
+            idle > lifetimes.of(key, entry).as_secs().saturating_mul(hz)
         })
     }
 
@@ -408,28 +408,39 @@ impl Conntrack {
 }
 
 /// How long a connection may stay idle before conntrack garbage collection forgets it. The
-/// defaults are Cilium's: established TCP 6 hours, everything else 60 seconds (TCP state is not
-/// tracked here, so a closed TCP connection waits out the TCP lifetime or LRU eviction).
+/// defaults are Cilium's (`--conntrack-gc` lifetimes `ct-tcp`, `ct-tcp-syn`, `ct-tcp-fin`,
+/// `ct-any`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CtLifetimes {
-    /// TCP.
-    pub tcp: Duration,
-    /// UDP, SCTP, ICMP and the rest.
-    pub other: Duration,
+    /// An established TCP connection (a reply has been seen): 6 hours.
+    pub tcp_established: Duration,
+    /// A TCP connection that has seen no reply yet: 60 seconds.
+    pub tcp_syn: Duration,
+    /// A TCP connection that saw a FIN or RST: 10 seconds.
+    pub tcp_fin: Duration,
+    /// UDP, SCTP, ICMP and the rest: 60 seconds.
+    pub any: Duration,
 }
 
 impl Default for CtLifetimes {
     fn default() -> CtLifetimes {
-        CtLifetimes { tcp: Duration::from_secs(6 * 3600), other: Duration::from_secs(60) }
+        CtLifetimes {
+            tcp_established: Duration::from_secs(6 * 3600),
+            tcp_syn: Duration::from_secs(60),
+            tcp_fin: Duration::from_secs(10),
+            any: Duration::from_secs(60),
+        }
     }
 }
 
 impl CtLifetimes {
-    fn of(&self, protocol: u8) -> Duration {
-        if protocol == 6 {
-            self.tcp
-        } else {
-            self.other
+    /// The lifetime of the connection `key`/`entry` is in.
+    pub fn of(&self, key: &CtKey, entry: &CtEntry) -> Duration {
+        match key.protocol {
+            6 if entry.flags & CT_CLOSING != 0 => self.tcp_fin,
+            6 if entry.reply_packets == 0 => self.tcp_syn,
+            6 => self.tcp_established,
+            _ => self.any,
         }
     }
 }
