@@ -50,10 +50,11 @@ fn per_packet(c: &mut Criterion) {
     if !can_use_bpf() {
         return;
     }
-    let pin_dir = Path::new("/sys/fs/bpf").join(format!("bench_{}_0", std::process::id()));
-    std::fs::create_dir_all(&pin_dir).unwrap();
-    let datapath = EndpointDatapath::load(&EndpointConfig::detached(1, 256, ENDPOINT), &pin_dir).unwrap();
-    let ipcache = Ipcache::open(&pin_dir).unwrap();
+    // Removed on drop, also when the benchmark panics.
+    let pins = ebpf_test_support::PinDir::new("bench_netstack").expect("bpffs mounted");
+    let pin_dir = pins.path();
+    let datapath = EndpointDatapath::load(&EndpointConfig::detached(1, 256, ENDPOINT), pin_dir).unwrap();
+    let ipcache = Ipcache::open(pin_dir).unwrap();
     let host = |a: Ipv4Addr| Cidr::new(IpAddr::V4(a), 32).unwrap();
     ipcache.upsert(&host(ENDPOINT), 256).unwrap();
     ipcache.upsert(&host(ALLOWED_PEER), 257).unwrap();
@@ -67,7 +68,7 @@ fn per_packet(c: &mut Criterion) {
     );
     let state = resolve(&policy, &labels("web"), &universe);
     datapath.apply_policy(&Default::default(), &state).unwrap();
-    let ct = Conntrack::open(&pin_dir).unwrap();
+    let ct = Conntrack::open(pin_dir).unwrap();
 
     let program = datapath.program("to_container").unwrap();
     let allowed = frame(ALLOWED_PEER.into(), ENDPOINT.into(), 6, 40000, 80);
@@ -120,7 +121,6 @@ fn per_packet(c: &mut Criterion) {
     group.bench_function("denied_flow", |b| b.iter_custom(|iters| kernel_time(program, &denied, iters)));
     group.finish();
     drop(datapath);
-    std::fs::remove_dir_all(&pin_dir).unwrap();
 }
 
 /// 1 000 identities (pods of 100 apps in 10 namespaces) and 1 000 rules that all select the
