@@ -14,7 +14,7 @@ use ebpf_core::link::{
 use ebpf_core::{AttachType, Collection, CollectionSpec, LoadOptions, Program, ProgramSpec, ProgramType, UpdateFlags};
 use ebpf_test_support::cgroup::CgroupGuard;
 use ebpf_test_support::net::NetNs;
-use ebpf_test_support::{kernel_refuses, require_kernel, require_tracefs, unique_name, PinDir};
+use ebpf_test_support::{eventually, kernel_refuses, require_kernel, require_tracefs, unique_name, PinDir};
 
 fn fixture(dir: &str, name: &str) -> Vec<u8> {
     std::fs::read(format!("{}/../bpf-programs/out/{dir}/{name}.o", env!("CARGO_MANIFEST_DIR"))).unwrap()
@@ -123,9 +123,12 @@ fn sk_lookup_steers_connections_for_a_port_nobody_listens_on() {
             let mut got = [0u8; 7];
             server.read_exact(&mut got).map_err(|e| e.to_string())?;
             drop(link);
-            let after = TcpStream::connect(("127.0.0.1", steered)).map(|_| ()).map_err(|e| e.kind());
-            if after != Err(std::io::ErrorKind::ConnectionRefused) {
-                return Err(format!("after detach the port should refuse connections, got {after:?}"));
+            let refused = || {
+                TcpStream::connect(("127.0.0.1", steered)).map(|_| ()).map_err(|e| e.kind())
+                    == Err(std::io::ErrorKind::ConnectionRefused)
+            };
+            if !eventually(Duration::from_secs(2), refused) {
+                return Err("after detach the port should refuse connections".to_owned());
             }
             Ok(String::from_utf8_lossy(&got).into_owned())
         })
@@ -237,5 +240,5 @@ fn a_pinned_link_outlives_the_process_that_made_it() {
     assert_eq!(link.info().unwrap().prog_id, attached().prog_ids[0]);
     ebpf_core::program::unpin(&pin).unwrap();
     drop(link);
-    assert!(attached().prog_ids.is_empty(), "unpinned and closed: detached");
+    assert!(eventually(Duration::from_secs(2), || attached().prog_ids.is_empty()), "unpinned and closed: detached");
 }

@@ -1,10 +1,12 @@
 //! Programs attached for real, proven with traffic between test namespaces.
 
+use std::time::Duration;
+
 use ebpf_core::insn::{Assembler, JmpCond, Reg, Size};
 use ebpf_core::link::{TcAttach, TcDirection, TcNetlink, Tcx, TcxAttach, Xdp, XdpMode};
 use ebpf_core::{Map, MapSpec, MapType, Program, ProgramSpec, ProgramType};
 use ebpf_test_support::net::{send_udp, UdpCounter, VethPair};
-use ebpf_test_support::{require_kernel, unique_name};
+use ebpf_test_support::{eventually, require_kernel, unique_name};
 
 /// XDP: drop IPv4 UDP to `port`, pass everything else.
 fn drop_udp_port(port: u16) -> Program {
@@ -55,8 +57,11 @@ fn xdp_program_drops_udp_to_one_port_until_detached() {
     assert_eq!(open_port.drain(), 50, "everything else passes");
 
     drop(link);
-    send_udp(&net.left, net.right_addr, 5353, 20).unwrap();
-    assert_eq!(dropped_port.drain(), 20, "detached on drop: traffic flows again");
+    let flows = || {
+        send_udp(&net.left, net.right_addr, 5353, 20).unwrap();
+        dropped_port.drain() == 20
+    };
+    assert!(eventually(Duration::from_secs(2), flows), "detached on drop: traffic flows again");
 }
 
 /// tc: count IPv4 UDP packets to `port` in slot 0 of the array map "count"; let every packet
@@ -186,7 +191,10 @@ fn cgroup_connect4_rewrites_a_virtual_address_to_a_real_listener() {
     assert_eq!(&got, b"hello");
 
     drop(link);
-    assert!(TcpStream::connect((vip, vport)).is_err(), "detached: nothing listens on the virtual address");
+    assert!(
+        eventually(Duration::from_secs(2), || TcpStream::connect((vip, vport)).is_err()),
+        "detached: nothing listens on the virtual address"
+    );
 }
 
 #[test]

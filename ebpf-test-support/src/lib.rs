@@ -135,3 +135,21 @@ pub fn require_tool(name: &str) -> Option<()> {
     skip_or_fail(&format!("{name} is not installed"));
     None
 }
+
+/// Polls `condition` every 10 ms for up to `timeout`; true as soon as it holds.
+///
+/// For what the kernel does when the last reference to an object closes (a dropped link
+/// detaching): a process another test thread is spawning holds a copy of every descriptor until
+/// it execs, so "dropped" is "detached within milliseconds", not "detached at once".
+pub fn eventually(timeout: std::time::Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
