@@ -111,7 +111,7 @@ static __always_inline void set_v4(__u8 *addr, __u32 v4)
 }
 
 /* Parses the packet into a conntrack tuple (addresses as IPv6, IPv4 mapped). Returns 0, or a
- * drop reason; *not_ip is set for packets that are not IPv4/IPv6 (ARP and the like). */
+ * drop reason; *family is 0 for packets that are neither IPv4 nor IPv6 (ARP and the like). */
 static __always_inline int parse(struct __sk_buff *skb, struct ct_key *t, __u8 *family, __u8 *icmp_type,
 				 __u8 *tcp_flags)
 {
@@ -326,11 +326,12 @@ static __always_inline struct flow_slot *flow_slot_at(__be32 saddr, __be32 daddr
 	return bpf_map_lookup_elem(&flow_cache, &index);
 }
 
-static __always_inline int flow_slot_holds(const struct flow_slot *slot, const struct ct_key *t, __u8 direction)
+/* Whether `slot` holds the IPv4 tuple, as seen in `direction`. */
+static __always_inline int flow_slot_holds(const struct flow_slot *slot, __be32 saddr, __be32 daddr, __be16 sport,
+					   __be16 dport, __u8 protocol, __u8 direction)
 {
-	return slot->valid && slot->saddr == v4_of(t->saddr) && slot->daddr == v4_of(t->daddr) &&
-	       slot->sport == t->sport && slot->dport == t->dport && slot->protocol == t->protocol &&
-	       slot->direction == direction;
+	return slot->valid && slot->saddr == saddr && slot->daddr == daddr && slot->sport == sport &&
+	       slot->dport == dport && slot->protocol == protocol && slot->direction == direction;
 }
 
 /* The fast path, before any other parsing: an IPv4 TCP/UDP/SCTP packet of a flow this CPU's
@@ -357,8 +358,7 @@ static __always_inline int flow_cache_pass(struct __sk_buff *skb, __u8 direction
 	    ((void *)ports + TCP_FLAGS_OFFSET + 1 > end || (*((__u8 *)ports + TCP_FLAGS_OFFSET) & (TCP_FIN | TCP_RST))))
 		return 0;
 	slot = flow_slot_at(ip->saddr, ip->daddr, ports[0], ports[1], ip->protocol);
-	if (!slot || !slot->valid || slot->saddr != ip->saddr || slot->daddr != ip->daddr || slot->sport != ports[0] ||
-	    slot->dport != ports[1] || slot->protocol != ip->protocol || slot->direction != direction)
+	if (!slot || !flow_slot_holds(slot, ip->saddr, ip->daddr, ports[0], ports[1], ip->protocol, direction))
 		return 0;
 	if (slot->epoch != conntrack_epoch() || bpf_jiffies64() - slot->refreshed >= FLOW_REFRESH)
 		return 0;
@@ -370,21 +370,23 @@ static __always_inline int flow_cache_pass(struct __sk_buff *skb, __u8 direction
  * flow; the entry's last_seen already stands within FLOW_REFRESH of them. */
 static __always_inline void flow_slot_flush(const struct flow_slot *slot)
 {
-	struct ct_key key = { .endpoint_id = ENDPOINT_ID, .protocol = slot->protocol };
+	struct ct_key seen = {
+		.endpoint_id = ENDPOINT_ID,
+		.protocol = slot->protocol,
+		.direction = slot->direction,
+		.sport = slot->sport,
+		.dport = slot->dport,
+	};
+	struct ct_key key;
 	struct ct_entry *e;
 
+	set_v4(seen.saddr, slot->saddr);
+	set_v4(seen.daddr, slot->daddr);
+	/* A reply's entry is keyed by the connection's first packet: the other way round. */
+	key = seen;
 	if (slot->reply) {
-		set_v4(key.saddr, slot->daddr);
-		set_v4(key.daddr, slot->saddr);
-		key.sport = slot->dport;
-		key.dport = slot->sport;
+		reverse(&key, &seen);
 		key.direction = slot->direction == DIR_EGRESS ? DIR_INGRESS : DIR_EGRESS;
-	} else {
-		set_v4(key.saddr, slot->saddr);
-		set_v4(key.daddr, slot->daddr);
-		key.sport = slot->sport;
-		key.dport = slot->dport;
-		key.direction = slot->direction;
 	}
 	e = bpf_map_lookup_elem(&conntrack, &key);
 	if (!e)
@@ -407,9 +409,11 @@ static __always_inline int conntrack_pass(struct __sk_buff *skb, struct ct_key *
 	int state, closing = 0;
 
 	if (family == 4 && has_ports(t->protocol)) {
-		slot = flow_slot_at(v4_of(t->saddr), v4_of(t->daddr), t->sport, t->dport, t->protocol);
+		__be32 saddr = v4_of(t->saddr), daddr = v4_of(t->daddr);
+
+		slot = flow_slot_at(saddr, daddr, t->sport, t->dport, t->protocol);
 		if (slot) {
-			if (flow_slot_holds(slot, t, direction))
+			if (flow_slot_holds(slot, saddr, daddr, t->sport, t->dport, t->protocol, direction))
 				packets += slot->pending;
 			else if (slot->valid && slot->pending)
 				flow_slot_flush(slot);
