@@ -202,12 +202,15 @@ impl RingBuf {
         if handled > 0 {
             return Ok(handled);
         }
+        let mut timeout = timeout;
         if !self.nap.is_zero() {
-            std::thread::sleep(std::mem::take(&mut self.nap).min(timeout));
+            let nap = std::mem::take(&mut self.nap).min(timeout);
+            std::thread::sleep(nap);
             let handled = self.drain(&mut handle)?;
             if handled > 0 {
                 return Ok(handled);
             }
+            timeout -= nap;
         }
         if self.nothing_to_read_before_wakeup() {
             let mut events = [EpollEvent::empty()];
@@ -250,8 +253,9 @@ impl RingBuf {
         if consumer >= self.producer_pos() {
             return false;
         }
-        let at = self.page + (consumer & self.mask) as usize;
-        self.producer.load_u32_acquire(at).is_some_and(|header| header & BUSY_BIT == 0)
+        self.producer
+            .ring_data(self.page, self.capacity() as usize)
+            .is_some_and(|data| data.header(consumer) & BUSY_BIT == 0)
     }
 
     #[cold]
