@@ -11,7 +11,7 @@
 use benches::paired::pair;
 use benches::{can_use_bpf, raw_lookup, raw_lookup_bytes, raw_update};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use ebpf_core::{Map, MapFlags, MapSpec, MapType, UpdateFlags};
+use ebpf_core::{Map, MapSpec, MapType, UpdateFlags};
 use std::os::fd::AsFd;
 
 fn single_ops(c: &mut Criterion) {
@@ -19,13 +19,7 @@ fn single_ops(c: &mut Criterion) {
         return;
     }
     const KEYS: u32 = 1_000_000;
-    let hash = Map::create(&MapSpec::new("paired_1m", MapType::Hash, 4, 8, KEYS)).expect("hash");
-    let typed: ebpf_maps::HashMap<u32, u64> =
-        ebpf_maps::HashMap::try_from(Map::from_fd(hash.as_fd()).expect("dup")).expect("typed");
-    for chunk in (0..KEYS).collect::<Vec<_>>().chunks(100_000) {
-        let values: Vec<u64> = chunk.iter().map(|&k| u64::from(k)).collect();
-        typed.insert_batch(chunk, &values, UpdateFlags::ANY).expect("fill");
-    }
+    let (hash, typed) = benches::fixtures::hash_u32_u64("paired_1m", KEYS);
     // Both sides walk the same key sequence from cursors half the map apart, so neither finds
     // the other's keys in the cache.
     let step = |k: &mut u32| {
@@ -84,13 +78,7 @@ fn single_ops(c: &mut Criterion) {
         },
     );
 
-    let spec = MapSpec::new("paired_lpm", MapType::LpmTrie, 8, 4, 1024).with_flags(MapFlags::NO_PREALLOC);
-    let lpm = Map::create(&spec).expect("lpm");
-    let typed: ebpf_maps::LpmTrie<[u8; 4], u32> =
-        ebpf_maps::LpmTrie::try_from(Map::from_fd(lpm.as_fd()).expect("dup")).expect("typed");
-    for i in 0..=255u8 {
-        typed.insert(&[10, i, 0, 0], 16, &u32::from(i), UpdateFlags::ANY).expect("insert");
-    }
+    let (lpm, typed) = benches::fixtures::lpm_ipv4("paired_lpm");
     let full_key: Vec<u8> = 32u32.to_ne_bytes().into_iter().chain([10, 77, 1, 2]).collect();
     let mut raw_value = [0u8; 4];
     pair(

@@ -8,9 +8,7 @@ use std::os::fd::AsFd;
 use benches::{can_use_bpf, raw_lookup, raw_lookup_bytes, raw_update, RawRing};
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use ebpf_core::insn::{helpers::helper_id, AluOp, Assembler, Reg, Size};
-use ebpf_core::{
-    BatchCursor, Map, MapFlags, MapSpec, MapType, Program, ProgramSpec, ProgramType, TestRun, UpdateFlags,
-};
+use ebpf_core::{BatchCursor, Map, MapSpec, MapType, Program, ProgramSpec, ProgramType, TestRun, UpdateFlags};
 use libbpf_rs::MapCore;
 
 const KEYS: u32 = 1_000_000;
@@ -24,17 +22,7 @@ fn libbpf_map(map: &Map) -> libbpf_rs::MapHandle {
 }
 
 fn hash_maps(c: &mut Criterion) {
-    let map = Map::create(&MapSpec::new("bench_1m", MapType::Hash, 4, 8, KEYS)).expect("hash map");
-    let keys: Vec<u32> = (0..KEYS).collect();
-    let values: Vec<u64> = keys.iter().map(|&k| u64::from(k)).collect();
-    let chunk = 100_000;
-    for (k, v) in keys.chunks(chunk).zip(values.chunks(chunk)) {
-        let kb: Vec<u8> = k.iter().flat_map(|x| x.to_ne_bytes()).collect();
-        let vb: Vec<u8> = v.iter().flat_map(|x| x.to_ne_bytes()).collect();
-        map.update_batch(&kb, &vb, UpdateFlags::ANY).expect("fill");
-    }
-    let typed: ebpf_maps::HashMap<u32, u64> =
-        ebpf_maps::HashMap::try_from(Map::from_fd(map.as_fd()).expect("dup")).expect("typed");
+    let (map, typed) = benches::fixtures::hash_u32_u64("bench_1m", KEYS);
     let aya: aya::maps::HashMap<_, u32, u64> =
         aya::maps::HashMap::try_from(aya::maps::Map::HashMap(aya_map(&map))).expect("aya");
     let libbpf = libbpf_map(&map);
@@ -189,13 +177,7 @@ fn other_maps(c: &mut Criterion) {
     });
     group.finish();
 
-    let spec = MapSpec::new("bench_lpm", MapType::LpmTrie, 8, 4, 1024).with_flags(MapFlags::NO_PREALLOC);
-    let lpm = Map::create(&spec).expect("lpm");
-    let typed: ebpf_maps::LpmTrie<[u8; 4], u32> =
-        ebpf_maps::LpmTrie::try_from(Map::from_fd(lpm.as_fd()).expect("dup")).expect("typed");
-    for i in 0..=255u8 {
-        typed.insert(&[10, i, 0, 0], 16, &u32::from(i), UpdateFlags::ANY).expect("insert");
-    }
+    let (lpm, typed) = benches::fixtures::lpm_ipv4("bench_lpm");
     let aya: aya::maps::LpmTrie<_, [u8; 4], u32> =
         aya::maps::LpmTrie::try_from(aya::maps::Map::LpmTrie(aya_map(&lpm))).expect("aya");
     let libbpf = libbpf_map(&lpm);

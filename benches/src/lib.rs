@@ -347,3 +347,30 @@ pub mod paired {
         );
     }
 }
+
+/// Maps the map benchmarks share, made and filled the same way wherever they are measured.
+pub mod fixtures {
+    use ebpf_core::{Map, MapFlags, MapSpec, MapType, UpdateFlags};
+
+    /// A `u32 → u64` hash map of `keys` entries, key `k` holding `k`, filled by batches.
+    pub fn hash_u32_u64(name: &str, keys: u32) -> (Map, ebpf_maps::HashMap<u32, u64>) {
+        let map = Map::create(&MapSpec::new(name, MapType::Hash, 4, 8, keys)).expect("hash map");
+        let typed = ebpf_maps::HashMap::try_from(map.try_clone().expect("dup")).expect("typed");
+        for chunk in (0..keys).collect::<Vec<_>>().chunks(100_000) {
+            let values: Vec<u64> = chunk.iter().map(|&k| u64::from(k)).collect();
+            typed.insert_batch(chunk, &values, UpdateFlags::ANY).expect("fill");
+        }
+        (map, typed)
+    }
+
+    /// An IPv4 LPM trie holding the 256 prefixes `10.i.0.0/16 → i`.
+    pub fn lpm_ipv4(name: &str) -> (Map, ebpf_maps::LpmTrie<[u8; 4], u32>) {
+        let spec = MapSpec::new(name, MapType::LpmTrie, 8, 4, 1024).with_flags(MapFlags::NO_PREALLOC);
+        let map = Map::create(&spec).expect("lpm");
+        let typed = ebpf_maps::LpmTrie::try_from(map.try_clone().expect("dup")).expect("typed");
+        for i in 0..=255u8 {
+            typed.insert(&[10, i, 0, 0], 16, &u32::from(i), UpdateFlags::ANY).expect("insert");
+        }
+        (map, typed)
+    }
+}
