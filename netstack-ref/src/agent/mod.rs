@@ -181,12 +181,11 @@ impl Agent {
     }
 
     /// Forgets connections idle past their lifetime (Cilium's defaults: established TCP 6 h,
-    /// TCP without a reply 60 s, TCP after FIN/RST 10 s, the rest 60 s)
-    /// when [`CONNTRACK_GC_INTERVAL`] has passed since the last run, or when `force`. Returns how
-    /// many were removed.
-    pub fn collect_conntrack(&mut self, force: bool) -> Result<usize, String> {
+    /// TCP without a reply 60 s, TCP after FIN/RST 10 s, the rest 60 s) when
+    /// [`CONNTRACK_GC_INTERVAL`] has passed since the last run. Returns how many were removed.
+    pub fn collect_conntrack(&mut self) -> Result<usize, String> {
         let gc = &mut self.conntrack_gc;
-        if !force && gc.last_run.is_some_and(|t| t.elapsed() < CONNTRACK_GC_INTERVAL) {
+        if gc.last_run.is_some_and(|t| t.elapsed() < CONNTRACK_GC_INTERVAL) {
             return Ok(0);
         }
         gc.last_run = Some(Instant::now());
@@ -249,6 +248,7 @@ impl Agent {
 
         // Endpoints that are gone.
         let gone: Vec<String> = self.persisted.endpoints.keys().filter(|k| !pods.contains_key(*k)).cloned().collect();
+        let mut gone_ids = Vec::new();
         for key in gone {
             let record = self.persisted.endpoints.remove(&key).expect("listed");
             let live = self.endpoints.remove(&key);
@@ -258,10 +258,14 @@ impl Agent {
             if let Err(e) = endpoint::remove(&record, live.map(|l| l.datapath)) {
                 self.errors.push(format!("remove endpoint {key}: {e}"));
             }
-            // Its connections go with it: a pod that gets the address later starts clean.
+            gone_ids.push(record.id);
+        }
+        // Their connections go with them (one walk of the table for all): a pod that gets an
+        // address later starts clean.
+        if !gone_ids.is_empty() {
             if let Ok(conntrack) = Conntrack::open(&self.config.bpffs) {
-                if let Err(e) = conntrack.remove_where(|k, _| k.endpoint_id == record.id) {
-                    self.errors.push(format!("remove endpoint {key}: conntrack: {e}"));
+                if let Err(e) = conntrack.remove_where(|k, _| gone_ids.contains(&k.endpoint_id)) {
+                    self.errors.push(format!("remove endpoints {gone_ids:?}: conntrack: {e}"));
                 }
             }
         }
@@ -478,7 +482,7 @@ pub fn run(config: AgentConfig, interval: Duration) -> Result<(), String> {
                 eprintln!("netstack agent: {e}");
             }
         }
-        if let Err(e) = a.collect_conntrack(false) {
+        if let Err(e) = a.collect_conntrack() {
             eprintln!("netstack agent: {e}");
         }
     }
