@@ -1,7 +1,6 @@
 //! [`Collection`]: the live maps and programs of a loaded [`CollectionSpec`].
 
-use std::collections::HashMap;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use ebpf_btf::BtfSupport;
@@ -14,7 +13,7 @@ use super::variable::{VariableSpec, VariableValue};
 use crate::error::{Error, Result};
 use crate::features::{misc, MiscFeature};
 use crate::map::{Map, MapContents, MapFlags, MapSpec, Pinning, UpdateFlags};
-use crate::program::{BtfPolicy, BtfSource, LoadOptions, Program};
+use crate::program::{BtfPolicy, BtfSource, LoadOptions, Program, ReadyProgram};
 use crate::sys::{self, Errno, MmapRegion};
 use crate::types::{MapType, ProgramType};
 
@@ -25,8 +24,8 @@ pub struct Collection {
     maps: Vec<Map>,
     programs: Vec<Program>,
     variables: Vec<VariableSpec>,
-    /// Data sections mapped into this process, by section name.
-    regions: HashMap<String, MmapRegion>,
+    /// Data sections mapped into this process, by index in `maps`.
+    regions: Vec<(usize, MmapRegion)>,
     _btf: Option<OwnedFd>,
 }
 
@@ -154,7 +153,7 @@ impl Collection {
     /// fills prog arrays and maps of maps from their static values, and pins what is pinned
     /// by name. All or nothing: on any failure everything made so far is released, pins
     /// included, and the error names the map or program (with the whole verifier log).
-    pub fn load(spec: CollectionSpec, options: &LoadOptions) -> Result<Collection> {
+    pub fn load(mut spec: CollectionSpec, options: &LoadOptions) -> Result<Collection> {
         let wanted = match options.btf {
             BtfPolicy::Always => true,
             BtfPolicy::Never => false,
@@ -197,50 +196,45 @@ impl Collection {
             }
             maps.push(map);
         }
-        let index: HashMap<&str, usize> = spec.maps.iter().enumerate().map(|(i, m)| (m.name.as_str(), i)).collect();
+        // Objects define a handful of maps: a scan beats building a hash index.
+        let index = |name: &str| spec.maps.iter().position(|m| m.name == name);
 
-        let mut programs = Vec::with_capacity(spec.programs.len());
-        for program_spec in &spec.programs {
-            let bound;
-            let program_spec = if program_spec.map_references.is_empty() {
-                program_spec
-            } else {
-                let mut spec_with_maps = program_spec.clone();
-                let mut names: Vec<&str> = program_spec.map_references.iter().map(|r| r.name.as_str()).collect();
-                names.sort_unstable();
-                names.dedup();
-                for name in names {
-                    if let Some(&i) = index.get(name) {
-                        spec_with_maps.bind_map(name, &maps[i])?;
-                    }
-                }
-                bound = spec_with_maps;
-                &bound
-            };
+        // Every program readied first, then loaded back to back (see ReadyProgram).
+        let map_fd = |name: &str| index(name).map(|i| maps[i].as_fd().as_raw_fd());
+        let ready: Vec<ReadyProgram<'_>> =
+            spec.programs.iter().map(|p| ReadyProgram::new(p, &map_fd)).collect::<Result<_>>()?;
+        let mut loaded = Vec::with_capacity(ready.len());
+        for program in &ready {
             let source = match &btf {
                 Some(fd) => BtfSource::Shared(fd.as_fd()),
                 None => BtfSource::Without,
             };
-            let program = match Program::load_sharing(program_spec, options, source) {
-                Ok(program) => program,
+            let outcome = match program.load(options, source) {
                 // Rejected without BTF: load it again with BTF, so the log shows source lines.
                 Err(Error::Verifier(_)) if btf.is_none() && options.btf == BtfPolicy::Auto && spec.btf.is_some() => {
                     let fd = load_btf(spec.btf.as_ref().expect("checked"))?;
-                    let retried = Program::load_sharing(program_spec, options, BtfSource::Shared(fd.as_fd()));
+                    let retried = program.load(options, BtfSource::Shared(fd.as_fd()));
                     btf = Some(fd);
                     retried?
                 }
-                Err(e) => return Err(e),
+                outcome => outcome?,
             };
-            programs.push(program);
+            loaded.push(outcome);
         }
+        drop(ready);
+        // The spec is ours: its names move into the programs.
+        let programs: Vec<Program> = std::mem::take(&mut spec.programs)
+            .into_iter()
+            .zip(loaded)
+            .map(|(program, (fd, log))| Program::loaded(program.name, program.program_type, fd, log, options))
+            .collect();
 
         for (map_spec, map) in spec.maps.iter().zip(&maps) {
             let slots: Vec<(u32, std::os::fd::BorrowedFd<'_>)> = match &map_spec.contents {
                 MapContents::Programs(slots) => slots
                     .iter()
                     .map(|(slot, name)| {
-                        let at = spec.programs.iter().position(|p| &p.name == name).ok_or_else(|| {
+                        let at = programs.iter().position(|p| p.name() == name).ok_or_else(|| {
                             object_error(ObjectError::Map {
                                 map: map_spec.name.clone(),
                                 reason: format!("slot {slot} names program {name}, which the object does not load"),
@@ -252,13 +246,13 @@ impl Collection {
                 MapContents::Maps(slots) => slots
                     .iter()
                     .map(|(slot, name)| {
-                        let at = index.get(name.as_str()).ok_or_else(|| {
+                        let at = index(name.as_str()).ok_or_else(|| {
                             object_error(ObjectError::Map {
                                 map: map_spec.name.clone(),
                                 reason: format!("slot {slot} names map {name}, which the object does not define"),
                             })
                         })?;
-                        Ok((*slot, maps[*at].as_fd()))
+                        Ok((*slot, maps[at].as_fd()))
                     })
                     .collect::<Result<_>>()?,
                 _ => continue,
@@ -284,14 +278,14 @@ impl Collection {
         }
         pins.0.clear();
 
-        let mut regions = HashMap::new();
-        for (map_spec, map) in spec.maps.iter().zip(&maps) {
+        let mut regions = Vec::new();
+        for (at, (map_spec, map)) in spec.maps.iter().zip(&maps).enumerate() {
             let holds_variables = spec.variables.iter().any(|v| v.section == map_spec.name);
             if holds_variables && map.flags().contains(MapFlags::MMAPABLE) {
                 let writable = !map_spec.flags.contains(MapFlags::RDONLY_PROG);
                 let len = (map_spec.value_size as usize).next_multiple_of(sys::page_size());
                 if let Ok(region) = MmapRegion::map(map.as_fd(), len, 0, writable) {
-                    regions.insert(map_spec.name.clone(), region);
+                    regions.push((at, region));
                 }
             }
         }
@@ -332,8 +326,13 @@ impl Collection {
             .iter()
             .find(|v| v.name == name)
             .ok_or_else(|| object_error(ObjectError::NotFound { kind: "variable", name: name.to_owned() }))?;
-        let map = self.map(&spec.section)?;
-        Ok(Variable { spec, map, region: self.regions.get(&spec.section) })
+        let at = self
+            .maps
+            .iter()
+            .position(|m| m.name() == spec.section)
+            .ok_or_else(|| object_error(ObjectError::NotFound { kind: "map", name: spec.section.clone() }))?;
+        let region = self.regions.iter().find(|(i, _)| *i == at).map(|(_, r)| r);
+        Ok(Variable { spec, map: &self.maps[at], region })
     }
 
     /// Pins every map under `dir` by name (maps pinned by their spec included); returns the

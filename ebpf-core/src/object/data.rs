@@ -37,16 +37,15 @@ pub(super) struct FixedBtf {
     pub bytes: Bytes,
     pub btf: Btf,
     pub kconfig: Vec<KconfigExtern>,
-    /// Data sections by name: found in the one pass over the types, so nothing needs the
+    /// Ids of the data sections: found in the one pass over the types, so nothing needs the
     /// name index (whose construction costs more than the rest of a small object's read).
-    pub datasecs: Vec<(String, u32)>,
+    pub datasecs: Vec<u32>,
 }
 
 impl FixedBtf {
     /// The data section type called `name`.
     pub fn datasec(&self, name: &str) -> Option<ebpf_btf::Type<'_>> {
-        let id = self.datasecs.iter().find(|(n, _)| n == name)?.1;
-        self.btf.type_by_id(id)
+        self.datasecs.iter().filter_map(|&id| self.btf.type_by_id(id)).find(|t| t.name() == name)
     }
 }
 
@@ -69,7 +68,7 @@ pub(super) fn fix_btf(elf: &Elf<'_>, raw: &[u8]) -> Result<FixedBtf, ObjectError
     let mut datasecs = Vec::new();
     for ty in btf.types().filter(|t| t.is(BtfKind::Datasec)) {
         let name = ty.name();
-        datasecs.push((name.to_owned(), ty.id()));
+        datasecs.push(ty.id());
         let vars: Vec<_> = ty.datasec_vars().collect();
         if let Some(index) = elf.sections.iter().position(|s| s.name == name) {
             let section = &elf.sections[index];

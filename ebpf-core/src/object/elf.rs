@@ -1,12 +1,9 @@
 //! The ELF layer: sections, symbols and relocations read once, with every offset and index
 //! checked, so the rest of the loader works on plain data and cannot read out of bounds.
 
-use object::elf;
-use object::read::elf::ElfFile64;
-use object::{
-    Architecture, Endianness, Object, ObjectSection, ObjectSymbol, RelocationFlags, RelocationTarget, SectionKind,
-    SymbolKind, SymbolSection,
-};
+use object::elf::{self, FileHeader64};
+use object::read::elf::{FileHeader, Rel, Rela, SectionHeader, Sym, SymbolTable};
+use object::{Endianness, SectionIndex, SymbolKind};
 
 use super::error::ObjectError;
 
@@ -69,118 +66,178 @@ pub(super) struct Elf<'d> {
     pub symbols: Vec<Symbol<'d>>,
 }
 
-fn role(name: &str, kind: SectionKind, flags: u64) -> Role {
+fn role(name: &[u8], sh_type: u32, flags: u64) -> Role {
     if flags & u64::from(elf::SHF_EXECINSTR) != 0 {
         return Role::Code;
     }
-    let data = |prefix: &str| name.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('.'));
+    let data = |prefix: &[u8]| name.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest[0] == b'.');
     match name {
-        ".maps" => Role::Maps,
-        "license" => Role::License,
-        "version" => Role::Version,
-        _ if name == "maps" || name.starts_with("maps/") => Role::LegacyMaps,
-        _ if data(".rodata") => Role::Data { read_only: true, zeroed: false },
-        _ if data(".data") => Role::Data { read_only: false, zeroed: false },
-        _ if data(".bss") || kind == SectionKind::UninitializedData && !name.starts_with(".debug") => {
+        b".maps" => Role::Maps,
+        b"license" => Role::License,
+        b"version" => Role::Version,
+        _ if name == b"maps" || name.starts_with(b"maps/") => Role::LegacyMaps,
+        _ if data(b".rodata") => Role::Data { read_only: true, zeroed: false },
+        _ if data(b".data") => Role::Data { read_only: false, zeroed: false },
+        _ if data(b".bss") || sh_type == elf::SHT_NOBITS && !name.starts_with(b".debug") => {
             Role::Data { read_only: false, zeroed: true }
         }
         _ => Role::Other,
     }
 }
 
+/// The kind of an ELF symbol type, as the rest of the loader names it.
+fn symbol_kind(st_type: u8) -> SymbolKind {
+    match st_type {
+        elf::STT_OBJECT | elf::STT_COMMON => SymbolKind::Data,
+        elf::STT_FUNC | elf::STT_GNU_IFUNC => SymbolKind::Text,
+        elf::STT_SECTION => SymbolKind::Section,
+        elf::STT_FILE => SymbolKind::File,
+        elf::STT_TLS => SymbolKind::Tls,
+        _ => SymbolKind::Unknown,
+    }
+}
+
+fn utf8<'d>(bytes: &'d [u8], what: &str) -> Result<&'d str, ObjectError> {
+    std::str::from_utf8(bytes).map_err(|_| ObjectError::Elf(format!("{what}: not UTF-8")))
+}
+
+fn elf_error(what: &'static str) -> impl Fn(object::read::Error) -> ObjectError {
+    move |e| ObjectError::Elf(format!("{what}: {e}"))
+}
+
 impl<'d> Elf<'d> {
+    /// Reads the section and symbol tables through the `object` crate's raw ELF structures:
+    /// only what the loader uses is decoded (names of debug sections and of their symbols are
+    /// never read), which keeps a small object's read to a few microseconds.
     pub fn parse(bytes: &'d [u8]) -> Result<Elf<'d>, ObjectError> {
-        let file = ElfFile64::<Endianness>::parse(bytes).map_err(|e| ObjectError::Elf(e.to_string()))?;
-        if file.architecture() != Architecture::Bpf {
-            return Err(ObjectError::NotBpf(format!("machine is {:?}, not BPF", file.architecture())));
+        let header = FileHeader64::<Endianness>::parse(bytes).map_err(elf_error("not a 64-bit ELF file"))?;
+        let endian = header.endian().map_err(elf_error("byte order"))?;
+        let machine = header.e_machine(endian);
+        if machine != elf::EM_BPF {
+            return Err(ObjectError::NotBpf(format!("machine is {machine:#x}, not BPF ({:#x})", elf::EM_BPF)));
         }
-        if file.is_little_endian() != cfg!(target_endian = "little") {
+        if header.is_little_endian() != cfg!(target_endian = "little") {
             return Err(ObjectError::NotBpf("the object's byte order is not this machine's".to_owned()));
         }
-        let section_count = file.sections().map(|s| s.index().0 + 1).max().unwrap_or(1);
-        let mut sections: Vec<Section<'d>> = (0..section_count)
-            .map(|_| Section { name: "", role: Role::Other, data: &[], size: 0, relocations: Vec::new() })
-            .collect();
-        for section in file.sections() {
-            let name = section.name().map_err(|e| ObjectError::Elf(format!("section name: {e}")))?;
-            let flags = match section.flags() {
-                object::SectionFlags::Elf { sh_flags } => sh_flags,
-                _ => 0,
+        let table = header.sections(endian, bytes).map_err(elf_error("section table"))?;
+        let mut sections: Vec<Section<'d>> = Vec::with_capacity(table.len().max(1));
+        let mut symtab = None;
+        for (index, section) in table.iter().enumerate() {
+            let sh_type = section.sh_type(endian);
+            if sh_type == elf::SHT_SYMTAB && symtab.is_none() {
+                symtab = Some(index);
+            }
+            let raw_name = table.section_name(endian, section).map_err(elf_error("section name"))?;
+            let flags = section.sh_flags(endian);
+            let role = role(raw_name, sh_type, flags);
+            let needed = role != Role::Other || raw_name == b".BTF" || raw_name == b".BTF.ext";
+            let name = if needed || !(raw_name.starts_with(b".debug") || raw_name.starts_with(b".rel")) {
+                utf8(raw_name, "section name")?
+            } else {
+                ""
             };
-            let role = role(name, section.kind(), flags);
-            let needed = role != Role::Other || name == ".BTF" || name == ".BTF.ext";
-            let data = if !needed || section.kind() == SectionKind::UninitializedData {
+            let data = if !needed || sh_type == elf::SHT_NOBITS {
                 &[][..]
             } else {
-                section.data().map_err(|e| ObjectError::Section { section: name.to_owned(), reason: e.to_string() })?
+                section
+                    .data(endian, bytes)
+                    .map_err(|e| ObjectError::Section { section: name.to_owned(), reason: e.to_string() })?
             };
-            let size = section.size();
-            let mut relocations = Vec::new();
+            sections.push(Section { name, role, data, size: section.sh_size(endian), relocations: Vec::new() });
+        }
+
+        let mut symbols = Vec::new();
+        if let Some(symtab) = symtab {
+            let table_section = table.section(SectionIndex(symtab)).map_err(elf_error("symbol table"))?;
+            let symbol_table = SymbolTable::parse(endian, bytes, &table, SectionIndex(symtab), table_section)
+                .map_err(elf_error("symbol table"))?;
+            symbols.reserve_exact(symbol_table.len());
+            for (index, symbol) in symbol_table.enumerate() {
+                let section = symbol_table.symbol_section(endian, symbol, index).map_err(elf_error("symbol"))?;
+                let kind = symbol_kind(symbol.st_type());
+                let section = match section {
+                    Some(s) if s.0 < sections.len() => Some(s.0),
+                    Some(s) => {
+                        let name = symbol_table.symbol_name(endian, symbol).unwrap_or(b"?");
+                        return Err(ObjectError::Symbol {
+                            symbol: String::from_utf8_lossy(name).into_owned(),
+                            reason: format!("refers to section {}, past the last ({})", s.0, sections.len() - 1),
+                        });
+                    }
+                    None => None,
+                };
+                // Symbols of debug and other unread sections keep no name: reading (and
+                // validating) every name costs more than the rest of the table.
+                let name = match section {
+                    Some(s) if kind == SymbolKind::Section => sections[s].name,
+                    Some(s) if sections[s].role == Role::Other => "",
+                    _ if kind == SymbolKind::File => "",
+                    _ => utf8(
+                        symbol_table.symbol_name(endian, symbol).map_err(elf_error("symbol name"))?,
+                        "symbol name",
+                    )?,
+                };
+                symbols.push(Symbol {
+                    name,
+                    section,
+                    value: symbol.st_value(endian),
+                    size: symbol.st_size(endian),
+                    kind,
+                    weak: symbol.st_bind() == elf::STB_WEAK,
+                    undefined: symbol.st_shndx(endian) == elf::SHN_UNDEF,
+                });
+            }
+        }
+
+        for section in table.iter() {
+            let sh_type = section.sh_type(endian);
+            if sh_type != elf::SHT_REL && sh_type != elf::SHT_RELA {
+                continue;
+            }
+            if symtab != Some(section.sh_link(endian) as usize) {
+                continue;
+            }
+            let target = section.sh_info(endian) as usize;
             // Only code and map definitions are relocated; debug sections carry hundreds of
             // relocations nobody here reads.
-            let relocated = matches!(role, Role::Code | Role::Maps | Role::LegacyMaps);
-            for (offset, relocation) in section.relocations().take_while(|_| relocated) {
-                let RelocationTarget::Symbol(symbol) = relocation.target() else {
+            let Some(relocated) =
+                sections.get(target).filter(|t| matches!(t.role, Role::Code | Role::Maps | Role::LegacyMaps))
+            else {
+                continue;
+            };
+            let name = relocated.name;
+            let mut relocations = Vec::new();
+            let mut push = |offset: u64, symbol: u32, r_type: u32| {
+                if symbol == 0 {
                     return Err(ObjectError::Relocation {
                         section: name.to_owned(),
                         offset,
                         reason: "target is not a symbol".to_owned(),
                     });
-                };
-                let r_type = match relocation.flags() {
-                    RelocationFlags::Elf { r_type } => r_type,
-                    _ => 0,
-                };
-                relocations.push(Reloc { offset, symbol: symbol.0, r_type });
-            }
-            relocations.sort_by_key(|r| r.offset);
-            sections[section.index().0] = Section { name, role, data, size, relocations };
-        }
-
-        let mut symbols = Vec::new();
-        for symbol in file.symbols() {
-            let index = symbol.index().0;
-            if symbols.len() <= index {
-                symbols.resize(
-                    index + 1,
-                    Symbol {
-                        name: "",
-                        section: None,
-                        value: 0,
-                        size: 0,
-                        kind: SymbolKind::Unknown,
-                        weak: false,
-                        undefined: true,
-                    },
-                );
-            }
-            let section = match symbol.section() {
-                SymbolSection::Section(s) if s.0 < sections.len() => Some(s.0),
-                SymbolSection::Section(s) => {
-                    return Err(ObjectError::Symbol {
-                        symbol: symbol.name().unwrap_or("?").to_owned(),
-                        reason: format!("refers to section {}, past the last ({})", s.0, sections.len() - 1),
-                    })
                 }
-                _ => None,
+                relocations.push(Reloc { offset, symbol: symbol as usize, r_type });
+                Ok(())
             };
-            // Symbols of debug and other unread sections keep no name: reading (and validating)
-            // every name costs more than the rest of the table.
-            let name = match section {
-                Some(s) if symbol.kind() == SymbolKind::Section => sections[s].name,
-                Some(s) if sections[s].role == Role::Other => "",
-                _ if symbol.kind() == SymbolKind::File => "",
-                _ => symbol.name().map_err(|e| ObjectError::Elf(format!("symbol name: {e}")))?,
-            };
-            symbols[index] = Symbol {
-                name,
-                section,
-                value: symbol.address(),
-                size: symbol.size(),
-                kind: symbol.kind(),
-                weak: symbol.is_weak(),
-                undefined: symbol.is_undefined(),
-            };
+            let bad = |e: object::read::Error| ObjectError::Section { section: name.to_owned(), reason: e.to_string() };
+            if let Some((rels, _)) = section.rel(endian, bytes).map_err(bad)? {
+                for rel in rels {
+                    push(rel.r_offset(endian), rel.r_sym(endian), rel.r_type(endian))?;
+                }
+            } else if let Some((relas, _)) = section.rela(endian, bytes).map_err(bad)? {
+                for rela in relas {
+                    push(rela.r_offset(endian), rela.r_sym(endian, false), rela.r_type(endian, false))?;
+                }
+            }
+            if !relocations.is_sorted_by_key(|r| r.offset) {
+                relocations.sort_by_key(|r| r.offset);
+            }
+            let slot = &mut sections[target].relocations;
+            if slot.is_empty() {
+                *slot = relocations;
+            } else {
+                slot.extend(relocations);
+                slot.sort_by_key(|r| r.offset);
+            }
         }
         for section in &sections {
             if let Some(bad) = section.relocations.iter().find(|r| r.symbol >= symbols.len()) {
@@ -203,7 +260,9 @@ impl<'d> Elf<'d> {
     pub fn symbols_in(&self, index: usize, kind: SymbolKind) -> Vec<&Symbol<'d>> {
         let mut found: Vec<&Symbol<'d>> =
             self.symbols.iter().filter(|s| s.section == Some(index) && s.kind == kind && !s.name.is_empty()).collect();
-        found.sort_by_key(|s| s.value);
+        if !found.is_sorted_by_key(|s| s.value) {
+            found.sort_by_key(|s| s.value);
+        }
         found
     }
 

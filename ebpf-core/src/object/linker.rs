@@ -19,22 +19,22 @@ const PSEUDO_FUNC: u8 = 4;
 
 /// One function of a code section, in instruction slots.
 #[derive(Clone, Debug)]
-pub(super) struct Function {
-    pub name: String,
+pub(super) struct Function<'d> {
+    pub name: std::borrow::Cow<'d, str>,
     pub start: usize,
     pub len: usize,
 }
 
 /// A code section split into functions.
-pub(super) struct CodeSection {
+pub(super) struct CodeSection<'d> {
     pub index: usize,
-    pub name: String,
+    pub name: &'d str,
     pub insns: Vec<RawInsn>,
-    pub functions: Vec<Function>,
+    pub functions: Vec<Function<'d>>,
 }
 
-impl CodeSection {
-    pub fn read(elf: &Elf<'_>, index: usize) -> Result<CodeSection, ObjectError> {
+impl<'d> CodeSection<'d> {
+    pub fn read(elf: &Elf<'d>, index: usize) -> Result<CodeSection<'d>, ObjectError> {
         let section = &elf.sections[index];
         let bad = |reason: String| ObjectError::Section { section: section.name.to_owned(), reason };
         if section.data.len() % 8 != 0 {
@@ -56,17 +56,17 @@ impl CodeSection {
                 });
             }
             functions.push(Function {
-                name: symbol.name.to_owned(),
+                name: symbol.name.into(),
                 start: (start / 8) as usize,
                 len: (size / 8) as usize,
             });
         }
         // Hand-written assembly may carry no function symbols: the section is one program.
         if functions.is_empty() && !insns.is_empty() && section.name != ".text" {
-            functions.push(Function { name: section.name.replace(['/', '.'], "_"), start: 0, len: insns.len() });
+            functions.push(Function { name: section.name.replace(['/', '.'], "_").into(), start: 0, len: insns.len() });
         }
         functions.retain(|f| f.len > 0);
-        let code = CodeSection { index, name: section.name.to_owned(), insns, functions };
+        let code = CodeSection { index, name: section.name, insns, functions };
         code.check_relocations(&section.relocations)?;
         Ok(code)
     }
@@ -74,6 +74,9 @@ impl CodeSection {
     /// Every relocation must sit at the start of an instruction inside a function: one
     /// anywhere else would be dropped silently by the linker, leaving a wrong program.
     fn check_relocations(&self, relocations: &[Reloc]) -> Result<(), ObjectError> {
+        if relocations.is_empty() {
+            return Ok(());
+        }
         let mut second_halves = vec![false; self.insns.len()];
         let mut slot = 0;
         while slot < self.insns.len() {
@@ -88,7 +91,7 @@ impl CodeSection {
         }
         for reloc in relocations {
             let bad = |reason: &str| ObjectError::Relocation {
-                section: self.name.clone(),
+                section: self.name.to_owned(),
                 offset: reloc.offset,
                 reason: reason.to_owned(),
             };
@@ -141,7 +144,7 @@ pub(super) struct Linked {
 pub(super) struct Linker<'a, 'd> {
     pub elf: &'a Elf<'d>,
     /// Code sections by ELF section index (`None` for other sections).
-    pub code: &'a [Option<CodeSection>],
+    pub code: &'a [Option<CodeSection<'d>>],
     pub ext: Option<&'a BtfExt>,
     pub resolver: &'a dyn Resolver,
 }
@@ -152,17 +155,18 @@ struct Placement {
     base: usize,
 }
 
-impl Linker<'_, '_> {
+impl<'d> Linker<'_, 'd> {
     /// A code section a placement or a checked target refers to (only code sections are
     /// ever placed, and every code section was read before linking starts).
-    fn section(&self, index: usize) -> &CodeSection {
+    fn section(&self, index: usize) -> &CodeSection<'d> {
         self.code[index].as_ref().expect("placements refer to code sections, all read before linking")
     }
 
     /// Links the program whose entry is function `function` of section `section`.
     pub fn link(&self, section: usize, function: usize) -> Result<Linked, ObjectError> {
-        let mut out = Linked::default();
-        let mut placed: Vec<Placement> = Vec::new();
+        let mut out =
+            Linked { insns: Vec::with_capacity(self.section(section).functions[function].len), ..Linked::default() };
+        let mut placed: Vec<Placement> = Vec::with_capacity(4);
         self.place(&mut out, &mut placed, section, function);
         let mut next = 0;
         while next < placed.len() {
@@ -179,7 +183,7 @@ impl Linker<'_, '_> {
                 let wide = insn.code == LD_IMM64;
                 if wide && local + 1 >= func.len {
                     return Err(ObjectError::Section {
-                        section: code.name.clone(),
+                        section: code.name.to_owned(),
                         reason: format!("64-bit load at instruction {slot} is cut off by the end of {}", func.name),
                     });
                 }
@@ -196,7 +200,7 @@ impl Linker<'_, '_> {
                     let target_code = self.section(target_section);
                     let Some(target_func) = target_code.function_at(target_slot) else {
                         return Err(ObjectError::Relocation {
-                            section: code.name.clone(),
+                            section: code.name.to_owned(),
                             offset: slot as u64 * 8,
                             reason: format!(
                                 "target instruction {target_slot} of {} is in no function",
@@ -218,10 +222,10 @@ impl Linker<'_, '_> {
         Ok(out)
     }
 
-    fn check_target(&self, code: &CodeSection, slot: usize, target: i64) -> Result<usize, ObjectError> {
+    fn check_target(&self, code: &CodeSection<'_>, slot: usize, target: i64) -> Result<usize, ObjectError> {
         if target < 0 || target as usize >= code.insns.len() {
             return Err(ObjectError::Relocation {
-                section: code.name.clone(),
+                section: code.name.to_owned(),
                 offset: slot as u64 * 8,
                 reason: format!("call target {target} is outside the section ({} instructions)", code.insns.len()),
             });
@@ -271,14 +275,14 @@ impl Linker<'_, '_> {
     fn relocate(
         &self,
         out: &mut Linked,
-        code: &CodeSection,
+        code: &CodeSection<'_>,
         at: usize,
         slot: usize,
         reloc: &Reloc,
     ) -> Result<Option<(usize, usize)>, ObjectError> {
         let symbol = &self.elf.symbols[reloc.symbol];
         let bad = |reason: String| ObjectError::Relocation {
-            section: code.name.clone(),
+            section: code.name.to_owned(),
             offset: reloc.offset,
             reason: format!("{reason} (symbol \"{}\")", symbol.name),
         };

@@ -1,7 +1,5 @@
 //! [`CollectionSpec`]: everything an object file defines, as plain data.
 
-use std::collections::HashMap;
-
 use bytes::Bytes;
 use ebpf_btf::BtfExt;
 
@@ -36,7 +34,8 @@ pub struct CollectionSpec {
 
 struct ObjectResolver<'a> {
     maps: &'a [DefinedMap],
-    data: HashMap<usize, String>,
+    /// (section index, map name) of each data section's map.
+    data: Vec<(usize, &'a str)>,
     kconfig: &'a [KconfigExtern],
 }
 
@@ -46,7 +45,7 @@ impl Resolver for ObjectResolver<'_> {
     }
 
     fn data_map(&self, section: usize) -> Option<String> {
-        self.data.get(&section).cloned()
+        self.data.iter().find(|(s, _)| *s == section).map(|(_, name)| (*name).to_owned())
     }
 
     fn extern_var(&self, name: &str) -> Option<(String, u32)> {
@@ -74,16 +73,19 @@ impl CollectionSpec {
 
         let defined = read_maps(&elf, fixed.as_ref())?;
         let (data_maps, variables) = data::data_maps(&elf, fixed.as_ref());
-        let mut maps: Vec<MapSpec> = defined.iter().map(|m| m.spec.clone()).collect();
-        let data_names: HashMap<usize, String> = data_maps.iter().map(|(i, m)| (*i, m.name.clone())).collect();
+        let data_sections: Vec<usize> = data_maps.iter().map(|(i, _)| *i).collect();
+        let mut maps: Vec<MapSpec> = Vec::with_capacity(defined.len() + data_maps.len() + 1);
+        maps.extend(defined.iter().map(|m| m.spec.clone()));
         maps.extend(data_maps.into_iter().map(|(_, m)| m));
         if let Some(map) = fixed.as_ref().and_then(data::kconfig_map) {
             maps.push(map);
         }
-        let mut seen = std::collections::HashSet::new();
-        if let Some(dup) = maps.iter().find(|m| !seen.insert(m.name.as_str())) {
-            return Err(ObjectError::Map { map: dup.name.clone(), reason: "defined twice".to_owned() });
+        if let Some(dup) = first_duplicate(&maps) {
+            return Err(ObjectError::Map { map: dup.to_owned(), reason: "defined twice".to_owned() });
         }
+        let first_data = defined.len();
+        let data_names =
+            data_sections.iter().enumerate().map(|(i, &s)| (s, maps[first_data + i].name.as_str())).collect();
 
         let resolver = ObjectResolver { maps: &defined, data: data_names, kconfig: &kconfig };
         let mut code: Vec<Option<CodeSection>> = Vec::with_capacity(elf.sections.len());
@@ -93,24 +95,25 @@ impl CollectionSpec {
         let linker = Linker { elf: &elf, code: &code, ext: ext.as_ref(), resolver: &resolver };
         let license = elf.license();
         let kernel_version = elf.kernel_version();
-        let mut programs = Vec::new();
-        for section in code.iter().flatten().filter(|c| c.name != ".text") {
-            let kind =
-                classify(&section.name).ok_or_else(|| ObjectError::UnknownSection { section: section.name.clone() })?;
+        let entry_sections = || code.iter().flatten().filter(|c| c.name != ".text");
+        let mut programs = Vec::with_capacity(entry_sections().map(|c| c.functions.len()).sum());
+        for section in entry_sections() {
+            let kind = classify(section.name)
+                .ok_or_else(|| ObjectError::UnknownSection { section: section.name.to_owned() })?;
             for (f, function) in section.functions.iter().enumerate() {
                 let linked = linker.link(section.index, f)?;
                 let mut spec = program_spec(
                     &function.name,
-                    &section.name,
+                    section.name,
                     linked,
                     fixed.as_ref().map(|f| &f.bytes),
                     ext.as_ref(),
+                    license.clone(),
                 )?;
                 spec.program_type = kind.program_type;
                 spec.expected_attach_type = kind.attach_type;
                 spec.flags = kind.flags;
                 spec.attach_to = kind.attach_to.clone();
-                spec.license = license.clone();
                 spec.kernel_version = kernel_version;
                 programs.push(spec);
             }
@@ -149,6 +152,19 @@ impl CollectionSpec {
     }
 }
 
+/// The first name two maps share. Objects define a handful of maps: pairwise comparison
+/// beats hashing until there are many.
+fn first_duplicate(maps: &[MapSpec]) -> Option<&str> {
+    if maps.len() > 64 {
+        let mut seen = std::collections::HashSet::with_capacity(maps.len());
+        return maps.iter().map(|m| m.name.as_str()).find(|name| !seen.insert(*name));
+    }
+    maps.iter()
+        .enumerate()
+        .find(|(i, m)| maps[..*i].iter().any(|earlier| earlier.name == m.name))
+        .map(|(_, m)| m.name.as_str())
+}
+
 fn not_found(kind: &'static str, name: &str) -> ObjectError {
     ObjectError::NotFound { kind, name: name.to_owned() }
 }
@@ -160,14 +176,19 @@ fn program_spec(
     linked: Linked,
     btf: Option<&Bytes>,
     ext: Option<&BtfExt>,
+    license: String,
 ) -> Result<ProgramSpec, ObjectError> {
     let instructions = insn::decode(&linked.insns)
         .map_err(|e| ObjectError::Section { section: section.to_owned(), reason: format!("program {name}: {e}") })?;
-    let mut index_of_slot = vec![usize::MAX; linked.insns.len()];
-    let mut slot = 0;
-    for (i, insn) in instructions.iter().enumerate() {
-        index_of_slot[slot] = i;
-        slot += insn.slots();
+    let has_references = !linked.maps.is_empty() || !linked.ksyms.is_empty() || !linked.core.is_empty();
+    let mut index_of_slot = Vec::new();
+    if has_references {
+        index_of_slot = vec![usize::MAX; linked.insns.len()];
+        let mut slot = 0;
+        for (i, insn) in instructions.iter().enumerate() {
+            index_of_slot[slot] = i;
+            slot += insn.slots();
+        }
     }
     let index = |slot: usize| -> Result<usize, ObjectError> {
         index_of_slot.get(slot).copied().filter(|&i| i != usize::MAX).ok_or_else(|| ObjectError::Relocation {
@@ -176,33 +197,52 @@ fn program_spec(
             reason: format!("program {name}: the relocated slot is the second half of a 64-bit load"),
         })
     };
-    let mut spec = ProgramSpec::new(name, crate::types::ProgramType::SocketFilter, instructions);
-    spec.section = Some(section.to_owned());
-    for (slot, map) in linked.maps {
-        spec.map_references.push(MapReference { index: index(slot)?, name: map });
-    }
-    for (slot, symbol, is_call) in linked.ksyms {
-        spec.ksym_references.push(KsymReference { index: index(slot)?, name: symbol, is_call });
-    }
-    for (slot, relo) in linked.core {
-        spec.core_relocations.push(CoreRelocation { index: index(slot)?, relo });
-    }
-    if let (Some(blob), Some(_)) = (btf, ext) {
-        let func_info: Vec<u8> =
-            linked.func_info.iter().flat_map(|r| [r.insn_off, r.type_id]).flat_map(u32::to_ne_bytes).collect();
-        let line_info: Vec<u8> = linked
-            .line_info
-            .iter()
-            .flat_map(|r| [r.insn_off, r.file_name_off, r.line_off, r.line_col])
-            .flat_map(u32::to_ne_bytes)
-            .collect();
-        spec.btf = Some(ProgramBtf {
-            blob: blob.clone(),
-            func_info,
-            func_info_rec_size: 8,
-            line_info,
-            line_info_rec_size: 16,
-        });
-    }
-    Ok(spec)
+    let map_references = linked
+        .maps
+        .into_iter()
+        .map(|(slot, map)| Ok(MapReference { index: index(slot)?, name: map }))
+        .collect::<Result<_, _>>()?;
+    let ksym_references = linked
+        .ksyms
+        .into_iter()
+        .map(|(slot, symbol, is_call)| Ok(KsymReference { index: index(slot)?, name: symbol, is_call }))
+        .collect::<Result<_, _>>()?;
+    let core_relocations = linked
+        .core
+        .into_iter()
+        .map(|(slot, relo)| Ok(CoreRelocation { index: index(slot)?, relo }))
+        .collect::<Result<_, _>>()?;
+    let program_btf = match (btf, ext) {
+        (Some(blob), Some(_)) => {
+            let mut func_info = Vec::with_capacity(linked.func_info.len() * 8);
+            for r in &linked.func_info {
+                func_info.extend_from_slice(&r.insn_off.to_ne_bytes());
+                func_info.extend_from_slice(&r.type_id.to_ne_bytes());
+            }
+            let mut line_info = Vec::with_capacity(linked.line_info.len() * 16);
+            for r in &linked.line_info {
+                for word in [r.insn_off, r.file_name_off, r.line_off, r.line_col] {
+                    line_info.extend_from_slice(&word.to_ne_bytes());
+                }
+            }
+            Some(ProgramBtf { blob: blob.clone(), func_info, func_info_rec_size: 8, line_info, line_info_rec_size: 16 })
+        }
+        _ => None,
+    };
+    Ok(ProgramSpec {
+        name: name.to_owned(),
+        section: Some(section.to_owned()),
+        program_type: crate::types::ProgramType::SocketFilter,
+        expected_attach_type: None,
+        instructions,
+        map_references,
+        license,
+        kernel_version: 0,
+        flags: crate::program::ProgramFlags::empty(),
+        attach_btf_id: None,
+        btf: program_btf,
+        attach_to: None,
+        core_relocations,
+        ksym_references,
+    })
 }

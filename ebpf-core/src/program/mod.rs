@@ -8,8 +8,8 @@ mod spec;
 mod test_run;
 
 pub use ids::{map_ids, program_ids, ObjectIds};
-pub(crate) use load::BtfSource;
 pub use load::{enable_run_stats, unpin, BtfPolicy, LoadOptions, LogLevel, Program, RunStats};
+pub(crate) use load::{BtfSource, ReadyProgram};
 pub use prepare::kernel_btf;
 pub use spec::{CoreRelocation, KsymReference, ProgramBtf, ProgramFlags, ProgramSpec};
 pub use test_run::{TestRun, TestRunResult};

@@ -53,15 +53,63 @@ pub(super) struct Prepared {
     pub poisoned: Vec<(usize, String)>,
 }
 
-/// Resolves everything kernel-specific in `spec`.
-pub(super) fn prepare(spec: &ProgramSpec) -> Result<Prepared> {
-    if !needs_kernel(spec) {
-        return Ok(Prepared {
-            raw: insn::encode(&spec.instructions),
-            attach_btf_id: spec.attach_btf_id,
-            poisoned: Vec::new(),
+/// Resolves everything kernel-specific in `spec`, and points its unbound map references at
+/// the fds `map_fd` gives by name (a reference it does not know is an [`Error::UnboundMap`]).
+pub(super) fn prepare(spec: &ProgramSpec, map_fd: &dyn Fn(&str) -> Option<i32>) -> Result<Prepared> {
+    if let Some(reference) = spec.map_references.iter().find(|r| map_fd(&r.name).is_none()) {
+        return Err(Error::UnboundMap {
+            program: spec.name.clone(),
+            map: reference.name.clone(),
+            index: reference.index,
         });
     }
+    let mut prepared = if needs_kernel(spec) {
+        prepare_for_kernel(spec)?
+    } else {
+        Prepared { raw: insn::encode(&spec.instructions), attach_btf_id: spec.attach_btf_id, poisoned: Vec::new() }
+    };
+    if !spec.map_references.is_empty() {
+        bind_maps(spec, &mut prepared.raw, map_fd)?;
+    }
+    Ok(prepared)
+}
+
+const PSEUDO_MAP_FD: u8 = 1;
+
+/// Writes map fds into the encoded 64-bit loads the references name (the source kind and
+/// value offset are already there): no copy of the spec.
+fn bind_maps(spec: &ProgramSpec, raw: &mut [RawInsn], map_fd: &dyn Fn(&str) -> Option<i32>) -> Result<()> {
+    let mut slot_of = Vec::with_capacity(spec.instructions.len());
+    let mut slot = 0;
+    for insn in &spec.instructions {
+        slot_of.push(slot);
+        slot += insn.slots();
+    }
+    for reference in &spec.map_references {
+        let Some(fd) = map_fd(&reference.name) else { continue };
+        match (spec.instructions.get(reference.index), slot_of.get(reference.index)) {
+            (Some(Instruction::LoadImm64 { value: LoadImm64::MapValue { .. }, .. }), Some(&slot)) => raw[slot].imm = fd,
+            // As ProgramSpec::bind_map: any other 64-bit load becomes a map fd load.
+            (Some(Instruction::LoadImm64 { .. }), Some(&slot)) => {
+                raw[slot].regs = (raw[slot].regs & 0x0f) | (PSEUDO_MAP_FD << 4);
+                raw[slot].imm = fd;
+                raw[slot + 1].imm = 0;
+            }
+            _ => {
+                return Err(Error::InvalidSpec {
+                    object: format!("program \"{}\"", spec.name),
+                    reason: format!(
+                        "map reference \"{}\" at instruction {} is not a 64-bit immediate load",
+                        reference.name, reference.index
+                    ),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+fn prepare_for_kernel(spec: &ProgramSpec) -> Result<Prepared> {
     let kernel = kernel_btf()?;
     let object = |reason: String| Error::InvalidSpec { object: format!("program \"{}\"", spec.name), reason };
 
