@@ -24,7 +24,7 @@ fn section_header(elf: &[u8], name: &str) -> usize {
 }
 
 fn error(elf: &[u8]) -> ObjectError {
-    match CollectionSpec::from_elf(elf) {
+    match CollectionSpec::parse_elf(elf) {
         Ok(spec) => panic!(
             "malformed object was accepted: programs {:?}",
             spec.programs.iter().map(|p| &p.name).collect::<Vec<_>>()
@@ -50,7 +50,7 @@ fn an_elf_file_for_another_machine() {
 fn truncated_objects() {
     let elf = fixture("xdp_count");
     for len in (0..elf.len()).step_by(61) {
-        assert!(CollectionSpec::from_elf(&elf[..len]).is_err(), "truncated to {len} bytes was accepted");
+        assert!(CollectionSpec::parse_elf(&elf[..len]).is_err(), "truncated to {len} bytes was accepted");
     }
 }
 
@@ -164,7 +164,7 @@ proptest! {
             let at = index.index(elf.len());
             elf[at] ^= byte;
         }
-        let _ = CollectionSpec::from_elf(&elf);
+        let _ = CollectionSpec::parse_elf(&elf);
     }
 }
 
@@ -175,7 +175,7 @@ fn fuzz_regressions_read_or_fail_cleanly() {
     let mut seen = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
         let input = std::fs::read(entry.unwrap().path()).unwrap();
-        if let Ok(spec) = CollectionSpec::from_elf(&input) {
+        if let Ok(spec) = CollectionSpec::parse_elf(&input) {
             for program in &spec.programs {
                 let _ = ebpf_core::object::tail_call_sites(program);
             }

@@ -255,7 +255,7 @@ fn a_rejected_program_fails_the_whole_load_and_leaves_nothing() {
     // A second, broken program: it returns r0 without setting it.
     let mut broken = spec.programs[0].clone();
     broken.name = "broken".into();
-    broken.instructions = vec![ebpf_core::insn::Instruction::Exit];
+    broken.instructions = vec![ebpf_core::insn::Instruction::Exit].into();
     broken.map_references.clear();
     broken.btf = None;
     spec.programs.push(broken);
@@ -322,6 +322,19 @@ fn a_pin_opens_only_as_the_kind_of_object_it_is() {
     let programs = collection.pin_programs(pins.path()).unwrap();
     assert!(Map::from_pin(&programs[0]).unwrap_err().to_string().contains("not a map"));
     assert!(ebpf_core::link::Link::from_pin(&programs[0]).unwrap_err().to_string().contains("not a link"));
+}
+
+#[test]
+fn reopening_an_object_gives_the_same_spec_and_edits_stay_with_their_copy() {
+    // Past the second opening, from_elf serves a copy of its memo's spec.
+    let elf = fixture("xdp_count");
+    let fresh = CollectionSpec::parse_elf(&elf).unwrap();
+    for _ in 0..4 {
+        let mut spec = CollectionSpec::from_elf(&elf).unwrap();
+        assert_eq!(spec, fresh);
+        spec.variable_mut("DROP_PORT").unwrap().set(8080u16).unwrap();
+        spec.programs.clear();
+    }
 }
 
 #[test]

@@ -60,8 +60,12 @@ fn consumer(ring: &Map, sums: &Map) -> Program {
         .flat_map(|(slot, id)| slot.to_ne_bytes().into_iter().chain(id.to_ne_bytes()))
         .collect();
     let mut spec = ProgramSpec::from_assembled(&unique_name("urcons"), ProgramType::Xdp, assembled);
-    spec.btf =
-        Some(ProgramBtf { blob: btf.encode().into(), func_info, func_info_rec_size: 8, ..ProgramBtf::default() });
+    spec.btf = Some(ProgramBtf {
+        blob: btf.encode().into(),
+        func_info: func_info.into(),
+        func_info_rec_size: 8,
+        ..ProgramBtf::default()
+    });
     spec.bind_map("ring", ring).unwrap();
     spec.bind_map("sums", sums).unwrap();
     match Program::load(&spec) {

@@ -63,7 +63,7 @@ fn program_json(program: &ProgramSpec) -> Value {
         .collect();
     json!({
         "name": program.name,
-        "section": program.section,
+        "section": program.section.as_deref(),
         "type": program.program_type.name(),
         "attach_type": program.expected_attach_type.map(|t| t.name()),
         "insns": program.instructions.iter().map(|i| i.slots()).sum::<usize>(),

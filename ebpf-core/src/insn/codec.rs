@@ -503,12 +503,18 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<Vec<Instruction>, DecodeError> {
 /// Encodes instructions into raw slots.
 pub fn encode(insns: &[Instruction]) -> Vec<RawInsn> {
     let mut out = Vec::with_capacity(insns.len() + insns.len() / 8);
+    encode_into(insns, &mut out);
+    out
+}
+
+/// Encodes instructions into raw slots appended to `out` (several programs can share one
+/// buffer).
+pub fn encode_into(insns: &[Instruction], out: &mut Vec<RawInsn>) {
     for insn in insns {
         let (first, second) = insn.to_raw();
         out.push(first);
         out.extend(second);
     }
-    out
 }
 
 /// Encodes instructions into little-endian bytes.

@@ -201,19 +201,20 @@ impl Collection {
 
         // Every program readied first, then loaded back to back (see ReadyProgram).
         let map_fd = |name: &str| index(name).map(|i| maps[i].as_fd().as_raw_fd());
+        let mut raw = Vec::with_capacity(spec.programs.iter().map(|p| p.instructions.len() + 4).sum());
         let ready: Vec<ReadyProgram<'_>> =
-            spec.programs.iter().map(|p| ReadyProgram::new(p, &map_fd)).collect::<Result<_>>()?;
+            spec.programs.iter().map(|p| ReadyProgram::new(p, &map_fd, &mut raw)).collect::<Result<_>>()?;
         let mut loaded = Vec::with_capacity(ready.len());
         for program in &ready {
             let source = match &btf {
                 Some(fd) => BtfSource::Shared(fd.as_fd()),
                 None => BtfSource::Without,
             };
-            let outcome = match program.load(options, source) {
+            let outcome = match program.load(&raw, options, source) {
                 // Rejected without BTF: load it again with BTF, so the log shows source lines.
                 Err(Error::Verifier(_)) if btf.is_none() && options.btf == BtfPolicy::Auto && spec.btf.is_some() => {
                     let fd = load_btf(spec.btf.as_ref().expect("checked"))?;
-                    let retried = program.load(options, BtfSource::Shared(fd.as_fd()));
+                    let retried = program.load(&raw, options, BtfSource::Shared(fd.as_fd()));
                     btf = Some(fd);
                     retried?
                 }

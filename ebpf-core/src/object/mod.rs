@@ -23,6 +23,7 @@ mod error;
 mod kconfig;
 mod linker;
 mod maps;
+mod memo;
 mod section;
 mod spec;
 mod tail_calls;

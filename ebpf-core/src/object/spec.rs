@@ -56,7 +56,16 @@ impl Resolver for ObjectResolver<'_> {
 impl CollectionSpec {
     /// Reads an ELF object as clang writes it for libbpf. Never panics: malformed input gives
     /// an [`ObjectError`] naming the section, symbol or relocation at fault.
+    ///
+    /// An object opened again in the same process is served from a small memo of earlier
+    /// parses (a copy, byte-for-byte the same spec; see [`CollectionSpec::parse_elf`] to
+    /// bypass it): the memo keeps up to 8 objects of up to 1 MiB, from their second opening.
     pub fn from_elf(bytes: &[u8]) -> Result<CollectionSpec, ObjectError> {
+        super::memo::parse_memoized(bytes, Self::parse_elf)
+    }
+
+    /// As [`CollectionSpec::from_elf`], always parsing: no memo is read or written.
+    pub fn parse_elf(bytes: &[u8]) -> Result<CollectionSpec, ObjectError> {
         let elf = Elf::parse(bytes)?;
         let fixed = match elf.section_data(".BTF") {
             Some(raw) => Some(data::fix_btf(&elf, raw)?),
@@ -93,18 +102,19 @@ impl CollectionSpec {
             code.push(if section.role == Role::Code { Some(CodeSection::read(&elf, index)?) } else { None });
         }
         let linker = Linker { elf: &elf, code: &code, ext: ext.as_ref(), resolver: &resolver };
-        let license = elf.license();
+        let license: std::sync::Arc<str> = elf.license().into();
         let kernel_version = elf.kernel_version();
         let entry_sections = || code.iter().flatten().filter(|c| c.name != ".text");
         let mut programs = Vec::with_capacity(entry_sections().map(|c| c.functions.len()).sum());
         for section in entry_sections() {
+            let section_name: std::sync::Arc<str> = section.name.into();
             let kind = classify(section.name)
                 .ok_or_else(|| ObjectError::UnknownSection { section: section.name.to_owned() })?;
             for (f, function) in section.functions.iter().enumerate() {
                 let linked = linker.link(section.index, f)?;
                 let mut spec = program_spec(
                     &function.name,
-                    section.name,
+                    &section_name,
                     linked,
                     fixed.as_ref().map(|f| &f.bytes),
                     ext.as_ref(),
@@ -172,14 +182,14 @@ fn not_found(kind: &'static str, name: &str) -> ObjectError {
 /// Decodes a linked program and turns slot positions into instruction indices.
 fn program_spec(
     name: &str,
-    section: &str,
+    section: &std::sync::Arc<str>,
     linked: Linked,
     btf: Option<&Bytes>,
     ext: Option<&BtfExt>,
-    license: String,
+    license: std::sync::Arc<str>,
 ) -> Result<ProgramSpec, ObjectError> {
     let instructions = insn::decode(&linked.insns)
-        .map_err(|e| ObjectError::Section { section: section.to_owned(), reason: format!("program {name}: {e}") })?;
+        .map_err(|e| ObjectError::Section { section: section.to_string(), reason: format!("program {name}: {e}") })?;
     let has_references = !linked.maps.is_empty() || !linked.ksyms.is_empty() || !linked.core.is_empty();
     let mut index_of_slot = Vec::new();
     if has_references {
@@ -192,7 +202,7 @@ fn program_spec(
     }
     let index = |slot: usize| -> Result<usize, ObjectError> {
         index_of_slot.get(slot).copied().filter(|&i| i != usize::MAX).ok_or_else(|| ObjectError::Relocation {
-            section: section.to_owned(),
+            section: section.to_string(),
             offset: slot as u64 * 8,
             reason: format!("program {name}: the relocated slot is the second half of a 64-bit load"),
         })
@@ -225,16 +235,22 @@ fn program_spec(
                     line_info.extend_from_slice(&word.to_ne_bytes());
                 }
             }
-            Some(ProgramBtf { blob: blob.clone(), func_info, func_info_rec_size: 8, line_info, line_info_rec_size: 16 })
+            Some(ProgramBtf {
+                blob: blob.clone(),
+                func_info: func_info.into(),
+                func_info_rec_size: 8,
+                line_info: line_info.into(),
+                line_info_rec_size: 16,
+            })
         }
         _ => None,
     };
     Ok(ProgramSpec {
         name: name.to_owned(),
-        section: Some(section.to_owned()),
+        section: Some(section.clone()),
         program_type: crate::types::ProgramType::SocketFilter,
         expected_attach_type: None,
-        instructions,
+        instructions: instructions.into(),
         map_references,
         license,
         kernel_version: 0,

@@ -1,11 +1,11 @@
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use super::spec::ProgramSpec;
 use super::ProgramInfo;
 use crate::error::{Error, Result, VerifierError};
-use crate::insn::{self, Instruction};
+use crate::insn::{self, Instruction, RawInsn};
 use crate::sys::{self, Errno, ProgLoad, SysError};
 use crate::types::ProgramType;
 
@@ -110,22 +110,60 @@ pub struct Program {
 pub(crate) struct ReadyProgram<'s> {
     spec: &'s ProgramSpec,
     prepared: super::prepare::Prepared,
-    license: CString,
+    license: License,
+}
+
+/// A license as the kernel reads it (NUL-terminated), inline when short — every real one is.
+enum License {
+    Inline([u8; 64]),
+    Heap(CString),
+}
+
+impl License {
+    fn new(text: &str) -> Option<License> {
+        if text.as_bytes().contains(&0) {
+            return None;
+        }
+        if text.len() < 64 {
+            let mut inline = [0u8; 64];
+            inline[..text.len()].copy_from_slice(text.as_bytes());
+            return Some(License::Inline(inline));
+        }
+        CString::new(text).ok().map(License::Heap)
+    }
+
+    fn as_c_str(&self) -> &CStr {
+        match self {
+            License::Inline(bytes) => CStr::from_bytes_until_nul(bytes).expect("a NUL follows the text"),
+            License::Heap(string) => string,
+        }
+    }
 }
 
 impl<'s> ReadyProgram<'s> {
-    /// Readies `spec`, its map references bound to the fds `map_fd` gives by name.
-    pub(crate) fn new(spec: &'s ProgramSpec, map_fd: &dyn Fn(&str) -> Option<i32>) -> Result<ReadyProgram<'s>> {
-        let prepared = super::prepare::prepare(spec, map_fd)?;
-        let license = CString::new(spec.license.as_str()).map_err(|_| Error::InvalidSpec {
+    /// Readies `spec`, its map references bound to the fds `map_fd` gives by name, its raw
+    /// instructions appended to `raw` (what [`ReadyProgram::load`] is then given).
+    pub(crate) fn new(
+        spec: &'s ProgramSpec,
+        map_fd: &dyn Fn(&str) -> Option<i32>,
+        raw: &mut Vec<RawInsn>,
+    ) -> Result<ReadyProgram<'s>> {
+        let prepared = super::prepare::prepare(spec, map_fd, raw)?;
+        let license = License::new(&spec.license).ok_or_else(|| Error::InvalidSpec {
             object: format!("program \"{}\"", spec.name),
             reason: "license contains a NUL byte".to_owned(),
         })?;
         Ok(ReadyProgram { spec, prepared, license })
     }
 
-    /// Loads it: the program fd, and the verifier log when one was kept.
-    pub(crate) fn load(&self, options: &LoadOptions, btf: BtfSource<'_>) -> Result<(OwnedFd, Option<String>)> {
+    /// Loads it (`raw`: the buffer it was readied into): the program fd, and the verifier log
+    /// when one was kept.
+    pub(crate) fn load(
+        &self,
+        raw: &[RawInsn],
+        options: &LoadOptions,
+        btf: BtfSource<'_>,
+    ) -> Result<(OwnedFd, Option<String>)> {
         let spec = self.spec;
         let own_btf = match (&spec.btf, btf) {
             (Some(blob), BtfSource::Own) => Some(sys::btf_load(&blob.blob)?),
@@ -136,7 +174,8 @@ impl<'s> ReadyProgram<'s> {
             BtfSource::Own => own_btf.as_ref().map(|fd| fd.as_fd()),
             BtfSource::Without => None,
         };
-        let mut request = ProgLoad::new(spec.program_type.raw(), &self.prepared.raw, &self.license);
+        let mut request =
+            ProgLoad::new(spec.program_type.raw(), &raw[self.prepared.raw.clone()], self.license.as_c_str());
         request.name = &spec.name;
         request.expected_attach_type = spec.expected_attach_type.map_or(0, |t| t.raw());
         request.kern_version = spec.kernel_version;
@@ -144,8 +183,8 @@ impl<'s> ReadyProgram<'s> {
         request.attach_btf_id = self.prepared.attach_btf_id.unwrap_or(0);
         if let (Some(btf), Some(fd)) = (&spec.btf, btf_fd) {
             request.prog_btf = Some(fd);
-            request.func_info = (&btf.func_info, btf.func_info_rec_size);
-            request.line_info = (&btf.line_info, btf.line_info_rec_size);
+            request.func_info = (&btf.func_info[..], btf.func_info_rec_size);
+            request.line_info = (&btf.line_info[..], btf.line_info_rec_size);
         }
         let poisoned = &self.prepared.poisoned;
         if options.log_level.is_empty() {
@@ -205,7 +244,8 @@ impl Program {
     /// As [`Program::load_with`], with the program's BTF already loaded (a collection loads
     /// its object's BTF once for every program).
     pub(crate) fn load_sharing(spec: &ProgramSpec, options: &LoadOptions, btf: BtfSource<'_>) -> Result<Program> {
-        let (fd, log) = ReadyProgram::new(spec, &|_| None)?.load(options, btf)?;
+        let mut raw = Vec::new();
+        let (fd, log) = ReadyProgram::new(spec, &|_| None, &mut raw)?.load(&raw, options, btf)?;
         Ok(Program::loaded(spec.name.clone(), spec.program_type, fd, log, options))
     }
 
@@ -316,7 +356,7 @@ fn rejection(spec: &ProgramSpec, error: SysError, log: String, poisoned: &[(usiz
         .map(|(slot, what)| format!("instruction {slot}: CO-RE relocation {what}"));
     Error::Verifier(Box::new(VerifierError {
         program: spec.name.clone(),
-        section: spec.section.clone(),
+        section: spec.section.as_deref().map(str::to_owned),
         errno: error.errno,
         log,
         explanation,

@@ -11,7 +11,7 @@ pub use ids::{map_ids, program_ids, ObjectIds};
 pub use load::{enable_run_stats, unpin, BtfPolicy, LoadOptions, LogLevel, Program, RunStats};
 pub(crate) use load::{BtfSource, ReadyProgram};
 pub use prepare::kernel_btf;
-pub use spec::{CoreRelocation, KsymReference, ProgramBtf, ProgramFlags, ProgramSpec};
+pub use spec::{CoreRelocation, Instructions, KsymReference, ProgramBtf, ProgramFlags, ProgramSpec};
 pub use test_run::{TestRun, TestRunResult};
 
 /// What the kernel reports about a loaded program.

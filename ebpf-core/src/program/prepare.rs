@@ -47,7 +47,8 @@ fn attach_btf_name(spec: &ProgramSpec) -> Option<(String, BtfKind)> {
 /// that matched nothing in this kernel (their instructions now call a helper that does not
 /// exist, so the verifier rejects them if it reaches them).
 pub(super) struct Prepared {
-    pub raw: Vec<RawInsn>,
+    /// Where its raw instructions sit in the buffer `prepare` appended them to.
+    pub raw: std::ops::Range<usize>,
     pub attach_btf_id: Option<u32>,
     /// (raw slot, what was asked for).
     pub poisoned: Vec<(usize, String)>,
@@ -55,7 +56,13 @@ pub(super) struct Prepared {
 
 /// Resolves everything kernel-specific in `spec`, and points its unbound map references at
 /// the fds `map_fd` gives by name (a reference it does not know is an [`Error::UnboundMap`]).
-pub(super) fn prepare(spec: &ProgramSpec, map_fd: &dyn Fn(&str) -> Option<i32>) -> Result<Prepared> {
+/// The raw instructions are appended to `out` (a collection encodes all its programs into one
+/// buffer).
+pub(super) fn prepare(
+    spec: &ProgramSpec,
+    map_fd: &dyn Fn(&str) -> Option<i32>,
+    out: &mut Vec<RawInsn>,
+) -> Result<Prepared> {
     if let Some(reference) = spec.map_references.iter().find(|r| map_fd(&r.name).is_none()) {
         return Err(Error::UnboundMap {
             program: spec.name.clone(),
@@ -63,15 +70,19 @@ pub(super) fn prepare(spec: &ProgramSpec, map_fd: &dyn Fn(&str) -> Option<i32>) 
             index: reference.index,
         });
     }
-    let mut prepared = if needs_kernel(spec) {
-        prepare_for_kernel(spec)?
+    let start = out.len();
+    let (attach_btf_id, poisoned) = if needs_kernel(spec) {
+        let (raw, attach_btf_id, poisoned) = prepare_for_kernel(spec)?;
+        out.extend_from_slice(&raw);
+        (attach_btf_id, poisoned)
     } else {
-        Prepared { raw: insn::encode(&spec.instructions), attach_btf_id: spec.attach_btf_id, poisoned: Vec::new() }
+        insn::encode_into(&spec.instructions, out);
+        (spec.attach_btf_id, Vec::new())
     };
     if !spec.map_references.is_empty() {
-        bind_maps(spec, &mut prepared.raw, map_fd)?;
+        bind_maps(spec, &mut out[start..], map_fd)?;
     }
-    Ok(prepared)
+    Ok(Prepared { raw: start..out.len(), attach_btf_id, poisoned })
 }
 
 const PSEUDO_MAP_FD: u8 = 1;
@@ -109,7 +120,10 @@ fn bind_maps(spec: &ProgramSpec, raw: &mut [RawInsn], map_fd: &dyn Fn(&str) -> O
     Ok(())
 }
 
-fn prepare_for_kernel(spec: &ProgramSpec) -> Result<Prepared> {
+/// (raw instructions, attach BTF id, poisoned slots).
+type ForKernel = (Vec<RawInsn>, Option<u32>, Vec<(usize, String)>);
+
+fn prepare_for_kernel(spec: &ProgramSpec) -> Result<ForKernel> {
     let kernel = kernel_btf()?;
     let object = |reason: String| Error::InvalidSpec { object: format!("program \"{}\"", spec.name), reason };
 
@@ -191,7 +205,7 @@ fn prepare_for_kernel(spec: &ProgramSpec) -> Result<Prepared> {
             }
         }
     }
-    Ok(Prepared { raw, attach_btf_id, poisoned })
+    Ok((raw, attach_btf_id, poisoned))
 }
 
 /// The verifier's line for a call of the poison helper: `28: (85) call unknown#195896080`.

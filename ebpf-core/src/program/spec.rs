@@ -33,12 +33,12 @@ bitflags::bitflags! {
 pub struct ProgramBtf {
     /// The `.BTF` blob to load (shared: every program of an object carries the same one).
     pub blob: Bytes,
-    /// `bpf_func_info` records.
-    pub func_info: Vec<u8>,
+    /// `bpf_func_info` records (shared, like the blob: copies of a spec copy no records).
+    pub func_info: Bytes,
     /// Size of one func info record.
     pub func_info_rec_size: u32,
     /// `bpf_line_info` records.
-    pub line_info: Vec<u8>,
+    pub line_info: Bytes,
     /// Size of one line info record.
     pub line_info_rec_size: u32,
 }
@@ -48,18 +48,18 @@ pub struct ProgramBtf {
 pub struct ProgramSpec {
     /// Name (the kernel keeps the first 15 characters).
     pub name: String,
-    /// ELF section it came from, if any (named in errors).
-    pub section: Option<String>,
+    /// ELF section it came from, if any (named in errors; shared by the section's programs).
+    pub section: Option<std::sync::Arc<str>>,
     /// Kind of program.
     pub program_type: ProgramType,
     /// Attach type the verifier checks against, where the program type needs one.
     pub expected_attach_type: Option<AttachType>,
-    /// Instructions.
-    pub instructions: Vec<Instruction>,
+    /// Instructions (shared with copies of the spec until one of them edits its own).
+    pub instructions: Instructions,
     /// Map loads still waiting for a map (see [`ProgramSpec::bind_map`]).
     pub map_references: Vec<MapReference>,
-    /// License; GPL-only helpers need a GPL-compatible one.
-    pub license: String,
+    /// License; GPL-only helpers need a GPL-compatible one (shared by an object's programs).
+    pub license: std::sync::Arc<str>,
     /// Kernel version word (only old kprobe loaders check it).
     pub kernel_version: u32,
     /// Load flags.
@@ -75,6 +75,69 @@ pub struct ProgramSpec {
     pub core_relocations: Vec<CoreRelocation>,
     /// Kernel symbols (kfuncs, ksyms) referred to by name, resolved at load.
     pub ksym_references: Vec<KsymReference>,
+}
+
+/// A program's instructions: a `Vec<Instruction>` shared between copies of a spec until one
+/// of them is edited (copy on write). Templating clones a spec per load; the clone copies no
+/// instructions, and neither does dropping it.
+///
+/// ```
+/// use ebpf_core::insn::Instruction;
+/// use ebpf_core::program::Instructions;
+///
+/// let original = Instructions::from(vec![Instruction::Exit]);
+/// let mut copy = original.clone();
+/// copy.insert(0, Instruction::Exit); // the copy gets its own vector here
+/// assert_eq!((original.len(), copy.len()), (1, 2));
+/// ```
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Instructions(std::sync::Arc<Vec<Instruction>>);
+
+impl std::ops::Deref for Instructions {
+    type Target = Vec<Instruction>;
+
+    fn deref(&self) -> &Vec<Instruction> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Instructions {
+    fn deref_mut(&mut self) -> &mut Vec<Instruction> {
+        std::sync::Arc::make_mut(&mut self.0)
+    }
+}
+
+impl std::fmt::Debug for Instructions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl From<Vec<Instruction>> for Instructions {
+    fn from(instructions: Vec<Instruction>) -> Instructions {
+        Instructions(std::sync::Arc::new(instructions))
+    }
+}
+
+impl FromIterator<Instruction> for Instructions {
+    fn from_iter<I: IntoIterator<Item = Instruction>>(iter: I) -> Instructions {
+        Vec::from_iter(iter).into()
+    }
+}
+
+impl<'a> IntoIterator for &'a Instructions {
+    type Item = &'a Instruction;
+    type IntoIter = std::slice::Iter<'a, Instruction>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl PartialEq<Vec<Instruction>> for Instructions {
+    fn eq(&self, other: &Vec<Instruction>) -> bool {
+        *self.0 == *other
+    }
 }
 
 /// A CO-RE relocation of the instruction at `index` (an index into
@@ -106,9 +169,9 @@ impl ProgramSpec {
             section: None,
             program_type,
             expected_attach_type: None,
-            instructions,
+            instructions: instructions.into(),
             map_references: Vec::new(),
-            license: "GPL".to_owned(),
+            license: "GPL".into(),
             kernel_version: 0,
             flags: ProgramFlags::empty(),
             attach_btf_id: None,
