@@ -236,6 +236,18 @@ fn legacy_map_definitions_still_load() {
     let mut value = [0u8; 8];
     collection.map("legacy_counts").unwrap().lookup(&0u32.to_ne_bytes(), &mut value).unwrap();
     assert_eq!(u64::from_ne_bytes(value), 1);
+
+    // Past 16 maps the load binds references through a hash index: still the right map.
+    let mut spec = CollectionSpec::from_elf(&fixture("legacy_maps")).unwrap();
+    for i in 0..20 {
+        spec.maps.insert(0, ebpf_core::MapSpec::new(&format!("extra_{i}"), MapType::Array, 4, 8, 4));
+    }
+    let collection = Collection::load(spec, &LoadOptions::default()).unwrap();
+    run(collection.program("legacy_count").unwrap(), &[0u8; 64]);
+    collection.map("legacy_counts").unwrap().lookup(&0u32.to_ne_bytes(), &mut value).unwrap();
+    assert_eq!(u64::from_ne_bytes(value), 1);
+    collection.map("extra_0").unwrap().lookup(&0u32.to_ne_bytes(), &mut value).unwrap();
+    assert_eq!(u64::from_ne_bytes(value), 0);
 }
 
 #[test]

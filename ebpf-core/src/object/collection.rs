@@ -196,8 +196,13 @@ impl Collection {
             }
             maps.push(map);
         }
-        // Objects define a handful of maps: a scan beats building a hash index.
-        let index = |name: &str| spec.maps.iter().position(|m| m.name == name);
+        // Most objects define a handful of maps, where a scan beats building a hash index.
+        let by_name: Option<std::collections::HashMap<&str, usize>> =
+            (spec.maps.len() > 16).then(|| spec.maps.iter().enumerate().map(|(i, m)| (m.name.as_str(), i)).collect());
+        let index = |name: &str| match &by_name {
+            Some(by_name) => by_name.get(name).copied(),
+            None => spec.maps.iter().position(|m| m.name == name),
+        };
 
         // Every program readied first, then loaded back to back (see ReadyProgram).
         let map_fd = |name: &str| index(name).map(|i| maps[i].as_fd().as_raw_fd());

@@ -106,15 +106,7 @@ fn bind_maps(spec: &ProgramSpec, raw: &mut [RawInsn], map_fd: &dyn Fn(&str) -> O
                 raw[slot].imm = fd;
                 raw[slot + 1].imm = 0;
             }
-            _ => {
-                return Err(Error::InvalidSpec {
-                    object: format!("program \"{}\"", spec.name),
-                    reason: format!(
-                        "map reference \"{}\" at instruction {} is not a 64-bit immediate load",
-                        reference.name, reference.index
-                    ),
-                })
-            }
+            _ => return Err(super::spec::map_reference_not_a_load(&spec.name, reference)),
         }
     }
     Ok(())

@@ -216,18 +216,21 @@ impl ProgramSpec {
                     };
                     bound += 1;
                 }
-                _ => {
-                    return Err(Error::InvalidSpec {
-                        object: format!("program \"{}\"", self.name),
-                        reason: format!(
-                            "map reference \"{}\" at instruction {} is not a 64-bit immediate load",
-                            reference.name, reference.index
-                        ),
-                    })
-                }
+                _ => return Err(map_reference_not_a_load(&self.name, &reference)),
             }
         }
         self.map_references = remaining;
         Ok(bound)
+    }
+}
+
+/// The error for a map reference whose instruction is not a 64-bit immediate load.
+pub(crate) fn map_reference_not_a_load(program: &str, reference: &MapReference) -> Error {
+    Error::InvalidSpec {
+        object: format!("program \"{program}\""),
+        reason: format!(
+            "map reference \"{}\" at instruction {} is not a 64-bit immediate load",
+            reference.name, reference.index
+        ),
     }
 }
