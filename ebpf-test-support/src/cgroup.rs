@@ -51,6 +51,14 @@ impl Drop for CgroupGuard {
         if self.entered {
             let _ = std::fs::write(self.home.join("cgroup.procs"), std::process::id().to_string());
         }
-        let _ = std::fs::remove_dir(&self.path);
+        // Moving in took the whole process, so a child another test thread spawned meanwhile
+        // (a `ping`, an `ip`) may still sit in the group: rmdir says EBUSY until it exits.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while let Err(e) = std::fs::remove_dir(&self.path) {
+            if e.raw_os_error() != Some(libc::EBUSY) || std::time::Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 }
