@@ -50,6 +50,7 @@ pub mod link;
 pub mod map;
 pub mod object;
 pub mod program;
+mod shared_vec;
 pub mod sys;
 mod types;
 
@@ -57,4 +58,5 @@ pub use error::{Error, Result, VerifierError};
 pub use map::{BatchCursor, Map, MapBtfTypes, MapContents, MapFlags, MapSpec, Pinning, UpdateFlags};
 pub use object::{Collection, CollectionSpec};
 pub use program::{BtfPolicy, LoadOptions, LogLevel, Program, ProgramFlags, ProgramSpec, TestRun, TestRunResult};
+pub use shared_vec::SharedVec;
 pub use types::{AttachType, LinkType, MapType, ProgramType};

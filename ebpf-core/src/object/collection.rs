@@ -153,7 +153,7 @@ impl Collection {
     /// fills prog arrays and maps of maps from their static values, and pins what is pinned
     /// by name. All or nothing: on any failure everything made so far is released, pins
     /// included, and the error names the map or program (with the whole verifier log).
-    pub fn load(mut spec: CollectionSpec, options: &LoadOptions) -> Result<Collection> {
+    pub fn load(spec: CollectionSpec, options: &LoadOptions) -> Result<Collection> {
         let wanted = match options.btf {
             BtfPolicy::Always => true,
             BtfPolicy::Never => false,
@@ -228,11 +228,11 @@ impl Collection {
             loaded.push(outcome);
         }
         drop(ready);
-        // The spec is ours: its names move into the programs.
-        let programs: Vec<Program> = std::mem::take(&mut spec.programs)
-            .into_iter()
+        let programs: Vec<Program> = spec
+            .programs
+            .iter()
             .zip(loaded)
-            .map(|(program, (fd, log))| Program::loaded(program.name, program.program_type, fd, log, options))
+            .map(|(program, (fd, log))| Program::loaded(program.name.clone(), program.program_type, fd, log, options))
             .collect();
 
         for (map_spec, map) in spec.maps.iter().zip(&maps) {

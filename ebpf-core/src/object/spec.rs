@@ -18,8 +18,8 @@ use crate::program::{CoreRelocation, KsymReference, ProgramBtf, ProgramSpec};
 /// them, then load them all with [`Collection::load`](super::Collection::load).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct CollectionSpec {
-    /// Programs, in section order.
-    pub programs: Vec<ProgramSpec>,
+    /// Programs, in section order (shared with copies of the spec until one edits them).
+    pub programs: crate::SharedVec<ProgramSpec>,
     /// Maps: those the object defines, then one per global data section.
     pub maps: Vec<MapSpec>,
     /// Global variables of the data sections. At load, each variable's value is written over
@@ -128,7 +128,7 @@ impl CollectionSpec {
                 programs.push(spec);
             }
         }
-        Ok(CollectionSpec { programs, maps, variables, kconfig, btf: fixed.map(|f| f.bytes) })
+        Ok(CollectionSpec { programs: programs.into(), maps, variables, kconfig, btf: fixed.map(|f| f.bytes) })
     }
 
     /// The program called `name`.

@@ -77,9 +77,8 @@ pub struct ProgramSpec {
     pub ksym_references: Vec<KsymReference>,
 }
 
-/// A program's instructions: a `Vec<Instruction>` shared between copies of a spec until one
-/// of them is edited (copy on write). Templating clones a spec per load; the clone copies no
-/// instructions, and neither does dropping it.
+/// A program's instructions, shared between copies of a spec until one of them is edited:
+/// templating clones a spec per load, and the clone copies no instructions.
 ///
 /// ```
 /// use ebpf_core::insn::Instruction;
@@ -90,55 +89,7 @@ pub struct ProgramSpec {
 /// copy.insert(0, Instruction::Exit); // the copy gets its own vector here
 /// assert_eq!((original.len(), copy.len()), (1, 2));
 /// ```
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Instructions(std::sync::Arc<Vec<Instruction>>);
-
-impl std::ops::Deref for Instructions {
-    type Target = Vec<Instruction>;
-
-    fn deref(&self) -> &Vec<Instruction> {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Instructions {
-    fn deref_mut(&mut self) -> &mut Vec<Instruction> {
-        std::sync::Arc::make_mut(&mut self.0)
-    }
-}
-
-impl std::fmt::Debug for Instructions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl From<Vec<Instruction>> for Instructions {
-    fn from(instructions: Vec<Instruction>) -> Instructions {
-        Instructions(std::sync::Arc::new(instructions))
-    }
-}
-
-impl FromIterator<Instruction> for Instructions {
-    fn from_iter<I: IntoIterator<Item = Instruction>>(iter: I) -> Instructions {
-        Vec::from_iter(iter).into()
-    }
-}
-
-impl<'a> IntoIterator for &'a Instructions {
-    type Item = &'a Instruction;
-    type IntoIter = std::slice::Iter<'a, Instruction>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        self.0.iter()
-    }
-}
-
-impl PartialEq<Vec<Instruction>> for Instructions {
-    fn eq(&self, other: &Vec<Instruction>) -> bool {
-        *self.0 == *other
-    }
-}
+pub type Instructions = crate::SharedVec<Instruction>;
 
 /// A CO-RE relocation of the instruction at `index` (an index into
 /// [`ProgramSpec::instructions`], not a raw slot).
