@@ -121,12 +121,18 @@ fn per_cpu_values_round_trip_without_allocating_per_lookup() {
     assert!(hash.get(&8).unwrap().is_none());
 }
 
+/// An LPM trie of `K` key data (after the 4-byte prefix length) to u32 values.
+fn lpm_trie<K: Pod>(name: &str) -> LpmTrie<K, u32> {
+    let key_size = 4 + std::mem::size_of::<K>() as u32;
+    let spec = MapSpec::new(&unique_name(name), MapType::LpmTrie, key_size, 4, 16)
+        .with_flags(ebpf_core::MapFlags::NO_PREALLOC);
+    LpmTrie::try_from(Map::create(&spec).unwrap()).unwrap()
+}
+
 #[test]
 fn lpm_tries_find_the_longest_prefix() {
     let Some(_root) = require_kernel() else { return };
-    let spec =
-        MapSpec::new(&unique_name("lpm"), MapType::LpmTrie, 8, 4, 16).with_flags(ebpf_core::MapFlags::NO_PREALLOC);
-    let trie: LpmTrie<[u8; 4], u32> = LpmTrie::try_from(Map::create(&spec).unwrap()).unwrap();
+    let trie = lpm_trie::<[u8; 4]>("lpm");
     trie.insert(&[10, 0, 0, 0], 8, &1, UpdateFlags::ANY).unwrap();
     trie.insert(&[10, 1, 0, 0], 16, &2, UpdateFlags::ANY).unwrap();
     assert_eq!(trie.lookup(&[10, 1, 2, 3]).unwrap(), Some(2));
@@ -145,9 +151,7 @@ fn lpm_tries_find_the_longest_prefix() {
 fn lpm_tries_with_long_keys() {
     let Some(_root) = require_kernel() else { return };
     // 48 bytes of key data: beyond the small key buffer, so the large one is exercised.
-    let spec =
-        MapSpec::new(&unique_name("lpm40"), MapType::LpmTrie, 52, 4, 16).with_flags(ebpf_core::MapFlags::NO_PREALLOC);
-    let trie: LpmTrie<[u8; 48], u32> = LpmTrie::try_from(Map::create(&spec).unwrap()).unwrap();
+    let trie = lpm_trie::<[u8; 48]>("lpm48");
     let mut prefix = [0u8; 48];
     prefix[..2].copy_from_slice(&[0xfd, 0x01]);
     trie.insert(&prefix, 16, &7, UpdateFlags::ANY).unwrap();

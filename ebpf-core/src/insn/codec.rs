@@ -507,6 +507,17 @@ pub fn encode(insns: &[Instruction]) -> Vec<RawInsn> {
     out
 }
 
+/// The raw slot each instruction starts at (64-bit loads take two slots).
+pub fn slot_offsets(insns: &[Instruction]) -> Vec<usize> {
+    let mut offsets = Vec::with_capacity(insns.len());
+    let mut slot = 0;
+    for insn in insns {
+        offsets.push(slot);
+        slot += insn.slots();
+    }
+    offsets
+}
+
 /// Encodes instructions into raw slots appended to `out` (several programs can share one
 /// buffer).
 pub fn encode_into(insns: &[Instruction], out: &mut Vec<RawInsn>) {

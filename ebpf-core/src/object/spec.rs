@@ -191,17 +191,9 @@ fn program_spec(
     let instructions = insn::decode(&linked.insns)
         .map_err(|e| ObjectError::Section { section: section.to_string(), reason: format!("program {name}: {e}") })?;
     let has_references = !linked.maps.is_empty() || !linked.ksyms.is_empty() || !linked.core.is_empty();
-    let mut index_of_slot = Vec::new();
-    if has_references {
-        index_of_slot = vec![usize::MAX; linked.insns.len()];
-        let mut slot = 0;
-        for (i, insn) in instructions.iter().enumerate() {
-            index_of_slot[slot] = i;
-            slot += insn.slots();
-        }
-    }
+    let slot_of = if has_references { insn::slot_offsets(&instructions) } else { Vec::new() };
     let index = |slot: usize| -> Result<usize, ObjectError> {
-        index_of_slot.get(slot).copied().filter(|&i| i != usize::MAX).ok_or_else(|| ObjectError::Relocation {
+        slot_of.binary_search(&slot).map_err(|_| ObjectError::Relocation {
             section: section.to_string(),
             offset: slot as u64 * 8,
             reason: format!("program {name}: the relocated slot is the second half of a 64-bit load"),

@@ -115,17 +115,10 @@ fn alu(op: AluOp, a: u64, b: u64, width: Width) -> Option<u64> {
 pub fn tail_call_sites(spec: &ProgramSpec) -> Vec<TailCallSite> {
     let insns = &spec.instructions;
     let map_at: HashMap<usize, &str> = spec.map_references.iter().map(|r| (r.index, r.name.as_str())).collect();
-    let mut slot_of = Vec::with_capacity(insns.len());
-    let mut index_of = HashMap::new();
-    let mut slot = 0usize;
-    for (i, insn) in insns.iter().enumerate() {
-        slot_of.push(slot);
-        index_of.insert(slot, i);
-        slot += insn.slots();
-    }
+    let slot_of = crate::insn::slot_offsets(insns);
     let target = |i: usize, off: i64| -> Option<usize> {
         let t = slot_of[i] as i64 + insns[i].slots() as i64 + off;
-        usize::try_from(t).ok().and_then(|t| index_of.get(&t).copied())
+        usize::try_from(t).ok().and_then(|t| slot_of.binary_search(&t).ok())
     };
 
     let mut states: Vec<Option<State>> = vec![None; insns.len()];

@@ -1,4 +1,4 @@
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -105,39 +105,12 @@ pub struct Program {
 /// A program with its user-space work done (kernel-specific fixups, encoding, map fds, the
 /// license as a C string), waiting only for `BPF_PROG_LOAD`. A collection readies every
 /// program before loading any, so its loads run back to back: each JIT'd program makes the
-/// kernel switch page tables to patch text, which flushes this process's TLB, and user-space
-/// work between two loads pays for that with page walks (measured: ~3 µs a program).
+/// kernel switch page tables to patch text, which flushes this process's TLB, so user-space
+/// work between two loads runs cold.
 pub(crate) struct ReadyProgram<'s> {
     spec: &'s ProgramSpec,
     prepared: super::prepare::Prepared,
-    license: License,
-}
-
-/// A license as the kernel reads it (NUL-terminated), inline when short — every real one is.
-enum License {
-    Inline([u8; 64]),
-    Heap(CString),
-}
-
-impl License {
-    fn new(text: &str) -> Option<License> {
-        if text.as_bytes().contains(&0) {
-            return None;
-        }
-        if text.len() < 64 {
-            let mut inline = [0u8; 64];
-            inline[..text.len()].copy_from_slice(text.as_bytes());
-            return Some(License::Inline(inline));
-        }
-        CString::new(text).ok().map(License::Heap)
-    }
-
-    fn as_c_str(&self) -> &CStr {
-        match self {
-            License::Inline(bytes) => CStr::from_bytes_until_nul(bytes).expect("a NUL follows the text"),
-            License::Heap(string) => string,
-        }
-    }
+    license: CString,
 }
 
 impl<'s> ReadyProgram<'s> {
@@ -149,7 +122,7 @@ impl<'s> ReadyProgram<'s> {
         raw: &mut Vec<RawInsn>,
     ) -> Result<ReadyProgram<'s>> {
         let prepared = super::prepare::prepare(spec, map_fd, raw)?;
-        let license = License::new(&spec.license).ok_or_else(|| Error::InvalidSpec {
+        let license = CString::new(&*spec.license).map_err(|_| Error::InvalidSpec {
             object: format!("program \"{}\"", spec.name),
             reason: "license contains a NUL byte".to_owned(),
         })?;
@@ -174,8 +147,7 @@ impl<'s> ReadyProgram<'s> {
             BtfSource::Own => own_btf.as_ref().map(|fd| fd.as_fd()),
             BtfSource::Without => None,
         };
-        let mut request =
-            ProgLoad::new(spec.program_type.raw(), &raw[self.prepared.raw.clone()], self.license.as_c_str());
+        let mut request = ProgLoad::new(spec.program_type.raw(), &raw[self.prepared.raw.clone()], &self.license);
         request.name = &spec.name;
         request.expected_attach_type = spec.expected_attach_type.map_or(0, |t| t.raw());
         request.kern_version = spec.kernel_version;
@@ -205,24 +177,6 @@ impl<'s> ReadyProgram<'s> {
     }
 }
 
-impl Program {
-    /// The program a [`ReadyProgram`] load gave.
-    pub(crate) fn loaded(
-        name: String,
-        program_type: ProgramType,
-        fd: OwnedFd,
-        log: Option<String>,
-        options: &LoadOptions,
-    ) -> Program {
-        Program {
-            fd,
-            name,
-            program_type: Some(program_type),
-            verifier_log: log.filter(|_| !options.log_level.is_empty()),
-        }
-    }
-}
-
 fn log_text(buf: &[u8]) -> String {
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     String::from_utf8_lossy(&buf[..end]).into_owned()
@@ -238,15 +192,25 @@ impl Program {
     /// CO-RE relocations, kernel symbols and BTF attach targets are resolved against the running
     /// kernel first.
     pub fn load_with(spec: &ProgramSpec, options: &LoadOptions) -> Result<Program> {
-        Self::load_sharing(spec, options, BtfSource::Own)
+        let mut raw = Vec::new();
+        let (fd, log) = ReadyProgram::new(spec, &|_| None, &mut raw)?.load(&raw, options, BtfSource::Own)?;
+        Ok(Program::loaded(spec.name.clone(), spec.program_type, fd, log, options))
     }
 
-    /// As [`Program::load_with`], with the program's BTF already loaded (a collection loads
-    /// its object's BTF once for every program).
-    pub(crate) fn load_sharing(spec: &ProgramSpec, options: &LoadOptions, btf: BtfSource<'_>) -> Result<Program> {
-        let mut raw = Vec::new();
-        let (fd, log) = ReadyProgram::new(spec, &|_| None, &mut raw)?.load(&raw, options, btf)?;
-        Ok(Program::loaded(spec.name.clone(), spec.program_type, fd, log, options))
+    /// The program a [`ReadyProgram`] load gave.
+    pub(crate) fn loaded(
+        name: String,
+        program_type: ProgramType,
+        fd: OwnedFd,
+        log: Option<String>,
+        options: &LoadOptions,
+    ) -> Program {
+        Program {
+            fd,
+            name,
+            program_type: Some(program_type),
+            verifier_log: log.filter(|_| !options.log_level.is_empty()),
+        }
     }
 
     /// Opens the program pinned at `path`.

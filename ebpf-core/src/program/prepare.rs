@@ -63,13 +63,18 @@ pub(super) fn prepare(
     map_fd: &dyn Fn(&str) -> Option<i32>,
     out: &mut Vec<RawInsn>,
 ) -> Result<Prepared> {
-    if let Some(reference) = spec.map_references.iter().find(|r| map_fd(&r.name).is_none()) {
-        return Err(Error::UnboundMap {
-            program: spec.name.clone(),
-            map: reference.name.clone(),
-            index: reference.index,
-        });
-    }
+    // Every reference resolved before any kernel work, so an unbound one fails first.
+    let fds = spec
+        .map_references
+        .iter()
+        .map(|reference| {
+            map_fd(&reference.name).ok_or_else(|| Error::UnboundMap {
+                program: spec.name.clone(),
+                map: reference.name.clone(),
+                index: reference.index,
+            })
+        })
+        .collect::<Result<Vec<i32>>>()?;
     let start = out.len();
     let (attach_btf_id, poisoned) = if needs_kernel(spec) {
         let (raw, attach_btf_id, poisoned) = prepare_for_kernel(spec)?;
@@ -79,28 +84,22 @@ pub(super) fn prepare(
         insn::encode_into(&spec.instructions, out);
         (spec.attach_btf_id, Vec::new())
     };
-    if !spec.map_references.is_empty() {
-        bind_maps(spec, &mut out[start..], map_fd)?;
+    if !fds.is_empty() {
+        bind_maps(spec, &mut out[start..], &fds)?;
     }
     Ok(Prepared { raw: start..out.len(), attach_btf_id, poisoned })
 }
 
 const PSEUDO_MAP_FD: u8 = 1;
 
-/// Writes map fds into the encoded 64-bit loads the references name (the source kind and
-/// value offset are already there): no copy of the spec.
-fn bind_maps(spec: &ProgramSpec, raw: &mut [RawInsn], map_fd: &dyn Fn(&str) -> Option<i32>) -> Result<()> {
-    let mut slot_of = Vec::with_capacity(spec.instructions.len());
-    let mut slot = 0;
-    for insn in &spec.instructions {
-        slot_of.push(slot);
-        slot += insn.slots();
-    }
-    for reference in &spec.map_references {
-        let Some(fd) = map_fd(&reference.name) else { continue };
+/// Writes the map fds (one per reference, in order) into the encoded 64-bit loads the
+/// references name — the source kind and value offset are already there — as
+/// [`ProgramSpec::bind_map`] does on the instructions, without copying them.
+fn bind_maps(spec: &ProgramSpec, raw: &mut [RawInsn], fds: &[i32]) -> Result<()> {
+    let slot_of = insn::slot_offsets(&spec.instructions);
+    for (reference, &fd) in spec.map_references.iter().zip(fds) {
         match (spec.instructions.get(reference.index), slot_of.get(reference.index)) {
             (Some(Instruction::LoadImm64 { value: LoadImm64::MapValue { .. }, .. }), Some(&slot)) => raw[slot].imm = fd,
-            // As ProgramSpec::bind_map: any other 64-bit load becomes a map fd load.
             (Some(Instruction::LoadImm64 { .. }), Some(&slot)) => {
                 raw[slot].regs = (raw[slot].regs & 0x0f) | (PSEUDO_MAP_FD << 4);
                 raw[slot].imm = fd;
@@ -170,12 +169,7 @@ fn prepare_for_kernel(spec: &ProgramSpec) -> Result<ForKernel> {
     if !spec.core_relocations.is_empty() {
         let blob = spec.btf.as_ref().ok_or_else(|| object("CO-RE relocations without the program's BTF".to_owned()))?;
         let local = Btf::parse(blob.blob.clone()).map_err(|e| object(format!("program BTF: {e}")))?;
-        let mut slot_of = Vec::with_capacity(instructions.len());
-        let mut slot = 0;
-        for insn in &instructions {
-            slot_of.push(slot);
-            slot += insn.slots();
-        }
+        let slot_of = insn::slot_offsets(&instructions);
         for relocation in &spec.core_relocations {
             let slot = *slot_of
                 .get(relocation.index)
