@@ -27,7 +27,7 @@ fn raw_programs(elf: &[u8]) -> Vec<(u32, u32, Vec<u8>, String)> {
                 p.program_type.raw(),
                 p.expected_attach_type.map_or(0, |t| t.raw()),
                 section.data().expect("data")[start..start + size].to_vec(),
-                p.name.clone(),
+                p.name.to_string(),
             )
         })
         .collect()

@@ -62,7 +62,7 @@ fn program_json(program: &ProgramSpec) -> Value {
         })
         .collect();
     json!({
-        "name": program.name,
+        "name": program.name.as_str(),
         "section": program.section.as_deref(),
         "type": program.program_type.name(),
         "attach_type": program.expected_attach_type.map(|t| t.name()),

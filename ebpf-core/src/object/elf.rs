@@ -1,6 +1,8 @@
 //! The ELF layer: sections, symbols and relocations read once, with every offset and index
 //! checked, so the rest of the loader works on plain data and cannot read out of bounds.
 
+use std::ffi::CString;
+
 use object::elf::{self, FileHeader64};
 use object::read::elf::{FileHeader, Rel, Rela, SectionHeader, Sym, SymbolTable};
 use object::{Endianness, SectionIndex, SymbolKind};
@@ -266,11 +268,12 @@ impl<'d> Elf<'d> {
         found
     }
 
-    /// The license string (`GPL` when the object has none, as the kernel then needs nothing).
-    pub fn license(&self) -> String {
-        let Some(data) = self.section_data("license") else { return String::new() };
+    /// The license string, up to its first NUL (empty when the object has none: the kernel then
+    /// allows no GPL-only helper).
+    pub fn license(&self) -> CString {
+        let data = self.section_data("license").unwrap_or_default();
         let end = data.iter().position(|&b| b == 0).unwrap_or(data.len());
-        String::from_utf8_lossy(&data[..end]).into_owned()
+        CString::new(&data[..end]).expect("cut at the first NUL")
     }
 
     /// The `version` word, 0 when absent.

@@ -60,7 +60,6 @@ pub(super) fn parse_memoized(
     if bytes.len() > MAX_OBJECT_BYTES {
         return parse(bytes);
     }
-    let print = fingerprint(bytes);
     let seen_before = {
         let mut memo = MEMO.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         memo.clock += 1;
@@ -69,6 +68,7 @@ pub(super) fn parse_memoized(
             entry.last_used = now;
             return Ok(entry.spec.clone());
         }
+        let print = fingerprint(bytes);
         let seen = memo.seen.contains(&print);
         if !seen {
             let slot = memo.next_seen;

@@ -13,20 +13,22 @@ use super::variable::VariableSpec;
 use crate::insn::{self, MapReference};
 use crate::map::MapSpec;
 use crate::program::{CoreRelocation, KsymReference, ProgramBtf, ProgramSpec};
+use crate::{SharedStr, SharedVec};
 
 /// The programs, maps and global variables of an object, as plain data: inspect and edit
 /// them, then load them all with [`Collection::load`](super::Collection::load).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct CollectionSpec {
-    /// Programs, in section order (shared with copies of the spec until one edits them).
-    pub programs: crate::SharedVec<ProgramSpec>,
+    /// Programs, in section order. Like the maps, variables and externs, shared with copies
+    /// of the spec until one of them edits its own.
+    pub programs: SharedVec<ProgramSpec>,
     /// Maps: those the object defines, then one per global data section.
-    pub maps: Vec<MapSpec>,
+    pub maps: SharedVec<MapSpec>,
     /// Global variables of the data sections. At load, each variable's value is written over
     /// its section's initial bytes.
-    pub variables: Vec<VariableSpec>,
+    pub variables: SharedVec<VariableSpec>,
     /// `.kconfig` externs, filled from the running kernel's configuration at load.
-    pub kconfig: Vec<KconfigExtern>,
+    pub kconfig: SharedVec<KconfigExtern>,
     /// The object's BTF (data sections completed), loaded once and shared by every program
     /// and map.
     pub btf: Option<Bytes>,
@@ -102,12 +104,12 @@ impl CollectionSpec {
             code.push(if section.role == Role::Code { Some(CodeSection::read(&elf, index)?) } else { None });
         }
         let linker = Linker { elf: &elf, code: &code, ext: ext.as_ref(), resolver: &resolver };
-        let license: std::sync::Arc<str> = elf.license().into();
+        let license: std::sync::Arc<std::ffi::CStr> = elf.license().into();
         let kernel_version = elf.kernel_version();
         let entry_sections = || code.iter().flatten().filter(|c| c.name != ".text");
         let mut programs = Vec::with_capacity(entry_sections().map(|c| c.functions.len()).sum());
         for section in entry_sections() {
-            let section_name: std::sync::Arc<str> = section.name.into();
+            let section_name = SharedStr::from(section.name);
             let kind = classify(section.name)
                 .ok_or_else(|| ObjectError::UnknownSection { section: section.name.to_owned() })?;
             for (f, function) in section.functions.iter().enumerate() {
@@ -128,17 +130,23 @@ impl CollectionSpec {
                 programs.push(spec);
             }
         }
-        Ok(CollectionSpec { programs: programs.into(), maps, variables, kconfig, btf: fixed.map(|f| f.bytes) })
+        Ok(CollectionSpec {
+            programs: programs.into(),
+            maps: maps.into(),
+            variables: variables.into(),
+            kconfig: kconfig.into(),
+            btf: fixed.map(|f| f.bytes),
+        })
     }
 
     /// The program called `name`.
     pub fn program(&self, name: &str) -> Result<&ProgramSpec, ObjectError> {
-        self.programs.iter().find(|p| p.name == name).ok_or_else(|| not_found("program", name))
+        self.programs.iter().find(|p| *p.name == *name).ok_or_else(|| not_found("program", name))
     }
 
     /// The program called `name`, to edit.
     pub fn program_mut(&mut self, name: &str) -> Result<&mut ProgramSpec, ObjectError> {
-        self.programs.iter_mut().find(|p| p.name == name).ok_or_else(|| not_found("program", name))
+        self.programs.iter_mut().find(|p| *p.name == *name).ok_or_else(|| not_found("program", name))
     }
 
     /// The map called `name`.
@@ -182,11 +190,11 @@ fn not_found(kind: &'static str, name: &str) -> ObjectError {
 /// Decodes a linked program and turns slot positions into instruction indices.
 fn program_spec(
     name: &str,
-    section: &std::sync::Arc<str>,
+    section: &SharedStr,
     linked: Linked,
     btf: Option<&Bytes>,
     ext: Option<&BtfExt>,
-    license: std::sync::Arc<str>,
+    license: std::sync::Arc<std::ffi::CStr>,
 ) -> Result<ProgramSpec, ObjectError> {
     let instructions = insn::decode(&linked.insns)
         .map_err(|e| ObjectError::Section { section: section.to_string(), reason: format!("program {name}: {e}") })?;
@@ -238,7 +246,7 @@ fn program_spec(
         _ => None,
     };
     Ok(ProgramSpec {
-        name: name.to_owned(),
+        name: name.into(),
         section: Some(section.clone()),
         program_type: crate::types::ProgramType::SocketFilter,
         expected_attach_type: None,

@@ -1,4 +1,3 @@
-use std::ffi::CString;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -8,6 +7,7 @@ use crate::error::{Error, Result, VerifierError};
 use crate::insn::{self, Instruction, RawInsn};
 use crate::sys::{self, Errno, ProgLoad, SysError};
 use crate::types::ProgramType;
+use crate::SharedStr;
 
 bitflags::bitflags! {
     /// Verifier log detail (`log_level`).
@@ -97,20 +97,19 @@ const MAX_LOG_SIZE: usize = (u32::MAX >> 2) as usize;
 #[derive(Debug)]
 pub struct Program {
     fd: OwnedFd,
-    name: String,
+    name: SharedStr,
     program_type: Option<ProgramType>,
     verifier_log: Option<String>,
 }
 
-/// A program with its user-space work done (kernel-specific fixups, encoding, map fds, the
-/// license as a C string), waiting only for `BPF_PROG_LOAD`. A collection readies every
+/// A program with its user-space work done (kernel-specific fixups, encoding, map fds),
+/// waiting only for `BPF_PROG_LOAD`. A collection readies every
 /// program before loading any, so its loads run back to back: each JIT'd program makes the
 /// kernel switch page tables to patch text, which flushes this process's TLB, so user-space
 /// work between two loads runs cold.
 pub(crate) struct ReadyProgram<'s> {
     spec: &'s ProgramSpec,
     prepared: super::prepare::Prepared,
-    license: CString,
 }
 
 impl<'s> ReadyProgram<'s> {
@@ -122,11 +121,29 @@ impl<'s> ReadyProgram<'s> {
         raw: &mut Vec<RawInsn>,
     ) -> Result<ReadyProgram<'s>> {
         let prepared = super::prepare::prepare(spec, map_fd, raw)?;
-        let license = CString::new(&*spec.license).map_err(|_| Error::InvalidSpec {
-            object: format!("program \"{}\"", spec.name),
-            reason: "license contains a NUL byte".to_owned(),
-        })?;
-        Ok(ReadyProgram { spec, prepared, license })
+        Ok(ReadyProgram { spec, prepared })
+    }
+
+    /// Its `BPF_PROG_LOAD` request (`raw`: the buffer it was readied into), with the BTF
+    /// object `btf` for its func and line info.
+    pub(crate) fn request<'r>(&'r self, raw: &'r [RawInsn], btf: Option<BorrowedFd<'r>>) -> ProgLoad<'r> {
+        let spec = self.spec;
+        let insns = match &self.prepared.raw {
+            Some(range) => &raw[range.clone()],
+            None => spec.instructions.encoded(),
+        };
+        let mut request = ProgLoad::new(spec.program_type.raw(), insns, &spec.license);
+        request.name = &spec.name;
+        request.expected_attach_type = spec.expected_attach_type.map_or(0, |t| t.raw());
+        request.kern_version = spec.kernel_version;
+        request.prog_flags = spec.flags.bits();
+        request.attach_btf_id = self.prepared.attach_btf_id.unwrap_or(0);
+        if let (Some(info), Some(fd)) = (&spec.btf, btf) {
+            request.prog_btf = Some(fd);
+            request.func_info = (&info.func_info[..], info.func_info_rec_size);
+            request.line_info = (&info.line_info[..], info.line_info_rec_size);
+        }
+        request
     }
 
     /// Loads it (`raw`: the buffer it was readied into): the program fd, and the verifier log
@@ -137,8 +154,7 @@ impl<'s> ReadyProgram<'s> {
         options: &LoadOptions,
         btf: BtfSource<'_>,
     ) -> Result<(OwnedFd, Option<String>)> {
-        let spec = self.spec;
-        let own_btf = match (&spec.btf, btf) {
+        let own_btf = match (&self.spec.btf, btf) {
             (Some(blob), BtfSource::Own) => Some(sys::btf_load(&blob.blob)?),
             _ => None,
         };
@@ -147,31 +163,37 @@ impl<'s> ReadyProgram<'s> {
             BtfSource::Own => own_btf.as_ref().map(|fd| fd.as_fd()),
             BtfSource::Without => None,
         };
-        let mut request = ProgLoad::new(spec.program_type.raw(), &raw[self.prepared.raw.clone()], &self.license);
-        request.name = &spec.name;
-        request.expected_attach_type = spec.expected_attach_type.map_or(0, |t| t.raw());
-        request.kern_version = spec.kernel_version;
-        request.prog_flags = spec.flags.bits();
-        request.attach_btf_id = self.prepared.attach_btf_id.unwrap_or(0);
-        if let (Some(btf), Some(fd)) = (&spec.btf, btf_fd) {
-            request.prog_btf = Some(fd);
-            request.func_info = (&btf.func_info[..], btf.func_info_rec_size);
-            request.line_info = (&btf.line_info[..], btf.line_info_rec_size);
-        }
-        let poisoned = &self.prepared.poisoned;
+        let request = self.request(raw, btf_fd);
         if options.log_level.is_empty() {
-            match sys::prog_load(&request, None).result {
+            match request.encode().load() {
                 Ok(fd) => Ok((fd, None)),
-                // Rejected: load again with a log to say why.
-                Err(first) => match load_with_log(&request, LogLevel::BRANCHES, options.initial_log_size) {
-                    (Ok(fd), log) => Ok((fd, Some(log))),
-                    (Err(e), log) => Err(rejection(spec, if log.is_empty() { first } else { e }, log, poisoned)),
-                },
+                Err(first) => self.rejected(&request, first, options),
             }
         } else {
             match load_with_log(&request, options.log_level, options.initial_log_size) {
                 (Ok(fd), log) => Ok((fd, Some(log))),
-                (Err(e), log) => Err(rejection(spec, e, log, poisoned)),
+                (Err(e), log) => Err(rejection(self.spec, e, log, &self.prepared.poisoned)),
+            }
+        }
+    }
+
+    /// The handle on the program a load of it gave.
+    pub(crate) fn loaded(&self, fd: OwnedFd, log: Option<String>, options: &LoadOptions) -> Program {
+        Program::loaded(self.spec.name.clone(), self.spec.program_type, fd, log, options)
+    }
+
+    /// After `request` (made without a log) failed with `first`: loads it again with a log to
+    /// say why. A load that then passes (the failure was transient) is kept.
+    pub(crate) fn rejected(
+        &self,
+        request: &ProgLoad<'_>,
+        first: SysError,
+        options: &LoadOptions,
+    ) -> Result<(OwnedFd, Option<String>)> {
+        match load_with_log(request, LogLevel::BRANCHES, options.initial_log_size) {
+            (Ok(fd), log) => Ok((fd, Some(log))),
+            (Err(e), log) => {
+                Err(rejection(self.spec, if log.is_empty() { first } else { e }, log, &self.prepared.poisoned))
             }
         }
     }
@@ -199,7 +221,7 @@ impl Program {
 
     /// The program a [`ReadyProgram`] load gave.
     pub(crate) fn loaded(
-        name: String,
+        name: SharedStr,
         program_type: ProgramType,
         fd: OwnedFd,
         log: Option<String>,
@@ -235,7 +257,12 @@ impl Program {
 
     fn from_owned(fd: OwnedFd, what: &str) -> Result<Program> {
         let info = sys::prog_info(fd.as_fd()).map_err(|e| Error::syscall(format!("read info of {what}"), e))?;
-        Ok(Program { fd, name: info.name, program_type: ProgramType::from_raw(info.prog_type), verifier_log: None })
+        Ok(Program {
+            fd,
+            name: info.name.into(),
+            program_type: ProgramType::from_raw(info.prog_type),
+            verifier_log: None,
+        })
     }
 
     /// Another handle on the same program (the fd is duplicated; no `bpf()` call).
@@ -319,7 +346,7 @@ fn rejection(spec: &ProgramSpec, error: SysError, log: String, poisoned: &[(usiz
         .and_then(|slot| poisoned.iter().find(|(s, _)| *s == slot))
         .map(|(slot, what)| format!("instruction {slot}: CO-RE relocation {what}"));
     Error::Verifier(Box::new(VerifierError {
-        program: spec.name.clone(),
+        program: spec.name.to_string(),
         section: spec.section.as_deref().map(str::to_owned),
         errno: error.errno,
         log,

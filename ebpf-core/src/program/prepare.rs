@@ -47,8 +47,9 @@ fn attach_btf_name(spec: &ProgramSpec) -> Option<(String, BtfKind)> {
 /// that matched nothing in this kernel (their instructions now call a helper that does not
 /// exist, so the verifier rejects them if it reaches them).
 pub(super) struct Prepared {
-    /// Where its raw instructions sit in the buffer `prepare` appended them to.
-    pub raw: std::ops::Range<usize>,
+    /// Where its raw instructions sit in the buffer `prepare` appended them to; `None` when
+    /// they are the spec's own encoding, unchanged.
+    pub raw: Option<std::ops::Range<usize>>,
     pub attach_btf_id: Option<u32>,
     /// (raw slot, what was asked for).
     pub poisoned: Vec<(usize, String)>,
@@ -56,8 +57,8 @@ pub(super) struct Prepared {
 
 /// Resolves everything kernel-specific in `spec`, and points its unbound map references at
 /// the fds `map_fd` gives by name (a reference it does not know is an [`Error::UnboundMap`]).
-/// The raw instructions are appended to `out` (a collection encodes all its programs into one
-/// buffer).
+/// Instructions that change (map fds, kernel fixups) are appended, encoded, to `out` (a
+/// collection's programs share one buffer); the others load from the spec's own encoding.
 pub(super) fn prepare(
     spec: &ProgramSpec,
     map_fd: &dyn Fn(&str) -> Option<i32>,
@@ -69,25 +70,29 @@ pub(super) fn prepare(
         .iter()
         .map(|reference| {
             map_fd(&reference.name).ok_or_else(|| Error::UnboundMap {
-                program: spec.name.clone(),
+                program: spec.name.to_string(),
                 map: reference.name.clone(),
                 index: reference.index,
             })
         })
         .collect::<Result<Vec<i32>>>()?;
+    let for_kernel = needs_kernel(spec);
+    if fds.is_empty() && !for_kernel {
+        return Ok(Prepared { raw: None, attach_btf_id: spec.attach_btf_id, poisoned: Vec::new() });
+    }
     let start = out.len();
-    let (attach_btf_id, poisoned) = if needs_kernel(spec) {
+    let (attach_btf_id, poisoned) = if for_kernel {
         let (raw, attach_btf_id, poisoned) = prepare_for_kernel(spec)?;
         out.extend_from_slice(&raw);
         (attach_btf_id, poisoned)
     } else {
-        insn::encode_into(&spec.instructions, out);
+        out.extend_from_slice(spec.instructions.encoded());
         (spec.attach_btf_id, Vec::new())
     };
     if !fds.is_empty() {
         bind_maps(spec, &mut out[start..], &fds)?;
     }
-    Ok(Prepared { raw: start..out.len(), attach_btf_id, poisoned })
+    Ok(Prepared { raw: Some(start..out.len()), attach_btf_id, poisoned })
 }
 
 const PSEUDO_MAP_FD: u8 = 1;

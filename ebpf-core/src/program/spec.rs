@@ -1,12 +1,15 @@
+use std::ffi::CStr;
 use std::os::fd::{AsFd, AsRawFd};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use ebpf_btf::CoreRelo;
 
 use crate::error::{Error, Result};
-use crate::insn::{Assembled, Instruction, LoadImm64, MapReference};
+use crate::insn::{Assembled, Instruction, LoadImm64, MapReference, RawInsn};
 use crate::map::Map;
 use crate::types::{AttachType, ProgramType};
+use crate::SharedStr;
 
 bitflags::bitflags! {
     /// `BPF_F_*` flags of a program load.
@@ -46,10 +49,11 @@ pub struct ProgramBtf {
 /// A program as plain data: name, type, instructions and what the loader needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProgramSpec {
-    /// Name (the kernel keeps the first 15 characters).
-    pub name: String,
+    /// Name (the kernel keeps the first 15 characters; shared with the programs loaded from
+    /// the spec).
+    pub name: SharedStr,
     /// ELF section it came from, if any (named in errors; shared by the section's programs).
-    pub section: Option<std::sync::Arc<str>>,
+    pub section: Option<SharedStr>,
     /// Kind of program.
     pub program_type: ProgramType,
     /// Attach type the verifier checks against, where the program type needs one.
@@ -58,8 +62,9 @@ pub struct ProgramSpec {
     pub instructions: Instructions,
     /// Map loads still waiting for a map (see [`ProgramSpec::bind_map`]).
     pub map_references: Vec<MapReference>,
-    /// License; GPL-only helpers need a GPL-compatible one (shared by an object's programs).
-    pub license: std::sync::Arc<str>,
+    /// License, as the kernel reads it (a C string); GPL-only helpers need a GPL-compatible
+    /// one. Shared by an object's programs.
+    pub license: Arc<CStr>,
     /// Kernel version word (only old kprobe loaders check it).
     pub kernel_version: u32,
     /// Load flags.
@@ -78,7 +83,9 @@ pub struct ProgramSpec {
 }
 
 /// A program's instructions, shared between copies of a spec until one of them is edited:
-/// templating clones a spec per load, and the clone copies no instructions.
+/// templating clones a spec per load, and the clone copies no instructions. Their encoding
+/// for the kernel (`encoded`) is made once per
+/// version and shared too.
 ///
 /// ```
 /// use ebpf_core::insn::Instruction;
@@ -88,8 +95,17 @@ pub struct ProgramSpec {
 /// let mut copy = original.clone();
 /// copy.insert(0, Instruction::Exit); // the copy gets its own vector here
 /// assert_eq!((original.len(), copy.len()), (1, 2));
+/// assert_eq!(copy.encoded().len(), 2);
 /// ```
-pub type Instructions = crate::SharedVec<Instruction>;
+pub type Instructions = crate::SharedVec<Instruction, Box<[RawInsn]>>;
+
+impl Instructions {
+    /// The instructions as the kernel reads them (unbound map references still unbound), encoded
+    /// on the first call for this version of the instructions and kept with it.
+    pub fn encoded(&self) -> &[RawInsn] {
+        self.derived(|list| crate::insn::encode(list).into_boxed_slice())
+    }
+}
 
 /// A CO-RE relocation of the instruction at `index` (an index into
 /// [`ProgramSpec::instructions`], not a raw slot).
@@ -116,13 +132,13 @@ impl ProgramSpec {
     /// A spec for `instructions` with license `GPL` and nothing else set.
     pub fn new(name: &str, program_type: ProgramType, instructions: Vec<Instruction>) -> ProgramSpec {
         ProgramSpec {
-            name: name.to_owned(),
+            name: name.into(),
             section: None,
             program_type,
             expected_attach_type: None,
             instructions: instructions.into(),
             map_references: Vec::new(),
-            license: "GPL".into(),
+            license: c"GPL".into(),
             kernel_version: 0,
             flags: ProgramFlags::empty(),
             attach_btf_id: None,

@@ -216,7 +216,7 @@ impl MmapRegion {
     }
 
     /// Copies the value at `offset` into `out` without a data race against programs writing it
-    /// (see [`value_width`]); `false` when out of bounds.
+    /// (see `value_width`); `false` when out of bounds.
     pub fn read_value(&self, offset: usize, out: &mut [u8]) -> bool {
         use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
         if offset.checked_add(out.len()).is_none_or(|end| end > self.len) {

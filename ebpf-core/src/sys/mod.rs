@@ -37,7 +37,8 @@ pub use netlink::NetlinkSocket;
 pub use obj::{obj_get, obj_pin, object_kind, prog_attach, prog_detach, prog_query, ObjectKind, ProgQuery};
 pub use perf::{perf_event_open_bpf_output, perf_event_open_tracepoint};
 pub use prog::{
-    enable_stats, prog_bind_map, prog_load, prog_test_run, ProgLoad, ProgLoadOutcome, TestRun, TestRunOutput,
+    enable_stats, prog_bind_map, prog_load, prog_test_run, EncodedProgLoad, ProgLoad, ProgLoadOutcome, TestRun,
+    TestRunOutput,
 };
 pub use sock::{attach_socket_filter, detach_socket_filter};
 
@@ -128,10 +129,15 @@ fn fd_u32(fd: std::os::fd::BorrowedFd<'_>) -> u32 {
 /// only the characters the kernel accepts (alphanumerics, `_` and `.`).
 pub fn object_name(name: &str) -> [u8; 16] {
     let mut out = [0u8; 16];
-    for (slot, byte) in
-        out.iter_mut().zip(name.bytes().filter(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b == b'.').take(15))
-    {
-        *slot = byte;
+    let mut len = 0;
+    for &byte in name.as_bytes() {
+        if len == 15 {
+            break;
+        }
+        if byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'.' {
+            out[len] = byte;
+            len += 1;
+        }
     }
     out
 }
