@@ -116,12 +116,12 @@ fn needs_btf(spec: &CollectionSpec) -> bool {
     if subprograms || btf_only_maps {
         return true;
     }
-    let typed: Vec<u32> = spec.maps.iter().filter_map(|m| m.btf_types.map(|t| t.value)).filter(|&v| v != 0).collect();
-    if typed.is_empty() {
+    let mut typed = spec.maps.iter().filter_map(|m| m.btf_types.map(|t| t.value)).filter(|&v| v != 0).peekable();
+    if typed.peek().is_none() {
         return false;
     }
     let Some(btf) = spec.btf.as_ref().and_then(|b| ebpf_btf::Btf::parse(b.clone()).ok()) else { return false };
-    typed.into_iter().any(|value| {
+    typed.any(|value| {
         let mut special = false;
         btf.walk(value, |ty| {
             let name = ty.name();

@@ -119,6 +119,8 @@ fn bind_maps(spec: &ProgramSpec, raw: &mut [RawInsn], fds: &[i32]) -> Result<()>
 /// (raw instructions, attach BTF id, poisoned slots).
 type ForKernel = (Vec<RawInsn>, Option<u32>, Vec<(usize, String)>);
 
+// Kept out of line: most programs need none of it, and the common path stays small.
+#[inline(never)]
 fn prepare_for_kernel(spec: &ProgramSpec) -> Result<ForKernel> {
     let kernel = kernel_btf()?;
     let object = |reason: String| Error::InvalidSpec { object: format!("program \"{}\"", spec.name), reason };
