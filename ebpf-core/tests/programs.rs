@@ -48,6 +48,31 @@ fn test_runs_return_what_the_program_computes() {
 }
 
 /// Adds 1 to slot 0 of the array map "counter" on every run, and returns XDP_PASS.
+#[test]
+fn an_edited_copy_of_a_loaded_spec_loads_its_own_instructions() {
+    let Some(_root) = require_kernel() else {
+        return;
+    };
+    let returning = |value: i32| {
+        let mut asm = Assembler::new();
+        asm.mov64_imm(Reg::R0, value).exit();
+        asm.finish().unwrap().instructions
+    };
+    let original = ProgramSpec::new(&unique_name("ret"), ProgramType::Xdp, returning(1));
+    let retval =
+        |spec: &ProgramSpec| Program::load(spec).unwrap().test_run(&TestRun::with_data(&PACKET)).unwrap().retval;
+    assert_eq!(retval(&original), 1);
+    // The copy shares the instructions and their encoding until it edits them.
+    let mut copy = original.clone();
+    assert!(std::ptr::eq(copy.instructions.encoded(), original.instructions.encoded()));
+    copy.instructions[0] = returning(2)[0];
+    assert_eq!(retval(&copy), 2);
+    assert_eq!(retval(&original), 1);
+    // Edited again in place (it holds its instructions alone now): encoded afresh all the same.
+    copy.instructions[0] = returning(3)[0];
+    assert_eq!(retval(&copy), 3);
+}
+
 fn counting_program() -> ProgramSpec {
     let mut asm = Assembler::new();
     asm.store_imm(Size::W, Reg::R10, -4, 0)
