@@ -159,7 +159,7 @@ impl Collection {
             BtfPolicy::Never => false,
             BtfPolicy::Auto => !options.log_level.is_empty() || needs_btf(&spec),
         };
-        let btf = match &spec.btf {
+        let mut btf = match &spec.btf {
             Some(blob) if wanted => Some(load_btf(blob)?),
             _ => None,
         };
@@ -204,40 +204,33 @@ impl Collection {
             None => spec.maps.iter().position(|m| m.name == name),
         };
 
-        // Every program readied first (so a program that cannot load fails before any kernel
-        // work), then loaded back to back (see ReadyProgram).
+        // Every program readied first (so one that cannot be readied fails before any program
+        // is loaded), then loaded back to back (see ReadyProgram).
         let map_fd = |name: &str| index(name).map(|i| maps[i].as_fd().as_raw_fd());
         let mut raw = Vec::new();
         let mut ready = Vec::with_capacity(spec.programs.len());
         for program in spec.programs.iter() {
             ready.push(ReadyProgram::new(program, &map_fd, &mut raw)?);
         }
-        let btf_fd = btf.as_ref().map(|fd| fd.as_fd());
-        // The BTF loaded after a program was rejected without it (see BtfPolicy::Auto).
-        let mut late_btf: Option<OwnedFd> = None;
         let mut programs = Vec::with_capacity(ready.len());
         for program in &ready {
-            let (fd, log) = if options.log_level.is_empty() {
-                let request = program.request(&raw, btf_fd);
-                match request.encode().load() {
-                    Ok(fd) => (fd, None),
-                    // Rejected without BTF: load it again with BTF, so the log shows source lines.
-                    Err(_) if btf_fd.is_none() && options.btf == BtfPolicy::Auto && spec.btf.is_some() => {
-                        let fd = match &late_btf {
-                            Some(fd) => fd,
-                            None => late_btf.insert(load_btf(spec.btf.as_ref().expect("checked"))?),
-                        };
-                        program.load(&raw, options, BtfSource::Shared(fd.as_fd()))?
-                    }
-                    Err(first) => program.rejected(&request, first, options)?,
+            let source = match &btf {
+                Some(fd) => BtfSource::Shared(fd.as_fd()),
+                None => BtfSource::Without,
+            };
+            let (fd, log) = match program.load(&raw, options, source) {
+                // Rejected without BTF: load it again with BTF, so the log shows source lines.
+                Err(Error::Verifier(_)) if btf.is_none() && options.btf == BtfPolicy::Auto && spec.btf.is_some() => {
+                    let fd = load_btf(spec.btf.as_ref().expect("checked"))?;
+                    let retried = program.load(&raw, options, BtfSource::Shared(fd.as_fd()));
+                    btf = Some(fd);
+                    retried?
                 }
-            } else {
-                program.load(&raw, options, btf_fd.map_or(BtfSource::Without, BtfSource::Shared))?
+                outcome => outcome?,
             };
             programs.push(program.loaded(fd, log, options));
         }
         drop(ready);
-        let btf = btf.or(late_btf);
 
         for (map_spec, map) in spec.maps.iter().zip(&maps) {
             let slots: Vec<(u32, std::os::fd::BorrowedFd<'_>)> = match &map_spec.contents {

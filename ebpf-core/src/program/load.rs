@@ -126,7 +126,7 @@ impl<'s> ReadyProgram<'s> {
 
     /// Its `BPF_PROG_LOAD` request (`raw`: the buffer it was readied into), with the BTF
     /// object `btf` for its func and line info.
-    pub(crate) fn request<'r>(&'r self, raw: &'r [RawInsn], btf: Option<BorrowedFd<'r>>) -> ProgLoad<'r> {
+    fn request<'r>(&'r self, raw: &'r [RawInsn], btf: Option<BorrowedFd<'r>>) -> ProgLoad<'r> {
         let spec = self.spec;
         let insns = match &self.prepared.raw {
             Some(range) => &raw[range.clone()],
@@ -165,9 +165,15 @@ impl<'s> ReadyProgram<'s> {
         };
         let request = self.request(raw, btf_fd);
         if options.log_level.is_empty() {
-            match request.encode().load() {
+            match sys::prog_load(&request, None).result {
                 Ok(fd) => Ok((fd, None)),
-                Err(first) => self.rejected(&request, first, options),
+                // Rejected: load again with a log to say why.
+                Err(first) => match load_with_log(&request, LogLevel::BRANCHES, options.initial_log_size) {
+                    (Ok(fd), log) => Ok((fd, Some(log))),
+                    (Err(e), log) => {
+                        Err(rejection(self.spec, if log.is_empty() { first } else { e }, log, &self.prepared.poisoned))
+                    }
+                },
             }
         } else {
             match load_with_log(&request, options.log_level, options.initial_log_size) {
@@ -180,22 +186,6 @@ impl<'s> ReadyProgram<'s> {
     /// The handle on the program a load of it gave.
     pub(crate) fn loaded(&self, fd: OwnedFd, log: Option<String>, options: &LoadOptions) -> Program {
         Program::loaded(self.spec.name.clone(), self.spec.program_type, fd, log, options)
-    }
-
-    /// After `request` (made without a log) failed with `first`: loads it again with a log to
-    /// say why. A load that then passes (the failure was transient) is kept.
-    pub(crate) fn rejected(
-        &self,
-        request: &ProgLoad<'_>,
-        first: SysError,
-        options: &LoadOptions,
-    ) -> Result<(OwnedFd, Option<String>)> {
-        match load_with_log(request, LogLevel::BRANCHES, options.initial_log_size) {
-            (Ok(fd), log) => Ok((fd, Some(log))),
-            (Err(e), log) => {
-                Err(rejection(self.spec, if log.is_empty() { first } else { e }, log, &self.prepared.poisoned))
-            }
-        }
     }
 }
 

@@ -1,5 +1,4 @@
 use std::ffi::CStr;
-use std::marker::PhantomData;
 use std::os::fd::{BorrowedFd, OwnedFd};
 
 use super::attr::{ProgBindMapAttr, ProgLoadAttr, SingleFdAttr, TestRunAttr};
@@ -59,43 +58,6 @@ impl<'a> ProgLoad<'a> {
             fd_array: &[],
         }
     }
-
-    /// The request in the kernel's layout, without a log, ready to be issued (a collection
-    /// encodes every program's request before loading any).
-    pub fn encode(&self) -> EncodedProgLoad<'a> {
-        let (func_info, func_info_rec_size) = self.func_info;
-        let (line_info, line_info_rec_size) = self.line_info;
-        let count = |bytes: &[u8], rec: u32| {
-            if rec == 0 {
-                0
-            } else {
-                (bytes.len() / rec as usize) as u32
-            }
-        };
-        let attr = ProgLoadAttr {
-            prog_type: self.prog_type,
-            insn_cnt: self.insns.len() as u32,
-            insns: ptr(self.insns),
-            license: self.license.as_ptr() as u64,
-            kern_version: self.kern_version,
-            prog_flags: self.prog_flags,
-            prog_name: super::object_name(self.name),
-            prog_ifindex: self.prog_ifindex,
-            expected_attach_type: self.expected_attach_type,
-            prog_btf_fd: self.prog_btf.map_or(0, fd_u32),
-            func_info_rec_size,
-            func_info: ptr(func_info),
-            func_info_cnt: count(func_info, func_info_rec_size),
-            line_info_rec_size,
-            line_info: ptr(line_info),
-            line_info_cnt: count(line_info, line_info_rec_size),
-            attach_btf_id: self.attach_btf_id,
-            attach_prog_fd: self.attach_fd.map_or(0, fd_u32),
-            fd_array: ptr(self.fd_array),
-            ..Default::default()
-        };
-        EncodedProgLoad { attr, _borrows: PhantomData }
-    }
 }
 
 /// What `BPF_PROG_LOAD` returned, and how long the verifier log wanted to be.
@@ -107,43 +69,59 @@ pub struct ProgLoadOutcome {
     pub log_true_size: u32,
 }
 
-/// A [`ProgLoad`] in the kernel's layout, borrowing the buffers it points at.
-#[derive(Clone, Debug)]
-pub struct EncodedProgLoad<'a> {
-    attr: ProgLoadAttr,
-    _borrows: PhantomData<&'a ()>,
-}
-
-impl EncodedProgLoad<'_> {
-    /// `BPF_PROG_LOAD`, without a log.
-    pub fn load(&mut self) -> SysResult<OwnedFd> {
-        load_retrying(&mut self.attr)
-    }
-}
-
 /// `BPF_PROG_LOAD`. With `log` set, the verifier writes its log at the given level into the
 /// buffer (the kernel never writes past its length).
 pub fn prog_load(load: &ProgLoad<'_>, log: Option<(&mut [u8], u32)>) -> ProgLoadOutcome {
-    let mut attr = load.encode().attr;
-    if let Some((buf, level)) = log.filter(|(buf, _)| !buf.is_empty()) {
-        attr.log_size = u32::try_from(buf.len()).unwrap_or(u32::MAX);
-        attr.log_buf = mut_ptr(buf);
-        attr.log_level = level;
-    }
-    let result = load_retrying(&mut attr);
-    ProgLoadOutcome { result, log_true_size: attr.log_true_size }
-}
-
-/// The verifier can fail transiently with EAGAIN under memory pressure; libbpf retries too.
-fn load_retrying(attr: &mut ProgLoadAttr) -> SysResult<OwnedFd> {
-    let mut result = bpf_fd(Cmd::ProgLoad, attr);
+    let (log_buf, log_size, log_level) = match log {
+        Some((buf, level)) if !buf.is_empty() => {
+            let size = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+            (mut_ptr(buf), size, level)
+        }
+        _ => (0, 0, 0),
+    };
+    let (func_info, func_info_rec_size) = load.func_info;
+    let (line_info, line_info_rec_size) = load.line_info;
+    let count = |bytes: &[u8], rec: u32| {
+        if rec == 0 {
+            0
+        } else {
+            (bytes.len() / rec as usize) as u32
+        }
+    };
+    let mut attr = ProgLoadAttr {
+        prog_type: load.prog_type,
+        insn_cnt: load.insns.len() as u32,
+        insns: ptr(load.insns),
+        license: load.license.as_ptr() as u64,
+        log_level,
+        log_size,
+        log_buf,
+        kern_version: load.kern_version,
+        prog_flags: load.prog_flags,
+        prog_name: super::object_name(load.name),
+        prog_ifindex: load.prog_ifindex,
+        expected_attach_type: load.expected_attach_type,
+        prog_btf_fd: load.prog_btf.map_or(0, fd_u32),
+        func_info_rec_size,
+        func_info: ptr(func_info),
+        func_info_cnt: count(func_info, func_info_rec_size),
+        line_info_rec_size,
+        line_info: ptr(line_info),
+        line_info_cnt: count(line_info, line_info_rec_size),
+        attach_btf_id: load.attach_btf_id,
+        attach_prog_fd: load.attach_fd.map_or(0, fd_u32),
+        fd_array: ptr(load.fd_array),
+        ..Default::default()
+    };
+    // The verifier can fail transiently with EAGAIN under memory pressure; libbpf retries too.
+    let mut result = bpf_fd(Cmd::ProgLoad, &mut attr);
     for _ in 0..4 {
         match result {
-            Err(SysError { errno: Errno::EAGAIN, .. }) => result = bpf_fd(Cmd::ProgLoad, attr),
+            Err(SysError { errno: Errno::EAGAIN, .. }) => result = bpf_fd(Cmd::ProgLoad, &mut attr),
             _ => break,
         }
     }
-    result
+    ProgLoadOutcome { result, log_true_size: attr.log_true_size }
 }
 
 /// Inputs of `BPF_PROG_TEST_RUN`.
