@@ -11,6 +11,9 @@
 //!   or nothing), CO-RE, externs, constant-index tail calls.
 //! - [`link`]: attaching programs (XDP, TCX, cgroup hooks), detached on drop unless pinned.
 //! - [`features`]: what the running kernel supports, probed and cached.
+//! - [`SharedVec`], [`SharedStr`]: how specs hold their bulky parts, so that a copy of a spec
+//!   (an object opened again, one load per configuration) is a few reference counts and a
+//!   program's instructions are encoded for the kernel once, not once per load.
 //!
 //! Loading an object, compiled once and configured at load:
 //!
