@@ -6,8 +6,9 @@ use std::sync::{Arc, OnceLock};
 /// reference count, and the first mutable access of a shared one copies it. Reads and edits
 /// go through `Deref`/`DerefMut` to the `Vec`, so it reads like one.
 ///
-/// It can carry a value `D` derived from the items ([`SharedVec::derived`]), made at most
-/// once per version of the items and shared by every clone of that version; an edit drops it.
+/// It can carry a value `D` derived from the items, made at most once per version of the items
+/// and shared by every clone of that version; an edit drops it (this crate uses it to keep a
+/// program's kernel encoding with its instructions: `Instructions::encoded`).
 ///
 /// Specs hold their bulky parts this way ([`Instructions`](crate::program::Instructions), a
 /// collection's programs), so a spec copied per load — templating — copies next to nothing,
@@ -48,9 +49,10 @@ impl<T, D> SharedVec<T, D> {
     }
 
     /// The value derived from these items by `derive`, made on the first call for this version
-    /// of the items and shared with every clone of it (`derive` must be a function of the
-    /// items alone).
-    pub fn derived(&self, derive: impl FnOnce(&[T]) -> D) -> &D {
+    /// of the items and shared with every clone of it. Crate-private: every caller for one `D`
+    /// must derive the same function of the items alone, or a later caller would read another's
+    /// value (`Instructions::encoded` relies on it).
+    pub(crate) fn derived(&self, derive: impl FnOnce(&[T]) -> D) -> &D {
         self.0.derived.get_or_init(|| derive(&self.0.items))
     }
 }
