@@ -47,7 +47,6 @@ fn test_runs_return_what_the_program_computes() {
     assert_eq!(run(ProgramType::SocketFilter).retval, 64 - 14);
 }
 
-/// Adds 1 to slot 0 of the array map "counter" on every run, and returns XDP_PASS.
 #[test]
 fn an_edited_copy_of_a_loaded_spec_loads_its_own_instructions() {
     let Some(_root) = require_kernel() else {
@@ -73,6 +72,7 @@ fn an_edited_copy_of_a_loaded_spec_loads_its_own_instructions() {
     assert_eq!(retval(&copy), 3);
 }
 
+/// Adds 1 to slot 0 of the array map "counter" on every run, and returns XDP_PASS.
 fn counting_program() -> ProgramSpec {
     let mut asm = Assembler::new();
     asm.store_imm(Size::W, Reg::R10, -4, 0)

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::unique_name;
+use crate::{eventually, unique_name};
 
 /// Where the cgroup v2 hierarchy is mounted on the machines here.
 pub const CGROUP2_ROOT: &str = "/sys/fs/cgroup/unified";
@@ -53,12 +53,8 @@ impl Drop for CgroupGuard {
         }
         // Moving in took the whole process, so a child another test thread spawned meanwhile
         // (a `ping`, an `ip`) may still sit in the group: rmdir says EBUSY until it exits.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while let Err(e) = std::fs::remove_dir(&self.path) {
-            if e.raw_os_error() != Some(libc::EBUSY) || std::time::Instant::now() > deadline {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        eventually(std::time::Duration::from_secs(5), || {
+            std::fs::remove_dir(&self.path).map_or_else(|e| e.raw_os_error() != Some(libc::EBUSY), |()| true)
+        });
     }
 }

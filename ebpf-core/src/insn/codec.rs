@@ -503,7 +503,11 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<Vec<Instruction>, DecodeError> {
 /// Encodes instructions into raw slots.
 pub fn encode(insns: &[Instruction]) -> Vec<RawInsn> {
     let mut out = Vec::with_capacity(insns.len() + insns.len() / 8);
-    encode_into(insns, &mut out);
+    for insn in insns {
+        let (first, second) = insn.to_raw();
+        out.push(first);
+        out.extend(second);
+    }
     out
 }
 
@@ -516,16 +520,6 @@ pub fn slot_offsets(insns: &[Instruction]) -> Vec<usize> {
         slot += insn.slots();
     }
     offsets
-}
-
-/// Encodes instructions into raw slots appended to `out` (several programs can share one
-/// buffer).
-pub fn encode_into(insns: &[Instruction], out: &mut Vec<RawInsn>) {
-    for insn in insns {
-        let (first, second) = insn.to_raw();
-        out.push(first);
-        out.extend(second);
-    }
 }
 
 /// Encodes instructions into little-endian bytes.

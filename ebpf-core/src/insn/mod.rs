@@ -25,7 +25,7 @@ pub mod helpers;
 mod types;
 
 pub use asm::{AsmError, Assembled, Assembler, MapReference};
-pub use codec::{decode, decode_bytes, encode, encode_bytes, encode_into, slot_offsets, DecodeError, RawInsn};
+pub use codec::{decode, decode_bytes, encode, encode_bytes, slot_offsets, DecodeError, RawInsn};
 pub use core_fixup::{apply_core_fixup, CoreApplyError};
 pub use disasm::{CallNames, Disassembler};
 pub use types::{AluOp, AtomicOp, CallTarget, EndianKind, Instruction, JmpCond, LoadImm64, Reg, Size, Source, Width};

@@ -230,9 +230,7 @@ impl<'d> Elf<'d> {
                     push(rela.r_offset(endian), rela.r_sym(endian, false), rela.r_type(endian, false))?;
                 }
             }
-            if !relocations.is_sorted_by_key(|r| r.offset) {
-                relocations.sort_by_key(|r| r.offset);
-            }
+            relocations.sort_by_key(|r| r.offset);
             let slot = &mut sections[target].relocations;
             if slot.is_empty() {
                 *slot = relocations;
@@ -262,9 +260,7 @@ impl<'d> Elf<'d> {
     pub fn symbols_in(&self, index: usize, kind: SymbolKind) -> Vec<&Symbol<'d>> {
         let mut found: Vec<&Symbol<'d>> =
             self.symbols.iter().filter(|s| s.section == Some(index) && s.kind == kind && !s.name.is_empty()).collect();
-        if !found.is_sorted_by_key(|s| s.value) {
-            found.sort_by_key(|s| s.value);
-        }
+        found.sort_by_key(|s| s.value);
         found
     }
 

@@ -1,5 +1,8 @@
 //! [`CollectionSpec`]: everything an object file defines, as plain data.
 
+use std::ffi::CStr;
+use std::sync::Arc;
+
 use bytes::Bytes;
 use ebpf_btf::BtfExt;
 
@@ -104,7 +107,7 @@ impl CollectionSpec {
             code.push(if section.role == Role::Code { Some(CodeSection::read(&elf, index)?) } else { None });
         }
         let linker = Linker { elf: &elf, code: &code, ext: ext.as_ref(), resolver: &resolver };
-        let license: std::sync::Arc<std::ffi::CStr> = elf.license().into();
+        let license: Arc<CStr> = elf.license().into();
         let kernel_version = elf.kernel_version();
         let entry_sections = || code.iter().flatten().filter(|c| c.name != ".text");
         let mut programs = Vec::with_capacity(entry_sections().map(|c| c.functions.len()).sum());
@@ -141,12 +144,12 @@ impl CollectionSpec {
 
     /// The program called `name`.
     pub fn program(&self, name: &str) -> Result<&ProgramSpec, ObjectError> {
-        self.programs.iter().find(|p| *p.name == *name).ok_or_else(|| not_found("program", name))
+        self.programs.iter().find(|p| p.name == name).ok_or_else(|| not_found("program", name))
     }
 
     /// The program called `name`, to edit.
     pub fn program_mut(&mut self, name: &str) -> Result<&mut ProgramSpec, ObjectError> {
-        self.programs.iter_mut().find(|p| *p.name == *name).ok_or_else(|| not_found("program", name))
+        self.programs.iter_mut().find(|p| p.name == name).ok_or_else(|| not_found("program", name))
     }
 
     /// The map called `name`.
@@ -194,7 +197,7 @@ fn program_spec(
     linked: Linked,
     btf: Option<&Bytes>,
     ext: Option<&BtfExt>,
-    license: std::sync::Arc<std::ffi::CStr>,
+    license: Arc<CStr>,
 ) -> Result<ProgramSpec, ObjectError> {
     let instructions = insn::decode(&linked.insns)
         .map_err(|e| ObjectError::Section { section: section.to_string(), reason: format!("program {name}: {e}") })?;

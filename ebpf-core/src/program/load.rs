@@ -183,9 +183,15 @@ impl<'s> ReadyProgram<'s> {
         }
     }
 
-    /// The handle on the program a load of it gave.
+    /// The handle on the program a load of it gave (the log kept only when the options asked
+    /// for one).
     pub(crate) fn loaded(&self, fd: OwnedFd, log: Option<String>, options: &LoadOptions) -> Program {
-        Program::loaded(self.spec.name.clone(), self.spec.program_type, fd, log, options)
+        Program {
+            fd,
+            name: self.spec.name.clone(),
+            program_type: Some(self.spec.program_type),
+            verifier_log: log.filter(|_| !options.log_level.is_empty()),
+        }
     }
 }
 
@@ -205,24 +211,9 @@ impl Program {
     /// kernel first.
     pub fn load_with(spec: &ProgramSpec, options: &LoadOptions) -> Result<Program> {
         let mut raw = Vec::new();
-        let (fd, log) = ReadyProgram::new(spec, &|_| None, &mut raw)?.load(&raw, options, BtfSource::Own)?;
-        Ok(Program::loaded(spec.name.clone(), spec.program_type, fd, log, options))
-    }
-
-    /// The program a [`ReadyProgram`] load gave.
-    pub(crate) fn loaded(
-        name: SharedStr,
-        program_type: ProgramType,
-        fd: OwnedFd,
-        log: Option<String>,
-        options: &LoadOptions,
-    ) -> Program {
-        Program {
-            fd,
-            name,
-            program_type: Some(program_type),
-            verifier_log: log.filter(|_| !options.log_level.is_empty()),
-        }
+        let ready = ReadyProgram::new(spec, &|_| None, &mut raw)?;
+        let (fd, log) = ready.load(&raw, options, BtfSource::Own)?;
+        Ok(ready.loaded(fd, log, options))
     }
 
     /// Opens the program pinned at `path`.
