@@ -110,6 +110,87 @@ static __always_inline void set_v4(__u8 *addr, __u32 v4)
 	__builtin_memcpy(addr + 12, &v4, 4);
 }
 
+/* How conntrack treats a packet (bits): TRACK_FORWARD — it may run the way a connection's first
+ * packet did, and opens a connection when policy allows it; TRACK_REPLY — it may answer a
+ * connection; TRACK_ERROR — an ICMP error, passed only when it quotes a tracked connection. TCP,
+ * UDP and the rest are FORWARD|REPLY; an ICMP query request only FORWARD, its reply only
+ * REPLY (so a request can never pass as a reply); other ICMP messages are decided by policy,
+ * packet by packet. */
+#define TRACK_FORWARD 1
+#define TRACK_REPLY 2
+#define TRACK_ERROR 4
+
+/* The request type of an ICMP query message (its own, or the one it answers), or 0. */
+static __always_inline __u8 icmp_query_of(__u8 proto, __u8 type, int *reply)
+{
+	*reply = 0;
+	if (proto == IPPROTO_ICMP) {
+		switch (type) {
+		case ICMP_ECHO:
+		case ICMP_TIMESTAMP:
+		case ICMP_INFO_REQUEST:
+		case ICMP_ADDRESS:
+		case ICMP_EXT_ECHO:
+			return type;
+		case ICMP_ECHOREPLY:
+			*reply = 1;
+			return ICMP_ECHO;
+		case ICMP_TIMESTAMPREPLY:
+		case ICMP_INFO_REPLY:
+		case ICMP_ADDRESSREPLY:
+		case ICMP_EXT_ECHOREPLY:
+			*reply = 1;
+			return type - 1;
+		}
+		return 0;
+	}
+	switch (type) {
+	case ICMPV6_ECHO_REQUEST:
+	case ICMPV6_EXT_ECHO_REQUEST:
+		return type;
+	case ICMPV6_ECHO_REPLY:
+	case ICMPV6_EXT_ECHO_REPLY:
+		*reply = 1;
+		return type - 1;
+	}
+	return 0;
+}
+
+static __always_inline int is_icmp_error(__u8 proto, __u8 type)
+{
+	if (proto == IPPROTO_ICMP)
+		return type == ICMP_DEST_UNREACH || type == ICMP_TIME_EXCEEDED || type == ICMP_PARAMETERPROB;
+	if (proto == IPPROTO_ICMPV6)
+		return type >= ICMPV6_DEST_UNREACH && type <= ICMPV6_PARAMPROB;
+	return 0;
+}
+
+/* The TRACK_* bits of a packet of protocol `proto` (ICMP type `type`). */
+static __always_inline int ct_kind(__u8 proto, __u8 type)
+{
+	int reply;
+
+	if (proto != IPPROTO_ICMP && proto != IPPROTO_ICMPV6)
+		return TRACK_FORWARD | TRACK_REPLY;
+	if (is_icmp_error(proto, type))
+		return TRACK_ERROR;
+	if (!icmp_query_of(proto, type, &reply))
+		return 0;
+	return reply ? TRACK_REPLY : TRACK_FORWARD;
+}
+
+/* An ICMP query and its reply share the request's type and the identifier (both ports). */
+static __always_inline void icmp_tuple(struct ct_key *t, __u8 type, __be16 id)
+{
+	int reply;
+
+	t->icmp_query = icmp_query_of(t->protocol, type, &reply);
+	if (t->icmp_query) {
+		t->sport = id;
+		t->dport = id;
+	}
+}
+
 /* Parses the packet into a conntrack tuple (addresses as IPv6, IPv4 mapped). Returns 0, or a
  * drop reason; *family is 0 for packets that are neither IPv4 nor IPv6 (ARP and the like). */
 static __always_inline int parse(struct __sk_buff *skb, struct ct_key *t, __u8 *family, __u8 *icmp_type,
@@ -169,13 +250,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct ct_key *t, __u8 *
 		if ((void *)(icmp + 1) > end)
 			return REASON_INVALID_PACKET;
 		*icmp_type = icmp->type;
-		/* Echo request and reply share the identifier: a symmetric tuple, so the reply
-		 * finds the request's entry. */
-		if (icmp->type == ICMP_ECHO || icmp->type == ICMP_ECHOREPLY || icmp->type == ICMPV6_ECHO_REQUEST ||
-		    icmp->type == ICMPV6_ECHO_REPLY) {
-			t->sport = icmp->id;
-			t->dport = icmp->id;
-		}
+		icmp_tuple(t, icmp->type, icmp->id);
 	}
 	return 0;
 }
@@ -189,56 +264,73 @@ static __always_inline void reverse(struct ct_key *rev, const struct ct_key *t)
 	rev->dport = t->sport;
 }
 
-static __always_inline int is_icmp_error(__u8 proto, __u8 type)
-{
-	if (proto == IPPROTO_ICMP)
-		return type == ICMP_DEST_UNREACH || type == ICMP_TIME_EXCEEDED || type == ICMP_PARAMETERPROB;
-	if (proto == IPPROTO_ICMPV6)
-		return type >= 1 && type <= 4;
-	return 0;
-}
-
 /* ICMPv6 neighbour discovery and router messages are link plumbing, not flows. */
 static __always_inline int is_nd(__u8 proto, __u8 type)
 {
 	return proto == IPPROTO_ICMPV6 && type >= 133 && type <= 137;
 }
 
-/* An ICMP error about a connection we track ("related"): the inner header is the packet the
- * error is about, sent the other way, so its tuple is our connection's reverse. */
-static __always_inline int related_to_tracked(struct __sk_buff *skb, const struct ct_key *outer, __u8 family)
+static __always_inline int has_ports(__u8 protocol)
+{
+	return protocol == IPPROTO_TCP || protocol == IPPROTO_UDP || protocol == IPPROTO_SCTP;
+}
+
+/* An ICMP error about a connection we track ("related"): it quotes the start of a packet that
+ * went the other way, whose tuple must be one conntrack holds — run the connection's way or as
+ * its reply. Quoted IPv4 headers with options and IPv6 extension headers are not followed. */
+static __always_inline int related_to_tracked(struct __sk_buff *skb, const struct ct_key *outer, __u8 family,
+					      __u8 direction)
 {
 	void *data = (void *)(long)skb->data;
 	void *end = (void *)(long)skb->data_end;
-	struct ct_key inner = {};
-	__be16 *ports;
+	struct ct_key inner = {}, opened;
+	__u8 *l4;
+	int kind;
 
-	if (family != 4)
-		return 0;
-	struct iphdr *ip = data + sizeof(struct ethhdr);
-	if ((void *)(ip + 1) > end)
-		return 0;
-	struct iphdr *in = (void *)ip + ip->ihl * 4 + sizeof(struct icmp_header);
-	if ((void *)(in + 1) > end || in->ihl != 5)
-		return 0;
-	ports = (void *)(in + 1);
-	if ((void *)(ports + 2) > end)
-		return 0;
 	inner.endpoint_id = outer->endpoint_id;
-	inner.protocol = in->protocol;
-	/* The quoted packet went from us to the peer: its source is our side. */
-	set_v4(inner.saddr, in->saddr);
-	set_v4(inner.daddr, in->daddr);
-	inner.sport = ports[0];
-	inner.dport = ports[1];
-	inner.direction = DIR_EGRESS;
-	if (bpf_map_lookup_elem(&conntrack, &inner))
+	if (family == 4) {
+		struct iphdr *ip = data + sizeof(struct ethhdr);
+		if ((void *)(ip + 1) > end)
+			return 0;
+		struct iphdr *in = (void *)ip + ip->ihl * 4 + sizeof(struct icmp_header);
+		if ((void *)(in + 1) > end || in->ihl != 5)
+			return 0;
+		set_v4(inner.saddr, in->saddr);
+		set_v4(inner.daddr, in->daddr);
+		inner.protocol = in->protocol;
+		l4 = (void *)(in + 1);
+	} else {
+		struct ipv6hdr *in = data + sizeof(struct ethhdr) + sizeof(struct ipv6hdr) + sizeof(struct icmp_header);
+		if ((void *)(in + 1) > end)
+			return 0;
+		__builtin_memcpy(inner.saddr, &in->saddr, 16);
+		__builtin_memcpy(inner.daddr, &in->daddr, 16);
+		inner.protocol = in->nexthdr;
+		l4 = (void *)(in + 1);
+	}
+	if (has_ports(inner.protocol)) {
+		__be16 *ports = (void *)l4;
+		if ((void *)(ports + 2) > end)
+			return 0;
+		inner.sport = ports[0];
+		inner.dport = ports[1];
+		kind = TRACK_FORWARD | TRACK_REPLY;
+	} else if (inner.protocol == IPPROTO_ICMP || inner.protocol == IPPROTO_ICMPV6) {
+		struct icmp_header *icmp = (void *)l4;
+		if ((void *)(icmp + 1) > end)
+			return 0;
+		icmp_tuple(&inner, icmp->type, icmp->id);
+		kind = ct_kind(inner.protocol, icmp->type) & (TRACK_FORWARD | TRACK_REPLY);
+	} else {
+		return 0;
+	}
+	/* The quoted packet ran the other way from the error. */
+	inner.direction = direction == DIR_EGRESS ? DIR_INGRESS : DIR_EGRESS;
+	if ((kind & TRACK_FORWARD) && bpf_map_lookup_elem(&conntrack, &inner))
 		return 1;
-	/* Or the quoted packet was our reply to a connection the peer opened. */
-	struct ct_key opened;
 	reverse(&opened, &inner);
-	opened.direction = DIR_INGRESS;
-	return bpf_map_lookup_elem(&conntrack, &opened) != 0;
+	opened.direction = direction;
+	return (kind & TRACK_REPLY) && bpf_map_lookup_elem(&conntrack, &opened) != 0;
 }
 
 enum ct_state {
@@ -268,11 +360,12 @@ static __always_inline int tcp_note(struct ct_entry *e, const struct ct_key *t, 
 static __always_inline int conntrack_lookup(struct __sk_buff *skb, struct ct_key *t, __u8 direction, __u8 family,
 					    __u8 icmp_type, __u8 tcp_flags, __u64 packets, int *closing)
 {
+	int kind = ct_kind(t->protocol, icmp_type);
 	struct ct_key rev;
 	struct ct_entry *e;
 
 	t->direction = direction;
-	e = bpf_map_lookup_elem(&conntrack, t);
+	e = kind & TRACK_FORWARD ? bpf_map_lookup_elem(&conntrack, t) : 0;
 	if (e) {
 		if (tcp_ends(e, t, tcp_flags))
 			return CT_NEW;
@@ -283,14 +376,14 @@ static __always_inline int conntrack_lookup(struct __sk_buff *skb, struct ct_key
 	}
 	reverse(&rev, t);
 	rev.direction = direction == DIR_EGRESS ? DIR_INGRESS : DIR_EGRESS;
-	e = bpf_map_lookup_elem(&conntrack, &rev);
+	e = kind & TRACK_REPLY ? bpf_map_lookup_elem(&conntrack, &rev) : 0;
 	if (e) {
 		e->last_seen = bpf_jiffies64();
 		e->reply_packets += packets;
 		*closing = tcp_note(e, t, tcp_flags);
 		return CT_REPLY;
 	}
-	if (is_icmp_error(t->protocol, icmp_type) && related_to_tracked(skb, t, family))
+	if ((kind & TRACK_ERROR) && related_to_tracked(skb, t, family, direction))
 		return CT_RELATED;
 	return CT_NEW;
 }
@@ -309,11 +402,6 @@ static __always_inline __be32 v4_of(const __u8 *addr)
 
 	__builtin_memcpy(&v4, addr + 12, 4);
 	return v4;
-}
-
-static __always_inline int has_ports(__u8 protocol)
-{
-	return protocol == IPPROTO_TCP || protocol == IPPROTO_UDP || protocol == IPPROTO_SCTP;
 }
 
 /* The slot of an IPv4 tuple (ports as loaded, network order). */
@@ -599,8 +687,8 @@ static __always_inline int policy_stage(struct __sk_buff *skb, __u8 direction)
 	reason = decide(peer, direction, &t, icmp_type);
 	if (reason != REASON_FORWARDED)
 		return count(skb, direction, reason);
-	/* ICMP errors are not connections; everything else allowed is tracked. */
-	if (!is_icmp_error(t.protocol, icmp_type)) {
+	/* What may open a connection does; ICMP errors, replies and other messages do not. */
+	if (ct_kind(t.protocol, icmp_type) & TRACK_FORWARD) {
 		t.direction = direction;
 		entry.created = bpf_ktime_get_ns();
 		entry.last_seen = bpf_jiffies64();

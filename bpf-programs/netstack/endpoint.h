@@ -69,12 +69,15 @@ struct policy_entry {
 };
 
 /* One connection as one endpoint sees it, keyed by the direction of its first packet. IPv4
- * addresses are IPv4-mapped IPv6 (::ffff:a.b.c.d). */
+ * addresses are IPv4-mapped IPv6 (::ffff:a.b.c.d). An ICMP query (echo, timestamp, …) is
+ * keyed by its request's type and identifier, so a reply finds its request but a request
+ * the other way does not pass as a reply (GHSA-c66w-hq56-4q97). */
 struct ct_key {
 	__u32 endpoint_id;
 	__u8 protocol;
 	__u8 direction;
-	__u16 pad;
+	__u8 icmp_query; /* the request's ICMP type for a query or its reply, otherwise 0 */
+	__u8 pad;
 	__u8 saddr[16];
 	__u8 daddr[16];
 	__be16 sport;
@@ -133,8 +136,20 @@ struct verdict_count {
 #define ICMP_ECHO 8
 #define ICMP_TIME_EXCEEDED 11
 #define ICMP_PARAMETERPROB 12
+#define ICMP_TIMESTAMP 13
+#define ICMP_TIMESTAMPREPLY 14
+#define ICMP_INFO_REQUEST 15
+#define ICMP_INFO_REPLY 16
+#define ICMP_ADDRESS 17
+#define ICMP_ADDRESSREPLY 18
+#define ICMP_EXT_ECHO 42
+#define ICMP_EXT_ECHOREPLY 43
+#define ICMPV6_DEST_UNREACH 1
+#define ICMPV6_PARAMPROB 4
 #define ICMPV6_ECHO_REQUEST 128
 #define ICMPV6_ECHO_REPLY 129
+#define ICMPV6_EXT_ECHO_REQUEST 160
+#define ICMPV6_EXT_ECHO_REPLY 161
 
 struct icmp_header {
 	__u8 type;

@@ -187,15 +187,17 @@ pub struct CtKey {
     pub protocol: u8,
     /// Direction of the first packet (0 ingress, 1 egress).
     pub direction: u8,
+    /// For an ICMP query (echo, timestamp, …) and its reply, the request's ICMP type; else 0.
+    pub icmp_query: u8,
     /// Padding.
-    pub pad: u16,
+    pub pad: u8,
     /// Source address (IPv4 mapped).
     pub saddr: [u8; 16],
     /// Destination address.
     pub daddr: [u8; 16],
-    /// Source port (network order), or ICMP echo id.
+    /// Source port (network order), or an ICMP query's identifier.
     pub sport: [u8; 2],
-    /// Destination port, or ICMP echo id.
+    /// Destination port, or an ICMP query's identifier.
     pub dport: [u8; 2],
 }
 
