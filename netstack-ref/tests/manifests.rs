@@ -141,8 +141,9 @@ fn invalid_combinations_are_refused() {
 
 #[test]
 fn a_bad_document_fails_its_whole_file_and_names_its_own_line() {
-    let text = format!("{HEAD}spec:\n  endpointSelector: {{}}\n---\n{HEAD}spec:\n  endpointSelector: 7\n");
-    assert_eq!(refused(&text), "policy broken.yaml:15: spec.endpointSelector: expected a mapping, found an integer");
+    let text =
+        format!("{HEAD}spec:\n  endpointSelector: {{}}\n  ingress: [{{}}]\n---\n{HEAD}spec:\n  endpointSelector: 7\n");
+    assert_eq!(refused(&text), "policy broken.yaml:16: spec.endpointSelector: expected a mapping, found an integer");
 }
 
 proptest! {
@@ -163,4 +164,145 @@ proptest! {
         let mutated: String = chars.into_iter().collect();
         let _ = manifest::parse(Path::new("mutated.yaml"), &mutated);
     }
+}
+
+/// What pkg/policy/api/rule_validation.go (Rule.Validate and what it calls) refuses is refused
+/// here too, at its file, line and field.
+#[test]
+fn what_cilium_refuses_is_refused() {
+    let spec = |body: &str| format!("{HEAD}spec:\n  endpointSelector: {{}}\n{body}");
+    let cases: &[(&str, &str)] = &[
+        // "The ICMPs block may only be present without ToPorts."
+        (
+            "  ingress:\n  - toPorts:\n    - ports: [{port: \"80\", protocol: TCP}]\n    icmps:\n    - fields: [{type: 8}]\n",
+            "broken.yaml:11: spec.ingress[0].icmps: the icmps block may only be present without toPorts",
+        ),
+        (
+            "  egressDeny:\n  - toPorts:\n    - ports: [{port: \"80\", protocol: TCP}]\n    icmps:\n    - fields: [{type: 8}]\n",
+            "spec.egressDeny[0].icmps: the icmps block may only be present without toPorts",
+        ),
+        // "rule must have at least one of Ingress, IngressDeny, Egress, EgressDeny"
+        ("", "broken.yaml:7: spec: a rule needs at least one of ingress"),
+        // "combining FromCIDR and FromCIDRSet is not supported yet"
+        (
+            "  ingress:\n  - fromCIDR: [10.0.0.0/8]\n    fromCIDRSet: [{cidr: 11.0.0.0/8}]\n",
+            "spec.ingress[0].fromCIDRSet: one rule takes one kind of L3 peer, found fromCIDR and fromCIDRSet",
+        ),
+        // PortProtocol.Validate: "port must be specified"
+        ("  egress:\n  - toPorts:\n    - ports: [{protocol: TCP}]\n", "spec.egress[0].toPorts[0].ports[0].port: port must be specified"),
+        // PortRule.Validate: "too many ports, the max is 40"
+        (
+            &format!(
+                "  egress:\n  - toPorts:\n    - ports: [{}]\n",
+                (1..=41).map(|p| format!("{{port: \"{p}\"}}")).collect::<Vec<_>>().join(", ")
+            ),
+            "spec.egress[0].toPorts[0].ports: too many ports, the max is 40",
+        ),
+        // ICMPRule.Validate: "too many types, the max is 40"
+        (
+            &format!(
+                "  egress:\n  - icmps:\n    - fields: [{}]\n",
+                (1..=41).map(|t| format!("{{type: {t}}}")).collect::<Vec<_>>().join(", ")
+            ),
+            "spec.egress[0].icmps[0].fields: too many types, the max is 40",
+        ),
+        // icmp.go: names are per family.
+        ("  egress:\n  - icmps:\n    - fields: [{type: PacketTooBig}]\n", "\"PacketTooBig\" is not an ICMP type of IPv4"),
+        // PortRule.Validate: "DNS rules are not allowed on ingress"
+        (
+            "  ingress:\n  - toPorts:\n    - ports: [{port: \"53\", protocol: UDP}]\n      rules:\n        dns: [{matchName: a.b}]\n",
+            "spec.ingress[0].toPorts[0].rules: DNS rules are not allowed on ingress",
+        ),
+        // L7Rules.Validate: "port 53 must be specified for DNS rules"
+        (
+            "  egress:\n  - toPorts:\n    - rules:\n        dns: [{matchName: a.b}]\n",
+            "rules: port 53 must be specified for DNS rules",
+        ),
+        // L7Rules.Validate: "multiple L7 protocol rule types specified in single rule"
+        (
+            "  egress:\n  - toPorts:\n    - ports: [{port: \"53\", protocol: TCP}]\n      rules:\n        dns: [{matchName: a.b}]\n        http: [{method: GET}]\n",
+            "multiple L7 protocol rule types specified in single rule",
+        ),
+        // PortRule.Validate: "L7 rules can only apply to TCP (not UDP) except for DNS rules"
+        (
+            "  egress:\n  - toPorts:\n    - ports: [{port: \"80\", protocol: UDP}]\n      rules:\n        http: [{method: GET}]\n",
+            "L7 rules can only apply to TCP (not UDP) except for DNS rules",
+        ),
+        // PortRule.Validate: "L7 rules can not be used when a port is 0"
+        (
+            "  egress:\n  - toPorts:\n    - ports: [{port: \"0\", protocol: TCP}]\n      rules:\n        http: [{method: GET}]\n",
+            "L7 rules can not be used when a port is 0",
+        ),
+        // PortProtocol.Validate: "DNS rules do not support port ranges"
+        (
+            "  egress:\n  - toPorts:\n    - ports: [{port: \"53\", endPort: 54, protocol: UDP}]\n      rules:\n        dns: [{matchName: a.b}]\n",
+            "DNS rules do not support port ranges",
+        ),
+        // CIDRRule.Validate: only address/prefix notation in a CIDR set.
+        ("  egress:\n  - toCIDRSet: [{cidr: 10.1.2.3}]\n", "spec.egress[0].toCIDRSet[0].cidr: \"10.1.2.3\" is not a prefix"),
+        // EndpointSelector.Validate: Kubernetes label syntax.
+        (
+            "  ingress:\n  - fromEndpoints: [{matchLabels: {\"app\": \"-bad-\"}}]\n",
+            "spec.ingress[0].fromEndpoints[0].matchLabels.app: \"-bad-\" is not a valid label value",
+        ),
+        (
+            "  ingress:\n  - fromEndpoints: [{matchExpressions: [{key: \"Bad Key\", operator: Exists}]}]\n",
+            "\"Bad Key\" is not a valid label key",
+        ),
+    ];
+    for (body, expected) in cases {
+        let err = refused(&spec(body));
+        assert!(err.contains(expected), "expected {expected:?}, got {err:?} for\n{body}");
+    }
+    // Host policies: "L7 policy is not supported on host ingress yet".
+    let host = "apiVersion: cilium.io/v2\nkind: CiliumClusterwideNetworkPolicy\nmetadata: {name: h}\nspec:\n  nodeSelector: {}\n  \
+        ingress:\n  - toPorts:\n    - ports: [{port: \"80\", protocol: TCP}]\n      rules:\n        http: [{method: GET}]\n";
+    assert!(refused(host).contains("L7 protocol HTTP is not supported on host ingress yet"), "{}", refused(host));
+}
+
+/// Cilium accepts what its parser accepts: every ICMP type name of its table for both families,
+/// and protocols in any capitalisation (ParseL4Proto upper-cases).
+#[test]
+fn what_cilium_accepts_is_accepted() {
+    let ok = |body: &str| {
+        let text = format!("{HEAD}spec:\n  endpointSelector: {{}}\n{body}");
+        manifest::parse(Path::new("ok.yaml"), &text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+    };
+    for name in [
+        "Echo",
+        "EchoRequest",
+        "EchoReply",
+        "Timestamp",
+        "TimestampReply",
+        "RouterSelection",
+        "Photuris",
+        "ExtendedEchoRequest",
+        "ExtendedEchoReply",
+        "Redirect",
+        "DestinationUnreachable",
+        "TimeExceeded",
+        "ParameterProblem",
+        "RouterAdvertisement",
+    ] {
+        ok(&format!("  ingress:\n  - icmps:\n    - fields: [{{type: {name}}}]\n"));
+    }
+    for name in [
+        "PacketTooBig",
+        "RedirectMessage",
+        "EchoRequest",
+        "EchoReply",
+        "MulticastListenerQuery",
+        "NeighborSolicitation",
+        "ICMPNodeInformationQuery",
+        "HomeAgentAddressDiscoveryReply",
+        "DuplicateAddressConfirmationCodeSuffix",
+        "ExtendedEchoReply",
+    ] {
+        ok(&format!("  ingress:\n  - icmps:\n    - fields: [{{type: {name}, family: IPv6}}]\n"));
+    }
+    let parsed = ok("  ingress:\n  - icmps:\n    - fields: [{type: Echo}, {type: PacketTooBig, family: IPv6}]\n");
+    let Resource::Policy(p) = &parsed[0] else { panic!("a policy") };
+    let types: Vec<(bool, u8)> = p.rules[0].ingress[0].icmps.iter().map(|i| (i.ipv6, i.icmp_type)).collect();
+    assert_eq!(types, [(false, 8), (true, 2)]);
+    ok("  egress:\n  - toPorts:\n    - ports: [{port: \"80\", protocol: tcp}, {port: \"0\", protocol: IcmpV6}]\n");
 }

@@ -367,6 +367,18 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// Its name in policy YAML.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+            Protocol::Sctp => "SCTP",
+            Protocol::Icmp => "ICMP",
+            Protocol::Icmpv6 => "ICMPv6",
+            Protocol::Any => "ANY",
+        }
+    }
+
     /// IP protocol numbers this protocol covers.
     pub fn numbers(self) -> &'static [u8] {
         match self {

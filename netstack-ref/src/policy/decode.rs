@@ -67,6 +67,7 @@ fn decode_rule(node: &Node<'_, '_>, clusterwide: bool) -> Result<Rule, Located> 
         default_deny_egress: None,
         description: None,
     };
+    let host = matches!(rule.subject, Subject::Nodes(_));
     for (field, direction, deny) in [
         ("ingress", Direction::Ingress, false),
         ("ingressDeny", Direction::Ingress, true),
@@ -76,7 +77,7 @@ fn decode_rule(node: &Node<'_, '_>, clusterwide: bool) -> Result<Rule, Located> 
         let Some(list) = f.get(field) else { continue };
         let mut rules = Vec::new();
         for item in list.list()? {
-            rules.push(peer_rule(&item, direction, deny)?);
+            rules.push(peer_rule(&item, Section { direction, deny, host })?);
         }
         match (direction, deny) {
             (Direction::Ingress, false) => rule.ingress = rules,
@@ -103,7 +104,11 @@ fn decode_rule(node: &Node<'_, '_>, clusterwide: bool) -> Result<Rule, Located> 
         }
     }
     rule.description = f.get("description").map(|d| d.str().map(str::to_string)).transpose()?;
-    f.finish(RULE_FIELDS)?;
+    f.finish_ref(RULE_FIELDS)?;
+    // pkg/policy/api/rule_validation.go (Rule.Validate): a rule says something in some direction.
+    if rule.sections().iter().all(|(_, rules, _)| rules.is_empty()) {
+        return Err(f.error("", "a rule needs at least one of ingress, ingressDeny, egress, egressDeny"));
+    }
     Ok(rule)
 }
 
@@ -124,11 +129,21 @@ fn peer_fields(direction: Direction, deny: bool) -> Vec<&'static str> {
     fields
 }
 
-fn peer_rule(node: &Node<'_, '_>, direction: Direction, deny: bool) -> Result<PeerRule, Located> {
+/// Where a peer rule stands: its direction, whether it denies, whether its rule is a host
+/// policy (nodeSelector).
+#[derive(Clone, Copy)]
+struct Section {
+    direction: Direction,
+    deny: bool,
+    host: bool,
+}
+
+fn peer_rule(node: &Node<'_, '_>, section: Section) -> Result<PeerRule, Located> {
+    let Section { direction, deny, .. } = section;
     let mut f = node.fields()?;
     let allowed = peer_fields(direction, deny);
     let p = if direction == Direction::Ingress { "from" } else { "to" };
-    let section = match (direction, deny) {
+    let section_name = match (direction, deny) {
         (Direction::Ingress, false) => "ingress",
         (Direction::Ingress, true) => "ingressDeny",
         (Direction::Egress, false) => "egress",
@@ -137,7 +152,7 @@ fn peer_rule(node: &Node<'_, '_>, direction: Direction, deny: bool) -> Result<Pe
     // A field valid elsewhere but not here gets a pointed message rather than "unknown field".
     for misplaced in ["toFQDNs", "toServices", "fromEndpoints", "toEndpoints", "fromCIDR", "toCIDR", "fromEntities"] {
         if f.has(misplaced) && !allowed.contains(&misplaced) {
-            return Err(f.error(misplaced, format!("{misplaced} is not allowed in {section}")));
+            return Err(f.error(misplaced, format!("{misplaced} is not allowed in {section_name}")));
         }
     }
 
@@ -150,22 +165,14 @@ fn peer_rule(node: &Node<'_, '_>, direction: Direction, deny: bool) -> Result<Pe
         let sels = n.list()?.iter().map(selector).collect::<Result<_, _>>()?;
         kinds.push((format!("{p}Nodes"), Peers::Nodes(sels)));
     }
-    let mut cidrs = Vec::new();
-    let mut cidr_fields = Vec::new();
     if let Some(n) = f.get(&format!("{p}CIDR")) {
-        for item in n.list()? {
-            cidrs.push(CidrRule { cidr: cidr(&item)?, except: Vec::new() });
-        }
-        cidr_fields.push(format!("{p}CIDR"));
+        let cidrs: Result<_, Located> =
+            n.list()?.iter().map(|item| Ok(CidrRule { cidr: cidr(item)?, except: Vec::new() })).collect();
+        kinds.push((format!("{p}CIDR"), Peers::Cidrs(cidrs?)));
     }
     if let Some(n) = f.get(&format!("{p}CIDRSet")) {
-        for item in n.list()? {
-            cidrs.push(cidr_set(&item)?);
-        }
-        cidr_fields.push(format!("{p}CIDRSet"));
-    }
-    if !cidr_fields.is_empty() {
-        kinds.push((cidr_fields.join(" and "), Peers::Cidrs(cidrs)));
+        let cidrs = n.list()?.iter().map(cidr_set).collect::<Result<_, _>>()?;
+        kinds.push((format!("{p}CIDRSet"), Peers::Cidrs(cidrs)));
     }
     if let Some(n) = f.get(&format!("{p}Entities")) {
         let mut entities = Vec::new();
@@ -210,7 +217,7 @@ fn peer_rule(node: &Node<'_, '_>, direction: Direction, deny: bool) -> Result<Pe
             return Err(f.error("toPorts", "toServices cannot be combined with toPorts"));
         }
         for item in n.list()? {
-            to_ports.push(port_rule(&item, deny)?);
+            to_ports.push(port_rule(&item, section)?);
         }
     }
     let mut icmps = Vec::new();
@@ -218,11 +225,21 @@ fn peer_rule(node: &Node<'_, '_>, direction: Direction, deny: bool) -> Result<Pe
         for item in n.list()? {
             let mut i = item.fields()?;
             if let Some(fields) = i.get("fields") {
-                for field in fields.list()? {
+                let fields = fields.list()?;
+                if fields.len() > MAX_ICMP_FIELDS {
+                    return Err(i.error("fields", format!("too many types, the max is {MAX_ICMP_FIELDS}")));
+                }
+                for field in fields {
                     icmps.push(icmp_field(&field)?);
                 }
             }
             i.finish(&["fields"])?;
+        }
+        if !to_ports.is_empty() {
+            return Err(f.error(
+                "icmps",
+                "the icmps block may only be present without toPorts; define a separate rule to use toPorts",
+            ));
         }
     }
     f.finish(&allowed)?;
@@ -234,7 +251,12 @@ pub fn selector(node: &Node<'_, '_>) -> Result<LabelSelector, Located> {
     let mut f = node.fields()?;
     let mut sel = LabelSelector::default();
     if let Some(labels) = f.get("matchLabels") {
-        sel.match_labels = labels.string_map()?.into_iter().map(|(k, v)| (strip_source(&k).to_string(), v)).collect();
+        let pairs = labels.string_map()?;
+        let keys = labels.fields()?;
+        for (k, v) in &pairs {
+            label_valid(k, std::slice::from_ref(v)).map_err(|message| keys.error(k, message))?;
+        }
+        sel.match_labels = pairs.into_iter().map(|(k, v)| (strip_source(&k).to_string(), v)).collect();
     }
     if let Some(exprs) = f.get("matchExpressions") {
         for item in exprs.list()? {
@@ -261,6 +283,7 @@ pub fn selector(node: &Node<'_, '_>) -> Result<LabelSelector, Located> {
                 }
                 _ => {}
             }
+            label_valid(&key, &values).map_err(|message| e.error("key", message))?;
             e.finish(&["key", "operator", "values"])?;
             sel.match_expressions.push(Requirement { key: strip_source(&key).to_string(), operator, values });
         }
@@ -269,18 +292,66 @@ pub fn selector(node: &Node<'_, '_>) -> Result<LabelSelector, Located> {
     Ok(sel)
 }
 
+/// Kubernetes' label syntax (ValidateLabelSelector, which Cilium's EndpointSelector validation
+/// runs): a key is an optional DNS-subdomain prefix and `/`, then a name of at most 63
+/// alphanumerics, `-`, `_` and `.`, starting and ending alphanumeric; a value is such a name or
+/// empty. Cilium's source prefixes (`k8s:`, `reserved:`, …) come off the key first.
+fn label_valid(key: &str, values: &[String]) -> Result<(), String> {
+    fn name_ok(name: &str) -> bool {
+        let ends = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+        name.len() <= 63
+            && ends(name.chars().next())
+            && ends(name.chars().last())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    }
+    fn subdomain_ok(prefix: &str) -> bool {
+        prefix.len() <= 253
+            && prefix.split('.').all(|part| {
+                !part.is_empty()
+                    && !part.starts_with('-')
+                    && !part.ends_with('-')
+                    && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            })
+    }
+    let bare = match key.split_once(':') {
+        Some((source, rest)) if ["k8s", "any", "container", "unspec", "reserved"].contains(&source) => rest,
+        _ => key,
+    };
+    let key_ok = match bare.rsplit_once('/') {
+        Some((prefix, name)) => subdomain_ok(prefix) && name_ok(name),
+        None => name_ok(bare),
+    };
+    // Reserved labels carry no value (`reserved:host: ""`).
+    if !key_ok && !(key.starts_with("reserved:") && !bare.is_empty()) {
+        return Err(format!("{key:?} is not a valid label key"));
+    }
+    match values.iter().find(|v| !v.is_empty() && !name_ok(v)) {
+        Some(v) => Err(format!("{v:?} is not a valid label value")),
+        None => Ok(()),
+    }
+}
+
 fn cidr(node: &Node<'_, '_>) -> Result<Cidr, Located> {
     let text = node.str()?;
     Cidr::parse(text).ok_or_else(|| node.error(format!("{text:?} is not a CIDR (a.b.c.d/n or x:y::/n)")))
 }
 
+/// A prefix in `address/length` notation (a CIDR set takes no bare address, unlike `fromCIDR`).
+fn prefix(node: &Node<'_, '_>) -> Result<Cidr, Located> {
+    let text = node.str()?;
+    match text.contains('/') {
+        true => cidr(node),
+        false => Err(node.error(format!("{text:?} is not a prefix (address/length)"))),
+    }
+}
+
 fn cidr_set(node: &Node<'_, '_>) -> Result<CidrRule, Located> {
     let mut f = node.fields()?;
-    let prefix = cidr(&f.get("cidr").ok_or_else(|| f.error("cidr", "missing"))?)?;
+    let prefix = prefix(&f.get("cidr").ok_or_else(|| f.error("cidr", "missing"))?)?;
     let mut except = Vec::new();
     if let Some(list) = f.get("except") {
         for item in list.list()? {
-            let e = cidr(&item)?;
+            let e = self::prefix(&item)?;
             if !prefix.covers(&e) {
                 return Err(item.error(format!("{e} is not inside {prefix}")));
             }
@@ -338,17 +409,21 @@ fn dns_text(node: &Node<'_, '_>, pattern: bool) -> Result<String, Located> {
     Ok(text.to_string())
 }
 
-fn port_rule(node: &Node<'_, '_>, deny: bool) -> Result<PortRule, Located> {
+fn port_rule(node: &Node<'_, '_>, section: Section) -> Result<PortRule, Located> {
     let mut f = node.fields()?;
     let mut ports = Vec::new();
     if let Some(list) = f.get("ports") {
-        for item in list.list()? {
+        let items = list.list()?;
+        if items.len() > MAX_PORTS {
+            return Err(list.error(format!("too many ports, the max is {MAX_PORTS}")));
+        }
+        for item in items {
             ports.push(port_protocol(&item)?);
         }
     }
     let mut l7 = Vec::new();
     if let Some(rules) = f.get("rules") {
-        if deny {
+        if section.deny {
             return Err(f.error("rules", "L7 rules are not allowed in a deny section"));
         }
         let mut r = rules.fields()?;
@@ -372,10 +447,8 @@ fn port_rule(node: &Node<'_, '_>, deny: bool) -> Result<PortRule, Located> {
                 l7.push(L7Rule::Dns(fqdn(&item)?));
             }
         }
-        r.finish(&["http", "dns"])?;
-        if ports.iter().any(|p: &PortProtocol| matches!(p.protocol, Protocol::Icmp | Protocol::Icmpv6)) {
-            return Err(f.error("rules", "L7 rules need TCP or UDP ports"));
-        }
+        r.finish_ref(&["http", "dns"])?;
+        l7_valid(&l7, &ports, section).map_err(|message| f.error("rules", message))?;
     }
     f.finish(&["ports", "rules"])?;
     Ok(PortRule { ports, l7, origin: origin(node) })
@@ -383,20 +456,21 @@ fn port_rule(node: &Node<'_, '_>, deny: bool) -> Result<PortRule, Located> {
 
 fn port_protocol(node: &Node<'_, '_>) -> Result<PortProtocol, Located> {
     let mut f = node.fields()?;
+    // Cilium's ParseL4Proto takes any capitalisation.
     let protocol = match f.get("protocol") {
         None => Protocol::Any,
-        Some(p) => match p.str()? {
+        Some(p) => match p.str()?.to_ascii_uppercase().as_str() {
             "TCP" => Protocol::Tcp,
             "UDP" => Protocol::Udp,
             "SCTP" => Protocol::Sctp,
             "ICMP" => Protocol::Icmp,
-            "ICMPv6" => Protocol::Icmpv6,
-            "ANY" => Protocol::Any,
-            other => return Err(p.error(format!("{other:?} is not one of TCP, UDP, SCTP, ICMP, ICMPv6, ANY"))),
+            "ICMPV6" => Protocol::Icmpv6,
+            "ANY" | "" => Protocol::Any,
+            _ => return Err(p.error(format!("{:?} is not one of TCP, UDP, SCTP, ICMP, ICMPv6, ANY", p.str()?))),
         },
     };
     let port = match f.get("port") {
-        None => 0,
+        None => return Err(f.error("port", "port must be specified (\"0\" for every port)")),
         Some(p) => {
             let text = p.str_or_int()?;
             match text.parse::<u32>() {
@@ -440,18 +514,93 @@ fn is_port_name(text: &str) -> bool {
         && !text.ends_with('-')
 }
 
-const ICMP_NAMES: &[(&str, u8, u8)] = &[
-    ("EchoReply", 0, 129),
-    ("DestinationUnreachable", 3, 1),
-    ("Redirect", 5, 137),
-    ("EchoRequest", 8, 128),
-    ("TimeExceeded", 11, 3),
-    ("ParameterProblem", 12, 4),
-    ("RouterSolicitation", 10, 133),
-    ("RouterAdvertisement", 9, 134),
-    ("NeighborSolicitation", 255, 135),
-    ("NeighborAdvertisement", 255, 136),
+/// Cilium's names of ICMP types (pkg/policy/api/icmp.go), IPv4.
+const ICMPV4_NAMES: &[(&str, u8)] = &[
+    ("EchoReply", 0),
+    ("DestinationUnreachable", 3),
+    ("Redirect", 5),
+    ("Echo", 8),
+    ("EchoRequest", 8),
+    ("RouterAdvertisement", 9),
+    ("RouterSelection", 10),
+    ("TimeExceeded", 11),
+    ("ParameterProblem", 12),
+    ("Timestamp", 13),
+    ("TimestampReply", 14),
+    ("Photuris", 40),
+    ("ExtendedEchoRequest", 42),
+    ("ExtendedEchoReply", 43),
 ];
+
+/// Cilium's names of ICMPv6 types.
+const ICMPV6_NAMES: &[(&str, u8)] = &[
+    ("DestinationUnreachable", 1),
+    ("PacketTooBig", 2),
+    ("TimeExceeded", 3),
+    ("ParameterProblem", 4),
+    ("EchoRequest", 128),
+    ("EchoReply", 129),
+    ("MulticastListenerQuery", 130),
+    ("MulticastListenerReport", 131),
+    ("MulticastListenerDone", 132),
+    ("RouterSolicitation", 133),
+    ("RouterAdvertisement", 134),
+    ("NeighborSolicitation", 135),
+    ("NeighborAdvertisement", 136),
+    ("RedirectMessage", 137),
+    ("RouterRenumbering", 138),
+    ("ICMPNodeInformationQuery", 139),
+    ("ICMPNodeInformationResponse", 140),
+    ("InverseNeighborDiscoverySolicitation", 141),
+    ("InverseNeighborDiscoveryAdvertisement", 142),
+    ("HomeAgentAddressDiscoveryRequest", 144),
+    ("HomeAgentAddressDiscoveryReply", 145),
+    ("MobilePrefixSolicitation", 146),
+    ("MobilePrefixAdvertisement", 147),
+    ("DuplicateAddressRequestCodeSuffix", 157),
+    ("DuplicateAddressConfirmationCodeSuffix", 158),
+    ("ExtendedEchoRequest", 160),
+    ("ExtendedEchoReply", 161),
+];
+
+/// Limits of pkg/policy/api/rule_validation.go.
+const MAX_PORTS: usize = 40;
+const MAX_ICMP_FIELDS: usize = 40;
+
+/// pkg/policy/api/rule_validation.go (PortRule.Validate, L7Rules.Validate): what L7 rules
+/// may stand with.
+fn l7_valid(l7: &[L7Rule], ports: &[PortProtocol], section: Section) -> Result<(), String> {
+    let http = l7.iter().any(|r| matches!(r, L7Rule::Http { .. }));
+    let dns = l7.iter().any(|r| matches!(r, L7Rule::Dns(_)));
+    if http && dns {
+        return Err("multiple L7 protocol rule types specified in single rule".into());
+    }
+    if section.host && (section.direction == Direction::Ingress || http) {
+        return Err(format!(
+            "L7 protocol {} is not supported on host {} yet",
+            if http { "HTTP" } else { "DNS" },
+            if section.direction == Direction::Ingress { "ingress" } else { "egress" }
+        ));
+    }
+    if dns && section.direction == Direction::Ingress {
+        return Err("DNS rules are not allowed on ingress".into());
+    }
+    if dns && ports.is_empty() {
+        return Err("port 53 must be specified for DNS rules".into());
+    }
+    if ports.iter().any(|p| p.port == 0) {
+        return Err("L7 rules can not be used when a port is 0".into());
+    }
+    for p in ports {
+        if dns && p.end_port.is_some_and(|end| end > p.port) {
+            return Err("DNS rules do not support port ranges".into());
+        }
+        if !dns && p.protocol != Protocol::Tcp {
+            return Err(format!("L7 rules can only apply to TCP (not {}) except for DNS rules", p.protocol.name()));
+        }
+    }
+    Ok(())
+}
 
 fn icmp_field(node: &Node<'_, '_>) -> Result<IcmpType, Located> {
     let mut f = node.fields()?;
@@ -464,20 +613,18 @@ fn icmp_field(node: &Node<'_, '_>) -> Result<IcmpType, Located> {
         },
     };
     let type_node = f.get("type").ok_or_else(|| f.error("type", "missing"))?;
-    let icmp_type = match type_node.str_or_int()? {
-        t if t.parse::<u8>().is_ok() => t.parse::<u8>().unwrap_or_default(),
-        name => match ICMP_NAMES.iter().find(|(n, _, _)| *n == name) {
-            Some((_, v4, v6)) if !ipv6 && *v4 != 255 => *v4,
-            Some((_, _, v6)) if ipv6 => *v6,
-            _ => {
-                let names: Vec<&str> = ICMP_NAMES.iter().map(|(n, _, _)| *n).collect();
-                return Err(type_node.error(format!(
-                    "{name:?} is not an ICMP type of {} (0-255 or one of {})",
-                    if ipv6 { "IPv6" } else { "IPv4" },
-                    names.join(", ")
-                )));
-            }
-        },
+    let names = if ipv6 { ICMPV6_NAMES } else { ICMPV4_NAMES };
+    let text = type_node.str_or_int()?;
+    let icmp_type = match text.parse::<u8>() {
+        Ok(t) => t,
+        Err(_) => names.iter().find(|(n, _)| *n == text).map(|(_, t)| *t).ok_or_else(|| {
+            let known: Vec<&str> = names.iter().map(|(n, _)| *n).collect();
+            type_node.error(format!(
+                "{text:?} is not an ICMP type of {} (0-255 or one of {})",
+                if ipv6 { "IPv6" } else { "IPv4" },
+                known.join(", ")
+            ))
+        })?,
     };
     f.finish(&["family", "type"])?;
     Ok(IcmpType { ipv6, icmp_type })
