@@ -72,6 +72,8 @@ pub fn spawn_agent(exe: &Path, config: &AgentConfig, node: &str, manifests: &Pat
         .arg(&config.state_dir)
         .arg("--manifests")
         .arg(manifests)
+        .arg("--allow-localhost")
+        .arg(config.allow_localhost.name())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()

@@ -21,7 +21,7 @@ use crate::datapath::{Conntrack, CtLifetimes, EndpointDatapath, Ipcache, Jiffies
 use crate::identity::{pod_security_labels, IdentityAllocator, Labels, ReservedIdentity, FIRST_LOCAL_IDENTITY};
 use crate::manifest::{Namespace, Pod, Resource};
 use crate::policy::api::Cidr;
-use crate::policy::{resolve, Policy, PolicyMapState, Universe};
+use crate::policy::{resolve_with, AllowLocalhost, Policy, PolicyMapState, Universe};
 use endpoint::EndpointRecord;
 use sources::Sources;
 
@@ -38,6 +38,8 @@ pub struct AgentConfig {
     pub pod_cidr: Cidr,
     /// Where the datapath is pinned.
     pub bpffs: PathBuf,
+    /// Whether the host may always reach the node's pods (`--allow-localhost`).
+    pub allow_localhost: AllowLocalhost,
 }
 
 impl AgentConfig {
@@ -52,6 +54,7 @@ impl AgentConfig {
             node_name: "node-1".into(),
             pod_cidr: Cidr::parse("10.200.0.0/24").expect("valid"),
             bpffs,
+            allow_localhost: AllowLocalhost::Always,
         }
     }
 
@@ -351,7 +354,7 @@ impl Agent {
         );
         let (mut written, mut removed) = (0, 0);
         for (key, live) in &mut self.endpoints {
-            let state = resolve(&self.policies, &live.labels, &universe);
+            let state = resolve_with(&self.policies, &live.labels, &universe, self.config.allow_localhost);
             match live.datapath.apply_policy(&live.policy, &state) {
                 Ok((w, r)) => {
                     written += w;
@@ -446,6 +449,7 @@ impl Agent {
         serde_json::json!({
             "node": self.config.node_name,
             "podCIDR": self.config.pod_cidr.to_string(),
+            "allowLocalhost": self.config.allow_localhost.name(),
             "bpffs": self.config.bpffs,
             "uptimeSeconds": self.started.elapsed().as_secs(),
             "endpoints": self.endpoints.len(),

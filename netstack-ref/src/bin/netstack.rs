@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use netstack_ref::agent::api::{call, Request};
 use netstack_ref::agent::{self, sources, AgentConfig};
 use netstack_ref::policy::api::Cidr;
+use netstack_ref::policy::AllowLocalhost;
 
 #[derive(Parser)]
 #[command(name = "netstack", about = "Reference node agent: endpoints, identities and network policy in eBPF")]
@@ -41,6 +42,10 @@ enum Command {
         /// The node's pod CIDR.
         #[arg(long, default_value = "10.200.0.0/24")]
         pod_cidr: String,
+        /// Whether the node itself may always reach its pods (`always`, Cilium's default in
+        /// Kubernetes mode, so kubelet's probes work) or is subject to policy (`policy`).
+        #[arg(long, default_value = "always", value_parser = ["always", "policy"])]
+        allow_localhost: String,
     },
     /// Builds a small scene, shows which connections pass and why, removes everything.
     Demo,
@@ -195,7 +200,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
-        Command::Agent { state, manifests, netns, node_name, pod_cidr } => {
+        Command::Agent { state, manifests, netns, node_name, pod_cidr, allow_localhost } => {
             if let Some(name) = &netns {
                 agent::netns::enter(name)?;
                 agent::netns::ip(&["link", "set", "lo", "up"])?;
@@ -206,6 +211,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let mut config = AgentConfig::new(&state.state_dir, manifests);
             config.node_name = node_name;
             config.pod_cidr = Cidr::parse(&pod_cidr).ok_or_else(|| format!("--pod-cidr {pod_cidr:?} is not a CIDR"))?;
+            config.allow_localhost = AllowLocalhost::from_name(&allow_localhost).unwrap_or_default();
             agent::run(config, Duration::from_millis(200))
         }
         Command::Demo => netstack_ref::demo::run(),

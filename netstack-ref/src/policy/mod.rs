@@ -7,9 +7,10 @@ pub mod api;
 pub mod decode;
 pub mod model;
 pub mod resolve;
+pub mod scope;
 pub mod selector;
 pub mod universe;
 
 pub use api::{Direction, Policy};
-pub use resolve::{resolve, PolicyKey, PolicyMapState, PolicyValue};
+pub use resolve::{resolve, resolve_with, AllowLocalhost, PolicyKey, PolicyMapState, PolicyValue};
 pub use universe::Universe;

@@ -1,13 +1,14 @@
 //! The policy semantics of the design note, read directly off the rules for one packet — no
-//! identities numbers, no map keys, no prefixes. The differential test holds the resolver plus
-//! the datapath to this.
+//! identities numbers, no map keys, no prefixes, and no selector code of the resolver's (label
+//! requirements and namespace scoping are read afresh here from Cilium's documentation). The
+//! differential test holds the resolver plus the datapath to this.
 
 use std::net::IpAddr;
 
 use crate::identity::Labels;
 
-use super::api::{Direction, Entity, PeerRule, Peers, Policy};
-use super::resolve::selects;
+use super::api::{Direction, Entity, PeerRule, Peers, Policy, Subject};
+use super::selector::{LabelSelector, Operator};
 
 /// Who is on the other end of a packet.
 #[derive(Clone, Debug)]
@@ -42,50 +43,134 @@ pub struct Packet {
     pub port: u16,
 }
 
-/// The verdict for a new flow of `endpoint` (security labels) with `peer`.
-pub fn verdict(policies: &[Policy], endpoint: &Labels, peer: &Peer, packet: Packet, node_labels: &Labels) -> Verdict {
+/// The verdict for a new flow of `endpoint` (security labels) with `peer`; `host_allowed`: the
+/// host may always come in (`--allow-localhost=always`).
+pub fn verdict(
+    policies: &[Policy],
+    endpoint: &Labels,
+    peer: &Peer,
+    packet: Packet,
+    node_labels: &Labels,
+    host_allowed: bool,
+) -> Verdict {
     let selected: Vec<_> = policies
         .iter()
         .flat_map(|p| p.rules.iter().map(move |r| (p, r)))
-        .filter(|(p, r)| selects(p, r, endpoint))
+        .filter(|(p, r)| match &r.subject {
+            Subject::Endpoints(sel) => subject_requirements(p, sel).iter().all(|r| r.holds(endpoint)),
+            Subject::Nodes(_) => false,
+        })
         .collect();
-    let mut allowed = false;
-    let mut requires = Vec::new();
+    // Every fromRequires/toRequires of a rule selecting the endpoint, in the packet's direction.
+    let mut requires: Vec<Vec<Req>> = Vec::new();
     for (policy, rule) in &selected {
         for (dir, rules, deny) in rule.sections() {
             if dir == packet.direction && !deny {
                 for pr in rules {
-                    requires.extend(pr.requires.iter().map(|s| match &policy.namespace {
-                        Some(ns) => s.in_namespace(ns),
-                        None => s.clone(),
-                    }));
+                    requires.extend(pr.requires.iter().map(|s| peer_requirements(policy, s, false)));
                 }
             }
         }
     }
+    let mut allowed = false;
     for (policy, rule) in &selected {
         for (dir, rules, deny) in rule.sections() {
             if dir != packet.direction {
                 continue;
             }
             for pr in rules {
-                if !peer_matches(pr, policy.namespace.as_deref(), peer, node_labels) || !ports_match(pr, packet) {
+                if !peer_matches(pr, policy, peer, node_labels) || !ports_match(pr, packet) {
                     continue;
                 }
                 if deny {
                     return Verdict::Denied;
                 }
-                let meets_requires = requires.is_empty() || requires.iter().all(|s| s.matches(&peer_labels(peer)));
-                allowed |= meets_requires;
+                let labels = peer_labels(peer);
+                allowed |= requires.iter().all(|reqs| reqs.iter().all(|r| r.holds(&labels)));
             }
         }
     }
     let default_deny = selected.iter().any(|(_, r)| r.enables_default_deny(packet.direction));
-    if allowed || !default_deny {
+    let host_in = host_allowed && packet.direction == Direction::Ingress && matches!(peer, Peer::Host);
+    if allowed || !default_deny || host_in {
         Verdict::Allowed
     } else {
         Verdict::NotAllowed
     }
+}
+
+/// One label requirement, read off a selector afresh (the model shares no selector code with
+/// the resolver).
+#[derive(Clone, Debug)]
+enum Req {
+    Equals(String, String),
+    In(String, Vec<String>),
+    NotIn(String, Vec<String>),
+    Exists(String),
+    Absent(String),
+}
+
+impl Req {
+    fn holds(&self, labels: &Labels) -> bool {
+        match self {
+            Req::Equals(k, v) => labels.get(k) == Some(v.as_str()),
+            Req::In(k, vs) => labels.get(k).is_some_and(|v| vs.iter().any(|x| x == v)),
+            Req::NotIn(k, vs) => labels.get(k).is_none_or(|v| !vs.iter().any(|x| x == v)),
+            Req::Exists(k) => labels.get(k).is_some(),
+            Req::Absent(k) => labels.get(k).is_none(),
+        }
+    }
+
+    fn key(&self) -> &str {
+        match self {
+            Req::Equals(k, _) | Req::In(k, _) | Req::NotIn(k, _) | Req::Exists(k) | Req::Absent(k) => k,
+        }
+    }
+}
+
+const NS: &str = "io.kubernetes.pod.namespace";
+
+fn requirements(sel: &LabelSelector) -> Vec<Req> {
+    let mut out: Vec<Req> = sel.match_labels.iter().map(|(k, v)| Req::Equals(k.clone(), v.clone())).collect();
+    for e in &sel.match_expressions {
+        out.push(match e.operator {
+            Operator::In => Req::In(e.key.clone(), e.values.clone()),
+            Operator::NotIn => Req::NotIn(e.key.clone(), e.values.clone()),
+            Operator::Exists => Req::Exists(e.key.clone()),
+            Operator::DoesNotExist => Req::Absent(e.key.clone()),
+        });
+    }
+    out
+}
+
+/// Cilium docs (policy/kubernetes.rst): "The endpointSelector always applies to pods in the
+/// namespace associated with the CiliumNetworkPolicy resource itself".
+fn subject_requirements(policy: &Policy, sel: &LabelSelector) -> Vec<Req> {
+    let mut reqs = requirements(sel);
+    if let Some(ns) = &policy.namespace {
+        reqs.retain(|r| !matches!(r, Req::Equals(k, _) if k == NS));
+        reqs.push(Req::Equals(NS.into(), ns.clone()));
+    }
+    reqs
+}
+
+/// A peer (or, with `reserved_exempt` false, a requirement) selector of `policy`: no namespace
+/// named means the policy's own (a CNP; namespace labels count as naming one), or any pod's (a
+/// CCNP: pods only, so a namespace label must be present).
+fn peer_requirements(policy: &Policy, sel: &LabelSelector, reserved_exempt: bool) -> Vec<Req> {
+    let mut reqs = requirements(sel);
+    if reserved_exempt && reqs.iter().any(|r| r.key().starts_with("reserved:")) {
+        return reqs;
+    }
+    if reqs.iter().any(|r| r.key() == NS) {
+        return reqs;
+    }
+    match &policy.namespace {
+        Some(_) if reqs.iter().any(|r| r.key().starts_with("io.cilium.k8s.namespace.labels.")) => {}
+        Some(ns) => reqs.push(Req::Equals(NS.into(), ns.clone())),
+        None => reqs.push(Req::Exists(NS.into())),
+    }
+    reqs
 }
 
 fn peer_labels(peer: &Peer) -> Labels {
@@ -99,20 +184,19 @@ fn peer_labels(peer: &Peer) -> Labels {
     }
 }
 
-fn peer_matches(rule: &PeerRule, namespace: Option<&str>, peer: &Peer, node_labels: &Labels) -> bool {
+fn peer_matches(rule: &PeerRule, policy: &Policy, peer: &Peer, node_labels: &Labels) -> bool {
     match &rule.peers {
         Peers::Unspecified => !rule.to_ports.is_empty() || !rule.icmps.is_empty(),
         Peers::Endpoints(sels) => sels.iter().any(|s| {
-            let s = match namespace {
-                Some(ns) => s.in_namespace(ns),
-                None => s.clone(),
-            };
-            match peer {
-                Peer::Pod(labels) => s.matches(labels),
-                _ => s.names_reserved() && s.matches(&peer_labels(peer)),
-            }
+            let reqs = peer_requirements(policy, s, true);
+            // Reserved peers (host, world) are selected only by a selector that asks for one of
+            // their `reserved:` labels.
+            let asks_reserved = reqs.iter().any(|r| r.key().starts_with("reserved:") && !matches!(r, Req::Absent(_)));
+            (matches!(peer, Peer::Pod(_)) || asks_reserved) && reqs.iter().all(|r| r.holds(&peer_labels(peer)))
         }),
-        Peers::Nodes(sels) => matches!(peer, Peer::Host) && sels.iter().any(|s| s.matches(node_labels)),
+        Peers::Nodes(sels) => {
+            matches!(peer, Peer::Host) && sels.iter().any(|s| requirements(s).iter().all(|r| r.holds(node_labels)))
+        }
         Peers::Cidrs(cidrs) => match peer {
             Peer::World(addr) => {
                 cidrs.iter().any(|c| c.cidr.contains(*addr) && !c.except.iter().any(|x| x.contains(*addr)))

@@ -11,6 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 use crate::identity::ReservedIdentity;
 
 use super::api::{Direction, Entity, PeerRule, Peers, Policy, Protocol, Rule, Subject};
+use super::scope;
 use super::selector::LabelSelector;
 use super::universe::Universe;
 use crate::identity::Labels;
@@ -159,7 +160,7 @@ fn l4_keys(rule: &PeerRule) -> Vec<(u8, u16, u8)> {
 /// Peers of a rule: every identity (`None`) or a set.
 fn peer_identities(
     rule: &PeerRule,
-    namespace: Option<&str>,
+    policy: &Policy,
     universe: &Universe,
     cache: &mut HashMap<LabelSelector, Vec<u32>>,
 ) -> Option<BTreeSet<u32>> {
@@ -169,11 +170,7 @@ fn peer_identities(
         Peers::Unspecified => return None,
         Peers::Endpoints(sels) => {
             for sel in sels {
-                let sel = match namespace {
-                    Some(ns) => sel.in_namespace(ns),
-                    None => sel.clone(),
-                };
-                let ids = cache.entry(sel).or_insert_with_key(|s| universe.select_endpoints(s));
+                let ids = cache.entry(scope::peer(policy, sel)).or_insert_with_key(|s| universe.select_endpoints(s));
                 set.extend(ids.iter().copied());
             }
         }
@@ -232,19 +229,53 @@ pub fn entity_identities(entity: Entity, universe: &Universe) -> Vec<u32> {
 /// Whether `rule` (of `policy`) applies to an endpoint with security labels `labels`.
 pub fn selects(policy: &Policy, rule: &Rule, labels: &Labels) -> bool {
     match &rule.subject {
-        Subject::Endpoints(sel) => match &policy.namespace {
-            Some(ns) => sel.in_namespace(ns).matches(labels),
-            None => sel.matches(labels),
-        },
+        Subject::Endpoints(sel) => scope::subject(policy, sel).matches(labels),
         Subject::Nodes(_) => false,
     }
 }
 
-/// Resolves `policies` for the endpoint with security labels `labels`.
+/// Whether the local host may always reach the node's endpoints (Cilium's `--allow-localhost`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AllowLocalhost {
+    /// Ingress from the host identity is always allowed (Cilium's default in Kubernetes mode:
+    /// kubelet's health probes come from the host). A deny rule naming the host still wins.
+    #[default]
+    Always,
+    /// The host is subject to policy like any other peer.
+    Policy,
+}
+
+impl AllowLocalhost {
+    /// The option's value as Cilium spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            AllowLocalhost::Always => "always",
+            AllowLocalhost::Policy => "policy",
+        }
+    }
+
+    /// The mode named `name` (`always` or `policy`).
+    pub fn from_name(name: &str) -> Option<AllowLocalhost> {
+        [AllowLocalhost::Always, AllowLocalhost::Policy].into_iter().find(|m| m.name() == name)
+    }
+}
+
+/// Resolves `policies` for the endpoint with security labels `labels`, the host always allowed
+/// in (the agent's default).
 pub fn resolve<'p>(
     policies: impl IntoIterator<Item = &'p Policy>,
     labels: &Labels,
     universe: &Universe,
+) -> PolicyMapState {
+    resolve_with(policies, labels, universe, AllowLocalhost::Always)
+}
+
+/// Resolves `policies` for the endpoint with security labels `labels`.
+pub fn resolve_with<'p>(
+    policies: impl IntoIterator<Item = &'p Policy>,
+    labels: &Labels,
+    universe: &Universe,
+    allow_localhost: AllowLocalhost,
 ) -> PolicyMapState {
     let mut cache = HashMap::new();
     let selected: Vec<(&Policy, &Rule)> = policies
@@ -264,12 +295,7 @@ pub fn resolve<'p>(
             .flat_map(|(p, r)| {
                 r.sections().into_iter().filter(move |(d, _, is_deny)| *d == direction && !is_deny).flat_map(
                     move |(_, rules, _)| {
-                        rules.iter().flat_map(move |pr| {
-                            pr.requires.iter().map(move |s| match &p.namespace {
-                                Some(ns) => s.in_namespace(ns),
-                                None => s.clone(),
-                            })
-                        })
+                        rules.iter().flat_map(move |pr| pr.requires.iter().map(move |s| scope::requirement(p, s)))
                     },
                 )
             })
@@ -280,7 +306,7 @@ pub fn resolve<'p>(
                     continue;
                 }
                 for pr in peer_rules {
-                    let peers = peer_identities(pr, policy.namespace.as_deref(), universe, &mut cache);
+                    let peers = peer_identities(pr, policy, universe, &mut cache);
                     let peers: Vec<u32> = match peers {
                         None if is_deny || requires.is_empty() => vec![0],
                         None => universe
@@ -301,6 +327,11 @@ pub fn resolve<'p>(
                 }
             }
         }
+    }
+
+    if allow_localhost == AllowLocalhost::Always {
+        let host = PolicyKey::new(Direction::Ingress, ReservedIdentity::Host.id(), 0, 0, PREFIX_ANY_PROTOCOL);
+        state.entry(host).or_default();
     }
 
     // An allow entry covered by a deny entry of the same identity becomes a deny: only the

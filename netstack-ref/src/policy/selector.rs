@@ -49,6 +49,9 @@ pub fn strip_source(key: &str) -> &str {
 /// The namespace label every pod identity carries.
 pub const NAMESPACE_LABEL: &str = "io.kubernetes.pod.namespace";
 
+/// The prefix of the namespace's own labels in a pod's identity.
+pub const NAMESPACE_LABELS_PREFIX: &str = "io.cilium.k8s.namespace.labels.";
+
 impl LabelSelector {
     /// A selector of `matchLabels` only.
     pub fn labels<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> LabelSelector {
@@ -77,10 +80,15 @@ impl LabelSelector {
             })
     }
 
-    /// Whether the selector constrains the pod namespace itself.
-    pub fn names_namespace(&self) -> bool {
-        self.match_labels.iter().any(|(k, _)| k == NAMESPACE_LABEL)
-            || self.match_expressions.iter().any(|r| r.key == NAMESPACE_LABEL)
+    /// Whether any requirement (`matchLabels` or `matchExpressions`) is on `key`.
+    pub fn has_key(&self, key: &str) -> bool {
+        self.match_labels.iter().any(|(k, _)| k == key) || self.match_expressions.iter().any(|r| r.key == key)
+    }
+
+    /// Whether any requirement is on a key starting with `prefix`.
+    pub fn has_key_prefix(&self, prefix: &str) -> bool {
+        self.match_labels.iter().any(|(k, _)| k.starts_with(prefix))
+            || self.match_expressions.iter().any(|r| r.key.starts_with(prefix))
     }
 
     /// Whether the selector asks for a `reserved:` label (so it may select reserved identities).
@@ -92,13 +100,12 @@ impl LabelSelector {
                 .any(|r| r.key.starts_with("reserved:") && r.operator != Operator::DoesNotExist)
     }
 
-    /// This selector limited to `namespace` unless it names a namespace itself (how a
-    /// namespaced policy's selectors read).
-    pub fn in_namespace(&self, namespace: &str) -> LabelSelector {
+    /// This selector with `key` required to equal `value`, replacing any `matchLabels` entry
+    /// for the key (`matchExpressions` on it stay).
+    pub fn with_label(&self, key: &str, value: &str) -> LabelSelector {
         let mut out = self.clone();
-        if !self.names_namespace() && !self.names_reserved() {
-            out.match_labels.push((NAMESPACE_LABEL.to_string(), namespace.to_string()));
-        }
+        out.match_labels.retain(|(k, _)| k != key);
+        out.match_labels.push((key.to_string(), value.to_string()));
         out
     }
 }
