@@ -3,62 +3,20 @@
 //! agent restart (a crash here: SIGKILL) keeps connections flowing, while a change made while
 //! it was down takes effect when it starts.
 
+mod support;
+
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ebpf_test_support::net::NetNs;
-use ebpf_test_support::{require_kernel, unique_name};
+use ebpf_test_support::require_kernel;
 use netstack_ref::agent::api::{call, Request};
+use netstack_ref::agent::netns;
 use netstack_ref::agent::probe::{self, Probe};
-use netstack_ref::agent::{netns, reset, AgentConfig};
-use netstack_ref::demo::{spawn_agent, wait_for_endpoints};
-
-const EXE: &str = env!("CARGO_BIN_EXE_netstack");
-
-/// The node, its agent and everything they made; removed on drop, also when a test fails.
-struct Node {
-    ns: NetNs,
-    config: AgentConfig,
-    manifests: PathBuf,
-    agent: Option<Child>,
-}
-
-impl Node {
-    fn start(&mut self) {
-        self.agent = Some(spawn_agent(Path::new(EXE), &self.config, self.ns.name(), &self.manifests).unwrap());
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.agent.take() {
-            child.kill().unwrap();
-            child.wait().unwrap();
-        }
-    }
-
-    /// Waits until the agent has `policies` policies in force (a sync after a file change).
-    fn wait_policies(&self, policies: u64) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if call(&self.config.socket(), &Request::Status).is_ok_and(|s| s["policies"] == policies) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("agent did not reach {policies} policies: {:?}", call(&self.config.socket(), &Request::Status));
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = reset(&self.config);
-        let _ = std::fs::remove_dir_all(&self.config.state_dir);
-    }
-}
+use netstack_ref::demo::wait_for_endpoints;
+use netstack_ref::policy::AllowLocalhost;
+use support::Node;
 
 const PODS: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: client, namespace: t, labels: {app: client}}\n---\n\
 apiVersion: v1\nkind: Pod\nmetadata: {name: server, namespace: t, labels: {app: server}}\n";
@@ -105,14 +63,8 @@ impl Established {
 #[test]
 fn policy_changes_restarts_and_downtime_keep_traffic_as_the_policy_says() {
     let Some(_root) = require_kernel() else { return };
-    let ns = NetNs::new("nsn").unwrap();
-    let state_dir = std::env::temp_dir().join(unique_name("nsa"));
-    let manifests = state_dir.join("manifests");
-    std::fs::create_dir_all(&manifests).unwrap();
-    std::fs::write(manifests.join("pods.yaml"), PODS).unwrap();
-    let mut config = AgentConfig::new(&state_dir, Some(manifests.clone()));
-    config.node_name = ns.name().to_string();
-    let mut node = Node { ns, config, manifests: manifests.clone(), agent: None };
+    let mut node = Node::new("nsn", AllowLocalhost::Always, &[("pods.yaml", PODS)]);
+    let manifests = node.manifests.clone();
     node.start();
     let list = wait_for_endpoints(&node.config.socket(), 2, Duration::from_secs(30)).unwrap();
     let pod = |name: &str| {

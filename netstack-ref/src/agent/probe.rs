@@ -35,8 +35,10 @@ pub enum Probe {
     Tcp(u16),
     /// One UDP datagram to a port, answered by the listener.
     Udp(u16),
-    /// ICMP echo.
+    /// ICMP echo with a fresh identifier.
     Icmp,
+    /// ICMP echo with this identifier (a reused one is what a forged "reply" would carry).
+    IcmpId(u16),
 }
 
 impl std::fmt::Display for Probe {
@@ -45,6 +47,7 @@ impl std::fmt::Display for Probe {
             Probe::Tcp(p) => write!(f, "TCP/{p}"),
             Probe::Udp(p) => write!(f, "UDP/{p}"),
             Probe::Icmp => f.write_str("ICMP echo"),
+            Probe::IcmpId(id) => write!(f, "ICMP echo id {id}"),
         }
     }
 }
@@ -129,14 +132,19 @@ fn try_run(from: &str, to: &str, to_ip: Ipv4Addr, probe: Probe, timeout: Duratio
             Ok(outcome)
         }
         Probe::Icmp => {
-            let client = spawn_in(from, move || echo(to_ip, timeout))?;
+            let client = spawn_in(from, move || echo(to_ip, None, timeout))?;
+            Ok(client.join().map_err(|_| "ping panicked")???)
+        }
+        Probe::IcmpId(id) => {
+            let client = spawn_in(from, move || echo(to_ip, Some(id), timeout))?;
             Ok(client.join().map_err(|_| "ping panicked")???)
         }
     }
 }
 
-/// One ICMP echo from the calling thread's namespace over a raw socket (no `ping` binary).
-fn echo(to: Ipv4Addr, timeout: Duration) -> Result<Outcome, String> {
+/// One ICMP echo from the calling thread's namespace over a raw socket (no `ping` binary), with
+/// identifier `id` or a fresh one.
+fn echo(to: Ipv4Addr, id: Option<u16>, timeout: Duration) -> Result<Outcome, String> {
     use nix::sys::socket::{
         recv, sendto, setsockopt, socket, sockopt, AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType,
         SockaddrIn,
@@ -149,7 +157,9 @@ fn echo(to: Ipv4Addr, timeout: Duration) -> Result<Outcome, String> {
     // A fresh identifier per probe: an echo with a tracked identifier would be an established
     // flow, not a new one.
     static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
-    let id = (std::process::id() as u16) ^ NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed).wrapping_mul(7919);
+    let id = id.unwrap_or_else(|| {
+        (std::process::id() as u16) ^ NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed).wrapping_mul(7919)
+    });
     let mut packet = [8u8, 0, 0, 0, (id >> 8) as u8, id as u8, 0, 1, b'n', b's'];
     let mut sum: u32 = packet.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
     while sum > 0xffff {

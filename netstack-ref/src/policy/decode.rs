@@ -321,8 +321,9 @@ fn label_valid(key: &str, values: &[String]) -> Result<(), String> {
         Some((prefix, name)) => subdomain_ok(prefix) && name_ok(name),
         None => name_ok(bare),
     };
-    // Reserved labels carry no value (`reserved:host: ""`).
-    if !key_ok && !(key.starts_with("reserved:") && !bare.is_empty()) {
+    // Reserved labels (`reserved:host`) are Cilium's own names.
+    let reserved = key.starts_with("reserved:") && !bare.is_empty();
+    if !(key_ok || reserved) {
         return Err(format!("{key:?} is not a valid label key"));
     }
     match values.iter().find(|v| !v.is_empty() && !name_ok(v)) {

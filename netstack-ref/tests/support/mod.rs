@@ -1,0 +1,154 @@
+//! A node with a real agent process for traffic tests, and a "world" outside it: RAII guards
+//! that remove everything they made, also when a test fails.
+
+#![allow(dead_code)] // each test crate uses its own part
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use ebpf_test_support::net::NetNs;
+use ebpf_test_support::unique_name;
+use netstack_ref::agent::api::{call, Request};
+use netstack_ref::agent::netns::ip;
+use netstack_ref::agent::{reset, AgentConfig};
+use netstack_ref::demo::{spawn_agent, wait_for_endpoints};
+use netstack_ref::policy::AllowLocalhost;
+
+const EXE: &str = env!("CARGO_BIN_EXE_netstack");
+
+/// A pod as the agent placed it.
+#[derive(Clone, Debug)]
+pub struct PodAt {
+    /// Its network namespace.
+    pub netns: String,
+    /// Its address.
+    pub ip: Ipv4Addr,
+}
+
+/// The node (a namespace), its agent and everything they made.
+pub struct Node {
+    pub ns: NetNs,
+    pub config: AgentConfig,
+    pub manifests: PathBuf,
+    agent: Option<Child>,
+}
+
+impl Node {
+    /// A node whose manifests directory holds `files` (name, text); the agent is not started.
+    pub fn new(prefix: &str, allow_localhost: AllowLocalhost, files: &[(&str, &str)]) -> Node {
+        let ns = NetNs::new(prefix).expect("node namespace");
+        let state_dir = std::env::temp_dir().join(unique_name(prefix));
+        let manifests = state_dir.join("manifests");
+        std::fs::create_dir_all(&manifests).expect("manifests directory");
+        for (name, text) in files {
+            std::fs::write(manifests.join(name), text).expect("write manifest");
+        }
+        let mut config = AgentConfig::new(&state_dir, Some(manifests.clone()));
+        config.node_name = ns.name().to_string();
+        config.allow_localhost = allow_localhost;
+        Node { ns, config, manifests, agent: None }
+    }
+
+    /// Starts the agent.
+    pub fn start(&mut self) {
+        self.agent = Some(spawn_agent(Path::new(EXE), &self.config, self.ns.name(), &self.manifests).unwrap());
+    }
+
+    /// Kills the agent (SIGKILL: a crash).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.agent.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Waits for `count` endpoints and returns them by `namespace/name`.
+    pub fn pods(&self, count: usize) -> BTreeMap<String, PodAt> {
+        let list = wait_for_endpoints(&self.config.socket(), count, Duration::from_secs(60)).unwrap();
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let at = PodAt {
+                    netns: e["netns"].as_str().unwrap().to_string(),
+                    ip: e["ipv4"].as_str().unwrap().parse().unwrap(),
+                };
+                (e["pod"].as_str().unwrap().to_string(), at)
+            })
+            .collect()
+    }
+
+    /// Asks the agent to re-read its sources now; returns its status.
+    pub fn sync(&self) -> serde_json::Value {
+        call(&self.config.socket(), &Request::Sync).expect("agent answers")
+    }
+
+    /// Waits until the agent has `policies` policies in force (a sync after a file change).
+    pub fn wait_policies(&self, policies: u64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if call(&self.config.socket(), &Request::Status).is_ok_and(|s| s["policies"] == policies) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("agent did not reach {policies} policies: {:?}", call(&self.config.socket(), &Request::Status));
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = reset(&self.config);
+        let _ = std::fs::remove_dir_all(&self.config.state_dir);
+    }
+}
+
+/// Addresses outside the cluster: a namespace joined to the node by a veth, holding
+/// [`World::ADDRESSES`] behind the node's [`World::GATEWAY`]. Removed (with its veth) on drop.
+pub struct World {
+    pub ns: NetNs,
+}
+
+impl World {
+    /// The node's side of the link.
+    pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+    /// The world's addresses (TEST-NET-1); the first is its source for connections it opens.
+    pub const ADDRESSES: [Ipv4Addr; 2] = [Ipv4Addr::new(192, 0, 2, 10), Ipv4Addr::new(192, 0, 2, 20)];
+
+    /// Joins a new world namespace to `node`, routing `pod_cidr` back through the node.
+    pub fn attach(node: &Node) -> World {
+        let ns = NetNs::new("wld").expect("world namespace");
+        let outside = unique_name("wld");
+        let outside = outside.as_str();
+        ip(&[
+            "link",
+            "add",
+            outside,
+            "netns",
+            node.ns.name(),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            ns.name(),
+        ])
+        .unwrap();
+        let n = node.ns.name();
+        ip(&["-n", n, "addr", "add", &format!("{}/24", World::GATEWAY), "dev", outside]).unwrap();
+        ip(&["-n", n, "link", "set", outside, "up"]).unwrap();
+        let w = ns.name();
+        for a in World::ADDRESSES {
+            ip(&["-n", w, "addr", "add", &format!("{a}/24"), "dev", "eth0"]).unwrap();
+        }
+        ip(&["-n", w, "link", "set", "lo", "up"]).unwrap();
+        ip(&["-n", w, "link", "set", "eth0", "up"]).unwrap();
+        ip(&["-n", w, "route", "add", &node.config.pod_cidr.to_string(), "via", &World::GATEWAY.to_string()]).unwrap();
+        World { ns }
+    }
+}
