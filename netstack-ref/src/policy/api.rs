@@ -265,13 +265,11 @@ fn bits_addr(value: u128, v4: bool) -> IpAddr {
     }
 }
 
+/// The first `len` of `bits` bits set (`len` ≤ `bits`; a full-length IPv6 prefix shifts by 128,
+/// which `>>` would overflow).
 fn prefix_mask(len: u8, bits: u32) -> u128 {
     let all = if bits == 32 { u32::MAX as u128 } else { u128::MAX };
-    if len == 0 {
-        0
-    } else {
-        all & !(all >> len)
-    }
+    all & !all.checked_shr(len as u32).unwrap_or(0)
 }
 
 /// Policy entities (`toEntities`/`fromEntities`).
@@ -439,4 +437,26 @@ pub enum L7Rule {
     },
     /// `rules.dns[]`.
     Dns(FqdnSelector),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Every prefix length of either family is a prefix: it contains its own address and
+        /// covers its longer prefixes (a /128 once overflowed the mask's shift).
+        #[test]
+        fn every_length_of_both_families_is_a_prefix(v4 in any::<u32>(), v6 in any::<u128>(), len in 0u8..=128) {
+            for (addr, bits) in [(IpAddr::V4(v4.into()), 32u8), (IpAddr::V6(v6.into()), 128)] {
+                let len = len.min(bits);
+                let c = Cidr::new(addr, len).expect("valid length");
+                prop_assert!(c.contains(addr));
+                prop_assert!(c.covers(&Cidr::new(addr, bits).unwrap()));
+                prop_assert_eq!(Cidr::new(addr, bits).unwrap().addr, addr);
+                prop_assert!(Cidr::new(addr, bits + 1).is_none());
+            }
+        }
+    }
 }
