@@ -168,11 +168,12 @@ impl<'d> Elf<'d> {
                     }
                     None => None,
                 };
-                // Symbols of debug and other unread sections keep no name: reading (and
-                // validating) every name costs more than the rest of the table.
+                // Symbols of debug and relocation sections (left unnamed above) keep no name:
+                // reading (and validating) every name costs more than the rest of the table.
+                // Other sections' symbols are named: BTF may describe variables there.
                 let name = match section {
                     Some(s) if kind == SymbolKind::Section => sections[s].name,
-                    Some(s) if sections[s].role == Role::Other => "",
+                    Some(s) if sections[s].role == Role::Other && sections[s].name.is_empty() => "",
                     _ if kind == SymbolKind::File => "",
                     _ => utf8(
                         symbol_table.symbol_name(endian, symbol).map_err(elf_error("symbol name"))?,
