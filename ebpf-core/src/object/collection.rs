@@ -464,7 +464,8 @@ impl Variable<'_> {
         self.spec
     }
 
-    fn read_bytes(&self) -> Result<Vec<u8>> {
+    /// The current value's bytes, as the programs see them.
+    pub fn get_bytes(&self) -> Result<Vec<u8>> {
         let mut out = vec![0u8; self.spec.value.len()];
         if let Some(region) = self.region {
             if region.read_value(self.spec.offset as usize, &mut out) {
@@ -481,28 +482,49 @@ impl Variable<'_> {
 
     /// The current value, as the programs see it.
     pub fn get<T: VariableValue>(&self) -> Result<T> {
-        self.spec.decode(&self.read_bytes()?).map_err(object_error)
+        self.spec.decode(&self.get_bytes()?).map_err(object_error)
     }
 
     /// Writes a new value (type-checked like [`VariableSpec::set`]); constants cannot change
     /// after load (their map is frozen and the verifier has used their value).
     pub fn set<T: VariableValue>(&self, value: T) -> Result<()> {
+        self.writable()?;
+        let bytes = self.spec.encode(value).map_err(object_error)?;
+        self.write(&bytes)
+    }
+
+    /// Writes raw bytes (only the size is checked, as [`VariableSpec::set_bytes`] does).
+    pub fn set_bytes(&self, bytes: &[u8]) -> Result<()> {
+        self.writable()?;
+        if bytes.len() as u32 != self.spec.size() {
+            return Err(Error::InvalidSpec {
+                object: format!("variable \"{}\"", self.spec.name),
+                reason: format!("{} bytes given for {} ({} bytes)", bytes.len(), self.spec.ty, self.spec.size()),
+            });
+        }
+        self.write(bytes)
+    }
+
+    fn writable(&self) -> Result<()> {
         if self.spec.constant {
             return Err(Error::InvalidSpec {
                 object: format!("variable \"{}\"", self.spec.name),
                 reason: format!("it is a constant in {}, frozen at load", self.spec.section),
             });
         }
-        let bytes = self.spec.encode(value).map_err(object_error)?;
+        Ok(())
+    }
+
+    fn write(&self, bytes: &[u8]) -> Result<()> {
         if let Some(region) = self.region {
-            if region.write_value(self.spec.offset as usize, &bytes) {
+            if region.write_value(self.spec.offset as usize, bytes) {
                 return Ok(());
             }
         }
         let key = 0u32.to_ne_bytes();
         let mut image = self.map.get(&key)?.unwrap_or_else(|| vec![0; self.map.value_size()]);
         let start = self.spec.offset as usize;
-        image[start..start + bytes.len()].copy_from_slice(&bytes);
+        image[start..start + bytes.len()].copy_from_slice(bytes);
         self.map.update(&key, &image, UpdateFlags::ANY)
     }
 }

@@ -100,4 +100,12 @@ pub enum ObjectError {
         /// Why.
         reason: String,
     },
+    /// A generated skeleton opened on an object that is not the one it was generated from.
+    #[error("stale skeleton for {object}: {what}; regenerate it from this object")]
+    StaleSkeleton {
+        /// The object the skeleton was generated from.
+        object: String,
+        /// What differs.
+        what: String,
+    },
 }

@@ -21,6 +21,7 @@ mod data;
 mod elf;
 mod error;
 mod kconfig;
+pub mod layout;
 mod linker;
 mod maps;
 mod memo;
