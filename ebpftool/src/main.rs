@@ -10,10 +10,12 @@
 //! ebpftool btf dump vmlinux|module NAME|FILE   types, as bpftool's raw listing
 //! ebpftool object info FILE [--json]  programs (with tail-call sites), maps, variables
 //! ebpftool object load FILE [--pin DIR] [--set NAME=VALUE]... [--json]
+//! ebpftool gen skeleton FILE [--name NAME]   Rust skeleton: the object's types, maps, programs, globals
 //! ```
 
 mod btf;
 mod feature;
+mod gen;
 mod object;
 mod objects;
 
@@ -56,6 +58,11 @@ enum Command {
         #[command(subcommand)]
         command: object::ObjectCommand,
     },
+    /// Code generation from objects.
+    Gen {
+        #[command(subcommand)]
+        command: gen::GenCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -66,6 +73,7 @@ fn main() -> ExitCode {
         Command::Map { command } => objects::map(command).map_err(Into::into),
         Command::Btf { command } => btf::run(command),
         Command::Object { command } => object::run(command),
+        Command::Gen { command } => gen::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
