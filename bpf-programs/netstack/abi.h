@@ -1,35 +1,43 @@
-/* Layouts shared by the endpoint datapath and the agent (netstack-ref/src/datapath/maps.rs
- * mirrors them; its tests compare sizes with this object's BTF). */
-#ifndef NETSTACK_ENDPOINT_H
-#define NETSTACK_ENDPOINT_H
+/* What the endpoint datapath shares with user space, and only that: the layouts of its maps'
+ * keys and values and the constants the agent reads or writes. Constants are enums, so they
+ * have BTF and reach Rust through the generated skeleton (netstack-ref's build.rs): written
+ * once, here. */
+#ifndef NETSTACK_ABI_H
+#define NETSTACK_ABI_H
 
-#include <linux/bpf.h>
-#include <linux/if_ether.h>
-#include <linux/in.h>
-#include <linux/ip.h>
-#include <linux/ipv6.h>
-#include <linux/pkt_cls.h>
-#include <bpf/bpf_endian.h>
+#include <linux/types.h>
 
-#define DIR_INGRESS 0
-#define DIR_EGRESS 1
+/* A packet's direction as the endpoint sees it. */
+enum direction {
+	DIR_INGRESS = 0,
+	DIR_EGRESS = 1,
+};
 
-#define STAGE_EGRESS_POLICY 0
-#define STAGE_INGRESS_POLICY 1
-#define STAGE_COUNT 2
+/* The prog array's slots: the policy stage of each direction. */
+enum stage {
+	STAGE_EGRESS_POLICY = 0,
+	STAGE_INGRESS_POLICY = 1,
+	STAGE_COUNT = 2,
+};
 
-#define IDENTITY_WORLD_IPV4 9
-#define IDENTITY_WORLD_IPV6 10
+/* Reserved identities the datapath itself assigns (the rest come through the ipcache). */
+enum reserved_identity {
+	IDENTITY_WORLD_IPV4 = 9,
+	IDENTITY_WORLD_IPV6 = 10,
+};
 
-/* Verdict reasons: 0 forwarded, otherwise Cilium's drop reason codes. */
-#define REASON_FORWARDED 0
-#define REASON_INVALID_SOURCE 132
-#define REASON_POLICY_DENIED 133
-#define REASON_INVALID_PACKET 134
-#define REASON_FRAGMENT 136
-#define REASON_UNSUPPORTED_L3 139
-#define REASON_MISSED_TAIL_CALL 140
-#define REASON_POLICY_DENY 181
+/* Verdict reasons: 0 forwarded, otherwise Cilium's drop reason codes (the name after REASON_ is
+ * Cilium's). */
+enum drop_reason {
+	REASON_FORWARDED = 0,
+	REASON_INVALID_SOURCE_IP = 132,
+	REASON_POLICY_DENIED = 133,
+	REASON_INVALID_PACKET = 134,
+	REASON_FRAGMENT = 136,
+	REASON_UNSUPPORTED_L3_PROTOCOL = 139,
+	REASON_MISSED_TAIL_CALL = 140,
+	REASON_POLICY_DENY = 181,
+};
 
 /* ipcache: longest-prefix match over (family, address); IPv4 sits in the last 4 bytes of addr
  * with the first 12 zero, so a v4 prefix of length n has prefixlen 32 + 96 + n. */
@@ -57,7 +65,11 @@ struct policy_key {
 	__be16 port;
 };
 
-#define POLICY_FULL_PREFIX 64
+enum policy_prefix {
+	POLICY_PREFIX_ANY_PROTOCOL = 40,
+	POLICY_PREFIX_ANY_PORT = 48,
+	POLICY_FULL_PREFIX = 64,
+};
 
 struct policy_entry {
 	__u64 packets;
@@ -91,24 +103,22 @@ struct ct_entry {
 	__u64 reply_packets;
 	__u32 src_identity;
 	__u32 dst_identity;
-	__u32 flags; /* CT_CLOSING */
+	__u32 flags; /* enum ct_flags */
 	__u32 pad;
 };
 
-/* The connection saw a TCP FIN or RST. */
-#define CT_CLOSING 1
-
-#define TCP_FLAGS_OFFSET 13
-#define TCP_FIN 0x01
-#define TCP_SYN 0x02
-#define TCP_RST 0x04
-#define TCP_ACK 0x10
+enum ct_flags {
+	/* The connection saw a TCP FIN or RST. */
+	CT_CLOSING = 1,
+};
 
 /* The exact-match cache of established IPv4 flows (per CPU, per endpoint): a packet whose
  * tuple sits in its slot, confirmed by conntrack less than FLOW_REFRESH ago and since the last
  * conntrack flush (epoch), passes with one array lookup instead of a hash-table call. */
-#define FLOW_CACHE_BITS 10
-#define FLOW_CACHE_SLOTS (1 << FLOW_CACHE_BITS)
+enum flow_cache_size {
+	FLOW_CACHE_BITS = 10,
+	FLOW_CACHE_SLOTS = 1 << FLOW_CACHE_BITS,
+};
 
 struct flow_slot {
 	__be32 saddr;
@@ -130,53 +140,14 @@ struct verdict_count {
 	__u64 bytes;
 };
 
-/* <linux/if_arp.h> and <linux/icmp.h> pull in libc headers, so ARP and ICMP are spelled out. */
-#define ICMP_ECHOREPLY 0
-#define ICMP_DEST_UNREACH 3
-#define ICMP_ECHO 8
-#define ICMP_TIME_EXCEEDED 11
-#define ICMP_PARAMETERPROB 12
-#define ICMP_TIMESTAMP 13
-#define ICMP_TIMESTAMPREPLY 14
-#define ICMP_INFO_REQUEST 15
-#define ICMP_INFO_REPLY 16
-#define ICMP_ADDRESS 17
-#define ICMP_ADDRESSREPLY 18
-#define ICMP_EXT_ECHO 42
-#define ICMP_EXT_ECHOREPLY 43
-#define ICMPV6_DEST_UNREACH 1
-#define ICMPV6_PARAMPROB 4
-#define ICMPV6_ECHO_REQUEST 128
-#define ICMPV6_ECHO_REPLY 129
-#define ICMPV6_EXT_ECHO_REQUEST 160
-#define ICMPV6_EXT_ECHO_REPLY 161
-
-struct icmp_header {
-	__u8 type;
-	__u8 code;
-	__be16 checksum;
-	__be16 id;
-	__be16 sequence;
+/* The verdicts map's index of (direction, reason). */
+enum verdict_index {
+	VERDICT_INDEX_STRIDE = 256,
 };
 
-#define ARPHRD_ETHER 1
-#define ARPOP_REQUEST 1
-#define ARPOP_REPLY 2
-
-struct arp_header {
-	__be16 ar_hrd;
-	__be16 ar_pro;
-	__u8 ar_hln;
-	__u8 ar_pln;
-	__be16 ar_op;
-};
-
-struct arp_eth {
-	struct arp_header hdr;
-	__u8 sender_mac[6];
-	__be32 sender_ip;
-	__u8 target_mac[6];
-	__be32 target_ip;
-} __attribute__((packed));
+/* An enum only user space reads needs a use to appear in the object's BTF: a variable in a
+ * section the loader never makes a map of (`ABI_EXPORT(enum, drop_reason);` in a program file)
+ * is that use. */
+#define ABI_EXPORT(kind, name) kind name __abi_##name __attribute__((section(".abi"), used))
 
 #endif

@@ -1,0 +1,18 @@
+/* Verdict accounting: every packet is counted once, under its direction and the reason it was
+ * forwarded or dropped. */
+#ifndef NETSTACK_LIB_COUNTERS_H
+#define NETSTACK_LIB_COUNTERS_H
+
+static __always_inline int count(struct __sk_buff *skb, __u8 direction, __u8 reason)
+{
+	__u32 index = (__u32)direction * VERDICT_INDEX_STRIDE + reason;
+	struct verdict_count *c = bpf_map_lookup_elem(&verdicts, &index);
+
+	if (c) {
+		c->packets++;
+		c->bytes += skb->len;
+	}
+	return reason == REASON_FORWARDED ? TC_ACT_OK : TC_ACT_SHOT;
+}
+
+#endif

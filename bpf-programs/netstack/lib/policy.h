@@ -1,0 +1,54 @@
+/* Policy: the peer's identity from the ipcache, and the endpoint's policy map's verdict. */
+#ifndef NETSTACK_LIB_POLICY_H
+#define NETSTACK_LIB_POLICY_H
+
+static __always_inline __u32 identity_of(const __u8 *addr, __u8 family)
+{
+	struct ipcache_key key = {};
+	struct ipcache_value *v;
+
+	key.prefixlen = 32 + 128;
+	key.family = family;
+	__builtin_memcpy(key.addr, addr, 16);
+	v = bpf_map_lookup_elem(&ipcache, &key);
+	if (v)
+		return v->identity;
+	return family == 4 ? IDENTITY_WORLD_IPV4 : IDENTITY_WORLD_IPV6;
+}
+
+static __always_inline __u16 policy_port(const struct ct_key *t, __u8 icmp_type)
+{
+	/* ICMP rules name a type; it stands in the port field (network order, like ports). */
+	if (t->protocol == IPPROTO_ICMP || t->protocol == IPPROTO_ICMPV6)
+		return bpf_htons(icmp_type);
+	return t->dport;
+}
+
+/* The lookup order of the design note: the peer's identity, then any identity (0); a deny
+ * wins; otherwise the more specific match; no match drops. */
+static __always_inline int decide(__u32 peer, __u8 direction, const struct ct_key *t, __u8 icmp_type)
+{
+	struct policy_key key = {
+		.prefixlen = POLICY_FULL_PREFIX,
+		.identity = peer,
+		.direction = direction,
+		.protocol = t->protocol,
+		.port = policy_port(t, icmp_type),
+	};
+	struct policy_entry *exact = bpf_map_lookup_elem(&policy, &key), *any;
+
+	if (exact && exact->deny) {
+		__sync_fetch_and_add(&exact->packets, 1);
+		return REASON_POLICY_DENY;
+	}
+	key.identity = 0;
+	any = bpf_map_lookup_elem(&policy, &key);
+	if (any && (any->deny || !exact || any->prefix_len > exact->prefix_len))
+		exact = any;
+	if (!exact)
+		return REASON_POLICY_DENIED;
+	__sync_fetch_and_add(&exact->packets, 1);
+	return exact->deny ? REASON_POLICY_DENY : REASON_FORWARDED;
+}
+
+#endif
