@@ -113,7 +113,7 @@ pub fn generate(object: &[u8], options: &SkeletonOptions) -> Result<String, GenE
     writeln!(out, "/// The object's bytes.\npub const OBJECT: &[u8] = include_bytes!({:?});\n", options.include_path)
         .unwrap();
     write_expected(&mut out, options, &spec, &maps, &variables, &types);
-    write_open(&mut out, &name, options, &variables);
+    write_open(&mut out, &name, options, &variables, &maps);
     write_loaded(&mut out, &name, options, &spec, &maps, &variables);
     Ok(out)
 }
@@ -237,7 +237,7 @@ fn write_expected(
     writeln!(out, "    ],\n}};\n").unwrap();
 }
 
-fn write_open(out: &mut String, name: &str, options: &SkeletonOptions, variables: &[VariableItem]) {
+fn write_open(out: &mut String, name: &str, options: &SkeletonOptions, variables: &[VariableItem], maps: &[MapItem]) {
     let object = &options.object_name;
     writeln!(
         out,
@@ -261,6 +261,14 @@ fn write_open(out: &mut String, name: &str, options: &SkeletonOptions, variables
          Ok({name} {{ collection: ::ebpf_core::Collection::load(self.spec, options)? }})\n    }}"
     )
     .unwrap();
+    if !maps.is_empty() {
+        writeln!(
+            out,
+            "\n    /// The maps' specs, as the load will create them.\n    \
+             pub fn maps(&self) -> Open{name}Maps<'_> {{\n        Open{name}Maps {{ spec: &self.spec }}\n    }}"
+        )
+        .unwrap();
+    }
     for v in variables {
         let (var, rust, method) = (&v.spec.name, &v.rust, &v.method);
         let getter = ident(method);
@@ -285,6 +293,28 @@ fn write_open(out: &mut String, name: &str, options: &SkeletonOptions, variables
              /// Sets `{var}` before load.\n    \
              pub fn {setter}(&mut self, value: {rust}) -> Result<(), ::ebpf_core::object::ObjectError> {{\n        {set}\n    }}",
             v.spec.section, v.spec.offset, v.spec.ty
+        )
+        .unwrap();
+    }
+    writeln!(out, "}}\n").unwrap();
+    if maps.is_empty() {
+        return;
+    }
+    writeln!(
+        out,
+        "/// The map specs of an opened {object}.\n#[derive(Clone, Copy, Debug)]\npub struct Open{name}Maps<'a> {{\n    \
+         spec: &'a ::ebpf_core::CollectionSpec,\n}}\n\nimpl<'a> Open{name}Maps<'a> {{"
+    )
+    .unwrap();
+    for (i, m) in maps.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        writeln!(
+            out,
+            "    /// The spec of the map {}.\n    pub fn {}(&self) -> &'a ::ebpf_core::MapSpec {{\n        \
+             self.spec.map({:?}).expect(\"checked when the skeleton opened the object\")\n    }}",
+            m.doc, m.method, m.name
         )
         .unwrap();
     }
