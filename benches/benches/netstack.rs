@@ -70,7 +70,7 @@ fn per_packet(c: &mut Criterion) {
     datapath.apply_policy(&Default::default(), &state).unwrap();
     let ct = Conntrack::open(pin_dir).unwrap();
 
-    let program = datapath.program("to_container").unwrap();
+    let program = datapath.loaded().unwrap().progs().to_container();
     let allowed = frame(ALLOWED_PEER.into(), ENDPOINT.into(), 6, 40000, 80);
     let denied = frame(DENIED_PEER.into(), ENDPOINT.into(), 6, 40000, 80);
     let mut asm = Assembler::new();

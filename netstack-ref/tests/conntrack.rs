@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use ebpf_core::program::TestRun;
 use ebpf_test_support::{require_kernel, PinDir};
+use netstack_ref::datapath::abi::{ct_closing, ct_entry, drop_reason, verdict_slot, FLOW_CACHE_BITS};
 use netstack_ref::datapath::frame::frame;
-use netstack_ref::datapath::maps::{verdict_index, CtEntry, Reason, VerdictCount, CT_CLOSING, FLOW_CACHE_BITS};
 use netstack_ref::datapath::{Conntrack, CtLifetimes, EndpointConfig, EndpointDatapath, Ipcache, JiffiesClock};
 use netstack_ref::identity::{pod_security_labels, Labels};
 use netstack_ref::manifest::{self, Resource};
@@ -73,36 +73,37 @@ impl Scene {
         Scene { pins, datapath, conntrack, policy }
     }
 
-    fn send(&self, program: &str, frame: &[u8]) -> u32 {
-        self.datapath.program(program).unwrap().test_run(&TestRun::with_data(frame)).unwrap().retval
+    fn send(&self, to_container: bool, frame: &[u8]) -> u32 {
+        let progs = self.datapath.loaded().unwrap().progs();
+        let program = if to_container { progs.to_container() } else { progs.from_container() };
+        program.test_run(&TestRun::with_data(frame)).unwrap().retval
     }
 
     /// Client → endpoint on port 80 from `sport`: what `to_container` sees.
     fn request(&self, sport: u16) -> u32 {
-        self.send("to_container", &frame(CLIENT.into(), ENDPOINT.into(), TCP, sport, 80))
+        self.send(true, &frame(CLIENT.into(), ENDPOINT.into(), TCP, sport, 80))
     }
 
     /// Endpoint → client, the reply of `request(sport)`: what `from_container` sees.
     fn reply(&self, sport: u16) -> u32 {
-        self.send("from_container", &frame(ENDPOINT.into(), CLIENT.into(), TCP, 80, sport))
+        self.send(false, &frame(ENDPOINT.into(), CLIENT.into(), TCP, 80, sport))
     }
 
-    fn entry(&self, sport: u16) -> CtEntry {
+    fn entry(&self, sport: u16) -> ct_entry {
         let entries = self.conntrack.entries().unwrap();
         let found: Vec<_> =
-            entries.iter().filter(|(k, _)| k.sport == sport.to_be_bytes() && k.dport == 80u16.to_be_bytes()).collect();
+            entries.iter().filter(|(k, _)| k.sport == sport.to_be() && k.dport == 80u16.to_be()).collect();
         assert_eq!(found.len(), 1, "one conntrack entry for client port {sport}: {entries:?}");
         found[0].1
     }
 
     fn forwarded(&self, direction: Direction) -> u64 {
-        self.verdict(direction, Reason::Forwarded)
+        self.verdict(direction, drop_reason::REASON_FORWARDED)
     }
 
-    fn verdict(&self, direction: Direction, reason: Reason) -> u64 {
-        let array: ebpf_maps::PerCpuArray<VerdictCount> =
-            ebpf_maps::PerCpuArray::try_from(self.datapath.collection().unwrap().map("verdicts").unwrap()).unwrap();
-        array.get(&verdict_index(direction, reason)).unwrap().unwrap().iter().map(|v| v.packets).sum()
+    fn verdict(&self, direction: Direction, reason: drop_reason) -> u64 {
+        let array = self.datapath.loaded().unwrap().maps().verdicts().unwrap();
+        array.get(&verdict_slot(direction, reason)).unwrap().unwrap().iter().map(|v| v.packets).sum()
     }
 }
 
@@ -147,8 +148,8 @@ fn cached_packets_reach_their_conntrack_entry() {
 fn a_slot_taken_by_another_flow_hands_its_packets_over() {
     let Some(_root) = require_kernel() else { return };
     let scene = Scene::new("ct_collide");
-    let cache = scene.datapath.collection().unwrap().map("flow_cache").unwrap();
-    assert_eq!(cache.max_entries(), 1 << FLOW_CACHE_BITS, "maps.rs and endpoint.h agree on the cache size");
+    let cache = scene.datapath.loaded().unwrap().maps().flow_cache_map();
+    assert_eq!(cache.max_entries(), 1 << FLOW_CACHE_BITS, "the generated constant and the map agree on the cache size");
     let first = 40000;
     let second = (40001..u16::MAX).find(|&p| slot_of_request(p) == slot_of_request(first)).unwrap();
 
@@ -174,11 +175,11 @@ fn deleting_conntrack_entries_ends_cached_flows_at_once() {
     let deny = policy_state("ingressDeny");
     scene.datapath.apply_policy(&scene.policy, &deny).unwrap();
     assert_eq!(scene.request(40000), PASS, "an established flow survives a policy change");
-    assert_eq!(scene.verdict(Direction::Ingress, Reason::PolicyDeny), 0);
+    assert_eq!(scene.verdict(Direction::Ingress, drop_reason::REASON_POLICY_DENY), 0);
 
     assert_eq!(scene.conntrack.clear().unwrap(), 1);
     assert_eq!(scene.request(40000), DROP, "without its conntrack entry the flow meets the deny");
-    assert_eq!(scene.verdict(Direction::Ingress, Reason::PolicyDeny), 1);
+    assert_eq!(scene.verdict(Direction::Ingress, drop_reason::REASON_POLICY_DENY), 1);
     assert!(scene.conntrack.entries().unwrap().is_empty(), "a denied packet is not tracked");
 }
 
@@ -192,7 +193,8 @@ fn an_endpoints_connections_can_be_forgotten_alone() {
     other.apply_policy(&PolicyMapState::default(), &scene.policy).unwrap();
     assert_eq!(scene.request(40000), PASS);
     let to_other = frame(CLIENT.into(), other_ip.into(), TCP, 40000, 80);
-    assert_eq!(other.program("to_container").unwrap().test_run(&TestRun::with_data(&to_other)).unwrap().retval, PASS);
+    let to_other_container = other.loaded().unwrap().progs().to_container();
+    assert_eq!(to_other_container.test_run(&TestRun::with_data(&to_other)).unwrap().retval, PASS);
     assert_eq!(scene.conntrack.entries().unwrap().len(), 2);
 
     // What the agent does when it removes endpoint 1.
@@ -242,11 +244,11 @@ fn a_tcp_fin_closes_the_connection_and_a_new_syn_meets_policy_again() {
     let scene = Scene::new("ct_fin");
     let client = |flags: u8| {
         let f = with_tcp_flags(frame(CLIENT.into(), ENDPOINT.into(), TCP, 40000, 80), flags);
-        scene.send("to_container", &f)
+        scene.send(true, &f)
     };
     let server = |flags: u8| {
         let f = with_tcp_flags(frame(ENDPOINT.into(), CLIENT.into(), TCP, 80, 40000), flags);
-        scene.send("from_container", &f)
+        scene.send(false, &f)
     };
     assert_eq!((client(SYN), server(SYN | ACK), client(ACK)), (PASS, PASS, PASS));
     for _ in 0..5 {
@@ -258,7 +260,7 @@ fn a_tcp_fin_closes_the_connection_and_a_new_syn_meets_policy_again() {
 
     assert_eq!(client(FIN | ACK), PASS, "a FIN of an allowed connection passes");
     let entry = scene.entry(40000);
-    assert_eq!(entry.flags, CT_CLOSING);
+    assert!(ct_closing(&entry), "flags {:#x}", entry.flags);
     assert_eq!(entry.packets, 8, "the FIN went to conntrack, carrying the packets the cache passed");
     assert_eq!(CtLifetimes::default().of(&key, &entry), Duration::from_secs(10), "closing");
     assert_eq!(client(ACK), PASS);
@@ -268,5 +270,5 @@ fn a_tcp_fin_closes_the_connection_and_a_new_syn_meets_policy_again() {
     scene.datapath.apply_policy(&scene.policy, &policy_state("ingressDeny")).unwrap();
     assert_eq!(server(FIN | ACK), PASS, "the rest of the old connection still passes");
     assert_eq!(client(SYN), DROP, "a new SYN meets the deny");
-    assert_eq!(scene.verdict(Direction::Ingress, Reason::PolicyDeny), 1);
+    assert_eq!(scene.verdict(Direction::Ingress, drop_reason::REASON_POLICY_DENY), 1);
 }

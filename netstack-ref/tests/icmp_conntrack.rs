@@ -61,16 +61,16 @@ impl Scene {
 
     /// A frame the endpoint sends (its egress, `from_container`).
     fn sent(&self, frame: &[u8]) -> u32 {
-        self.run("from_container", frame)
+        self.run(self.datapath.loaded().unwrap().progs().from_container(), frame)
     }
 
     /// A frame sent to the endpoint (its ingress, `to_container`).
     fn received(&self, frame: &[u8]) -> u32 {
-        self.run("to_container", frame)
+        self.run(self.datapath.loaded().unwrap().progs().to_container(), frame)
     }
 
-    fn run(&self, program: &str, frame: &[u8]) -> u32 {
-        self.datapath.program(program).unwrap().test_run(&TestRun::with_data(frame)).unwrap().retval
+    fn run(&self, program: &ebpf_core::Program, frame: &[u8]) -> u32 {
+        program.test_run(&TestRun::with_data(frame)).unwrap().retval
     }
 }
 

@@ -13,8 +13,8 @@ use std::path::Path;
 
 use ebpf_core::program::TestRun;
 use ebpf_test_support::{require_kernel, PinDir};
+use netstack_ref::datapath::abi::{drop_reason, reason_name, verdict_slot};
 use netstack_ref::datapath::frame::frame;
-use netstack_ref::datapath::maps::{verdict_index, Reason, VerdictCount};
 use netstack_ref::datapath::{Conntrack, EndpointConfig, EndpointDatapath, Ipcache};
 use netstack_ref::identity::{pod_security_labels, IdentityAllocator, Labels, ReservedIdentity, FIRST_LOCAL_IDENTITY};
 use netstack_ref::manifest::{self, Resource};
@@ -312,10 +312,9 @@ impl Harness {
         }
     }
 
-    fn count(&self, direction: Direction, reason: Reason) -> u64 {
-        let array: ebpf_maps::PerCpuArray<VerdictCount> =
-            ebpf_maps::PerCpuArray::try_from(self.datapath.collection().unwrap().map("verdicts").unwrap()).unwrap();
-        let values = array.get(&verdict_index(direction, reason)).unwrap().unwrap();
+    fn count(&self, direction: Direction, reason: drop_reason) -> u64 {
+        let array = self.datapath.loaded().unwrap().maps().verdicts().unwrap();
+        let values = array.get(&verdict_slot(direction, reason)).unwrap().unwrap();
         values.iter().map(|v| v.packets).sum()
     }
 
@@ -381,18 +380,19 @@ impl Harness {
             &node_labels,
             true,
         );
+        let progs = self.datapath.loaded().unwrap().progs();
         let (src, dst, program) = match scene.direction {
-            Direction::Egress => (me, peer_ip, "from_container"),
-            Direction::Ingress => (peer_ip, me, "to_container"),
+            Direction::Egress => (me, peer_ip, progs.from_container()),
+            Direction::Ingress => (peer_ip, me, progs.to_container()),
         };
         let (want_ret, reason) = match expected {
-            Verdict::Allowed => (0, Reason::Forwarded),
-            Verdict::NotAllowed => (2, Reason::PolicyDenied),
-            Verdict::Denied => (2, Reason::PolicyDeny),
+            Verdict::Allowed => (0, drop_reason::REASON_FORWARDED),
+            Verdict::NotAllowed => (2, drop_reason::REASON_POLICY_DENIED),
+            Verdict::Denied => (2, drop_reason::REASON_POLICY_DENY),
         };
         let before = self.count(scene.direction, reason);
         let data = frame(src, dst, protocol, 40000, port);
-        let result = self.datapath.program(program).unwrap().test_run(&TestRun::with_data(&data)).unwrap();
+        let result = program.test_run(&TestRun::with_data(&data)).unwrap();
         let after = self.count(scene.direction, reason);
         // Every case is a new flow: forget what this one left in conntrack.
         Conntrack::open(&self.shared).unwrap().clear().unwrap();
@@ -401,7 +401,7 @@ impl Harness {
             (want_ret, 1),
             "model says {:?} ({}) for {:?} {:?} proto {} port {}\npolicy map:\n{}",
             expected,
-            reason.name(),
+            reason_name(reason),
             scene.direction,
             peer_ip,
             protocol,

@@ -10,6 +10,7 @@ use std::thread::JoinHandle;
 use serde::{Deserialize, Serialize};
 
 use super::Agent;
+use crate::datapath::abi::reason_name;
 use crate::policy::resolve::describe_key;
 
 /// What the CLI asks.
@@ -102,7 +103,7 @@ pub fn handle(agent: &mut Agent, request: &Request) -> Result<serde_json::Value,
             let rows = live.datapath.verdicts().map_err(|e| e.to_string())?;
             json!(rows
                 .iter()
-                .map(|(d, r, c)| json!({"direction": d, "reason": r.name(), "packets": c.packets, "bytes": c.bytes}))
+                .map(|(d, r, c)| json!({"direction": d, "reason": reason_name(*r), "packets": c.packets, "bytes": c.bytes}))
                 .collect::<Vec<_>>())
         }
     })

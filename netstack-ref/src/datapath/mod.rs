@@ -7,8 +7,8 @@
 //! name in the node's bpffs directory; each endpoint's policy map, counters, prog array and
 //! links are pinned in `endpoints/<id>/` beneath it.
 
+pub mod abi;
 pub mod frame;
-pub mod maps;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
@@ -18,15 +18,19 @@ use std::time::Duration;
 use ebpf_core::insn::{helpers::helper_id, AluOp, Assembler, Reg};
 use ebpf_core::link::{Link, Tcx, TcxAttach};
 use ebpf_core::program::TestRun;
-use ebpf_core::{Collection, CollectionSpec, LoadOptions, Map, Program, ProgramSpec, ProgramType};
+use ebpf_core::{LoadOptions, Map, Program, ProgramSpec, ProgramType};
 use ebpf_maps::{Array, LpmTrie, LruHashMap, PerCpuArray, UpdateFlags};
 
 use crate::policy::api::Cidr;
 use crate::policy::{Direction, PolicyKey, PolicyMapState, PolicyValue};
-use maps::*;
+use abi::skeleton::{Endpoint, OpenEndpoint};
+use abi::{
+    ct_closing, ct_entry, ct_key, decode_policy, drop_reason, encode_policy, ipcache_cidr, ipcache_key,
+    ipcache_key_data, ipcache_value, policy_entry, policy_key_data, verdict_count, verdict_slot,
+};
 
-/// The endpoint object, built by `bpf-programs/build.sh`.
-pub const ENDPOINT_OBJECT: &[u8] = include_bytes!("../../../bpf-programs/out/netstack/endpoint.o");
+/// The endpoint object, built by `bpf-programs/build.sh` (embedded by its skeleton).
+pub const ENDPOINT_OBJECT: &[u8] = abi::skeleton::OBJECT;
 
 /// Datapath errors: which operation on which object, and the library's error beneath.
 #[derive(Debug, thiserror::Error)]
@@ -111,27 +115,28 @@ impl EndpointConfig {
     }
 }
 
-/// The endpoint object, parsed once per process: every endpoint clones the spec and writes its
-/// constants (a parse costs more than the program load it precedes; see benches/README.md).
-fn endpoint_object() -> Result<CollectionSpec> {
-    static PARSED: OnceLock<CollectionSpec> = OnceLock::new();
-    if let Some(spec) = PARSED.get() {
-        return Ok(spec.clone());
+/// The endpoint object, opened (parsed and checked against its skeleton) once per process:
+/// every endpoint clones it and writes its constants (a parse costs more than the program load
+/// it precedes; see benches/README.md).
+fn endpoint_object() -> Result<OpenEndpoint> {
+    static OPENED: OnceLock<OpenEndpoint> = OnceLock::new();
+    if let Some(open) = OPENED.get() {
+        return Ok(open.clone());
     }
-    let spec = CollectionSpec::from_elf(ENDPOINT_OBJECT)?;
-    Ok(PARSED.get_or_init(|| spec).clone())
+    let open = OpenEndpoint::open()?;
+    Ok(OPENED.get_or_init(|| open).clone())
 }
 
-/// The endpoint spec with `config`'s constants written in.
-pub fn endpoint_spec(config: &EndpointConfig) -> Result<CollectionSpec> {
-    let mut spec = endpoint_object()?;
-    spec.variable_mut("ENDPOINT_ID")?.set(config.id)?;
-    spec.variable_mut("ENDPOINT_IDENTITY")?.set(config.identity)?;
-    spec.variable_mut("ENDPOINT_IPV4")?.set(u32::from_ne_bytes(config.ipv4.octets()))?;
-    spec.variable_mut("ENDPOINT_IPV6")?.set(config.ipv6.map_or([0; 16], |a| a.octets()))?;
-    spec.variable_mut("HOST_IFINDEX")?.set(config.host_ifindex)?;
-    spec.variable_mut("HOST_MAC")?.set(config.host_mac)?;
-    Ok(spec)
+/// The endpoint object with `config`'s constants written in.
+pub fn endpoint_spec(config: &EndpointConfig) -> Result<OpenEndpoint> {
+    let mut open = endpoint_object()?;
+    open.set_endpoint_id(config.id)?;
+    open.set_endpoint_identity(config.identity)?;
+    open.set_endpoint_ipv4(u32::from_ne_bytes(config.ipv4.octets()))?;
+    open.set_endpoint_ipv6(config.ipv6.map_or([0; 16], |a| a.octets()))?;
+    open.set_host_ifindex(config.host_ifindex)?;
+    open.set_host_mac(config.host_mac)?;
+    Ok(open)
 }
 
 /// One endpoint's live datapath: its programs (when loaded by this process), policy map,
@@ -139,9 +144,9 @@ pub fn endpoint_spec(config: &EndpointConfig) -> Result<CollectionSpec> {
 #[derive(Debug)]
 pub struct EndpointDatapath {
     id: u32,
-    collection: Option<Collection>,
-    policy: LpmTrie<PolicyKeyData, PolicyEntry>,
-    verdicts: PerCpuArray<VerdictCount>,
+    loaded: Option<Endpoint>,
+    policy: LpmTrie<policy_key_data, policy_entry>,
+    verdicts: PerCpuArray<verdict_count>,
     links: Vec<Link>,
     pin_dir: Option<PathBuf>,
 }
@@ -155,20 +160,12 @@ const EGRESS_LINK_PIN: &str = "link_to_container";
 impl EndpointDatapath {
     /// Loads the object for `config`; shared maps are reused from (or pinned into) `shared_pins`.
     pub fn load(config: &EndpointConfig, shared_pins: &Path) -> Result<EndpointDatapath> {
-        let spec = endpoint_spec(config)?;
-        let collection = Collection::load(spec, &LoadOptions::default().pin_dir(shared_pins))
+        let loaded = endpoint_spec(config)?
+            .load(&LoadOptions::default().pin_dir(shared_pins))
             .map_err(kernel(format!("load endpoint {} datapath", config.id)))?;
-        let view = |name: &str| collection.map(name).and_then(Map::try_clone).map_err(kernel(format!("map {name}")));
-        let policy = LpmTrie::try_from(view("policy")?).map_err(map_err("policy map"))?;
-        let verdicts = PerCpuArray::try_from(view("verdicts")?).map_err(map_err("verdicts map"))?;
-        Ok(EndpointDatapath {
-            id: config.id,
-            collection: Some(collection),
-            policy,
-            verdicts,
-            links: Vec::new(),
-            pin_dir: None,
-        })
+        let policy = loaded.maps().policy().map_err(map_err("policy map"))?;
+        let verdicts = loaded.maps().verdicts().map_err(map_err("verdicts map"))?;
+        Ok(EndpointDatapath { id: config.id, loaded: Some(loaded), policy, verdicts, links: Vec::new(), pin_dir: None })
     }
 
     /// Picks up an endpoint a previous agent left pinned in `dir` (its links keep the programs
@@ -179,7 +176,7 @@ impl EndpointDatapath {
         Map::from_pin(dir.join(STAGES_PIN)).ok()?;
         let links =
             vec![Link::from_pin(dir.join(INGRESS_LINK_PIN)).ok()?, Link::from_pin(dir.join(EGRESS_LINK_PIN)).ok()?];
-        Some(EndpointDatapath { id, collection: None, policy, verdicts, links, pin_dir: Some(dir.to_path_buf()) })
+        Some(EndpointDatapath { id, loaded: None, policy, verdicts, links, pin_dir: Some(dir.to_path_buf()) })
     }
 
     /// The endpoint id.
@@ -187,25 +184,19 @@ impl EndpointDatapath {
         self.id
     }
 
-    /// A program of the loaded object (`from_container`, `to_container`, …); `None` for an
-    /// adopted endpoint.
-    pub fn program(&self, name: &str) -> Option<&Program> {
-        self.collection.as_ref()?.program(name).ok()
-    }
-
-    /// The loaded collection, when this process loaded it.
-    pub fn collection(&self) -> Option<&Collection> {
-        self.collection.as_ref()
+    /// The loaded object (its typed maps and programs), when this process loaded it; `None`
+    /// for an adopted endpoint.
+    pub fn loaded(&self) -> Option<&Endpoint> {
+        self.loaded.as_ref()
     }
 
     /// Attaches `from_container` to TCX ingress and `to_container` to TCX egress of `ifindex`
     /// (the host-side veth, in the calling thread's namespace).
     pub fn attach(&mut self, ifindex: u32) -> Result<()> {
-        let collection = self.collection.as_ref().expect("attach follows load");
-        let program = |name: &str| collection.program(name).map_err(kernel(format!("program {name}")));
-        let ingress = Tcx::attach(program("from_container")?, ifindex, TcxAttach::ingress())
+        let progs = self.loaded.as_ref().expect("attach follows load").progs();
+        let ingress = Tcx::attach(progs.from_container(), ifindex, TcxAttach::ingress())
             .map_err(kernel(format!("attach endpoint {}", self.id)))?;
-        let egress = Tcx::attach(program("to_container")?, ifindex, TcxAttach::egress())
+        let egress = Tcx::attach(progs.to_container(), ifindex, TcxAttach::egress())
             .map_err(kernel(format!("attach endpoint {}", self.id)))?;
         self.links = vec![ingress.into_link(), egress.into_link()];
         Ok(())
@@ -219,11 +210,11 @@ impl EndpointDatapath {
             path: dir.into(),
             source,
         })?;
-        let collection = self.collection.as_ref().expect("pin follows load");
+        let maps = self.loaded.as_ref().expect("pin follows load").maps();
         let pin = |map: &Map, name: &str| map.pin(dir.join(name)).map_err(kernel(format!("pin {name}")));
         pin(self.policy.map(), POLICY_PIN)?;
         pin(self.verdicts.map(), VERDICTS_PIN)?;
-        pin(collection.map("stages").map_err(kernel("stages"))?, STAGES_PIN)?;
+        pin(maps.stages_map(), STAGES_PIN)?;
         for (link, name) in self.links.iter().zip([INGRESS_LINK_PIN, EGRESS_LINK_PIN]) {
             link.pin(dir.join(name)).map_err(kernel(format!("pin {name}")))?;
         }
@@ -282,15 +273,15 @@ impl EndpointDatapath {
     }
 
     /// Packets and bytes per (direction, reason), summed over CPUs; zero rows left out.
-    pub fn verdicts(&self) -> Result<Vec<(Direction, Reason, VerdictCount)>> {
+    pub fn verdicts(&self) -> Result<Vec<(Direction, drop_reason, verdict_count)>> {
         let mut out = Vec::new();
         for direction in Direction::BOTH {
-            for reason in Reason::ALL {
+            for &(_, reason) in drop_reason::ALL {
                 let values = self
                     .verdicts
-                    .get(&verdict_index(direction, reason))
+                    .get(&verdict_slot(direction, reason))
                     .map_err(map_err(format!("endpoint {}: read verdicts", self.id)))?;
-                let mut sum = VerdictCount::default();
+                let mut sum = verdict_count::default();
                 for v in values.iter().flat_map(|v| v.iter()) {
                     sum.packets += v.packets;
                     sum.bytes += v.bytes;
@@ -307,19 +298,20 @@ impl EndpointDatapath {
 /// The node's ipcache: which identity an address has.
 #[derive(Debug)]
 pub struct Ipcache {
-    trie: LpmTrie<IpcacheKey, IpcacheValue>,
+    trie: LpmTrie<ipcache_key_data, ipcache_value>,
 }
 
 impl Ipcache {
     /// The ipcache pinned in `shared_pins` (where [`EndpointDatapath::load`] pins it), created
     /// by loading the endpoint object's maps when no endpoint has yet.
     pub fn open(shared_pins: &Path) -> Result<Ipcache> {
-        let path = shared_pins.join("ipcache");
+        let open = endpoint_object()?;
+        let spec = open.maps().ipcache();
+        let path = shared_pins.join(&spec.name);
         let map = match Map::from_pin(&path) {
             Ok(map) => map,
             Err(_) => {
-                let spec = endpoint_object()?.map("ipcache")?.clone();
-                let map = Map::create(&spec).map_err(kernel("create ipcache"))?;
+                let map = Map::create(spec).map_err(kernel("create ipcache"))?;
                 map.pin(&path).map_err(kernel("pin ipcache"))?;
                 map
             }
@@ -329,21 +321,21 @@ impl Ipcache {
 
     /// Maps `cidr` to `identity`.
     pub fn upsert(&self, cidr: &Cidr, identity: u32) -> Result<()> {
-        let (key, len) = IpcacheKey::of(cidr);
-        let value = IpcacheValue { identity, ..IpcacheValue::default() };
+        let (key, len) = ipcache_key(cidr);
+        let value = ipcache_value { identity, ..ipcache_value::default() };
         self.trie.insert(&key, len, &value, UpdateFlags::ANY).map_err(map_err(format!("ipcache update {cidr}")))
     }
 
     /// Forgets `cidr`; `false` when it was not there.
     pub fn remove(&self, cidr: &Cidr) -> Result<bool> {
-        let (key, len) = IpcacheKey::of(cidr);
+        let (key, len) = ipcache_key(cidr);
         self.trie.remove(&key, len).map_err(map_err(format!("ipcache remove {cidr}")))
     }
 
     /// Every prefix and its identity.
     pub fn entries(&self) -> Result<Vec<(Cidr, u32)>> {
         let raw = self.trie.entries().map_err(map_err("ipcache read"))?;
-        Ok(raw.iter().filter_map(|(k, len, v)| Some((k.cidr(*len)?, v.identity))).collect())
+        Ok(raw.iter().filter_map(|(k, len, v)| Some((ipcache_cidr(k, *len)?, v.identity))).collect())
     }
 }
 
@@ -351,7 +343,7 @@ impl Ipcache {
 /// endpoints' per-CPU flow caches when entries were deleted.
 #[derive(Debug)]
 pub struct Conntrack {
-    table: LruHashMap<CtKey, CtEntry>,
+    table: LruHashMap<ct_key, ct_entry>,
     epoch: Array<u32>,
 }
 
@@ -359,20 +351,22 @@ impl Conntrack {
     /// The table pinned in `shared_pins` (by the first endpoint loaded there).
     pub fn open(shared_pins: &Path) -> Result<Conntrack> {
         let open = |name: &str| Map::from_pin(shared_pins.join(name)).map_err(kernel(format!("open {name}")));
-        let table = LruHashMap::try_from(open("conntrack")?).map_err(map_err("conntrack"))?;
-        let epoch = Array::try_from(open("ct_epoch")?).map_err(map_err("ct_epoch"))?;
+        let object = endpoint_object()?;
+        let maps = object.maps();
+        let table = LruHashMap::try_from(open(&maps.conntrack().name)?).map_err(map_err("conntrack"))?;
+        let epoch = Array::try_from(open(&maps.ct_epoch().name)?).map_err(map_err("ct_epoch"))?;
         Ok(Conntrack { table, epoch })
     }
 
     /// Every tracked connection. Packet counts lag the packets by up to a quarter second
     /// (established IPv4 flows are counted in the flow caches and added when confirmed).
-    pub fn entries(&self) -> Result<Vec<(CtKey, CtEntry)>> {
+    pub fn entries(&self) -> Result<Vec<(ct_key, ct_entry)>> {
         self.table.iter().collect::<std::result::Result<_, _>>().map_err(map_err("conntrack read"))
     }
 
     /// Forgets the connections `forget` picks; their next packet is a new flow, decided by
     /// policy again. Returns how many were removed.
-    pub fn remove_where(&self, mut forget: impl FnMut(&CtKey, &CtEntry) -> bool) -> Result<usize> {
+    pub fn remove_where(&self, mut forget: impl FnMut(&ct_key, &ct_entry) -> bool) -> Result<usize> {
         let mut removed = 0;
         for (key, entry) in self.entries()? {
             if forget(&key, &entry) && self.table.remove(&key).map_err(map_err("conntrack remove"))? {
@@ -435,9 +429,9 @@ impl Default for CtLifetimes {
 
 impl CtLifetimes {
     /// The lifetime of the connection `key`/`entry` is in.
-    pub fn of(&self, key: &CtKey, entry: &CtEntry) -> Duration {
+    pub fn of(&self, key: &ct_key, entry: &ct_entry) -> Duration {
         match key.protocol {
-            6 if entry.flags & CT_CLOSING != 0 => self.tcp_fin,
+            6 if ct_closing(entry) => self.tcp_fin,
             6 if entry.reply_packets == 0 => self.tcp_syn,
             6 => self.tcp_established,
             _ => self.any,

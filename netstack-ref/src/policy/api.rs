@@ -101,14 +101,6 @@ pub enum Direction {
 impl Direction {
     /// Both directions.
     pub const BOTH: [Direction; 2] = [Direction::Ingress, Direction::Egress];
-
-    /// The datapath's number (0 ingress, 1 egress).
-    pub fn raw(self) -> u8 {
-        match self {
-            Direction::Ingress => 0,
-            Direction::Egress => 1,
-        }
-    }
 }
 
 /// One rule of a policy's `spec`/`specs`.

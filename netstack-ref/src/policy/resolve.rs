@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use crate::datapath::abi::types::policy_prefix;
 use crate::identity::ReservedIdentity;
 
 use super::api::{Direction, Entity, PeerRule, Peers, Policy, Protocol, Rule, Subject};
@@ -17,11 +18,11 @@ use super::universe::Universe;
 use crate::identity::Labels;
 
 /// Shortest policy prefix: identity (32 bits) and direction (8) always match in full.
-pub const PREFIX_ANY_PROTOCOL: u8 = 40;
+pub const PREFIX_ANY_PROTOCOL: u8 = policy_prefix::POLICY_PREFIX_ANY_PROTOCOL.0 as u8;
 /// Identity, direction and protocol.
-pub const PREFIX_ANY_PORT: u8 = 48;
+pub const PREFIX_ANY_PORT: u8 = policy_prefix::POLICY_PREFIX_ANY_PORT.0 as u8;
 /// Everything, port included.
-pub const PREFIX_FULL: u8 = 64;
+pub const PREFIX_FULL: u8 = policy_prefix::POLICY_FULL_PREFIX.0 as u8;
 
 /// One policy map key (port in host order, bits past the prefix cleared).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
