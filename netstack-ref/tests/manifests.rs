@@ -25,16 +25,72 @@ fn every_example_validates() {
     let files = yaml_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples"));
     assert!(files.len() >= 8, "examples found: {files:?}");
     for file in files {
-        let resources = manifest::read(&file).unwrap_or_else(|e| panic!("{e}"));
-        assert!(!resources.is_empty(), "{}", file.display());
+        let parsed = manifest::read(&file, false).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!parsed.resources.is_empty(), "{}", file.display());
+        if !file.ends_with("clusterwide-policy-example.yaml") {
+            assert!(parsed.warnings.is_empty(), "{:?}", parsed.warnings);
+        }
     }
+}
+
+/// The Cilium 1.7 announcement's CCNP example carries a top-level `description`, which the API
+/// server prunes: one warning naming file, line and field; `--strict` refuses it. An unknown
+/// field inside a rule stays an error either way.
+#[test]
+fn fields_the_api_server_prunes_are_warnings_unless_strict() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/policies/clusterwide-policy-example.yaml");
+    let parsed = manifest::read(&file, false).unwrap();
+    let warnings: Vec<String> = parsed.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].ends_with("clusterwide-policy-example.yaml:6: description: unknown field, which the Kubernetes API server prunes; ignored"), "{}", warnings[0]);
+    let Resource::Policy(p) = &parsed.resources[0] else { panic!("a policy") };
+    assert_eq!(p.key(), "clusterwide-policy-example");
+    let strict = manifest::read(&file, true).unwrap_err().to_string();
+    assert!(
+        strict
+            .contains(":6: description: unknown field, which the Kubernetes API server prunes; refused with --strict"),
+        "{strict}"
+    );
+
+    let metadata = HEAD.replace("  namespace: shop\n", "  namespace: shop\n  finalizers: [x]\n");
+    let text = format!("{metadata}spec:\n  endpointSelector: {{}}\n  ingress: [{{}}]\n");
+    let parsed = manifest::parse_file(Path::new("m.yaml"), &text, false).unwrap();
+    assert!(
+        parsed.warnings[0].to_string().contains("m.yaml:6: metadata.finalizers: unknown field"),
+        "{:?}",
+        parsed.warnings
+    );
+    let in_rule = format!("{HEAD}spec:\n  endpointSelector: {{}}\n  ingress:\n  - fromEndpoint: [{{}}]\n");
+    assert!(manifest::parse_file(Path::new("r.yaml"), &in_rule, false).is_err(), "a typo in a rule is an error");
+}
+
+/// `netstack policy validate` prints the warning and succeeds; with `--strict` it fails.
+#[test]
+fn policy_validate_warns_and_strict_refuses() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/policies/clusterwide-policy-example.yaml");
+    let run = |strict: bool| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_netstack"));
+        cmd.args(["policy", "validate"]).arg(&file);
+        if strict {
+            cmd.arg("--strict");
+        }
+        cmd.output().unwrap()
+    };
+    let out = run(false);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("warning: policy ") && stderr.contains(":6: description:"), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("valid (1 resources)"));
+    let out = run(true);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refused with --strict"));
 }
 
 #[test]
 fn examples_decode_to_what_they_say() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/policies");
-    let resources = manifest::read(&dir.join("egress-cidr-except.yaml")).unwrap();
-    let Resource::Policy(p) = &resources[0] else { panic!("a policy") };
+    let parsed = manifest::read(&dir.join("egress-cidr-except.yaml"), true).unwrap();
+    let Resource::Policy(p) = &parsed.resources[0] else { panic!("a policy") };
     assert_eq!(p.key(), "shop/crawler-egress");
     let rule = &p.rules[0];
     let Peers::Cidrs(cidrs) = &rule.egress[0].peers else { panic!("CIDR peers") };
@@ -68,7 +124,7 @@ fn a_misspelt_protocol_names_file_line_and_field() {
     );
     assert_eq!(
         refused(&text),
-        "policy broken.yaml:12: spec.ingress[0].toPorts[0].ports[0].protocol: \"TPC\" is not one of TCP, UDP, SCTP, ICMP, ICMPv6, ANY"
+        "policy broken.yaml:12: spec.ingress[0].toPorts[0].ports[0].protocol: \"TPC\" is not one of TCP, UDP, SCTP, ICMP, ICMPv6, VRRP, IGMP, ANY"
     );
 }
 
@@ -305,4 +361,16 @@ fn what_cilium_accepts_is_accepted() {
     let types: Vec<(bool, u8)> = p.rules[0].ingress[0].icmps.iter().map(|i| (i.ipv6, i.icmp_type)).collect();
     assert_eq!(types, [(false, 8), (true, 2)]);
     ok("  egress:\n  - toPorts:\n    - ports: [{port: \"80\", protocol: tcp}, {port: \"0\", protocol: IcmpV6}]\n");
+    // Extended protocols (Cilium >= 1.17): no port, or port 0; never another.
+    let parsed = ok("  ingress:\n  - toPorts:\n    - ports: [{protocol: VRRP}, {port: \"0\", protocol: IGMP}]\n");
+    let Resource::Policy(p) = &parsed[0] else { panic!("a policy") };
+    let protocols: Vec<Protocol> = p.rules[0].ingress[0].to_ports[0].ports.iter().map(|p| p.protocol).collect();
+    assert_eq!(protocols, [Protocol::Vrrp, Protocol::Igmp]);
+    let text = format!("{HEAD}spec:\n  endpointSelector: {{}}\n  ingress:\n  - toPorts:\n    - ports: [{{port: \"80\", protocol: VRRP}}]\n");
+    assert!(refused(&text).contains("port must be empty or 0 for VRRP"));
+    // An empty toServices entry selects no service: valid, and applied (it allows nothing).
+    let parsed = ok("  egress:\n  - toServices: [{}]\n");
+    let Resource::Policy(p) = &parsed[0] else { panic!("a policy") };
+    assert_eq!(p.rules[0].egress[0].peers, Peers::Services(vec![]));
+    assert!(p.unenforced().is_empty());
 }

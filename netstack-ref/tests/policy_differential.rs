@@ -145,6 +145,7 @@ fn peer_rule(direction: Direction, deny: bool) -> impl Strategy<Value = String> 
         prop::sample::select(vec!["TCP", "UDP"])
             .prop_map(|proto| format!("{{port: \"8000\", endPort: 8090, protocol: {proto}}}")),
         Just("{port: \"0\", protocol: ICMP}".to_string()),
+        Just("{protocol: VRRP}".to_string()),
         Just("{port: \"0\", protocol: TCP}".to_string()),
     ];
     let ports = proptest::option::of(proptest::collection::vec(port, 1..3));
@@ -269,7 +270,7 @@ fn scene() -> impl Strategy<Value = Scene> {
             Just(PeerChoice::Host),
             (0..WORLD.len()).prop_map(PeerChoice::World)
         ],
-        prop::sample::select(vec![6u8, 17, 132, 1]),
+        prop::sample::select(vec![6u8, 17, 132, 1, 112]),
         prop::sample::select(vec![80u16, 443, 53, 8085, 22]),
         prop::sample::select(vec![8u16, 0, 13]),
     )
@@ -278,7 +279,11 @@ fn scene() -> impl Strategy<Value = Scene> {
                 PeerChoice::Pod(i) => PeerChoice::Pod(i % pods.len()),
                 other => other,
             };
-            let port = if protocol == 1 { icmp_type } else { port };
+            let port = match protocol {
+                1 => icmp_type,
+                112 => 0,
+                _ => port,
+            };
             Scene { endpoint, pods, policies, direction, peer, protocol, port }
         })
 }

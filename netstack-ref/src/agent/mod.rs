@@ -461,6 +461,7 @@ impl Agent {
             })),
             "files": self.sources.files().iter().map(|(p, n)| serde_json::json!({"file": p, "resources": n})).collect::<Vec<_>>(),
             "errors": self.errors,
+            "warnings": self.sources.warnings(),
             "conntrackGc": match &self.conntrack_gc.clock {
                 Ok(_) => serde_json::json!({"runs": self.conntrack_gc.runs, "removed": self.conntrack_gc.removed}),
                 Err(e) => serde_json::json!({"error": e}),

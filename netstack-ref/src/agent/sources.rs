@@ -6,13 +6,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::manifest::{self, Resource};
+use crate::manifest::{self, Parsed, Resource};
 
 /// What the agent knows about one file.
 #[derive(Debug)]
 struct FileState {
     fingerprint: (SystemTime, u64),
     resources: Vec<Resource>,
+    warnings: Vec<String>,
     error: Option<String>,
 }
 
@@ -23,11 +24,12 @@ pub struct Sources {
     files: BTreeMap<PathBuf, FileState>,
 }
 
-/// Whether a file decodes into resources the agent can apply; the policy fields not enforced
-/// yet are refused here, naming the field.
-pub fn check(file: &Path) -> Result<Vec<Resource>, String> {
-    let resources = manifest::read(file).map_err(|e| e.to_string())?;
-    for r in &resources {
+/// Whether a file decodes into resources the agent can apply (with the warnings of fields the
+/// API server would prune); the policy fields not enforced yet are refused here, naming the
+/// field.
+pub fn check(file: &Path) -> Result<Parsed, String> {
+    let parsed = manifest::read(file, false).map_err(|e| e.to_string())?;
+    for r in &parsed.resources {
         if let Resource::Policy(p) = r {
             if let Some((origin, what)) = p.unenforced().into_iter().next() {
                 return Err(format!(
@@ -39,7 +41,7 @@ pub fn check(file: &Path) -> Result<Vec<Resource>, String> {
             }
         }
     }
-    Ok(resources)
+    Ok(parsed)
 }
 
 impl Sources {
@@ -72,12 +74,16 @@ impl Sources {
             }
             changed = true;
             match check(&path) {
-                Ok(resources) => {
-                    self.files.insert(path, FileState { fingerprint, resources, error: None });
+                Ok(parsed) => {
+                    let warnings = parsed.warnings.iter().map(ToString::to_string).collect();
+                    let state = FileState { fingerprint, resources: parsed.resources, warnings, error: None };
+                    self.files.insert(path, state);
                 }
                 Err(error) => {
                     let previous = self.files.remove(&path).map(|f| f.resources).unwrap_or_default();
-                    self.files.insert(path, FileState { fingerprint, resources: previous, error: Some(error) });
+                    let state =
+                        FileState { fingerprint, resources: previous, warnings: Vec::new(), error: Some(error) };
+                    self.files.insert(path, state);
                 }
             }
         }
@@ -98,6 +104,11 @@ impl Sources {
     /// Files whose latest version was refused, with why.
     pub fn errors(&self) -> Vec<String> {
         self.files.values().filter_map(|f| f.error.clone()).collect()
+    }
+
+    /// Fields the files in force carry that the API server would prune (ignored).
+    pub fn warnings(&self) -> Vec<String> {
+        self.files.values().flat_map(|f| f.warnings.iter().cloned()).collect()
     }
 
     /// The files read, with how many resources each holds in force.

@@ -123,10 +123,15 @@ enum PolicyCommand {
         json: bool,
     },
     /// Checks files without an agent: exit status 1 and file:line: field: why on the first error.
+    /// Fields the Kubernetes API server would prune (a top-level `description`, unknown
+    /// `metadata` keys) are warnings.
     Validate {
         /// Files to check.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Refuse fields the API server would prune instead of warning about them.
+        #[arg(long)]
+        strict: bool,
     },
 }
 
@@ -216,7 +221,9 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Demo => netstack_ref::demo::run(),
         Command::Apply { state, file } => {
-            sources::check(&file)?;
+            for warning in sources::check(&file)?.warnings {
+                eprintln!("warning: {warning}");
+            }
             let dir = state.state_dir.join("applied");
             std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
             let name = file.file_name().ok_or("a file name is needed")?;
@@ -283,11 +290,14 @@ fn run(cli: Cli) -> Result<(), String> {
             print(ask(&state, Request::PolicyGet)?, json, &[("KIND", "kind"), ("NAME", "name"), ("RULES", "rules")]);
             Ok(())
         }
-        Command::Policy { command: PolicyCommand::Validate { files } } => {
+        Command::Policy { command: PolicyCommand::Validate { files, strict } } => {
             for file in &files {
-                let resources = netstack_ref::manifest::read(file).map_err(|e| e.to_string())?;
+                let parsed = netstack_ref::manifest::read(file, strict).map_err(|e| e.to_string())?;
+                for warning in &parsed.warnings {
+                    eprintln!("warning: {warning}");
+                }
                 let mut notes = Vec::new();
-                for r in &resources {
+                for r in &parsed.resources {
                     if let netstack_ref::manifest::Resource::Policy(p) = r {
                         for (origin, what) in p.unenforced() {
                             notes.push(format!(
@@ -299,7 +309,7 @@ fn run(cli: Cli) -> Result<(), String> {
                         }
                     }
                 }
-                println!("{}: valid ({} resources)", file.display(), resources.len());
+                println!("{}: valid ({} resources)", file.display(), parsed.resources.len());
                 for n in notes {
                     println!("  note: {n}");
                 }

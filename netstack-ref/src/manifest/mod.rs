@@ -57,11 +57,28 @@ impl Resource {
     }
 }
 
-/// Decodes every document of `text`, read from `file` (named in errors). All or nothing: the
-/// first bad document fails the file.
+/// What a file decodes into, and the fields the Kubernetes API server would prune from it (a
+/// top-level `description`, an unknown `metadata` key): accepted with a warning each, unless
+/// strict. Unknown fields inside a policy's rules are always errors: a typo there must never
+/// widen or narrow a policy silently.
+#[derive(Clone, Debug, Default)]
+pub struct Parsed {
+    /// The resources.
+    pub resources: Vec<Resource>,
+    /// Pruned fields, each at its file, line and field.
+    pub warnings: Vec<ManifestError>,
+}
+
+/// Decodes every document of `text`, read from `file` (named in errors), pruning what the API
+/// server would prune. All or nothing: the first bad document fails the file.
 pub fn parse(file: &Path, text: &str) -> Result<Vec<Resource>, ManifestError> {
+    parse_file(file, text, false).map(|p| p.resources)
+}
+
+/// Like [`parse`], with the pruned fields as warnings, or (`strict`) as errors.
+pub fn parse_file(file: &Path, text: &str, strict: bool) -> Result<Parsed, ManifestError> {
     let docs = yaml::documents(text).map_err(|e| e.in_file("manifest", file))?;
-    let mut out = Vec::new();
+    let mut out = Parsed::default();
     for doc in &docs {
         let root = Node::root(doc);
         let mut fields = root.fields().map_err(|e| e.in_file("manifest", file))?;
@@ -72,13 +89,19 @@ pub fn parse(file: &Path, text: &str) -> Result<Vec<Resource>, ManifestError> {
         };
         let kind =
             kind.ok_or_else(|| fields.error("kind", "missing")).and_then(|k| k).map_err(|e| e.in_file(what, file))?;
-        out.push(decode(&kind, &mut fields).map_err(|e| e.in_file(what, file))?);
+        let mut pruned = Vec::new();
+        out.resources.push(decode(&kind, &mut fields, &mut pruned).map_err(|e| e.in_file(what, file))?);
+        if let (true, Some(first)) = (strict, pruned.first()) {
+            let message = format!("{}; refused with --strict", first.message.trim_end_matches("; ignored"));
+            return Err(Located { message, ..first.clone() }.in_file(what, file));
+        }
+        out.warnings.extend(pruned.into_iter().map(|w| w.in_file(what, file)));
     }
     Ok(out)
 }
 
-/// Reads and decodes a file.
-pub fn read(file: &Path) -> Result<Vec<Resource>, ManifestError> {
+/// Reads and decodes a file (see [`parse_file`]).
+pub fn read(file: &Path, strict: bool) -> Result<Parsed, ManifestError> {
     let text = std::fs::read_to_string(file).map_err(|e| ManifestError {
         what: "manifest",
         file: file.to_path_buf(),
@@ -86,16 +109,14 @@ pub fn read(file: &Path) -> Result<Vec<Resource>, ManifestError> {
         field: String::new(),
         message: format!("cannot read: {e}"),
     })?;
-    parse(file, &text)
+    parse_file(file, &text, strict)
 }
 
-fn decode(kind: &str, doc: &mut Fields<'_, '_>) -> Result<Resource, Located> {
+fn decode(kind: &str, doc: &mut Fields<'_, '_>, pruned: &mut Vec<Located>) -> Result<Resource, Located> {
     let api_version = doc.get("apiVersion").ok_or_else(|| doc.error("apiVersion", "missing"))?;
-    let (expected, fields): (&str, &[&str]) = match kind {
-        "Namespace" | "Pod" => ("v1", &["apiVersion", "kind", "metadata", "spec", "status"]),
-        "CiliumNetworkPolicy" | "CiliumClusterwideNetworkPolicy" => {
-            ("cilium.io/v2", &["apiVersion", "kind", "metadata", "spec", "specs", "status"])
-        }
+    let expected = match kind {
+        "Namespace" | "Pod" => "v1",
+        "CiliumNetworkPolicy" | "CiliumClusterwideNetworkPolicy" => "cilium.io/v2",
         other => {
             return Err(doc.error(
                 "kind",
@@ -124,16 +145,7 @@ fn decode(kind: &str, doc: &mut Fields<'_, '_>) -> Result<Resource, Located> {
     for ignored in ["uid", "resourceVersion", "generation", "creationTimestamp"] {
         m.get(ignored);
     }
-    m.finish(&[
-        "name",
-        "namespace",
-        "labels",
-        "annotations",
-        "uid",
-        "resourceVersion",
-        "generation",
-        "creationTimestamp",
-    ])?;
+    pruned.extend(m.leftovers());
     // Status is written by controllers, never read.
     doc.get("status");
     let resource = match kind {
@@ -168,7 +180,7 @@ fn decode(kind: &str, doc: &mut Fields<'_, '_>) -> Result<Resource, Located> {
         }
         _ => Resource::Policy(decode_policy(name, Some(namespace.unwrap_or_else(|| "default".into())), doc)?),
     };
-    doc.finish_ref(fields)?;
+    pruned.extend(doc.leftovers());
     Ok(resource)
 }
 

@@ -195,6 +195,20 @@ impl<'a, 'y> Fields<'a, 'y> {
         Located { line, field: path, message: message.into() }
     }
 
+    /// The fields not taken, each as a note at its line (what the Kubernetes API server would
+    /// prune from an object).
+    pub fn leftovers(&self) -> Vec<Located> {
+        self.entries
+            .iter()
+            .filter(|f| !f.taken)
+            .map(|f| Located {
+                line: f.key_line,
+                field: f.path.clone(),
+                message: "unknown field, which the Kubernetes API server prunes; ignored".into(),
+            })
+            .collect()
+    }
+
     /// Refuses any field not taken, naming the ones `allowed` here.
     pub fn finish(self, allowed: &[&str]) -> Result<(), Located> {
         self.finish_ref(allowed)

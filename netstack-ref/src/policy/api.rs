@@ -63,7 +63,8 @@ impl Policy {
             for section in rule.sections() {
                 for peer in section.1 {
                     match &peer.peers {
-                        Peers::Services(_) => out.push((peer.origin.clone(), "toServices")),
+                        // An empty toServices selects nothing, which is enforced as it is.
+                        Peers::Services(list) if !list.is_empty() => out.push((peer.origin.clone(), "toServices")),
                         Peers::Fqdns(_) => out.push((peer.origin.clone(), "toFQDNs")),
                         _ => {}
                     }
@@ -354,6 +355,10 @@ pub enum Protocol {
     Icmpv6,
     /// TCP, UDP and SCTP.
     Any,
+    /// VRRP (112): no ports.
+    Vrrp,
+    /// IGMP (2): no ports.
+    Igmp,
 }
 
 impl Protocol {
@@ -366,6 +371,8 @@ impl Protocol {
             Protocol::Icmp => "ICMP",
             Protocol::Icmpv6 => "ICMPv6",
             Protocol::Any => "ANY",
+            Protocol::Vrrp => "VRRP",
+            Protocol::Igmp => "IGMP",
         }
     }
 
@@ -378,6 +385,8 @@ impl Protocol {
             Protocol::Icmp => &[1],
             Protocol::Icmpv6 => &[58],
             Protocol::Any => &[6, 17, 132],
+            Protocol::Vrrp => &[112],
+            Protocol::Igmp => &[2],
         }
     }
 }

@@ -188,8 +188,8 @@ fn peer_rule(node: &Node<'_, '_>, section: Section) -> Result<PeerRule, Located>
     }
     let services = if direction == Direction::Egress { f.get("toServices") } else { None };
     if let Some(n) = &services {
-        let list = n.list()?.iter().map(service).collect::<Result<_, _>>()?;
-        kinds.push(("toServices".into(), Peers::Services(list)));
+        let list: Vec<Option<ServiceSelector>> = n.list()?.iter().map(service).collect::<Result<_, _>>()?;
+        kinds.push(("toServices".into(), Peers::Services(list.into_iter().flatten().collect())));
     }
     if let Some(n) = f.get("toFQDNs").filter(|_| allowed.contains(&"toFQDNs")) {
         let list = n.list()?.iter().map(fqdn).collect::<Result<_, _>>()?;
@@ -366,7 +366,9 @@ fn cidr_set(node: &Node<'_, '_>) -> Result<CidrRule, Located> {
     Ok(CidrRule { cidr: prefix, except })
 }
 
-fn service(node: &Node<'_, '_>) -> Result<ServiceSelector, Located> {
+/// One `toServices` entry; `None` for an empty one (`{}`), which selects no service: Cilium's
+/// Service with neither selector matches nothing, like any explicitly empty peer list.
+fn service(node: &Node<'_, '_>) -> Result<Option<ServiceSelector>, Located> {
     let mut f = node.fields()?;
     let out = if let Some(svc) = f.get("k8sService") {
         let mut s = svc.fields()?;
@@ -381,10 +383,11 @@ fn service(node: &Node<'_, '_>) -> Result<ServiceSelector, Located> {
         s.finish(&["selector", "namespace"])?;
         ServiceSelector::Selected { selector, namespace }
     } else {
-        return Err(f.error("", "a service needs k8sService or k8sServiceSelector"));
+        f.finish(&["k8sService", "k8sServiceSelector"])?;
+        return Ok(None);
     };
     f.finish(&["k8sService", "k8sServiceSelector"])?;
-    Ok(out)
+    Ok(Some(out))
 }
 
 fn fqdn(node: &Node<'_, '_>) -> Result<FqdnSelector, Located> {
@@ -467,10 +470,19 @@ fn port_protocol(node: &Node<'_, '_>) -> Result<PortProtocol, Located> {
             "ICMP" => Protocol::Icmp,
             "ICMPV6" => Protocol::Icmpv6,
             "ANY" | "" => Protocol::Any,
-            _ => return Err(p.error(format!("{:?} is not one of TCP, UDP, SCTP, ICMP, ICMPv6, ANY", p.str()?))),
+            "VRRP" => Protocol::Vrrp,
+            "IGMP" => Protocol::Igmp,
+            _ => {
+                return Err(
+                    p.error(format!("{:?} is not one of TCP, UDP, SCTP, ICMP, ICMPv6, VRRP, IGMP, ANY", p.str()?))
+                )
+            }
         },
     };
+    // Protocols without ports (Cilium >= 1.17's extended protocols) take none.
+    let portless = matches!(protocol, Protocol::Vrrp | Protocol::Igmp);
     let port = match f.get("port") {
+        None if portless => 0,
         None => return Err(f.error("port", "port must be specified (\"0\" for every port)")),
         Some(p) => {
             let text = p.str_or_int()?;
@@ -501,6 +513,9 @@ fn port_protocol(node: &Node<'_, '_>) -> Result<PortProtocol, Located> {
     };
     if matches!(protocol, Protocol::Icmp | Protocol::Icmpv6) && port != 0 {
         return Err(f.error("port", "ICMP has no ports; name ICMP types under icmps"));
+    }
+    if portless && port != 0 {
+        return Err(f.error("port", format!("port must be empty or 0 for {}", protocol.name())));
     }
     f.finish(&["port", "endPort", "protocol"])?;
     Ok(PortProtocol { port, end_port, protocol })

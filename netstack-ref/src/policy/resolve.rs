@@ -374,6 +374,8 @@ pub fn describe_key(key: &PolicyKey) -> String {
         (_, 132) => "SCTP".into(),
         (_, 1) => "ICMP".into(),
         (_, 58) => "ICMPv6".into(),
+        (_, 112) => "VRRP".into(),
+        (_, 2) => "IGMP".into(),
         (_, p) => format!("proto {p}"),
     };
     let port = match key.prefix_len {
