@@ -3,12 +3,12 @@
 //! which are dropped and why. Everything it makes is removed at the end, also on failure.
 
 use std::net::Ipv4Addr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::agent::api::{call, Request};
-use crate::agent::netns::ip;
+use crate::agent::netns::{ip, PlumbingError};
 use crate::agent::probe::{self, Outcome, Probe};
 use crate::agent::{reset, AgentConfig};
 
@@ -54,18 +54,73 @@ impl Drop for Scene {
     }
 }
 
-fn ensure_bpffs() -> Result<(), String> {
-    let mounts = std::fs::read_to_string("/proc/mounts").map_err(|e| format!("/proc/mounts: {e}"))?;
+/// Why the demo could not run, or found a connection the policies disagree with.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// It needs root.
+    #[error("netstack demo needs root (network namespaces, eBPF)")]
+    NotRoot,
+    /// bpffs is not mounted and mounting it failed.
+    #[error("mount -t bpf bpf /sys/fs/bpf: {0}")]
+    Bpffs(String),
+    /// A file of the scene.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// The operation.
+        what: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The node's namespace.
+    #[error(transparent)]
+    Plumbing(#[from] PlumbingError),
+    /// The agent process.
+    #[error("start the agent {exe}: {source}")]
+    Spawn {
+        /// The binary.
+        exe: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The agent did not bring its endpoints up in time.
+    #[error("timed out waiting for {wanted} endpoints: {last}")]
+    Timeout {
+        /// How many.
+        wanted: usize,
+        /// The last thing seen.
+        last: String,
+    },
+    /// An endpoint the table names is missing.
+    #[error("no endpoint {0}")]
+    NoEndpoint(String),
+    /// Connections did not behave as the policies say.
+    #[error("{0} connection(s) did not behave as the policies say")]
+    Surprises(usize),
+}
+
+fn ensure_bpffs() -> Result<(), DemoError> {
+    let mounts = std::fs::read_to_string("/proc/mounts").map_err(|source| DemoError::Io {
+        what: "read",
+        path: "/proc/mounts".into(),
+        source,
+    })?;
     if mounts.lines().any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/bpf") && l.contains(" bpf ")) {
         return Ok(());
     }
-    let status = Command::new("mount").args(["-t", "bpf", "bpf", "/sys/fs/bpf"]).status().map_err(|e| e.to_string())?;
-    status.success().then_some(()).ok_or_else(|| "mount -t bpf bpf /sys/fs/bpf failed".into())
+    let status = Command::new("mount")
+        .args(["-t", "bpf", "bpf", "/sys/fs/bpf"])
+        .status()
+        .map_err(|e| DemoError::Bpffs(e.to_string()))?;
+    status.success().then_some(()).ok_or_else(|| DemoError::Bpffs(status.to_string()))
 }
 
 /// Starts an agent process (the `netstack` binary at `exe`) for `config` inside the node
 /// namespace `node`.
-pub fn spawn_agent(exe: &Path, config: &AgentConfig, node: &str, manifests: &Path) -> Result<Child, String> {
+pub fn spawn_agent(exe: &Path, config: &AgentConfig, node: &str, manifests: &Path) -> Result<Child, DemoError> {
     Command::new(exe)
         .args(["agent", "--netns", node, "--node-name", node])
         .arg("--state-dir")
@@ -77,25 +132,25 @@ pub fn spawn_agent(exe: &Path, config: &AgentConfig, node: &str, manifests: &Pat
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
-        .map_err(|e| format!("start agent: {e}"))
+        .map_err(|source| DemoError::Spawn { exe: exe.into(), source })
 }
 
 /// Waits until the agent at `socket` reports `endpoints` endpoints.
-pub fn wait_for_endpoints(socket: &Path, endpoints: usize, timeout: Duration) -> Result<serde_json::Value, String> {
+pub fn wait_for_endpoints(socket: &Path, endpoints: usize, timeout: Duration) -> Result<serde_json::Value, DemoError> {
     let deadline = Instant::now() + timeout;
     let mut last = String::from("agent not answering");
     while Instant::now() < deadline {
         match call(socket, &Request::EndpointList) {
             Ok(list) if list.as_array().is_some_and(|l| l.len() >= endpoints) => return Ok(list),
             Ok(list) => last = format!("{} of {endpoints} endpoints ready", list.as_array().map_or(0, |l| l.len())),
-            Err(e) => last = e,
+            Err(e) => last = e.to_string(),
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     if let Ok(status) = call(socket, &Request::Status) {
         last += &format!("; agent status: {status}");
     }
-    Err(format!("timed out: {last}"))
+    Err(DemoError::Timeout { wanted: endpoints, last })
 }
 
 fn drops(socket: &Path, endpoint: u64) -> Vec<(String, String, u64)> {
@@ -114,49 +169,61 @@ fn drops(socket: &Path, endpoint: u64) -> Vec<(String, String, u64)> {
         .collect()
 }
 
-/// Runs the demo; `Err` when anything could not be set up or a connection did not behave as
-/// the policies say.
-pub fn run() -> Result<(), String> {
-    if !nix::unistd::Uid::effective().is_root() {
-        return Err("netstack demo needs root (network namespaces, eBPF)".into());
-    }
-    ensure_bpffs()?;
+/// An endpoint as the demo's tables show it.
+#[derive(Clone, Debug)]
+struct DemoPod {
+    name: String,
+    id: u64,
+    ipv4: Ipv4Addr,
+    netns: String,
+}
+
+fn io_error(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DemoError {
+    let path = path.to_path_buf();
+    move |source| DemoError::Io { what, path, source }
+}
+
+/// Starts the node, its agent and the demo's pods; the scene removes them on drop.
+fn start() -> Result<(Scene, Vec<DemoPod>), DemoError> {
     let pid = std::process::id();
     let node = format!("nsdemo{pid}");
     let state_dir = std::env::temp_dir().join(format!("netstack-demo-{pid}"));
     let manifests = state_dir.join("manifests");
-    std::fs::create_dir_all(&manifests).map_err(|e| format!("{}: {e}", manifests.display()))?;
+    std::fs::create_dir_all(&manifests).map_err(io_error("create", &manifests))?;
     let mut scene =
         Scene { node: node.clone(), config: AgentConfig::new(&state_dir, Some(manifests.clone())), agent: None };
     for (name, text) in MANIFESTS {
-        std::fs::write(manifests.join(name), text).map_err(|e| format!("{name}: {e}"))?;
+        let path = manifests.join(name);
+        std::fs::write(&path, text).map_err(io_error("write", &path))?;
     }
     ip(&["netns", "add", &node])?;
     println!("node {node}: agent starting, state in {}", state_dir.display());
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let exe = std::env::current_exe().map_err(io_error("locate", Path::new("the netstack binary")))?;
     scene.agent = Some(spawn_agent(&exe, &scene.config, &node, &manifests)?);
-    let socket = scene.config.socket();
-    let list = wait_for_endpoints(&socket, 4, Duration::from_secs(30))?;
-
-    let mut pods: Vec<(String, u64, Ipv4Addr, String, u64)> = Vec::new();
+    let list = wait_for_endpoints(&scene.config.socket(), 4, Duration::from_secs(30))?;
     println!("\nendpoints:");
+    let mut pods = Vec::new();
     for e in list.as_array().into_iter().flatten() {
-        let pod = e["pod"].as_str().unwrap_or("").to_string();
+        let name = e["pod"].as_str().unwrap_or("").to_string();
         let ipv4: Ipv4Addr = e["ipv4"].as_str().and_then(|a| a.parse().ok()).unwrap_or(Ipv4Addr::UNSPECIFIED);
         let identity = e["identity"].as_u64().unwrap_or(0);
-        println!("  {:<14} {:<12} identity {:<5} {}", pod, ipv4, identity, e["interface"].as_str().unwrap_or(""));
-        pods.push((pod, e["id"].as_u64().unwrap_or(0), ipv4, e["netns"].as_str().unwrap_or("").to_string(), identity));
+        println!("  {:<14} {:<12} identity {:<5} {}", name, ipv4, identity, e["interface"].as_str().unwrap_or(""));
+        let netns = e["netns"].as_str().unwrap_or("").to_string();
+        pods.push(DemoPod { name, id: e["id"].as_u64().unwrap_or(0), ipv4, netns });
     }
-    let find = |name: &str| pods.iter().find(|p| p.0 == name).cloned().ok_or_else(|| format!("no endpoint {name}"));
+    Ok((scene, pods))
+}
 
+/// Probes every connection of the table; returns how many did not do what the policies say.
+fn probe_connections(socket: &Path, pods: &[DemoPod]) -> Result<usize, DemoError> {
+    let find = |name: &str| pods.iter().find(|p| p.name == name).ok_or_else(|| DemoError::NoEndpoint(name.into()));
     println!("\n{:<14} {:<14} {:<11} {:<8} {:<8} WHY", "FROM", "TO", "TRAFFIC", "EXPECTED", "RESULT");
     let mut surprises = 0;
     for (from, to, probe_kind, expect, why) in CONNECTIONS {
-        let (_, from_id, _, from_ns, _) = find(from)?;
-        let (_, to_id, to_ip, to_ns, _) = find(to)?;
-        let before: Vec<_> = [from_id, to_id].iter().map(|id| drops(&socket, *id)).collect();
-        let outcome = probe::run(&from_ns, &to_ns, to_ip, probe_kind, Duration::from_millis(700));
-        let after: Vec<_> = [from_id, to_id].iter().map(|id| drops(&socket, *id)).collect();
+        let (src, dst) = (find(from)?, find(to)?);
+        let before: Vec<_> = [src.id, dst.id].iter().map(|id| drops(socket, *id)).collect();
+        let outcome = probe::run(&src.netns, &dst.netns, dst.ipv4, probe_kind, Duration::from_millis(700));
+        let after: Vec<_> = [src.id, dst.id].iter().map(|id| drops(socket, *id)).collect();
         let mut reasons = Vec::new();
         for (i, who) in [from, to].iter().enumerate() {
             for (dir, reason, packets) in &after[i] {
@@ -175,15 +242,26 @@ pub fn run() -> Result<(), String> {
         let detail = if reasons.is_empty() { why.to_string() } else { format!("{} — {why}", reasons.join(", ")) };
         let mark = if result == expected { "" } else { "  <-- unexpected" };
         println!("{from:<14} {to:<14} {:<11} {expected:<8} {result:<8} {detail}{mark}", probe_kind.to_string());
-        if result != expected {
-            surprises += 1;
-        }
+        surprises += usize::from(result != expected);
     }
+    Ok(surprises)
+}
+
+/// Runs the demo; `Err` when anything could not be set up or a connection did not behave as
+/// the policies say.
+pub fn run() -> Result<(), DemoError> {
+    if !nix::unistd::Uid::effective().is_root() {
+        return Err(DemoError::NotRoot);
+    }
+    ensure_bpffs()?;
+    let (scene, pods) = start()?;
+    let surprises = probe_connections(&scene.config.socket(), &pods)?;
     println!("\nreplies of allowed connections pass by conntrack; every pod has ingress default deny (the CCNP selects all).");
+    let node = scene.node.clone();
     drop(scene);
     println!("removed node {node}, its pods and pins");
     if surprises > 0 {
-        return Err(format!("{surprises} connection(s) did not behave as the policies say"));
+        return Err(DemoError::Surprises(surprises));
     }
     Ok(())
 }

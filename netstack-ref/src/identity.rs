@@ -1,8 +1,10 @@
 //! Security identities: numbers that stand for sets of security labels.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::num::NonZeroU32;
+
+use crate::policy::api::Cidr;
 
 /// Identities the datapath knows without allocation (Cilium's reserved identities).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -236,10 +238,58 @@ impl IdentityAllocator {
     }
 }
 
+/// Node-local identities of the CIDRs policies name: one per prefix, numbered from
+/// [`FIRST_LOCAL_IDENTITY`] up, each kept while some policy still names its prefix (so a
+/// prefix keeps its number across syncs).
+#[derive(Clone, Debug, Default)]
+pub struct CidrIdentities {
+    ids: BTreeMap<Cidr, u32>,
+}
+
+impl CidrIdentities {
+    /// Brings the set to exactly `prefixes`: numbers of prefixes no longer named are freed,
+    /// new prefixes get the lowest free numbers.
+    pub fn sync(&mut self, prefixes: impl IntoIterator<Item = Cidr>) {
+        let wanted: BTreeSet<Cidr> = prefixes.into_iter().collect();
+        self.ids.retain(|c, _| wanted.contains(c));
+        let mut used: BTreeSet<u32> = self.ids.values().copied().collect();
+        for c in wanted {
+            if let std::collections::btree_map::Entry::Vacant(slot) = self.ids.entry(c) {
+                let id = (FIRST_LOCAL_IDENTITY..).find(|i| !used.contains(i)).expect("local identities left");
+                used.insert(id);
+                slot.insert(id);
+            }
+        }
+    }
+
+    /// Every prefix with its identity.
+    pub fn iter(&self) -> impl Iterator<Item = (&Cidr, u32)> {
+        self.ids.iter().map(|(c, id)| (c, *id))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn cidr_identities_keep_their_numbers_while_named() {
+        let cidr = |t: &str| Cidr::parse(t).unwrap();
+        let mut ids = CidrIdentities::default();
+        ids.sync([cidr("10.0.0.0/8"), cidr("192.0.2.0/24")]);
+        let first: Vec<(Cidr, u32)> = ids.iter().map(|(c, id)| (*c, id)).collect();
+        assert_eq!(
+            first,
+            [(cidr("10.0.0.0/8"), FIRST_LOCAL_IDENTITY), (cidr("192.0.2.0/24"), FIRST_LOCAL_IDENTITY + 1)]
+        );
+        ids.sync([cidr("192.0.2.0/24"), cidr("2001:db8::/32")]);
+        let second: Vec<(Cidr, u32)> = ids.iter().map(|(c, id)| (*c, id)).collect();
+        assert_eq!(
+            second,
+            [(cidr("192.0.2.0/24"), FIRST_LOCAL_IDENTITY + 1), (cidr("2001:db8::/32"), FIRST_LOCAL_IDENTITY)]
+        );
+    }
 
     #[test]
     fn reserved_identities_have_the_documented_numbers() {

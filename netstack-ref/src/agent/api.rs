@@ -39,17 +39,47 @@ pub enum Request {
     Sync,
 }
 
-fn find<'a>(agent: &'a Agent, endpoint: &str) -> Result<&'a super::LiveEndpoint, String> {
+/// What went wrong on either side of the local API.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The socket could not be bound (agent) or reached (client).
+    #[error("{what} {path}: {source}{hint}")]
+    Socket {
+        /// `bind` or `connect to the agent at`.
+        what: &'static str,
+        /// The socket.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+        /// A hint for the user (empty when none).
+        hint: &'static str,
+    },
+    /// Reading or writing a request or reply.
+    #[error("agent API: {0}")]
+    Io(#[from] std::io::Error),
+    /// A request or reply that is not the API's JSON.
+    #[error("agent API: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The request named an endpoint the agent does not have.
+    #[error("no endpoint {0:?} (give its id or namespace/pod)")]
+    NoEndpoint(String),
+    /// The agent could not answer (its message).
+    #[error("{0}")]
+    Agent(String),
+}
+
+fn find<'a>(agent: &'a Agent, endpoint: &str) -> Result<&'a super::LiveEndpoint, ApiError> {
     agent
         .endpoints()
         .iter()
         .find(|(key, live)| key.as_str() == endpoint || live.record.id.to_string() == endpoint)
         .map(|(_, l)| l)
-        .ok_or_else(|| format!("no endpoint {endpoint:?} (give its id or namespace/pod)"))
+        .ok_or_else(|| ApiError::NoEndpoint(endpoint.to_owned()))
 }
 
 /// Answers one request.
-pub fn handle(agent: &mut Agent, request: &Request) -> Result<serde_json::Value, String> {
+pub fn handle(agent: &mut Agent, request: &Request) -> Result<serde_json::Value, ApiError> {
     use serde_json::json;
     Ok(match request {
         Request::Status => agent.status(),
@@ -85,7 +115,7 @@ pub fn handle(agent: &mut Agent, request: &Request) -> Result<serde_json::Value,
             .collect::<Vec<_>>()),
         Request::BpfPolicyGet { endpoint } => {
             let live = find(agent, endpoint)?;
-            let entries = live.datapath.read_policy().map_err(|e| e.to_string())?;
+            let entries = live.datapath.read_policy().map_err(|e| ApiError::Agent(e.to_string()))?;
             json!(entries
                 .iter()
                 .map(|(k, v, packets)| json!({
@@ -100,7 +130,7 @@ pub fn handle(agent: &mut Agent, request: &Request) -> Result<serde_json::Value,
         }
         Request::EndpointVerdicts { endpoint } => {
             let live = find(agent, endpoint)?;
-            let rows = live.datapath.verdicts().map_err(|e| e.to_string())?;
+            let rows = live.datapath.verdicts().map_err(|e| ApiError::Agent(e.to_string()))?;
             json!(rows
                 .iter()
                 .map(|(d, r, c)| json!({"direction": d, "reason": reason_name(*r), "packets": c.packets, "bytes": c.bytes}))
@@ -110,9 +140,14 @@ pub fn handle(agent: &mut Agent, request: &Request) -> Result<serde_json::Value,
 }
 
 /// Serves `socket` on a thread until the process ends.
-pub fn serve(socket: &Path, agent: Arc<Mutex<Agent>>) -> Result<JoinHandle<()>, String> {
+pub fn serve(socket: &Path, agent: Arc<Mutex<Agent>>) -> Result<JoinHandle<()>, ApiError> {
     let _ = std::fs::remove_file(socket);
-    let listener = UnixListener::bind(socket).map_err(|e| format!("bind {}: {e}", socket.display()))?;
+    let listener = UnixListener::bind(socket).map_err(|source| ApiError::Socket {
+        what: "bind",
+        path: socket.into(),
+        source,
+        hint: "",
+    })?;
     Ok(std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             let mut reader = BufReader::new(&stream);
@@ -123,7 +158,7 @@ pub fn serve(socket: &Path, agent: Arc<Mutex<Agent>>) -> Result<JoinHandle<()>, 
             let response = match serde_json::from_str::<Request>(&line) {
                 Ok(request) => match handle(&mut agent.lock().expect("not poisoned"), &request) {
                     Ok(v) => serde_json::json!({ "ok": v }),
-                    Err(e) => serde_json::json!({ "error": e }),
+                    Err(e) => serde_json::json!({ "error": e.to_string() }),
                 },
                 Err(e) => serde_json::json!({ "error": format!("bad request: {e}") }),
             };
@@ -134,16 +169,20 @@ pub fn serve(socket: &Path, agent: Arc<Mutex<Agent>>) -> Result<JoinHandle<()>, 
 }
 
 /// Sends one request to the agent at `socket`.
-pub fn call(socket: &Path, request: &Request) -> Result<serde_json::Value, String> {
-    let stream = UnixStream::connect(socket)
-        .map_err(|e| format!("agent at {}: {e} (is `netstack agent` running?)", socket.display()))?;
+pub fn call(socket: &Path, request: &Request) -> Result<serde_json::Value, ApiError> {
+    let stream = UnixStream::connect(socket).map_err(|source| ApiError::Socket {
+        what: "connect to the agent at",
+        path: socket.into(),
+        source,
+        hint: " (is `netstack agent` running?)",
+    })?;
     let mut w = &stream;
-    writeln!(w, "{}", serde_json::to_string(request).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    writeln!(w, "{}", serde_json::to_string(request)?)?;
     let mut line = String::new();
-    BufReader::new(&stream).read_line(&mut line).map_err(|e| format!("agent reply: {e}"))?;
-    let mut reply: serde_json::Value = serde_json::from_str(&line).map_err(|e| format!("agent reply: {e}"))?;
+    BufReader::new(&stream).read_line(&mut line)?;
+    let mut reply: serde_json::Value = serde_json::from_str(&line)?;
     if let Some(e) = reply.get("error") {
-        return Err(e.as_str().unwrap_or("error").to_string());
+        return Err(ApiError::Agent(e.as_str().unwrap_or("error").to_string()));
     }
     Ok(reply["ok"].take())
 }

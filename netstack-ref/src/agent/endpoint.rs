@@ -6,8 +6,31 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::netns::{self, ip};
-use crate::datapath::{EndpointConfig, EndpointDatapath};
+use super::netns::{self, ip, PlumbingError};
+use crate::datapath::{DatapathError, EndpointConfig, EndpointDatapath};
+
+/// Why an endpoint could not be made or removed.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    /// Its namespace, veth, addresses or routes.
+    #[error("endpoint {pod}: {source}")]
+    Plumbing {
+        /// The pod.
+        pod: String,
+        /// What failed.
+        #[source]
+        source: PlumbingError,
+    },
+    /// Its datapath.
+    #[error("endpoint {pod}: {source}")]
+    Datapath {
+        /// The pod.
+        pod: String,
+        /// What failed.
+        #[source]
+        source: DatapathError,
+    },
+}
 
 /// What the agent persists about an endpoint (so a restart finds it again).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,26 +56,12 @@ pub fn create(
     router: Ipv4Addr,
     pins: &Path,
     shared: &Path,
-) -> Result<EndpointDatapath, String> {
+) -> Result<EndpointDatapath, EndpointError> {
+    let plumbing = |source| EndpointError::Plumbing { pod: record.pod.clone(), source };
+    let datapath_error = |source| EndpointError::Datapath { pod: record.pod.clone(), source };
     let host_exists = netns::link_info(&record.host_if).is_ok();
     if !host_exists {
-        if !netns::exists(&record.netns) {
-            ip(&["netns", "add", &record.netns])?;
-        }
-        // Pods get IPv4 only: without IPv6 they send no router solicitations or MLD reports
-        // for the datapath to count as drops.
-        let ns = record.netns.clone();
-        netns::run_in(&ns, || netns::sysctl("net/ipv6/conf/default/disable_ipv6", "1"))??;
-        ip(&["link", "add", &record.host_if, "type", "veth", "peer", "name", "eth0", "netns", &record.netns])?;
-        ip(&["link", "set", &record.host_if, "up"])?;
-        ip(&["addr", "add", &format!("{router}/32"), "dev", &record.host_if])?;
-        let ns = record.netns.as_str();
-        ip(&["-n", ns, "link", "set", "lo", "up"])?;
-        ip(&["-n", ns, "addr", "add", &format!("{}/32", record.ipv4), "dev", "eth0"])?;
-        ip(&["-n", ns, "link", "set", "eth0", "up"])?;
-        ip(&["-n", ns, "route", "add", &format!("{router}/32"), "dev", "eth0", "scope", "link"])?;
-        ip(&["-n", ns, "route", "add", "default", "via", &router.to_string(), "dev", "eth0"])?;
-        ip(&["route", "replace", &format!("{}/32", record.ipv4), "dev", &record.host_if])?;
+        plumb(record, router).map_err(plumbing)?;
     }
     let dir = pins.join(record.id.to_string());
     if host_exists {
@@ -62,7 +71,7 @@ pub fn create(
     }
     // Pins without their interface (or half a set) are from a datapath that is gone.
     let _ = std::fs::remove_dir_all(&dir);
-    let (host_ifindex, host_mac) = netns::link_info(&record.host_if)?;
+    let (host_ifindex, host_mac) = netns::link_info(&record.host_if).map_err(plumbing)?;
     let config = EndpointConfig {
         id: record.id,
         identity: record.identity,
@@ -71,19 +80,42 @@ pub fn create(
         host_ifindex,
         host_mac,
     };
-    let mut datapath = EndpointDatapath::load(&config, shared).map_err(|e| e.to_string())?;
-    datapath.attach(host_ifindex).map_err(|e| e.to_string())?;
-    datapath.pin(&dir).map_err(|e| e.to_string())?;
+    let mut datapath = EndpointDatapath::load(&config, shared).map_err(datapath_error)?;
+    datapath.attach(host_ifindex).map_err(datapath_error)?;
+    datapath.pin(&dir).map_err(datapath_error)?;
     Ok(datapath)
 }
 
+/// The pod's namespace, veth pair, addresses and routes.
+fn plumb(record: &EndpointRecord, router: Ipv4Addr) -> Result<(), PlumbingError> {
+    if !netns::exists(&record.netns) {
+        ip(&["netns", "add", &record.netns])?;
+    }
+    // Pods get IPv4 only: without IPv6 they send no router solicitations or MLD reports
+    // for the datapath to count as drops.
+    let ns = record.netns.clone();
+    netns::run_in(&ns, || netns::sysctl("net/ipv6/conf/default/disable_ipv6", "1"))??;
+    ip(&["link", "add", &record.host_if, "type", "veth", "peer", "name", "eth0", "netns", &record.netns])?;
+    ip(&["link", "set", &record.host_if, "up"])?;
+    ip(&["addr", "add", &format!("{router}/32"), "dev", &record.host_if])?;
+    let ns = record.netns.as_str();
+    ip(&["-n", ns, "link", "set", "lo", "up"])?;
+    ip(&["-n", ns, "addr", "add", &format!("{}/32", record.ipv4), "dev", "eth0"])?;
+    ip(&["-n", ns, "link", "set", "eth0", "up"])?;
+    ip(&["-n", ns, "route", "add", &format!("{router}/32"), "dev", "eth0", "scope", "link"])?;
+    ip(&["-n", ns, "route", "add", "default", "via", &router.to_string(), "dev", "eth0"])?;
+    ip(&["route", "replace", &format!("{}/32", record.ipv4), "dev", &record.host_if])?;
+    Ok(())
+}
+
 /// Removes an endpoint: its datapath, then its namespace (which takes the veth with it).
-pub fn remove(record: &EndpointRecord, datapath: Option<EndpointDatapath>) -> Result<(), String> {
+pub fn remove(record: &EndpointRecord, datapath: Option<EndpointDatapath>) -> Result<(), EndpointError> {
     if let Some(dp) = datapath {
-        dp.remove().map_err(|e| e.to_string())?;
+        dp.remove().map_err(|source| EndpointError::Datapath { pod: record.pod.clone(), source })?;
     }
     if netns::exists(&record.netns) {
-        ip(&["netns", "del", &record.netns])?;
+        ip(&["netns", "del", &record.netns])
+            .map_err(|source| EndpointError::Plumbing { pod: record.pod.clone(), source })?;
     }
     let _ = ip(&["route", "del", &format!("{}/32", record.ipv4)]);
     Ok(())

@@ -8,22 +8,64 @@ pub mod endpoint;
 pub mod netns;
 pub mod probe;
 pub mod sources;
+pub mod state;
+pub mod steps;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
-use crate::datapath::{Conntrack, CtLifetimes, EndpointDatapath, Ipcache, JiffiesClock};
-use crate::identity::{pod_security_labels, IdentityAllocator, Labels, ReservedIdentity, FIRST_LOCAL_IDENTITY};
-use crate::manifest::{Namespace, Pod, Resource};
+use crate::datapath::{Conntrack, CtLifetimes, DatapathError, EndpointDatapath, Ipcache, JiffiesClock};
+use crate::identity::{CidrIdentities, IdentityAllocator, Labels, ReservedIdentity};
+use crate::manifest::Pod;
 use crate::policy::api::Cidr;
-use crate::policy::{resolve_with, AllowLocalhost, Policy, PolicyMapState, Universe};
-use endpoint::EndpointRecord;
+use crate::policy::{AllowLocalhost, Policy, PolicyMapState};
+use endpoint::{EndpointError, EndpointRecord};
 use sources::Sources;
+use state::{Persisted, StateError};
+
+/// What stops the agent, or one of its steps: the operation, the object and the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// Its state or pin directory cannot be made.
+    #[error("create {path}: {source}")]
+    Directory {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Its state file.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The node's shared maps (ipcache, conntrack).
+    #[error("{what}: {source}")]
+    Datapath {
+        /// What was being done.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: DatapathError,
+    },
+    /// An endpoint.
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
+    /// No address is left for a new pod.
+    #[error("pod CIDR {0} is full")]
+    PodCidrFull(Cidr),
+    /// Pods get IPv4 addresses.
+    #[error("pod CIDR {0} is not IPv4")]
+    PodCidrNotIpv4(Cidr),
+    /// The local API.
+    #[error(transparent)]
+    Api(#[from] api::ApiError),
+    /// The API server's thread ended.
+    #[error("the API server stopped")]
+    ApiStopped,
+}
 
 /// How an agent is set up.
 #[derive(Clone, Debug)]
@@ -85,14 +127,6 @@ pub fn default_bpffs(state_dir: &Path) -> PathBuf {
     PathBuf::from(format!("/sys/fs/bpf/netstack_{hash:016x}"))
 }
 
-/// What survives a restart besides the pins.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Persisted {
-    endpoints: BTreeMap<String, EndpointRecord>,
-    /// Identity numbers by their labels' text, so numbers stay stable across restarts.
-    identities: BTreeMap<String, u32>,
-}
-
 /// A live endpoint.
 #[derive(Debug)]
 pub struct LiveEndpoint {
@@ -110,7 +144,8 @@ pub struct LiveEndpoint {
     pub policy: PolicyMapState,
 }
 
-/// The agent's state.
+/// The agent's state: what it made and what it last wrote. The reconcile's steps live in
+/// [`steps`].
 #[derive(Debug)]
 pub struct Agent {
     config: AgentConfig,
@@ -120,7 +155,7 @@ pub struct Agent {
     endpoints: BTreeMap<String, LiveEndpoint>,
     ipcache: Ipcache,
     ipcache_state: BTreeMap<Cidr, u32>,
-    cidr_ids: BTreeMap<Cidr, u32>,
+    cidr_ids: CidrIdentities,
     policies: Vec<Policy>,
     errors: Vec<String>,
     started: Instant,
@@ -136,27 +171,28 @@ pub const CONNTRACK_GC_INTERVAL: Duration = Duration::from_secs(30);
 /// `status` reports) and what it has done.
 #[derive(Debug)]
 struct ConntrackGc {
-    clock: Result<JiffiesClock, String>,
+    clock: Result<JiffiesClock, DatapathError>,
     lifetimes: CtLifetimes,
     last_run: Option<Instant>,
     runs: u64,
     removed: u64,
 }
 
+fn create_dir(path: PathBuf) -> Result<(), AgentError> {
+    std::fs::create_dir_all(&path).map_err(|source| AgentError::Directory { path, source })
+}
+
 impl Agent {
     /// Opens the state directory and the node's shared maps; adopts nothing yet (that happens
     /// in the first [`sync`](Self::sync)).
-    pub fn new(config: AgentConfig) -> Result<Agent, String> {
-        std::fs::create_dir_all(config.applied_dir()).map_err(|e| format!("{}: {e}", config.state_dir.display()))?;
-        std::fs::create_dir_all(config.bpffs.join("endpoints"))
-            .map_err(|e| format!("{}: {e}", config.bpffs.display()))?;
-        let persisted: Persisted = match std::fs::read(config.state_dir.join("state.json")) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| format!("state.json: {e}"))?,
-            Err(_) => Persisted::default(),
-        };
-        let ipcache = Ipcache::open(&config.bpffs).map_err(|e| e.to_string())?;
+    pub fn new(config: AgentConfig) -> Result<Agent, AgentError> {
+        create_dir(config.applied_dir())?;
+        create_dir(config.bpffs.join("endpoints"))?;
+        let persisted = Persisted::load(&config.state_dir)?;
+        let datapath = |what| move |source| AgentError::Datapath { what, source };
+        let ipcache = Ipcache::open(&config.bpffs).map_err(datapath("open the ipcache"))?;
         // What the previous agent wrote is what the datapath has now.
-        let ipcache_state = ipcache.entries().map_err(|e| e.to_string())?.into_iter().collect();
+        let ipcache_state = ipcache.entries().map_err(datapath("read the ipcache"))?.into_iter().collect();
         let mut dirs = vec![config.applied_dir()];
         dirs.extend(config.manifests.clone());
         Ok(Agent {
@@ -167,14 +203,14 @@ impl Agent {
             endpoints: BTreeMap::new(),
             ipcache,
             ipcache_state,
-            cidr_ids: BTreeMap::new(),
+            cidr_ids: CidrIdentities::default(),
             policies: Vec::new(),
             errors: Vec::new(),
             started: Instant::now(),
             syncs: 0,
             last_sync: None,
             conntrack_gc: ConntrackGc {
-                clock: JiffiesClock::new().map_err(|e| e.to_string()),
+                clock: JiffiesClock::new(),
                 lifetimes: CtLifetimes::default(),
                 last_run: None,
                 runs: 0,
@@ -186,18 +222,22 @@ impl Agent {
     /// Forgets connections idle past their lifetime (Cilium's defaults: established TCP 6 h,
     /// TCP without a reply 60 s, TCP after FIN/RST 10 s, the rest 60 s) when
     /// [`CONNTRACK_GC_INTERVAL`] has passed since the last run. Returns how many were removed.
-    pub fn collect_conntrack(&mut self) -> Result<usize, String> {
+    pub fn collect_conntrack(&mut self) -> Result<usize, AgentError> {
         let gc = &mut self.conntrack_gc;
         if gc.last_run.is_some_and(|t| t.elapsed() < CONNTRACK_GC_INTERVAL) {
             return Ok(0);
         }
         gc.last_run = Some(Instant::now());
-        let clock = gc.clock.as_ref().map_err(|e| format!("conntrack gc: {e}"))?;
+        let failed = |source| AgentError::Datapath { what: "conntrack garbage collection", source };
+        let clock = match &gc.clock {
+            Ok(clock) => clock,
+            // Reported by status; nothing to collect with.
+            Err(_) => return Ok(0),
+        };
         // No endpoint has pinned conntrack yet: nothing to collect.
         let Ok(conntrack) = Conntrack::open(&self.config.bpffs) else { return Ok(0) };
-        let now = clock.now().map_err(|e| format!("conntrack gc: {e}"))?;
-        let removed =
-            conntrack.collect_garbage(now, clock.hz(), &gc.lifetimes).map_err(|e| format!("conntrack gc: {e}"))?;
+        let now = clock.now().map_err(failed)?;
+        let removed = conntrack.collect_garbage(now, clock.hz(), &gc.lifetimes).map_err(failed)?;
         gc.runs += 1;
         gc.removed += removed as u64;
         Ok(removed)
@@ -219,200 +259,10 @@ impl Agent {
         let (written, removed) = self.reconcile();
         self.syncs += 1;
         self.last_sync = Some((started.elapsed(), written, removed));
-        if let Err(e) = self.persist() {
-            self.errors.push(e);
+        if let Err(e) = self.persisted.save(&self.config.state_dir) {
+            self.errors.push(e.to_string());
         }
         true
-    }
-
-    fn persist(&self) -> Result<(), String> {
-        let path = self.config.state_dir.join("state.json");
-        let tmp = path.with_extension("json.tmp");
-        let bytes = serde_json::to_vec_pretty(&self.persisted).map_err(|e| e.to_string())?;
-        std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, &path)).map_err(|e| format!("state.json: {e}"))
-    }
-
-    fn reconcile(&mut self) -> (usize, usize) {
-        let mut namespaces: BTreeMap<String, Namespace> = BTreeMap::new();
-        let mut pods: BTreeMap<String, Pod> = BTreeMap::new();
-        let mut policies = Vec::new();
-        for r in self.sources.resources() {
-            match r {
-                Resource::Namespace(n) => {
-                    namespaces.insert(n.name.clone(), n);
-                }
-                Resource::Pod(p) => {
-                    pods.insert(format!("{}/{}", p.namespace, p.name), p);
-                }
-                Resource::Policy(p) => policies.push(p),
-            }
-        }
-        self.policies = policies;
-
-        // Endpoints that are gone.
-        let gone: Vec<String> = self.persisted.endpoints.keys().filter(|k| !pods.contains_key(*k)).cloned().collect();
-        let mut gone_ids = Vec::new();
-        for key in gone {
-            let record = self.persisted.endpoints.remove(&key).expect("listed");
-            let live = self.endpoints.remove(&key);
-            if let Some(l) = &live {
-                self.identities.release(&l.labels);
-            }
-            if let Err(e) = endpoint::remove(&record, live.map(|l| l.datapath)) {
-                self.errors.push(format!("remove endpoint {key}: {e}"));
-            }
-            gone_ids.push(record.id);
-        }
-        // Their connections go with them (one walk of the table for all): a pod that gets an
-        // address later starts clean.
-        if !gone_ids.is_empty() {
-            if let Ok(conntrack) = Conntrack::open(&self.config.bpffs) {
-                if let Err(e) = conntrack.remove_where(|k, _| gone_ids.contains(&k.endpoint_id)) {
-                    self.errors.push(format!("remove endpoints {gone_ids:?}: conntrack: {e}"));
-                }
-            }
-        }
-
-        // Identities: stable numbers for known label sets.
-        for (key, pod) in &pods {
-            let ns_labels = namespaces.get(&pod.namespace).map(|n| n.labels.clone()).unwrap_or_default();
-            let labels = pod_security_labels(
-                pod.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-                &pod.namespace,
-                ns_labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-                &pod.service_account,
-            );
-            let previous = self.endpoints.get(key).map(|l| l.labels.clone());
-            if previous.as_ref() == Some(&labels) {
-                continue;
-            }
-            if let Some(old) = previous {
-                self.identities.release(&old);
-            }
-            let text = labels.to_string();
-            let identity = match (self.identities.get(&labels), self.persisted.identities.get(&text)) {
-                (None, Some(&id)) if self.identities.restore(&labels, id) => id,
-                _ => self.identities.allocate(&labels).get(),
-            };
-            self.persisted.identities.insert(text, identity);
-            if let Some(live) = self.endpoints.get_mut(key) {
-                live.labels = labels;
-                live.identity = identity;
-                live.pod = pod.clone();
-                continue;
-            }
-            // A new endpoint, or one a previous agent left running.
-            let record = match self.persisted.endpoints.get(key) {
-                Some(r) => r.clone(),
-                None => match self.new_record(key, identity) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        self.errors.push(format!("endpoint {key}: {e}"));
-                        self.identities.release(&labels);
-                        continue;
-                    }
-                },
-            };
-            let shared = self.config.bpffs.clone();
-            match endpoint::create(&record, self.config.router(), &shared.join("endpoints"), &shared) {
-                Ok(datapath) => {
-                    let policy = datapath
-                        .read_policy()
-                        .map(|entries| entries.into_iter().map(|(k, v, _)| (k, v)).collect())
-                        .unwrap_or_default();
-                    self.persisted.endpoints.insert(key.clone(), record.clone());
-                    self.endpoints.insert(
-                        key.clone(),
-                        LiveEndpoint { record, pod: pod.clone(), labels, identity, datapath, policy },
-                    );
-                }
-                Err(e) => {
-                    self.errors.push(format!("endpoint {key}: {e}"));
-                    self.identities.release(&labels);
-                }
-            }
-        }
-        self.persisted.identities.retain(|_, id| self.identities.labels(*id).is_some());
-
-        // CIDR identities: one per prefix the policies name; numbers kept while the prefix is.
-        let cidrs: BTreeSet<Cidr> = self.policies.iter().flat_map(|p| p.cidrs()).collect();
-        self.cidr_ids.retain(|c, _| cidrs.contains(c));
-        for c in cidrs {
-            if !self.cidr_ids.contains_key(&c) {
-                let used: BTreeSet<u32> = self.cidr_ids.values().copied().collect();
-                let id = (FIRST_LOCAL_IDENTITY..).find(|i| !used.contains(i)).expect("local identities left");
-                self.cidr_ids.insert(c, id);
-            }
-        }
-
-        self.sync_ipcache();
-
-        let universe = Universe::new(
-            Labels::from_pairs([("kubernetes.io/hostname", self.config.node_name.as_str())]),
-            self.endpoints.values().map(|l| (l.identity, l.labels.clone())),
-            self.cidr_ids.iter().map(|(c, id)| (*id, *c)),
-        );
-        let (mut written, mut removed) = (0, 0);
-        for (key, live) in &mut self.endpoints {
-            let state = resolve_with(&self.policies, &live.labels, &universe, self.config.allow_localhost);
-            match live.datapath.apply_policy(&live.policy, &state) {
-                Ok((w, r)) => {
-                    written += w;
-                    removed += r;
-                    live.policy = state;
-                }
-                Err(e) => self.errors.push(format!("endpoint {key}: {e}")),
-            }
-        }
-        (written, removed)
-    }
-
-    fn new_record(&self, key: &str, identity: u32) -> Result<EndpointRecord, String> {
-        let used: BTreeSet<Ipv4Addr> = self.persisted.endpoints.values().map(|r| r.ipv4).collect();
-        let IpAddr::V4(base) = self.config.pod_cidr.addr else { return Err("the pod CIDR must be IPv4".into()) };
-        let size = 1u32 << (32 - self.config.pod_cidr.len as u32);
-        let ipv4 = (2..size.saturating_sub(1))
-            .map(|i| Ipv4Addr::from(u32::from(base) + i))
-            .find(|a| !used.contains(a))
-            .ok_or_else(|| format!("pod CIDR {} is full", self.config.pod_cidr))?;
-        let id = (1..).find(|i| !self.persisted.endpoints.values().any(|r| r.id == *i)).expect("ids left");
-        // Interface and namespace names are unique per node and pod, and short (IFNAMSIZ).
-        let hash = format!("{}/{key}", self.config.node_name)
-            .bytes()
-            .fold(0x811c9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x01000193));
-        Ok(EndpointRecord {
-            id,
-            pod: key.to_string(),
-            ipv4,
-            netns: format!("{}-{}", self.config.node_name, key.replace('/', "-")),
-            host_if: format!("lxc{hash:08x}"),
-            identity,
-        })
-    }
-
-    fn sync_ipcache(&mut self) {
-        let mut desired: BTreeMap<Cidr, u32> = BTreeMap::new();
-        let host = |a: Ipv4Addr| Cidr::new(IpAddr::V4(a), 32).expect("host prefix");
-        desired.insert(host(self.config.router()), ReservedIdentity::Host.id());
-        for live in self.endpoints.values() {
-            desired.insert(host(live.record.ipv4), live.identity);
-        }
-        for (c, id) in &self.cidr_ids {
-            desired.entry(*c).or_insert(*id);
-        }
-        for (c, id) in &desired {
-            if self.ipcache_state.get(c) != Some(id) {
-                if let Err(e) = self.ipcache.upsert(c, *id) {
-                    self.errors.push(e.to_string());
-                }
-            }
-        }
-        for c in self.ipcache_state.keys().filter(|c| !desired.contains_key(c)) {
-            if let Err(e) = self.ipcache.remove(c) {
-                self.errors.push(e.to_string());
-            }
-        }
-        self.ipcache_state = desired;
     }
 
     /// Live endpoints by pod key.
@@ -435,7 +285,7 @@ impl Agent {
         let mut out: Vec<(u32, String)> =
             ReservedIdentity::ALL.iter().filter(|r| r.id() != 0).map(|r| (r.id(), r.labels().to_string())).collect();
         out.extend(self.identities.iter().map(|(id, l)| (id, l.to_string())));
-        out.extend(self.cidr_ids.iter().map(|(c, id)| (*id, format!("cidr:{c},reserved:world"))));
+        out.extend(self.cidr_ids.iter().map(|(c, id)| (id, format!("cidr:{c},reserved:world"))));
         out
     }
 
@@ -464,14 +314,14 @@ impl Agent {
             "warnings": self.sources.warnings(),
             "conntrackGc": match &self.conntrack_gc.clock {
                 Ok(_) => serde_json::json!({"runs": self.conntrack_gc.runs, "removed": self.conntrack_gc.removed}),
-                Err(e) => serde_json::json!({"error": e}),
+                Err(e) => serde_json::json!({"error": e.to_string()}),
             },
         })
     }
 }
 
 /// Runs the agent until the process is stopped: syncs every `interval`, serves the API.
-pub fn run(config: AgentConfig, interval: Duration) -> Result<(), String> {
+pub fn run(config: AgentConfig, interval: Duration) -> Result<(), AgentError> {
     let socket = config.socket();
     let agent = Arc::new(Mutex::new(Agent::new(config)?));
     agent.lock().expect("not poisoned").sync(true);
@@ -479,7 +329,7 @@ pub fn run(config: AgentConfig, interval: Duration) -> Result<(), String> {
     loop {
         std::thread::sleep(interval);
         if server.is_finished() {
-            return Err("API server stopped".into());
+            return Err(AgentError::ApiStopped);
         }
         let mut a = agent.lock().expect("not poisoned");
         if a.sync(false) {
@@ -495,16 +345,15 @@ pub fn run(config: AgentConfig, interval: Duration) -> Result<(), String> {
 
 /// Removes everything an agent with `config` made: endpoints (namespaces, veths, pins), the
 /// node's pins, the API socket. The state directory itself stays.
-pub fn reset(config: &AgentConfig) -> Result<(), String> {
-    let persisted: Persisted = std::fs::read(config.state_dir.join("state.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
+pub fn reset(config: &AgentConfig) -> Result<(), AgentError> {
+    // A state file that no longer reads leaves nothing to remove by it.
+    let persisted = Persisted::load(&config.state_dir).unwrap_or_default();
     for record in persisted.endpoints.values() {
         endpoint::remove(record, None)?;
     }
     if config.bpffs.exists() {
-        std::fs::remove_dir_all(&config.bpffs).map_err(|e| format!("{}: {e}", config.bpffs.display()))?;
+        std::fs::remove_dir_all(&config.bpffs)
+            .map_err(|source| AgentError::Directory { path: config.bpffs.clone(), source })?;
     }
     let _ = std::fs::remove_file(config.state_dir.join("state.json"));
     let _ = std::fs::remove_file(config.socket());

@@ -27,21 +27,41 @@ pub struct Sources {
 /// Whether a file decodes into resources the agent can apply (with the warnings of fields the
 /// API server would prune); the policy fields not enforced yet are refused here, naming the
 /// field.
-pub fn check(file: &Path) -> Result<Parsed, String> {
-    let parsed = manifest::read(file, false).map_err(|e| e.to_string())?;
+pub fn check(file: &Path) -> Result<Parsed, SourceError> {
+    let parsed = manifest::read(file, false)?;
     for r in &parsed.resources {
         if let Resource::Policy(p) = r {
             if let Some((origin, what)) = p.unenforced().into_iter().next() {
-                return Err(format!(
-                    "policy {}:{}: {}: {what} is validated but not enforced yet; the policy is not applied",
-                    file.display(),
-                    origin.line,
-                    origin.field
-                ));
+                return Err(SourceError::Unenforced {
+                    file: file.to_path_buf(),
+                    line: origin.line,
+                    field: origin.field,
+                    what,
+                });
             }
         }
     }
     Ok(parsed)
+}
+
+/// Why a file's resources are not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// It does not decode.
+    #[error(transparent)]
+    Manifest(#[from] manifest::error::ManifestError),
+    /// A policy uses a field that is validated but not enforced yet.
+    #[error("policy {}:{line}: {field}: {what} is validated but not enforced yet; the policy is not applied", file.display())]
+    Unenforced {
+        /// The file.
+        file: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// The field path.
+        field: String,
+        /// What is not enforced.
+        what: &'static str,
+    },
 }
 
 impl Sources {
@@ -81,8 +101,8 @@ impl Sources {
                 }
                 Err(error) => {
                     let previous = self.files.remove(&path).map(|f| f.resources).unwrap_or_default();
-                    let state =
-                        FileState { fingerprint, resources: previous, warnings: Vec::new(), error: Some(error) };
+                    let error = Some(error.to_string());
+                    let state = FileState { fingerprint, resources: previous, warnings: Vec::new(), error };
                     self.files.insert(path, state);
                 }
             }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use netstack_ref::agent::api::{call, Request};
+use netstack_ref::agent::api::{call, ApiError, Request};
 use netstack_ref::agent::{self, sources, AgentConfig};
 use netstack_ref::policy::api::Cidr;
 use netstack_ref::policy::AllowLocalhost;
@@ -158,7 +158,40 @@ enum BpfPolicyCommand {
     },
 }
 
-fn ask(state: &State, request: Request) -> Result<serde_json::Value, String> {
+/// What the command line reports when a command fails.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error(transparent)]
+    Agent(#[from] agent::AgentError),
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error(transparent)]
+    Plumbing(#[from] agent::netns::PlumbingError),
+    #[error(transparent)]
+    Demo(#[from] netstack_ref::demo::DemoError),
+    #[error(transparent)]
+    Source(#[from] sources::SourceError),
+    #[error(transparent)]
+    Manifest(#[from] netstack_ref::manifest::error::ManifestError),
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--pod-cidr {0:?} is not a CIDR")]
+    PodCidr(String),
+    #[error("{0}: a file name is needed")]
+    NoFileName(PathBuf),
+}
+
+fn io_error(what: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> CliError {
+    let path = path.to_path_buf();
+    move |source| CliError::Io { what, path, source }
+}
+
+fn ask(state: &State, request: Request) -> Result<serde_json::Value, ApiError> {
     call(&state.state_dir.join("agent.sock"), &request)
 }
 
@@ -203,7 +236,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<(), String> {
+fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Agent { state, manifests, netns, node_name, pod_cidr, allow_localhost } => {
             if let Some(name) = &netns {
@@ -215,22 +248,21 @@ fn run(cli: Cli) -> Result<(), String> {
             agent::netns::sysctl("net/ipv6/conf/default/disable_ipv6", "1")?;
             let mut config = AgentConfig::new(&state.state_dir, manifests);
             config.node_name = node_name;
-            config.pod_cidr = Cidr::parse(&pod_cidr).ok_or_else(|| format!("--pod-cidr {pod_cidr:?} is not a CIDR"))?;
+            config.pod_cidr = Cidr::parse(&pod_cidr).ok_or(CliError::PodCidr(pod_cidr))?;
             config.allow_localhost = AllowLocalhost::from_name(&allow_localhost).unwrap_or_default();
-            agent::run(config, Duration::from_millis(200))
+            Ok(agent::run(config, Duration::from_millis(200))?)
         }
-        Command::Demo => netstack_ref::demo::run(),
+        Command::Demo => Ok(netstack_ref::demo::run()?),
         Command::Apply { state, file } => {
             for warning in sources::check(&file)?.warnings {
                 eprintln!("warning: {warning}");
             }
             let dir = state.state_dir.join("applied");
-            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-            let name = file.file_name().ok_or("a file name is needed")?;
+            std::fs::create_dir_all(&dir).map_err(io_error("create", &dir))?;
+            let name = file.file_name().ok_or_else(|| CliError::NoFileName(file.clone()))?;
             let tmp = dir.join(".incoming");
-            std::fs::copy(&file, &tmp)
-                .and_then(|_| std::fs::rename(&tmp, dir.join(name)))
-                .map_err(|e| e.to_string())?;
+            std::fs::copy(&file, &tmp).map_err(io_error("copy", &file))?;
+            std::fs::rename(&tmp, dir.join(name)).map_err(io_error("rename", &tmp))?;
             match ask(&state, Request::Sync) {
                 Ok(_) => println!("applied {}", file.display()),
                 Err(_) => {
@@ -240,9 +272,9 @@ fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Delete { state, file } => {
-            let name = file.file_name().ok_or("a file name is needed")?;
+            let name = file.file_name().ok_or_else(|| CliError::NoFileName(file.clone()))?;
             let path = state.state_dir.join("applied").join(name);
-            std::fs::remove_file(&path).map_err(|e| format!("{} was not applied: {e}", file.display()))?;
+            std::fs::remove_file(&path).map_err(io_error("withdraw (was it applied?)", &file))?;
             let _ = ask(&state, Request::Sync);
             println!("deleted {}", file.display());
             Ok(())
@@ -292,7 +324,7 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Policy { command: PolicyCommand::Validate { files, strict } } => {
             for file in &files {
-                let parsed = netstack_ref::manifest::read(file, strict).map_err(|e| e.to_string())?;
+                let parsed = netstack_ref::manifest::read(file, strict)?;
                 for warning in &parsed.warnings {
                     eprintln!("warning: {warning}");
                 }
@@ -327,6 +359,6 @@ fn run(cli: Cli) -> Result<(), String> {
             print(ask(&state, Request::BpfPolicyGet { endpoint })?, json, &columns);
             Ok(())
         }
-        Command::Reset { state } => agent::reset(&AgentConfig::new(&state.state_dir, None)),
+        Command::Reset { state } => Ok(agent::reset(&AgentConfig::new(&state.state_dir, None))?),
     }
 }

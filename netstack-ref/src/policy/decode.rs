@@ -254,7 +254,9 @@ pub fn selector(node: &Node<'_, '_>) -> Result<LabelSelector, Located> {
         let pairs = labels.string_map()?;
         let keys = labels.fields()?;
         for (k, v) in &pairs {
-            label_valid(k, std::slice::from_ref(v)).map_err(|message| keys.error(k, message))?;
+            if let Some(message) = label_problem(k, std::slice::from_ref(v)) {
+                return Err(keys.error(k, message));
+            }
         }
         sel.match_labels = pairs.into_iter().map(|(k, v)| (strip_source(&k).to_string(), v)).collect();
     }
@@ -283,7 +285,9 @@ pub fn selector(node: &Node<'_, '_>) -> Result<LabelSelector, Located> {
                 }
                 _ => {}
             }
-            label_valid(&key, &values).map_err(|message| e.error("key", message))?;
+            if let Some(message) = label_problem(&key, &values) {
+                return Err(e.error("key", message));
+            }
             e.finish(&["key", "operator", "values"])?;
             sel.match_expressions.push(Requirement { key: strip_source(&key).to_string(), operator, values });
         }
@@ -292,11 +296,11 @@ pub fn selector(node: &Node<'_, '_>) -> Result<LabelSelector, Located> {
     Ok(sel)
 }
 
-/// Kubernetes' label syntax (ValidateLabelSelector, which Cilium's EndpointSelector validation
+/// What is wrong with a label by Kubernetes' syntax (ValidateLabelSelector, which Cilium's EndpointSelector validation
 /// runs): a key is an optional DNS-subdomain prefix and `/`, then a name of at most 63
 /// alphanumerics, `-`, `_` and `.`, starting and ending alphanumeric; a value is such a name or
 /// empty. Cilium's source prefixes (`k8s:`, `reserved:`, …) come off the key first.
-fn label_valid(key: &str, values: &[String]) -> Result<(), String> {
+fn label_problem(key: &str, values: &[String]) -> Option<String> {
     fn name_ok(name: &str) -> bool {
         let ends = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
         name.len() <= 63
@@ -324,12 +328,9 @@ fn label_valid(key: &str, values: &[String]) -> Result<(), String> {
     // Reserved labels (`reserved:host`) are Cilium's own names.
     let reserved = key.starts_with("reserved:") && !bare.is_empty();
     if !(key_ok || reserved) {
-        return Err(format!("{key:?} is not a valid label key"));
+        return Some(format!("{key:?} is not a valid label key"));
     }
-    match values.iter().find(|v| !v.is_empty() && !name_ok(v)) {
-        Some(v) => Err(format!("{v:?} is not a valid label value")),
-        None => Ok(()),
-    }
+    values.iter().find(|v| !v.is_empty() && !name_ok(v)).map(|v| format!("{v:?} is not a valid label value"))
 }
 
 fn cidr(node: &Node<'_, '_>) -> Result<Cidr, Located> {
@@ -452,7 +453,9 @@ fn port_rule(node: &Node<'_, '_>, section: Section) -> Result<PortRule, Located>
             }
         }
         r.finish_ref(&["http", "dns"])?;
-        l7_valid(&l7, &ports, section).map_err(|message| f.error("rules", message))?;
+        if let Some(message) = l7_problem(&l7, &ports, section) {
+            return Err(f.error("rules", message));
+        }
     }
     f.finish(&["ports", "rules"])?;
     Ok(PortRule { ports, l7, origin: origin(node) })
@@ -583,39 +586,39 @@ const ICMPV6_NAMES: &[(&str, u8)] = &[
 const MAX_PORTS: usize = 40;
 const MAX_ICMP_FIELDS: usize = 40;
 
-/// pkg/policy/api/rule_validation.go (PortRule.Validate, L7Rules.Validate): what L7 rules
-/// may stand with.
-fn l7_valid(l7: &[L7Rule], ports: &[PortProtocol], section: Section) -> Result<(), String> {
+/// What is wrong with L7 rules where they stand (pkg/policy/api/rule_validation.go:
+/// PortRule.Validate, L7Rules.Validate), if anything.
+fn l7_problem(l7: &[L7Rule], ports: &[PortProtocol], section: Section) -> Option<String> {
     let http = l7.iter().any(|r| matches!(r, L7Rule::Http { .. }));
     let dns = l7.iter().any(|r| matches!(r, L7Rule::Dns(_)));
     if http && dns {
-        return Err("multiple L7 protocol rule types specified in single rule".into());
+        return Some("multiple L7 protocol rule types specified in single rule".into());
     }
     if section.host && (section.direction == Direction::Ingress || http) {
-        return Err(format!(
+        return Some(format!(
             "L7 protocol {} is not supported on host {} yet",
             if http { "HTTP" } else { "DNS" },
             if section.direction == Direction::Ingress { "ingress" } else { "egress" }
         ));
     }
     if dns && section.direction == Direction::Ingress {
-        return Err("DNS rules are not allowed on ingress".into());
+        return Some("DNS rules are not allowed on ingress".into());
     }
     if dns && ports.is_empty() {
-        return Err("port 53 must be specified for DNS rules".into());
+        return Some("port 53 must be specified for DNS rules".into());
     }
     if ports.iter().any(|p| p.port == 0) {
-        return Err("L7 rules can not be used when a port is 0".into());
+        return Some("L7 rules can not be used when a port is 0".into());
     }
     for p in ports {
         if dns && p.end_port.is_some_and(|end| end > p.port) {
-            return Err("DNS rules do not support port ranges".into());
+            return Some("DNS rules do not support port ranges".into());
         }
         if !dns && p.protocol != Protocol::Tcp {
-            return Err(format!("L7 rules can only apply to TCP (not {}) except for DNS rules", p.protocol.name()));
+            return Some(format!("L7 rules can only apply to TCP (not {}) except for DNS rules", p.protocol.name()));
         }
     }
-    Ok(())
+    None
 }
 
 fn icmp_field(node: &Node<'_, '_>) -> Result<IcmpType, Located> {

@@ -1,0 +1,304 @@
+//! The agent's reconcile, as named steps: read the desired state, remove what is gone, bring
+//! endpoints and their identities up, name CIDR identities, write the ipcache, write each
+//! endpoint's policy map. The decisions (security labels, addresses, the ipcache's contents)
+//! are pure functions, tested here; the steps apply them.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use super::endpoint::{self, EndpointRecord};
+use super::{Agent, AgentError, LiveEndpoint};
+use crate::datapath::Conntrack;
+use crate::identity::{pod_security_labels, Labels, ReservedIdentity};
+use crate::manifest::{Namespace, Pod, Resource};
+use crate::policy::api::Cidr;
+use crate::policy::{resolve_with, Policy, Universe};
+
+/// What the sources ask for.
+#[derive(Debug, Default)]
+pub struct Desired {
+    /// Namespaces by name.
+    pub namespaces: BTreeMap<String, Namespace>,
+    /// Pods by `namespace/name`.
+    pub pods: BTreeMap<String, Pod>,
+    /// Policies in force.
+    pub policies: Vec<Policy>,
+}
+
+impl Desired {
+    /// Sorts resources by kind.
+    pub fn read(resources: Vec<Resource>) -> Desired {
+        let mut desired = Desired::default();
+        for r in resources {
+            match r {
+                Resource::Namespace(n) => {
+                    desired.namespaces.insert(n.name.clone(), n);
+                }
+                Resource::Pod(p) => {
+                    desired.pods.insert(format!("{}/{}", p.namespace, p.name), p);
+                }
+                Resource::Policy(p) => desired.policies.push(p),
+            }
+        }
+        desired
+    }
+
+    /// A pod's security labels: its own, its namespace's, its service account.
+    pub fn security_labels(&self, pod: &Pod) -> Labels {
+        let ns_labels = self.namespaces.get(&pod.namespace).map(|n| n.labels.clone()).unwrap_or_default();
+        pod_security_labels(
+            pod.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            &pod.namespace,
+            ns_labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            &pod.service_account,
+        )
+    }
+}
+
+/// A new endpoint's record: the lowest free endpoint id, the lowest free address of the pod
+/// CIDR past its gateway, interface and namespace names unique to node and pod (and short:
+/// IFNAMSIZ).
+pub fn new_record(
+    existing: &BTreeMap<String, EndpointRecord>,
+    node: &str,
+    pod_cidr: &Cidr,
+    key: &str,
+    identity: u32,
+) -> Result<EndpointRecord, AgentError> {
+    let IpAddr::V4(base) = pod_cidr.addr else { return Err(AgentError::PodCidrNotIpv4(*pod_cidr)) };
+    let size = 1u32 << (32 - pod_cidr.len as u32);
+    let ipv4 = (2..size.saturating_sub(1))
+        .map(|i| Ipv4Addr::from(u32::from(base) + i))
+        .find(|a| !existing.values().any(|r| r.ipv4 == *a))
+        .ok_or(AgentError::PodCidrFull(*pod_cidr))?;
+    let id = (1..).find(|i| !existing.values().any(|r| r.id == *i)).expect("ids left");
+    let hash = format!("{node}/{key}").bytes().fold(0x811c9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x01000193));
+    Ok(EndpointRecord {
+        id,
+        pod: key.to_string(),
+        ipv4,
+        netns: format!("{node}-{}", key.replace('/', "-")),
+        host_if: format!("lxc{hash:08x}"),
+        identity,
+    })
+}
+
+/// What the ipcache should hold: the gateway as the host, every endpoint's address, and the
+/// policies' CIDRs (an endpoint's own /32 wins over a CIDR naming the same prefix).
+pub fn desired_ipcache<'a>(
+    router: Ipv4Addr,
+    endpoints: impl IntoIterator<Item = (Ipv4Addr, u32)>,
+    cidrs: impl IntoIterator<Item = (&'a Cidr, u32)>,
+) -> BTreeMap<Cidr, u32> {
+    let host = |a: Ipv4Addr| Cidr::new(IpAddr::V4(a), 32).expect("host prefix");
+    let mut desired = BTreeMap::new();
+    desired.insert(host(router), ReservedIdentity::Host.id());
+    for (addr, identity) in endpoints {
+        desired.insert(host(addr), identity);
+    }
+    for (c, id) in cidrs {
+        desired.entry(*c).or_insert(id);
+    }
+    desired
+}
+
+impl Agent {
+    /// Brings endpoints, identities, the ipcache and policy maps to the desired state; returns
+    /// the policy entries written and removed. Problems are kept in `errors`.
+    pub(super) fn reconcile(&mut self) -> (usize, usize) {
+        let desired = Desired::read(self.sources.resources());
+        self.remove_gone(&desired);
+        for (key, pod) in &desired.pods {
+            self.sync_endpoint(&desired, key, pod);
+        }
+        self.persisted.identities.retain(|_, id| self.identities.labels(*id).is_some());
+        self.policies = desired.policies;
+        self.cidr_ids.sync(self.policies.iter().flat_map(|p| p.cidrs()));
+        self.sync_ipcache();
+        self.sync_policy_maps()
+    }
+
+    /// Removes the endpoints whose pods are gone, and forgets their connections (one walk of
+    /// the table for all), so a pod that later gets the address starts clean.
+    fn remove_gone(&mut self, desired: &Desired) {
+        let gone: Vec<String> =
+            self.persisted.endpoints.keys().filter(|k| !desired.pods.contains_key(*k)).cloned().collect();
+        let mut gone_ids = Vec::new();
+        for key in gone {
+            let record = self.persisted.endpoints.remove(&key).expect("listed");
+            let live = self.endpoints.remove(&key);
+            if let Some(l) = &live {
+                self.identities.release(&l.labels);
+            }
+            if let Err(e) = endpoint::remove(&record, live.map(|l| l.datapath)) {
+                self.errors.push(format!("remove {e}"));
+            }
+            gone_ids.push(record.id);
+        }
+        if gone_ids.is_empty() {
+            return;
+        }
+        if let Ok(conntrack) = Conntrack::open(&self.config.bpffs) {
+            if let Err(e) = conntrack.remove_where(|k, _| gone_ids.contains(&k.endpoint_id)) {
+                self.errors.push(format!("remove endpoints {gone_ids:?}: conntrack: {e}"));
+            }
+        }
+    }
+
+    /// Gives the pod its identity (stable numbers for known label sets) and, when it has none
+    /// yet, an endpoint — a new one or the one a previous agent left running.
+    fn sync_endpoint(&mut self, desired: &Desired, key: &str, pod: &Pod) {
+        let labels = desired.security_labels(pod);
+        let previous = self.endpoints.get(key).map(|l| l.labels.clone());
+        if previous.as_ref() == Some(&labels) {
+            return;
+        }
+        if let Some(old) = previous {
+            self.identities.release(&old);
+        }
+        let text = labels.to_string();
+        let identity = match (self.identities.get(&labels), self.persisted.identities.get(&text)) {
+            (None, Some(&id)) if self.identities.restore(&labels, id) => id,
+            _ => self.identities.allocate(&labels).get(),
+        };
+        self.persisted.identities.insert(text, identity);
+        if let Some(live) = self.endpoints.get_mut(key) {
+            live.labels = labels;
+            live.identity = identity;
+            live.pod = pod.clone();
+            return;
+        }
+        match self.start_endpoint(key, identity) {
+            Ok((record, datapath)) => {
+                let policy = datapath
+                    .read_policy()
+                    .map(|entries| entries.into_iter().map(|(k, v, _)| (k, v)).collect())
+                    .unwrap_or_default();
+                self.persisted.endpoints.insert(key.to_owned(), record.clone());
+                let live = LiveEndpoint { record, pod: pod.clone(), labels, identity, datapath, policy };
+                self.endpoints.insert(key.to_owned(), live);
+            }
+            Err(e) => {
+                self.errors.push(e.to_string());
+                self.identities.release(&labels);
+            }
+        }
+    }
+
+    fn start_endpoint(
+        &self,
+        key: &str,
+        identity: u32,
+    ) -> Result<(EndpointRecord, crate::datapath::EndpointDatapath), AgentError> {
+        let record = match self.persisted.endpoints.get(key) {
+            Some(r) => r.clone(),
+            None => {
+                new_record(&self.persisted.endpoints, &self.config.node_name, &self.config.pod_cidr, key, identity)?
+            }
+        };
+        let shared = &self.config.bpffs;
+        let datapath = endpoint::create(&record, self.config.router(), &shared.join("endpoints"), shared)?;
+        Ok((record, datapath))
+    }
+
+    /// Writes what changed in the ipcache and removes what is no longer wanted.
+    fn sync_ipcache(&mut self) {
+        let desired = desired_ipcache(
+            self.config.router(),
+            self.endpoints.values().map(|l| (l.record.ipv4, l.identity)),
+            self.cidr_ids.iter(),
+        );
+        for (c, id) in &desired {
+            if self.ipcache_state.get(c) != Some(id) {
+                if let Err(e) = self.ipcache.upsert(c, *id) {
+                    self.errors.push(e.to_string());
+                }
+            }
+        }
+        for c in self.ipcache_state.keys().filter(|c| !desired.contains_key(c)) {
+            if let Err(e) = self.ipcache.remove(c) {
+                self.errors.push(e.to_string());
+            }
+        }
+        self.ipcache_state = desired;
+    }
+
+    /// Resolves policy for every endpoint and writes what changed into its map.
+    fn sync_policy_maps(&mut self) -> (usize, usize) {
+        let universe = Universe::new(
+            Labels::from_pairs([("kubernetes.io/hostname", self.config.node_name.as_str())]),
+            self.endpoints.values().map(|l| (l.identity, l.labels.clone())),
+            self.cidr_ids.iter().map(|(c, id)| (id, *c)),
+        );
+        let (mut written, mut removed) = (0, 0);
+        for (key, live) in &mut self.endpoints {
+            let state = resolve_with(&self.policies, &live.labels, &universe, self.config.allow_localhost);
+            match live.datapath.apply_policy(&live.policy, &state) {
+                Ok((w, r)) => {
+                    written += w;
+                    removed += r;
+                    live.policy = state;
+                }
+                Err(e) => self.errors.push(format!("endpoint {key}: {e}")),
+            }
+        }
+        (written, removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: u32, last: u8) -> EndpointRecord {
+        EndpointRecord {
+            id,
+            pod: format!("ns/p{id}"),
+            ipv4: Ipv4Addr::new(10, 200, 0, last),
+            netns: String::new(),
+            host_if: String::new(),
+            identity: 256,
+        }
+    }
+
+    #[test]
+    fn new_endpoints_take_the_lowest_free_id_and_address() {
+        let cidr = Cidr::parse("10.200.0.0/29").unwrap();
+        let existing: BTreeMap<String, EndpointRecord> =
+            [("a".to_string(), record(1, 2)), ("b".to_string(), record(3, 4))].into();
+        let r = new_record(&existing, "node-1", &cidr, "shop/web", 300).unwrap();
+        assert_eq!((r.id, r.ipv4, r.identity), (2, Ipv4Addr::new(10, 200, 0, 3), 300));
+        assert_eq!(r.netns, "node-1-shop-web");
+        assert!(r.host_if.starts_with("lxc") && r.host_if.len() == 11);
+        let full: BTreeMap<String, EndpointRecord> = (2..7).map(|i| (format!("p{i}"), record(i as u32, i))).collect();
+        assert!(matches!(new_record(&full, "n", &cidr, "x/y", 1), Err(AgentError::PodCidrFull(_))));
+    }
+
+    #[test]
+    fn the_ipcache_holds_the_host_endpoints_and_cidrs() {
+        let cidr = Cidr::parse("10.200.0.5/32").unwrap();
+        let world = Cidr::parse("192.0.2.0/24").unwrap();
+        let ipcache = desired_ipcache(
+            Ipv4Addr::new(10, 200, 0, 1),
+            [(Ipv4Addr::new(10, 200, 0, 5), 300)],
+            [(&cidr, 1 << 24), (&world, (1 << 24) + 1)],
+        );
+        let host = Cidr::parse("10.200.0.1/32").unwrap();
+        assert_eq!(ipcache.get(&host), Some(&ReservedIdentity::Host.id()));
+        assert_eq!(ipcache.get(&cidr), Some(&300), "the endpoint's own /32 wins over a CIDR naming it");
+        assert_eq!(ipcache.get(&world), Some(&((1 << 24) + 1)));
+    }
+
+    #[test]
+    fn security_labels_carry_namespace_and_its_labels() {
+        let text = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {team: red}}\n---\n\
+                    apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: shop, labels: {app: web}}\n";
+        let desired = Desired::read(crate::manifest::parse(std::path::Path::new("d.yaml"), text).unwrap());
+        let labels = desired.security_labels(&desired.pods["shop/web"]);
+        assert_eq!(
+            labels.to_string(),
+            "app=web,io.cilium.k8s.namespace.labels.team=red,io.cilium.k8s.policy.serviceaccount=default,\
+             io.kubernetes.pod.namespace=shop"
+        );
+    }
+}
