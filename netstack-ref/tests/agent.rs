@@ -93,6 +93,9 @@ fn policy_changes_restarts_and_downtime_keep_traffic_as_the_policy_says() {
     std::fs::write(manifests.join("policy.yaml"), ONLY_PORT_80.replace("TCP", "TPC")).unwrap();
     std::thread::sleep(Duration::from_millis(600));
     let status = call(&node.config.socket(), &Request::Status).unwrap();
+    // The CLI reads the same JSON into the typed struct the agent wrote it from.
+    let typed: netstack_ref::agent::api_types::Status = serde_json::from_value(status.clone()).unwrap();
+    assert_eq!((typed.endpoints, typed.policies, typed.allow_localhost.as_str()), (2, 1, "always"));
     let errors = status["errors"].to_string();
     assert!(errors.contains("policy.yaml:8: spec.ingress[0].toPorts[0].ports[0].protocol"), "{errors}");
     // Conntrack garbage collection has run (on the first pass of the agent's loop) and found

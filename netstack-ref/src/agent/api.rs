@@ -9,6 +9,7 @@ use std::thread::JoinHandle;
 
 use serde::{Deserialize, Serialize};
 
+use super::api_types::{EndpointRow, IdentityRow, PolicyEntryRow, PolicyRow, VerdictRow};
 use super::Agent;
 use crate::datapath::abi::reason_name;
 use crate::policy::resolve::describe_key;
@@ -80,63 +81,77 @@ fn find<'a>(agent: &'a Agent, endpoint: &str) -> Result<&'a super::LiveEndpoint,
 
 /// Answers one request.
 pub fn handle(agent: &mut Agent, request: &Request) -> Result<serde_json::Value, ApiError> {
-    use serde_json::json;
     Ok(match request {
-        Request::Status => agent.status(),
+        Request::Status => serde_json::to_value(agent.status())?,
         Request::Sync => {
             agent.sync(true);
-            agent.status()
+            serde_json::to_value(agent.status())?
         }
-        Request::EndpointList => json!(agent
-            .endpoints()
-            .values()
-            .map(|l| json!({
-                "id": l.record.id,
-                "pod": l.record.pod,
-                "ipv4": l.record.ipv4,
-                "identity": l.identity,
-                "interface": l.record.host_if,
-                "netns": l.record.netns,
-                "labels": l.labels.to_string(),
-                "policyEntries": l.policy.len(),
-            }))
-            .collect::<Vec<_>>()),
+        Request::EndpointList => serde_json::to_value(endpoint_rows(agent))?,
         Request::IdentityList => {
-            json!(agent.identities().iter().map(|(id, l)| json!({"identity": id, "labels": l})).collect::<Vec<_>>())
+            let rows: Vec<IdentityRow> =
+                agent.identities().into_iter().map(|(identity, labels)| IdentityRow { identity, labels }).collect();
+            serde_json::to_value(rows)?
         }
-        Request::PolicyGet => json!(agent
-            .policies()
-            .iter()
-            .map(|p| json!({
-                "kind": if p.namespace.is_some() { "CiliumNetworkPolicy" } else { "CiliumClusterwideNetworkPolicy" },
-                "name": p.key(),
-                "rules": p.rules.len(),
-            }))
-            .collect::<Vec<_>>()),
+        Request::PolicyGet => serde_json::to_value(policy_rows(agent))?,
         Request::BpfPolicyGet { endpoint } => {
-            let live = find(agent, endpoint)?;
-            let entries = live.datapath.read_policy().map_err(|e| ApiError::Agent(e.to_string()))?;
-            json!(entries
+            let entries = find(agent, endpoint)?.datapath.read_policy().map_err(|e| ApiError::Agent(e.to_string()))?;
+            let rows: Vec<PolicyEntryRow> = entries
                 .iter()
-                .map(|(k, v, packets)| json!({
-                    "direction": k.direction,
-                    "identity": k.identity,
-                    "l4": describe_key(k),
-                    "verdict": if v.deny { "deny" } else { "allow" },
-                    "proxyPort": v.proxy_port,
-                    "packets": packets,
-                }))
-                .collect::<Vec<_>>())
+                .map(|(k, v, packets)| PolicyEntryRow {
+                    direction: k.direction,
+                    identity: k.identity,
+                    l4: describe_key(k),
+                    verdict: if v.deny { "deny" } else { "allow" }.into(),
+                    proxy_port: v.proxy_port,
+                    packets: *packets,
+                })
+                .collect();
+            serde_json::to_value(rows)?
         }
         Request::EndpointVerdicts { endpoint } => {
-            let live = find(agent, endpoint)?;
-            let rows = live.datapath.verdicts().map_err(|e| ApiError::Agent(e.to_string()))?;
-            json!(rows
+            let rows = find(agent, endpoint)?.datapath.verdicts().map_err(|e| ApiError::Agent(e.to_string()))?;
+            let rows: Vec<VerdictRow> = rows
                 .iter()
-                .map(|(d, r, c)| json!({"direction": d, "reason": reason_name(*r), "packets": c.packets, "bytes": c.bytes}))
-                .collect::<Vec<_>>())
+                .map(|(direction, r, c)| VerdictRow {
+                    direction: *direction,
+                    reason: reason_name(*r),
+                    packets: c.packets,
+                    bytes: c.bytes,
+                })
+                .collect();
+            serde_json::to_value(rows)?
         }
     })
+}
+
+fn endpoint_rows(agent: &Agent) -> Vec<EndpointRow> {
+    agent
+        .endpoints()
+        .values()
+        .map(|l| EndpointRow {
+            id: l.record.id,
+            pod: l.record.pod.clone(),
+            ipv4: l.record.ipv4,
+            identity: l.identity,
+            interface: l.record.host_if.clone(),
+            netns: l.record.netns.clone(),
+            labels: l.labels.to_string(),
+            policy_entries: l.policy.len(),
+        })
+        .collect()
+}
+
+fn policy_rows(agent: &Agent) -> Vec<PolicyRow> {
+    agent
+        .policies()
+        .iter()
+        .map(|p| PolicyRow {
+            kind: if p.namespace.is_some() { "CiliumNetworkPolicy" } else { "CiliumClusterwideNetworkPolicy" }.into(),
+            name: p.key(),
+            rules: p.rules.len(),
+        })
+        .collect()
 }
 
 /// Serves `socket` on a thread until the process ends.

@@ -4,6 +4,7 @@
 //! (or a crash) leaves traffic flowing; the next agent adopts the pins and re-syncs.
 
 pub mod api;
+pub mod api_types;
 pub mod endpoint;
 pub mod netns;
 pub mod probe;
@@ -295,28 +296,33 @@ impl Agent {
     }
 
     /// Status facts for `netstack status`.
-    pub fn status(&self) -> serde_json::Value {
-        serde_json::json!({
-            "node": self.config.node_name,
-            "podCIDR": self.config.pod_cidr.to_string(),
-            "allowLocalhost": self.config.allow_localhost.name(),
-            "bpffs": self.config.bpffs,
-            "uptimeSeconds": self.started.elapsed().as_secs(),
-            "endpoints": self.endpoints.len(),
-            "policies": self.policies.len(),
-            "identities": self.identities.iter().count(),
-            "syncs": self.syncs,
-            "lastSync": self.last_sync.map(|(d, w, r)| serde_json::json!({
-                "micros": d.as_micros() as u64, "entriesWritten": w, "entriesRemoved": r
-            })),
-            "files": self.sources.files().iter().map(|(p, n)| serde_json::json!({"file": p, "resources": n})).collect::<Vec<_>>(),
-            "errors": self.errors,
-            "warnings": self.sources.warnings(),
-            "conntrackGc": match &self.conntrack_gc.clock {
-                Ok(_) => serde_json::json!({"runs": self.conntrack_gc.runs, "removed": self.conntrack_gc.removed}),
-                Err(e) => serde_json::json!({"error": e.to_string()}),
+    pub fn status(&self) -> api_types::Status {
+        use api_types::{ConntrackGcStatus, FileStatus, LastSync, Status};
+        Status {
+            node: self.config.node_name.clone(),
+            pod_cidr: self.config.pod_cidr.to_string(),
+            allow_localhost: self.config.allow_localhost.name().into(),
+            bpffs: self.config.bpffs.clone(),
+            uptime_seconds: self.started.elapsed().as_secs(),
+            endpoints: self.endpoints.len(),
+            policies: self.policies.len(),
+            identities: self.identities.iter().count(),
+            syncs: self.syncs,
+            last_sync: self.last_sync.map(|(d, w, r)| LastSync {
+                micros: d.as_micros() as u64,
+                entries_written: w,
+                entries_removed: r,
+            }),
+            files: self.sources.files().into_iter().map(|(file, resources)| FileStatus { file, resources }).collect(),
+            errors: self.errors.clone(),
+            warnings: self.sources.warnings(),
+            conntrack_gc: match &self.conntrack_gc.clock {
+                Ok(_) => {
+                    ConntrackGcStatus::Running { runs: self.conntrack_gc.runs, removed: self.conntrack_gc.removed }
+                }
+                Err(e) => ConntrackGcStatus::Unavailable { error: e.to_string() },
             },
-        })
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use netstack_ref::agent::api::{call, ApiError, Request};
+use netstack_ref::agent::api_types::{ConntrackGcStatus, Status};
 use netstack_ref::agent::{self, sources, AgentConfig};
 use netstack_ref::policy::api::Cidr;
 use netstack_ref::policy::AllowLocalhost;
@@ -22,6 +23,15 @@ struct State {
     /// The agent's state directory (its API socket lives there).
     #[arg(long, default_value = "/var/run/netstack")]
     state_dir: PathBuf,
+}
+
+/// How a listing command prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Output {
+    /// Aligned columns.
+    Table,
+    /// The API's JSON (the typed structs of `agent::api_types`).
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -69,9 +79,9 @@ enum Command {
     Status {
         #[command(flatten)]
         state: State,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
+        /// Output format.
+        #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+        output: Output,
     },
     /// Endpoints.
     Endpoint {
@@ -106,9 +116,9 @@ enum ListOnly {
     List {
         #[command(flatten)]
         state: State,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
+        /// Output format.
+        #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+        output: Output,
     },
 }
 
@@ -118,9 +128,9 @@ enum PolicyCommand {
     Get {
         #[command(flatten)]
         state: State,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
+        /// Output format.
+        #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+        output: Output,
     },
     /// Checks files without an agent: exit status 1 and file:line: field: why on the first error.
     /// Fields the Kubernetes API server would prune (a top-level `description`, unknown
@@ -152,9 +162,9 @@ enum BpfPolicyCommand {
         state: State,
         /// Endpoint id or namespace/pod.
         endpoint: String,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
+        /// Output format.
+        #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+        output: Output,
     },
 }
 
@@ -218,8 +228,8 @@ fn table(rows: &serde_json::Value, columns: &[(&str, &str)]) {
     }
 }
 
-fn print(value: serde_json::Value, json: bool, columns: &[(&str, &str)]) {
-    if json {
+fn print(value: serde_json::Value, output: Output, columns: &[(&str, &str)]) {
+    if output == Output::Json {
         println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
     } else {
         table(&value, columns);
@@ -239,38 +249,10 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Agent { state, manifests, netns, node_name, pod_cidr, allow_localhost } => {
-            if let Some(name) = &netns {
-                agent::netns::enter(name)?;
-                agent::netns::ip(&["link", "set", "lo", "up"])?;
-            }
-            agent::netns::sysctl("net/ipv4/ip_forward", "1")?;
-            // Host-side veths carry IPv4 only (pods have no IPv6 yet).
-            agent::netns::sysctl("net/ipv6/conf/default/disable_ipv6", "1")?;
-            let mut config = AgentConfig::new(&state.state_dir, manifests);
-            config.node_name = node_name;
-            config.pod_cidr = Cidr::parse(&pod_cidr).ok_or(CliError::PodCidr(pod_cidr))?;
-            config.allow_localhost = AllowLocalhost::from_name(&allow_localhost).unwrap_or_default();
-            Ok(agent::run(config, Duration::from_millis(200))?)
+            run_agent(state, manifests, netns, node_name, pod_cidr, &allow_localhost)
         }
         Command::Demo => Ok(netstack_ref::demo::run()?),
-        Command::Apply { state, file } => {
-            for warning in sources::check(&file)?.warnings {
-                eprintln!("warning: {warning}");
-            }
-            let dir = state.state_dir.join("applied");
-            std::fs::create_dir_all(&dir).map_err(io_error("create", &dir))?;
-            let name = file.file_name().ok_or_else(|| CliError::NoFileName(file.clone()))?;
-            let tmp = dir.join(".incoming");
-            std::fs::copy(&file, &tmp).map_err(io_error("copy", &file))?;
-            std::fs::rename(&tmp, dir.join(name)).map_err(io_error("rename", &tmp))?;
-            match ask(&state, Request::Sync) {
-                Ok(_) => println!("applied {}", file.display()),
-                Err(_) => {
-                    println!("applied {} (the agent is not running; it takes effect when it starts)", file.display())
-                }
-            }
-            Ok(())
-        }
+        Command::Apply { state, file } => apply(&state, &file),
         Command::Delete { state, file } => {
             let name = file.file_name().ok_or_else(|| CliError::NoFileName(file.clone()))?;
             let path = state.state_dir.join("applied").join(name);
@@ -279,29 +261,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
             println!("deleted {}", file.display());
             Ok(())
         }
-        Command::Status { state, json } => {
-            let status = ask(&state, Request::Status)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&status).unwrap_or_default());
-            } else {
-                for key in ["node", "podCIDR", "endpoints", "identities", "policies", "syncs", "uptimeSeconds"] {
-                    println!("{key:<14} {}", status[key]);
-                }
-                let gc = &status["conntrackGc"];
-                match gc["error"].as_str() {
-                    Some(e) => println!("{:<14} unavailable: {e}", "conntrackGc"),
-                    None => println!(
-                        "{:<14} {} runs, {} idle connections removed",
-                        "conntrackGc", gc["runs"], gc["removed"]
-                    ),
-                }
-                for e in status["errors"].as_array().into_iter().flatten() {
-                    println!("error          {}", e.as_str().unwrap_or(""));
-                }
-            }
-            Ok(())
-        }
-        Command::Endpoint { command: ListOnly::List { state, json } } => {
+        Command::Status { state, output } => status(&state, output),
+        Command::Endpoint { command: ListOnly::List { state, output } } => {
             let columns = [
                 ("ID", "id"),
                 ("POD", "pod"),
@@ -311,44 +272,19 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 ("POLICY ENTRIES", "policyEntries"),
                 ("LABELS", "labels"),
             ];
-            print(ask(&state, Request::EndpointList)?, json, &columns);
+            print(ask(&state, Request::EndpointList)?, output, &columns);
             Ok(())
         }
-        Command::Identity { command: ListOnly::List { state, json } } => {
-            print(ask(&state, Request::IdentityList)?, json, &[("IDENTITY", "identity"), ("LABELS", "labels")]);
+        Command::Identity { command: ListOnly::List { state, output } } => {
+            print(ask(&state, Request::IdentityList)?, output, &[("IDENTITY", "identity"), ("LABELS", "labels")]);
             Ok(())
         }
-        Command::Policy { command: PolicyCommand::Get { state, json } } => {
-            print(ask(&state, Request::PolicyGet)?, json, &[("KIND", "kind"), ("NAME", "name"), ("RULES", "rules")]);
+        Command::Policy { command: PolicyCommand::Get { state, output } } => {
+            print(ask(&state, Request::PolicyGet)?, output, &[("KIND", "kind"), ("NAME", "name"), ("RULES", "rules")]);
             Ok(())
         }
-        Command::Policy { command: PolicyCommand::Validate { files, strict } } => {
-            for file in &files {
-                let parsed = netstack_ref::manifest::read(file, strict)?;
-                for warning in &parsed.warnings {
-                    eprintln!("warning: {warning}");
-                }
-                let mut notes = Vec::new();
-                for r in &parsed.resources {
-                    if let netstack_ref::manifest::Resource::Policy(p) = r {
-                        for (origin, what) in p.unenforced() {
-                            notes.push(format!(
-                                "{}:{}: {}: {what} is valid but not enforced yet",
-                                file.display(),
-                                origin.line,
-                                origin.field
-                            ));
-                        }
-                    }
-                }
-                println!("{}: valid ({} resources)", file.display(), parsed.resources.len());
-                for n in notes {
-                    println!("  note: {n}");
-                }
-            }
-            Ok(())
-        }
-        Command::Bpf { command: BpfCommand::Policy { command: BpfPolicyCommand::Get { state, endpoint, json } } } => {
+        Command::Policy { command: PolicyCommand::Validate { files, strict } } => validate(&files, strict),
+        Command::Bpf { command: BpfCommand::Policy { command: BpfPolicyCommand::Get { state, endpoint, output } } } => {
             let columns = [
                 ("DIRECTION", "direction"),
                 ("IDENTITY", "identity"),
@@ -356,9 +292,106 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 ("VERDICT", "verdict"),
                 ("PACKETS", "packets"),
             ];
-            print(ask(&state, Request::BpfPolicyGet { endpoint })?, json, &columns);
+            print(ask(&state, Request::BpfPolicyGet { endpoint })?, output, &columns);
             Ok(())
         }
         Command::Reset { state } => Ok(agent::reset(&AgentConfig::new(&state.state_dir, None))?),
     }
+}
+
+fn run_agent(
+    state: State,
+    manifests: Option<PathBuf>,
+    netns: Option<String>,
+    node_name: String,
+    pod_cidr: String,
+    allow_localhost: &str,
+) -> Result<(), CliError> {
+    if let Some(name) = &netns {
+        agent::netns::enter(name)?;
+        agent::netns::ip(&["link", "set", "lo", "up"])?;
+    }
+    agent::netns::sysctl("net/ipv4/ip_forward", "1")?;
+    // Host-side veths carry IPv4 only (pods have no IPv6 yet).
+    agent::netns::sysctl("net/ipv6/conf/default/disable_ipv6", "1")?;
+    let mut config = AgentConfig::new(&state.state_dir, manifests);
+    config.node_name = node_name;
+    config.pod_cidr = Cidr::parse(&pod_cidr).ok_or(CliError::PodCidr(pod_cidr))?;
+    config.allow_localhost = AllowLocalhost::from_name(allow_localhost).unwrap_or_default();
+    Ok(agent::run(config, Duration::from_millis(200))?)
+}
+
+fn apply(state: &State, file: &std::path::Path) -> Result<(), CliError> {
+    for warning in sources::check(file)?.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let dir = state.state_dir.join("applied");
+    std::fs::create_dir_all(&dir).map_err(io_error("create", &dir))?;
+    let name = file.file_name().ok_or_else(|| CliError::NoFileName(file.to_path_buf()))?;
+    let tmp = dir.join(".incoming");
+    std::fs::copy(file, &tmp).map_err(io_error("copy", file))?;
+    std::fs::rename(&tmp, dir.join(name)).map_err(io_error("rename", &tmp))?;
+    match ask(state, Request::Sync) {
+        Ok(_) => println!("applied {}", file.display()),
+        Err(_) => {
+            println!("applied {} (the agent is not running; it takes effect when it starts)", file.display())
+        }
+    }
+    Ok(())
+}
+
+fn status(state: &State, output: Output) -> Result<(), CliError> {
+    let status: Status = serde_json::from_value(ask(state, Request::Status)?).map_err(ApiError::from)?;
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&status).map_err(ApiError::from)?);
+        return Ok(());
+    }
+    println!("{:<14} {}", "node", status.node);
+    println!("{:<14} {}", "podCIDR", status.pod_cidr);
+    println!("{:<14} {}", "allowLocalhost", status.allow_localhost);
+    println!("{:<14} {}", "endpoints", status.endpoints);
+    println!("{:<14} {}", "identities", status.identities);
+    println!("{:<14} {}", "policies", status.policies);
+    println!("{:<14} {}", "syncs", status.syncs);
+    println!("{:<14} {}", "uptimeSeconds", status.uptime_seconds);
+    match status.conntrack_gc {
+        ConntrackGcStatus::Unavailable { error } => println!("{:<14} unavailable: {error}", "conntrackGc"),
+        ConntrackGcStatus::Running { runs, removed } => {
+            println!("{:<14} {runs} runs, {removed} idle connections removed", "conntrackGc")
+        }
+    }
+    for e in &status.errors {
+        println!("error          {e}");
+    }
+    for w in &status.warnings {
+        println!("warning        {w}");
+    }
+    Ok(())
+}
+
+fn validate(files: &[PathBuf], strict: bool) -> Result<(), CliError> {
+    for file in files {
+        let parsed = netstack_ref::manifest::read(file, strict)?;
+        for warning in &parsed.warnings {
+            eprintln!("warning: {warning}");
+        }
+        let mut notes = Vec::new();
+        for r in &parsed.resources {
+            if let netstack_ref::manifest::Resource::Policy(p) = r {
+                for (origin, what) in p.unenforced() {
+                    notes.push(format!(
+                        "{}:{}: {}: {what} is valid but not enforced yet",
+                        file.display(),
+                        origin.line,
+                        origin.field
+                    ));
+                }
+            }
+        }
+        println!("{}: valid ({} resources)", file.display(), parsed.resources.len());
+        for n in notes {
+            println!("  note: {n}");
+        }
+    }
+    Ok(())
 }

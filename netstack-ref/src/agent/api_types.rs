@@ -1,0 +1,156 @@
+//! What the local API answers, as typed structs shared by the agent (which fills them) and the
+//! CLI (which reads them): one definition of every field name.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::policy::Direction;
+
+/// `netstack status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    /// The node's name.
+    pub node: String,
+    /// Its pod CIDR.
+    #[serde(rename = "podCIDR")]
+    pub pod_cidr: String,
+    /// `always` or `policy`.
+    pub allow_localhost: String,
+    /// Where the datapath is pinned.
+    pub bpffs: PathBuf,
+    /// Seconds since the agent started.
+    pub uptime_seconds: u64,
+    /// Live endpoints.
+    pub endpoints: usize,
+    /// Policies in force.
+    pub policies: usize,
+    /// Pod identities in use.
+    pub identities: usize,
+    /// Syncs done.
+    pub syncs: u64,
+    /// The latest sync.
+    pub last_sync: Option<LastSync>,
+    /// Files read, with their resources in force.
+    pub files: Vec<FileStatus>,
+    /// Problems of the latest sync.
+    pub errors: Vec<String>,
+    /// Fields the files in force carry that the API server would prune.
+    pub warnings: Vec<String>,
+    /// Conntrack garbage collection.
+    pub conntrack_gc: ConntrackGcStatus,
+}
+
+/// What the latest sync did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastSync {
+    /// How long it took.
+    pub micros: u64,
+    /// Policy entries written.
+    pub entries_written: usize,
+    /// Policy entries removed.
+    pub entries_removed: usize,
+}
+
+/// One source file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileStatus {
+    /// Its path.
+    pub file: PathBuf,
+    /// Resources in force from it.
+    pub resources: usize,
+}
+
+/// Conntrack garbage collection: its runs, or why it cannot run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ConntrackGcStatus {
+    /// Running.
+    Running {
+        /// Runs so far.
+        runs: u64,
+        /// Connections forgotten so far.
+        removed: u64,
+    },
+    /// Not running: the kernel's jiffies cannot be read.
+    Unavailable {
+        /// Why.
+        error: String,
+    },
+}
+
+/// One row of `netstack endpoint list`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointRow {
+    /// Endpoint id.
+    pub id: u32,
+    /// `namespace/name` of the pod.
+    pub pod: String,
+    /// Its address.
+    pub ipv4: Ipv4Addr,
+    /// Its security identity.
+    pub identity: u32,
+    /// The host side of its veth.
+    pub interface: String,
+    /// Its network namespace.
+    pub netns: String,
+    /// Its security labels.
+    pub labels: String,
+    /// Entries in its policy map.
+    pub policy_entries: usize,
+}
+
+/// One row of `netstack identity list`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityRow {
+    /// The number.
+    pub identity: u32,
+    /// Its labels.
+    pub labels: String,
+}
+
+/// One row of `netstack policy get`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyRow {
+    /// `CiliumNetworkPolicy` or `CiliumClusterwideNetworkPolicy`.
+    pub kind: String,
+    /// `namespace/name` or `name`.
+    pub name: String,
+    /// Its rules.
+    pub rules: usize,
+}
+
+/// One row of `netstack bpf policy get`: a policy map entry as the datapath sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyEntryRow {
+    /// Direction.
+    pub direction: Direction,
+    /// Peer identity (0: any).
+    pub identity: u32,
+    /// Protocol and ports (`TCP/80`, `any/*`).
+    pub l4: String,
+    /// `allow` or `deny`.
+    pub verdict: String,
+    /// L7 proxy port.
+    pub proxy_port: u16,
+    /// Packets that matched.
+    pub packets: u64,
+}
+
+/// One row of an endpoint's verdict counters.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerdictRow {
+    /// Direction.
+    pub direction: Direction,
+    /// Cilium's name of the reason (`FORWARDED`, `POLICY_DENIED`).
+    pub reason: String,
+    /// Packets.
+    pub packets: u64,
+    /// Bytes.
+    pub bytes: u64,
+}
