@@ -20,12 +20,12 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use ebpf_core::insn::{Assembler, Reg};
 use ebpf_core::program::TestRun;
 use ebpf_core::{Program, ProgramSpec, ProgramType};
-use netstack_ref::datapath::frame::frame;
 use netstack_ref::datapath::{Conntrack, EndpointConfig, EndpointDatapath, Ipcache};
 use netstack_ref::identity::{pod_security_labels, Labels};
 use netstack_ref::manifest::{self, Resource};
 use netstack_ref::policy::api::Cidr;
 use netstack_ref::policy::{resolve, Policy, Universe};
+use netstack_ref::traffic::frame::frame;
 
 const ENDPOINT: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
 const ALLOWED_PEER: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 2);

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use crate::agent::api::{call, Request};
 use crate::agent::netns::{ip, PlumbingError};
-use crate::agent::probe::{self, Outcome, Probe};
 use crate::agent::{reset, AgentConfig};
+use crate::traffic::probe::{self, Outcome, Probe};
 
 /// The demo's manifests, embedded so the binary runs anywhere.
 pub const MANIFESTS: [(&str, &str); 5] = [

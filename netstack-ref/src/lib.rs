@@ -8,6 +8,7 @@
 //!   a reference model of its semantics.
 //! - [`datapath`]: the endpoint eBPF object, templated per pod, and its maps.
 //! - [`agent`]: the node agent (endpoints in network namespaces, the local API) and its CLI.
+//! - [`traffic`]: probes and test frames for the demo, tests and benchmarks.
 //!
 //! ```
 //! use netstack_ref::identity::{IdentityAllocator, Labels, ReservedIdentity};
@@ -26,3 +27,4 @@ pub mod demo;
 pub mod identity;
 pub mod manifest;
 pub mod policy;
+pub mod traffic;

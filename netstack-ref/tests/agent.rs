@@ -13,9 +13,9 @@ use std::time::Duration;
 use ebpf_test_support::require_kernel;
 use netstack_ref::agent::api::{call, Request};
 use netstack_ref::agent::netns;
-use netstack_ref::agent::probe::{self, Probe};
 use netstack_ref::demo::wait_for_endpoints;
 use netstack_ref::policy::AllowLocalhost;
+use netstack_ref::traffic::probe::{self, Probe};
 use support::Node;
 
 const PODS: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: client, namespace: t, labels: {app: client}}\n---\n\

@@ -10,12 +10,12 @@ use std::time::Duration;
 use ebpf_core::program::TestRun;
 use ebpf_test_support::{require_kernel, PinDir};
 use netstack_ref::datapath::abi::{ct_closing, ct_entry, drop_reason, verdict_slot, FLOW_CACHE_BITS};
-use netstack_ref::datapath::frame::frame;
 use netstack_ref::datapath::{Conntrack, CtLifetimes, EndpointConfig, EndpointDatapath, Ipcache, JiffiesClock};
 use netstack_ref::identity::{pod_security_labels, Labels};
 use netstack_ref::manifest::{self, Resource};
 use netstack_ref::policy::api::Cidr;
 use netstack_ref::policy::{resolve, Direction, Policy, PolicyMapState, Universe};
+use netstack_ref::traffic::frame::frame;
 
 const ENDPOINT: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 2);

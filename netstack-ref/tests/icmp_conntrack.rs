@@ -8,12 +8,12 @@ use std::path::Path;
 
 use ebpf_core::program::TestRun;
 use ebpf_test_support::{require_kernel, PinDir};
-use netstack_ref::datapath::frame::frame;
 use netstack_ref::datapath::{EndpointConfig, EndpointDatapath, Ipcache};
 use netstack_ref::identity::{pod_security_labels, Labels};
 use netstack_ref::manifest::{self, Resource};
 use netstack_ref::policy::api::Cidr;
 use netstack_ref::policy::{resolve, PolicyMapState, Universe};
+use netstack_ref::traffic::frame::frame;
 
 const ME4: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
 const PEER4: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 2);

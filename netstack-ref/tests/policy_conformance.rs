@@ -13,9 +13,9 @@ mod support;
 use std::time::Duration;
 
 use ebpf_test_support::require_kernel;
-use netstack_ref::agent::probe::{self, Outcome, Probe};
 use netstack_ref::datapath::Conntrack;
 use netstack_ref::policy::AllowLocalhost;
+use netstack_ref::traffic::probe::{self, Outcome, Probe};
 use support::{Node, PodAt, World};
 
 const NAMESPACES: &str = "\

@@ -7,7 +7,6 @@ pub mod api;
 pub mod api_types;
 pub mod endpoint;
 pub mod netns;
-pub mod probe;
 pub mod sources;
 pub mod state;
 pub mod steps;

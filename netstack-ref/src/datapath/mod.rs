@@ -8,7 +8,6 @@
 //! links are pinned in `endpoints/<id>/` beneath it.
 
 pub mod abi;
-pub mod frame;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};

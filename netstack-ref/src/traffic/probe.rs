@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::netns::{join, spawn_in, PlumbingError};
+use crate::agent::netns::{join, spawn_in, PlumbingError};
 
 /// Why a probe could not run at all (as opposed to running and seeing a drop).
 #[derive(Debug, thiserror::Error)]
