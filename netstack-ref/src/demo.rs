@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::agent::api::{call, Request};
-use crate::agent::netns::{ip, PlumbingError};
+use crate::agent::netns::{self, PlumbingError};
 use crate::agent::{reset, AgentConfig};
 use crate::traffic::probe::{self, Outcome, Probe};
 
@@ -49,7 +49,7 @@ impl Drop for Scene {
         if let Err(e) = reset(&self.config) {
             eprintln!("demo cleanup: {e}");
         }
-        let _ = ip(&["netns", "del", &self.node]);
+        let _ = netns::delete(&self.node);
         let _ = std::fs::remove_dir_all(&self.config.state_dir);
     }
 }
@@ -196,7 +196,7 @@ fn start() -> Result<(Scene, Vec<DemoPod>), DemoError> {
         let path = manifests.join(name);
         std::fs::write(&path, text).map_err(io_error("write", &path))?;
     }
-    ip(&["netns", "add", &node])?;
+    netns::add(&node)?;
     println!("node {node}: agent starting, state in {}", state_dir.display());
     let exe = std::env::current_exe().map_err(io_error("locate", Path::new("the netstack binary")))?;
     scene.agent = Some(spawn_agent(&exe, &scene.config, &node, &manifests)?);

@@ -6,7 +6,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::netns::{self, ip, PlumbingError};
+use super::netns::{self, PlumbingError};
+use super::rtnl::Rtnl;
 use crate::datapath::{DatapathError, EndpointConfig, EndpointDatapath};
 
 /// Why an endpoint could not be made or removed.
@@ -89,23 +90,28 @@ pub fn create(
 /// The pod's namespace, veth pair, addresses and routes.
 fn plumb(record: &EndpointRecord, router: Ipv4Addr) -> Result<(), PlumbingError> {
     if !netns::exists(&record.netns) {
-        ip(&["netns", "add", &record.netns])?;
+        netns::add(&record.netns)?;
     }
     // Pods get IPv4 only: without IPv6 they send no router solicitations or MLD reports
     // for the datapath to count as drops.
-    let ns = record.netns.clone();
-    netns::run_in(&ns, || netns::sysctl("net/ipv6/conf/default/disable_ipv6", "1"))??;
-    ip(&["link", "add", &record.host_if, "type", "veth", "peer", "name", "eth0", "netns", &record.netns])?;
-    ip(&["link", "set", &record.host_if, "up"])?;
-    ip(&["addr", "add", &format!("{router}/32"), "dev", &record.host_if])?;
-    let ns = record.netns.as_str();
-    ip(&["-n", ns, "link", "set", "lo", "up"])?;
-    ip(&["-n", ns, "addr", "add", &format!("{}/32", record.ipv4), "dev", "eth0"])?;
-    ip(&["-n", ns, "link", "set", "eth0", "up"])?;
-    ip(&["-n", ns, "route", "add", &format!("{router}/32"), "dev", "eth0", "scope", "link"])?;
-    ip(&["-n", ns, "route", "add", "default", "via", &router.to_string(), "dev", "eth0"])?;
-    ip(&["route", "replace", &format!("{}/32", record.ipv4), "dev", &record.host_if])?;
-    Ok(())
+    netns::run_in(&record.netns, || netns::sysctl("net/ipv6/conf/default/disable_ipv6", "1"))??;
+    let mut node = Rtnl::open()?;
+    node.add_veth(&record.host_if, "eth0", &netns::open(&record.netns)?)?;
+    let (host, _) = node.link(&record.host_if)?;
+    node.set_up(host)?;
+    node.add_address(host, router, 32)?;
+    let pod_ip = record.ipv4;
+    netns::run_in(&record.netns, move || -> Result<(), PlumbingError> {
+        let mut pod = Rtnl::open()?;
+        let (lo, _) = pod.link("lo")?;
+        pod.set_up(lo)?;
+        let (eth0, _) = pod.link("eth0")?;
+        pod.add_address(eth0, pod_ip, 32)?;
+        pod.set_up(eth0)?;
+        pod.add_route(router, 32, eth0, None, false)?;
+        pod.add_route(Ipv4Addr::UNSPECIFIED, 0, eth0, Some(router), false)
+    })??;
+    node.add_route(record.ipv4, 32, host, None, true)
 }
 
 /// Removes an endpoint: its datapath, then its namespace (which takes the veth with it).
@@ -114,9 +120,9 @@ pub fn remove(record: &EndpointRecord, datapath: Option<EndpointDatapath>) -> Re
         dp.remove().map_err(|source| EndpointError::Datapath { pod: record.pod.clone(), source })?;
     }
     if netns::exists(&record.netns) {
-        ip(&["netns", "del", &record.netns])
-            .map_err(|source| EndpointError::Plumbing { pod: record.pod.clone(), source })?;
+        netns::delete(&record.netns).map_err(|source| EndpointError::Plumbing { pod: record.pod.clone(), source })?;
     }
-    let _ = ip(&["route", "del", &format!("{}/32", record.ipv4)]);
+    // The route went with the veth; a leftover from a crash goes here.
+    let _ = Rtnl::open().and_then(|mut rtnl| rtnl.remove_route(record.ipv4, 32));
     Ok(())
 }

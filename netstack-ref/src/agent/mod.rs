@@ -7,6 +7,7 @@ pub mod api;
 pub mod api_types;
 pub mod endpoint;
 pub mod netns;
+pub mod rtnl;
 pub mod sources;
 pub mod state;
 pub mod steps;

@@ -1,29 +1,12 @@
-//! Network namespaces, veths, addresses and routes. The plumbing goes through iproute2 (`ip`),
-//! as CNI plugins commonly do; only the eBPF work goes through our library.
+//! Network namespaces: made and removed as `ip netns` does (a bind mount under `/run/netns`),
+//! entered by threads, and their sysctls. Links, addresses and routes go through route netlink
+//! ([`super::rtnl`]); nothing spawns `ip`.
 
 use std::path::Path;
-use std::process::Command;
 
 /// What went wrong setting up or using a namespace or link: the operation and its cause.
 #[derive(Debug, thiserror::Error)]
 pub enum PlumbingError {
-    /// `ip` (or another tool) could not be started.
-    #[error("{command}: cannot run: {source}")]
-    Spawn {
-        /// The command line.
-        command: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A command ran and failed.
-    #[error("{command}: {stderr}")]
-    Command {
-        /// The command line.
-        command: String,
-        /// What it printed on stderr.
-        stderr: String,
-    },
     /// A namespace could not be opened or entered.
     #[error("{op} netns {name}: {reason}")]
     Netns {
@@ -53,6 +36,14 @@ pub enum PlumbingError {
         /// What is missing or malformed.
         reason: String,
     },
+    /// A route netlink request the kernel refused.
+    #[error("{op}: {reason}")]
+    Netlink {
+        /// What was asked (`add veth lxc1234 (peer eth0)`).
+        op: String,
+        /// The kernel's answer.
+        reason: String,
+    },
     /// The thread that ran in a namespace panicked.
     #[error("a thread in netns {name} panicked")]
     Panicked {
@@ -61,22 +52,73 @@ pub enum PlumbingError {
     },
 }
 
-fn run(program: &str, args: &[&str]) -> Result<std::process::Output, PlumbingError> {
-    let command = || format!("{program} {}", args.join(" "));
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .map_err(|source| PlumbingError::Spawn { command: command(), source })?;
-    if out.status.success() {
-        Ok(out)
-    } else {
-        Err(PlumbingError::Command { command: command(), stderr: String::from_utf8_lossy(&out.stderr).trim().into() })
+const NETNS_DIR: &str = "/run/netns";
+
+fn netns_error(op: &'static str, name: &str) -> impl FnOnce(nix::Error) -> PlumbingError {
+    let name = name.to_owned();
+    move |e| PlumbingError::Netns { op, name, reason: e.to_string() }
+}
+
+/// `/run/netns` as `ip netns` leaves it: a shared mount point, so namespaces bound under it
+/// show in every mount namespace (and `ip netns` and this module see the same ones).
+fn shared_netns_dir() -> Result<(), PlumbingError> {
+    use nix::mount::{mount, MsFlags};
+    std::fs::create_dir_all(NETNS_DIR).map_err(|e| PlumbingError::Netns {
+        op: "create",
+        name: NETNS_DIR.into(),
+        reason: e.to_string(),
+    })?;
+    let shared = || mount(None::<&str>, NETNS_DIR, None::<&str>, MsFlags::MS_SHARED | MsFlags::MS_REC, None::<&str>);
+    match shared() {
+        Err(nix::Error::EINVAL) => {
+            mount(Some(NETNS_DIR), NETNS_DIR, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+                .map_err(netns_error("bind", NETNS_DIR))?;
+            shared().map_err(netns_error("share", NETNS_DIR))
+        }
+        other => other.map_err(netns_error("share", NETNS_DIR)),
     }
 }
 
-/// Runs `ip` with `args`; the error carries the command and its stderr.
-pub fn ip(args: &[&str]) -> Result<(), PlumbingError> {
-    run("ip", args).map(|_| ())
+/// Creates the named namespace (`ip netns add`): a new network namespace, kept alive by a bind
+/// mount at `/run/netns/<name>`.
+pub fn add(name: &str) -> Result<(), PlumbingError> {
+    shared_netns_dir()?;
+    let path = Path::new(NETNS_DIR).join(name);
+    std::fs::File::create_new(&path).map_err(|e| PlumbingError::Netns {
+        op: "create",
+        name: name.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let target = path.clone();
+    let made = std::thread::spawn(move || -> Result<(), nix::Error> {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)?;
+        nix::mount::mount(
+            Some("/proc/thread-self/ns/net"),
+            &target,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+    })
+    .join()
+    .map_err(|_| PlumbingError::Panicked { name: name.to_owned() })?;
+    if let Err(e) = made {
+        let _ = std::fs::remove_file(&path);
+        return Err(netns_error("make", name)(e));
+    }
+    Ok(())
+}
+
+/// Removes the named namespace (`ip netns del`): its interfaces go with it once nothing else
+/// holds it.
+pub fn delete(name: &str) -> Result<(), PlumbingError> {
+    let path = Path::new(NETNS_DIR).join(name);
+    nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH).map_err(netns_error("unmount", name))?;
+    std::fs::remove_file(&path).map_err(|e| PlumbingError::Netns {
+        op: "remove",
+        name: name.to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 /// Whether the named namespace exists (`/run/netns/<name>`).
@@ -84,7 +126,8 @@ pub fn exists(name: &str) -> bool {
     Path::new("/run/netns").join(name).exists()
 }
 
-fn open(name: &str) -> Result<std::fs::File, PlumbingError> {
+/// The named namespace, open (to enter it, or to move an interface into it).
+pub fn open(name: &str) -> Result<std::fs::File, PlumbingError> {
     std::fs::File::open(Path::new("/run/netns").join(name)).map_err(|e| PlumbingError::Netns {
         op: "open",
         name: name.to_owned(),
@@ -139,18 +182,7 @@ pub fn sysctl(key: &str, value: &str) -> Result<(), PlumbingError> {
     })
 }
 
-/// The ifindex and MAC of an interface in the calling thread's namespace (asked of `ip`:
-/// sysfs shows the namespace it was mounted in, not the thread's).
+/// The ifindex and MAC of an interface in the calling thread's namespace.
 pub fn link_info(ifname: &str) -> Result<(u32, [u8; 6]), PlumbingError> {
-    let out = run("ip", &["-j", "link", "show", "dev", ifname])?;
-    let bad = |reason: String| PlumbingError::Link { ifname: ifname.to_owned(), reason };
-    let links: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| bad(format!("ip -j link: {e}")))?;
-    let link = &links[0];
-    let ifindex = link["ifindex"].as_u64().ok_or_else(|| bad("no ifindex".into()))? as u32;
-    let text = link["address"].as_str().ok_or_else(|| bad("no address".into()))?;
-    let mut mac = [0u8; 6];
-    for (byte, part) in mac.iter_mut().zip(text.split(':')) {
-        *byte = u8::from_str_radix(part, 16).map_err(|e| bad(format!("address {text}: {e}")))?;
-    }
-    Ok((ifindex, mac))
+    super::rtnl::Rtnl::open()?.link(ifname)
 }

@@ -309,7 +309,9 @@ fn run_agent(
 ) -> Result<(), CliError> {
     if let Some(name) = &netns {
         agent::netns::enter(name)?;
-        agent::netns::ip(&["link", "set", "lo", "up"])?;
+        let mut rtnl = agent::rtnl::Rtnl::open()?;
+        let (lo, _) = rtnl.link("lo")?;
+        rtnl.set_up(lo)?;
     }
     agent::netns::sysctl("net/ipv4/ip_forward", "1")?;
     // Host-side veths carry IPv4 only (pods have no IPv6 yet).

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use ebpf_test_support::net::NetNs;
 use ebpf_test_support::unique_name;
 use netstack_ref::agent::api::{call, Request};
-use netstack_ref::agent::netns::ip;
+use netstack_ref::agent::netns::{self, PlumbingError};
+use netstack_ref::agent::rtnl::Rtnl;
 use netstack_ref::agent::{reset, AgentConfig};
 use netstack_ref::demo::{spawn_agent, wait_for_endpoints};
 use netstack_ref::policy::AllowLocalhost;
@@ -123,32 +124,32 @@ impl World {
     pub fn attach(node: &Node) -> World {
         let ns = NetNs::new("wld").expect("world namespace");
         let outside = unique_name("wld");
-        let outside = outside.as_str();
-        ip(&[
-            "link",
-            "add",
-            outside,
-            "netns",
-            node.ns.name(),
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            ns.name(),
-        ])
+        let world_ns = netns::open(ns.name()).unwrap();
+        let gateway = World::GATEWAY;
+        netns::run_in(node.ns.name(), move || -> Result<(), PlumbingError> {
+            let mut rtnl = Rtnl::open()?;
+            rtnl.add_veth(&outside, "eth0", &world_ns)?;
+            let (index, _) = rtnl.link(&outside)?;
+            rtnl.add_address(index, gateway, 24)?;
+            rtnl.set_up(index)
+        })
+        .unwrap()
         .unwrap();
-        let n = node.ns.name();
-        ip(&["-n", n, "addr", "add", &format!("{}/24", World::GATEWAY), "dev", outside]).unwrap();
-        ip(&["-n", n, "link", "set", outside, "up"]).unwrap();
-        let w = ns.name();
-        for a in World::ADDRESSES {
-            ip(&["-n", w, "addr", "add", &format!("{a}/24"), "dev", "eth0"]).unwrap();
-        }
-        ip(&["-n", w, "link", "set", "lo", "up"]).unwrap();
-        ip(&["-n", w, "link", "set", "eth0", "up"]).unwrap();
-        ip(&["-n", w, "route", "add", &node.config.pod_cidr.to_string(), "via", &World::GATEWAY.to_string()]).unwrap();
+        let pod_cidr = node.config.pod_cidr;
+        netns::run_in(ns.name(), move || -> Result<(), PlumbingError> {
+            let mut rtnl = Rtnl::open()?;
+            let (eth0, _) = rtnl.link("eth0")?;
+            for a in World::ADDRESSES {
+                rtnl.add_address(eth0, a, 24)?;
+            }
+            let (lo, _) = rtnl.link("lo")?;
+            rtnl.set_up(lo)?;
+            rtnl.set_up(eth0)?;
+            let std::net::IpAddr::V4(pods) = pod_cidr.addr else { unreachable!("an IPv4 pod CIDR") };
+            rtnl.add_route(pods, pod_cidr.len, eth0, Some(gateway), false)
+        })
+        .unwrap()
+        .unwrap();
         World { ns }
     }
 }
