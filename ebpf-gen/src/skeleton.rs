@@ -288,7 +288,7 @@ fn write_open(out: &mut String, name: &str, options: &SkeletonOptions, variables
         };
         writeln!(
             out,
-            "\n    /// `{var}` ({}+{}, {}): the value the load will give it.\n    \
+            "\n    /// `{var}` ({}+{}, `{}`): the value the load will give it.\n    \
              pub fn {getter}(&self) -> Result<{rust}, ::ebpf_core::object::ObjectError> {{\n        {get}\n    }}\n\n    \
              /// Sets `{var}` before load.\n    \
              pub fn {setter}(&mut self, value: {rust}) -> Result<(), ::ebpf_core::object::ObjectError> {{\n        {set}\n    }}",

@@ -3,13 +3,14 @@
 //! the file, line and field.
 
 pub mod error;
+pub mod policy;
 pub mod yaml;
 
 use std::path::Path;
 
 use crate::policy::api::Policy;
-use crate::policy::decode::decode_policy;
 use error::{Located, ManifestError};
+use policy::decode_policy;
 use yaml::{Fields, Node};
 
 /// A namespace and its labels.

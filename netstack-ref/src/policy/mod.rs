@@ -1,10 +1,10 @@
 //! Network policy: the CiliumNetworkPolicy / CiliumClusterwideNetworkPolicy language
-//! ([`api`], decoded strictly by [`decode`]), label selectors, the identities policy is
-//! resolved against ([`universe`]), resolution into per-endpoint policy map entries
-//! ([`resolve`]) and the reference semantics the datapath is tested against ([`model`]).
+//! ([`api`]; decoded from YAML by [`crate::manifest::policy`] — this module knows no YAML),
+//! label selectors, the identities policy is resolved against ([`universe`]), resolution into
+//! per-endpoint policy map entries ([`mod@resolve`]) and the reference semantics the datapath
+//! is tested against ([`model`]).
 
 pub mod api;
-pub mod decode;
 pub mod model;
 pub mod resolve;
 pub mod scope;

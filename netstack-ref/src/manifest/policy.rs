@@ -1,11 +1,11 @@
 //! CiliumNetworkPolicy / CiliumClusterwideNetworkPolicy documents → [`Policy`], strictly: unknown
 //! fields, wrong types and invalid combinations are errors at their line and field.
 
-use crate::manifest::error::Located;
-use crate::manifest::yaml::{Fields, Node};
+use super::error::Located;
+use super::yaml::{Fields, Node};
 
-use super::api::*;
-use super::selector::{strip_source, LabelSelector, Operator, Requirement};
+use crate::policy::api::*;
+use crate::policy::selector::{strip_source, LabelSelector, Operator, Requirement};
 
 const RULE_FIELDS: &[&str] = &[
     "endpointSelector",
