@@ -300,12 +300,8 @@ fn write_open(out: &mut String, name: &str, options: &SkeletonOptions, variables
     if maps.is_empty() {
         return;
     }
-    writeln!(
-        out,
-        "/// The map specs of an opened {object}.\n#[derive(Clone, Copy, Debug)]\npub struct Open{name}Maps<'a> {{\n    \
-         spec: &'a ::ebpf_core::CollectionSpec,\n}}\n\nimpl<'a> Open{name}Maps<'a> {{"
-    )
-    .unwrap();
+    let doc = format!("The map specs of an opened {object}.");
+    accessor_struct(out, &doc, &format!("Open{name}Maps"), "spec", "::ebpf_core::CollectionSpec");
     for (i, m) in maps.iter().enumerate() {
         if i > 0 {
             out.push('\n');
@@ -313,7 +309,7 @@ fn write_open(out: &mut String, name: &str, options: &SkeletonOptions, variables
         writeln!(
             out,
             "    /// The spec of the map {}.\n    pub fn {}(&self) -> &'a ::ebpf_core::MapSpec {{\n        \
-             self.spec.map({:?}).expect(\"checked when the skeleton opened the object\")\n    }}",
+             self.spec.map({:?}).expect({CHECKED:?})\n    }}",
             m.doc, m.method, m.name
         )
         .unwrap();
@@ -396,14 +392,23 @@ fn write_loaded(
     }
 }
 
-fn write_maps(out: &mut String, name: &str, object: &str, maps: &[MapItem]) {
-    let checked = "checked when the skeleton opened the object";
+/// The message of the skeleton's `expect`s: what it looks up was checked when it opened.
+const CHECKED: &str = "checked when the skeleton opened the object";
+
+/// Starts a borrowing accessor struct (`<Name>Maps<'a>`, …) and its `impl` block.
+fn accessor_struct(out: &mut String, doc: &str, type_name: &str, field: &str, field_type: &str) {
     writeln!(
         out,
-        "/// The maps of a loaded {object}.\n#[derive(Clone, Copy, Debug)]\npub struct {name}Maps<'a> {{\n    \
-         collection: &'a ::ebpf_core::Collection,\n}}\n\nimpl<'a> {name}Maps<'a> {{"
+        "/// {doc}\n#[derive(Clone, Copy, Debug)]\npub struct {type_name}<'a> {{\n    {field}: &'a {field_type},\n}}\n\n\
+         impl<'a> {type_name}<'a> {{"
     )
     .unwrap();
+}
+
+fn write_maps(out: &mut String, name: &str, object: &str, maps: &[MapItem]) {
+    let checked = CHECKED;
+    let doc = format!("The maps of a loaded {object}.");
+    accessor_struct(out, &doc, &format!("{name}Maps"), "collection", "::ebpf_core::Collection");
     for (i, m) in maps.iter().enumerate() {
         if i > 0 {
             out.push('\n');
@@ -431,13 +436,9 @@ fn write_maps(out: &mut String, name: &str, object: &str, maps: &[MapItem]) {
 }
 
 fn write_progs(out: &mut String, name: &str, object: &str, spec: &CollectionSpec) {
-    let checked = "checked when the skeleton opened the object";
-    writeln!(
-        out,
-        "/// The programs of a loaded {object}.\n#[derive(Clone, Copy, Debug)]\npub struct {name}Progs<'a> {{\n    \
-         collection: &'a ::ebpf_core::Collection,\n}}\n\nimpl<'a> {name}Progs<'a> {{"
-    )
-    .unwrap();
+    let checked = CHECKED;
+    let doc = format!("The programs of a loaded {object}.");
+    accessor_struct(out, &doc, &format!("{name}Progs"), "collection", "::ebpf_core::Collection");
     for (i, p) in spec.programs.iter().enumerate() {
         if i > 0 {
             out.push('\n');

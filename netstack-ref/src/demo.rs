@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use crate::agent::api::{call, Request};
 use crate::agent::netns::{self, PlumbingError};
 use crate::agent::{reset, AgentConfig};
+use crate::file_error::FileError;
 use crate::traffic::probe::{self, Outcome, Probe};
 
 /// The demo's manifests, embedded so the binary runs anywhere.
@@ -64,16 +65,8 @@ pub enum DemoError {
     #[error("mount -t bpf bpf /sys/fs/bpf: {0}")]
     Bpffs(String),
     /// A file of the scene.
-    #[error("{what} {path}: {source}")]
-    Io {
-        /// The operation.
-        what: &'static str,
-        /// The file or directory.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    File(#[from] FileError),
     /// The node's namespace.
     #[error(transparent)]
     Plumbing(#[from] PlumbingError),
@@ -103,11 +96,7 @@ pub enum DemoError {
 }
 
 fn ensure_bpffs() -> Result<(), DemoError> {
-    let mounts = std::fs::read_to_string("/proc/mounts").map_err(|source| DemoError::Io {
-        what: "read",
-        path: "/proc/mounts".into(),
-        source,
-    })?;
+    let mounts = std::fs::read_to_string("/proc/mounts").map_err(FileError::at("read", Path::new("/proc/mounts")))?;
     if mounts.lines().any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/bpf") && l.contains(" bpf ")) {
         return Ok(());
     }
@@ -178,27 +167,22 @@ struct DemoPod {
     netns: String,
 }
 
-fn io_error(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DemoError {
-    let path = path.to_path_buf();
-    move |source| DemoError::Io { what, path, source }
-}
-
 /// Starts the node, its agent and the demo's pods; the scene removes them on drop.
 fn start() -> Result<(Scene, Vec<DemoPod>), DemoError> {
     let pid = std::process::id();
     let node = format!("nsdemo{pid}");
     let state_dir = std::env::temp_dir().join(format!("netstack-demo-{pid}"));
     let manifests = state_dir.join("manifests");
-    std::fs::create_dir_all(&manifests).map_err(io_error("create", &manifests))?;
+    std::fs::create_dir_all(&manifests).map_err(FileError::at("create", &manifests))?;
     let mut scene =
         Scene { node: node.clone(), config: AgentConfig::new(&state_dir, Some(manifests.clone())), agent: None };
     for (name, text) in MANIFESTS {
         let path = manifests.join(name);
-        std::fs::write(&path, text).map_err(io_error("write", &path))?;
+        std::fs::write(&path, text).map_err(FileError::at("write", &path))?;
     }
     netns::add(&node)?;
     println!("node {node}: agent starting, state in {}", state_dir.display());
-    let exe = std::env::current_exe().map_err(io_error("locate", Path::new("the netstack binary")))?;
+    let exe = std::env::current_exe().map_err(FileError::at("locate", Path::new("the netstack binary")))?;
     scene.agent = Some(spawn_agent(&exe, &scene.config, &node, &manifests)?);
     let list = wait_for_endpoints(&scene.config.socket(), 4, Duration::from_secs(30))?;
     println!("\nendpoints:");

@@ -24,6 +24,7 @@
 pub mod agent;
 pub mod datapath;
 pub mod demo;
+pub mod file_error;
 pub mod identity;
 pub mod manifest;
 pub mod policy;

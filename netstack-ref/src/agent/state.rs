@@ -6,21 +6,14 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::endpoint::EndpointRecord;
+use crate::file_error::FileError;
 
 /// Why the state file could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     /// Reading, writing or renaming it.
-    #[error("{what} {path}: {source}")]
-    Io {
-        /// The operation.
-        what: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    File(#[from] FileError),
     /// Its JSON.
     #[error("{path}: {source}")]
     Json {
@@ -48,7 +41,7 @@ impl Persisted {
         match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| StateError::Json { path, source }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Persisted::default()),
-            Err(source) => Err(StateError::Io { what: "read", path, source }),
+            Err(source) => Err(FileError { what: "read", path, source }.into()),
         }
     }
 
@@ -58,7 +51,7 @@ impl Persisted {
         let tmp = path.with_extension("json.tmp");
         let bytes =
             serde_json::to_vec_pretty(self).map_err(|source| StateError::Json { path: path.clone(), source })?;
-        std::fs::write(&tmp, bytes).map_err(|source| StateError::Io { what: "write", path: tmp.clone(), source })?;
-        std::fs::rename(&tmp, &path).map_err(|source| StateError::Io { what: "rename", path, source })
+        std::fs::write(&tmp, bytes).map_err(FileError::at("write", &tmp))?;
+        Ok(std::fs::rename(&tmp, &path).map_err(FileError::at("rename", &tmp))?)
     }
 }

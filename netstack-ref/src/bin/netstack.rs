@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use netstack_ref::agent::api::{call, ApiError, Request};
 use netstack_ref::agent::api_types::{ConntrackGcStatus, Status};
 use netstack_ref::agent::{self, sources, AgentConfig};
+use netstack_ref::file_error::FileError;
 use netstack_ref::policy::api::Cidr;
 use netstack_ref::policy::AllowLocalhost;
 
@@ -183,22 +184,12 @@ enum CliError {
     Source(#[from] sources::SourceError),
     #[error(transparent)]
     Manifest(#[from] netstack_ref::manifest::error::ManifestError),
-    #[error("{what} {}: {source}", path.display())]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error("--pod-cidr {0:?} is not a CIDR")]
     PodCidr(String),
     #[error("{0}: a file name is needed")]
     NoFileName(PathBuf),
-}
-
-fn io_error(what: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> CliError {
-    let path = path.to_path_buf();
-    move |source| CliError::Io { what, path, source }
 }
 
 fn ask(state: &State, request: Request) -> Result<serde_json::Value, ApiError> {
@@ -256,7 +247,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Delete { state, file } => {
             let name = file.file_name().ok_or_else(|| CliError::NoFileName(file.clone()))?;
             let path = state.state_dir.join("applied").join(name);
-            std::fs::remove_file(&path).map_err(io_error("withdraw (was it applied?)", &file))?;
+            std::fs::remove_file(&path).map_err(FileError::at("withdraw (was it applied?)", &file))?;
             let _ = ask(&state, Request::Sync);
             println!("deleted {}", file.display());
             Ok(())
@@ -328,11 +319,11 @@ fn apply(state: &State, file: &std::path::Path) -> Result<(), CliError> {
         eprintln!("warning: {warning}");
     }
     let dir = state.state_dir.join("applied");
-    std::fs::create_dir_all(&dir).map_err(io_error("create", &dir))?;
+    std::fs::create_dir_all(&dir).map_err(FileError::at("create", &dir))?;
     let name = file.file_name().ok_or_else(|| CliError::NoFileName(file.to_path_buf()))?;
     let tmp = dir.join(".incoming");
-    std::fs::copy(file, &tmp).map_err(io_error("copy", file))?;
-    std::fs::rename(&tmp, dir.join(name)).map_err(io_error("rename", &tmp))?;
+    std::fs::copy(file, &tmp).map_err(FileError::at("copy", file))?;
+    std::fs::rename(&tmp, dir.join(name)).map_err(FileError::at("rename", &tmp))?;
     match ask(state, Request::Sync) {
         Ok(_) => println!("applied {}", file.display()),
         Err(_) => {

@@ -20,6 +20,7 @@ use ebpf_core::program::TestRun;
 use ebpf_core::{LoadOptions, Map, Program, ProgramSpec, ProgramType};
 use ebpf_maps::{Array, LpmTrie, LruHashMap, PerCpuArray, UpdateFlags};
 
+use crate::file_error::FileError;
 use crate::policy::api::Cidr;
 use crate::policy::{Direction, PolicyKey, PolicyMapState, PolicyValue};
 use abi::skeleton::{Endpoint, OpenEndpoint};
@@ -59,16 +60,8 @@ pub enum DatapathError {
     #[error("jiffies clock: {0}")]
     Clock(String),
     /// A pin directory could not be made or cleared.
-    #[error("{what} {path}: {source}")]
-    Io {
-        /// What was being done.
-        what: &'static str,
-        /// The path.
-        path: PathBuf,
-        /// The error.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    File(#[from] FileError),
 }
 
 type Result<T> = std::result::Result<T, DatapathError>;
@@ -204,11 +197,7 @@ impl EndpointDatapath {
     /// Pins the policy map, counters, prog array and links into `dir`, so they outlive this
     /// process.
     pub fn pin(&mut self, dir: &Path) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|source| DatapathError::Io {
-            what: "create",
-            path: dir.into(),
-            source,
-        })?;
+        std::fs::create_dir_all(dir).map_err(FileError::at("create", dir))?;
         let maps = self.loaded.as_ref().expect("pin follows load").maps();
         let pin = |map: &Map, name: &str| map.pin(dir.join(name)).map_err(kernel(format!("pin {name}")));
         pin(self.policy.map(), POLICY_PIN)?;
@@ -228,7 +217,7 @@ impl EndpointDatapath {
             link.detach().map_err(kernel("detach endpoint link"))?;
         }
         if let Some(dir) = self.pin_dir.take() {
-            std::fs::remove_dir_all(&dir).map_err(|source| DatapathError::Io { what: "remove", path: dir, source })?;
+            std::fs::remove_dir_all(&dir).map_err(FileError::at("remove", &dir))?;
         }
         Ok(())
     }
