@@ -129,9 +129,9 @@ impl<'b> TypeGen<'b> {
         let fits = ty.is(BtfKind::Struct)
             && members.len() > 1
             && leading_len.is_some_and(|m| self.btf.resolve_size(m.ty).ok() == Some(4))
-            && members[1..]
-                .iter()
-                .all(|m| m.bitfield_size == 0 && m.bit_offset % 8 == 0 && self.btf.alignment(m.ty) <= 4)
+            && members[1..].iter().all(|m| {
+                m.bitfield_size == 0 && m.bit_offset % 8 == 0 && m.bit_offset >= 32 && self.btf.alignment(m.ty) <= 4
+            })
             && !self.btf.is_packed(&ty);
         if !fits {
             return Ok(bytes);
@@ -250,20 +250,32 @@ impl<'b> TypeGen<'b> {
                 writeln!(out, "    /// `{} {}` at byte {offset}.", self.c_spelling(m.ty), m.name).unwrap();
                 writeln!(out, "    pub {field}: {rust},").unwrap();
                 checks.push((field, offset));
-                cursor = offset + self.btf.resolve_size(m.ty).map_err(|e| GenError::Btf(e.to_string()))?;
+                cursor = offset
+                    .checked_add(self.btf.resolve_size(m.ty).map_err(|e| GenError::Btf(e.to_string()))?)
+                    .ok_or_else(|| GenError::Unsupported(format!("{name}: member {} ends past 4 GiB", m.name)))?;
                 i += 1;
                 continue;
             }
             // A run of bitfields sharing storage bytes.
             let first = m.bit_offset / 8;
-            let mut end = (m.bit_offset + bits_of(self.btf, &m)).div_ceil(8);
+            let bitfield_end = |b: &ebpf_btf::StructMember<'_>| -> Result<u32, GenError> {
+                let bits = bits_of(self.btf, b);
+                if bits == 0 || bits > 64 || b.bit_offset < first * 8 {
+                    return Err(GenError::Unsupported(format!(
+                        "{name}: bitfield {} of {bits} bits at bit {}",
+                        b.name, b.bit_offset
+                    )));
+                }
+                Ok(b.bit_offset.saturating_add(bits).div_ceil(8))
+            };
+            let mut end = bitfield_end(&m)?;
             let mut j = i + 1;
             while j < members.len() && (members[j].bitfield_size > 0 || members[j].bit_offset % 8 != 0) {
                 let start = members[j].bit_offset / 8;
                 if start >= end {
                     break;
                 }
-                end = end.max((members[j].bit_offset + bits_of(self.btf, &members[j])).div_ceil(8));
+                end = end.max(bitfield_end(&members[j])?);
                 j += 1;
             }
             if end - first > 8 {
@@ -453,7 +465,9 @@ impl<'b> TypeGen<'b> {
             writeln!(out, "    /// `{} {}`.\n    pub {field}: {},", self.c_spelling(m.ty), m.name, self.name_of(m.ty)?)
                 .unwrap();
             checks.push((field, offset));
-            cursor = offset + self.btf.resolve_size(m.ty).map_err(|e| GenError::Btf(e.to_string()))?;
+            cursor = offset
+                .checked_add(self.btf.resolve_size(m.ty).map_err(|e| GenError::Btf(e.to_string()))?)
+                .ok_or_else(|| GenError::Unsupported(format!("{name}: member {} ends past 4 GiB", m.name)))?;
         }
         pad(out, &mut cursor, size, name)?;
         writeln!(out, "}}\n").unwrap();
@@ -505,7 +519,7 @@ fn bits_of(btf: &Btf, m: &ebpf_btf::StructMember<'_>) -> u32 {
     if m.bitfield_size > 0 {
         m.bitfield_size as u32
     } else {
-        btf.resolve_size(m.ty).unwrap_or(0) * 8
+        btf.resolve_size(m.ty).unwrap_or(0).saturating_mul(8)
     }
 }
 
