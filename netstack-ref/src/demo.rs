@@ -63,7 +63,10 @@ pub enum DemoError {
     NotRoot,
     /// bpffs is not mounted and mounting it failed.
     #[error("mount -t bpf bpf /sys/fs/bpf: {0}")]
-    Bpffs(String),
+    Bpffs(#[source] std::io::Error),
+    /// `mount` ran and failed.
+    #[error("mount -t bpf bpf /sys/fs/bpf: {0}")]
+    BpffsMount(std::process::ExitStatus),
     /// A file of the scene.
     #[error(transparent)]
     File(#[from] FileError),
@@ -100,11 +103,8 @@ fn ensure_bpffs() -> Result<(), DemoError> {
     if mounts.lines().any(|l| l.split_whitespace().nth(1) == Some("/sys/fs/bpf") && l.contains(" bpf ")) {
         return Ok(());
     }
-    let status = Command::new("mount")
-        .args(["-t", "bpf", "bpf", "/sys/fs/bpf"])
-        .status()
-        .map_err(|e| DemoError::Bpffs(e.to_string()))?;
-    status.success().then_some(()).ok_or_else(|| DemoError::Bpffs(status.to_string()))
+    let status = Command::new("mount").args(["-t", "bpf", "bpf", "/sys/fs/bpf"]).status().map_err(DemoError::Bpffs)?;
+    status.success().then_some(()).ok_or(DemoError::BpffsMount(status))
 }
 
 /// Starts an agent process (the `netstack` binary at `exe`) for `config` inside the node

@@ -65,6 +65,9 @@ pub enum ApiError {
     /// The request named an endpoint the agent does not have.
     #[error("no endpoint {0:?} (give its id or namespace/pod)")]
     NoEndpoint(String),
+    /// The endpoint's datapath could not be read.
+    #[error(transparent)]
+    Datapath(#[from] crate::datapath::DatapathError),
     /// The agent could not answer (its message).
     #[error("{0}")]
     Agent(String),
@@ -95,7 +98,7 @@ pub fn handle(agent: &mut Agent, request: &Request) -> Result<serde_json::Value,
         }
         Request::PolicyGet => serde_json::to_value(policy_rows(agent))?,
         Request::BpfPolicyGet { endpoint } => {
-            let entries = find(agent, endpoint)?.datapath.read_policy().map_err(|e| ApiError::Agent(e.to_string()))?;
+            let entries = find(agent, endpoint)?.datapath.read_policy()?;
             let rows: Vec<PolicyEntryRow> = entries
                 .iter()
                 .map(|(k, v, packets)| PolicyEntryRow {
@@ -110,7 +113,7 @@ pub fn handle(agent: &mut Agent, request: &Request) -> Result<serde_json::Value,
             serde_json::to_value(rows)?
         }
         Request::EndpointVerdicts { endpoint } => {
-            let rows = find(agent, endpoint)?.datapath.verdicts().map_err(|e| ApiError::Agent(e.to_string()))?;
+            let rows = find(agent, endpoint)?.datapath.verdicts()?;
             let rows: Vec<VerdictRow> = rows
                 .iter()
                 .map(|(direction, r, c)| VerdictRow {

@@ -37,12 +37,22 @@ pub enum PlumbingError {
         reason: String,
     },
     /// A route netlink request the kernel refused.
-    #[error("{op}: {reason}")]
+    #[error("{op}: {source}")]
     Netlink {
         /// What was asked (`add veth lxc1234 (peer eth0)`).
         op: String,
-        /// The kernel's answer.
-        reason: String,
+        /// The kernel's answer, or the socket's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The kernel's route netlink answer could not be read.
+    #[error("{op}: reading the kernel's answer: {source}")]
+    NetlinkReply {
+        /// What was asked.
+        op: String,
+        /// Why the answer did not decode.
+        #[source]
+        source: netlink_packet_utils::DecodeError,
     },
     /// The thread that ran in a namespace panicked.
     #[error("a thread in netns {name} panicked")]

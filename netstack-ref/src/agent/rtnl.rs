@@ -24,7 +24,7 @@ pub struct Rtnl {
 
 fn failed(op: impl Into<String>) -> impl FnOnce(std::io::Error) -> PlumbingError {
     let op = op.into();
-    move |e| PlumbingError::Netlink { op, reason: e.to_string() }
+    move |source| PlumbingError::Netlink { op, source }
 }
 
 impl Rtnl {
@@ -59,7 +59,7 @@ impl Rtnl {
             let mut offset = 0;
             while offset < data.len() {
                 let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&data[offset..])
-                    .map_err(|e| PlumbingError::Netlink { op: op.to_owned(), reason: e.to_string() })?;
+                    .map_err(|source| PlumbingError::NetlinkReply { op: op.to_owned(), source })?;
                 let length = reply.header.length as usize;
                 match reply.payload {
                     NetlinkPayload::Error(e) => {
@@ -67,7 +67,7 @@ impl Rtnl {
                             None => Ok(replies),
                             Some(code) => Err(PlumbingError::Netlink {
                                 op: op.to_owned(),
-                                reason: std::io::Error::from_raw_os_error(-code.get()).to_string(),
+                                source: std::io::Error::from_raw_os_error(-code.get()),
                             }),
                         }
                     }

@@ -58,7 +58,10 @@ pub enum DatapathError {
     Object(Box<ebpf_core::object::ObjectError>),
     /// The kernel's jiffies cannot be read.
     #[error("jiffies clock: {0}")]
-    Clock(String),
+    Clock(#[source] ebpf_core::insn::AsmError),
+    /// The kernel's configuration does not say `CONFIG_HZ`, so jiffies cannot become seconds.
+    #[error("jiffies clock: the kernel's configuration has no CONFIG_HZ")]
+    NoConfigHz,
     /// A pin directory could not be made or cleared.
     #[error(transparent)]
     File(#[from] FileError),
@@ -447,13 +450,13 @@ impl JiffiesClock {
                 asm.alu64_imm(AluOp::Rsh, Reg::R0, shift);
             }
             asm.exit();
-            let insns = asm.finish().map_err(|e| DatapathError::Clock(e.to_string()))?;
+            let insns = asm.finish().map_err(DatapathError::Clock)?;
             Program::load(&ProgramSpec::from_assembled(name, ProgramType::SchedCls, insns))
                 .map_err(kernel(format!("load {name}")))
         };
         let hz = ebpf_core::object::kernel_config("CONFIG_HZ")?
             .and_then(|v| v.parse().ok())
-            .ok_or_else(|| DatapathError::Clock("the kernel's configuration has no CONFIG_HZ".into()))?;
+            .ok_or(DatapathError::NoConfigHz)?;
         Ok(JiffiesClock { low: half("jiffies_low", 0)?, high: half("jiffies_high", 32)?, hz })
     }
 
