@@ -48,10 +48,10 @@ pub fn type_spelling(btf: &Btf, id: u32) -> String {
         None => "void".to_owned(),
         Some(BtfKind::Int) => match ty.int() {
             Some(int) if int.bool => "bool".to_owned(),
-            Some(int) => format!("{}{}", if int.signed { "i" } else { "u" }, ty.size().unwrap_or(0) * 8),
+            Some(int) => format!("{}{}", if int.signed { "i" } else { "u" }, ty.size().unwrap_or(0).saturating_mul(8)),
             None => "int?".to_owned(),
         },
-        Some(BtfKind::Float) => format!("f{}", ty.size().unwrap_or(0) * 8),
+        Some(BtfKind::Float) => format!("f{}", ty.size().unwrap_or(0).saturating_mul(8)),
         Some(BtfKind::Enum | BtfKind::Enum64) => format!("enum {}", ty.name()),
         Some(BtfKind::Struct) => format!("struct {}", ty.name()),
         Some(BtfKind::Union) => format!("union {}", ty.name()),
@@ -85,7 +85,7 @@ pub fn type_layout(btf: &Btf, id: u32) -> TypeLayout {
                 bit_size: if m.bitfield_size > 0 {
                     m.bitfield_size as u32
                 } else {
-                    btf.resolve_size(m.ty).unwrap_or(0) * 8
+                    btf.resolve_size(m.ty).unwrap_or(0).saturating_mul(8)
                 },
                 ty: type_spelling(btf, m.ty),
             })
