@@ -213,7 +213,7 @@ fn externs_get_the_kernels_config_and_symbols() {
     let Some(_root) = require_kernel() else { return };
     let collection = load("externs");
     assert_eq!(run(collection.program("read_externs").unwrap(), &[0u8; 64]), 2);
-    let seen: [u8; 32] = collection.variable("seen").unwrap().get().unwrap();
+    let seen: [u8; 48] = collection.variable("seen").unwrap().get().unwrap();
     let word = |i: usize| u64::from_ne_bytes(seen[i * 8..i * 8 + 8].try_into().unwrap());
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     let mut parts = release.split(['.', '-']).map(|p| p.trim().parse::<u64>().unwrap_or(0));
@@ -223,6 +223,41 @@ fn externs_get_the_kernels_config_and_symbols() {
     assert_eq!(word(2), 0, "a weak, missing option reads 0");
     let symbols = ebpf_core::kallsyms::KernelSymbols::load().unwrap();
     assert_eq!(word(3), symbols.address_of("bpf_prog_put").unwrap(), "typeless ksym");
+    assert_eq!(word(4), tracepoint_may_call("bpf_get_attach_cookie") as u64, "LINUX_HAS_BPF_COOKIE");
+    assert_eq!(word(5), syscall_wrapper_attachable() as u64, "LINUX_HAS_SYSCALL_WRAPPER");
+}
+
+/// Whether a tracepoint program calling `helper` loads: what libbpf's cookie probe asks,
+/// asked here without the library's feature probes.
+fn tracepoint_may_call(helper: &str) -> bool {
+    use ebpf_core::insn::{helpers::helper_id, Assembler};
+    use ebpf_core::{ProgramSpec, ProgramType};
+    let mut asm = Assembler::new();
+    asm.call(helper_id(helper).unwrap());
+    asm.exit();
+    let spec = ProgramSpec::from_assembled(&unique_name("cookie"), ProgramType::Tracepoint, asm.finish().unwrap());
+    Program::load(&spec).is_ok()
+}
+
+/// Whether a kprobe could attach to this kernel's `bpf(2)` wrapper: with neither the kprobe PMU
+/// nor tracefs kprobe events nothing attaches; otherwise the wrapper must be a kernel symbol.
+fn syscall_wrapper_attachable() -> bool {
+    let kprobes = [
+        "/sys/bus/event_source/devices/kprobe",
+        "/sys/kernel/tracing/kprobe_events",
+        "/sys/kernel/debug/tracing/kprobe_events",
+    ]
+    .iter()
+    .any(|p| std::path::Path::new(p).exists());
+    let wrapper = match std::env::consts::ARCH {
+        "x86_64" => "__x64_sys_bpf",
+        "aarch64" => "__arm64_sys_bpf",
+        "s390x" => "__s390x_sys_bpf",
+        "riscv64" => "__riscv_sys_bpf",
+        _ => return false,
+    };
+    let symbols = ebpf_core::kallsyms::KernelSymbols::load().unwrap();
+    kprobes && symbols.address_of(wrapper).is_some()
 }
 
 #[test]

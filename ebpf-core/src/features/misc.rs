@@ -51,6 +51,13 @@ pub enum MiscFeature {
     KernelBtf,
     /// `BPF_ENABLE_STATS` run-time statistics.
     RunStats,
+    /// `bpf_get_attach_cookie` callable from tracepoint programs (5.15; libbpf's
+    /// `FEAT_BPF_COOKIE`, behind the virtual kconfig `LINUX_HAS_BPF_COOKIE`).
+    BpfCookie,
+    /// System calls are entered through architecture wrappers (`__x64_sys_bpf`) that a kprobe
+    /// can attach to (libbpf's `FEAT_SYSCALL_WRAPPER`, behind `LINUX_HAS_SYSCALL_WRAPPER`,
+    /// which tells `BPF_KSYSCALL` programs where the arguments are).
+    SyscallWrapper,
 }
 
 impl MiscFeature {
@@ -75,6 +82,8 @@ impl MiscFeature {
         MiscFeature::ProgBindMap,
         MiscFeature::KernelBtf,
         MiscFeature::RunStats,
+        MiscFeature::BpfCookie,
+        MiscFeature::SyscallWrapper,
     ];
 
     /// Name in JSON output.
@@ -99,6 +108,8 @@ impl MiscFeature {
             MiscFeature::ProgBindMap => "prog_bind_map",
             MiscFeature::KernelBtf => "kernel_btf",
             MiscFeature::RunStats => "run_stats",
+            MiscFeature::BpfCookie => "bpf_cookie",
+            MiscFeature::SyscallWrapper => "syscall_wrapper",
         }
     }
 }
@@ -151,6 +162,51 @@ fn kernel_btf() -> Support {
     }
 }
 
+/// The prefix of this architecture's syscall wrappers (`__<prefix>_sys_bpf`), as the kernel's
+/// `arch/*/include/asm/syscall_wrapper.h` names them.
+fn syscall_wrapper_prefix() -> Option<&'static str> {
+    match std::env::consts::ARCH {
+        "x86_64" => Some("x64"),
+        "x86" => Some("ia32"),
+        "aarch64" => Some("arm64"),
+        "arm" => Some("arm"),
+        "s390x" => Some("s390x"),
+        "riscv64" => Some("riscv"),
+        "powerpc64" => Some("powerpc64"),
+        "powerpc" => Some("powerpc"),
+        "loongarch64" => Some("loongarch"),
+        "mips" | "mips64" => Some("mips"),
+        _ => None,
+    }
+}
+
+/// libbpf's answer: a kprobe on the wrapper of `bpf(2)` opens through the kprobe PMU or, on
+/// kernels with only tracefs kprobe events, the wrapper is a kernel symbol a kprobe event could
+/// name (read from `/proc/kallsyms` rather than by writing a probe into tracefs).
+fn syscall_wrapper() -> Support {
+    let Some(prefix) = syscall_wrapper_prefix() else {
+        return Support::No(format!("{} has no syscall wrappers", std::env::consts::ARCH));
+    };
+    let symbol = format!("__{prefix}_sys_bpf");
+    let pmu = std::fs::read_to_string("/sys/bus/event_source/devices/kprobe/type");
+    if let Some(pmu_type) = pmu.ok().and_then(|t| t.trim().parse::<u32>().ok()) {
+        let name = std::ffi::CString::new(symbol.clone()).expect("no NUL in a symbol name");
+        return match sys::perf_event_open_kprobe(pmu_type, &name) {
+            Ok(_) => Support::Yes,
+            Err(errno) => Support::No(format!("kprobe on {symbol}: {errno}")),
+        };
+    }
+    let tracefs = ["/sys/kernel/tracing/kprobe_events", "/sys/kernel/debug/tracing/kprobe_events"];
+    if !tracefs.iter().any(|p| Path::new(p).exists()) {
+        return Support::No("no kprobe PMU and no tracefs kprobe_events: kprobes cannot attach".to_owned());
+    }
+    match std::fs::read_to_string("/proc/kallsyms") {
+        Ok(symbols) if symbols.lines().any(|l| l.split_whitespace().nth(2) == Some(symbol.as_str())) => Support::Yes,
+        Ok(_) => Support::No(format!("{symbol} is not a kernel symbol")),
+        Err(e) => Support::Unknown(format!("read /proc/kallsyms: {e}")),
+    }
+}
+
 fn probe(feature: MiscFeature) -> Support {
     if feature == MiscFeature::KernelBtf {
         return kernel_btf();
@@ -158,6 +214,7 @@ fn probe(feature: MiscFeature) -> Support {
     if let Err(why) = privilege() {
         return Support::Unknown(why);
     }
+
     let exit = Instruction::Exit;
     match feature {
         MiscFeature::BoundedLoops => loads(&encode(&[
@@ -254,5 +311,10 @@ fn probe(feature: MiscFeature) -> Support {
             Err(e) => Support::No(format!("{}", e.errno)),
         },
         MiscFeature::KernelBtf => kernel_btf(),
+        MiscFeature::BpfCookie => {
+            let id = crate::insn::helpers::helper_id("bpf_get_attach_cookie").expect("a known helper");
+            super::helpers::helper(ProgramType::Tracepoint, id)
+        }
+        MiscFeature::SyscallWrapper => syscall_wrapper(),
     }
 }

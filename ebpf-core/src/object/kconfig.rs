@@ -1,5 +1,6 @@
 //! Values for `extern ... __kconfig` variables: `LINUX_KERNEL_VERSION` from the running
-//! kernel's release, `CONFIG_*` from `/proc/config.gz` or `/boot/config-<release>`.
+//! kernel's release, `LINUX_HAS_BPF_COOKIE` and `LINUX_HAS_SYSCALL_WRAPPER` from feature
+//! probes, `CONFIG_*` from `/proc/config.gz` or `/boot/config-<release>`.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -104,6 +105,29 @@ fn encode(external: &KconfigExtern, raw: &str) -> Result<Vec<u8>, String> {
     }
 }
 
+/// libbpf's virtual externs: values the loader works out rather than reads from the
+/// configuration.
+fn virtual_value(name: &str, release: &str) -> Option<u64> {
+    use crate::features::{misc, MiscFeature};
+    match name {
+        "LINUX_KERNEL_VERSION" => Some(kernel_version(release).into()),
+        "LINUX_HAS_BPF_COOKIE" => Some(misc(MiscFeature::BpfCookie).is_yes().into()),
+        "LINUX_HAS_SYSCALL_WRAPPER" => Some(misc(MiscFeature::SyscallWrapper).is_yes().into()),
+        _ => None,
+    }
+}
+
+/// A number in an extern of integer, bool or enum type (libbpf's `set_kcfg_value_num`).
+fn encode_number(external: &KconfigExtern, value: u64) -> Result<Vec<u8>, String> {
+    match &external.ty {
+        VariableType::Bool | VariableType::Int { .. } | VariableType::Enum { .. } => {
+            let size = (external.ty.size() as usize).min(8);
+            Ok(value.to_ne_bytes()[..size].to_vec())
+        }
+        other => Err(format!("cannot hold the number {value} in a {other}")),
+    }
+}
+
 /// The `.kconfig` map image for `externs`.
 pub(super) fn kconfig_image(externs: &[KconfigExtern], size: usize) -> Result<Vec<u8>, ObjectError> {
     let release = crate::features::kernel_release();
@@ -111,8 +135,8 @@ pub(super) fn kconfig_image(externs: &[KconfigExtern], size: usize) -> Result<Ve
     let mut image = vec![0u8; size];
     for external in externs {
         let fail = |reason: String| ObjectError::Extern { name: external.name.clone(), reason };
-        let bytes = if external.name == "LINUX_KERNEL_VERSION" {
-            encode(external, &kernel_version(&release).to_string()).map_err(fail)?
+        let bytes = if let Some(value) = virtual_value(&external.name, &release) {
+            encode_number(external, value).map_err(fail)?
         } else {
             let options = match &config {
                 Some(c) => c,

@@ -90,6 +90,22 @@ pub fn perf_event_open_tracepoint(id: u64) -> Result<OwnedFd, Errno> {
     open(&attr, 0)
 }
 
+/// Opens a kprobe on `symbol` through the kprobe PMU whose perf type is `pmu_type` (read from
+/// `/sys/bus/event_source/devices/kprobe/type`), for every task on CPU 0.
+pub fn perf_event_open_kprobe(pmu_type: u32, symbol: &std::ffi::CStr) -> Result<OwnedFd, Errno> {
+    let attr = PerfEventAttr {
+        kind: pmu_type,
+        size: std::mem::size_of::<PerfEventAttr>() as u32,
+        // config1 carries the address of the symbol's name (kprobe_func); config2 the offset.
+        config1: symbol.as_ptr() as u64,
+        sample_period: 1,
+        wakeup_events: 1,
+        ..PerfEventAttr::default()
+    };
+    // `symbol` outlives the call: the kernel copies the name during perf_event_open.
+    open(&attr, 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
