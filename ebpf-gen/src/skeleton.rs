@@ -179,7 +179,7 @@ fn variable_item(v: &VariableSpec, id: Option<u32>, types: &mut TypeGen<'_>) -> 
     let (rust, access) = match (&v.ty, id) {
         (VariableType::Bool, _) => ("bool".to_owned(), Access::Value),
         (VariableType::Int { size, signed }, _) if [1, 2, 4, 8].contains(size) => {
-            (format!("{}{}", if *signed { "i" } else { "u" }, size * 8), Access::Value)
+            (format!("{}{}", if *signed { "i" } else { "u" }, size.saturating_mul(8)), Access::Value)
         }
         (VariableType::Enum { .. }, Some(id)) => (types.rust_type(id)?, Access::EnumInt),
         (VariableType::Other { .. }, Some(id)) => {

@@ -189,7 +189,7 @@ impl<'b> TypeGen<'b> {
                 format!("[{}; {}]", self.name_of(a.elem)?, a.nelems)
             }
             Some(BtfKind::Int) => int_type(&ty)?,
-            Some(BtfKind::Float) => format!("f{}", ty.size().unwrap_or(0) * 8),
+            Some(BtfKind::Float) => format!("f{}", ty.size().unwrap_or(0).saturating_mul(8)),
             _ => "u64".into(),
         })
     }
@@ -260,7 +260,7 @@ impl<'b> TypeGen<'b> {
             let first = m.bit_offset / 8;
             let bitfield_end = |b: &ebpf_btf::StructMember<'_>| -> Result<u32, GenError> {
                 let bits = bits_of(self.btf, b);
-                if bits == 0 || bits > 64 || b.bit_offset < first * 8 {
+                if bits == 0 || bits > 64 || b.bit_offset < first * 8 || b.bit_offset.checked_add(bits).is_none() {
                     return Err(GenError::Unsupported(format!(
                         "{name}: bitfield {} of {bits} bits at bit {}",
                         b.name, b.bit_offset
