@@ -115,6 +115,36 @@ fn an_unknown_map_type() {
     assert_eq!(err.to_string(), "map \"legacy_counts\": unknown map type 999");
 }
 
+/// Bytes of a legacy definition past the fields the loader reads are refused when not zero, as
+/// is a samples/bpf inner_map_idx it does not support.
+#[test]
+fn legacy_definitions_with_unknown_fields_are_refused() {
+    let elf = fixture("legacy_map_layouts");
+    let maps = section_offset(&elf, "maps");
+    let mut unknown = elf.clone();
+    unknown[maps + 28] = 1;
+    let err = error(&unknown).to_string();
+    assert!(err.contains("byte 28 of its 32-byte definition is not zero"), "{err}");
+    let mut inner = elf;
+    inner[maps + 20] = 1;
+    let err = error(&inner).to_string();
+    assert!(err.contains("inner_map_idx 1"), "{err}");
+}
+
+#[test]
+fn iproute2_pinning_and_map_in_map_it_cannot_honour_are_refused() {
+    let elf = fixture("iproute2_maps");
+    let maps = section_offset(&elf, "maps");
+    let patched = |word: usize, value: u32| {
+        let mut elf = elf.clone();
+        elf[maps + word * 4..maps + word * 4 + 4].copy_from_slice(&value.to_le_bytes());
+        error(&elf).to_string()
+    };
+    assert!(patched(6, 1).contains("PIN_OBJECT_NS"), "pinning 1");
+    assert!(patched(6, 7).contains("iproute2 pinning 7"), "a custom pinning");
+    assert!(patched(8, 1).contains("inner_idx 1"), "map-in-map");
+}
+
 #[test]
 fn huge_counts() {
     let mut elf = fixture("xdp_count");
@@ -155,10 +185,21 @@ proptest! {
     /// Any object with bytes flipped reads or fails with an error; it never panics.
     #[test]
     fn flipped_bytes_never_panic(
-        fixture_index in 0usize..8,
+        fixture_index in 0usize..10,
         flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..16),
     ) {
-        let names = ["xdp_count", "tail_calls", "template", "subprogs", "maps_defs", "externs", "legacy_maps", "core_kernel"];
+        let names = [
+            "xdp_count",
+            "tail_calls",
+            "template",
+            "subprogs",
+            "maps_defs",
+            "externs",
+            "legacy_maps",
+            "core_kernel",
+            "legacy_map_layouts",
+            "iproute2_maps",
+        ];
         let mut elf = fixture(names[fixture_index]);
         for (index, byte) in flips {
             let at = index.index(elf.len());

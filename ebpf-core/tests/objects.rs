@@ -286,6 +286,54 @@ fn legacy_map_definitions_still_load() {
 }
 
 #[test]
+fn legacy_definitions_larger_than_bpf_map_def_load() {
+    let Some(_root) = require_kernel() else { return };
+    let spec = CollectionSpec::from_elf(&fixture("legacy_map_layouts")).unwrap();
+    let hash = spec.map("sized_hash").unwrap();
+    assert_eq!((hash.map_type, hash.key_size, hash.value_size, hash.max_entries), (MapType::Hash, 4, 8, 16));
+    let array = spec.map("sized_array").unwrap();
+    assert_eq!((array.map_type, array.key_size, array.value_size, array.max_entries), (MapType::Array, 4, 4, 2));
+    let collection = Collection::load(spec, &LoadOptions::default()).unwrap();
+    let program = collection.program("count_in_both").unwrap();
+    run(program, &[0u8; 64]);
+    run(program, &[0u8; 64]);
+    let mut count = [0u8; 8];
+    collection.map("sized_hash").unwrap().lookup(&1u32.to_ne_bytes(), &mut count).unwrap();
+    assert_eq!(u64::from_ne_bytes(count), 2);
+    let mut slot = [0u8; 4];
+    collection.map("sized_array").unwrap().lookup(&1u32.to_ne_bytes(), &mut slot).unwrap();
+    assert_eq!(u32::from_ne_bytes(slot), 2);
+}
+
+#[test]
+fn iproute2_pin_global_ns_pins_under_the_callers_directory() {
+    let Some(_root) = require_kernel() else { return };
+    let spec = CollectionSpec::from_elf(&fixture("iproute2_maps")).unwrap();
+    assert_eq!(spec.map("tc_shared_counts").unwrap().pinning, Pinning::ByName);
+    assert_eq!(spec.map("tc_private_counts").unwrap().pinning, Pinning::None);
+    assert_eq!(spec.program("tc_count").unwrap().program_type, ebpf_core::ProgramType::SchedCls);
+
+    let err = Collection::load(spec.clone(), &LoadOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("tc_shared_counts") && err.contains("no pin_dir"), "never silently unpinned: {err}");
+
+    let Some(pins) = PinDir::new("iproute2") else { return };
+    let options = LoadOptions::default().pin_dir(pins.path());
+    let first = Collection::load(spec.clone(), &options).unwrap();
+    assert!(pins.path().join("tc_shared_counts").exists());
+    assert!(!pins.path().join("tc_private_counts").exists());
+    run(first.program("tc_count").unwrap(), &[0u8; 64]);
+    let second = Collection::load(spec, &options).unwrap();
+    run(second.program("tc_count").unwrap(), &[0u8; 64]);
+    let read = |collection: &Collection, map: &str| {
+        let mut value = [0u8; 8];
+        collection.map(map).unwrap().lookup(&0u32.to_ne_bytes(), &mut value).unwrap();
+        u64::from_ne_bytes(value)
+    };
+    assert_eq!(read(&second, "tc_shared_counts"), 2, "both loads count into the pinned map");
+    assert_eq!(read(&second, "tc_private_counts"), 1, "each load has its own unpinned map");
+}
+
+#[test]
 fn verifier_logs_show_c_source_lines() {
     let Some(_root) = require_kernel() else { return };
     let spec = CollectionSpec::from_elf(&fixture("xdp_count")).unwrap();

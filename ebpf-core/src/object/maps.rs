@@ -1,5 +1,5 @@
 //! Map definitions: BTF-defined (`.maps`, libbpf's `__uint`/`__type`/`__array` encoding) and
-//! legacy (`struct bpf_map_def` in `maps`).
+//! legacy (`struct bpf_map_def` or iproute2's `struct bpf_elf_map` in `maps`).
 
 use ebpf_btf::{Btf, BtfKind, Type};
 use object::SymbolKind;
@@ -224,8 +224,22 @@ fn static_values(
     }
 }
 
-/// `struct bpf_map_def`: type, key_size, value_size, max_entries, map_flags (then optional
-/// inner_map_idx and numa_node).
+/// Size of iproute2's `struct bpf_elf_map` (`include/bpf_elf.h`): type, size_key, size_value,
+/// max_elem, flags, id, pinning, inner_id, inner_idx.
+const BPF_ELF_MAP_SIZE: usize = 36;
+/// iproute2's pinning values.
+const PIN_NONE: u32 = 0;
+const PIN_OBJECT_NS: u32 = 1;
+const PIN_GLOBAL_NS: u32 = 2;
+
+/// Legacy definitions in a `maps` section, one per map symbol, all of the size the section
+/// divided by the symbols gives (the layout is not in the object; `bpftool gen object` merges
+/// sections, so that size is all there is to go on):
+/// - 36 bytes: iproute2's `struct bpf_elf_map`, whose `PIN_GLOBAL_NS` pins by name under the
+///   load's pin directory;
+/// - otherwise `struct bpf_map_def` — type, key_size, value_size, max_entries, map_flags, then
+///   samples/bpf's inner_map_idx and numa_node — where every byte past the fields we read must be
+///   zero, so a field we do not know can never be dropped silently.
 fn read_legacy_maps(elf: &Elf<'_>, index: usize, out: &mut Vec<DefinedMap>) -> Result<(), ObjectError> {
     let section = &elf.sections[index];
     let mut symbols = elf.symbols_in(index, SymbolKind::Data);
@@ -254,17 +268,76 @@ fn read_legacy_maps(elf: &Elf<'_>, index: usize, out: &mut Vec<DefinedMap>) -> R
                 reason: format!("definition at byte {start} runs past the section"),
             });
         };
-        let word = |i: usize| def.get(i * 4..i * 4 + 4).map_or(0, |b| u32::from_ne_bytes(b.try_into().expect("4")));
-        let raw_type = word(0);
-        let map_type = MapType::from_raw(raw_type)
-            .ok_or(ObjectError::UnknownMapType { map: symbol.name.to_owned(), raw: raw_type })?;
-        let mut spec = MapSpec::new(symbol.name, map_type, word(1), word(2), word(3));
-        spec.flags = MapFlags::from_bits_retain(word(4));
-        if def_size >= 28 {
-            spec.numa_node = word(6);
-        }
-        apply_defaults(&mut spec);
+        let spec = if def_size == BPF_ELF_MAP_SIZE {
+            read_bpf_elf_map(symbol.name, def)?
+        } else {
+            read_bpf_map_def(symbol.name, def)?
+        };
         out.push(DefinedMap { section: index, offset: symbol.value, spec });
     }
     Ok(())
+}
+
+/// The `i`th 32-bit word of a legacy definition (0 past its end).
+fn legacy_word(def: &[u8], i: usize) -> u32 {
+    def.get(i * 4..i * 4 + 4).map_or(0, |b| u32::from_ne_bytes(b.try_into().expect("4 bytes")))
+}
+
+/// The five words every legacy layout starts with.
+fn legacy_spec(name: &str, def: &[u8]) -> Result<MapSpec, ObjectError> {
+    let raw_type = legacy_word(def, 0);
+    let map_type =
+        MapType::from_raw(raw_type).ok_or(ObjectError::UnknownMapType { map: name.to_owned(), raw: raw_type })?;
+    let mut spec = MapSpec::new(name, map_type, legacy_word(def, 1), legacy_word(def, 2), legacy_word(def, 3));
+    spec.flags = MapFlags::from_bits_retain(legacy_word(def, 4));
+    Ok(spec)
+}
+
+fn read_bpf_map_def(name: &str, def: &[u8]) -> Result<MapSpec, ObjectError> {
+    let bad = |reason: String| ObjectError::Map { map: name.to_owned(), reason };
+    let mut spec = legacy_spec(name, def)?;
+    if legacy_word(def, 5) != 0 {
+        return Err(bad(format!(
+            "inner_map_idx {} (samples/bpf map-in-map): not supported; define the map with BTF (__array(values, ...))",
+            legacy_word(def, 5)
+        )));
+    }
+    spec.numa_node = legacy_word(def, 6);
+    if let Some(at) = def.iter().skip(28).position(|&b| b != 0) {
+        return Err(bad(format!(
+            "byte {} of its {}-byte definition is not zero: a field past map_flags, inner_map_idx and numa_node that \
+             this loader does not know",
+            28 + at,
+            def.len()
+        )));
+    }
+    apply_defaults(&mut spec);
+    Ok(spec)
+}
+
+fn read_bpf_elf_map(name: &str, def: &[u8]) -> Result<MapSpec, ObjectError> {
+    let bad = |reason: String| ObjectError::Map { map: name.to_owned(), reason };
+    let mut spec = legacy_spec(name, def)?;
+    let (pinning, inner_id, inner_idx) = (legacy_word(def, 6), legacy_word(def, 7), legacy_word(def, 8));
+    spec.pinning = match pinning {
+        PIN_NONE => Pinning::None,
+        PIN_GLOBAL_NS => Pinning::ByName,
+        PIN_OBJECT_NS => {
+            return Err(bad("iproute2 pinning PIN_OBJECT_NS (a directory per object) is not supported; use \
+                 PIN_GLOBAL_NS with a pin directory"
+                .to_owned()))
+        }
+        other => {
+            return Err(bad(format!(
+                "iproute2 pinning {other} (a custom subdirectory from /etc/iproute2/bpf_pinning) is not supported"
+            )))
+        }
+    };
+    if inner_id != 0 || inner_idx != 0 {
+        return Err(bad(format!(
+            "iproute2 map-in-map (inner_id {inner_id}, inner_idx {inner_idx}) is not supported; define the map with BTF"
+        )));
+    }
+    apply_defaults(&mut spec);
+    Ok(spec)
 }

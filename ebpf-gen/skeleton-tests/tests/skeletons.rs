@@ -19,6 +19,8 @@ fn every_object_opens_through_its_own_skeleton() {
     core_relocs::OpenCoreRelocs::open().unwrap();
     endpoint::OpenEndpoint::open().unwrap();
     externs::OpenExterns::open().unwrap();
+    iproute2_maps::OpenIproute2Maps::open().unwrap();
+    legacy_map_layouts::OpenLegacyMapLayouts::open().unwrap();
     legacy_maps::OpenLegacyMaps::open().unwrap();
     maps_defs::OpenMapsDefs::open().unwrap();
     skeleton_layout::OpenSkeletonLayout::open().unwrap();
@@ -163,13 +165,18 @@ fn every_loadable_object_loads_and_is_used_through_its_skeleton() {
 
     let legacy = legacy_maps::OpenLegacyMaps::open().unwrap().load(&options).unwrap();
     assert_eq!(legacy.maps().legacy_counts().unwrap().get(0).unwrap(), [0; 8]);
+    let layouts = legacy_map_layouts::OpenLegacyMapLayouts::open().unwrap().load(&options).unwrap();
+    assert_eq!(layouts.maps().sized_array().unwrap().get(1).unwrap(), [0; 4]);
+    let iproute2 = iproute2_maps::OpenIproute2Maps::open().unwrap().load(&options).unwrap();
+    assert_eq!(iproute2.maps().tc_shared_counts().unwrap().get(0).unwrap(), [0; 8]);
+    assert!(pins.path().join("tc_shared_counts").exists());
 
     let tail_calls = tail_calls::OpenTailCalls::open().unwrap().load(&options).unwrap();
     tail_calls.maps().jumps().unwrap();
     tail_calls.progs().stage_hop();
 
     let externs = externs::OpenExterns::open().unwrap().load(&options).unwrap();
-    assert_eq!(externs.seen().unwrap(), [0; 4]);
+    assert_eq!(externs.seen().unwrap(), [0; 6]);
 
     let mut attach = attach_points::OpenAttachPoints::open().unwrap();
     attach.set_denied_port(9999).unwrap();
