@@ -334,6 +334,16 @@ fn iproute2_pin_global_ns_pins_under_the_callers_directory() {
 }
 
 #[test]
+fn sections_of_static_functions_are_subprograms_not_programs() {
+    let spec = CollectionSpec::from_elf(&fixture("subprogram_sections")).unwrap();
+    let names: Vec<&str> = spec.programs.iter().map(|p| &*p.name).collect();
+    assert_eq!(names, ["call_across_sections"], "\"static\" and \"helpers/math\" make no programs");
+    let Some(_root) = require_kernel() else { return };
+    let collection = Collection::load(spec, &LoadOptions::default()).unwrap();
+    assert_eq!(run(collection.program("call_across_sections").unwrap(), &[0u8; 64]), 5 * 2 + 3);
+}
+
+#[test]
 fn verifier_logs_show_c_source_lines() {
     let Some(_root) = require_kernel() else { return };
     let spec = CollectionSpec::from_elf(&fixture("xdp_count")).unwrap();

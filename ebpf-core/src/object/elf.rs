@@ -58,6 +58,8 @@ pub(super) struct Symbol<'d> {
     pub size: u64,
     pub kind: SymbolKind,
     pub weak: bool,
+    /// `STB_LOCAL`: a `static` function or variable.
+    pub local: bool,
     pub undefined: bool,
 }
 
@@ -187,6 +189,7 @@ impl<'d> Elf<'d> {
                     size: symbol.st_size(endian),
                     kind,
                     weak: symbol.st_bind() == elf::STB_WEAK,
+                    local: symbol.st_bind() == elf::STB_LOCAL,
                     undefined: symbol.st_shndx(endian) == elf::SHN_UNDEF,
                 });
             }

@@ -23,6 +23,8 @@ pub(super) struct Function<'d> {
     pub name: std::borrow::Cow<'d, str>,
     pub start: usize,
     pub len: usize,
+    /// A `static` function: callable only from its own object.
+    pub local: bool,
 }
 
 /// A code section split into functions.
@@ -59,11 +61,17 @@ impl<'d> CodeSection<'d> {
                 name: symbol.name.into(),
                 start: (start / 8) as usize,
                 len: (size / 8) as usize,
+                local: symbol.local,
             });
         }
         // Hand-written assembly may carry no function symbols: the section is one program.
         if functions.is_empty() && !insns.is_empty() && section.name != ".text" {
-            functions.push(Function { name: section.name.replace(['/', '.'], "_").into(), start: 0, len: insns.len() });
+            functions.push(Function {
+                name: section.name.replace(['/', '.'], "_").into(),
+                start: 0,
+                len: insns.len(),
+                local: false,
+            });
         }
         functions.retain(|f| f.len > 0);
         let code = CodeSection { index, name: section.name, insns, functions };
@@ -110,6 +118,16 @@ impl<'d> CodeSection<'d> {
             }
         }
         Ok(())
+    }
+
+    /// Whether the section holds only functions other programs call and is no program of its
+    /// own: `.text`, or a section whose name says no program type and whose functions are all
+    /// `static` (`__section("static")` on a helper; cilium/ebpf's rule — libbpf refuses these).
+    pub fn holds_subprograms_only(&self) -> bool {
+        self.name == ".text"
+            || (super::section::classify(self.name).is_none()
+                && !self.functions.is_empty()
+                && self.functions.iter().all(|f| f.local))
     }
 
     fn function_at(&self, slot: usize) -> Option<usize> {

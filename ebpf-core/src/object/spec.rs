@@ -109,7 +109,7 @@ impl CollectionSpec {
         let linker = Linker { elf: &elf, code: &code, ext: ext.as_ref(), resolver: &resolver };
         let license: Arc<CStr> = elf.license().into();
         let kernel_version = elf.kernel_version();
-        let entry_sections = || code.iter().flatten().filter(|c| c.name != ".text");
+        let entry_sections = || code.iter().flatten().filter(|c| !c.holds_subprograms_only());
         let mut programs = Vec::with_capacity(entry_sections().map(|c| c.functions.len()).sum());
         for section in entry_sections() {
             let section_name = SharedStr::from(section.name);

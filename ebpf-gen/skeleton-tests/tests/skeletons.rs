@@ -25,6 +25,7 @@ fn every_object_opens_through_its_own_skeleton() {
     maps_defs::OpenMapsDefs::open().unwrap();
     skeleton_layout::OpenSkeletonLayout::open().unwrap();
     skeleton_layout_changed::OpenSkeletonLayoutChanged::open().unwrap();
+    subprogram_sections::OpenSubprogramSections::open().unwrap();
     subprogs::OpenSubprogs::open().unwrap();
     tail_calls::OpenTailCalls::open().unwrap();
     template::OpenTemplate::open().unwrap();
@@ -162,6 +163,9 @@ fn every_loadable_object_loads_and_is_used_through_its_skeleton() {
 
     let subprogs = subprogs::OpenSubprogs::open().unwrap().load(&options).unwrap();
     assert_eq!(subprogs.maps().calls().unwrap().get(0).unwrap(), 0);
+    let sections = subprogram_sections::OpenSubprogramSections::open().unwrap().load(&options).unwrap();
+    let program = sections.progs().call_across_sections();
+    assert_eq!(program.test_run(&TestRun::with_data(&[0u8; 64])).unwrap().retval, 13);
 
     let legacy = legacy_maps::OpenLegacyMaps::open().unwrap().load(&options).unwrap();
     assert_eq!(legacy.maps().legacy_counts().unwrap().get(0).unwrap(), [0; 8]);
