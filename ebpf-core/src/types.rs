@@ -63,6 +63,7 @@ macro_rules! kernel_enum {
 kernel_enum! {
     /// Program types (`enum bpf_prog_type`).
     ProgramType, "BPF_PROG_TYPE_", {
+        Unspec = 0 => "unspec",
         SocketFilter = 1 => "socket_filter",
         Kprobe = 2 => "kprobe",
         SchedCls = 3 => "sched_cls",
@@ -235,7 +236,7 @@ mod tests {
         assert_eq!(AttachType::TcxIngress.raw(), 46);
         assert_eq!(AttachType::CgroupInet4Connect.name(), "cgroup_inet4_connect");
         assert_eq!(LinkType::from_raw(11), Some(LinkType::Tcx));
-        assert_eq!(ProgramType::ALL.len(), 32);
+        assert_eq!(ProgramType::ALL.len(), 33);
         assert_eq!(MapType::ALL.len(), 33);
     }
 }

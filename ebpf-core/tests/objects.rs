@@ -344,6 +344,26 @@ fn sections_of_static_functions_are_subprograms_not_programs() {
 }
 
 #[test]
+fn a_section_naming_no_type_loads_once_the_caller_sets_one() {
+    let mut spec = CollectionSpec::from_elf(&fixture("unspecified_type")).unwrap();
+    let program = spec.program("count_runs").unwrap();
+    assert_eq!(program.program_type, ebpf_core::ProgramType::Unspec);
+    assert_eq!(program.section.as_deref(), Some("netstack_custom/count"));
+    let Some(_root) = require_kernel() else { return };
+    let err = Collection::load(spec.clone(), &LoadOptions::default()).unwrap_err().to_string();
+    assert!(
+        err.contains("count_runs") && err.contains("netstack_custom/count") && err.contains("set its program_type"),
+        "{err}"
+    );
+    spec.program_mut("count_runs").unwrap().program_type = ebpf_core::ProgramType::SocketFilter;
+    let collection = Collection::load(spec, &LoadOptions::default()).unwrap();
+    assert_eq!(run(collection.program("count_runs").unwrap(), &[0u8; 64]), 7);
+    let mut runs = [0u8; 8];
+    collection.map("custom_runs").unwrap().lookup(&0u32.to_ne_bytes(), &mut runs).unwrap();
+    assert_eq!(u64::from_ne_bytes(runs), 1);
+}
+
+#[test]
 fn verifier_logs_show_c_source_lines() {
     let Some(_root) = require_kernel() else { return };
     let spec = CollectionSpec::from_elf(&fixture("xdp_count")).unwrap();

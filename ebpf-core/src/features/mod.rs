@@ -133,10 +133,12 @@ pub struct FeatureReport {
 
 /// Runs (or recalls) every probe.
 pub fn probe_all() -> FeatureReport {
-    let program_types: BTreeMap<_, _> = ProgramType::ALL.iter().map(|&t| (t, program_type(t))).collect();
+    // `Unspec` is a placeholder for a type the caller has yet to set, not a kind of program.
+    let kinds = || ProgramType::ALL.iter().copied().filter(|&t| t != ProgramType::Unspec);
+    let program_types: BTreeMap<_, _> = kinds().map(|t| (t, program_type(t))).collect();
     let mut helpers = BTreeMap::new();
     let mut helpers_unknown = BTreeMap::new();
-    for &t in ProgramType::ALL {
+    for t in kinds() {
         match helpers_for(t) {
             Ok(list) => {
                 helpers.insert(t, list);

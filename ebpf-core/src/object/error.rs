@@ -19,15 +19,6 @@ pub enum ObjectError {
         /// What is wrong.
         reason: String,
     },
-    /// A program section whose name says no program type.
-    #[error(
-        "section {section}: the name says no program type (libbpf names such as xdp, tc, tcx/ingress, \
-         cgroup/connect4, socket, tp/<category>/<name>)"
-    )]
-    UnknownSection {
-        /// The section name.
-        section: String,
-    },
     /// A symbol that is missing or points somewhere impossible.
     #[error("symbol {symbol}: {reason}")]
     Symbol {

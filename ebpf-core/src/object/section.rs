@@ -17,6 +17,19 @@ pub struct SectionKind {
     pub attach_to: Option<String>,
 }
 
+impl SectionKind {
+    /// What a section name that says no program type gives: `ProgramType::Unspec`, for the
+    /// caller to set before load.
+    pub fn unspecified() -> SectionKind {
+        SectionKind {
+            program_type: ProgramType::Unspec,
+            attach_type: None,
+            flags: ProgramFlags::empty(),
+            attach_to: None,
+        }
+    }
+}
+
 /// How a definition matches: the whole name, or a prefix followed by `/argument`.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Match {

@@ -11,7 +11,7 @@ use super::elf::{Elf, Role};
 use super::error::ObjectError;
 use super::linker::{CodeSection, Linked, Linker, Resolver};
 use super::maps::{read_maps, DefinedMap};
-use super::section::classify;
+use super::section::{classify, SectionKind};
 use super::variable::VariableSpec;
 use crate::insn::{self, MapReference};
 use crate::map::MapSpec;
@@ -113,8 +113,9 @@ impl CollectionSpec {
         let mut programs = Vec::with_capacity(entry_sections().map(|c| c.functions.len()).sum());
         for section in entry_sections() {
             let section_name = SharedStr::from(section.name);
-            let kind = classify(section.name)
-                .ok_or_else(|| ObjectError::UnknownSection { section: section.name.to_owned() })?;
+            // A name that says no program type gives programs of unspecified type, which the
+            // caller sets before load (cilium/ebpf's behaviour); loading one unset is refused.
+            let kind = classify(section.name).unwrap_or_else(SectionKind::unspecified);
             for (f, function) in section.functions.iter().enumerate() {
                 let linked = linker.link(section.index, f)?;
                 let mut spec = program_spec(

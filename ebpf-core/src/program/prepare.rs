@@ -64,6 +64,9 @@ pub(super) fn prepare(
     map_fd: &dyn Fn(&str) -> Option<i32>,
     out: &mut Vec<RawInsn>,
 ) -> Result<Prepared> {
+    if spec.program_type == ProgramType::Unspec {
+        return Err(unspecified_type(spec));
+    }
     // Every reference resolved before any kernel work, so an unbound one fails first.
     let fds = spec
         .map_references
@@ -93,6 +96,23 @@ pub(super) fn prepare(
         bind_maps(spec, &mut out[start..], &fds)?;
     }
     Ok(Prepared { raw: Some(start..out.len()), attach_btf_id, poisoned })
+}
+
+/// Kept out of line: the check above is on every load's path.
+#[cold]
+#[inline(never)]
+fn unspecified_type(spec: &ProgramSpec) -> Error {
+    let from = spec
+        .section
+        .as_ref()
+        .map_or("its type is unspec".to_owned(), |s| format!("section \"{s}\" says no program type"));
+    Error::InvalidSpec {
+        object: format!("program \"{}\"", spec.name),
+        reason: format!(
+            "{from} (libbpf names such as xdp, tc, tcx/ingress, cgroup/connect4, socket, tp/<category>/<name>); \
+             set its program_type before loading"
+        ),
+    }
 }
 
 const PSEUDO_MAP_FD: u8 = 1;

@@ -30,6 +30,7 @@ fn every_object_opens_through_its_own_skeleton() {
     tail_calls::OpenTailCalls::open().unwrap();
     template::OpenTemplate::open().unwrap();
     tracing_links::OpenTracingLinks::open().unwrap();
+    unspecified_type::OpenUnspecifiedType::open().unwrap();
     xdp_count::OpenXdpCount::open().unwrap();
 }
 
