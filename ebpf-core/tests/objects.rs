@@ -227,6 +227,33 @@ fn externs_get_the_kernels_config_and_symbols() {
     assert_eq!(word(5), syscall_wrapper_attachable() as u64, "LINUX_HAS_SYSCALL_WRAPPER");
 }
 
+#[test]
+fn weak_kernel_symbols_the_kernel_lacks_read_zero() {
+    let spec = CollectionSpec::from_elf(&fixture("weak_ksyms")).unwrap();
+    let references = &spec.program("probe_weak_ksyms").unwrap().ksym_references;
+    assert!(references.iter().all(|r| r.weak), "{references:?}");
+    let Some(_root) = require_kernel() else { return };
+    let collection = Collection::load(spec.clone(), &LoadOptions::default()).unwrap();
+    assert_eq!(run(collection.program("probe_weak_ksyms").unwrap(), &[0u8; 64]), 2);
+    let exists: [u64; 4] = words_of(&collection.variable("exists").unwrap().get::<[u8; 32]>().unwrap());
+    let symbols = ebpf_core::kallsyms::KernelSymbols::load().unwrap();
+    assert_eq!(exists[0], 0, "a kfunc no kernel has");
+    assert_eq!(exists[1], 0, "a symbol no kernel has");
+    assert_eq!(exists[2], symbols.address_of("bpf_rcu_read_lock").is_some() as u64, "a kfunc the kernel has");
+    assert_eq!(exists[3], 1, "bpf_prog_put");
+
+    // A strong reference to a missing kfunc still fails the load, naming it.
+    let mut strong = spec;
+    let program = strong.program_mut("probe_weak_ksyms").unwrap();
+    program.ksym_references.iter_mut().for_each(|r| r.weak = false);
+    let err = Collection::load(strong, &LoadOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("bpf_netstack_no_such_kfunc") || err.contains("netstack_no_such_symbol"), "{err}");
+}
+
+fn words_of(bytes: &[u8; 32]) -> [u64; 4] {
+    std::array::from_fn(|i| u64::from_ne_bytes(bytes[i * 8..i * 8 + 8].try_into().unwrap()))
+}
+
 /// Whether a tracepoint program calling `helper` loads: what libbpf's cookie probe asks,
 /// asked here without the library's feature probes.
 fn tracepoint_may_call(helper: &str) -> bool {

@@ -147,13 +147,23 @@ pub(super) trait Resolver {
 }
 
 /// A linked program before decoding: raw slots and references by slot.
+/// A use of a kernel symbol (a kfunc call or a ksym address load) at instruction slot `slot`.
+#[derive(Debug)]
+pub(super) struct KsymUse {
+    pub slot: usize,
+    pub name: String,
+    pub is_call: bool,
+    /// Declared `__weak`: a kernel without it gives 0 instead of failing the load.
+    pub weak: bool,
+}
+
 #[derive(Debug, Default)]
 pub(super) struct Linked {
     pub insns: Vec<RawInsn>,
     /// (slot, map name).
     pub maps: Vec<(usize, String)>,
-    /// (slot, kernel symbol, is a call).
-    pub ksyms: Vec<(usize, String, bool)>,
+    /// Kernel symbols the program uses.
+    pub ksyms: Vec<KsymUse>,
     pub func_info: Vec<FuncInfo>,
     pub line_info: Vec<LineInfo>,
     pub core: Vec<(usize, CoreRelo)>,
@@ -317,7 +327,8 @@ impl<'d> Linker<'_, 'd> {
                         out.insns[at + 1].imm = offset as i32;
                         out.maps.push((at, map));
                     } else {
-                        out.ksyms.push((at, symbol.name.to_owned(), false));
+                        let (name, weak) = (symbol.name.to_owned(), symbol.weak);
+                        out.ksyms.push(KsymUse { slot: at, name, is_call: false, weak });
                     }
                     return Ok(None);
                 };
@@ -368,7 +379,8 @@ impl<'d> Linker<'_, 'd> {
                 }
                 match symbol.section {
                     None => {
-                        out.ksyms.push((at, symbol.name.to_owned(), true));
+                        let (name, weak) = (symbol.name.to_owned(), symbol.weak);
+                        out.ksyms.push(KsymUse { slot: at, name, is_call: true, weak });
                         Ok(None)
                     }
                     Some(section) if self.elf.sections[section].role == Role::Code => {

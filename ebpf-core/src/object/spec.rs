@@ -219,7 +219,7 @@ fn program_spec(
     let ksym_references = linked
         .ksyms
         .into_iter()
-        .map(|(slot, symbol, is_call)| Ok(KsymReference { index: index(slot)?, name: symbol, is_call }))
+        .map(|k| Ok(KsymReference { index: index(k.slot)?, name: k.name, is_call: k.is_call, weak: k.weak }))
         .collect::<Result<_, _>>()?;
     let core_relocations = linked
         .core

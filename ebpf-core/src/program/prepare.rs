@@ -98,6 +98,10 @@ pub(super) fn prepare(
     Ok(Prepared { raw: Some(start..out.len()), attach_btf_id, poisoned })
 }
 
+/// A call to a weak kfunc the kernel lacks becomes a call of this helper id, which no kernel
+/// has: the verifier only objects if the call can be reached (libbpf poisons such calls alike).
+const POISONED_KFUNC_CALL: i32 = 2_002_000_000;
+
 /// Kept out of line: the check above is on every load's path.
 #[cold]
 #[inline(never)]
@@ -162,10 +166,11 @@ fn prepare_for_kernel(spec: &ProgramSpec) -> Result<ForKernel> {
             object(format!("kernel symbol {} at instruction {} past the end", reference.name, reference.index))
         })?;
         if reference.is_call {
-            let func = kernel
-                .find(&reference.name, BtfKind::Func)
-                .ok_or_else(|| object(format!("kfunc {} is not in the kernel's BTF", reference.name)))?;
-            *insn = Instruction::Call(CallTarget::Kfunc { btf_id: func.id() as i32, btf_fd_index: 0 });
+            *insn = match kernel.find(&reference.name, BtfKind::Func) {
+                Some(func) => Instruction::Call(CallTarget::Kfunc { btf_id: func.id() as i32, btf_fd_index: 0 }),
+                None if reference.weak => Instruction::Call(CallTarget::Helper(POISONED_KFUNC_CALL)),
+                None => return Err(object(format!("kfunc {} is not in the kernel's BTF", reference.name))),
+            };
             continue;
         }
         let Instruction::LoadImm64 { dst, .. } = *insn else {
@@ -182,10 +187,13 @@ fn prepare_for_kernel(spec: &ProgramSpec) -> Result<ForKernel> {
                         source: e,
                     })?),
                 };
-                let address = symbols.address_of(&reference.name).ok_or_else(|| {
-                    object(format!("kernel symbol {} is in neither BTF nor kallsyms", reference.name))
-                })?;
-                LoadImm64::Imm(address)
+                match symbols.address_of(&reference.name) {
+                    Some(address) => LoadImm64::Imm(address),
+                    None if reference.weak => LoadImm64::Imm(0),
+                    None => {
+                        return Err(object(format!("kernel symbol {} is in neither BTF nor kallsyms", reference.name)))
+                    }
+                }
             }
         };
         *insn = Instruction::LoadImm64 { dst, value };

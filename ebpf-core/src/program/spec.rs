@@ -126,6 +126,10 @@ pub struct KsymReference {
     pub name: String,
     /// A call (a kfunc) or an address load (a ksym variable).
     pub is_call: bool,
+    /// Declared `__weak`: when the kernel lacks the symbol, an address load gives 0 and a call
+    /// is poisoned (an invalid helper the verifier rejects only if it can be reached), so
+    /// `if (bpf_ksym_exists(sym))` guards work — libbpf's rule. A strong one fails the load.
+    pub weak: bool,
 }
 
 impl ProgramSpec {

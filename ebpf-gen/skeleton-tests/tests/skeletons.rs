@@ -31,6 +31,7 @@ fn every_object_opens_through_its_own_skeleton() {
     template::OpenTemplate::open().unwrap();
     tracing_links::OpenTracingLinks::open().unwrap();
     unspecified_type::OpenUnspecifiedType::open().unwrap();
+    weak_ksyms::OpenWeakKsyms::open().unwrap();
     xdp_count::OpenXdpCount::open().unwrap();
 }
 
@@ -182,6 +183,8 @@ fn every_loadable_object_loads_and_is_used_through_its_skeleton() {
 
     let externs = externs::OpenExterns::open().unwrap().load(&options).unwrap();
     assert_eq!(externs.seen().unwrap(), [0; 6]);
+    let weak = weak_ksyms::OpenWeakKsyms::open().unwrap().load(&options).unwrap();
+    assert_eq!(weak.exists().unwrap(), [0; 4]);
 
     let mut attach = attach_points::OpenAttachPoints::open().unwrap();
     attach.set_denied_port(9999).unwrap();
