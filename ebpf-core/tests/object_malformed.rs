@@ -146,6 +146,21 @@ fn iproute2_pinning_and_map_in_map_it_cannot_honour_are_refused() {
 }
 
 #[test]
+fn a_static_map_referenced_by_section_offset_is_refused() {
+    let err = error(&fixture("static_map")).to_string();
+    assert!(err.contains("byte 0 of section .maps rather than by its own symbol"), "{err}");
+}
+
+#[test]
+fn a_btf_map_definition_with_non_zero_bytes_is_refused() {
+    let mut elf = fixture("maps_defs");
+    let maps = section_offset(&elf, ".maps");
+    elf[maps + 3] = 0x5a;
+    let err = error(&elf).to_string();
+    assert!(err.contains("byte 3 of its") && err.contains("definition is not zero"), "{err}");
+}
+
+#[test]
 fn huge_counts() {
     let mut elf = fixture("xdp_count");
     elf[0x3c..0x3e].copy_from_slice(&0xfff0u16.to_le_bytes()); // e_shnum

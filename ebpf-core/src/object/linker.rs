@@ -335,6 +335,15 @@ impl<'d> Linker<'_, 'd> {
                 let offset = symbol.value.wrapping_add(insn.imm as i64 as u64);
                 match self.elf.sections[section].role {
                     Role::Maps | Role::LegacyMaps => {
+                        // Section + offset (what a `static` map gives) names a place, not a map:
+                        // refused rather than guessed at, as cilium/ebpf does.
+                        if symbol.kind == SymbolKind::Section || insn.imm != 0 {
+                            return Err(bad(format!(
+                                "a map referenced as byte {offset} of section {} rather than by its own symbol \
+                                 (a static map?): declare maps global",
+                                self.elf.sections[section].name
+                            )));
+                        }
                         let map = self
                             .resolver
                             .map_at(section, offset)

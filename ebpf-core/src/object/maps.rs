@@ -52,6 +52,14 @@ fn read_btf_maps(elf: &Elf<'_>, index: usize, fixed: &FixedBtf, out: &mut Vec<De
         if offset + u64::from(var.size) > section.size {
             return Err(bad(format!("defined at bytes {offset}+{}, past the end of .maps", var.size)));
         }
+        let start = offset as usize;
+        let bytes = section.data.get(start..start + var.size as usize).unwrap_or_default();
+        if let Some(at) = bytes.iter().position(|&b| b != 0) {
+            return Err(bad(format!(
+                "byte {at} of its {}-byte definition is not zero: a BTF map definition holds only types",
+                var.size
+            )));
+        }
         let (mut spec, values_offset) = read_definition(btf, &name, &def)?;
         if let Some(values_offset) = values_offset {
             spec.contents = static_values(elf, index, &spec, offset + values_offset, offset + u64::from(var.size))?;
@@ -74,6 +82,23 @@ fn uint_member(btf: &Btf, ty: u32) -> Option<u32> {
     Some(array.nelems)
 }
 
+/// `__ulong(name, N)` is `enum { unique = N } name`: a value past 32 bits (libbpf 1.3+), as
+/// `map_extra` of an arena needs. `__uint`'s form is read too.
+fn ulong_member(btf: &Btf, ty: u32) -> Option<u64> {
+    if let Some(n) = uint_member(btf, ty) {
+        return Some(u64::from(n));
+    }
+    let ty = btf.skip_mods_and_typedefs(ty)?;
+    if !matches!(ty.kind(), Some(BtfKind::Enum | BtfKind::Enum64)) {
+        return None;
+    }
+    let mut values = ty.enumerators();
+    match (values.next(), values.next()) {
+        (Some(only), None) => Some(only.value as u64),
+        _ => None,
+    }
+}
+
 /// `__type(name, T)` is `T *name`: the pointee.
 fn type_member(btf: &Btf, ty: u32) -> Option<u32> {
     let ptr = btf.skip_mods_and_typedefs(ty).filter(|t| t.is(BtfKind::Ptr))?;
@@ -88,8 +113,14 @@ fn read_definition(btf: &Btf, name: &str, def: &Type<'_>) -> Result<(MapSpec, Op
     let (mut key_type, mut value_type) = (None, None);
     let mut values = None;
     for member in def.members() {
-        let uint =
-            || uint_member(btf, member.ty).ok_or_else(|| bad(format!("member {} is not __uint(...)", member.name)));
+        let ulong = || {
+            ulong_member(btf, member.ty)
+                .ok_or_else(|| bad(format!("member {} is neither __uint(...) nor __ulong(...)", member.name)))
+        };
+        let uint = || {
+            ulong()
+                .and_then(|v| u32::try_from(v).map_err(|_| bad(format!("member {} is {v}, past 32 bits", member.name))))
+        };
         match member.name {
             "type" => raw_type = Some(uint()?),
             "max_entries" => spec.max_entries = uint()?,
@@ -97,7 +128,7 @@ fn read_definition(btf: &Btf, name: &str, def: &Type<'_>) -> Result<(MapSpec, Op
             "numa_node" => spec.numa_node = uint()?,
             "key_size" => spec.key_size = uint()?,
             "value_size" => spec.value_size = uint()?,
-            "map_extra" => spec.map_extra = u64::from(uint()?),
+            "map_extra" => spec.map_extra = ulong()?,
             "pinning" => {
                 spec.pinning = match uint()? {
                     0 => Pinning::None,

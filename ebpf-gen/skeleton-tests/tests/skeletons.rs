@@ -12,6 +12,7 @@ use skeleton_tests::*;
 fn every_object_opens_through_its_own_skeleton() {
     // Pure data: no kernel needed. The BTF and CO-RE fixtures and the tracing programs need not
     // load on every kernel, but their skeletons open.
+    arena_map::OpenArenaMap::open().unwrap();
     attach_points::OpenAttachPoints::open().unwrap();
     bench_many::OpenBenchMany::open().unwrap();
     bench_one::OpenBenchOne::open().unwrap();
