@@ -106,6 +106,20 @@ impl Error {
     }
 }
 
+/// Whether this process's effective capabilities include CAP_BPF (39) or CAP_SYS_ADMIN (21):
+/// an EPERM then is the kernel's policy, not a missing privilege. Read when an error is shown.
+fn has_bpf_capability() -> bool {
+    const CAP_SYS_ADMIN: u32 = 21;
+    const CAP_BPF: u32 = 39;
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return false };
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    effective & (1 << CAP_SYS_ADMIN | 1 << CAP_BPF) != 0
+}
+
 /// What an errno means for a given command, when there is something useful to add.
 fn hint(cmd: Cmd, errno: Errno) -> &'static str {
     match (cmd, errno) {
@@ -113,6 +127,10 @@ fn hint(cmd: Cmd, errno: Errno) -> &'static str {
         (Cmd::MapUpdateElem, Errno::EEXIST) => " — the key exists and NO_EXIST was asked",
         (Cmd::MapUpdateElem | Cmd::MapLookupElem | Cmd::MapDeleteElem, Errno::ENOENT) => " — no such key",
         (Cmd::MapUpdateElem, Errno::EPERM) => " — the map is frozen or read-only",
+        (_, Errno::EPERM) if has_bpf_capability() => {
+            " — refused although this process holds CAP_BPF/CAP_SYS_ADMIN: this kernel does not allow it \
+             (lockdown, an LSM or sysctl policy, or the kind is not available)"
+        }
         (_, Errno::EPERM) => " — needs CAP_BPF/CAP_SYS_ADMIN (run as root)",
         (Cmd::ObjPin | Cmd::ObjGet, Errno::ENOENT) => " — no such pin (is bpffs mounted at /sys/fs/bpf?)",
         (Cmd::ObjPin, Errno::EEXIST) => " — a pin already exists at that path",
@@ -196,5 +214,18 @@ mod tests {
             "load program \"from_container\" (section tcx/ingress): rejected by the verifier (EACCES); log follows\n"
         ));
         assert_eq!(e.summary(), Some("R0 !read_ok"));
+    }
+
+    #[test]
+    fn an_eperm_blames_privileges_only_when_they_are_missing() {
+        let text = hint(Cmd::MapCreate, Errno::EPERM);
+        // Tests run as root in CI: the hint must not tell root to become root.
+        if has_bpf_capability() {
+            assert!(text.contains("refused although this process holds"), "{text}");
+            assert!(!text.contains("run as root"), "{text}");
+        } else {
+            assert!(text.contains("run as root"), "{text}");
+        }
+        assert_eq!(hint(Cmd::MapUpdateElem, Errno::EPERM), " — the map is frozen or read-only");
     }
 }
