@@ -411,6 +411,21 @@ fn an_arena_takes_its_64_bit_map_extra_from_ulong() {
 }
 
 #[test]
+fn usdt_and_sleepable_uprobe_sections_load_as_kprobe_programs() {
+    let spec = CollectionSpec::from_elf(&fixture("usdt_sections")).unwrap();
+    let usdt = spec.program("on_any_usdt").unwrap();
+    assert_eq!(usdt.program_type, ebpf_core::ProgramType::Kprobe);
+    let sleepable = spec.program("on_uprobe_sleepable").unwrap();
+    assert!(sleepable.flags.contains(ebpf_core::program::ProgramFlags::SLEEPABLE));
+    let Some(_root) = require_kernel() else { return };
+    let collection = Collection::load(spec, &LoadOptions::default()).unwrap();
+    for name in ["on_any_usdt", "on_uprobe_sleepable"] {
+        let info = collection.program(name).unwrap().info().unwrap();
+        assert_eq!(info.prog_type, ebpf_core::ProgramType::Kprobe.raw(), "{name}");
+    }
+}
+
+#[test]
 fn verifier_logs_show_c_source_lines() {
     let Some(_root) = require_kernel() else { return };
     let spec = CollectionSpec::from_elf(&fixture("xdp_count")).unwrap();

@@ -58,6 +58,20 @@ const DEFINITIONS: &[(&str, Match, ProgramType, Option<AttachType>, ProgramFlags
     ("kretprobe", Arg, P::Kprobe, None, NONE),
     ("uprobe", ExactOrArg, P::Kprobe, None, NONE),
     ("uretprobe", ExactOrArg, P::Kprobe, None, NONE),
+    ("uprobe.s", ExactOrArg, P::Kprobe, None, SLEEPABLE),
+    ("uretprobe.s", ExactOrArg, P::Kprobe, None, SLEEPABLE),
+    ("kprobe.multi", Arg, P::Kprobe, Some(A::TraceKprobeMulti), NONE),
+    ("kretprobe.multi", Arg, P::Kprobe, Some(A::TraceKprobeMulti), NONE),
+    ("kprobe.session", Arg, P::Kprobe, Some(A::TraceKprobeSession), NONE),
+    ("uprobe.multi", ExactOrArg, P::Kprobe, Some(A::TraceUprobeMulti), NONE),
+    ("uretprobe.multi", ExactOrArg, P::Kprobe, Some(A::TraceUprobeMulti), NONE),
+    ("uprobe.multi.s", ExactOrArg, P::Kprobe, Some(A::TraceUprobeMulti), SLEEPABLE),
+    ("uretprobe.multi.s", ExactOrArg, P::Kprobe, Some(A::TraceUprobeMulti), SLEEPABLE),
+    ("uprobe.session", ExactOrArg, P::Kprobe, Some(A::TraceUprobeSession), NONE),
+    ("uprobe.session.s", ExactOrArg, P::Kprobe, Some(A::TraceUprobeSession), SLEEPABLE),
+    // USDT probes are uprobes at the note's address; the BPF side reads arguments by spec.
+    ("usdt", ExactOrArg, P::Kprobe, None, NONE),
+    ("usdt.s", ExactOrArg, P::Kprobe, None, SLEEPABLE),
     ("ksyscall", Arg, P::Kprobe, None, NONE),
     ("kretsyscall", Arg, P::Kprobe, None, NONE),
     ("tc/ingress", Exact, P::SchedCls, Some(A::TcxIngress), NONE),
@@ -177,6 +191,22 @@ mod tests {
         assert_eq!(classify("fentry.s/do_sys_open").unwrap().flags, SLEEPABLE);
         assert_eq!(classify("iter/bpf_map").unwrap().attach_to.as_deref(), Some("bpf_map"));
         assert_eq!(classify("sk_skb/stream_verdict").unwrap().attach_type, Some(A::SkSkbStreamVerdict));
+    }
+
+    #[test]
+    fn user_space_probe_names_map_to_kprobe_programs() {
+        for name in ["usdt", "usdt/libc.so.6:libc:setjmp", "uprobe//bin/true:main", "uretprobe"] {
+            assert_eq!(classify(name).unwrap().program_type, P::Kprobe, "{name}");
+        }
+        assert_eq!(classify("usdt.s").unwrap().flags, SLEEPABLE);
+        assert_eq!(classify("uprobe.s//bin/true:main").unwrap().flags, SLEEPABLE);
+        let multi = classify("uprobe.multi//usr/lib/libc.so.6:malloc*").unwrap();
+        assert_eq!((multi.attach_type, multi.flags), (Some(A::TraceUprobeMulti), NONE));
+        assert_eq!(classify("uprobe.multi.s").unwrap().flags, SLEEPABLE);
+        assert_eq!(classify("kprobe.multi/tcp_*").unwrap().attach_type, Some(A::TraceKprobeMulti));
+        assert_eq!(classify("kprobe.session/tcp_*").unwrap().attach_type, Some(A::TraceKprobeSession));
+        assert_eq!(classify("uprobe.session").unwrap().attach_type, Some(A::TraceUprobeSession));
+        assert_eq!(classify("usdtx"), None);
     }
 
     #[test]

@@ -32,6 +32,7 @@ fn every_object_opens_through_its_own_skeleton() {
     template::OpenTemplate::open().unwrap();
     tracing_links::OpenTracingLinks::open().unwrap();
     unspecified_type::OpenUnspecifiedType::open().unwrap();
+    usdt_sections::OpenUsdtSections::open().unwrap();
     weak_ksyms::OpenWeakKsyms::open().unwrap();
     xdp_count::OpenXdpCount::open().unwrap();
 }
