@@ -116,6 +116,22 @@ impl<'a> BtfPatch<'a> {
         Ok(())
     }
 
+    /// Gives every unnamed, typed parameter of prototype `id` the string at `name_offset`: the
+    /// kernel refuses a function whose parameters lack names ("Invalid arg#N"), which is what
+    /// clang emits for extern declarations from `vmlinux.h`. The string must be a valid C
+    /// identifier of this blob (a function's own name serves); no string is added, so offsets
+    /// stay.
+    pub fn name_unnamed_params(&mut self, id: u32, name_offset: u32) -> Result<(), PatchError> {
+        let at = self.record(id, BtfKind::FuncProto)?;
+        let params = self.btf.type_by_id(id).ok_or(PatchError::NoSuchType(id))?.params();
+        for (i, param) in params.enumerate() {
+            if param.name.is_empty() && param.ty != 0 {
+                self.put(at + 12 + 8 * i, name_offset);
+            }
+        }
+        Ok(())
+    }
+
     /// Sets the type a variable refers to.
     pub fn set_var_type(&mut self, id: u32, ty: u32) -> Result<(), PatchError> {
         let at = self.record(id, BtfKind::Var)?;
@@ -159,6 +175,26 @@ impl<'a> BtfPatch<'a> {
 mod tests {
     use super::*;
     use crate::{BtfBuilder, DatasecVar, IntEncoding, Linkage};
+
+    #[test]
+    fn unnamed_params_take_the_given_name_and_named_ones_stay() {
+        let mut b = BtfBuilder::new();
+        let int = b.add_int("int", 4, IntEncoding::Signed);
+        let proto = b.add_func_proto(
+            Some(int),
+            &[crate::Param { name: "", ty: Some(int) }, crate::Param { name: "kept", ty: Some(int) }],
+        );
+        let func = b.add_func("kfunc_name", proto, Linkage::Extern);
+        let btf = Btf::parse(b.encode()).unwrap();
+        let name = btf.type_by_id(func.get()).unwrap().name_offset();
+        let mut patch = BtfPatch::new(&btf);
+        patch.name_unnamed_params(proto.get(), name).unwrap();
+        let patched = patch.finish_parsed();
+        let params: Vec<&str> = patched.type_by_id(proto.get()).unwrap().params().map(|p| p.name).collect();
+        assert_eq!(params, ["kfunc_name", "kept"]);
+        let mut patch = BtfPatch::new(&btf);
+        assert!(matches!(patch.name_unnamed_params(int.get(), name), Err(PatchError::WrongKind { .. })));
+    }
 
     #[test]
     fn data_section_layout_is_filled_in_and_ids_stay() {

@@ -426,6 +426,21 @@ fn usdt_and_sleepable_uprobe_sections_load_as_kprobe_programs() {
 }
 
 #[test]
+fn a_kfunc_declared_with_unnamed_parameters_loads() {
+    let spec = CollectionSpec::from_elf(&fixture("unnamed_params")).unwrap();
+    let btf = ebpf_btf::Btf::parse(spec.btf.clone().unwrap().to_vec()).unwrap();
+    let kfunc = btf.types().find(|t| t.name() == "bpf_cast_to_kern_ctx").unwrap();
+    let proto = btf.type_by_id(kfunc.size_or_type()).unwrap();
+    assert!(proto.params().all(|p| !p.name.is_empty()), "the kernel refuses unnamed parameters");
+    let Some(_root) = require_kernel() else { return };
+    // With the object's BTF handed to the kernel, which checks every FUNC's parameters.
+    let collection = Collection::load(spec, &LoadOptions::default().btf(BtfPolicy::Always)).unwrap();
+    assert_eq!(run(collection.program("cast_context").unwrap(), &[0u8; 64]), 2);
+    let cast_ok: u64 = u64::from_ne_bytes(collection.variable("cast_ok").unwrap().get::<[u8; 8]>().unwrap());
+    assert_eq!(cast_ok, 1);
+}
+
+#[test]
 fn verifier_logs_show_c_source_lines() {
     let Some(_root) = require_kernel() else { return };
     let spec = CollectionSpec::from_elf(&fixture("xdp_count")).unwrap();

@@ -109,7 +109,14 @@ pub(super) fn fix_btf(elf: &Elf<'_>, raw: &[u8]) -> Result<FixedBtf, ObjectError
                         patch.set_var_type(var.ty, int).map_err(patch_error)?;
                         patch.set_var_linkage(var.ty, Linkage::Global).map_err(patch_error)?;
                     }
-                    Some(BtfKind::Func) => patch.set_func_linkage(var.ty, Linkage::Static).map_err(patch_error)?,
+                    Some(BtfKind::Func) => {
+                        patch.set_func_linkage(var.ty, Linkage::Static).map_err(patch_error)?;
+                        let func = btf.type_by_id(var.ty).expect("a FUNC just matched");
+                        let proto = func.size_or_type();
+                        if btf.type_by_id(proto).is_some_and(|p| p.is(BtfKind::FuncProto)) {
+                            patch.name_unnamed_params(proto, func.name_offset()).map_err(patch_error)?;
+                        }
+                    }
                     _ => {}
                 }
             }

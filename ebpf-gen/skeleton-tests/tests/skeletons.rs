@@ -31,6 +31,7 @@ fn every_object_opens_through_its_own_skeleton() {
     tail_calls::OpenTailCalls::open().unwrap();
     template::OpenTemplate::open().unwrap();
     tracing_links::OpenTracingLinks::open().unwrap();
+    unnamed_params::OpenUnnamedParams::open().unwrap();
     unspecified_type::OpenUnspecifiedType::open().unwrap();
     usdt_sections::OpenUsdtSections::open().unwrap();
     weak_ksyms::OpenWeakKsyms::open().unwrap();
