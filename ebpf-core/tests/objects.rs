@@ -441,6 +441,21 @@ fn a_kfunc_declared_with_unnamed_parameters_loads() {
 }
 
 #[test]
+fn programs_left_out_are_neither_resolved_nor_loaded() {
+    let Some(_root) = require_kernel() else { return };
+    let mut spec = CollectionSpec::from_elf(&fixture("autoload_variants")).unwrap();
+    let err = Collection::load(spec.clone(), &LoadOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("variant_fentry") && err.contains("netstack_no_such_kernel_function"), "{err}");
+
+    spec.program_mut("variant_fentry").unwrap().autoload = false;
+    let collection = Collection::load(spec, &LoadOptions::default()).unwrap();
+    assert!(collection.program("variant_fentry").is_err(), "left out, so not loaded");
+    assert_eq!(run(collection.program("variant_socket").unwrap(), &[0u8; 64]), 1);
+    let runs = u64::from_ne_bytes(collection.variable("runs").unwrap().get::<[u8; 8]>().unwrap());
+    assert_eq!(runs, 1);
+}
+
+#[test]
 fn verifier_logs_show_c_source_lines() {
     let Some(_root) = require_kernel() else { return };
     let spec = CollectionSpec::from_elf(&fixture("xdp_count")).unwrap();

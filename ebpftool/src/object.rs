@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 use ebpf_core::object::{tail_call_sites, Collection, CollectionSpec, TailCallIndex, TailCallSite};
-use ebpf_core::{LoadOptions, MapSpec, Pinning, ProgramSpec};
+use ebpf_core::{LoadOptions, MapSpec, Pinning, ProgramSpec, ProgramType};
 use serde_json::{json, Value};
 
 #[derive(Subcommand)]
@@ -17,7 +17,8 @@ pub enum ObjectCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Load every map and program of an object; exit status 0 only if all load.
+    /// Load the maps and programs of an object (all, or those --program names); exit status 0
+    /// only if all of them load.
     Load {
         /// The object file.
         file: PathBuf,
@@ -27,6 +28,13 @@ pub enum ObjectCommand {
         /// Set a global variable before load: NAME=VALUE (integers, true/false, 0x hex bytes).
         #[arg(long = "set", value_name = "NAME=VALUE")]
         set: Vec<String>,
+        /// Load only this program (repeat for several); the others are neither resolved nor
+        /// loaded.
+        #[arg(long = "program", value_name = "NAME")]
+        programs: Vec<String>,
+        /// Give a program whose section names no type its type: NAME=TYPE (sched_cls, xdp, …).
+        #[arg(long = "type", value_name = "NAME=TYPE")]
+        types: Vec<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -137,13 +145,46 @@ fn info(file: &Path, as_json: bool) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn load(file: &Path, pin: Option<&Path>, set: &[String], as_json: bool) -> Result<(), Box<dyn std::error::Error>> {
-    let mut spec = read_spec(file)?;
-    for assignment in set {
-        let (name, value) =
-            assignment.split_once('=').ok_or_else(|| format!("--set {assignment}: expected NAME=VALUE"))?;
-        spec.variable_mut(name)?.set_text(value)?;
+/// What the command line changes in the spec before load.
+struct Choices<'a> {
+    set: &'a [String],
+    programs: &'a [String],
+    types: &'a [String],
+}
+
+impl Choices<'_> {
+    fn apply(&self, spec: &mut CollectionSpec) -> Result<(), Box<dyn std::error::Error>> {
+        for assignment in self.set {
+            let (name, value) =
+                assignment.split_once('=').ok_or_else(|| format!("--set {assignment}: expected NAME=VALUE"))?;
+            spec.variable_mut(name)?.set_text(value)?;
+        }
+        for assignment in self.types {
+            let (name, ty) =
+                assignment.split_once('=').ok_or_else(|| format!("--type {assignment}: expected NAME=TYPE"))?;
+            let ty = ProgramType::from_name(ty).ok_or_else(|| format!("--type {assignment}: no program type {ty}"))?;
+            spec.program_mut(name)?.program_type = ty;
+        }
+        if !self.programs.is_empty() {
+            for name in self.programs {
+                spec.program(name)?;
+            }
+            for program in spec.programs.iter_mut() {
+                program.autoload = self.programs.iter().any(|n| program.name == n.as_str());
+            }
+        }
+        Ok(())
     }
+}
+
+fn load(
+    file: &Path,
+    pin: Option<&Path>,
+    choices: &Choices<'_>,
+    as_json: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mut spec = read_spec(file)?;
+    choices.apply(&mut spec)?;
     let mut options = LoadOptions::default();
     if let Some(dir) = pin {
         options = options.pin_dir(dir);
@@ -187,6 +228,8 @@ fn load(file: &Path, pin: Option<&Path>, set: &[String], as_json: bool) -> Resul
 pub fn run(command: ObjectCommand) -> Result<(), Box<dyn std::error::Error>> {
     match command {
         ObjectCommand::Info { file, json } => info(&file, json),
-        ObjectCommand::Load { file, pin, set, json } => load(&file, pin.as_deref(), &set, json),
+        ObjectCommand::Load { file, pin, set, programs, types, json } => {
+            load(&file, pin.as_deref(), &Choices { set: &set, programs: &programs, types: &types }, json)
+        }
     }
 }

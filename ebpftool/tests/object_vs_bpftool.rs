@@ -134,3 +134,25 @@ fn object_load_sets_variables_and_exits_nonzero_on_a_rejection() {
     );
     assert!(stderr.contains("processed "), "the whole log follows: {stderr}");
 }
+
+#[test]
+fn object_load_picks_programs_and_gives_unnamed_sections_a_type() {
+    let Some(_root) = require_kernel() else { return };
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../bpf-programs/out/tests");
+    let loaded = |output: &std::process::Output| -> Vec<String> {
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        report["programs"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_owned()).collect()
+    };
+    let variants = format!("{dir}/autoload_variants.o");
+    let all = ebpftool(&["object", "load", &variants]);
+    assert!(String::from_utf8_lossy(&all.stderr).contains("netstack_no_such_kernel_function"));
+    let chosen = ebpftool(&["object", "load", &variants, "--program", "variant_socket", "--json"]);
+    assert_eq!(loaded(&chosen), ["variant_socket"]);
+    let unknown = ebpftool(&["object", "load", &variants, "--program", "no_such_program"]);
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no_such_program"));
+
+    let unspecified = format!("{dir}/unspecified_type.o");
+    let typed = ebpftool(&["object", "load", &unspecified, "--type", "count_runs=socket_filter", "--json"]);
+    assert_eq!(loaded(&typed), ["count_runs"]);
+}

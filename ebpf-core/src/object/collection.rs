@@ -105,7 +105,7 @@ const SPECIAL_FIELDS: &[&str] = &[
 
 /// Whether the kernel needs the object's BTF to load `spec` (see [`BtfPolicy::Auto`]).
 fn needs_btf(spec: &CollectionSpec) -> bool {
-    let subprograms = spec.programs.iter().any(|p| {
+    let subprograms = spec.programs.iter().filter(|p| p.autoload).any(|p| {
         matches!(p.program_type, ProgramType::StructOps | ProgramType::Ext)
             || p.btf.as_ref().is_some_and(|b| b.func_info.len() > b.func_info_rec_size as usize)
     });
@@ -209,7 +209,7 @@ impl Collection {
         let map_fd = |name: &str| index(name).map(|i| maps[i].as_fd().as_raw_fd());
         let mut raw = Vec::new();
         let mut ready = Vec::with_capacity(spec.programs.len());
-        for program in spec.programs.iter() {
+        for program in spec.programs.iter().filter(|p| p.autoload) {
             ready.push(ReadyProgram::new(program, &map_fd, &mut raw)?);
         }
         let mut programs = Vec::with_capacity(ready.len());
@@ -236,6 +236,8 @@ impl Collection {
             let slots: Vec<(u32, std::os::fd::BorrowedFd<'_>)> = match &map_spec.contents {
                 MapContents::Programs(slots) => slots
                     .iter()
+                    // A slot naming a program the caller left out stays empty.
+                    .filter(|(_, name)| !spec.programs.iter().any(|p| p.name == name.as_str() && !p.autoload))
                     .map(|(slot, name)| {
                         let at = programs.iter().position(|p| p.name() == name).ok_or_else(|| {
                             object_error(ObjectError::Map {

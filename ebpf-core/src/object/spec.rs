@@ -264,5 +264,6 @@ fn program_spec(
         attach_to: None,
         core_relocations,
         ksym_references,
+        autoload: true,
     })
 }

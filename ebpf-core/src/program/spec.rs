@@ -80,6 +80,11 @@ pub struct ProgramSpec {
     pub core_relocations: Vec<CoreRelocation>,
     /// Kernel symbols (kfuncs, ksyms) referred to by name, resolved at load.
     pub ksym_references: Vec<KsymReference>,
+    /// Whether [`Collection::load`](crate::object::Collection::load) loads it (default true).
+    /// A program left out is never resolved (attach target, kfuncs, CO-RE) nor loaded, so a
+    /// tool can carry variants for several kernels and load only the one that fits (libbpf's
+    /// `autoload`). Prog-array slots naming it stay empty.
+    pub autoload: bool,
 }
 
 /// A program's instructions, shared between copies of a spec until one of them is edited:
@@ -150,6 +155,7 @@ impl ProgramSpec {
             attach_to: None,
             core_relocations: Vec::new(),
             ksym_references: Vec::new(),
+            autoload: true,
         }
     }
 

@@ -14,6 +14,7 @@ fn every_object_opens_through_its_own_skeleton() {
     // load on every kernel, but their skeletons open.
     arena_map::OpenArenaMap::open().unwrap();
     attach_points::OpenAttachPoints::open().unwrap();
+    autoload_variants::OpenAutoloadVariants::open().unwrap();
     bench_many::OpenBenchMany::open().unwrap();
     bench_one::OpenBenchOne::open().unwrap();
     core_kernel::OpenCoreKernel::open().unwrap();
