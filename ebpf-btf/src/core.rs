@@ -181,12 +181,14 @@ pub fn parse_spec(btf: &Btf, relo: &CoreRelo) -> Result<CoreSpec, CoreError> {
     let size = btf.resolve_size(id).map_err(|e| bad(&e.to_string()))?;
     spec.bit_offset = first.saturating_mul(size).saturating_mul(8);
     for &index in &raw[1..] {
-        let (_, ty) = skip(btf, id).ok_or_else(|| bad("a type on the access path does not exist"))?;
+        // A member's type may be a typedef (possible_net_t, atomic_t): the accessor records the
+        // struct behind it, whose members the index counts.
+        let (parent_id, ty) = skip(btf, id).ok_or_else(|| bad("a type on the access path does not exist"))?;
         if is_composite(&ty) {
             let member = ty.members().nth(index as usize).ok_or_else(|| bad("member index out of range"))?;
             spec.bit_offset = spec.bit_offset.saturating_add(member.bit_offset);
             if !member.name.is_empty() {
-                spec.accessors.push((id, index, Some(member.name.to_owned())));
+                spec.accessors.push((parent_id, index, Some(member.name.to_owned())));
             }
             id = member.ty;
         } else if let Some(array) = ty.array() {

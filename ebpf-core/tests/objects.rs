@@ -456,6 +456,34 @@ fn programs_left_out_are_neither_resolved_nor_loaded() {
 }
 
 #[test]
+fn core_paths_through_typedefd_members_resolve() {
+    let Some(_root) = require_kernel() else { return };
+    let collection = load("core_typedef_members");
+    assert_eq!(run(collection.program("core_typedef_members").unwrap(), &[0u8; 64]), 0);
+    let raw: [u8; 24] = collection.variable("offsets").unwrap().get().unwrap();
+    let offsets: Vec<u64> = raw.chunks(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap())).collect();
+    let kernel = ebpf_btf::Btf::parse(std::fs::read("/sys/kernel/btf/vmlinux").unwrap()).unwrap();
+    let expected = [
+        kernel_offset(&kernel, "sock", &["__sk_common", "skc_net", "net"]),
+        kernel_offset(&kernel, "sock", &["__sk_common", "skc_refcnt", "refs", "counter"]),
+        kernel_offset(&kernel, "sock", &["sk_uid", "val"]),
+    ];
+    assert_eq!(offsets, expected);
+}
+
+/// Byte offset of `path` (member names, typedefs looked through) in struct `root` of `btf`.
+fn kernel_offset(btf: &ebpf_btf::Btf, root: &str, path: &[&str]) -> u64 {
+    let mut ty = btf.types().find(|t| t.name() == root && t.is(ebpf_btf::BtfKind::Struct)).unwrap();
+    let mut bits = 0u64;
+    for name in path {
+        let member = ty.members().find(|m| m.name == *name).unwrap_or_else(|| panic!("{root}: no member {name}"));
+        bits += u64::from(member.bit_offset);
+        ty = btf.skip_mods_and_typedefs(member.ty).unwrap();
+    }
+    bits / 8
+}
+
+#[test]
 fn verifier_logs_show_c_source_lines() {
     let Some(_root) = require_kernel() else { return };
     let spec = CollectionSpec::from_elf(&fixture("xdp_count")).unwrap();

@@ -19,6 +19,7 @@ fn every_object_opens_through_its_own_skeleton() {
     bench_one::OpenBenchOne::open().unwrap();
     core_kernel::OpenCoreKernel::open().unwrap();
     core_relocs::OpenCoreRelocs::open().unwrap();
+    core_typedef_members::OpenCoreTypedefMembers::open().unwrap();
     endpoint::OpenEndpoint::open().unwrap();
     externs::OpenExterns::open().unwrap();
     iproute2_maps::OpenIproute2Maps::open().unwrap();
