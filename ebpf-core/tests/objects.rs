@@ -484,6 +484,20 @@ fn kernel_offset(btf: &ebpf_btf::Btf, root: &str, path: &[&str]) -> u64 {
 }
 
 #[test]
+fn an_object_meant_for_linking_loads_what_stands_alone() {
+    let mut spec = CollectionSpec::from_elf(&fixture("extern_funcs")).unwrap();
+    let btf = ebpf_btf::Btf::parse(spec.btf.clone().unwrap().to_vec()).unwrap();
+    let externs = btf.types().filter(|t| t.linkage() == Some(ebpf_btf::TypeLinkage::Extern)).count();
+    assert_eq!(externs, 0, "the kernel refuses extern FUNCs in BTF");
+    let Some(_root) = require_kernel() else { return };
+    let err = Collection::load(spec.clone(), &LoadOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("netstack_defined_elsewhere"), "{err}");
+    spec.program_mut("calls_elsewhere").unwrap().autoload = false;
+    let collection = Collection::load(spec, &LoadOptions::default().btf(BtfPolicy::Always)).unwrap();
+    assert_eq!(run(collection.program("stands_alone").unwrap(), &[0u8; 64]), 3);
+}
+
+#[test]
 fn verifier_logs_show_c_source_lines() {
     let Some(_root) = require_kernel() else { return };
     let spec = CollectionSpec::from_elf(&fixture("xdp_count")).unwrap();

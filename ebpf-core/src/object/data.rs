@@ -3,7 +3,7 @@
 //! and the `.kconfig` externs laid out in a map of their own.
 
 use bytes::Bytes;
-use ebpf_btf::{Btf, BtfKind, BtfPatch, Linkage};
+use ebpf_btf::{Btf, BtfKind, BtfPatch, Linkage, TypeLinkage};
 use object::SymbolKind;
 
 use super::elf::{Elf, Role};
@@ -64,6 +64,17 @@ fn align_up(value: u32, align: u32) -> Option<u32> {
 pub(super) fn fix_btf(elf: &Elf<'_>, raw: &[u8]) -> Result<FixedBtf, ObjectError> {
     let btf = Btf::parse(raw.to_vec()).map_err(btf_error(".BTF"))?;
     let mut patch = BtfPatch::new(&btf);
+    // The kernel takes no extern functions in BTF — kfunc declarations in .ksyms, or calls into
+    // another object of an object meant for linking — nor functions with unnamed parameters
+    // (what clang emits for declarations): each becomes a static declaration whose unnamed
+    // parameters take the function's own name, as libbpf sanitises them.
+    for func in btf.types().filter(|t| t.is(BtfKind::Func) && t.linkage() == Some(TypeLinkage::Extern)) {
+        patch.set_func_linkage(func.id(), Linkage::Static).map_err(patch_error)?;
+        let proto = func.size_or_type();
+        if btf.type_by_id(proto).is_some_and(|p| p.is(BtfKind::FuncProto)) {
+            patch.name_unnamed_params(proto, func.name_offset()).map_err(patch_error)?;
+        }
+    }
     let mut kconfig = Vec::new();
     let mut datasecs = Vec::new();
     for ty in btf.types().filter(|t| t.is(BtfKind::Datasec)) {
@@ -108,14 +119,6 @@ pub(super) fn fix_btf(elf: &Elf<'_>, raw: &[u8]) -> Result<FixedBtf, ObjectError
                     Some(BtfKind::Var) => {
                         patch.set_var_type(var.ty, int).map_err(patch_error)?;
                         patch.set_var_linkage(var.ty, Linkage::Global).map_err(patch_error)?;
-                    }
-                    Some(BtfKind::Func) => {
-                        patch.set_func_linkage(var.ty, Linkage::Static).map_err(patch_error)?;
-                        let func = btf.type_by_id(var.ty).expect("a FUNC just matched");
-                        let proto = func.size_or_type();
-                        if btf.type_by_id(proto).is_some_and(|p| p.is(BtfKind::FuncProto)) {
-                            patch.name_unnamed_params(proto, func.name_offset()).map_err(patch_error)?;
-                        }
                     }
                     _ => {}
                 }

@@ -21,6 +21,7 @@ fn every_object_opens_through_its_own_skeleton() {
     core_relocs::OpenCoreRelocs::open().unwrap();
     core_typedef_members::OpenCoreTypedefMembers::open().unwrap();
     endpoint::OpenEndpoint::open().unwrap();
+    extern_funcs::OpenExternFuncs::open().unwrap();
     externs::OpenExterns::open().unwrap();
     iproute2_maps::OpenIproute2Maps::open().unwrap();
     legacy_map_layouts::OpenLegacyMapLayouts::open().unwrap();
