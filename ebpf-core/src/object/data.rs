@@ -104,8 +104,8 @@ pub(super) fn fix_btf(elf: &Elf<'_>, raw: &[u8]) -> Result<FixedBtf, ObjectError
                 patch.set_datasec_var(ty.id(), i, symbol.value as u32, size).map_err(patch_error)?;
             }
         } else if name == KSYMS_SECTION {
-            // The kernel accepts no extern variables or functions: the section becomes an
-            // anonymous struct of ints and the externs plain declarations, as libbpf does.
+            // The kernel accepts no extern variables: the section becomes an anonymous struct
+            // of ints and the variables plain globals, as libbpf does (functions: see above).
             let int = btf
                 .types()
                 .find(|t| t.is(BtfKind::Int) && t.size() == Some(4))
@@ -115,12 +115,9 @@ pub(super) fn fix_btf(elf: &Elf<'_>, raw: &[u8]) -> Result<FixedBtf, ObjectError
                 })?
                 .id();
             for var in &vars {
-                match btf.type_by_id(var.ty).and_then(|t| t.kind()) {
-                    Some(BtfKind::Var) => {
-                        patch.set_var_type(var.ty, int).map_err(patch_error)?;
-                        patch.set_var_linkage(var.ty, Linkage::Global).map_err(patch_error)?;
-                    }
-                    _ => {}
+                if btf.type_by_id(var.ty).is_some_and(|t| t.is(BtfKind::Var)) {
+                    patch.set_var_type(var.ty, int).map_err(patch_error)?;
+                    patch.set_var_linkage(var.ty, Linkage::Global).map_err(patch_error)?;
                 }
             }
             patch.datasec_to_struct(ty.id(), int, 4).map_err(patch_error)?;
