@@ -47,9 +47,17 @@ pub enum GenError {
         #[source]
         source: Box<ebpf_core::object::ObjectError>,
     },
-    /// The object has no BTF, or BTF that does not read.
+    /// The object's BTF does not read, or a size in it does not resolve.
     #[error("BTF: {0}")]
-    Btf(String),
+    Btf(#[from] ebpf_btf::BtfError),
+    /// A type id the BTF refers to is missing, does not resolve or nests too deep.
+    #[error("BTF type [{id}] {problem}")]
+    BadType {
+        /// The type id.
+        id: u32,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
     /// A type the generator cannot express in Rust.
     #[error("cannot generate: {0}")]
     Unsupported(String),

@@ -73,7 +73,7 @@ pub fn generate(object: &[u8], options: &SkeletonOptions) -> Result<String, GenE
     let spec = CollectionSpec::parse_elf(object)
         .map_err(|e| GenError::Object { object: options.object_name.clone(), source: Box::new(e) })?;
     let btf = match &spec.btf {
-        Some(bytes) => Btf::parse(bytes.clone()).map_err(|e| GenError::Btf(e.to_string()))?,
+        Some(bytes) => Btf::parse(bytes.clone())?,
         None => empty_btf(),
     };
     if !btf.is_little_endian() {

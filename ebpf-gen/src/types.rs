@@ -47,11 +47,11 @@ impl<'b> TypeGen<'b> {
     }
 
     fn ty(&self, id: u32) -> Result<Type<'b>, GenError> {
-        self.btf.type_by_id(id).ok_or_else(|| GenError::Btf(format!("type [{id}] does not exist")))
+        self.btf.type_by_id(id).ok_or(GenError::BadType { id, problem: "does not exist" })
     }
 
     fn resolved(&self, id: u32) -> Result<Type<'b>, GenError> {
-        self.btf.skip_mods_and_typedefs(id).ok_or_else(|| GenError::Btf(format!("type [{id}] does not resolve")))
+        self.btf.skip_mods_and_typedefs(id).ok_or(GenError::BadType { id, problem: "does not resolve" })
     }
 
     /// Whether `id` is a type values are laid out by (not void, not a data section).
@@ -67,7 +67,7 @@ impl<'b> TypeGen<'b> {
 
     fn rust_type_at(&mut self, id: u32, depth: usize, prefix: &str) -> Result<String, GenError> {
         if depth > MAX_DEPTH {
-            return Err(GenError::Btf(format!("type [{id}] nests too deep")));
+            return Err(GenError::BadType { id, problem: "nests too deep" });
         }
         let ty = self.resolved(id)?;
         Ok(match ty.kind() {
@@ -251,7 +251,7 @@ impl<'b> TypeGen<'b> {
                 writeln!(out, "    pub {field}: {rust},").unwrap();
                 checks.push((field, offset));
                 cursor = offset
-                    .checked_add(self.btf.resolve_size(m.ty).map_err(|e| GenError::Btf(e.to_string()))?)
+                    .checked_add(self.btf.resolve_size(m.ty)?)
                     .ok_or_else(|| GenError::Unsupported(format!("{name}: member {} ends past 4 GiB", m.name)))?;
                 i += 1;
                 continue;
@@ -466,7 +466,7 @@ impl<'b> TypeGen<'b> {
                 .unwrap();
             checks.push((field, offset));
             cursor = offset
-                .checked_add(self.btf.resolve_size(m.ty).map_err(|e| GenError::Btf(e.to_string()))?)
+                .checked_add(self.btf.resolve_size(m.ty)?)
                 .ok_or_else(|| GenError::Unsupported(format!("{name}: member {} ends past 4 GiB", m.name)))?;
         }
         pad(out, &mut cursor, size, name)?;
