@@ -228,7 +228,7 @@ fn ring_buffers(c: &mut Criterion) {
         let fill = || {
             producer.test_run(&TestRun { data: &[0u8; 64], repeat: per_fill, ..TestRun::default() }).expect("produce");
         };
-        let mut ours = ebpf_ringbuf::RingBuf::new(Map::from_fd(events.as_fd()).expect("dup")).expect("ours");
+        let mut ours = ebpf_ringbuf::RingBuf::new(&events).expect("ours");
         let mut raw = RawRing::new(events.as_fd(), RING as usize);
         // aya keeps its own copy of the consumer position, so it gets a ring of its own.
         let aya_events = Map::create(&MapSpec::new("bench_ring_aya", MapType::Ringbuf, 0, 0, RING)).expect("ring");
@@ -366,7 +366,7 @@ fn perf_buffers(c: &mut Criterion) {
     group.sample_size(10);
 
     let (events, producer) = setup();
-    let mut ours = ebpf_ringbuf::PerfBuffer::new(events, PAGES).expect("ours");
+    let mut ours = ebpf_ringbuf::PerfBuffer::new(&events, PAGES).expect("ours");
     fill(&producer);
     let (mut seen, mut lost) = (0u64, 0u64);
     ours.consume(|e| match e {

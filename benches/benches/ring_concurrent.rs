@@ -102,7 +102,7 @@ fn session(size: i32, name: &str, make_reader: MakeReader) -> Duration {
 }
 
 fn ours(events: &Map) -> Reader {
-    let mut ring = ebpf_ringbuf::RingBuf::new(events.try_clone().expect("dup")).expect("ours");
+    let mut ring = ebpf_ringbuf::RingBuf::new(events).expect("ours");
     Box::new(move || {
         ring.poll(Duration::from_millis(10), |r| {
             black_box(r);

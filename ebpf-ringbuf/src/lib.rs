@@ -21,7 +21,7 @@
 //! use ebpf_ringbuf::RingBuf;
 //!
 //! let map = Map::create(&MapSpec::new("events", MapType::Ringbuf, 0, 0, 64 * 1024))?;
-//! let mut events = RingBuf::new(map)?;
+//! let mut events = RingBuf::new(&map)?;
 //! events.poll(Duration::from_millis(100), |record: &[u8]| println!("{} bytes", record.len()))?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```

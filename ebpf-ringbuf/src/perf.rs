@@ -122,10 +122,11 @@ pub struct PerfBuffer {
 impl PerfBuffer {
     /// Opens a ring of `pages` pages (a power of two) on every online CPU the map has a slot
     /// for, and stores each in the map.
-    pub fn new(map: Map, pages: usize) -> Result<PerfBuffer, RingBufError> {
+    pub fn new(map: &Map, pages: usize) -> Result<PerfBuffer, RingBufError> {
         if map.map_type() != Some(MapType::PerfEventArray) {
             return Err(RingBufError::NotARingBuf { map: map.describe() });
         }
+        let map = crate::ring::own_handle(map)?;
         let pages = pages.max(1).next_power_of_two();
         let page = page_size();
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)

@@ -33,6 +33,14 @@ pub enum RingBufError {
         /// The errno.
         source: nix::Error,
     },
+    /// The map's fd could not be duplicated for the buffer to keep.
+    #[error("duplicate the fd of {map}: {source}")]
+    Duplicate {
+        /// The map.
+        map: String,
+        /// The failed call.
+        source: Box<ebpf_core::Error>,
+    },
     /// The producer page holds something no kernel writes: the ring is not what it claims.
     #[error("{map}: corrupt record at position {position} ({reason})")]
     Corrupt {
@@ -45,11 +53,23 @@ pub enum RingBufError {
     },
 }
 
+/// A handle of the buffer's own on `map`.
+pub(crate) fn own_handle(map: &Map) -> Result<Map, RingBufError> {
+    map.try_clone().map_err(|source| RingBufError::Duplicate { map: map.describe(), source: Box::new(source) })
+}
+
 const BUSY_BIT: u32 = 1 << 31;
 const DISCARD_BIT: u32 = 1 << 30;
 const HEADER_LEN: u64 = 8;
 
 /// A `BPF_MAP_TYPE_RINGBUF` consumer.
+///
+/// Latency: while the producer streams, [`poll`](Self::poll) coalesces wake-ups — it naps up
+/// to [`DEFAULT_WAKEUP_COALESCING`] (50 µs) for more records instead of sleeping until the
+/// kernel wakes it — so a record may reach the handler up to that much later than it would
+/// with libbpf's reader, in exchange for a fraction of the consumer's CPU per record. Set the
+/// window with [`set_wakeup_coalescing`](Self::set_wakeup_coalescing); `Duration::ZERO` turns
+/// it off. [`consume`](Self::consume) never waits.
 #[derive(Debug)]
 pub struct RingBuf {
     map: Map,
@@ -73,11 +93,13 @@ const BURST: usize = 8;
 pub const DEFAULT_WAKEUP_COALESCING: Duration = Duration::from_micros(50);
 
 impl RingBuf {
-    /// Maps the ring of `map` (which must be a ring buffer) for consuming.
-    pub fn new(map: Map) -> Result<RingBuf, RingBufError> {
+    /// Maps the ring of `map` (which must be a ring buffer) for consuming. Like the typed map
+    /// views, the buffer keeps its own handle on the map (a duplicated fd).
+    pub fn new(map: &Map) -> Result<RingBuf, RingBufError> {
         if map.map_type() != Some(MapType::Ringbuf) {
             return Err(RingBufError::NotARingBuf { map: map.describe() });
         }
+        let map = own_handle(map)?;
         let page = sys::page_size();
         let size = map.max_entries() as usize;
         let consumer = MmapRegion::map(map.as_fd(), page, 0, true).map_err(|source| RingBufError::Mmap {

@@ -21,10 +21,11 @@ pub struct UserRingBuf {
 
 impl UserRingBuf {
     /// Maps the ring of `map` (which must be a user ring buffer) for producing.
-    pub fn new(map: Map) -> Result<UserRingBuf, RingBufError> {
+    pub fn new(map: &Map) -> Result<UserRingBuf, RingBufError> {
         if map.map_type() != Some(MapType::UserRingbuf) {
             return Err(RingBufError::NotARingBuf { map: map.describe() });
         }
+        let map = crate::ring::own_handle(map)?;
         let page = sys::page_size();
         let size = map.max_entries() as usize;
         // The consumer page is the kernel's (read-only here); the producer page and the data,

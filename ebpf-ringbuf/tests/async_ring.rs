@@ -32,7 +32,7 @@ async fn records_wake_the_async_consumer() {
     let Some(_root) = require_kernel() else { return };
     let events = Map::create(&MapSpec::new(&unique_name("aev"), MapType::Ringbuf, 0, 0, 4096 * 4)).unwrap();
     let program = producer(&events);
-    let mut ring = AsyncRingBuf::new(RingBuf::new(events).unwrap()).unwrap();
+    let mut ring = AsyncRingBuf::new(RingBuf::new(&events).unwrap()).unwrap();
     // Nothing yet: the wait does not finish.
     let idle = tokio::time::timeout(Duration::from_millis(50), ring.next_batch(|_| {})).await;
     assert!(idle.is_err(), "no records, no wake-up");

@@ -50,7 +50,7 @@ fn setup() -> (Program, PerfBuffer) {
     let seq = Map::create(&MapSpec::new(&unique_name("seq"), MapType::Array, 4, 8, 1)).unwrap();
     let events = Map::create(&MapSpec::new(&unique_name("pev"), MapType::PerfEventArray, 4, 4, cpus)).unwrap();
     let program = producer(&seq, &events);
-    let buffer = PerfBuffer::new(events, 1).unwrap();
+    let buffer = PerfBuffer::new(&events, 1).unwrap();
     (program, buffer)
 }
 

@@ -67,7 +67,7 @@ fn records_arrive_in_order_and_whole() {
     let Some(_root) = require_kernel() else { return };
     let (seq, events) = maps(64 * 1024);
     let program = producer(&seq, &events);
-    let mut ring = RingBuf::new(events).unwrap();
+    let mut ring = RingBuf::new(&events).unwrap();
     run(&program, 100);
     assert_eq!(ring.pending_bytes(), 100 * 16);
     assert_eq!(drain(&mut ring), (0..100).collect::<Vec<_>>());
@@ -80,7 +80,7 @@ fn a_full_ring_drops_at_the_producer_and_wraps_cleanly_after() {
     let page = ebpf_core::sys::page_size() as u32;
     let (seq, events) = maps(page);
     let program = producer(&seq, &events);
-    let mut ring = RingBuf::new(events).unwrap();
+    let mut ring = RingBuf::new(&events).unwrap();
     // 16 bytes a record; the kernel keeps the used space below the ring size, so it holds
     // (size - 1) / 16 records and refuses the rest in bpf_ringbuf_output.
     run(&program, 1000);
@@ -99,7 +99,7 @@ fn a_full_ring_drops_at_the_producer_and_wraps_cleanly_after() {
 fn poll_waits_for_the_timeout_when_nothing_comes() {
     let Some(_root) = require_kernel() else { return };
     let (_seq, events) = maps(4096 * 4);
-    let mut ring = RingBuf::new(events).unwrap();
+    let mut ring = RingBuf::new(&events).unwrap();
     let started = Instant::now();
     assert_eq!(ring.poll(Duration::from_millis(50), |_| panic!("no records")).unwrap(), 0);
     assert!(started.elapsed() >= Duration::from_millis(40));
@@ -110,7 +110,7 @@ fn poll_returns_at_once_when_records_are_pending() {
     let Some(_root) = require_kernel() else { return };
     let (seq, events) = maps(4096 * 4);
     let program = producer(&seq, &events);
-    let mut ring = RingBuf::new(events).unwrap();
+    let mut ring = RingBuf::new(&events).unwrap();
     run(&program, 3);
     let started = Instant::now();
     assert_eq!(ring.poll(Duration::from_secs(5), |_| {}).unwrap(), 3);
@@ -121,7 +121,7 @@ fn poll_returns_at_once_when_records_are_pending() {
 fn other_map_types_are_refused() {
     let Some(_root) = require_kernel() else { return };
     let map = Map::create(&MapSpec::new(&unique_name("nrb"), MapType::Hash, 4, 4, 4)).unwrap();
-    assert!(matches!(RingBuf::new(map), Err(RingBufError::NotARingBuf { .. })));
+    assert!(matches!(RingBuf::new(&map), Err(RingBufError::NotARingBuf { .. })));
 }
 
 #[test]
@@ -132,7 +132,7 @@ fn one_poller_serves_many_rings() {
     for _ in 0..3 {
         let (seq, events) = maps(4096 * 4);
         programs.push(producer(&seq, &events));
-        poller.add(RingBuf::new(events).unwrap()).unwrap();
+        poller.add(RingBuf::new(&events).unwrap()).unwrap();
     }
     assert_eq!(poller.poll(Duration::from_millis(20), |_, _| panic!("nothing yet")).unwrap(), 0);
     run(&programs[1], 5);
@@ -151,7 +151,7 @@ fn ten_million_events_arrive_in_order_none_lost_none_repeated() {
     let Some(_root) = require_kernel() else { return };
     let (seq, events) = maps(16 << 20);
     let program = producer(&seq, &events);
-    let mut ring = RingBuf::new(events).unwrap();
+    let mut ring = RingBuf::new(&events).unwrap();
     let mut next = 0u64;
     // 20 rounds of 500 000 16-byte records: 8 MB per round in a 16 MiB ring.
     for _ in 0..20 {
@@ -172,7 +172,7 @@ fn a_slow_consumer_sees_exactly_what_the_producer_did_not_drop() {
     let Some(_root) = require_kernel() else { return };
     let (seq, events) = maps(64 * 1024);
     let program = producer(&seq, &events);
-    let mut ring = RingBuf::new(events).unwrap();
+    let mut ring = RingBuf::new(&events).unwrap();
     let mut consumed = 0u64;
     // The consumer only catches up between bursts far larger than the ring: each overflows.
     for _ in 0..10 {
@@ -190,7 +190,7 @@ fn a_consumer_keeping_up_with_a_running_producer_misses_no_wakeup() {
     let Some(_root) = require_kernel() else { return };
     let (seq, events) = maps(1 << 20);
     let program = std::sync::Arc::new(producer(&seq, &events));
-    let mut ring = RingBuf::new(events).unwrap();
+    let mut ring = RingBuf::new(&events).unwrap();
     let produced = 300_000u32;
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let producing = {

@@ -81,7 +81,7 @@ fn pushed_records_are_drained_by_the_program() {
     let ring = Map::create(&MapSpec::new(&unique_name("ur"), MapType::UserRingbuf, 0, 0, 4096)).unwrap();
     let sums = Map::create(&MapSpec::new(&unique_name("sum"), MapType::Array, 4, 16, 1)).unwrap();
     let program = consumer(&ring, &sums);
-    let mut producer = UserRingBuf::new(ring).unwrap();
+    let mut producer = UserRingBuf::new(&ring).unwrap();
     let mut pushed = 0u64;
     // Fill the ring: 16 bytes a record (8 of data), until it refuses.
     let mut value = 1u64;
