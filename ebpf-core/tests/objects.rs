@@ -213,8 +213,8 @@ fn externs_get_the_kernels_config_and_symbols() {
     let Some(_root) = require_kernel() else { return };
     let collection = load("externs");
     assert_eq!(run(collection.program("read_externs").unwrap(), &[0u8; 64]), 2);
-    let seen: [u8; 48] = collection.variable("seen").unwrap().get().unwrap();
-    let word = |i: usize| u64::from_ne_bytes(seen[i * 8..i * 8 + 8].try_into().unwrap());
+    let seen = words(&collection.variable("seen").unwrap().get::<[u8; 48]>().unwrap());
+    let word = |i: usize| seen[i];
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     let mut parts = release.split(['.', '-']).map(|p| p.trim().parse::<u64>().unwrap_or(0));
     let (a, b, c) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
@@ -235,7 +235,7 @@ fn weak_kernel_symbols_the_kernel_lacks_read_zero() {
     let Some(_root) = require_kernel() else { return };
     let collection = Collection::load(spec.clone(), &LoadOptions::default()).unwrap();
     assert_eq!(run(collection.program("probe_weak_ksyms").unwrap(), &[0u8; 64]), 2);
-    let exists: [u64; 4] = words_of(&collection.variable("exists").unwrap().get::<[u8; 32]>().unwrap());
+    let exists = words(&collection.variable("exists").unwrap().get::<[u8; 32]>().unwrap());
     let symbols = ebpf_core::kallsyms::KernelSymbols::load().unwrap();
     assert_eq!(exists[0], 0, "a kfunc no kernel has");
     assert_eq!(exists[1], 0, "a symbol no kernel has");
@@ -250,8 +250,9 @@ fn weak_kernel_symbols_the_kernel_lacks_read_zero() {
     assert!(err.contains("bpf_netstack_no_such_kfunc") || err.contains("netstack_no_such_symbol"), "{err}");
 }
 
-fn words_of(bytes: &[u8; 32]) -> [u64; 4] {
-    std::array::from_fn(|i| u64::from_ne_bytes(bytes[i * 8..i * 8 + 8].try_into().unwrap()))
+/// A `__u64` array global, read as bytes (variables of array type read as bytes only).
+fn words(bytes: &[u8]) -> Vec<u64> {
+    bytes.chunks_exact(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap())).collect()
 }
 
 /// Whether a tracepoint program calling `helper` loads: what libbpf's cookie probe asks,
@@ -436,8 +437,7 @@ fn a_kfunc_declared_with_unnamed_parameters_loads() {
     // With the object's BTF handed to the kernel, which checks every FUNC's parameters.
     let collection = Collection::load(spec, &LoadOptions::default().btf(BtfPolicy::Always)).unwrap();
     assert_eq!(run(collection.program("cast_context").unwrap(), &[0u8; 64]), 2);
-    let cast_ok: u64 = u64::from_ne_bytes(collection.variable("cast_ok").unwrap().get::<[u8; 8]>().unwrap());
-    assert_eq!(cast_ok, 1);
+    assert_eq!(collection.variable("cast_ok").unwrap().get::<u64>().unwrap(), 1);
 }
 
 #[test]
@@ -451,8 +451,7 @@ fn programs_left_out_are_neither_resolved_nor_loaded() {
     let collection = Collection::load(spec, &LoadOptions::default()).unwrap();
     assert!(collection.program("variant_fentry").is_err(), "left out, so not loaded");
     assert_eq!(run(collection.program("variant_socket").unwrap(), &[0u8; 64]), 1);
-    let runs = u64::from_ne_bytes(collection.variable("runs").unwrap().get::<[u8; 8]>().unwrap());
-    assert_eq!(runs, 1);
+    assert_eq!(collection.variable("runs").unwrap().get::<u64>().unwrap(), 1);
 }
 
 #[test]
@@ -460,9 +459,8 @@ fn core_paths_through_typedefd_members_resolve() {
     let Some(_root) = require_kernel() else { return };
     let collection = load("core_typedef_members");
     assert_eq!(run(collection.program("core_typedef_members").unwrap(), &[0u8; 64]), 0);
-    let raw: [u8; 24] = collection.variable("offsets").unwrap().get().unwrap();
-    let offsets: Vec<u64> = raw.chunks(8).map(|c| u64::from_ne_bytes(c.try_into().unwrap())).collect();
-    let kernel = ebpf_btf::Btf::parse(std::fs::read("/sys/kernel/btf/vmlinux").unwrap()).unwrap();
+    let offsets = words(&collection.variable("offsets").unwrap().get::<[u8; 24]>().unwrap());
+    let kernel = ebpf_core::program::kernel_btf().unwrap();
     let expected = [
         kernel_offset(&kernel, "sock", &["__sk_common", "skc_net", "net"]),
         kernel_offset(&kernel, "sock", &["__sk_common", "skc_refcnt", "refs", "counter"]),
@@ -473,12 +471,12 @@ fn core_paths_through_typedefd_members_resolve() {
 
 /// Byte offset of `path` (member names, typedefs looked through) in struct `root` of `btf`.
 fn kernel_offset(btf: &ebpf_btf::Btf, root: &str, path: &[&str]) -> u64 {
-    let mut ty = btf.types().find(|t| t.name() == root && t.is(ebpf_btf::BtfKind::Struct)).unwrap();
+    let mut id = btf.find(root, ebpf_btf::BtfKind::Struct).unwrap().id();
     let mut bits = 0u64;
     for name in path {
-        let member = ty.members().find(|m| m.name == *name).unwrap_or_else(|| panic!("{root}: no member {name}"));
-        bits += u64::from(member.bit_offset);
-        ty = btf.skip_mods_and_typedefs(member.ty).unwrap();
+        let found = btf.find_member(id, name).unwrap_or_else(|| panic!("{root}: no member {name}"));
+        bits += u64::from(found.bit_offset);
+        id = found.member.ty;
     }
     bits / 8
 }
@@ -554,8 +552,8 @@ fn co_re_relocations_follow_the_running_kernels_types() {
     let Some(_root) = require_kernel() else { return };
     let collection = load("core_kernel");
     assert_eq!(run(collection.program("core_kernel").unwrap(), &[0u8; 64]), 0);
-    let results: [u8; 48] = collection.variable("results").unwrap().get().unwrap();
-    let word = |i: usize| u64::from_ne_bytes(results[i * 8..i * 8 + 8].try_into().unwrap());
+    let results = words(&collection.variable("results").unwrap().get::<[u8; 48]>().unwrap());
+    let word = |i: usize| results[i];
     let kernel = ebpf_core::program::kernel_btf().unwrap();
     let sk_buff = kernel.find("sk_buff", ebpf_btf::BtfKind::Struct).unwrap();
     let mark = kernel.find_member(sk_buff.id(), "mark").unwrap();
