@@ -76,7 +76,6 @@ fn kernel_version(release: &str) -> u32 {
 
 fn encode(external: &KconfigExtern, raw: &str) -> Result<Vec<u8>, String> {
     let size = external.ty.size() as usize;
-    let int = |value: u64| -> Vec<u8> { value.to_ne_bytes()[..size.min(8)].to_vec() };
     let tristate = |allow_module: bool| match raw {
         "y" => Ok(1),
         "n" => Ok(0),
@@ -84,15 +83,15 @@ fn encode(external: &KconfigExtern, raw: &str) -> Result<Vec<u8>, String> {
         _ => Err(format!("value {raw} is not y/n{}", if allow_module { "/m" } else { "" })),
     };
     match &external.ty {
-        VariableType::Bool => Ok(int(tristate(false)?)),
-        VariableType::Enum { .. } => Ok(int(tristate(true)?)),
+        VariableType::Bool => encode_number(external, tristate(false)?),
+        VariableType::Enum { .. } => encode_number(external, tristate(true)?),
         VariableType::Int { size: 1, .. } if matches!(raw, "y" | "n" | "m") => Ok(vec![raw.as_bytes()[0]]),
         VariableType::Int { .. } => {
             let parsed = match raw.strip_prefix("0x") {
                 Some(hex) => u64::from_str_radix(hex, 16),
                 None => raw.parse::<i64>().map(|v| v as u64),
             };
-            parsed.map(int).map_err(|_| format!("value {raw} is not a number"))
+            encode_number(external, parsed.map_err(|_| format!("value {raw} is not a number"))?)
         }
         VariableType::Other { .. } if raw.starts_with('"') => {
             let text = raw.trim_matches('"').as_bytes();
