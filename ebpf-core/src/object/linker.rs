@@ -120,14 +120,9 @@ impl<'d> CodeSection<'d> {
         Ok(())
     }
 
-    /// Whether the section holds only functions other programs call and is no program of its
-    /// own: `.text`, or a section whose name says no program type and whose functions are all
-    /// `static` (`__section("static")` on a helper; cilium/ebpf's rule — libbpf refuses these).
-    pub fn holds_subprograms_only(&self) -> bool {
-        self.name == ".text"
-            || (super::section::classify(self.name).is_none()
-                && !self.functions.is_empty()
-                && self.functions.iter().all(|f| f.local))
+    /// Whether every function of the section is `static` (and it has some).
+    pub fn only_static_functions(&self) -> bool {
+        !self.functions.is_empty() && self.functions.iter().all(|f| f.local)
     }
 
     fn function_at(&self, slot: usize) -> Option<usize> {

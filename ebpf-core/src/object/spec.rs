@@ -109,13 +109,24 @@ impl CollectionSpec {
         let linker = Linker { elf: &elf, code: &code, ext: ext.as_ref(), resolver: &resolver };
         let license: Arc<CStr> = elf.license().into();
         let kernel_version = elf.kernel_version();
-        let entry_sections = || code.iter().flatten().filter(|c| !c.holds_subprograms_only());
-        let mut programs = Vec::with_capacity(entry_sections().map(|c| c.functions.len()).sum());
-        for section in entry_sections() {
+        // Each code section with what its name says. `.text`, and a section whose name says no
+        // program type and whose functions are all static (`__section("static")` on a helper),
+        // hold subprograms only (cilium/ebpf's rule; libbpf refuses the latter). Another name
+        // that says no type gives programs of unspecified type, which the caller sets before
+        // load (cilium/ebpf's behaviour); loading one unset is refused.
+        let entries: Vec<(&CodeSection, SectionKind)> = code
+            .iter()
+            .flatten()
+            .filter(|c| c.name != ".text")
+            .filter_map(|c| match classify(c.name) {
+                Some(kind) => Some((c, kind)),
+                None if c.only_static_functions() => None,
+                None => Some((c, SectionKind::unspecified())),
+            })
+            .collect();
+        let mut programs = Vec::with_capacity(entries.iter().map(|(c, _)| c.functions.len()).sum());
+        for (section, kind) in &entries {
             let section_name = SharedStr::from(section.name);
-            // A name that says no program type gives programs of unspecified type, which the
-            // caller sets before load (cilium/ebpf's behaviour); loading one unset is refused.
-            let kind = classify(section.name).unwrap_or_else(SectionKind::unspecified);
             for (f, function) in section.functions.iter().enumerate() {
                 let linked = linker.link(section.index, f)?;
                 let mut spec = program_spec(
