@@ -435,8 +435,10 @@ fn write_maps(out: &mut String, name: &str, object: &str, maps: &[MapItem]) {
     writeln!(out, "}}\n").unwrap();
 }
 
+/// The message of a program accessor's `expect`.
+const LEFT_OUT: &str = "the program was left out of the load (autoload off)";
+
 fn write_progs(out: &mut String, name: &str, object: &str, spec: &CollectionSpec) {
-    let checked = CHECKED;
     let doc = format!("The programs of a loaded {object}.");
     accessor_struct(out, &doc, &format!("{name}Progs"), "collection", "::ebpf_core::Collection");
     for (i, p) in spec.programs.iter().enumerate() {
@@ -444,16 +446,25 @@ fn write_progs(out: &mut String, name: &str, object: &str, spec: &CollectionSpec
             out.push('\n');
         }
         let section = p.section.as_deref().unwrap_or("");
-        writeln!(
-            out,
-            "    /// `{}` ({}, section `{section}`).\n    pub fn {}(&self) -> &'a ::ebpf_core::Program {{\n        \
-             self.collection.program({:?}).expect({checked:?})\n    }}",
-            &*p.name,
-            p.program_type,
-            ident(&snake(&p.name)),
-            &*p.name
-        )
-        .unwrap();
+        let (program, method) = (&*p.name, ident(&snake(&p.name)));
+        let ty = p.program_type;
+        if p.autoload {
+            writeln!(
+                out,
+                "    /// `{program}` ({ty}, section `{section}`). Panics if the spec it loaded from left it \
+                 out (`autoload` off).\n    pub fn {method}(&self) -> &'a ::ebpf_core::Program {{\n        \
+                 self.collection.program({program:?}).expect({LEFT_OUT:?})\n    }}",
+            )
+            .unwrap();
+        } else {
+            writeln!(
+                out,
+                "    /// `{program}` ({ty}, section `{section}`), left out of loads unless the spec turned its \
+                 `autoload` on.\n    pub fn {method}(&self) -> Option<&'a ::ebpf_core::Program> {{\n        \
+                 self.collection.program({program:?}).ok()\n    }}",
+            )
+            .unwrap();
+        }
     }
     writeln!(out, "}}").unwrap();
 }
