@@ -9,7 +9,9 @@
 //! - [`object`]: ELF objects as clang writes them for libbpf: [`CollectionSpec`] (programs with
 //!   their subprograms, maps, global variables to template) and [`Collection`] (all loaded, all
 //!   or nothing), CO-RE, externs, constant-index tail calls.
-//! - [`link`]: attaching programs (XDP, TCX, cgroup hooks), detached on drop unless pinned.
+//! - [`link`]: attaching programs (XDP, TCX, cgroup hooks, tracing, struct_ops), detached on
+//!   drop unless pinned.
+//! - [`struct_ops`]: kernel interfaces implemented by BPF programs, as objects declare them.
 //! - [`features`]: what the running kernel supports, probed and cached.
 //! - [`SharedVec`], [`SharedStr`]: how specs hold their bulky parts, so that a copy of a spec
 //!   (an object opened again, one load per configuration) is a few reference counts and a
@@ -55,6 +57,7 @@ pub mod object;
 pub mod program;
 mod shared_str;
 mod shared_vec;
+pub mod struct_ops;
 pub mod sys;
 mod types;
 

@@ -40,6 +40,9 @@ bitflags::bitflags! {
         const PRESERVE_ELEMS = 1 << 11;
         /// Inner maps of different sizes may be swapped in.
         const INNER_MAP = 1 << 12;
+        /// struct_ops maps: registered through a `bpf_link` instead of by a map update
+        /// (`.struct_ops.link`), so the implementation can be swapped.
+        const LINK = 1 << 13;
     }
 }
 
@@ -113,6 +116,9 @@ pub enum MapContents {
     Programs(Vec<(u32, String)>),
     /// Map-of-maps slots: (index, map name).
     Maps(Vec<(u32, String)>),
+    /// A struct_ops map's value, matched with the running kernel's struct at load; registered
+    /// by [`Collection::register_struct_ops`](crate::Collection::register_struct_ops).
+    StructOps(crate::struct_ops::StructOpsValue),
 }
 
 /// BTF ids describing a map's key and value.
@@ -147,6 +153,14 @@ impl MapSpec {
     pub fn with_flags(mut self, flags: MapFlags) -> MapSpec {
         self.flags = flags;
         self
+    }
+
+    /// A struct_ops map's value, to edit before load (a congestion control's `name`).
+    pub fn struct_ops_mut(&mut self) -> Option<&mut crate::struct_ops::StructOpsValue> {
+        match &mut self.contents {
+            MapContents::StructOps(value) => Some(value),
+            _ => None,
+        }
     }
 }
 
@@ -187,12 +201,29 @@ impl Map {
 
     /// Creates a map whose key and value are described by `btf` (with [`MapSpec::btf_types`]).
     pub(crate) fn create_with_btf(spec: &MapSpec, btf: Option<BorrowedFd<'_>>) -> Result<Map> {
+        Self::create_request(spec, btf, None)
+    }
+
+    /// Creates a struct_ops map whose value is the kernel's type `value_type_id` (of
+    /// `value_size` bytes); `btf` is the object's, which the kernel insists on.
+    pub(crate) fn create_struct_ops(
+        spec: &MapSpec,
+        btf: BorrowedFd<'_>,
+        value_type_id: u32,
+        value_size: u32,
+    ) -> Result<Map> {
+        let kernel_spec = MapSpec { value_size, btf_types: None, ..spec.clone() };
+        Self::create_request(&kernel_spec, Some(btf), Some(value_type_id))
+    }
+
+    fn create_request(spec: &MapSpec, btf: Option<BorrowedFd<'_>>, vmlinux_value_type_id: Option<u32>) -> Result<Map> {
         let inner = match &spec.inner {
             Some(inner_spec) => Some(Map::create(inner_spec)?),
             None => None,
         };
-        let (btf, btf_types) = match (btf, spec.btf_types) {
-            (Some(fd), Some(types)) => (Some(fd), types),
+        let (btf, btf_types) = match (btf, spec.btf_types, vmlinux_value_type_id) {
+            (Some(fd), Some(types), _) => (Some(fd), types),
+            (Some(fd), None, Some(_)) => (Some(fd), MapBtfTypes { key: 0, value: 0 }),
             _ => (None, MapBtfTypes { key: 0, value: 0 }),
         };
         let request = MapCreate {
@@ -208,7 +239,7 @@ impl Map {
             btf,
             btf_key_type_id: btf_types.key,
             btf_value_type_id: btf_types.value,
-            ..Default::default()
+            btf_vmlinux_value_type_id: vmlinux_value_type_id.unwrap_or(0),
         };
         let fd = sys::map_create(&request).map_err(|e| {
             Error::syscall(

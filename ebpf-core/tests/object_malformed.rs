@@ -247,3 +247,17 @@ fn fuzz_regressions_read_or_fail_cleanly() {
     }
     assert!(seen > 0);
 }
+
+#[test]
+fn a_struct_ops_relocation_off_a_function_pointer() {
+    let mut elf = fixture("struct_ops_cc");
+    let rel = section_offset(&elf, ".rel.struct_ops");
+    elf[rel..rel + 8].copy_from_slice(&24u64.to_le_bytes()); // into `name`
+    let err = error(&elf).to_string();
+    assert!(err.contains("does not fall on a pointer member of ebpf_cc"), "{err}");
+
+    let mut elf = fixture("struct_ops_cc");
+    elf[rel + 8] = 1; // R_BPF_64_64: an instruction's relocation
+    let err = error(&elf).to_string();
+    assert!(err.contains("type 1 in a struct_ops value"), "{err}");
+}

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 use ebpf_core::object::{tail_call_sites, Collection, CollectionSpec, TailCallIndex, TailCallSite};
-use ebpf_core::{LoadOptions, MapSpec, Pinning, ProgramSpec, ProgramType};
+use ebpf_core::{LoadOptions, MapContents, MapSpec, Pinning, ProgramSpec, ProgramType};
 use serde_json::{json, Value};
 
 #[derive(Subcommand)]
@@ -74,6 +74,8 @@ fn program_json(program: &ProgramSpec) -> Value {
         "section": program.section.as_deref(),
         "type": program.program_type.name(),
         "attach_type": program.expected_attach_type.map(|t| t.name()),
+        "attach_to": program.attach_to,
+        "autoload": program.autoload,
         "insns": program.instructions.iter().map(|i| i.slots()).sum::<usize>(),
         "tail_calls": sites,
     })
@@ -88,7 +90,16 @@ fn map_json(map: &MapSpec) -> Value {
         "max_entries": map.max_entries,
         "flags": map.flags.bits(),
         "pinning": if map.pinning == Pinning::ByName { "by_name" } else { "none" },
+        "struct_ops": struct_ops_json(map),
     })
+}
+
+/// A struct_ops map's kernel type and which program implements each member.
+fn struct_ops_json(map: &MapSpec) -> Value {
+    let MapContents::StructOps(value) = &map.contents else { return Value::Null };
+    let programs: serde_json::Map<String, Value> =
+        value.members.iter().filter_map(|m| m.program.as_ref().map(|p| (m.name.clone(), json!(p)))).collect();
+    json!({"type": value.type_name, "programs": programs})
 }
 
 fn info(file: &Path, as_json: bool) -> Result<(), Box<dyn std::error::Error>> {
@@ -113,7 +124,13 @@ fn info(file: &Path, as_json: bool) -> Result<(), Box<dyn std::error::Error>> {
     println!("programs:");
     for program in &spec.programs {
         let insns: usize = program.instructions.iter().map(|i| i.slots()).sum();
-        let attach = program.expected_attach_type.map_or(String::new(), |t| format!("  attach {t}"));
+        let mut attach = program.expected_attach_type.map_or(String::new(), |t| format!("  attach {t}"));
+        if let Some(target) = &program.attach_to {
+            attach.push_str(&format!("  to {target}"));
+        }
+        if !program.autoload {
+            attach.push_str("  (left out of loads)");
+        }
         println!(
             "  {}  section {}  type {}{attach}  insns {insns}",
             program.name,
@@ -136,6 +153,11 @@ fn info(file: &Path, as_json: bool) -> Result<(), Box<dyn std::error::Error>> {
             map.max_entries,
             map.flags.bits()
         );
+        if let MapContents::StructOps(value) = &map.contents {
+            let members: Vec<String> =
+                value.members.iter().filter_map(|m| m.program.as_ref().map(|p| format!("{}={p}", m.name))).collect();
+            println!("    implements {}: {}", value.type_name, members.join(" "));
+        }
     }
     println!("variables:");
     for v in &spec.variables {

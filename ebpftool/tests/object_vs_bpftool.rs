@@ -80,6 +80,16 @@ fn ebpftool_and_bpftool_load_every_fixture_alike() {
             println!("{name}: loads here; libbpf refuses static functions outside .text by design");
             continue;
         }
+        if name == "struct_ops_cc" {
+            // libbpf >= 1.3 leaves out struct_ops programs no value points to, as we do;
+            // Debian's 1.1 loads them and the kernel refuses one without an attach point.
+            assert!(stderr(&libbpf).contains("prog 'ebpf_cc_unused': failed to load"), "{}", stderr(&libbpf));
+            assert!(ours.status.success(), "{name}: {}", stderr(&ours));
+            println!(
+                "{name}: loads here; libbpf 1.1 loads a struct_ops program nothing uses, which the kernel refuses"
+            );
+            continue;
+        }
         match (ours.status.success(), libbpf.status.success()) {
             (true, true) => {
                 let (mine, theirs) = (pinned_view(&ours_dir), pinned_view(&theirs_dir));

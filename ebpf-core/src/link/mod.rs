@@ -1,6 +1,6 @@
 //! Attaching programs. One type per kernel attach point; each owns a `bpf_link` and detaches
 //! on drop unless pinned: [`Xdp`], [`Tcx`], [`CgroupLink`], [`RawTracepoint`], [`Tracing`],
-//! [`Tracepoint`], [`Iter`], [`SkLookup`]. Where the kernel has no link: [`TcNetlink`] (a
+//! [`Tracepoint`], [`Iter`], [`SkLookup`], [`StructOps`]. Where the kernel has no link: [`TcNetlink`] (a
 //! `cls_bpf` filter made over our own netlink code), [`SocketFilter`] (`SO_ATTACH_BPF`) and
 //! [`SockMapProgram`] (`BPF_PROG_ATTACH` to a sockmap); these detach on drop too.
 
@@ -27,6 +27,7 @@ macro_rules! link_wrapper {
 mod cgroup;
 mod netlink;
 mod socket;
+mod struct_ops;
 mod tc;
 mod tcx;
 mod tracing;
@@ -34,6 +35,7 @@ mod xdp;
 
 pub use cgroup::CgroupLink;
 pub use socket::{SockMapProgram, SocketFilter};
+pub use struct_ops::StructOps;
 pub use tc::{TcAttach, TcDirection, TcFilterInfo, TcNetlink};
 pub use tcx::{Tcx, TcxAttach};
 pub use tracing::{tracepoint_id, Iter, RawTracepoint, SkLookup, Tracepoint, Tracing};

@@ -12,8 +12,10 @@ use super::spec::CollectionSpec;
 use super::variable::{VariableSpec, VariableValue};
 use crate::error::{Error, Result};
 use crate::features::{misc, MiscFeature};
+use crate::link::StructOps;
 use crate::map::{Map, MapContents, MapFlags, MapSpec, Pinning, UpdateFlags};
 use crate::program::{BtfPolicy, BtfSource, LoadOptions, Program, ReadyProgram};
+use crate::struct_ops::KernelLayout;
 use crate::sys::{self, Errno, MmapRegion};
 use crate::types::{MapType, ProgramType};
 
@@ -26,6 +28,10 @@ pub struct Collection {
     variables: crate::SharedVec<VariableSpec>,
     /// Data sections mapped into this process, by index in `maps`.
     regions: Vec<(usize, MmapRegion)>,
+    /// Kernel images of struct_ops values registered by a map update (`.struct_ops`), by
+    /// index in `maps`: writing one registers it, so that waits for
+    /// [`Collection::register_struct_ops`].
+    struct_ops: Vec<(usize, Vec<u8>)>,
     _btf: Option<OwnedFd>,
 }
 
@@ -91,6 +97,23 @@ fn create_map(spec: &MapSpec, btf: Option<std::os::fd::BorrowedFd<'_>>) -> Resul
     Map::create_with_btf(&fallback, None).map_err(|_| first)
 }
 
+/// Creates a struct_ops map for the running kernel's struct: its value is the kernel's
+/// `bpf_struct_ops_<type>`, which the object's members are matched into.
+fn create_struct_ops(
+    spec: &MapSpec,
+    value: &crate::struct_ops::StructOpsValue,
+    btf: Option<std::os::fd::BorrowedFd<'_>>,
+) -> Result<(Map, KernelLayout)> {
+    let btf = btf.ok_or_else(|| Error::InvalidSpec {
+        object: format!("struct_ops map \"{}\"", spec.name),
+        reason: "the kernel creates struct_ops maps only with the object's BTF (BtfPolicy::Never)".to_owned(),
+    })?;
+    let kernel = crate::program::kernel_btf()?;
+    let layout = KernelLayout::resolve(value, &kernel)?;
+    let map = Map::create_struct_ops(spec, btf, layout.value_type_id, layout.value_size)?;
+    Ok((map, layout))
+}
+
 /// Kernel-managed fields a map value can hold: the kernel must see the value's BTF.
 const SPECIAL_FIELDS: &[&str] = &[
     "bpf_spin_lock",
@@ -109,9 +132,17 @@ fn needs_btf(spec: &CollectionSpec) -> bool {
         matches!(p.program_type, ProgramType::StructOps | ProgramType::Ext)
             || p.btf.as_ref().is_some_and(|b| b.func_info.len() > b.func_info_rec_size as usize)
     });
-    // Local storage maps take their value layout from BTF only.
+    // Local storage maps take their value layout from BTF only; struct_ops maps are created
+    // with the object's BTF as the kernel insists.
     let btf_only_maps = spec.maps.iter().any(|m| {
-        matches!(m.map_type, MapType::SkStorage | MapType::InodeStorage | MapType::TaskStorage | MapType::CgrpStorage)
+        matches!(
+            m.map_type,
+            MapType::SkStorage
+                | MapType::InodeStorage
+                | MapType::TaskStorage
+                | MapType::CgrpStorage
+                | MapType::StructOps
+        )
     });
     if subprograms || btf_only_maps {
         return true;
@@ -166,7 +197,14 @@ impl Collection {
 
         let mut maps = Vec::with_capacity(spec.maps.len());
         let mut to_pin = Vec::new();
+        let mut layouts = Vec::new();
         for map_spec in &spec.maps {
+            if let MapContents::StructOps(value) = &map_spec.contents {
+                let (map, layout) = create_struct_ops(map_spec, value, btf.as_ref().map(|fd| fd.as_fd()))?;
+                layouts.push((maps.len(), layout));
+                maps.push(map);
+                continue;
+            }
             let pin_path = match map_spec.pinning {
                 Pinning::None => None,
                 Pinning::ByName => {
@@ -269,6 +307,21 @@ impl Collection {
             }
         }
 
+        let mut struct_ops = Vec::new();
+        for (at, layout) in layouts {
+            let (map_spec, map) = (&spec.maps[at], &maps[at]);
+            let MapContents::StructOps(value) = &map_spec.contents else { continue };
+            let program_fd = |name: &str| programs.iter().find(|p| p.name() == name).map(|p| p.as_fd().as_raw_fd());
+            let image = layout.image(value, &program_fd)?;
+            // A link-registered value is only checked and stored by the update; the link
+            // registers it. Any other is registered by the update itself.
+            if map_spec.flags.contains(MapFlags::LINK) {
+                map.update(&0u32.to_ne_bytes(), &image, UpdateFlags::ANY)?;
+            } else {
+                struct_ops.push((at, image));
+            }
+        }
+
         let mut pins = PinGuard(Vec::new());
         for (at, path) in to_pin {
             if let Some(dir) = path.parent() {
@@ -294,7 +347,7 @@ impl Collection {
                 }
             }
         }
-        Ok(Collection { maps, programs, variables: spec.variables, regions, _btf: btf })
+        Ok(Collection { maps, programs, variables: spec.variables, regions, struct_ops, _btf: btf })
     }
 
     /// The program called `name`.
@@ -311,6 +364,22 @@ impl Collection {
             .iter()
             .find(|m| m.name() == name)
             .ok_or_else(|| object_error(ObjectError::NotFound { kind: "map", name: name.to_owned() }))
+    }
+
+    /// Registers the struct_ops map `name` with the kernel (a TCP congestion control becomes
+    /// selectable, …): a `.struct_ops.link` map through a new `bpf_link`, a `.struct_ops` map
+    /// by writing its value. Dropping the handle unregisters it.
+    pub fn register_struct_ops(&self, name: &str) -> Result<StructOps> {
+        let at = self
+            .maps
+            .iter()
+            .position(|m| m.name() == name)
+            .ok_or_else(|| object_error(ObjectError::NotFound { kind: "map", name: name.to_owned() }))?;
+        let map = &self.maps[at];
+        match self.struct_ops.iter().find(|(i, _)| *i == at) {
+            Some((_, image)) => StructOps::register_value(map, image),
+            None => StructOps::attach(map),
+        }
     }
 
     /// Every program, in the spec's order.

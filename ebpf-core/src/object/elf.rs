@@ -20,6 +20,8 @@ pub(super) enum Role {
     LegacyMaps,
     /// Global data: `.data*`, `.rodata*` (read-only), `.bss*` (zero-filled).
     Data { read_only: bool, zeroed: bool },
+    /// struct_ops values (`.struct_ops`, `.struct_ops.link`: registered through a link).
+    StructOps { link: bool },
     /// The `license` string.
     License,
     /// The `version` word.
@@ -47,6 +49,7 @@ pub(super) struct Reloc {
 
 /// Relocation types clang emits for BPF.
 pub(super) const R_BPF_64_64: u32 = 1;
+pub(super) const R_BPF_64_ABS64: u32 = 2;
 pub(super) const R_BPF_64_32: u32 = 10;
 
 #[derive(Clone, Debug)]
@@ -80,6 +83,8 @@ fn role(name: &[u8], sh_type: u32, flags: u64) -> Role {
         b"license" => Role::License,
         b"version" => Role::Version,
         _ if name == b"maps" || name.starts_with(b"maps/") => Role::LegacyMaps,
+        _ if data(b".struct_ops.link") => Role::StructOps { link: true },
+        _ if data(b".struct_ops") => Role::StructOps { link: false },
         _ if data(b".rodata") => Role::Data { read_only: true, zeroed: false },
         _ if data(b".data") => Role::Data { read_only: false, zeroed: false },
         _ if data(b".bss") || sh_type == elf::SHT_NOBITS && !name.starts_with(b".debug") => {
@@ -204,10 +209,11 @@ impl<'d> Elf<'d> {
                 continue;
             }
             let target = section.sh_info(endian) as usize;
-            // Only code and map definitions are relocated; debug sections carry hundreds of
-            // relocations nobody here reads.
-            let Some(relocated) =
-                sections.get(target).filter(|t| matches!(t.role, Role::Code | Role::Maps | Role::LegacyMaps))
+            // Only code, map definitions and struct_ops values are relocated; debug sections
+            // carry hundreds of relocations nobody here reads.
+            let Some(relocated) = sections
+                .get(target)
+                .filter(|t| matches!(t.role, Role::Code | Role::Maps | Role::LegacyMaps | Role::StructOps { .. }))
             else {
                 continue;
             };

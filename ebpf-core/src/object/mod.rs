@@ -27,6 +27,7 @@ mod maps;
 mod memo;
 mod section;
 mod spec;
+mod struct_ops;
 mod tail_calls;
 mod variable;
 

@@ -12,10 +12,12 @@ use super::error::ObjectError;
 use super::linker::{CodeSection, Linked, Linker, Resolver};
 use super::maps::{read_maps, DefinedMap};
 use super::section::{classify, SectionKind};
+use super::struct_ops::read_struct_ops;
 use super::variable::VariableSpec;
 use crate::insn::{self, MapReference};
-use crate::map::MapSpec;
+use crate::map::{MapContents, MapSpec};
 use crate::program::{CoreRelocation, KsymReference, ProgramBtf, ProgramSpec};
+use crate::types::ProgramType;
 use crate::{SharedStr, SharedVec};
 
 /// The programs, maps and global variables of an object, as plain data: inspect and edit
@@ -94,6 +96,7 @@ impl CollectionSpec {
         if let Some(map) = fixed.as_ref().and_then(data::kconfig_map) {
             maps.push(map);
         }
+        maps.extend(read_struct_ops(&elf, fixed.as_ref())?);
         if let Some(dup) = first_duplicate(&maps) {
             return Err(ObjectError::Map { map: dup.to_owned(), reason: "defined twice".to_owned() });
         }
@@ -145,6 +148,7 @@ impl CollectionSpec {
                 programs.push(spec);
             }
         }
+        attach_struct_ops_programs(&maps, &mut programs)?;
         Ok(CollectionSpec {
             programs: programs.into(),
             maps: maps.into(),
@@ -183,6 +187,44 @@ impl CollectionSpec {
     pub fn variable_mut(&mut self, name: &str) -> Result<&mut VariableSpec, ObjectError> {
         self.variables.iter_mut().find(|v| v.name == name).ok_or_else(|| not_found("variable", name))
     }
+}
+
+/// Gives each struct_ops program the `TYPE:MEMBER` its maps point it at. One no map refers
+/// to is left out of loads (it has nothing to attach to; libbpf leaves it out too).
+fn attach_struct_ops_programs(maps: &[MapSpec], programs: &mut [ProgramSpec]) -> Result<(), ObjectError> {
+    // What follows `struct_ops/` in a section name is only a label.
+    for program in programs.iter_mut().filter(|p| p.program_type == ProgramType::StructOps) {
+        program.attach_to = None;
+    }
+    for map in maps {
+        let MapContents::StructOps(value) = &map.contents else { continue };
+        for member in &value.members {
+            let Some(name) = &member.program else { continue };
+            let target = format!("{}:{}", value.type_name, member.name);
+            let program = programs.iter_mut().find(|p| p.name == name.as_str()).ok_or_else(|| ObjectError::Map {
+                map: map.name.clone(),
+                reason: format!("member {} points to {name}, which is not a program of the object", member.name),
+            })?;
+            match &program.attach_to {
+                Some(other) if *other != target => {
+                    return Err(ObjectError::Map {
+                        map: map.name.clone(),
+                        reason: format!(
+                            "program {name} implements {target} here and {other} elsewhere; a struct_ops program \
+                             implements one member"
+                        ),
+                    })
+                }
+                _ => program.attach_to = Some(target),
+            }
+        }
+    }
+    for program in programs.iter_mut().filter(|p| p.program_type == ProgramType::StructOps) {
+        if program.attach_to.is_none() {
+            program.autoload = false;
+        }
+    }
+    Ok(())
 }
 
 /// The first name two maps share. Objects define a handful of maps: pairwise comparison

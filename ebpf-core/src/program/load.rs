@@ -134,7 +134,8 @@ impl<'s> ReadyProgram<'s> {
         };
         let mut request = ProgLoad::new(spec.program_type.raw(), insns, &spec.license);
         request.name = &spec.name;
-        request.expected_attach_type = spec.expected_attach_type.map_or(0, |t| t.raw());
+        request.expected_attach_type =
+            self.prepared.expected_attach_type.unwrap_or_else(|| spec.expected_attach_type.map_or(0, |t| t.raw()));
         request.kern_version = spec.kernel_version;
         request.prog_flags = spec.flags.bits();
         request.attach_btf_id = self.prepared.attach_btf_id.unwrap_or(0);

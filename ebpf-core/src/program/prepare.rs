@@ -27,7 +27,9 @@ pub fn kernel_btf() -> Result<Arc<Btf>> {
 fn needs_kernel(spec: &ProgramSpec) -> bool {
     !spec.core_relocations.is_empty()
         || !spec.ksym_references.is_empty()
-        || (spec.attach_btf_id.is_none() && spec.attach_to.is_some() && attach_btf_name(spec).is_some())
+        || (spec.attach_btf_id.is_none()
+            && spec.attach_to.is_some()
+            && (spec.program_type == ProgramType::StructOps || attach_btf_name(spec).is_some()))
 }
 
 /// The kernel BTF name a BTF-typed program attaches by.
@@ -51,6 +53,9 @@ pub(super) struct Prepared {
     /// they are the spec's own encoding, unchanged.
     pub raw: Option<std::ops::Range<usize>>,
     pub attach_btf_id: Option<u32>,
+    /// The raw expected attach type, when the kernel gave it (a struct_ops member's index);
+    /// else the spec's.
+    pub expected_attach_type: Option<u32>,
     /// (raw slot, what was asked for).
     pub poisoned: Vec<(usize, String)>,
 }
@@ -67,6 +72,13 @@ pub(super) fn prepare(
     if spec.program_type == ProgramType::Unspec {
         return Err(unspecified_type(spec));
     }
+    if spec.program_type == ProgramType::StructOps && spec.attach_to.is_none() && spec.attach_btf_id.is_none() {
+        return Err(Error::InvalidSpec {
+            object: format!("program \"{}\"", spec.name),
+            reason: "no struct_ops value points to it, so it implements nothing: set attach_to to TYPE:MEMBER"
+                .to_owned(),
+        });
+    }
     // Every reference resolved before any kernel work, so an unbound one fails first.
     let fds = spec
         .map_references
@@ -81,21 +93,26 @@ pub(super) fn prepare(
         .collect::<Result<Vec<i32>>>()?;
     let for_kernel = needs_kernel(spec);
     if fds.is_empty() && !for_kernel {
-        return Ok(Prepared { raw: None, attach_btf_id: spec.attach_btf_id, poisoned: Vec::new() });
+        return Ok(Prepared {
+            raw: None,
+            attach_btf_id: spec.attach_btf_id,
+            expected_attach_type: None,
+            poisoned: Vec::new(),
+        });
     }
     let start = out.len();
-    let (attach_btf_id, poisoned) = if for_kernel {
-        let (raw, attach_btf_id, poisoned) = prepare_for_kernel(spec)?;
+    let (attach, poisoned) = if for_kernel {
+        let (raw, attach, poisoned) = prepare_for_kernel(spec)?;
         out.extend_from_slice(&raw);
-        (attach_btf_id, poisoned)
+        (attach, poisoned)
     } else {
         out.extend_from_slice(spec.instructions.encoded());
-        (spec.attach_btf_id, Vec::new())
+        ((spec.attach_btf_id, None), Vec::new())
     };
     if !fds.is_empty() {
         bind_maps(spec, &mut out[start..], &fds)?;
     }
-    Ok(Prepared { raw: Some(start..out.len()), attach_btf_id, poisoned })
+    Ok(Prepared { raw: Some(start..out.len()), attach_btf_id: attach.0, expected_attach_type: attach.1, poisoned })
 }
 
 /// A call to a weak kfunc the kernel lacks becomes a call of this helper id, which no kernel
@@ -140,8 +157,8 @@ fn bind_maps(spec: &ProgramSpec, raw: &mut [RawInsn], fds: &[i32]) -> Result<()>
     Ok(())
 }
 
-/// (raw instructions, attach BTF id, poisoned slots).
-type ForKernel = (Vec<RawInsn>, Option<u32>, Vec<(usize, String)>);
+/// (raw instructions, (attach BTF id, raw expected attach type), poisoned slots).
+type ForKernel = (Vec<RawInsn>, (Option<u32>, Option<u32>), Vec<(usize, String)>);
 
 // Kept out of line: most programs need none of it, and the common path stays small.
 #[inline(never)]
@@ -150,7 +167,13 @@ fn prepare_for_kernel(spec: &ProgramSpec) -> Result<ForKernel> {
     let object = |reason: String| Error::InvalidSpec { object: format!("program \"{}\"", spec.name), reason };
 
     let mut attach_btf_id = spec.attach_btf_id;
-    if attach_btf_id.is_none() {
+    let mut expected_attach_type = None;
+    if attach_btf_id.is_none() && spec.program_type == ProgramType::StructOps {
+        if let Some(target) = &spec.attach_to {
+            let (id, member) = crate::struct_ops::attach_point(&kernel, target)?;
+            (attach_btf_id, expected_attach_type) = (Some(id), Some(member));
+        }
+    } else if attach_btf_id.is_none() {
         if let Some((name, kind)) = attach_btf_name(spec) {
             let found = kernel
                 .find(&name, kind)
@@ -226,7 +249,7 @@ fn prepare_for_kernel(spec: &ProgramSpec) -> Result<ForKernel> {
             }
         }
     }
-    Ok((raw, attach_btf_id, poisoned))
+    Ok((raw, (attach_btf_id, expected_attach_type), poisoned))
 }
 
 /// The verifier's line for a call of the poison helper: `28: (85) call unknown#195896080`.

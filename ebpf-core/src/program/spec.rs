@@ -75,6 +75,8 @@ pub struct ProgramSpec {
     pub btf: Option<ProgramBtf>,
     /// What to attach to, from the section name (`tp/net/netif_rx` → `net/netif_rx`,
     /// `iter/bpf_map` → `bpf_map`); BTF-typed programs find their attach id by it at load.
+    /// A struct_ops program names the kernel struct and the member it implements,
+    /// `TYPE:MEMBER` (`tcp_congestion_ops:cong_avoid`), from the struct_ops value pointing to it.
     pub attach_to: Option<String>,
     /// CO-RE relocations, applied against the running kernel's BTF at load.
     pub core_relocations: Vec<CoreRelocation>,

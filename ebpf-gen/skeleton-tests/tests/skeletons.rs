@@ -30,6 +30,7 @@ fn every_object_opens_through_its_own_skeleton() {
     skeleton_layout::OpenSkeletonLayout::open().unwrap();
     skeleton_layout_changed::OpenSkeletonLayoutChanged::open().unwrap();
     subprogram_sections::OpenSubprogramSections::open().unwrap();
+    struct_ops_cc::OpenStructOpsCc::open().unwrap();
     subprogs::OpenSubprogs::open().unwrap();
     tail_calls::OpenTailCalls::open().unwrap();
     template::OpenTemplate::open().unwrap();
@@ -200,6 +201,12 @@ fn every_loadable_object_loads_and_is_used_through_its_skeleton() {
 
     let core = core_kernel::OpenCoreKernel::open().unwrap().load(&options).unwrap();
     assert_eq!(core.results().unwrap(), [0; 6]);
+
+    // A struct_ops program no value points to is left out: its accessor says so.
+    let struct_ops = struct_ops_cc::OpenStructOpsCc::open().unwrap().load(&options).unwrap();
+    assert!(struct_ops.progs().ebpf_cc_unused().is_none());
+    struct_ops.progs().ebpf_cc_cong_avoid();
+    assert_eq!(struct_ops.calls().unwrap(), [0; 4]);
 
     bench_one::OpenBenchOne::open().unwrap().load(&options).unwrap().progs().bench_one();
     bench_many::OpenBenchMany::open().unwrap().load(&options).unwrap().progs().many_tc();
