@@ -12,6 +12,8 @@
 //! - [`link`]: attaching programs (XDP, TCX, cgroup hooks, tracing, struct_ops), detached on
 //!   drop unless pinned.
 //! - [`struct_ops`]: kernel interfaces implemented by BPF programs, as objects declare them.
+//! - [`uprobe`], [`usdt`]: where user-space probes go (function offsets in executables and
+//!   libraries; USDT notes and argument specs).
 //! - [`features`]: what the running kernel supports, probed and cached.
 //! - [`SharedVec`], [`SharedStr`]: how specs hold their bulky parts, so that a copy of a spec
 //!   (an object opened again, one load per configuration) is a few reference counts and a
@@ -60,6 +62,8 @@ mod shared_vec;
 pub mod struct_ops;
 pub mod sys;
 mod types;
+pub mod uprobe;
+pub mod usdt;
 
 pub use error::{Error, Result, VerifierError};
 pub use map::{BatchCursor, Map, MapBtfTypes, MapContents, MapFlags, MapSpec, Pinning, UpdateFlags};

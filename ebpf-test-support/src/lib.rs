@@ -136,6 +136,17 @@ pub fn require_tool(name: &str) -> Option<()> {
     None
 }
 
+/// `Some(())` when the file at `path` exists (a header a test compiles against, …);
+/// otherwise prints `what` is missing and how to get it, and returns `None`, or panics under
+/// `EBPF_REQUIRE_KERNEL=1`.
+pub fn require_file(path: &str, what: &str) -> Option<()> {
+    if std::path::Path::new(path).exists() {
+        return Some(());
+    }
+    skip_or_fail(&format!("{what} is missing ({path})"));
+    None
+}
+
 /// Polls `condition` every 10 ms for up to `timeout`; true as soon as it holds.
 ///
 /// For what the kernel does when the last reference to an object closes (a dropped link

@@ -1,8 +1,9 @@
 //! Attaching programs. One type per kernel attach point; each owns a `bpf_link` and detaches
 //! on drop unless pinned: [`Xdp`], [`Tcx`], [`CgroupLink`], [`RawTracepoint`], [`Tracing`],
-//! [`Tracepoint`], [`Iter`], [`SkLookup`], [`StructOps`]. Where the kernel has no link: [`TcNetlink`] (a
-//! `cls_bpf` filter made over our own netlink code), [`SocketFilter`] (`SO_ATTACH_BPF`) and
-//! [`SockMapProgram`] (`BPF_PROG_ATTACH` to a sockmap); these detach on drop too.
+//! [`Tracepoint`], [`Iter`], [`SkLookup`], [`StructOps`], [`Uprobe`], [`UprobeMulti`],
+//! [`Usdt`]. Where the kernel has no link: [`TcNetlink`] (a `cls_bpf` filter made over our own
+//! netlink code), [`SocketFilter`] (`SO_ATTACH_BPF`) and [`SockMapProgram`]
+//! (`BPF_PROG_ATTACH` to a sockmap); these detach on drop too.
 
 /// `into_link` and `Deref<Target = Link>` for a link type that wraps a [`Link`] in `link`.
 macro_rules! link_wrapper {
@@ -31,6 +32,8 @@ mod struct_ops;
 mod tc;
 mod tcx;
 mod tracing;
+mod uprobe;
+mod usdt;
 mod xdp;
 
 pub use cgroup::CgroupLink;
@@ -39,6 +42,8 @@ pub use struct_ops::StructOps;
 pub use tc::{TcAttach, TcDirection, TcFilterInfo, TcNetlink};
 pub use tcx::{Tcx, TcxAttach};
 pub use tracing::{tracepoint_id, Iter, RawTracepoint, SkLookup, Tracepoint, Tracing};
+pub use uprobe::{Uprobe, UprobeMulti, UprobeOptions};
+pub use usdt::{Usdt, UsdtOptions, UsdtSpecs, USDT_SPECS_MAP};
 pub use xdp::{Xdp, XdpMode};
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};

@@ -342,7 +342,29 @@ macro_rules! link_attrs {
     };
 }
 
-link_attrs!(LinkNoExtra, LinkMprogExtra, LinkIterExtra, LinkPerfEventExtra, LinkTracingExtra, LinkNetfilterExtra);
+/// Tail of `LINK_CREATE` for `uprobe_multi` links.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LinkUprobeMultiExtra {
+    pub path: u64,
+    pub offsets: u64,
+    pub ref_ctr_offsets: u64,
+    pub cookies: u64,
+    pub cnt: u32,
+    pub flags: u32,
+    pub pid: u32,
+    pub _pad: u32,
+}
+
+link_attrs!(
+    LinkNoExtra,
+    LinkMprogExtra,
+    LinkIterExtra,
+    LinkPerfEventExtra,
+    LinkTracingExtra,
+    LinkNetfilterExtra,
+    LinkUprobeMultiExtra
+);
 
 #[cfg(test)]
 mod tests {
@@ -372,6 +394,9 @@ mod tests {
         assert_eq!(size_of::<BtfLoadAttr>(), 40);
         assert_eq!(offset_of!(LinkCreateAttr<LinkMprogExtra>, extra), 16);
         assert_eq!(size_of::<LinkCreateAttr<LinkMprogExtra>>(), 32);
+        assert_eq!(offset_of!(LinkCreateAttr<LinkUprobeMultiExtra>, extra), 16);
+        assert_eq!(offset_of!(LinkUprobeMultiExtra, cnt), 32);
+        assert_eq!(offset_of!(LinkUprobeMultiExtra, pid), 40);
         assert_eq!(size_of::<RawTracepointAttr>(), 24);
     }
 }

@@ -3,7 +3,7 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 
 use super::attr::{
     IterCreateAttr, LinkCreateAttr, LinkIterExtra, LinkMprogExtra, LinkNetfilterExtra, LinkNoExtra, LinkPerfEventExtra,
-    LinkTracingExtra, LinkUpdateAttr, RawTracepointAttr, SingleFdAttr,
+    LinkTracingExtra, LinkUpdateAttr, LinkUprobeMultiExtra, RawTracepointAttr, SingleFdAttr,
 };
 use super::{bpf_fd, fd_u32, ptr, raw_bpf, Cmd, SysResult};
 
@@ -39,6 +39,22 @@ pub enum LinkTarget<'a> {
         target_btf_id: u32,
         /// Cookie readable with `bpf_get_attach_cookie`.
         cookie: u64,
+    },
+    /// `uprobe_multi`: one link for several places in one binary.
+    UprobeMulti {
+        /// The binary.
+        path: &'a CStr,
+        /// File offsets of the probed instructions.
+        offsets: &'a [u64],
+        /// Per offset, the file offset of a reference counter (USDT semaphore) to bump while
+        /// attached, or empty for none.
+        ref_ctr_offsets: &'a [u64],
+        /// Per offset, the cookie `bpf_get_attach_cookie` returns, or empty for none.
+        cookies: &'a [u64],
+        /// `BPF_F_UPROBE_MULTI_RETURN` for return probes.
+        flags: u32,
+        /// Only this process (0: every process).
+        pid: u32,
     },
     /// Netfilter hooks.
     Netfilter {
@@ -89,6 +105,25 @@ pub fn link_create(
         }
         LinkTarget::Tracing { target_btf_id, cookie } => {
             create(prog, target, attach_type, flags, LinkTracingExtra { target_btf_id, _pad: 0, cookie })
+        }
+        LinkTarget::UprobeMulti { path, offsets, ref_ctr_offsets, cookies, flags: multi_flags, pid } => {
+            // The kernel reads `cnt` entries from each array it is given: each must hold that many.
+            let per_offset = |list: &[u64]| list.is_empty() || list.len() == offsets.len();
+            if offsets.is_empty() || !per_offset(ref_ctr_offsets) || !per_offset(cookies) {
+                return Err(super::SysError { cmd: Cmd::LinkCreate, errno: super::Errno::EINVAL });
+            }
+            let optional = |list: &[u64]| if list.is_empty() { 0 } else { ptr(list) };
+            let extra = LinkUprobeMultiExtra {
+                path: path.as_ptr() as u64,
+                offsets: ptr(offsets),
+                ref_ctr_offsets: optional(ref_ctr_offsets),
+                cookies: optional(cookies),
+                cnt: offsets.len() as u32,
+                flags: multi_flags,
+                pid,
+                _pad: 0,
+            };
+            create(prog, target, attach_type, flags, extra)
         }
         LinkTarget::Netfilter { pf, hooknum, priority, flags: nf_flags } => {
             create(prog, target, attach_type, flags, LinkNetfilterExtra { pf, hooknum, priority, flags: nf_flags })

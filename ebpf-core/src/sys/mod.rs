@@ -35,7 +35,9 @@ pub use map::{
 pub use mmap::{page_size, MmapRegion, RingData};
 pub use netlink::NetlinkSocket;
 pub use obj::{obj_get, obj_pin, object_kind, prog_attach, prog_detach, prog_query, ObjectKind, ProgQuery};
-pub use perf::{perf_event_open_bpf_output, perf_event_open_kprobe, perf_event_open_tracepoint};
+pub use perf::{
+    perf_event_open_bpf_output, perf_event_open_kprobe, perf_event_open_tracepoint, perf_event_open_uprobe, UprobeEvent,
+};
 pub use prog::{
     enable_stats, prog_bind_map, prog_load, prog_test_run, ProgLoad, ProgLoadOutcome, TestRun, TestRunOutput,
 };

@@ -38,14 +38,20 @@ const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 1 << 3;
 
 /// `perf_event_open(attr, pid -1, cpu, no group, CLOEXEC)`: the event for every task on `cpu`.
 fn open(attr: &PerfEventAttr, cpu: u32) -> Result<OwnedFd, Errno> {
+    open_for(attr, -1, cpu as libc::c_int)
+}
+
+/// `perf_event_open(attr, pid, cpu, no group, CLOEXEC)`.
+fn open_for(attr: &PerfEventAttr, pid: libc::pid_t, cpu: libc::c_int) -> Result<OwnedFd, Errno> {
     // SAFETY: `attr` is a fully initialised perf_event_attr of the size it declares; the
-    // kernel only reads it. pid -1 with a cpu selects all tasks on that CPU.
+    // kernel only reads it (and whatever its config words point to, which callers keep alive
+    // for the call). pid and cpu are plain integers the kernel checks.
     let fd = unsafe {
         libc::syscall(
             libc::SYS_perf_event_open,
             attr as *const PerfEventAttr,
-            -1 as libc::pid_t,
-            cpu as libc::c_int,
+            pid,
+            cpu,
             -1 as libc::c_int,
             PERF_FLAG_FD_CLOEXEC,
         )
@@ -104,6 +110,44 @@ pub fn perf_event_open_kprobe(pmu_type: u32, symbol: &std::ffi::CStr) -> Result<
     };
     // `symbol` outlives the call: the kernel copies the name during perf_event_open.
     open(&attr, 0)
+}
+
+/// A uprobe to open through the uprobe PMU (`/sys/bus/event_source/devices/uprobe`).
+#[derive(Clone, Copy, Debug)]
+pub struct UprobeEvent<'a> {
+    /// The PMU's perf type.
+    pub pmu_type: u32,
+    /// `config`: the return-probe bit and the reference counter offset, placed where the
+    /// PMU's format says.
+    pub config: u64,
+    /// The binary.
+    pub path: &'a std::ffi::CStr,
+    /// File offset of the probed instruction.
+    pub offset: u64,
+    /// Only this process, or every process (`None`).
+    pub pid: Option<u32>,
+}
+
+/// Opens a uprobe as a perf event a BPF program can be linked to. For every process it is
+/// opened on CPU 0 (perf wants a CPU; the program still runs wherever the probe is hit).
+pub fn perf_event_open_uprobe(event: &UprobeEvent<'_>) -> Result<OwnedFd, Errno> {
+    let attr = PerfEventAttr {
+        kind: event.pmu_type,
+        size: std::mem::size_of::<PerfEventAttr>() as u32,
+        config: event.config,
+        // config1 carries the address of the path (uprobe_path); config2 the offset.
+        config1: event.path.as_ptr() as u64,
+        config2: event.offset,
+        sample_period: 1,
+        wakeup_events: 1,
+        ..PerfEventAttr::default()
+    };
+    let pid = event.pid.and_then(|p| libc::pid_t::try_from(p).ok()).ok_or(Errno::EINVAL);
+    // `path` outlives the call: the kernel resolves it during perf_event_open.
+    match event.pid {
+        Some(_) => open_for(&attr, pid?, -1),
+        None => open_for(&attr, -1, 0),
+    }
 }
 
 #[cfg(test)]

@@ -37,6 +37,8 @@ fn every_object_opens_through_its_own_skeleton() {
     tracing_links::OpenTracingLinks::open().unwrap();
     unnamed_params::OpenUnnamedParams::open().unwrap();
     unspecified_type::OpenUnspecifiedType::open().unwrap();
+    uprobe_count::OpenUprobeCount::open().unwrap();
+    usdt_args::OpenUsdtArgs::open().unwrap();
     usdt_sections::OpenUsdtSections::open().unwrap();
     weak_ksyms::OpenWeakKsyms::open().unwrap();
     xdp_count::OpenXdpCount::open().unwrap();
