@@ -59,20 +59,14 @@ fn bench_object(c: &mut Criterion, group_name: &str, elf: &'static [u8]) {
             raw.iter().map(|(t, a, insns, name)| raw_prog_load(*t, *a, insns, name).expect("raw load")).collect();
         black_box(fds);
     };
-    // A repeat open: `from_elf` serves the object from the process's memo of parses.
+    // Open + load: the whole parse, every time (nothing is cached between opens).
     let ours = || {
         let spec = CollectionSpec::from_elf(elf).expect("spec");
-        black_box(Collection::load(spec, &LoadOptions::default()).expect("load"));
-    };
-    // A first open: the whole parse, every time.
-    let ours_first_open = || {
-        let spec = CollectionSpec::parse_elf(elf).expect("spec");
         black_box(Collection::load(spec, &LoadOptions::default()).expect("load"));
     };
     let mut group = c.benchmark_group(group_name);
     group.bench_function("raw_syscall", |b| b.iter(raw_loads));
     group.bench_function("ebpf_core", |b| b.iter(ours));
-    group.bench_function("ebpf_core_first_open", |b| b.iter(ours_first_open));
     group.bench_function("libbpf_rs", |b| {
         b.iter(|| {
             let open = libbpf_rs::ObjectBuilder::default().open_memory(elf).expect("open");
@@ -82,13 +76,12 @@ fn bench_object(c: &mut Criterion, group_name: &str, elf: &'static [u8]) {
     group.bench_function("aya", |b| b.iter(|| black_box(aya_load(elf))));
     // Where a first open goes: the parse alone, hot (back to back, unlike in a load loop).
     group.bench_function("ebpf_core_parse_only", |b| {
-        b.iter(|| black_box(CollectionSpec::parse_elf(elf).expect("spec")))
+        b.iter(|| black_box(CollectionSpec::from_elf(elf).expect("spec")))
     });
     group.finish();
     // Ours beside the raw loads, paired: alternating blocks within each sample, the ratio per
     // sample.
     benches::paired::pair(c, &format!("paired_{group_name}"), raw_loads, ours);
-    benches::paired::pair(c, &format!("paired_{group_name}_first_open"), raw_loads, ours_first_open);
     // A daemon loading one object many times (once per endpoint, say) parses it once: the load
     // of a clone of the parsed spec, paired with the raw loads.
     let parsed = CollectionSpec::from_elf(elf).expect("spec");

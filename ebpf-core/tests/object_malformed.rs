@@ -24,7 +24,7 @@ fn section_header(elf: &[u8], name: &str) -> usize {
 }
 
 fn error(elf: &[u8]) -> ObjectError {
-    match CollectionSpec::parse_elf(elf) {
+    match CollectionSpec::from_elf(elf) {
         Ok(spec) => panic!(
             "malformed object was accepted: programs {:?}",
             spec.programs.iter().map(|p| &p.name).collect::<Vec<_>>()
@@ -50,7 +50,7 @@ fn an_elf_file_for_another_machine() {
 fn truncated_objects() {
     let elf = fixture("xdp_count");
     for len in (0..elf.len()).step_by(61) {
-        assert!(CollectionSpec::parse_elf(&elf[..len]).is_err(), "truncated to {len} bytes was accepted");
+        assert!(CollectionSpec::from_elf(&elf[..len]).is_err(), "truncated to {len} bytes was accepted");
     }
 }
 
@@ -195,7 +195,7 @@ fn with_unknown_section_name() -> Vec<u8> {
 
 #[test]
 fn a_program_section_with_a_name_no_loader_knows_gives_an_unspecified_program() {
-    let spec = CollectionSpec::parse_elf(&with_unknown_section_name()).unwrap();
+    let spec = CollectionSpec::from_elf(&with_unknown_section_name()).unwrap();
     let program = spec.program("xdp_count").unwrap();
     assert_eq!(program.program_type, ebpf_core::ProgramType::Unspec);
     assert_eq!(program.section.as_deref(), Some("xdq"));
@@ -227,7 +227,7 @@ proptest! {
             let at = index.index(elf.len());
             elf[at] ^= byte;
         }
-        let _ = CollectionSpec::parse_elf(&elf);
+        let _ = CollectionSpec::from_elf(&elf);
     }
 }
 
@@ -238,7 +238,7 @@ fn fuzz_regressions_read_or_fail_cleanly() {
     let mut seen = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
         let input = std::fs::read(entry.unwrap().path()).unwrap();
-        if let Ok(spec) = CollectionSpec::parse_elf(&input) {
+        if let Ok(spec) = CollectionSpec::from_elf(&input) {
             for program in &spec.programs {
                 let _ = ebpf_core::object::tail_call_sites(program);
             }

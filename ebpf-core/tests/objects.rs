@@ -548,6 +548,21 @@ fn a_map_pinned_by_name_needs_a_pin_dir() {
 }
 
 #[test]
+fn a_caller_hands_in_the_kernel_btf_and_decides_when_it_goes() {
+    let Some(_root) = require_kernel() else { return };
+    let kernel = ebpf_core::program::read_kernel_btf().unwrap();
+    let options = LoadOptions::default().kernel_btf(kernel.clone());
+    let spec = CollectionSpec::from_elf(&fixture("core_kernel")).unwrap();
+    let collection = Collection::load(spec, &options).unwrap();
+    assert_eq!(run(collection.program("core_kernel").unwrap(), &[0u8; 64]), 0);
+    drop(options);
+    assert_eq!(std::sync::Arc::strong_count(&kernel), 1, "nothing kept a copy of the caller's BTF");
+    // The process's copy can be dropped and is read again when next needed.
+    ebpf_core::program::release_kernel_btf();
+    load("core_kernel");
+}
+
+#[test]
 fn co_re_relocations_follow_the_running_kernels_types() {
     let Some(_root) = require_kernel() else { return };
     let collection = load("core_kernel");
@@ -583,14 +598,16 @@ fn a_pin_opens_only_as_the_kind_of_object_it_is() {
 
 #[test]
 fn reopening_an_object_gives_the_same_spec_and_edits_stay_with_their_copy() {
-    // Past the second opening, from_elf serves a copy of its memo's spec.
     let elf = fixture("xdp_count");
-    let fresh = CollectionSpec::parse_elf(&elf).unwrap();
+    let fresh = CollectionSpec::from_elf(&elf).unwrap();
     for _ in 0..4 {
         let mut spec = CollectionSpec::from_elf(&elf).unwrap();
         assert_eq!(spec, fresh);
+        let mut copy = spec.clone();
         spec.variable_mut("DROP_PORT").unwrap().set(8080u16).unwrap();
         spec.programs.clear();
+        assert_eq!(copy, fresh, "edits of one copy stay with it");
+        copy.programs.clear();
     }
 }
 

@@ -70,7 +70,7 @@ fn variable_types(btf: &Btf) -> BTreeMap<(String, String), u32> {
 }
 
 pub fn generate(object: &[u8], options: &SkeletonOptions) -> Result<String, GenError> {
-    let spec = CollectionSpec::parse_elf(object)
+    let spec = CollectionSpec::from_elf(object)
         .map_err(|e| GenError::Object { object: options.object_name.clone(), source: Box::new(e) })?;
     let btf = match &spec.btf {
         Some(bytes) => Btf::parse(bytes.clone())?,

@@ -6,7 +6,7 @@ use ebpf_core::object::{tail_call_sites, CollectionSpec};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(spec) = CollectionSpec::parse_elf(data) {
+    if let Ok(spec) = CollectionSpec::from_elf(data) {
         for program in &spec.programs {
             let _ = tail_call_sites(program);
         }

@@ -184,7 +184,7 @@ mod tests {
     #[test]
     fn the_layout_is_usdt_h_s() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../bpf-programs/out/tests/usdt_args.o");
-        let spec = crate::CollectionSpec::parse_elf(&std::fs::read(path).unwrap()).unwrap();
+        let spec = crate::CollectionSpec::from_elf(&std::fs::read(path).unwrap()).unwrap();
         let btf = ebpf_btf::Btf::parse(spec.btf.clone().unwrap()).unwrap();
         let find = |name| btf.find(name, ebpf_btf::BtfKind::Struct).unwrap();
         let (spec_type, arg_type) = (find("usdt_spec"), find("usdt_arg_spec"));

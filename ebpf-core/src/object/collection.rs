@@ -103,12 +103,13 @@ fn create_struct_ops(
     spec: &MapSpec,
     value: &crate::struct_ops::StructOpsValue,
     btf: Option<std::os::fd::BorrowedFd<'_>>,
+    options: &LoadOptions,
 ) -> Result<(Map, KernelLayout)> {
     let btf = btf.ok_or_else(|| Error::InvalidSpec {
         object: format!("struct_ops map \"{}\"", spec.name),
         reason: "the kernel creates struct_ops maps only with the object's BTF (BtfPolicy::Never)".to_owned(),
     })?;
-    let kernel = crate::program::kernel_btf()?;
+    let kernel = crate::program::kernel_btf_for(options.kernel_btf.as_ref().map(|k| &k.0))?;
     let layout = KernelLayout::resolve(value, &kernel)?;
     let map = Map::create_struct_ops(spec, btf, layout.value_type_id, layout.value_size)?;
     Ok((map, layout))
@@ -200,7 +201,7 @@ impl Collection {
         let mut layouts = Vec::new();
         for map_spec in &spec.maps {
             if let MapContents::StructOps(value) = &map_spec.contents {
-                let (map, layout) = create_struct_ops(map_spec, value, btf.as_ref().map(|fd| fd.as_fd()))?;
+                let (map, layout) = create_struct_ops(map_spec, value, btf.as_ref().map(|fd| fd.as_fd()), options)?;
                 layouts.push((maps.len(), layout));
                 maps.push(map);
                 continue;
@@ -248,7 +249,7 @@ impl Collection {
         let mut raw = Vec::new();
         let mut ready = Vec::with_capacity(spec.programs.len());
         for program in spec.programs.iter().filter(|p| p.autoload) {
-            ready.push(ReadyProgram::new(program, &map_fd, &mut raw)?);
+            ready.push(ReadyProgram::new(program, &map_fd, &mut raw, options)?);
         }
         let mut programs = Vec::with_capacity(ready.len());
         for program in &ready {

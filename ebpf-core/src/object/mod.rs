@@ -24,7 +24,6 @@ mod kconfig;
 pub mod layout;
 mod linker;
 mod maps;
-mod memo;
 mod section;
 mod spec;
 mod struct_ops;

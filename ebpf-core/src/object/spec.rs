@@ -64,15 +64,10 @@ impl CollectionSpec {
     /// Reads an ELF object as clang writes it for libbpf. Never panics: malformed input gives
     /// an [`ObjectError`] naming the section, symbol or relocation at fault.
     ///
-    /// An object opened again in the same process is served from a small memo of earlier
-    /// parses (a copy, byte-for-byte the same spec; see [`CollectionSpec::parse_elf`] to
-    /// bypass it): the memo keeps up to 8 objects of up to 1 MiB, from their second opening.
+    /// Every call parses: nothing is cached behind the caller's back. A program that loads one
+    /// object many times keeps the spec and loads clones of it (a clone shares the bulky parts,
+    /// see [`SharedVec`]).
     pub fn from_elf(bytes: &[u8]) -> Result<CollectionSpec, ObjectError> {
-        super::memo::parse_memoized(bytes, Self::parse_elf)
-    }
-
-    /// As [`CollectionSpec::from_elf`], always parsing: no memo is read or written.
-    pub fn parse_elf(bytes: &[u8]) -> Result<CollectionSpec, ObjectError> {
         let elf = Elf::parse(bytes)?;
         let fixed = match elf.section_data(".BTF") {
             Some(raw) => Some(data::fix_btf(&elf, raw)?),

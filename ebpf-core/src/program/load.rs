@@ -34,11 +34,33 @@ pub struct LoadOptions {
     pub pin_dir: Option<PathBuf>,
     /// When a collection load gives the kernel the object's BTF.
     pub btf: BtfPolicy,
+    /// The running kernel's BTF for CO-RE, kfuncs and attach targets (from
+    /// [`read_kernel_btf`](super::read_kernel_btf)), so the caller decides how long it lives;
+    /// `None` uses the process's copy ([`kernel_btf`](super::kernel_btf)).
+    pub kernel_btf: Option<KernelBtf>,
 }
+
+/// The kernel's BTF handed to loads (compared by identity, not by contents).
+#[derive(Clone, Debug)]
+pub struct KernelBtf(pub std::sync::Arc<ebpf_btf::Btf>);
+
+impl PartialEq for KernelBtf {
+    fn eq(&self, other: &KernelBtf) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for KernelBtf {}
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { log_level: LogLevel::empty(), initial_log_size: 64 * 1024, pin_dir: None, btf: BtfPolicy::Auto }
+        LoadOptions {
+            log_level: LogLevel::empty(),
+            initial_log_size: 64 * 1024,
+            pin_dir: None,
+            btf: BtfPolicy::Auto,
+            kernel_btf: None,
+        }
     }
 }
 
@@ -51,6 +73,12 @@ impl LoadOptions {
     /// The same options with a BTF policy.
     pub fn btf(mut self, policy: BtfPolicy) -> LoadOptions {
         self.btf = policy;
+        self
+    }
+
+    /// The same options with the kernel BTF loads resolve against.
+    pub fn kernel_btf(mut self, btf: std::sync::Arc<ebpf_btf::Btf>) -> LoadOptions {
+        self.kernel_btf = Some(KernelBtf(btf));
         self
     }
 
@@ -119,8 +147,10 @@ impl<'s> ReadyProgram<'s> {
         spec: &'s ProgramSpec,
         map_fd: &dyn Fn(&str) -> Option<i32>,
         raw: &mut Vec<RawInsn>,
+        options: &LoadOptions,
     ) -> Result<ReadyProgram<'s>> {
-        let prepared = super::prepare::prepare(spec, map_fd, raw)?;
+        let kernel = options.kernel_btf.as_ref().map(|k| &k.0);
+        let prepared = super::prepare::prepare(spec, map_fd, raw, kernel)?;
         Ok(ReadyProgram { spec, prepared })
     }
 
@@ -212,7 +242,7 @@ impl Program {
     /// kernel first.
     pub fn load_with(spec: &ProgramSpec, options: &LoadOptions) -> Result<Program> {
         let mut raw = Vec::new();
-        let ready = ReadyProgram::new(spec, &|_| None, &mut raw)?;
+        let ready = ReadyProgram::new(spec, &|_| None, &mut raw, options)?;
         let (fd, log) = ready.load(&raw, options, BtfSource::Own)?;
         Ok(ready.loaded(fd, log, options))
     }

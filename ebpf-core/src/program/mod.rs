@@ -8,9 +8,10 @@ mod spec;
 mod test_run;
 
 pub use ids::{map_ids, program_ids, ObjectIds};
-pub use load::{enable_run_stats, unpin, BtfPolicy, LoadOptions, LogLevel, Program, RunStats};
+pub use load::{enable_run_stats, unpin, BtfPolicy, KernelBtf, LoadOptions, LogLevel, Program, RunStats};
 pub(crate) use load::{BtfSource, ReadyProgram};
-pub use prepare::kernel_btf;
+pub(crate) use prepare::kernel_btf_for;
+pub use prepare::{kernel_btf, read_kernel_btf, release_kernel_btf};
 pub use spec::{CoreRelocation, Instructions, KsymReference, ProgramBtf, ProgramFlags, ProgramSpec};
 pub use test_run::{TestRun, TestRunResult};
 

@@ -2,7 +2,7 @@
 //! against the kernel's BTF, kernel symbols (kfuncs and ksyms) by name, and the BTF id of the
 //! attach target of BTF-typed programs.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use ebpf_btf::{Btf, BtfKind};
 
@@ -11,17 +11,44 @@ use crate::error::{Error, Result};
 use crate::insn::{self, apply_core_fixup, CallTarget, Instruction, LoadImm64, RawInsn};
 use crate::types::{AttachType, ProgramType};
 
-/// The running kernel's BTF, read once per process (lazily indexed: CO-RE touches a few types).
+/// The process's copy of the running kernel's BTF, kept from the first load that needed it
+/// until [`release_kernel_btf`].
+static KERNEL: Mutex<Option<Arc<Btf>>> = Mutex::new(None);
+
+/// Reads and indexes the running kernel's BTF (lazily: CO-RE touches a few types), without
+/// keeping it: hand it to loads through [`LoadOptions::kernel_btf`](super::LoadOptions) to
+/// control how long it lives.
+pub fn read_kernel_btf() -> Result<Arc<Btf>> {
+    let path = std::path::Path::new(ebpf_btf::kernel::SYS_BTF_DIR).join("vmlinux");
+    let invalid = |reason: String| Error::InvalidSpec { object: "kernel BTF".to_owned(), reason };
+    let bytes = std::fs::read(&path).map_err(|e| invalid(format!("read {}: {e}", path.display())))?;
+    Btf::parse_lazy(bytes).map(Arc::new).map_err(|e| invalid(format!("parse {}: {e}", path.display())))
+}
+
+/// The running kernel's BTF, read on first use and kept for the process (about 6 MiB) until
+/// [`release_kernel_btf`]; loads use it unless their options hand in their own.
 pub fn kernel_btf() -> Result<Arc<Btf>> {
-    static KERNEL: OnceLock<std::result::Result<Arc<Btf>, String>> = OnceLock::new();
-    KERNEL
-        .get_or_init(|| {
-            let path = std::path::Path::new(ebpf_btf::kernel::SYS_BTF_DIR).join("vmlinux");
-            let bytes = std::fs::read(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
-            Btf::parse_lazy(bytes).map(Arc::new).map_err(|e| format!("parse {}: {e}", path.display()))
-        })
-        .clone()
-        .map_err(|reason| Error::InvalidSpec { object: "kernel BTF".to_owned(), reason })
+    let mut kept = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(btf) = kept.as_ref() {
+        return Ok(btf.clone());
+    }
+    let btf = read_kernel_btf()?;
+    *kept = Some(btf.clone());
+    Ok(btf)
+}
+
+/// Drops the process's copy of the kernel's BTF (loads holding it keep theirs until they
+/// finish); the next load that needs it reads it again.
+pub fn release_kernel_btf() {
+    KERNEL.lock().unwrap_or_else(|e| e.into_inner()).take();
+}
+
+/// The kernel BTF a load uses: the one its options hand in, else the process's.
+pub(crate) fn kernel_btf_for(given: Option<&Arc<Btf>>) -> Result<Arc<Btf>> {
+    match given {
+        Some(btf) => Ok(btf.clone()),
+        None => kernel_btf(),
+    }
 }
 
 fn needs_kernel(spec: &ProgramSpec) -> bool {
@@ -68,6 +95,7 @@ pub(super) fn prepare(
     spec: &ProgramSpec,
     map_fd: &dyn Fn(&str) -> Option<i32>,
     out: &mut Vec<RawInsn>,
+    kernel: Option<&Arc<Btf>>,
 ) -> Result<Prepared> {
     if spec.program_type == ProgramType::Unspec {
         return Err(unspecified_type(spec));
@@ -102,7 +130,7 @@ pub(super) fn prepare(
     }
     let start = out.len();
     let (attach, poisoned) = if for_kernel {
-        let (raw, attach, poisoned) = prepare_for_kernel(spec)?;
+        let (raw, attach, poisoned) = prepare_for_kernel(spec, kernel)?;
         out.extend_from_slice(&raw);
         (attach, poisoned)
     } else {
@@ -162,8 +190,8 @@ type ForKernel = (Vec<RawInsn>, (Option<u32>, Option<u32>), Vec<(usize, String)>
 
 // Kept out of line: most programs need none of it, and the common path stays small.
 #[inline(never)]
-fn prepare_for_kernel(spec: &ProgramSpec) -> Result<ForKernel> {
-    let kernel = kernel_btf()?;
+fn prepare_for_kernel(spec: &ProgramSpec, kernel: Option<&Arc<Btf>>) -> Result<ForKernel> {
+    let kernel = kernel_btf_for(kernel)?;
     let object = |reason: String| Error::InvalidSpec { object: format!("program \"{}\"", spec.name), reason };
 
     let mut attach_btf_id = spec.attach_btf_id;

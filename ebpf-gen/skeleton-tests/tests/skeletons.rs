@@ -46,14 +46,14 @@ fn every_object_opens_through_its_own_skeleton() {
 
 #[test]
 fn a_skeleton_refuses_an_object_whose_struct_changed() {
-    let changed = CollectionSpec::parse_elf(skeleton_layout_changed::OBJECT).unwrap();
+    let changed = CollectionSpec::from_elf(skeleton_layout_changed::OBJECT).unwrap();
     let err = skeleton_layout::OpenSkeletonLayout::from_spec(changed).unwrap_err().to_string();
     assert!(
         err.starts_with("stale skeleton for skeleton_layout.o: map \"records\" value: struct record: member 0 is port here, kind in the skeleton"),
         "{err}"
     );
     // And the other way round.
-    let original = CollectionSpec::parse_elf(skeleton_layout::OBJECT).unwrap();
+    let original = CollectionSpec::from_elf(skeleton_layout::OBJECT).unwrap();
     let err = skeleton_layout_changed::OpenSkeletonLayoutChanged::from_spec(original).unwrap_err().to_string();
     assert!(err.contains("map \"records\" value: struct record"), "{err}");
     // A spec edited through the escape hatch is checked again at load.
@@ -66,7 +66,7 @@ fn a_skeleton_refuses_an_object_whose_struct_changed() {
 #[test]
 fn a_changed_enum_value_or_variable_is_stale_too() {
     use ebpf_core::object::layout::{ExpectedObject, ExpectedType};
-    let spec = CollectionSpec::parse_elf(skeleton_layout::OBJECT).unwrap();
+    let spec = CollectionSpec::from_elf(skeleton_layout::OBJECT).unwrap();
     let mut renumbered: Vec<ExpectedType> = skeleton_layout::EXPECTED.types.to_vec();
     let state = renumbered.iter_mut().find(|t| t.name == "enum record_state").unwrap();
     state.enumerators = &[("RECORD_NEW", 1), ("RECORD_SEEN", 3), ("RECORD_GONE", 255)];
