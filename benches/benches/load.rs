@@ -75,9 +75,8 @@ fn bench_object(c: &mut Criterion, group_name: &str, elf: &'static [u8]) {
     });
     group.bench_function("aya", |b| b.iter(|| black_box(aya_load(elf))));
     // Where a first open goes: the parse alone, hot (back to back, unlike in a load loop).
-    group.bench_function("ebpf_core_parse_only", |b| {
-        b.iter(|| black_box(CollectionSpec::from_elf(elf).expect("spec")))
-    });
+    group
+        .bench_function("ebpf_core_parse_only", |b| b.iter(|| black_box(CollectionSpec::from_elf(elf).expect("spec"))));
     group.finish();
     // Ours beside the raw loads, paired: alternating blocks within each sample, the ratio per
     // sample.

@@ -151,7 +151,16 @@ impl Btf {
             return Err(BtfError::BadStrings("its last string is not NUL-terminated"));
         }
         let first_id = base.as_ref().map_or(1, |b| b.last_id() + 1);
-        let mut btf = Btf { data, header, little, offsets: Vec::new(), first_id, base, names: OnceLock::new(), scans: AtomicU32::new(0) };
+        let mut btf = Btf {
+            data,
+            header,
+            little,
+            offsets: Vec::new(),
+            first_id,
+            base,
+            names: OnceLock::new(),
+            scans: AtomicU32::new(0),
+        };
         btf.index_types()?;
         Ok(btf)
     }
@@ -457,8 +466,9 @@ mod name_lookup_tests {
 
     #[test]
     fn scans_and_the_index_find_flavours_and_nothing_else() {
-        let names: Vec<String> =
-            ["sk_buff", "sk_buff___old", "sk_buff_head", "x___sk_buff", "__sk_buff", "sk_buff"].map(String::from).into();
+        let names: Vec<String> = ["sk_buff", "sk_buff___old", "sk_buff_head", "x___sk_buff", "__sk_buff", "sk_buff"]
+            .map(String::from)
+            .into();
         let btf = Btf::parse(blob(&names)).unwrap();
         for _ in 0..=SCANS_BEFORE_INDEX + 1 {
             assert_eq!(btf.ids_by_essential_name("sk_buff"), vec![1, 2, 6]);
