@@ -63,6 +63,51 @@ macro_rules! hash_map {
                 Ok(self.map.update_batch(bytemuck::cast_slice(keys), bytemuck::cast_slice(values), flags)?)
             }
 
+            /// Reads the next elements of a walk into the caller's buffers, as many as
+            /// `keys.len()` (the batch size; `values` must be as long), after `cursor` (start
+            /// with `BatchCursor::default()`); returns how many it wrote. `cursor.is_done()`
+            /// once the walk has passed the last element. No allocation per call.
+            pub fn get_batch(&self, cursor: &mut BatchCursor, keys: &mut [K], values: &mut [V]) -> Result<usize, MapError> {
+                if keys.len() != values.len() {
+                    return Err(MapError::BatchMismatch { keys: keys.len(), values: values.len() });
+                }
+                Ok(self.map.lookup_batch(cursor, bytemuck::cast_slice_mut(keys), bytemuck::cast_slice_mut(values))?)
+            }
+
+            /// As [`get_batch`](Self::get_batch), removing what it returns.
+            pub fn take_batch(&self, cursor: &mut BatchCursor, keys: &mut [K], values: &mut [V]) -> Result<usize, MapError> {
+                if keys.len() != values.len() {
+                    return Err(MapError::BatchMismatch { keys: keys.len(), values: values.len() });
+                }
+                Ok(self.map.lookup_and_delete_batch(cursor, bytemuck::cast_slice_mut(keys), bytemuck::cast_slice_mut(values))?)
+            }
+
+            /// Removes `keys` in one system call; returns how many it removed. A key that is
+            /// absent stops the batch there with an error naming how many went before.
+            pub fn remove_batch(&self, keys: &[K]) -> Result<usize, MapError> {
+                Ok(self.map.delete_batch(bytemuck::cast_slice(keys))?)
+            }
+
+            /// Removes every element, a batch of up to 256 at a time (elements inserted
+            /// meanwhile may stay); returns how many it removed.
+            pub fn clear(&self) -> Result<usize, MapError> {
+                let mut cursor = BatchCursor::default();
+                let (mut keys, mut values) = (vec![K::zeroed(); BATCH], vec![V::zeroed(); BATCH]);
+                let mut removed = 0;
+                while !cursor.is_done() {
+                    match self.take_batch(&mut cursor, &mut keys, &mut values) {
+                        Ok(n) => removed += n,
+                        // A bucket holds more elements than the batch: ask for more at once.
+                        Err(MapError::Kernel(e)) if e.errno() == Some(ebpf_core::sys::Errno::ENOSPC) && keys.len() < 1 << 20 => {
+                            keys.resize(keys.len() * 4, K::zeroed());
+                            values.resize(values.len() * 4, V::zeroed());
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(removed)
+            }
+
             /// Every element, fetched in batches. The walk tolerates concurrent inserts and
             /// deletes: it ends, and never yields a key twice (elements changed meanwhile may
             /// or may not be seen).

@@ -85,6 +85,44 @@ fn iteration_survives_concurrent_deletes_without_repeats() {
 }
 
 #[test]
+fn batches_read_into_caller_buffers_remove_and_clear() {
+    let Some(_root) = require_kernel() else { return };
+    let map = Map::create(&MapSpec::new(&unique_name("bat"), MapType::Hash, 4, 8, 4096)).unwrap();
+    let hash: HashMap<u32, u64> = HashMap::try_from(map).unwrap();
+    let keys: Vec<u32> = (0..1000).collect();
+    let values: Vec<u64> = keys.iter().map(|&k| u64::from(k) + 7).collect();
+    hash.insert_batch(&keys, &values, UpdateFlags::ANY).unwrap();
+
+    // A walk in batches of 64 into the same two buffers.
+    let (mut key_buf, mut value_buf) = ([0u32; 64], [0u64; 64]);
+    let mut cursor = ebpf_core::BatchCursor::default();
+    let mut seen = Vec::new();
+    while !cursor.is_done() {
+        let n = hash.get_batch(&mut cursor, &mut key_buf, &mut value_buf).unwrap();
+        assert!(n <= 64);
+        for i in 0..n {
+            assert_eq!(value_buf[i], u64::from(key_buf[i]) + 7);
+            seen.push(key_buf[i]);
+        }
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, keys);
+    assert!(matches!(
+        hash.get_batch(&mut ebpf_core::BatchCursor::default(), &mut key_buf, &mut value_buf[..3]),
+        Err(MapError::BatchMismatch { keys: 64, values: 3 })
+    ));
+
+    assert_eq!(hash.remove_batch(&keys[..100]).unwrap(), 100);
+    assert_eq!(hash.get(&5).unwrap(), None);
+    let mut cursor = ebpf_core::BatchCursor::default();
+    let taken = hash.take_batch(&mut cursor, &mut key_buf, &mut value_buf).unwrap();
+    assert!(taken > 0);
+    assert_eq!(hash.get(&key_buf[0]).unwrap(), None, "taken elements are gone");
+    assert_eq!(hash.clear().unwrap(), 900 - taken);
+    assert_eq!(hash.iter().count(), 0);
+}
+
+#[test]
 fn lru_maps_evict_instead_of_refusing() {
     let Some(_root) = require_kernel() else { return };
     let map = Map::create(&MapSpec::new(&unique_name("lru"), MapType::LruHash, 4, 8, 64)).unwrap();
