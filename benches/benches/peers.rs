@@ -349,7 +349,7 @@ fn perf_buffers(c: &mut Criterion) {
     set.set(0).expect("cpu 0");
     nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).expect("pin to cpu 0");
     const PAGES: usize = 4096; // 16 MiB per CPU
-    let cpus = ebpf_core::sys::possible_cpus().expect("cpus") as u32;
+    let cpus = ebpf_core::possible_cpus().expect("cpus") as u32;
     // 8 bytes of sample + 4 of size + 8 of header, padded: 24 bytes a record.
     let per_fill = (PAGES * 4096 / 24 - 16) as u32;
     // Each library puts its own perf events in its map's slots: one map and producer each.

@@ -1,6 +1,9 @@
 //! A pure-Rust `bpf(2)` library: no libbpf, no C at run time.
 //!
-//! - [`sys`]: the only code that calls `bpf(2)`; one checked, safe function per command.
+//! - `sys` (private): the only code that calls `bpf(2)`; one checked, safe function per
+//!   command. What other crates need of it is public as small types: [`Errno`], [`SysError`],
+//!   [`info`] (what the kernel reports about objects), [`mem`] (mapped kernel memory),
+//!   [`perf`] (the events perf buffers read), [`btf`] (BTF blobs loaded into the kernel).
 //! - [`insn`]: instruction encoding, an assembler and a disassembler in the kernel's syntax.
 //! - [`map`]: [`MapSpec`] (plain data) and [`Map`] (a live map with a byte-level API; typed
 //!   views live in the `ebpf-maps` crate).
@@ -60,12 +63,30 @@ pub mod program;
 mod shared_str;
 mod shared_vec;
 pub mod struct_ops;
-pub mod sys;
+mod sys;
 mod types;
 pub mod uprobe;
 pub mod usdt;
 
 pub use error::{Error, Result, VerifierError};
+pub use sys::{bpf_calls_on_this_thread, possible_cpus, Cmd, Errno, SysError};
+
+/// What the kernel reports about its objects (`BPF_OBJ_GET_INFO_BY_FD`).
+pub mod info {
+    pub use crate::sys::{BtfInfo, LinkInfo, MapInfo, ProgInfo, ProgQuery};
+}
+
+/// Kernel memory mapped into this process: mmapable arrays, ring buffers, perf buffers.
+pub mod mem {
+    pub use crate::sys::{page_size, MmapRegion, RingData};
+}
+
+/// The perf events BPF programs write to (`bpf_perf_event_output`).
+pub mod perf {
+    pub use crate::sys::perf_event_open_bpf_output as open_bpf_output_event;
+}
+
+pub mod btf;
 pub use map::{BatchCursor, Map, MapBtfTypes, MapContents, MapFlags, MapSpec, Pinning, UpdateFlags};
 pub use object::{Collection, CollectionSpec};
 pub use program::{BtfPolicy, LoadOptions, LogLevel, Program, ProgramFlags, ProgramSpec, TestRun, TestRunResult};

@@ -507,11 +507,6 @@ impl Map {
             Error::syscall(format!("batch delete from {} (after {done} elements)", self.describe()), e)
         })
     }
-
-    /// The checked fd wrapper, for batch operations and other crates of this workspace.
-    pub fn map_fd(&self) -> &MapFd {
-        &self.fd
-    }
 }
 
 impl AsFd for Map {

@@ -176,7 +176,7 @@ fn tracing_programs_and_iterators_attach_where_the_kernel_allows_them() {
     assert_eq!((tp_btf.program_type, tp_btf.attach_to.as_deref()), (ProgramType::Tracing, Some("sys_enter")));
     assert_eq!(spec.program("list_maps").unwrap().expected_attach_type, Some(AttachType::TraceIter));
     match Collection::load(spec, &LoadOptions::default()) {
-        Err(e) if e.errno() == Some(ebpf_core::sys::Errno::EPERM) => {
+        Err(e) if e.errno() == Some(ebpf_core::Errno::EPERM) => {
             kernel_refuses("tp_btf and iter/bpf_map attach and read", "tracing program loads answer EPERM");
         }
         Err(e) => panic!("{e}"),
@@ -233,8 +233,7 @@ fn a_pinned_link_outlives_the_process_that_made_it() {
         .unwrap();
     assert!(status.success());
     let dir = std::fs::File::open(cgroup.path()).unwrap();
-    let attached =
-        || ebpf_core::sys::prog_query(dir.as_raw_fd() as u32, AttachType::CgroupInetEgress.raw(), 0).unwrap();
+    let attached = || ebpf_core::link::query(&dir, AttachType::CgroupInetEgress).unwrap();
     assert_eq!(attached().prog_ids.len(), 1, "the child is gone, its pinned link still attaches the program");
     let link = Link::from_pin(&pin).unwrap();
     assert_eq!(link.info().unwrap().prog_id, attached().prog_ids[0]);

@@ -1,6 +1,6 @@
 //! BTF blobs built, re-encoded and sanitised by ebpf-btf, loaded into the running kernel.
 
-use ebpf_core::sys;
+use ebpf_core::btf::LoadedBtf;
 use ebpf_test_support::require_kernel;
 
 #[test]
@@ -21,13 +21,16 @@ fn the_kernel_accepts_btf_we_encode() {
     let proto = b.add_func_proto(Some(int), &[Param { name: "x", ty: Some(int) }]);
     b.add_func("handler", proto, Linkage::Global);
     b.add_enum64("wide", 8, false, &[ebpf_btf::EnumValue { name: "BIG", value: 1 << 40 }]);
-    let fd = sys::btf_load(&b.encode()).expect("the kernel accepts the blob");
-    assert!(sys::btf_info(std::os::fd::AsFd::as_fd(&fd)).unwrap().id > 0);
+    let loaded = LoadedBtf::load(&b.encode()).expect("the kernel accepts the blob");
+    let id = loaded.info().unwrap().id;
+    assert!(id > 0);
+    assert_eq!(LoadedBtf::from_id(id).unwrap().info().unwrap().id, id);
+    assert!(ebpf_core::program::btf_ids().any(|found| found.unwrap() == id), "listed among the BTF ids");
 
     // And the kernel's own BTF, parsed and written out again by us.
     let vmlinux = ebpf_btf::kernel::vmlinux().unwrap();
     let again = BtfBuilder::from_btf(&vmlinux).encode();
-    if let Err(e) = sys::btf_load(&again) {
+    if let Err(e) = LoadedBtf::load(&again) {
         panic!("re-encoded vmlinux BTF ({} bytes) refused: {e}", again.len());
     }
 }
@@ -51,7 +54,7 @@ fn sanitised_btf_for_an_old_kernel_still_loads() {
     let none = BtfSupport::NONE;
     for support in [none, BtfSupport { enum64: false, ..BtfSupport::ALL }, BtfSupport::ALL] {
         let blob = sanitize(&modern, support);
-        if let Err(e) = sys::btf_load(&blob) {
+        if let Err(e) = LoadedBtf::load(&blob) {
             panic!("sanitised for {support:?}: {e}");
         }
     }

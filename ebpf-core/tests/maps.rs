@@ -1,6 +1,6 @@
 //! Maps created in the running kernel.
 
-use ebpf_core::sys::{self, Errno};
+use ebpf_core::{BatchCursor, Errno};
 use ebpf_core::{Error, Map, MapFlags, MapSpec, MapType, UpdateFlags};
 use ebpf_test_support::{bpffs_dir, require_kernel, unique_name};
 
@@ -80,7 +80,7 @@ fn per_cpu_values_have_one_padded_slot_per_possible_cpu() {
         return;
     };
     let map = Map::create(&MapSpec::new(&unique_name("pcpu"), MapType::PercpuArray, 4, 4, 1)).unwrap();
-    let cpus = sys::possible_cpus().unwrap();
+    let cpus = ebpf_core::possible_cpus().unwrap();
     assert_eq!(map.value_stride(), 8 * cpus);
     let mut values = vec![0u8; map.value_stride()];
     for cpu in 0..cpus {
@@ -97,36 +97,28 @@ fn batch_operations_move_many_elements_per_call() {
         return;
     };
     let map = hash_map(1024);
-    let fd = map.map_fd();
     let n = 500u32;
     let keys: Vec<u8> = (0..n).flat_map(u32::to_ne_bytes).collect();
     let values: Vec<u8> = (0..n).flat_map(|k| u64::from(k * 3).to_ne_bytes()).collect();
-    let written = sys::map_update_batch(fd, &keys, &values, n, 0).unwrap();
-    assert_eq!(written.count, n);
+    assert_eq!(map.update_batch(&keys, &values, UpdateFlags::ANY).unwrap(), n as usize);
 
-    let mut cursor_in: Option<Vec<u8>> = None;
-    let mut cursor_out = vec![0u8; 8];
+    let mut cursor = BatchCursor::default();
     let mut got = Vec::new();
-    loop {
+    while !cursor.is_done() {
         let mut k = vec![0u8; 128 * 4];
         let mut v = vec![0u8; 128 * 8];
-        let out = sys::map_lookup_batch(fd, cursor_in.as_deref(), &mut cursor_out, &mut k, &mut v, 128, 0).unwrap();
-        for i in 0..out.count as usize {
+        let count = map.lookup_batch(&mut cursor, &mut k, &mut v).unwrap();
+        for i in 0..count {
             let key = u32::from_ne_bytes(k[i * 4..i * 4 + 4].try_into().unwrap());
             let value = u64::from_ne_bytes(v[i * 8..i * 8 + 8].try_into().unwrap());
             assert_eq!(value, u64::from(key * 3));
             got.push(key);
         }
-        if out.done {
-            break;
-        }
-        cursor_in = Some(cursor_out.clone());
     }
     got.sort_unstable();
     assert_eq!(got, (0..n).collect::<Vec<_>>());
 
-    let deleted = sys::map_delete_batch(fd, &keys[..100 * 4], 100, 0).unwrap();
-    assert_eq!(deleted.count, 100);
+    assert_eq!(map.delete_batch(&keys[..100 * 4]).unwrap(), 100);
     assert_eq!(map.get(&50u32.to_ne_bytes()).unwrap(), None);
     assert!(map.get(&150u32.to_ne_bytes()).unwrap().is_some());
 }

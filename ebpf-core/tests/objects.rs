@@ -617,23 +617,23 @@ fn a_one_program_object_loads_in_two_bpf_calls() {
     let elf = fixture("bench_one");
     let mut counts = Vec::new();
     for _ in 0..3 {
-        let before = ebpf_core::sys::bpf_calls_on_this_thread();
+        let before = ebpf_core::bpf_calls_on_this_thread();
         let collection = Collection::load(CollectionSpec::from_elf(&elf).unwrap(), &LoadOptions::default()).unwrap();
-        counts.push(ebpf_core::sys::bpf_calls_on_this_thread() - before);
+        counts.push(ebpf_core::bpf_calls_on_this_thread() - before);
         drop(collection);
     }
     // PROG_LOAD alone: nothing here needs the kernel to see BTF, and nothing is probed.
     assert_eq!(counts, [1, 1, 1]);
     let many = fixture("bench_many");
-    let before = ebpf_core::sys::bpf_calls_on_this_thread();
+    let before = ebpf_core::bpf_calls_on_this_thread();
     let collection = Collection::load(CollectionSpec::from_elf(&many).unwrap(), &LoadOptions::default()).unwrap();
-    assert_eq!(ebpf_core::sys::bpf_calls_on_this_thread() - before, 7);
+    assert_eq!(ebpf_core::bpf_calls_on_this_thread() - before, 7);
     assert_eq!(collection.programs().count(), 7);
     // As libbpf does: BTF_LOAD once, shared by every program.
-    let before = ebpf_core::sys::bpf_calls_on_this_thread();
+    let before = ebpf_core::bpf_calls_on_this_thread();
     let always = LoadOptions::default().btf(BtfPolicy::Always);
     let collection = Collection::load(CollectionSpec::from_elf(&elf).unwrap(), &always).unwrap();
-    assert_eq!(ebpf_core::sys::bpf_calls_on_this_thread() - before, 2);
+    assert_eq!(ebpf_core::bpf_calls_on_this_thread() - before, 2);
     assert_ne!(collection.program("bench_one").unwrap().info().unwrap().btf_id, 0);
 }
 

@@ -5,7 +5,7 @@ use std::process::Command;
 use ebpf_core::insn::{helpers, AluOp, Assembler, AtomicOp, CallNames, Disassembler, JmpCond, Reg, Size};
 use ebpf_core::kallsyms::KernelSymbols;
 use ebpf_core::program::{program_ids, unpin};
-use ebpf_core::sys::Errno;
+use ebpf_core::Errno;
 use ebpf_core::{Error, LoadOptions, LogLevel, Map, MapSpec, MapType, Program, ProgramSpec, ProgramType, TestRun};
 use ebpf_test_support::{bpffs_dir, require_kernel, unique_name};
 

@@ -131,7 +131,7 @@ fn one_uprobe_multi_link_probes_several_functions() {
     let multi = collection.program("count_multi").unwrap();
     let link = match UprobeMulti::attach(multi, &this_binary(), &["ebpf_uprobe_t*", "ebpf_uprobe_other"], &only_me()) {
         Ok(link) => link,
-        Err(e @ Error::Syscall { .. }) if e.errno() == Some(ebpf_core::sys::Errno::EOPNOTSUPP) => {
+        Err(e @ Error::Syscall { .. }) if e.errno() == Some(ebpf_core::Errno::EOPNOTSUPP) => {
             kernel_refuses("uprobe_multi links", &e.to_string());
             return;
         }

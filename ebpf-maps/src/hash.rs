@@ -98,7 +98,7 @@ macro_rules! hash_map {
                     match self.take_batch(&mut cursor, &mut keys, &mut values) {
                         Ok(n) => removed += n,
                         // A bucket holds more elements than the batch: ask for more at once.
-                        Err(MapError::Kernel(e)) if e.errno() == Some(ebpf_core::sys::Errno::ENOSPC) && keys.len() < 1 << 20 => {
+                        Err(MapError::Kernel(e)) if e.errno() == Some(ebpf_core::Errno::ENOSPC) && keys.len() < 1 << 20 => {
                             keys.resize(keys.len() * 4, K::zeroed());
                             values.resize(values.len() * 4, V::zeroed());
                         }
@@ -177,7 +177,7 @@ impl<K: Pod, V: Pod> Iterator for Entries<'_, K, V> {
                     self.values.truncate(n);
                 }
                 // A bucket holds more elements than the batch: ask for more at once.
-                Err(e) if e.errno() == Some(ebpf_core::sys::Errno::ENOSPC) && self.batch < 1 << 20 => {
+                Err(e) if e.errno() == Some(ebpf_core::Errno::ENOSPC) && self.batch < 1 << 20 => {
                     self.batch *= 4;
                     self.keys.clear();
                 }

@@ -2,7 +2,7 @@ use std::marker::PhantomData;
 use std::os::fd::AsFd;
 
 use bytemuck::Pod;
-use ebpf_core::sys::{page_size, MmapRegion};
+use ebpf_core::mem::{page_size, MmapRegion};
 use ebpf_core::{Map, MapFlags, MapType};
 
 use crate::{check_kind, check_size, MapError};

@@ -17,7 +17,7 @@ pub struct PerCpuValues<V: Pod> {
 impl<V: Pod> PerCpuValues<V> {
     /// Zeroed values for every possible CPU.
     pub fn new() -> Result<PerCpuValues<V>, MapError> {
-        let cpus = ebpf_core::sys::possible_cpus().map_err(|e| {
+        let cpus = ebpf_core::possible_cpus().map_err(|e| {
             MapError::Kernel(ebpf_core::Error::Io {
                 operation: "count CPUs",
                 path: "/sys/devices/system/cpu/possible".into(),

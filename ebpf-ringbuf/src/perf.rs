@@ -1,7 +1,7 @@
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::Duration;
 
-use ebpf_core::sys::{self, page_size, MmapRegion};
+use ebpf_core::mem::{page_size, MmapRegion};
 use ebpf_core::{Map, MapType, UpdateFlags};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 
@@ -131,13 +131,15 @@ impl PerfBuffer {
         let page = page_size();
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
             .map_err(|source| RingBufError::Epoll { map: map.describe(), source })?;
-        let cpus = sys::possible_cpus().unwrap_or(1).min(map.max_entries() as usize);
+        let cpus = ebpf_core::possible_cpus().unwrap_or(1).min(map.max_entries() as usize);
         let mut rings = Vec::new();
         for cpu in 0..cpus as u32 {
-            let event = match sys::perf_event_open_bpf_output(cpu, 1) {
+            let event = match ebpf_core::perf::open_bpf_output_event(cpu, 1) {
                 Ok(fd) => fd,
                 // Offline CPUs have no events; their slots stay empty.
-                Err(e) if e.errno == sys::Errno::ENODEV || e.errno == sys::Errno::EINVAL && cpu > 0 => continue,
+                Err(e) if e.errno == ebpf_core::Errno::ENODEV || e.errno == ebpf_core::Errno::EINVAL && cpu > 0 => {
+                    continue
+                }
                 Err(source) => return Err(RingBufError::Mmap { what: "perf event", map: map.describe(), source }),
             };
             let region = MmapRegion::map(event.as_fd(), page * (pages + 1), 0, true)

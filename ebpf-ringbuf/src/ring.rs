@@ -1,7 +1,7 @@
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use ebpf_core::sys::{self, MmapRegion};
+use ebpf_core::mem::{self, MmapRegion};
 use ebpf_core::{Map, MapType};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 
@@ -23,7 +23,7 @@ pub enum RingBufError {
         /// The map.
         map: String,
         /// The failed call.
-        source: sys::SysError,
+        source: ebpf_core::SysError,
     },
     /// epoll failed.
     #[error("epoll on {map}: {source}")]
@@ -100,7 +100,7 @@ impl RingBuf {
             return Err(RingBufError::NotARingBuf { map: map.describe() });
         }
         let map = own_handle(map)?;
-        let page = sys::page_size();
+        let page = mem::page_size();
         let size = map.max_entries() as usize;
         let consumer = MmapRegion::map(map.as_fd(), page, 0, true).map_err(|source| RingBufError::Mmap {
             what: "consumer page",

@@ -1,6 +1,6 @@
 use std::os::fd::AsFd;
 
-use ebpf_core::sys::{self, MmapRegion};
+use ebpf_core::mem::{self, MmapRegion};
 use ebpf_core::{Map, MapType};
 
 use crate::RingBufError;
@@ -26,7 +26,7 @@ impl UserRingBuf {
             return Err(RingBufError::NotARingBuf { map: map.describe() });
         }
         let map = crate::ring::own_handle(map)?;
-        let page = sys::page_size();
+        let page = mem::page_size();
         let size = map.max_entries() as usize;
         // The consumer page is the kernel's (read-only here); the producer page and the data,
         // mapped twice in a row so a record can run over the end, are ours.

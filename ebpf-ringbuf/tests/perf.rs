@@ -46,7 +46,7 @@ fn stay_on_one_cpu() {
 
 fn setup() -> (Program, PerfBuffer) {
     stay_on_one_cpu();
-    let cpus = ebpf_core::sys::possible_cpus().unwrap() as u32;
+    let cpus = ebpf_core::possible_cpus().unwrap() as u32;
     let seq = Map::create(&MapSpec::new(&unique_name("seq"), MapType::Array, 4, 8, 1)).unwrap();
     let events = Map::create(&MapSpec::new(&unique_name("pev"), MapType::PerfEventArray, 4, 4, cpus)).unwrap();
     let program = producer(&seq, &events);

@@ -77,7 +77,7 @@ fn records_arrive_in_order_and_whole() {
 #[test]
 fn a_full_ring_drops_at_the_producer_and_wraps_cleanly_after() {
     let Some(_root) = require_kernel() else { return };
-    let page = ebpf_core::sys::page_size() as u32;
+    let page = ebpf_core::mem::page_size() as u32;
     let (seq, events) = maps(page);
     let program = producer(&seq, &events);
     let mut ring = RingBuf::new(&events).unwrap();

@@ -92,7 +92,7 @@ pub fn prog(command: ProgCommand) -> Result<(), ebpf_core::Error> {
                 // Programs can vanish between listing and opening.
                 match show_program(id) {
                     Ok(text) => println!("{text}"),
-                    Err(e) if e.errno() == Some(ebpf_core::sys::Errno::ENOENT) => {}
+                    Err(e) if e.errno() == Some(ebpf_core::Errno::ENOENT) => {}
                     Err(e) => return Err(e),
                 }
             }
@@ -115,7 +115,7 @@ pub fn map(command: MapCommand) -> Result<(), ebpf_core::Error> {
                 let id = id?;
                 let map = match Map::from_id(id) {
                     Ok(map) => map,
-                    Err(e) if e.errno() == Some(ebpf_core::sys::Errno::ENOENT) => continue,
+                    Err(e) if e.errno() == Some(ebpf_core::Errno::ENOENT) => continue,
                     Err(e) => return Err(e),
                 };
                 let kind = map.map_type().map_or("unknown", MapType::name);

@@ -53,6 +53,15 @@ use crate::error::{Error, Result};
 use crate::program::Program;
 use crate::sys::{self, LinkInfo};
 
+/// The programs attached to `target` (a cgroup directory, a network namespace, an interface's
+/// TCX hook by ifindex through [`Tcx::query`]) at `attach_type` (`BPF_PROG_QUERY`), in the order
+/// they run, with the links that attach them.
+pub fn query(target: &impl AsFd, attach_type: crate::AttachType) -> Result<crate::info::ProgQuery> {
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&target.as_fd()) as u32;
+    sys::prog_query(raw, attach_type.raw(), 0)
+        .map_err(|e| Error::syscall(format!("query the {attach_type} programs of fd {raw}"), e))
+}
+
 /// A `bpf_link`: the attachment lives as long as this fd (or a pin) does.
 #[derive(Debug)]
 pub struct Link {
@@ -78,6 +87,13 @@ impl Link {
             });
         }
         Ok(Link { fd, what: format!("pinned link {}", path.display()) })
+    }
+
+    /// Opens the link with global id `id` (see [`program::link_ids`](crate::program::link_ids)).
+    /// Dropping the handle leaves the link as it was.
+    pub fn from_id(id: u32) -> Result<Link> {
+        let fd = sys::link_fd_by_id(id).map_err(|e| Error::syscall(format!("open link id {id}"), e))?;
+        Ok(Link { fd, what: format!("link id {id}") })
     }
 
     /// What the kernel reports about the link.

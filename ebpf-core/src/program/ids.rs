@@ -43,3 +43,13 @@ pub fn program_ids() -> ObjectIds {
 pub fn map_ids() -> ObjectIds {
     ObjectIds { kind: IdKind::Map, next: 0, done: false }
 }
+
+/// Ids of every link.
+pub fn link_ids() -> ObjectIds {
+    ObjectIds { kind: IdKind::Link, next: 0, done: false }
+}
+
+/// Ids of every BTF object (vmlinux, modules', and those programs and maps loaded).
+pub fn btf_ids() -> ObjectIds {
+    ObjectIds { kind: IdKind::Btf, next: 0, done: false }
+}

@@ -7,7 +7,7 @@ mod prepare;
 mod spec;
 mod test_run;
 
-pub use ids::{map_ids, program_ids, ObjectIds};
+pub use ids::{btf_ids, link_ids, map_ids, program_ids, ObjectIds};
 pub use load::{enable_run_stats, unpin, BtfPolicy, KernelBtf, LoadOptions, LogLevel, Program, RunStats};
 pub(crate) use load::{BtfSource, ReadyProgram};
 pub(crate) use prepare::kernel_btf_for;

@@ -41,7 +41,6 @@ pub struct MapCreate<'a> {
 #[derive(Debug)]
 pub struct MapFd {
     fd: OwnedFd,
-    map_type: u32,
     key_size: u32,
     value_size: u32,
     value_stride: usize,
@@ -62,14 +61,7 @@ impl MapFd {
         } else {
             value_size as usize
         };
-        Ok(MapFd { fd, map_type, key_size, value_size, value_stride })
-    }
-
-    /// Opens the map behind `fd` (a duplicate is taken) and reads its sizes from the kernel.
-    pub fn from_fd(fd: BorrowedFd<'_>) -> SysResult<MapFd> {
-        let owned =
-            fd.try_clone_to_owned().map_err(|e| SysError { cmd: Cmd::ObjGetInfoByFd, errno: Errno::from(e) })?;
-        Self::from_owned(owned)
+        Ok(MapFd { fd, key_size, value_size, value_stride })
     }
 
     /// Takes ownership of a map fd and reads its sizes from the kernel.
@@ -81,11 +73,6 @@ impl MapFd {
     /// The same sizes over another fd of the same map (a duplicate).
     pub(crate) fn with_fd(&self, fd: OwnedFd) -> MapFd {
         MapFd { fd, ..*self }
-    }
-
-    /// `enum bpf_map_type` value.
-    pub fn map_type(&self) -> u32 {
-        self.map_type
     }
 
     /// Key size in bytes.
@@ -102,11 +89,6 @@ impl MapFd {
     /// maps the value size rounded up to 8 times the number of possible CPUs.
     pub fn value_stride(&self) -> usize {
         self.value_stride
-    }
-
-    /// Consumes the wrapper, returning the fd.
-    pub fn into_fd(self) -> OwnedFd {
-        self.fd
     }
 
     fn check(&self, cmd: Cmd, key: Option<usize>, value: Option<usize>) -> SysResult<()> {

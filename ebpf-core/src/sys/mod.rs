@@ -29,8 +29,7 @@ pub use info::{btf_info, link_info, map_info, prog_info, prog_xlated, BtfInfo, L
 pub use link::{iter_create, link_create, link_detach, link_update, raw_tracepoint_open, LinkTarget};
 pub use map::{
     map_create, map_delete_batch, map_delete_elem, map_freeze, map_get_next_key, map_lookup_and_delete_batch,
-    map_lookup_and_delete_elem, map_lookup_batch, map_lookup_elem, map_update_batch, map_update_elem, BatchOutcome,
-    MapCreate, MapFd,
+    map_lookup_and_delete_elem, map_lookup_batch, map_lookup_elem, map_update_batch, map_update_elem, MapCreate, MapFd,
 };
 pub use mmap::{page_size, MmapRegion, RingData};
 pub use netlink::NetlinkSocket;
@@ -38,9 +37,7 @@ pub use obj::{obj_get, obj_pin, object_kind, prog_attach, prog_detach, prog_quer
 pub use perf::{
     perf_event_open_bpf_output, perf_event_open_kprobe, perf_event_open_tracepoint, perf_event_open_uprobe, UprobeEvent,
 };
-pub use prog::{
-    enable_stats, prog_bind_map, prog_load, prog_test_run, ProgLoad, ProgLoadOutcome, TestRun, TestRunOutput,
-};
+pub use prog::{enable_stats, prog_bind_map, prog_load, prog_test_run, ProgLoad, TestRun};
 pub use sock::{attach_socket_filter, detach_socket_filter};
 
 pub use errno::Errno;
