@@ -60,6 +60,8 @@ pub mod link;
 pub mod map;
 pub mod object;
 pub mod program;
+#[cfg(test)]
+mod rootless_tests;
 mod shared_str;
 mod shared_vec;
 pub mod struct_ops;

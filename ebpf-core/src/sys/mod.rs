@@ -18,6 +18,8 @@ mod netlink;
 mod obj;
 mod perf;
 mod prog;
+#[cfg(test)]
+pub(crate) mod seam;
 mod sock;
 
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -73,6 +75,10 @@ pub fn bpf_calls_on_this_thread() -> u64 {
 fn raw_bpf<A: attr::Attr>(cmd: Cmd, attr: &mut A) -> SysResult<i64> {
     loop {
         CALLS.with(|c| c.set(c.get() + 1));
+        #[cfg(test)]
+        if let Some(result) = seam::call(cmd, attr) {
+            return result;
+        }
         // SAFETY: `attr` is one of this module's `#[repr(C)]` attribute structs (sealed trait),
         // fully initialised with no implicit padding, and valid for `size_of::<A>()` bytes of
         // reads and writes. Any pointer it carries was set by a function of this module to a
