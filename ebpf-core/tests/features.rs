@@ -86,18 +86,78 @@ fn program_and_map_types_this_stack_needs_are_present() {
     }
 }
 
+/// What a real load of a minimal program of `program_type`, attached to kernel function
+/// `target` with `attach_type`, does on the running kernel: `Ok(true)` loaded, `Ok(false)`
+/// refused as a kind (EPERM, EINVAL before verification), `Err` for anything else.
+fn real_load(program_type: ProgramType, attach_type: AttachType, target: &str) -> Result<bool, Error> {
+    let mut asm = Assembler::new();
+    asm.mov64_imm(Reg::R0, 0).exit();
+    let mut spec = ProgramSpec::from_assembled("real_load", program_type, asm.finish().unwrap());
+    spec = spec.with_attach_type(attach_type);
+    spec.attach_to = Some(target.to_owned());
+    match Program::load(&spec) {
+        Ok(_) => Ok(true),
+        Err(e) if e.errno() == Some(ebpf_core::Errno::EPERM) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The probes must say what a real load says on this kernel — whatever this kernel allows.
 #[test]
-fn types_this_kernel_lacks_say_no_with_a_reason() {
+fn program_type_probes_agree_with_real_loads() {
     let Some(_root) = require_kernel() else {
         return;
     };
-    // Per the machine notes: fentry/fexit/lsm/freplace loads are refused here.
-    for t in [ProgramType::Tracing, ProgramType::Lsm, ProgramType::Ext] {
-        match features::program_type(t) {
-            Support::No(reason) => assert!(reason.contains("EPERM"), "{t}: {reason}"),
-            other => panic!("{t}: expected no, got {other}"),
+    for (program_type, attach_type, target) in [
+        (ProgramType::Tracing, AttachType::TraceFentry, "tcp_v4_connect"),
+        (ProgramType::Tracing, AttachType::TraceFexit, "tcp_v4_connect"),
+        (ProgramType::Lsm, AttachType::LsmMac, "file_open"),
+    ] {
+        let loads = real_load(program_type, attach_type, target)
+            .unwrap_or_else(|e| panic!("{program_type} ({attach_type}) on {target}: {e}"));
+        let probed = features::program_type(program_type);
+        match (loads, &probed) {
+            (true, Support::Yes) => {}
+            (false, Support::No(reason)) => assert!(reason.contains("EPERM"), "{program_type}: {reason}"),
+            _ => panic!(
+                "{program_type}: a real load {} but the probe says {probed}",
+                if loads { "works" } else { "is refused" }
+            ),
+        }
+        if !loads {
+            ebpf_test_support::kernel_refuses(&format!("{program_type} programs"), "EPERM on a real load");
         }
     }
+}
+
+/// struct_ops: the probe's answer against a real congestion control's load.
+#[test]
+fn the_struct_ops_probe_agrees_with_a_real_struct_ops_load() {
+    let Some(_root) = require_kernel() else {
+        return;
+    };
+    let path = format!("{}/../bpf-programs/out/tests/struct_ops_cc.o", env!("CARGO_MANIFEST_DIR"));
+    let spec = ebpf_core::CollectionSpec::from_elf(&std::fs::read(path).unwrap()).unwrap();
+    let loads = ebpf_core::Collection::load(spec, &ebpf_core::LoadOptions::default()).is_ok();
+    assert_eq!(features::program_type(ProgramType::StructOps) == Support::Yes, loads);
+    assert_eq!(features::map_type(MapType::StructOps) == Support::Yes, loads);
+}
+
+/// Map types: the probe's answer against a real creation of the same kind (an arena of four
+/// pages; some kernels refuse arenas with EPERM).
+#[test]
+fn map_type_probes_agree_with_real_creations() {
+    let Some(_root) = require_kernel() else {
+        return;
+    };
+    let arena =
+        ebpf_core::MapSpec::new("real_arena", MapType::Arena, 0, 0, 4).with_flags(ebpf_core::MapFlags::MMAPABLE);
+    let creates = match ebpf_core::Map::create(&arena) {
+        Ok(_) => true,
+        Err(e) if matches!(e.errno(), Some(ebpf_core::Errno::EPERM | ebpf_core::Errno::EINVAL)) => false,
+        Err(e) => panic!("arena: {e}"),
+    };
+    assert_eq!(features::map_type(MapType::Arena) == Support::Yes, creates, "{}", features::map_type(MapType::Arena));
 }
 
 #[test]
