@@ -147,6 +147,30 @@ impl VariableValue for bool {
     }
 }
 
+/// Arrays of wider integers (`__u64 counters[4]`), checked by size like byte arrays.
+macro_rules! int_array_value {
+    ($($t:ty),*) => {$(
+        impl<const N: usize> VariableValue for [$t; N] {
+            const KIND: ValueKind = ValueKind::Bytes;
+            fn type_name() -> String {
+                format!("[{}; {N}]", stringify!($t))
+            }
+            fn to_bytes(&self) -> Vec<u8> {
+                self.iter().flat_map(|v| v.to_ne_bytes()).collect()
+            }
+            fn from_bytes(bytes: &[u8]) -> Option<Self> {
+                let width = std::mem::size_of::<$t>();
+                if bytes.len() != N * width {
+                    return None;
+                }
+                Some(std::array::from_fn(|i| <$t>::from_ne_bytes(bytes[i * width..(i + 1) * width].try_into().expect("width"))))
+            }
+        }
+    )*};
+}
+
+int_array_value!(u16, i16, u32, i32, u64, i64);
+
 impl<const N: usize> VariableValue for [u8; N] {
     const KIND: ValueKind = ValueKind::Bytes;
     fn type_name() -> String {
