@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds every BPF C program under netstack/, tests/ (loader fixtures) and btf/ (BTF and CO-RE
+# Builds every BPF C program under netstack/, tests/ (loader fixtures), examples/ (the library
+# crates' runnable examples) and btf/ (BTF and CO-RE
 # resolver fixtures, whose probe types exist in no kernel) and tracing/ (tracing programs, which
 # some kernels refuse to load) into out/<dir>/<name>.o with clang-19.
 # The objects are committed; `build.sh --check` rebuilds into a scratch directory and fails if
@@ -38,7 +39,7 @@ count=0
 while IFS= read -r -d '' src; do
 	build "$src"
 	count=$((count + 1))
-done < <(for dir in "$here/netstack" "$here/tests" "$here/btf" "$here/tracing"; do [[ -d "$dir" ]] && find "$dir" -name '*.c' -print0; done | sort -z)
+done < <(for dir in "$here/netstack" "$here/tests" "$here/btf" "$here/tracing" "$here/examples"; do [[ -d "$dir" ]] && find "$dir" -name '*.c' -print0; done | sort -z)
 
 if [[ $check -eq 1 ]]; then
 	if ! diff -r "$here/out" "$dest" >/dev/null; then

@@ -8,6 +8,7 @@
 //! ```
 
 pub mod cgroup;
+pub mod example;
 pub mod net;
 
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -20,6 +20,7 @@ fn every_object_opens_through_its_own_skeleton() {
     core_kernel::OpenCoreKernel::open().unwrap();
     core_relocs::OpenCoreRelocs::open().unwrap();
     core_typedef_members::OpenCoreTypedefMembers::open().unwrap();
+    cgroup_connect::OpenCgroupConnect::open().unwrap();
     endpoint::OpenEndpoint::open().unwrap();
     extern_funcs::OpenExternFuncs::open().unwrap();
     externs::OpenExterns::open().unwrap();
@@ -42,6 +43,10 @@ fn every_object_opens_through_its_own_skeleton() {
     usdt_sections::OpenUsdtSections::open().unwrap();
     weak_ksyms::OpenWeakKsyms::open().unwrap();
     xdp_count::OpenXdpCount::open().unwrap();
+    xdp_counter::OpenXdpCounter::open().unwrap();
+    tc_classifier::OpenTcClassifier::open().unwrap();
+    ringbuf_events::OpenRingbufEvents::open().unwrap();
+    uprobe_counter::OpenUprobeCounter::open().unwrap();
 }
 
 #[test]
