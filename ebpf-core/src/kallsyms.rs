@@ -8,6 +8,8 @@ use std::path::Path;
 #[derive(Clone, Debug, Default)]
 pub struct KernelSymbols {
     by_address: HashMap<u64, String>,
+    /// Every address, sorted: for the symbol an address falls in.
+    sorted: Vec<u64>,
     call_base: u64,
 }
 
@@ -41,6 +43,8 @@ impl KernelSymbols {
             }
             symbols.by_address.entry(address).or_insert_with(|| name.to_owned());
         }
+        symbols.sorted = symbols.by_address.keys().copied().collect();
+        symbols.sorted.sort_unstable();
         symbols
     }
 
@@ -52,6 +56,13 @@ impl KernelSymbols {
     /// The symbol starting exactly at `address`.
     pub fn name_at(&self, address: u64) -> Option<&str> {
         self.by_address.get(&address).map(String::as_str)
+    }
+
+    /// The symbol `address` falls in (the nearest at or below it) and the offset into it.
+    pub fn containing(&self, address: u64) -> Option<(&str, u64)> {
+        let at = self.sorted.partition_point(|&a| a <= address).checked_sub(1)?;
+        let start = self.sorted[at];
+        Some((self.by_address.get(&start)?.as_str(), address - start))
     }
 
     /// The address of the symbol called `name` (a scan: for the rare typeless ksym).
@@ -81,5 +92,8 @@ mod tests {
         assert_eq!(symbols.call_base(), 0xffffffff81200000);
         assert_eq!(symbols.name_at(0xffffffff81200100), Some("bpf_map_lookup_elem"));
         assert_eq!(symbols.len(), 3);
+        assert_eq!(symbols.containing(0xffffffff81200140), Some(("bpf_map_lookup_elem", 0x40)));
+        assert_eq!(symbols.containing(0xffffffff81200000), Some(("__bpf_call_base", 0)));
+        assert_eq!(symbols.containing(0xffffffff80000000), None);
     }
 }

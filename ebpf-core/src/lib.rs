@@ -75,7 +75,7 @@ pub use sys::{bpf_calls_on_this_thread, possible_cpus, Cmd, Errno, SysError};
 
 /// What the kernel reports about its objects (`BPF_OBJ_GET_INFO_BY_FD`).
 pub mod info {
-    pub use crate::sys::{BtfInfo, LinkInfo, MapInfo, ProgInfo, ProgQuery};
+    pub use crate::sys::{BtfInfo, JitedImage, LinkInfo, MapInfo, ProgInfo, ProgQuery};
 }
 
 /// Kernel memory mapped into this process: mmapable arrays, ring buffers, perf buffers.

@@ -314,6 +314,13 @@ impl Program {
         Ok(insn::decode_bytes(&bytes)?)
     }
 
+    /// The program's machine code as the JIT wrote it, with where each of its functions sits
+    /// in the kernel (empty code for an interpreted program).
+    pub fn jited(&self) -> Result<crate::info::JitedImage> {
+        sys::prog_jited(self.as_fd())
+            .map_err(|e| Error::syscall(format!("read the JIT'd code of program \"{}\"", self.name), e))
+    }
+
     /// Pins the program at `path` on a bpffs mount.
     pub fn pin(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();

@@ -197,6 +197,51 @@ pub fn prog_xlated(fd: BorrowedFd<'_>) -> SysResult<Vec<u8>> {
     }
 }
 
+/// A program's machine code as the JIT wrote it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JitedImage {
+    /// The code of every function (the main program first, then its subprograms), back to
+    /// back.
+    pub code: Vec<u8>,
+    /// Kernel address of each function.
+    pub function_addresses: Vec<u64>,
+    /// Length in bytes of each function's code.
+    pub function_lengths: Vec<u32>,
+}
+
+/// `BPF_OBJ_GET_INFO_BY_FD` for a program's JIT'd code and where its functions are (empty
+/// when the program is interpreted; addresses read as 0 without `CAP_SYSLOG`-like rights).
+pub fn prog_jited(fd: BorrowedFd<'_>) -> SysResult<JitedImage> {
+    loop {
+        let mut raw = RawProgInfo::default();
+        get_info(fd, &mut raw)?;
+        let mut code = vec![0u8; raw.jited_prog_len as usize];
+        let mut addresses = vec![0u64; raw.nr_jited_ksyms as usize];
+        let mut lengths = vec![0u32; raw.nr_jited_func_lens as usize];
+        // Every pointer is to a buffer of exactly the length given beside it.
+        let mut again = RawProgInfo {
+            jited_prog_len: code.len() as u32,
+            jited_prog_insns: code.as_mut_ptr() as u64,
+            nr_jited_ksyms: addresses.len() as u32,
+            jited_ksyms: addresses.as_mut_ptr() as u64,
+            nr_jited_func_lens: lengths.len() as u32,
+            jited_func_lens: lengths.as_mut_ptr() as u64,
+            ..Default::default()
+        };
+        get_info(fd, &mut again)?;
+        // A program is never re-JIT'd, but check as prog_xlated does.
+        if again.jited_prog_len as usize <= code.len()
+            && again.nr_jited_ksyms as usize <= addresses.len()
+            && again.nr_jited_func_lens as usize <= lengths.len()
+        {
+            code.truncate(again.jited_prog_len as usize);
+            addresses.truncate(again.nr_jited_ksyms as usize);
+            lengths.truncate(again.nr_jited_func_lens as usize);
+            return Ok(JitedImage { code, function_addresses: addresses, function_lengths: lengths });
+        }
+    }
+}
+
 /// What the kernel reports about a map.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MapInfo {

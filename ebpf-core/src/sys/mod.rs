@@ -27,7 +27,9 @@ use std::os::fd::{FromRawFd, OwnedFd};
 pub use btf::{btf_load, BtfLoadError};
 pub use cmd::Cmd;
 pub use ids::{btf_fd_by_id, link_fd_by_id, map_fd_by_id, next_id, prog_fd_by_id, IdKind};
-pub use info::{btf_info, link_info, map_info, prog_info, prog_xlated, BtfInfo, LinkInfo, MapInfo, ProgInfo};
+pub use info::{
+    btf_info, link_info, map_info, prog_info, prog_jited, prog_xlated, BtfInfo, JitedImage, LinkInfo, MapInfo, ProgInfo,
+};
 pub use link::{iter_create, link_create, link_detach, link_update, raw_tracepoint_open, LinkTarget};
 pub use map::{
     map_create, map_delete_batch, map_delete_elem, map_freeze, map_get_next_key, map_lookup_and_delete_batch,
