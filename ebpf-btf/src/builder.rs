@@ -350,8 +350,15 @@ impl BtfBuilder {
 
     /// Appends a copy of `ty` as it is encoded, re-interning its strings.
     pub fn push_raw(&mut self, ty: &Type<'_>) -> TypeId {
+        self.push_mapped(ty, &mut |id| id)
+    }
+
+    /// Appends a copy of `ty` with every type id it refers to passed through `map` (to move
+    /// types of one blob into another), re-interning its strings.
+    pub fn push_mapped(&mut self, ty: &Type<'_>, map: &mut dyn FnMut(u32) -> u32) -> TypeId {
         let kind = ty.kind().expect("parsed types have a kind");
-        let id = self.push_type(ty.name(), kind, ty.vlen() as u32, ty.kind_flag(), ty.size_or_type());
+        let size_or_type = if kind.refers_by_type_word() { map(ty.size_or_type()) } else { ty.size_or_type() };
+        let id = self.push_type(ty.name(), kind, ty.vlen() as u32, ty.kind_flag(), size_or_type);
         match kind {
             BtfKind::Int => {
                 let info = ty.int().expect("int");
@@ -360,8 +367,8 @@ impl BtfBuilder {
             }
             BtfKind::Array => {
                 let a = ty.array().expect("array");
-                self.push_word(a.elem);
-                self.push_word(a.index);
+                self.push_word(map(a.elem));
+                self.push_word(map(a.index));
                 self.push_word(a.nelems);
             }
             BtfKind::Struct | BtfKind::Union => {
@@ -369,7 +376,7 @@ impl BtfBuilder {
                 for m in ty.members() {
                     let name = self.add_string(m.name);
                     self.push_word(name);
-                    self.push_word(m.ty);
+                    self.push_word(map(m.ty));
                     self.push_word(if bitfields {
                         (u32::from(m.bitfield_size) << 24) | m.bit_offset
                     } else {
@@ -396,7 +403,7 @@ impl BtfBuilder {
                 for p in ty.params() {
                     let name = self.add_string(p.name);
                     self.push_word(name);
-                    self.push_word(p.ty);
+                    self.push_word(map(p.ty));
                 }
             }
             BtfKind::Var => {
@@ -411,7 +418,7 @@ impl BtfBuilder {
             }
             BtfKind::Datasec => {
                 for v in ty.datasec_vars() {
-                    self.push_word(v.ty);
+                    self.push_word(map(v.ty));
                     self.push_word(v.offset);
                     self.push_word(v.size);
                 }

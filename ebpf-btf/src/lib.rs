@@ -31,6 +31,7 @@ mod ext;
 mod header;
 pub mod kernel;
 mod kind;
+pub mod merge;
 mod patch;
 mod query;
 mod raw_dump;

@@ -59,3 +59,53 @@ fn sanitised_btf_for_an_old_kernel_still_loads() {
         }
     }
 }
+
+/// Where two objects' data sections go when merged: one after the other, 8-byte aligned.
+struct SideBySide {
+    sizes: Vec<std::collections::HashMap<String, u32>>,
+}
+
+impl SideBySide {
+    fn base(&self, input: usize, section: &str) -> u32 {
+        self.sizes[..input].iter().map(|s| s.get(section).copied().unwrap_or(0).next_multiple_of(8)).sum()
+    }
+}
+
+impl ebpf_btf::merge::DataLayout for SideBySide {
+    fn place(&self, input: usize, section: &str, _: &str, offset: u32) -> Option<u32> {
+        Some(self.base(input, section) + offset)
+    }
+    fn section_size(&self, section: &str) -> u32 {
+        self.base(self.sizes.len(), section)
+    }
+}
+
+#[test]
+fn merged_btf_of_two_objects_loads_into_the_kernel() {
+    use ebpf_btf::{Btf, BtfKind};
+    let Some(_root) = require_kernel() else { return };
+    let btf_of = |name: &str| {
+        let path = format!("{}/../bpf-programs/out/tests/{name}.o", env!("CARGO_MANIFEST_DIR"));
+        let spec = ebpf_core::CollectionSpec::from_elf(&std::fs::read(path).unwrap()).unwrap();
+        Btf::parse(spec.btf.unwrap()).unwrap()
+    };
+    let inputs = [btf_of("xdp_count"), btf_of("template"), btf_of("xdp_count")];
+    let sizes = inputs
+        .iter()
+        .map(|btf| {
+            btf.types()
+                .filter(|t| t.is(BtfKind::Datasec))
+                .map(|t| (t.name().to_owned(), t.size().unwrap_or(0)))
+                .collect()
+        })
+        .collect();
+    let layout = SideBySide { sizes };
+    let merged = ebpf_btf::merge::merge(&inputs.iter().collect::<Vec<_>>(), &layout);
+    // The same object twice adds nothing but its static variables.
+    let once = ebpf_btf::merge::merge(&[&inputs[0], &inputs[1]], &layout).type_count();
+    assert!(merged.type_count() < once + 4, "{} vs {once}", merged.type_count());
+    let blob = merged.finish();
+    let parsed = Btf::parse(blob.clone()).unwrap();
+    assert!(parsed.find("xdp_count", BtfKind::Func).is_some() && parsed.find("templated", BtfKind::Func).is_some());
+    LoadedBtf::load(&blob).expect("the kernel accepts the merged BTF");
+}
