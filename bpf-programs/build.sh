@@ -39,7 +39,7 @@ count=0
 while IFS= read -r -d '' src; do
 	build "$src"
 	count=$((count + 1))
-done < <(for dir in "$here/netstack" "$here/tests" "$here/btf" "$here/tracing" "$here/examples"; do [[ -d "$dir" ]] && find "$dir" -name '*.c' -print0; done | sort -z)
+done < <(for dir in "$here/netstack" "$here/tests" "$here/btf" "$here/tracing" "$here/examples" "$here/link"; do [[ -d "$dir" ]] && find "$dir" -name '*.c' -print0; done | sort -z)
 
 if [[ $check -eq 1 ]]; then
 	if ! diff -r "$here/out" "$dest" >/dev/null; then

@@ -172,3 +172,31 @@ fn object_load_picks_programs_and_gives_unnamed_sections_a_type() {
     let typed = ebpftool(&["object", "load", &unspecified, "--type", "count_runs=socket_filter", "--json"]);
     assert_eq!(loaded(&typed), ["count_runs"]);
 }
+
+#[test]
+fn an_object_linked_by_bpftool_loads_and_runs() {
+    let Some(_root) = require_kernel() else { return };
+    let Some(()) = require_tool("bpftool") else { return };
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../bpf-programs/out/link");
+    let out = std::env::temp_dir().join(format!("{}.o", ebpf_test_support::unique_name("bpftool_linked")));
+    let linked = Command::new("bpftool")
+        .args(["gen", "object"])
+        .arg(&out)
+        .arg(format!("{dir}/link_main.o"))
+        .arg(format!("{dir}/link_lib.o"))
+        .output()
+        .unwrap();
+    assert!(linked.status.success(), "{}", String::from_utf8_lossy(&linked.stderr));
+    let bytes = std::fs::read(&out).unwrap();
+    std::fs::remove_file(&out).unwrap();
+    // Two statics named calls_seen share .bss: the linker's offsets stand.
+    let spec = ebpf_core::CollectionSpec::from_elf(&bytes).unwrap();
+    let offsets: Vec<u32> = spec.variables.iter().filter(|v| v.name == "calls_seen").map(|v| v.offset).collect();
+    assert_eq!(offsets, vec![0, 8]);
+    let collection = ebpf_core::Collection::load(spec, &ebpf_core::LoadOptions::default()).unwrap();
+    let program = collection.program("linked_xdp").unwrap();
+    let verdicts: Vec<u32> =
+        (0..5).map(|_| program.test_run(&ebpf_core::TestRun::with_data(&[0u8; 64])).unwrap().retval).collect();
+    // XDP_PASS until bump() counts past lib_threshold (3), then the strong verdict(): XDP_DROP.
+    assert_eq!(verdicts, vec![2, 2, 2, 1, 1]);
+}

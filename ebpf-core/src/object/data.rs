@@ -83,6 +83,21 @@ pub(super) fn fix_btf(elf: &Elf<'_>, raw: &[u8]) -> Result<FixedBtf, ObjectError
         let vars: Vec<_> = ty.datasec_vars().collect();
         if let Some(index) = elf.sections.iter().position(|s| s.name == name) {
             let section = &elf.sections[index];
+            // A linker's output (bpftool gen object) has its sections laid out already, and may
+            // hold two statics of one name: its offsets stand, as libbpf leaves them.
+            if ty.size().unwrap_or(0) != 0 {
+                if let Some(var) = vars.iter().find(|v| u64::from(v.offset) + u64::from(v.size) > section.size) {
+                    let var_name = btf.type_by_id(var.ty).map_or("", |t| t.name());
+                    return Err(ObjectError::Symbol {
+                        symbol: var_name.to_owned(),
+                        reason: format!(
+                            "BTF places it at {}+{}, past {name} ({} bytes)",
+                            var.offset, var.size, section.size
+                        ),
+                    });
+                }
+                continue;
+            }
             patch.set_datasec_size(ty.id(), section.size as u32).map_err(patch_error)?;
             for (i, var) in vars.iter().enumerate() {
                 let var_name = btf.type_by_id(var.ty).map_or("", |t| t.name());
