@@ -70,6 +70,12 @@ pub enum CoreReloKind {
 
 impl CoreReloKind {
     /// The kind for a raw number.
+    /// The kernel's number for it.
+    pub fn raw(self) -> u32 {
+        (0..=12).find(|&raw| CoreReloKind::from_raw(raw) == Some(self)).expect("every kind has a number")
+    }
+
+    /// The kind numbered `raw`.
     pub fn from_raw(raw: u32) -> Option<CoreReloKind> {
         Some(match raw {
             0 => CoreReloKind::FieldByteOffset,
@@ -181,6 +187,57 @@ impl Reader<'_> {
 }
 
 impl BtfExt {
+    /// Encodes it in this machine's byte order (24 + 8 header bytes, then func info, line
+    /// info and CO-RE relocations), section names as string offsets `name_offset` gives (and
+    /// records' own offsets as they are).
+    pub fn encode(&self, name_offset: &mut dyn FnMut(&str) -> u32) -> Vec<u8> {
+        fn block<T>(
+            out: &mut Vec<u8>,
+            rec_size: u32,
+            sections: &[ExtSection<T>],
+            name_offset: &mut dyn FnMut(&str) -> u32,
+            words: impl Fn(&T) -> Vec<u32>,
+        ) {
+            out.extend_from_slice(&rec_size.to_ne_bytes());
+            for section in sections {
+                out.extend_from_slice(&name_offset(&section.name).to_ne_bytes());
+                out.extend_from_slice(&(section.records.len() as u32).to_ne_bytes());
+                for record in &section.records {
+                    for word in words(record) {
+                        out.extend_from_slice(&word.to_ne_bytes());
+                    }
+                }
+            }
+        }
+        let mut func = Vec::new();
+        block(&mut func, 8, &self.func_info, name_offset, |f| vec![f.insn_off, f.type_id]);
+        let mut line = Vec::new();
+        block(&mut line, 16, &self.line_info, name_offset, |l| {
+            vec![l.insn_off, l.file_name_off, l.line_off, l.line_col]
+        });
+        let mut core = Vec::new();
+        if !self.core_relos.is_empty() {
+            block(&mut core, 16, &self.core_relos, name_offset, |c| {
+                vec![c.insn_off, c.type_id, c.access_str_off, c.kind.raw()]
+            });
+        }
+        const HEADER: u32 = 32;
+        let mut out = Vec::with_capacity(HEADER as usize + func.len() + line.len() + core.len());
+        out.extend_from_slice(&BTF_MAGIC.to_ne_bytes());
+        out.extend_from_slice(&[1, 0]);
+        out.extend_from_slice(&HEADER.to_ne_bytes());
+        let mut offset = 0u32;
+        for part in [&func, &line, &core] {
+            out.extend_from_slice(&offset.to_ne_bytes());
+            out.extend_from_slice(&(part.len() as u32).to_ne_bytes());
+            offset += part.len() as u32;
+        }
+        out.extend_from_slice(&func);
+        out.extend_from_slice(&line);
+        out.extend_from_slice(&core);
+        out
+    }
+
     /// Parses `.BTF.ext` bytes; names resolve through `btf`'s strings.
     pub fn parse(data: &[u8], btf: &Btf) -> Result<BtfExt, BtfError> {
         if data.len() < 24 {
@@ -276,4 +333,32 @@ fn parse_info<T>(
         at += bytes;
     }
     Ok((rec_size as u32, sections))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object::{Object, ObjectSection};
+
+    #[test]
+    fn encoding_gives_back_what_was_parsed() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../bpf-programs/out/tests/core_kernel.o");
+        let bytes = std::fs::read(path).unwrap();
+        let elf = object::File::parse(&*bytes).unwrap();
+        let section = |name: &str| elf.section_by_name(name).unwrap().data().unwrap().to_vec();
+        let raw_btf = section(".BTF");
+        let btf = Btf::parse(raw_btf.clone()).unwrap();
+        let ext = BtfExt::parse(&section(".BTF.ext"), &btf).unwrap();
+        assert!(!ext.core_relos.is_empty() && !ext.line_info.is_empty());
+        // Section names by their offset in the object's own string table.
+        let strings = &raw_btf[btf.header().str_range()];
+        let mut name_offset = |name: &str| {
+            let wanted = [name.as_bytes(), &[0]].concat();
+            (0..strings.len())
+                .find(|&at| (at == 0 || strings[at - 1] == 0) && strings[at..].starts_with(&wanted))
+                .unwrap() as u32
+        };
+        let again = BtfExt::parse(&ext.encode(&mut name_offset), &btf).unwrap();
+        assert_eq!(again, ext);
+    }
 }
