@@ -1,4 +1,5 @@
-//! `ebpftool gen skeleton`: Rust skeletons from an object's BTF (ebpf-gen).
+//! `ebpftool gen skeleton`: Rust skeletons from an object's BTF (ebpf-gen); `ebpftool gen
+//! object`: objects linked statically (ebpf_core::object::Linker).
 
 use std::path::PathBuf;
 
@@ -20,11 +21,30 @@ pub enum GenCommand {
         #[arg(long)]
         include_path: Option<String>,
     },
+    /// Links BPF objects into one, as `bpftool gen object` does: sections merged, globals
+    /// resolved (strong over weak, externs to definitions), BTF merged with each type once.
+    Object {
+        /// The linked object to write.
+        output: PathBuf,
+        /// The objects to link, in order.
+        #[arg(num_args = 1.., required = true)]
+        inputs: Vec<PathBuf>,
+    },
 }
 
 /// Runs a `gen` command.
 pub fn run(command: GenCommand) -> Result<(), Box<dyn std::error::Error>> {
     match command {
+        GenCommand::Object { output, inputs } => {
+            let mut linker = ebpf_core::object::Linker::new();
+            for input in &inputs {
+                let bytes = std::fs::read(input).map_err(|e| format!("{}: {e}", input.display()))?;
+                linker.add(&input.display().to_string(), &bytes)?;
+            }
+            let linked = linker.link()?;
+            std::fs::write(&output, linked).map_err(|e| format!("{}: {e}", output.display()))?;
+            Ok(())
+        }
         GenCommand::Skeleton { object, name, include_path } => {
             let bytes = std::fs::read(&object).map_err(|e| format!("{}: {e}", object.display()))?;
             let stem = object.file_stem().map_or_else(|| "object".to_owned(), |s| s.to_string_lossy().into_owned());

@@ -164,7 +164,7 @@ pub(super) struct Linked {
     pub core: Vec<(usize, CoreRelo)>,
 }
 
-pub(super) struct Linker<'a, 'd> {
+pub(super) struct CallLinker<'a, 'd> {
     pub elf: &'a Elf<'d>,
     /// Code sections by ELF section index (`None` for other sections).
     pub code: &'a [Option<CodeSection<'d>>],
@@ -178,7 +178,7 @@ struct Placement {
     base: usize,
 }
 
-impl<'d> Linker<'_, 'd> {
+impl<'d> CallLinker<'_, 'd> {
     /// A code section a placement or a checked target refers to (only code sections are
     /// ever placed, and every code section was read before linking starts).
     fn section(&self, index: usize) -> &CodeSection<'d> {

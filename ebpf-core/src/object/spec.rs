@@ -9,7 +9,7 @@ use ebpf_btf::BtfExt;
 use super::data::{self, KconfigExtern, KCONFIG_MAP};
 use super::elf::{Elf, Role};
 use super::error::ObjectError;
-use super::linker::{CodeSection, Linked, Linker, Resolver};
+use super::linker::{CallLinker, CodeSection, Linked, Resolver};
 use super::maps::{read_maps, DefinedMap};
 use super::section::{classify, SectionKind};
 use super::struct_ops::read_struct_ops;
@@ -104,7 +104,7 @@ impl CollectionSpec {
         for (index, section) in elf.sections.iter().enumerate() {
             code.push(if section.role == Role::Code { Some(CodeSection::read(&elf, index)?) } else { None });
         }
-        let linker = Linker { elf: &elf, code: &code, ext: ext.as_ref(), resolver: &resolver };
+        let linker = CallLinker { elf: &elf, code: &code, ext: ext.as_ref(), resolver: &resolver };
         let license: Arc<CStr> = elf.license().into();
         let kernel_version = elf.kernel_version();
         // Each code section with what its name says. `.text`, and a section whose name says no
