@@ -405,7 +405,7 @@ impl Linker {
 
         // Output symbols: section symbols, locals, then globals.
         let mut symbols: Vec<OutSymbol> = Vec::new();
-        for (at, section) in out.iter().enumerate() {
+        for at in 0..out.len() {
             symbols.push(OutSymbol {
                 name: String::new(),
                 st_type: elf::STT_SECTION,
@@ -415,7 +415,6 @@ impl Linker {
                 value: 0,
                 size: 0,
             });
-            let _ = section;
         }
         let section_symbol = |at: usize| at as u32 + 1;
         let mut local_index: HashMap<(usize, usize), u32> = HashMap::new();
@@ -544,6 +543,24 @@ impl DataLayout for Layout<'_> {
     }
 }
 
+/// Appends `sections`' records, each moved by `map(record, base of its section)`, to the
+/// merged section of the same name in `list` (records of sections not kept are dropped).
+fn move_records<T>(
+    list: &mut Vec<ExtSection<T>>,
+    sections: Vec<ExtSection<T>>,
+    base: &dyn Fn(&str) -> Option<u32>,
+    mut map: impl FnMut(&T, u32) -> T,
+) {
+    for section in sections {
+        let Some(b) = base(&section.name) else { continue };
+        let records: Vec<T> = section.records.iter().map(|r| map(r, b)).collect();
+        match list.iter_mut().find(|s| s.name == section.name) {
+            Some(merged) => merged.records.extend(records),
+            None => list.push(ExtSection { name: section.name, records }),
+        }
+    }
+}
+
 /// Moves every input's `.BTF.ext` records to the merged sections, ids and strings merged.
 fn merge_ext(
     inputs: &[Input],
@@ -551,12 +568,6 @@ fn merge_ext(
     placed: &HashMap<(usize, usize), (usize, u64)>,
     merged: &mut ebpf_btf::merge::MergedBtf,
 ) -> Result<Option<Vec<u8>>, LinkError> {
-    fn push<T>(list: &mut Vec<ExtSection<T>>, name: &str, records: Vec<T>) {
-        match list.iter_mut().find(|s| s.name == name) {
-            Some(section) => section.records.extend(records),
-            None => list.push(ExtSection { name: name.to_owned(), records }),
-        }
-    }
     let mut out = BtfExt { func_info_rec_size: 8, line_info_rec_size: 16, ..BtfExt::default() };
     let mut any = false;
     for (n, &i) in with_btf.iter().enumerate() {
@@ -569,43 +580,22 @@ fn merge_ext(
             let index = input.sections.iter().position(|s| s.as_ref().is_some_and(|s| s.name == name))?;
             placed.get(&(i, index)).map(|&(_, offset)| offset as u32)
         };
-        for section in ext.func_info {
-            let Some(b) = base(&section.name) else { continue };
-            let records = section
-                .records
-                .iter()
-                .map(|r| ebpf_btf::FuncInfo { insn_off: r.insn_off.wrapping_add(b), type_id: merged.id(n, r.type_id) })
-                .collect();
-            push(&mut out.func_info, &section.name, records);
-        }
-        for section in ext.line_info {
-            let Some(b) = base(&section.name) else { continue };
-            let records = section
-                .records
-                .iter()
-                .map(|r| ebpf_btf::LineInfo {
-                    insn_off: r.insn_off.wrapping_add(b),
-                    file_name_off: merged.string(btf.string(r.file_name_off)),
-                    line_off: merged.string(btf.string(r.line_off)),
-                    line_col: r.line_col,
-                })
-                .collect();
-            push(&mut out.line_info, &section.name, records);
-        }
-        for section in ext.core_relos {
-            let Some(b) = base(&section.name) else { continue };
-            let records = section
-                .records
-                .iter()
-                .map(|r| ebpf_btf::CoreRelo {
-                    insn_off: r.insn_off.wrapping_add(b),
-                    type_id: merged.id(n, r.type_id),
-                    access_str_off: merged.string(btf.string(r.access_str_off)),
-                    kind: r.kind,
-                })
-                .collect();
-            push(&mut out.core_relos, &section.name, records);
-        }
+        move_records(&mut out.func_info, ext.func_info, &base, |r, b| ebpf_btf::FuncInfo {
+            insn_off: r.insn_off.wrapping_add(b),
+            type_id: merged.id(n, r.type_id),
+        });
+        move_records(&mut out.line_info, ext.line_info, &base, |r, b| ebpf_btf::LineInfo {
+            insn_off: r.insn_off.wrapping_add(b),
+            file_name_off: merged.string(btf.string(r.file_name_off)),
+            line_off: merged.string(btf.string(r.line_off)),
+            line_col: r.line_col,
+        });
+        move_records(&mut out.core_relos, ext.core_relos, &base, |r, b| ebpf_btf::CoreRelo {
+            insn_off: r.insn_off.wrapping_add(b),
+            type_id: merged.id(n, r.type_id),
+            access_str_off: merged.string(btf.string(r.access_str_off)),
+            kind: r.kind,
+        });
     }
     Ok(any.then(|| out.encode(&mut |name| merged.string(name))))
 }
@@ -632,8 +622,15 @@ fn write(
     for section in sections {
         indices.push((w.reserve_section_index(), w.add_section_name(section.name.as_bytes())));
     }
-    let btf_index = btf.map(|_| (w.reserve_section_index(), w.add_section_name(b".BTF")));
-    let ext_index = ext.map(|_| (w.reserve_section_index(), w.add_section_name(b".BTF.ext")));
+    // Their indices follow the copied sections' in reservation order; only the names are kept.
+    let btf_name = btf.map(|_| {
+        w.reserve_section_index();
+        w.add_section_name(b".BTF")
+    });
+    let ext_name = ext.map(|_| {
+        w.reserve_section_index();
+        w.add_section_name(b".BTF.ext")
+    });
     let mut rel_indices = Vec::new();
     for (at, section) in sections.iter().enumerate() {
         if !section.relocations.is_empty() {
@@ -726,18 +723,15 @@ fn write(
             sh_entsize: 0,
         });
     }
-    for ((index, name), (offset, len)) in btf_index
-        .iter()
-        .zip(btf_offset.iter().zip(btf.map(<[u8]>::len)))
-        .chain(ext_index.iter().zip(ext_offset.iter().zip(ext.map(<[u8]>::len))))
-    {
-        let _ = index;
+    let blobs = [(btf_name, btf_offset, btf.map(<[u8]>::len)), (ext_name, ext_offset, ext.map(<[u8]>::len))];
+    for (name, offset, len) in blobs {
+        let (Some(name), Some(offset), Some(len)) = (name, offset, len) else { continue };
         w.write_section_header(&OutSectionHeader {
-            name: Some(*name),
+            name: Some(name),
             sh_type: elf::SHT_PROGBITS,
             sh_flags: 0,
             sh_addr: 0,
-            sh_offset: *offset as u64,
+            sh_offset: offset as u64,
             sh_size: len as u64,
             sh_link: 0,
             sh_info: 0,
