@@ -129,3 +129,31 @@ fn batch_reads_stop_when_the_kernel_says_the_walk_is_done() {
         },
     );
 }
+
+#[test]
+fn an_arena_is_mapped_at_the_address_its_object_gives() {
+    use std::os::fd::IntoRawFd;
+    let spec = CollectionSpec::from_elf(&fixture("arena_map")).unwrap();
+    let page = crate::mem::page_size();
+    // The "kernel" answers the arena's creation with shared memory of its size (a memfd).
+    let result = with_syscalls(
+        move |cmd, _| match cmd {
+            Cmd::MapCreate => {
+                let fd = nix::sys::memfd::memfd_create(c"arena", nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC)
+                    .map_err(|_| Errno::ENOMEM)?;
+                nix::unistd::ftruncate(&fd, (4 * page) as i64).map_err(|_| Errno::ENOMEM)?;
+                Ok(i64::from(fd.into_raw_fd()))
+            }
+            _ => Ok(0),
+        },
+        || Collection::load(spec, &LoadOptions::default()),
+    );
+    let collection = result.unwrap();
+    let arena = collection.arena("arena").unwrap();
+    assert_eq!((arena.address(), arena.len()), (1 << 44, 4 * page));
+    assert!(arena.write_value(page + 8, &42u64.to_ne_bytes()));
+    let mut back = [0u8; 8];
+    assert!(arena.read_value(page + 8, &mut back));
+    assert_eq!(u64::from_ne_bytes(back), 42);
+    assert!(collection.arena("not_there").is_err());
+}

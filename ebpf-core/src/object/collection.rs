@@ -28,6 +28,8 @@ pub struct Collection {
     variables: crate::SharedVec<VariableSpec>,
     /// Data sections mapped into this process, by index in `maps`.
     regions: Vec<(usize, MmapRegion)>,
+    /// Arenas mapped into this process, by index in `maps`.
+    arenas: Vec<(usize, MmapRegion)>,
     /// Kernel images of struct_ops values registered by a map update (`.struct_ops`), by
     /// index in `maps`: writing one registers it, so that waits for
     /// [`Collection::register_struct_ops`].
@@ -199,6 +201,7 @@ impl Collection {
         let mut maps = Vec::with_capacity(spec.maps.len());
         let mut to_pin = Vec::new();
         let mut layouts = Vec::new();
+        let mut arenas = Vec::new();
         for map_spec in &spec.maps {
             if let MapContents::StructOps(value) = &map_spec.contents {
                 let (map, layout) = create_struct_ops(map_spec, value, btf.as_ref().map(|fd| fd.as_fd()), options)?;
@@ -230,6 +233,15 @@ impl Collection {
             }
             let map = create_map(map_spec, btf.as_ref().map(|fd| fd.as_fd()))?;
             write_initial_data(&map, map_spec, &spec)?;
+            if map_spec.map_type == MapType::Arena {
+                // Mapped before any program loads, at the address the programs were built for
+                // (map_extra) when the object gives one, as libbpf maps arenas.
+                let len = (map_spec.max_entries as usize).saturating_mul(sys::page_size());
+                let address = (map_spec.map_extra != 0).then_some(map_spec.map_extra);
+                let region = MmapRegion::map_at(map.as_fd(), len, address)
+                    .map_err(|e| Error::syscall(format!("map arena \"{}\" into this process", map_spec.name), e))?;
+                arenas.push((maps.len(), region));
+            }
             if let Some(path) = pin_path {
                 to_pin.push((maps.len(), path));
             }
@@ -348,7 +360,7 @@ impl Collection {
                 }
             }
         }
-        Ok(Collection { maps, programs, variables: spec.variables, regions, struct_ops, _btf: btf })
+        Ok(Collection { maps, programs, variables: spec.variables, regions, arenas, struct_ops, _btf: btf })
     }
 
     /// The program called `name`.
@@ -365,6 +377,20 @@ impl Collection {
             .iter()
             .find(|m| m.name() == name)
             .ok_or_else(|| object_error(ObjectError::NotFound { kind: "map", name: name.to_owned() }))
+    }
+
+    /// The arena map `name` as this process sees it: memory shared with the programs, mapped
+    /// at load at the address the object gives (`map_extra`), else where the kernel chose.
+    pub fn arena(&self, name: &str) -> Result<&MmapRegion> {
+        let at = self
+            .maps
+            .iter()
+            .position(|m| m.name() == name)
+            .ok_or_else(|| object_error(ObjectError::NotFound { kind: "map", name: name.to_owned() }))?;
+        self.arenas.iter().find(|(i, _)| *i == at).map(|(_, region)| region).ok_or_else(|| Error::InvalidSpec {
+            object: format!("map \"{name}\""),
+            reason: "it is not an arena".to_owned(),
+        })
     }
 
     /// Registers the struct_ops map `name` with the kernel (a TCP congestion control becomes

@@ -47,6 +47,40 @@ impl MmapRegion {
         Ok(MmapRegion { ptr, len, writable })
     }
 
+    /// Maps `len` bytes of `fd` from offset 0, shared and writable, at `address` when one is
+    /// given (an arena whose programs see it at the address they were built for); a mapping
+    /// already there is never replaced (`MAP_FIXED_NOREPLACE`: EEXIST instead).
+    pub fn map_at(fd: BorrowedFd<'_>, len: usize, address: Option<u64>) -> Result<MmapRegion, SysError> {
+        let cmd = super::Cmd::ObjGetInfoByFd; // reported with the errno; mmap has no bpf command
+        let Some(address) = address else { return Self::map(fd, len, 0, true) };
+        if len == 0 || address % page_size() as u64 != 0 {
+            return Err(SysError { cmd, errno: Errno::EINVAL });
+        }
+        let flags = libc::MAP_SHARED | libc::MAP_FIXED_NOREPLACE;
+        // SAFETY: MAP_FIXED_NOREPLACE maps only where nothing is mapped (the kernel refuses with
+        // EEXIST otherwise), so no memory this process uses is replaced; the fd is live; the
+        // result is checked for MAP_FAILED and for the address asked before it is used, and
+        // the mapping is owned (unmapped on drop) by the returned value.
+        let ptr = unsafe {
+            libc::mmap(address as *mut libc::c_void, len, libc::PROT_READ | libc::PROT_WRITE, flags, fd.as_raw_fd(), 0)
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(SysError { cmd, errno: Errno::last() });
+        }
+        let ptr = NonNull::new(ptr.cast::<u8>()).ok_or(SysError { cmd, errno: Errno::EINVAL })?;
+        let region = MmapRegion { ptr, len, writable: true };
+        // Kernels before 4.17 take the flag as a hint and may map elsewhere.
+        if region.address() != address {
+            return Err(SysError { cmd, errno: Errno::EEXIST });
+        }
+        Ok(region)
+    }
+
+    /// Where it is mapped in this process.
+    pub fn address(&self) -> u64 {
+        self.ptr.as_ptr() as u64
+    }
+
     /// Length in bytes.
     #[inline]
     pub fn len(&self) -> usize {
