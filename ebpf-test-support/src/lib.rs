@@ -8,6 +8,7 @@
 //! ```
 
 pub mod cgroup;
+pub mod etcd;
 pub mod example;
 pub mod net;
 
@@ -134,6 +135,16 @@ pub fn require_tool(name: &str) -> Option<()> {
         return Some(());
     }
     skip_or_fail(&format!("{name} is not installed"));
+    None
+}
+
+/// `Some(())` when `etcd` (Debian's etcd-server) is installed; otherwise prints why and returns
+/// `None`, or panics under `EBPF_REQUIRE_KERNEL=1` (CI installs it).
+pub fn require_etcd() -> Option<()> {
+    if std::process::Command::new("etcd").arg("--version").output().is_ok_and(|o| o.status.success()) {
+        return Some(());
+    }
+    skip_or_fail("etcd is not installed (apt-get install etcd-server)");
     None
 }
 

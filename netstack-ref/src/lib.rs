@@ -22,6 +22,7 @@
 //! ```
 
 pub mod agent;
+pub mod cluster;
 pub mod datapath;
 pub mod demo;
 pub mod file_error;

@@ -1,0 +1,3 @@
+//! Several nodes: the kvstore they share (etcd).
+
+pub mod kvstore;
