@@ -115,6 +115,23 @@ impl Rtnl {
         self.request(&op, RouteNetlinkMessage::NewLink(message), NLM_F_CREATE | NLM_F_EXCL).map(|_| ())
     }
 
+    /// Creates the bridge `name`.
+    pub fn add_bridge(&mut self, name: &str) -> Result<(), PlumbingError> {
+        let mut message = LinkMessage::default();
+        message.attributes.push(LinkAttribute::IfName(name.to_owned()));
+        message.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)]));
+        let op = format!("add bridge {name}");
+        self.request(&op, RouteNetlinkMessage::NewLink(message), NLM_F_CREATE | NLM_F_EXCL).map(|_| ())
+    }
+
+    /// Makes interface `index` a port of the bridge `master`.
+    pub fn set_master(&mut self, index: u32, master: u32) -> Result<(), PlumbingError> {
+        let mut message = LinkMessage::default();
+        message.header.index = index;
+        message.attributes.push(LinkAttribute::Controller(master));
+        self.request(&format!("attach link {index} to {master}"), RouteNetlinkMessage::SetLink(message), 0).map(|_| ())
+    }
+
     /// Brings interface `index` up.
     pub fn set_up(&mut self, index: u32) -> Result<(), PlumbingError> {
         let mut message = LinkMessage::default();

@@ -36,7 +36,46 @@ enum Output {
 }
 
 #[derive(Subcommand)]
+enum ClusterCommand {
+    /// Brings up nodes on this machine: a network namespace each on an underlay bridge, with
+    /// its own agent, state and pin directories, pod CIDR and underlay address, routes to the
+    /// other nodes' pod CIDRs, and a client namespace on the underlay.
+    Up {
+        /// Number of nodes.
+        #[arg(long, default_value_t = 3)]
+        nodes: u8,
+        /// The cluster's name: the prefix of its namespaces.
+        #[arg(long, default_value = "nsc")]
+        name: String,
+        /// Start an etcd on loopback for the nodes (`etcd`), or none.
+        #[arg(long, value_parser = ["etcd", "none"], default_value = "none")]
+        kvstore: String,
+        /// Where the cluster's record and the nodes' state live.
+        #[arg(long, default_value = "/var/run/netstack-cluster")]
+        state_dir: PathBuf,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Brings the cluster down: agents, what they made, etcd, namespaces, state. Also after a
+    /// crash.
+    Down {
+        /// The cluster's name.
+        #[arg(long, default_value = "nsc")]
+        name: String,
+        /// Where the cluster's record lives.
+        #[arg(long, default_value = "/var/run/netstack-cluster")]
+        state_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
+    /// Several nodes on this machine.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
     /// Runs the node agent.
     Agent {
         #[command(flatten)]
@@ -169,6 +208,42 @@ enum BpfPolicyCommand {
     },
 }
 
+fn cluster(command: ClusterCommand) -> Result<(), CliError> {
+    use netstack_ref::cluster::topology::{self, ClusterOptions, Routing};
+    match command {
+        ClusterCommand::Up { nodes, name, kvstore, state_dir, output } => {
+            let agent_binary =
+                std::env::current_exe().map_err(|e| CliError::ClusterSetup(format!("find this binary: {e}")))?;
+            let options = ClusterOptions {
+                name,
+                nodes,
+                routing: Routing::Native,
+                etcd: kvstore == "etcd",
+                state_dir,
+                agent_binary,
+            };
+            let record = topology::up(&options)?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&record).expect("records serialise")),
+                Output::Table => {
+                    println!("cluster {}: client {} ({})", record.name, record.client_netns, record.client_address);
+                    for node in &record.nodes {
+                        println!(
+                            "  {}  netns {}  underlay {}  pods {}",
+                            node.name, node.netns, node.underlay, node.pod_cidr
+                        );
+                    }
+                    if let Some((endpoint, _, _)) = &record.etcd {
+                        println!("  etcd {endpoint}");
+                    }
+                }
+            }
+            Ok(())
+        }
+        ClusterCommand::Down { name, state_dir } => Ok(topology::down(&state_dir, &name)?),
+    }
+}
+
 /// What the command line reports when a command fails.
 #[derive(Debug, thiserror::Error)]
 enum CliError {
@@ -190,6 +265,10 @@ enum CliError {
     PodCidr(String),
     #[error("{0}: a file name is needed")]
     NoFileName(PathBuf),
+    #[error(transparent)]
+    Cluster(#[from] netstack_ref::cluster::topology::ClusterError),
+    #[error("cluster: {0}")]
+    ClusterSetup(String),
 }
 
 fn ask(state: &State, request: Request) -> Result<serde_json::Value, ApiError> {
@@ -243,6 +322,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             run_agent(state, manifests, netns, node_name, pod_cidr, &allow_localhost)
         }
         Command::Demo => Ok(netstack_ref::demo::run()?),
+        Command::Cluster { command } => cluster(command),
         Command::Apply { state, file } => apply(&state, &file),
         Command::Delete { state, file } => {
             let name = file.file_name().ok_or_else(|| CliError::NoFileName(file.clone()))?;

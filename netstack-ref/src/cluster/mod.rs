@@ -1,3 +1,5 @@
-//! Several nodes: the kvstore they share (etcd).
+//! Several nodes: on one machine (namespaces on an underlay bridge) and the kvstore they
+//! share (etcd).
 
 pub mod kvstore;
+pub mod topology;

@@ -1,0 +1,421 @@
+//! Nodes on one machine: each node a network namespace joined to an underlay bridge (in a
+//! namespace of its own), with its underlay address, pod CIDR, state and pin directories and
+//! its own agent process; a client namespace on the underlay for north-south traffic; an etcd
+//! on loopback when asked. What was made is recorded in `<state>/cluster.json`, and `down`
+//! removes it — also after a crash, from the record or, without one, by the names' prefix.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use std::os::unix::process::CommandExt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::agent::netns::{self, PlumbingError};
+use crate::agent::rtnl::Rtnl;
+
+/// What went wrong bringing a cluster up or down.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// Namespaces, links, addresses or routes.
+    #[error("cluster {cluster}: {source}")]
+    Plumbing {
+        /// The cluster.
+        cluster: String,
+        /// What failed.
+        source: PlumbingError,
+    },
+    /// Files of the state directory, or a process to start.
+    #[error("cluster {cluster}: {operation} {}: {source}", path.display())]
+    Io {
+        /// The cluster.
+        cluster: String,
+        /// What was being done.
+        operation: &'static str,
+        /// The file or program.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A cluster of this name is up already.
+    #[error("cluster {0} is up already (netstack cluster down first)")]
+    Exists(String),
+    /// A request the command line cannot satisfy.
+    #[error("cluster {cluster}: {reason}")]
+    Invalid {
+        /// The cluster.
+        cluster: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// How pod traffic crosses nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Routing {
+    /// Routes to each node's pod CIDR through its underlay address.
+    Native,
+}
+
+/// One node as brought up.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    /// Node name (`node1`).
+    pub name: String,
+    /// Its network namespace.
+    pub netns: String,
+    /// Its underlay address.
+    pub underlay: Ipv4Addr,
+    /// Its pod CIDR.
+    pub pod_cidr: String,
+    /// Its agent's state directory.
+    pub state_dir: PathBuf,
+    /// Its agent's process id, while running.
+    pub agent_pid: Option<u32>,
+}
+
+/// A cluster as brought up: what `down` removes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterRecord {
+    /// Cluster name: the prefix of everything it made.
+    pub name: String,
+    /// How pod traffic crosses nodes.
+    pub routing: Routing,
+    /// The underlay's namespace (holds the bridge).
+    pub underlay_netns: String,
+    /// The client namespace, on the underlay.
+    pub client_netns: String,
+    /// The client's underlay address.
+    pub client_address: Ipv4Addr,
+    /// The nodes.
+    pub nodes: Vec<NodeRecord>,
+    /// The etcd started for it: (client URL, process id, data directory).
+    pub etcd: Option<(String, u32, PathBuf)>,
+}
+
+/// The underlay: 192.168.100.0/24; the client at .2, node i at .(10 + i).
+const UNDERLAY_PREFIX: u8 = 24;
+
+fn underlay_address(host: u8) -> Ipv4Addr {
+    Ipv4Addr::new(192, 168, 100, host)
+}
+
+/// What `up` is asked for.
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    /// Cluster name (a short prefix: namespaces are `<name>-node1`, …).
+    pub name: String,
+    /// Number of nodes (1 to 32).
+    pub nodes: u8,
+    /// How pod traffic crosses nodes.
+    pub routing: Routing,
+    /// Start an etcd on loopback for the nodes.
+    pub etcd: bool,
+    /// Where the cluster's record and every node's state live.
+    pub state_dir: PathBuf,
+    /// The `netstack` binary to run agents with.
+    pub agent_binary: PathBuf,
+}
+
+fn record_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("cluster.json")
+}
+
+impl ClusterRecord {
+    /// The record under `state_dir`, if a cluster is up there.
+    pub fn load(state_dir: &Path) -> Option<ClusterRecord> {
+        serde_json::from_slice(&std::fs::read(record_path(state_dir)).ok()?).ok()
+    }
+
+    fn save(&self, state_dir: &Path) -> Result<(), ClusterError> {
+        let path = record_path(state_dir);
+        std::fs::write(&path, serde_json::to_vec_pretty(self).expect("records serialise"))
+            .map_err(|source| ClusterError::Io { cluster: self.name.clone(), operation: "write", path, source })
+    }
+}
+
+/// Brings a cluster up: the underlay and its bridge, the nodes and the client on it, native
+/// routes between pod CIDRs when asked, an etcd when asked, and an agent per node. On any
+/// failure what was made so far is removed.
+pub fn up(options: &ClusterOptions) -> Result<ClusterRecord, ClusterError> {
+    let name = &options.name;
+    if !(1..=32).contains(&options.nodes) {
+        return Err(ClusterError::Invalid { cluster: name.clone(), reason: "1 to 32 nodes".to_owned() });
+    }
+    if ClusterRecord::load(&options.state_dir).is_some() || netns::exists(&format!("{name}-underlay")) {
+        return Err(ClusterError::Exists(name.clone()));
+    }
+    let io = |operation, path: &Path| {
+        let (cluster, path) = (name.clone(), path.to_owned());
+        move |source| ClusterError::Io { cluster, operation, path, source }
+    };
+    std::fs::create_dir_all(&options.state_dir).map_err(io("create", &options.state_dir))?;
+    let mut record = ClusterRecord {
+        name: name.clone(),
+        routing: options.routing,
+        underlay_netns: format!("{name}-underlay"),
+        client_netns: format!("{name}-client"),
+        client_address: underlay_address(2),
+        nodes: (1..=options.nodes)
+            .map(|i| NodeRecord {
+                name: format!("node{i}"),
+                netns: format!("{name}-node{i}"),
+                underlay: underlay_address(10 + i),
+                pod_cidr: format!("10.200.{i}.0/24"),
+                state_dir: options.state_dir.join(format!("node{i}")),
+                agent_pid: None,
+            })
+            .collect(),
+        etcd: None,
+    };
+    // Saved first, so `down` after a failure or a crash finds what to remove.
+    record.save(&options.state_dir)?;
+    let built = build(&mut record, options);
+    if let Err(e) = built {
+        let _ = down(&options.state_dir, name);
+        return Err(e);
+    }
+    record.save(&options.state_dir)?;
+    Ok(record)
+}
+
+fn plumbing(cluster: &str) -> impl Fn(PlumbingError) -> ClusterError + '_ {
+    move |source| ClusterError::Plumbing { cluster: cluster.to_owned(), source }
+}
+
+/// Joins namespace `member` to the underlay bridge: a veth `underlay0` inside it (at
+/// `address`, up, with loopback up), its peer `port` a bridge port.
+fn join_underlay(underlay: &str, member: &str, port: &str, address: Ipv4Addr) -> Result<(), PlumbingError> {
+    let member_ns = netns::open(member)?;
+    let port = port.to_owned();
+    netns::run_in(underlay, move || -> Result<(), PlumbingError> {
+        let mut rtnl = Rtnl::open()?;
+        rtnl.add_veth(&port, "underlay0", &member_ns)?;
+        let (index, _) = rtnl.link(&port)?;
+        let (bridge, _) = rtnl.link("br0")?;
+        rtnl.set_master(index, bridge)?;
+        rtnl.set_up(index)
+    })??;
+    netns::run_in(member, move || -> Result<(), PlumbingError> {
+        let mut rtnl = Rtnl::open()?;
+        let (lo, _) = rtnl.link("lo")?;
+        rtnl.set_up(lo)?;
+        let (index, _) = rtnl.link("underlay0")?;
+        rtnl.add_address(index, address, UNDERLAY_PREFIX)?;
+        rtnl.set_up(index)
+    })?
+}
+
+fn build(record: &mut ClusterRecord, options: &ClusterOptions) -> Result<(), ClusterError> {
+    let name = record.name.clone();
+    let plumbing = plumbing(&name);
+    netns::add(&record.underlay_netns).map_err(&plumbing)?;
+    netns::run_in(&record.underlay_netns, || -> Result<(), PlumbingError> {
+        let mut rtnl = Rtnl::open()?;
+        rtnl.add_bridge("br0")?;
+        let (bridge, _) = rtnl.link("br0")?;
+        rtnl.set_up(bridge)
+    })
+    .map_err(&plumbing)?
+    .map_err(&plumbing)?;
+    netns::add(&record.client_netns).map_err(&plumbing)?;
+    join_underlay(&record.underlay_netns, &record.client_netns, "client", record.client_address).map_err(&plumbing)?;
+    for node in &record.nodes {
+        netns::add(&node.netns).map_err(&plumbing)?;
+        join_underlay(&record.underlay_netns, &node.netns, &node.name, node.underlay).map_err(&plumbing)?;
+        netns::run_in(&node.netns, || netns::sysctl("net/ipv4/ip_forward", "1"))
+            .map_err(&plumbing)?
+            .map_err(&plumbing)?;
+    }
+    if record.routing == Routing::Native {
+        for node in &record.nodes {
+            let others: Vec<(Ipv4Addr, Ipv4Addr)> = record
+                .nodes
+                .iter()
+                .filter(|o| o.name != node.name)
+                .map(|o| {
+                    (o.pod_cidr.split('/').next().and_then(|a| a.parse().ok()).expect("planned above"), o.underlay)
+                })
+                .collect();
+            netns::run_in(&node.netns, move || -> Result<(), PlumbingError> {
+                let mut rtnl = Rtnl::open()?;
+                let (index, _) = rtnl.link("underlay0")?;
+                for (pods, via) in others {
+                    rtnl.add_route(pods, 24, index, Some(via), false)?;
+                }
+                Ok(())
+            })
+            .map_err(&plumbing)?
+            .map_err(&plumbing)?;
+        }
+    }
+    if options.etcd {
+        record.etcd = Some(start_etcd(&name, &options.state_dir)?);
+        record.save(&options.state_dir)?;
+    }
+    for node in &mut record.nodes {
+        std::fs::create_dir_all(&node.state_dir).map_err(|source| ClusterError::Io {
+            cluster: name.clone(),
+            operation: "create",
+            path: node.state_dir.clone(),
+            source,
+        })?;
+        let log = node.state_dir.join("agent.log");
+        let log_file = std::fs::File::create(&log).map_err(|source| ClusterError::Io {
+            cluster: name.clone(),
+            operation: "create",
+            path: log.clone(),
+            source,
+        })?;
+        let stderr = log_file.try_clone().map_err(|source| ClusterError::Io {
+            cluster: name.clone(),
+            operation: "duplicate",
+            path: log.clone(),
+            source,
+        })?;
+        // Its own process group: the agent outlives the command that started it.
+        let child = Command::new(&options.agent_binary)
+            .arg("agent")
+            .arg("--state-dir")
+            .arg(&node.state_dir)
+            .args(["--netns", &node.netns, "--node-name", &node.name, "--pod-cidr", &node.pod_cidr])
+            .stdin(Stdio::null())
+            .stdout(log_file)
+            .stderr(stderr)
+            .process_group(0)
+            .spawn()
+            .map_err(|source| ClusterError::Io {
+                cluster: name.clone(),
+                operation: "start an agent with",
+                path: options.agent_binary.clone(),
+                source,
+            })?;
+        node.agent_pid = Some(child.id());
+        // Beside the record (saved once every agent runs), so a crash in between leaves no
+        // agent `down` cannot find.
+        let pid_file = node.state_dir.join("agent.pid");
+        std::fs::write(&pid_file, child.id().to_string()).map_err(|source| ClusterError::Io {
+            cluster: name.clone(),
+            operation: "write",
+            path: pid_file,
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+fn start_etcd(cluster: &str, state_dir: &Path) -> Result<(String, u32, PathBuf), ClusterError> {
+    let io = |operation, path: &Path, source| ClusterError::Io {
+        cluster: cluster.to_owned(),
+        operation,
+        path: path.to_owned(),
+        source,
+    };
+    let port = |what| -> Result<u16, ClusterError> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| io(what, Path::new("127.0.0.1"), e))?;
+        Ok(listener.local_addr().map_err(|e| io(what, Path::new("127.0.0.1"), e))?.port())
+    };
+    let (client_port, peer_port) = (port("choose a port on")?, port("choose a port on")?);
+    let data_dir = state_dir.join("etcd");
+    let client = format!("http://127.0.0.1:{client_port}");
+    let peer = format!("http://127.0.0.1:{peer_port}");
+    let member = format!("{cluster}-etcd");
+    let log =
+        std::fs::File::create(state_dir.join("etcd.log")).map_err(|e| io("create", &state_dir.join("etcd.log"), e))?;
+    let child = Command::new("etcd")
+        .args(["--name", &member, "--data-dir"])
+        .arg(&data_dir)
+        .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+        .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+        .args(["--initial-cluster", &format!("{member}={peer}"), "--log-level", "error"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| io("start (apt-get install etcd-server)", Path::new("etcd"), e))?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", client_port)).is_err() {
+        if std::time::Instant::now() > deadline {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            return Err(ClusterError::Invalid {
+                cluster: cluster.to_owned(),
+                reason: "etcd did not start within 20 s".to_owned(),
+            });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Ok((client, child.id(), data_dir))
+}
+
+/// Stops process `pid` (SIGTERM, then SIGKILL after two seconds) if it still runs.
+fn stop(pid: u32) {
+    use nix::sys::signal::{kill, Signal};
+    let pid = nix::unistd::Pid::from_raw(pid as i32);
+    if kill(pid, Signal::SIGTERM).is_err() {
+        return;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while std::time::Instant::now() < deadline {
+        // Reaped by its parent or gone: a signal 0 says so.
+        if kill(pid, None).is_err() || is_zombie(pid.as_raw()) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = kill(pid, Signal::SIGKILL);
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit(')').next().map(|rest| rest.trim_start().starts_with('Z')))
+        .unwrap_or(true)
+}
+
+/// Brings cluster `name` (recorded under `state_dir`) down: agents stopped and what they made
+/// removed, etcd stopped, namespaces deleted, the state directory removed. Works from the
+/// record, or without one from the names' prefix (a crash before the record was written).
+pub fn down(state_dir: &Path, name: &str) -> Result<(), ClusterError> {
+    let record = ClusterRecord::load(state_dir);
+    // Agents by their pid files (written as each started), then what each made.
+    let node_dirs: Vec<PathBuf> = std::fs::read_dir(state_dir)
+        .map(|dir| dir.flatten().map(|e| e.path()).filter(|p| p.join("agent.pid").exists()).collect())
+        .unwrap_or_default();
+    for dir in &node_dirs {
+        if let Some(pid) = std::fs::read_to_string(dir.join("agent.pid")).ok().and_then(|s| s.trim().parse().ok()) {
+            stop(pid);
+        }
+        let _ = crate::agent::reset(&crate::agent::AgentConfig::new(dir, None));
+    }
+    if let Some((_, pid, _)) = record.as_ref().and_then(|r| r.etcd.as_ref()) {
+        stop(*pid);
+    }
+    let prefix = format!("{name}-");
+    let mut names: Vec<String> = std::fs::read_dir("/run/netns")
+        .map(|dir| dir.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.retain(|n| n.starts_with(&prefix));
+    let mut first_error = None;
+    for netns_name in names {
+        if let Err(e) = netns::delete(&netns_name) {
+            first_error.get_or_insert(ClusterError::Plumbing { cluster: name.to_owned(), source: e });
+        }
+    }
+    if state_dir.exists() {
+        if let Err(source) = std::fs::remove_dir_all(state_dir) {
+            first_error.get_or_insert(ClusterError::Io {
+                cluster: name.to_owned(),
+                operation: "remove",
+                path: state_dir.to_owned(),
+                source,
+            });
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}

@@ -1,0 +1,120 @@
+//! `netstack cluster up|down`: nodes on this machine, each a namespace on an underlay bridge
+//! with its own agent; etcd on loopback when asked; everything removed by `down`, also after
+//! the agents and etcd were killed.
+
+use std::net::{Ipv4Addr, UdpSocket};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use ebpf_test_support::{require_etcd, require_kernel, unique_name};
+use netstack_ref::agent::netns;
+use netstack_ref::cluster::kvstore::KvStore;
+use netstack_ref::cluster::topology::ClusterRecord;
+
+fn netstack(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_netstack")).args(args).output().unwrap()
+}
+
+/// A cluster of the test's own, brought down on drop.
+struct Cluster {
+    name: String,
+    state_dir: PathBuf,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = netstack(&["cluster", "down", "--name", &self.name, "--state-dir", self.state_dir.to_str().unwrap()]);
+    }
+}
+
+/// Sends one datagram from namespace `from` to `to` in namespace `at`; whether it arrived.
+fn udp_reaches(from: &str, at: &str, to: Ipv4Addr) -> bool {
+    let port = 40000 + (std::process::id() % 20000) as u16;
+    let receiver = netns::run_in(at, move || {
+        let socket = UdpSocket::bind((to, port)).unwrap();
+        socket.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        socket
+    })
+    .unwrap();
+    netns::run_in(from, move || UdpSocket::bind("0.0.0.0:0").unwrap().send_to(b"underlay", (to, port)).unwrap())
+        .unwrap();
+    let mut buf = [0u8; 16];
+    receiver.recv_from(&mut buf).is_ok()
+}
+
+#[test]
+fn three_nodes_come_up_talk_on_the_underlay_and_go_down_even_after_a_crash() {
+    let Some(_root) = require_kernel() else { return };
+    let Some(()) = require_etcd() else { return };
+    let name = unique_name("cl").replace('_', "");
+    let state_dir = std::env::temp_dir().join(unique_name("cluster"));
+    let cluster = Cluster { name: name.clone(), state_dir: state_dir.clone() };
+    let state = state_dir.to_str().unwrap();
+    let up = netstack(&[
+        "cluster",
+        "up",
+        "--nodes",
+        "3",
+        "--name",
+        &name,
+        "--kvstore",
+        "etcd",
+        "--state-dir",
+        state,
+        "-o",
+        "json",
+    ]);
+    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    let record: ClusterRecord = serde_json::from_slice(&up.stdout).unwrap();
+    assert_eq!(record.nodes.len(), 3);
+    for namespace in
+        [&record.underlay_netns, &record.client_netns].into_iter().chain(record.nodes.iter().map(|n| &n.netns))
+    {
+        assert!(netns::exists(namespace), "{namespace}");
+    }
+    let again = netstack(&["cluster", "up", "--name", &name, "--state-dir", state]);
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("is up already"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+
+    // The underlay joins nodes and client.
+    let (node1, node3) = (&record.nodes[0], &record.nodes[2]);
+    assert!(udp_reaches(&node1.netns, &node3.netns, node3.underlay), "node1 → node3 on the underlay");
+    assert!(udp_reaches(&record.client_netns, &node1.netns, node1.underlay), "client → node1");
+    // Native routing: node1 reaches node3's pods through node3's underlay address.
+    let routes =
+        netns::run_in(&node1.netns, || std::fs::read_to_string("/proc/thread-self/net/route").unwrap()).unwrap();
+    let pods3 = u32::from_ne_bytes(Ipv4Addr::new(10, 200, 3, 0).octets());
+    let via3 = u32::from_ne_bytes(node3.underlay.octets());
+    assert!(routes.lines().any(|l| l.contains(&format!("{pods3:08X}\t{via3:08X}"))), "{routes}");
+
+    // Each node has its agent, answering on its own state directory.
+    for node in &record.nodes {
+        let status = netstack(&["status", "--state-dir", node.state_dir.to_str().unwrap(), "-o", "json"]);
+        let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap_or_default();
+        assert_eq!(status["node"], node.name.as_str(), "{status}");
+    }
+    // And the etcd started for them answers.
+    let (endpoint, etcd_pid, _) = record.etcd.clone().unwrap();
+    KvStore::connect(&[endpoint], "netstack", Duration::from_secs(5)).unwrap();
+
+    // A crash: every agent and etcd killed; `down` still removes everything.
+    let pids: Vec<u32> = record.nodes.iter().filter_map(|n| n.agent_pid).chain([etcd_pid]).collect();
+    for &pid in &pids {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+    }
+    let down = netstack(&["cluster", "down", "--name", &name, "--state-dir", state]);
+    assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
+    assert!(!state_dir.exists());
+    let left: Vec<String> = std::fs::read_dir("/run/netns")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&format!("{name}-")))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    drop(cluster);
+}
