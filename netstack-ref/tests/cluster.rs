@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use ebpf_test_support::{require_etcd, require_kernel, unique_name};
+use ebpf_test_support::{eventually, require_etcd, require_kernel, unique_name};
 use netstack_ref::agent::netns;
 use netstack_ref::cluster::kvstore::KvStore;
 use netstack_ref::cluster::topology::ClusterRecord;
@@ -92,14 +92,71 @@ fn three_nodes_come_up_talk_on_the_underlay_and_go_down_even_after_a_crash() {
     assert!(routes.lines().any(|l| l.contains(&format!("{pods3:08X}\t{via3:08X}"))), "{routes}");
 
     // Each node has its agent, answering on its own state directory.
+    let status_of = |state_dir: &PathBuf| -> serde_json::Value {
+        let out = netstack(&["status", "--state-dir", state_dir.to_str().unwrap(), "-o", "json"]);
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    };
     for node in &record.nodes {
-        let status = netstack(&["status", "--state-dir", node.state_dir.to_str().unwrap(), "-o", "json"]);
-        let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap_or_default();
-        assert_eq!(status["node"], node.name.as_str(), "{status}");
+        assert!(
+            eventually(Duration::from_secs(15), || status_of(&node.state_dir)["node"] == node.name.as_str()),
+            "{}: {}",
+            node.name,
+            status_of(&node.state_dir)
+        );
     }
-    // And the etcd started for them answers.
+    // The etcd started for them answers, in the underlay namespace; every agent publishes its
+    // node there and lists the others.
     let (endpoint, etcd_pid, _) = record.etcd.clone().unwrap();
-    KvStore::connect(&[endpoint], "netstack", Duration::from_secs(5)).unwrap();
+    let underlay = record.underlay_netns.clone();
+    netns::run_in(&underlay, move || KvStore::connect(&[endpoint], "netstack", Duration::from_secs(5)).map(drop))
+        .unwrap()
+        .unwrap();
+    let node_names = |state_dir: &PathBuf| -> Vec<String> {
+        let out = netstack(&["node", "list", "--state-dir", state_dir.to_str().unwrap(), "-o", "json"]);
+        let nodes: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let mut names: Vec<String> =
+            nodes.as_array().into_iter().flatten().filter_map(|n| n["name"].as_str().map(str::to_owned)).collect();
+        names.sort();
+        names
+    };
+    assert!(
+        eventually(Duration::from_secs(15), || node_names(&record.nodes[1].state_dir) == ["node1", "node2", "node3"]),
+        "{:?}",
+        node_names(&record.nodes[1].state_dir)
+    );
+    assert_eq!(status_of(&node1.state_dir)["kvstore"]["connected"], true, "{}", status_of(&node1.state_dir));
+
+    // The same pod labels on two nodes get one identity, agreed through the kvstore.
+    let manifest = state_dir.join("pods.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n---\napiVersion: v1\nkind: Pod\n\
+         metadata:\n  name: web\n  namespace: shop\n  labels:\n    app: web\n",
+    )
+    .unwrap();
+    let identity_of_web = |state_dir: &PathBuf| -> Option<u64> {
+        let out = netstack(&["identity", "list", "--state-dir", state_dir.to_str().unwrap(), "-o", "json"]);
+        let rows: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        rows.as_array()?
+            .iter()
+            .find(|r| r["labels"].as_str().is_some_and(|l| l.contains("app=web")))
+            .and_then(|r| r["identity"].as_u64())
+    };
+    for node in [&record.nodes[0], &record.nodes[2]] {
+        let applied = netstack(&[
+            "apply",
+            "--state-dir",
+            node.state_dir.to_str().unwrap(),
+            "--filename",
+            manifest.to_str().unwrap(),
+        ]);
+        assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
+    }
+    assert!(eventually(Duration::from_secs(15), || identity_of_web(&record.nodes[0].state_dir).is_some()));
+    assert!(eventually(Duration::from_secs(15), || identity_of_web(&record.nodes[2].state_dir).is_some()));
+    let (on1, on3) = (identity_of_web(&record.nodes[0].state_dir), identity_of_web(&record.nodes[2].state_dir));
+    assert_eq!(on1, on3, "one identity for the same labels on both nodes");
+    assert!(on1.unwrap() >= 256);
 
     // A crash: every agent and etcd killed; `down` still removes everything.
     let pids: Vec<u32> = record.nodes.iter().filter_map(|n| n.agent_pid).chain([etcd_pid]).collect();

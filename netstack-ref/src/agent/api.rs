@@ -38,6 +38,8 @@ pub enum Request {
     },
     /// Re-read the sources now.
     Sync,
+    /// The cluster's nodes, from the kvstore.
+    NodeList,
 }
 
 /// What went wrong on either side of the local API.
@@ -71,6 +73,9 @@ pub enum ApiError {
     /// The agent could not answer (its message).
     #[error("{0}")]
     Agent(String),
+    /// The cluster's kvstore could not answer.
+    #[error("{0}")]
+    Cluster(String),
 }
 
 fn find<'a>(agent: &'a Agent, endpoint: &str) -> Result<&'a super::LiveEndpoint, ApiError> {
@@ -91,6 +96,10 @@ pub fn handle(agent: &mut Agent, request: &Request) -> Result<serde_json::Value,
             serde_json::to_value(agent.status())?
         }
         Request::EndpointList => serde_json::to_value(endpoint_rows(agent))?,
+        Request::NodeList => {
+            let nodes = agent.nodes().map_err(|e| ApiError::Cluster(e.to_string()))?;
+            serde_json::to_value(nodes)?
+        }
         Request::IdentityList => {
             let rows: Vec<IdentityRow> =
                 agent.identities().into_iter().map(|(identity, labels)| IdentityRow { identity, labels }).collect();

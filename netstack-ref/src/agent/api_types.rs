@@ -41,6 +41,9 @@ pub struct Status {
     pub warnings: Vec<String>,
     /// Conntrack garbage collection.
     pub conntrack_gc: ConntrackGcStatus,
+    /// The cluster's kvstore, when the agent has one: health and last sync.
+    #[serde(default)]
+    pub kvstore: Option<crate::cluster::membership::KvStoreHealth>,
 }
 
 /// What the latest sync did.

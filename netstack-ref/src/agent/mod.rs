@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::cluster::kvstore::{KvError, NodeEntry};
+use crate::cluster::membership::Membership;
 use crate::datapath::{Conntrack, CtLifetimes, DatapathError, EndpointDatapath, Ipcache, JiffiesClock};
 use crate::identity::{CidrIdentities, IdentityAllocator, Labels, ReservedIdentity};
 use crate::manifest::Pod;
@@ -83,6 +85,10 @@ pub struct AgentConfig {
     pub bpffs: PathBuf,
     /// Whether the host may always reach the node's pods (`--allow-localhost`).
     pub allow_localhost: AllowLocalhost,
+    /// The cluster's kvstore (etcd URL): nodes and identities shared with the other agents.
+    pub kvstore: Option<String>,
+    /// The node's underlay address, published in its node entry.
+    pub node_address: Option<IpAddr>,
 }
 
 impl AgentConfig {
@@ -98,6 +104,8 @@ impl AgentConfig {
             pod_cidr: Cidr::parse("10.200.0.0/24").expect("valid"),
             bpffs,
             allow_localhost: AllowLocalhost::Always,
+            kvstore: None,
+            node_address: None,
         }
     }
 
@@ -163,7 +171,13 @@ pub struct Agent {
     syncs: u64,
     last_sync: Option<(Duration, usize, usize)>,
     conntrack_gc: ConntrackGc,
+    /// Membership of the cluster, when the agent has a kvstore; and when it was last tended.
+    cluster: Option<Membership>,
+    cluster_tended: Option<Instant>,
 }
+
+/// How often the agent checks its kvstore connection (and reconnects with a backoff).
+pub const CLUSTER_TEND_INTERVAL: Duration = Duration::from_secs(2);
 
 /// How often the agent forgets idle connections.
 pub const CONNTRACK_GC_INTERVAL: Duration = Duration::from_secs(30);
@@ -196,7 +210,20 @@ impl Agent {
         let ipcache_state = ipcache.entries().map_err(datapath("read the ipcache"))?.into_iter().collect();
         let mut dirs = vec![config.applied_dir()];
         dirs.extend(config.manifests.clone());
+        let cluster = config.kvstore.as_deref().map(|endpoint| {
+            Membership::new(
+                endpoint,
+                NodeEntry {
+                    name: config.node_name.clone(),
+                    addresses: config.node_address.into_iter().collect(),
+                    pod_cidr: config.pod_cidr.to_string(),
+                    encryption_key: None,
+                },
+            )
+        });
         Ok(Agent {
+            cluster,
+            cluster_tended: None,
             sources: Sources::new(dirs),
             config,
             persisted,
@@ -257,6 +284,11 @@ impl Agent {
         }
         let started = Instant::now();
         self.errors = self.sources.errors();
+        if let Some(cluster) = &self.cluster {
+            if let Some(e) = cluster.health().error {
+                self.errors.push(format!("kvstore (the datapath keeps its last state): {e}"));
+            }
+        }
         let (written, removed) = self.reconcile();
         self.syncs += 1;
         self.last_sync = Some((started.elapsed(), written, removed));
@@ -264,6 +296,31 @@ impl Agent {
             self.errors.push(e.to_string());
         }
         true
+    }
+
+    /// Checks the kvstore connection every [`CLUSTER_TEND_INTERVAL`], reconnecting with a
+    /// backoff; true when it came back (the caller syncs again: pods waiting for a cluster
+    /// identity get one).
+    pub fn tend_cluster(&mut self) -> bool {
+        let Some(cluster) = &mut self.cluster else { return false };
+        if self.cluster_tended.is_some_and(|t| t.elapsed() < CLUSTER_TEND_INTERVAL) {
+            return false;
+        }
+        self.cluster_tended = Some(Instant::now());
+        let was = cluster.health().connected;
+        let now = cluster.ensure();
+        now && !was
+    }
+
+    /// The cluster's nodes, from the kvstore.
+    pub fn nodes(&mut self) -> Result<Vec<NodeEntry>, KvError> {
+        match &mut self.cluster {
+            Some(cluster) => cluster.nodes(),
+            None => Err(KvError::Unavailable {
+                operation: "list nodes".to_owned(),
+                reason: "this agent has no kvstore (netstack agent --kvstore URL)".to_owned(),
+            }),
+        }
     }
 
     /// Live endpoints by pod key.
@@ -322,6 +379,7 @@ impl Agent {
                 }
                 Err(e) => ConntrackGcStatus::Unavailable { error: e.to_string() },
             },
+            kvstore: self.cluster.as_ref().map(Membership::health),
         }
     }
 }
@@ -330,7 +388,11 @@ impl Agent {
 pub fn run(config: AgentConfig, interval: Duration) -> Result<(), AgentError> {
     let socket = config.socket();
     let agent = Arc::new(Mutex::new(Agent::new(config)?));
-    agent.lock().expect("not poisoned").sync(true);
+    {
+        let mut a = agent.lock().expect("not poisoned");
+        a.tend_cluster();
+        a.sync(true);
+    }
     let server = api::serve(&socket, Arc::clone(&agent))?;
     loop {
         std::thread::sleep(interval);
@@ -338,7 +400,8 @@ pub fn run(config: AgentConfig, interval: Duration) -> Result<(), AgentError> {
             return Err(AgentError::ApiStopped);
         }
         let mut a = agent.lock().expect("not poisoned");
-        if a.sync(false) {
+        let reconnected = a.tend_cluster();
+        if a.sync(reconnected) {
             for e in a.errors() {
                 eprintln!("netstack agent: {e}");
             }

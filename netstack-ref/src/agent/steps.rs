@@ -128,7 +128,7 @@ impl Agent {
             let record = self.persisted.endpoints.remove(&key).expect("listed");
             let live = self.endpoints.remove(&key);
             if let Some(l) = &live {
-                self.identities.release(&l.labels);
+                self.release_identity(&l.labels);
             }
             if let Err(e) = endpoint::remove(&record, live.map(|l| l.datapath)) {
                 self.errors.push(format!("remove {e}"));
@@ -154,12 +154,24 @@ impl Agent {
             return;
         }
         if let Some(old) = previous {
-            self.identities.release(&old);
+            self.release_identity(&old);
         }
         let text = labels.to_string();
-        let identity = match (self.identities.get(&labels), self.persisted.identities.get(&text)) {
-            (None, Some(&id)) if self.identities.restore(&labels, id) => id,
-            _ => self.identities.allocate(&labels).get(),
+        let identity = if self.cluster.is_some() {
+            match self.cluster_identity(&labels, &text) {
+                Some(id) => id,
+                None => {
+                    self.errors.push(format!(
+                        "pod {key}: waits for its cluster identity (labels {text}): the kvstore is unavailable"
+                    ));
+                    return;
+                }
+            }
+        } else {
+            match (self.identities.get(&labels), self.persisted.identities.get(&text)) {
+                (None, Some(&id)) if self.identities.restore(&labels, id) => id,
+                _ => self.identities.allocate(&labels).get(),
+            }
         };
         self.persisted.identities.insert(text, identity);
         if let Some(live) = self.endpoints.get_mut(key) {
@@ -180,7 +192,44 @@ impl Agent {
             }
             Err(e) => {
                 self.errors.push(e.to_string());
-                self.identities.release(&labels);
+                self.release_identity(&labels);
+            }
+        }
+    }
+
+    /// The cluster-wide identity of `labels` (`text`), mirrored in the local allocator: from
+    /// the kvstore, or while it is away the one this node last had for them (the datapath
+    /// keeps its last state). `None` when neither knows it.
+    fn cluster_identity(&mut self, labels: &Labels, text: &str) -> Option<u32> {
+        let cluster = self.cluster.as_mut()?;
+        let id = cluster.allocate(labels).or_else(|| self.persisted.identities.get(text).copied())?;
+        match self.identities.get(labels) {
+            Some(held) if held == id => {
+                // One more use of an identity this node holds.
+                self.identities.allocate(labels);
+            }
+            Some(_) => {
+                // The cluster re-allocated it (collected while this node was away).
+                while !self.identities.release(labels) {}
+                self.identities.restore(labels, id);
+            }
+            None => {
+                if !self.identities.restore(labels, id) {
+                    self.errors.push(format!("identity {id} of {text} is held here by other labels"));
+                    return None;
+                }
+            }
+        }
+        Some(id)
+    }
+
+    /// Drops one use of `labels`' identity; the last use here also drops this node's
+    /// reference in the kvstore.
+    fn release_identity(&mut self, labels: &Labels) {
+        let id = self.identities.get(labels);
+        if self.identities.release(labels) {
+            if let (Some(cluster), Some(id)) = (self.cluster.as_mut(), id) {
+                cluster.release(id);
             }
         }
     }

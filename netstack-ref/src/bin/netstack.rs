@@ -96,6 +96,18 @@ enum Command {
         /// Kubernetes mode, so kubelet's probes work) or is subject to policy (`policy`).
         #[arg(long, default_value = "always", value_parser = ["always", "policy"])]
         allow_localhost: String,
+        /// The cluster's kvstore (`http://192.168.100.1:2379`): nodes and identities shared
+        /// with the other agents.
+        #[arg(long)]
+        kvstore: Option<String>,
+        /// The node's underlay address, published in its node entry.
+        #[arg(long)]
+        node_address: Option<std::net::IpAddr>,
+    },
+    /// The cluster's nodes.
+    Node {
+        #[command(subcommand)]
+        command: ListOnly,
     },
     /// Builds a small scene, shows which connections pass and why, removes everything.
     Demo,
@@ -318,8 +330,14 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
-        Command::Agent { state, manifests, netns, node_name, pod_cidr, allow_localhost } => {
-            run_agent(state, manifests, netns, node_name, pod_cidr, &allow_localhost)
+        Command::Agent { state, manifests, netns, node_name, pod_cidr, allow_localhost, kvstore, node_address } => {
+            let cluster = ClusterFlags { kvstore, node_address };
+            run_agent(state, manifests, netns, node_name, pod_cidr, &allow_localhost, cluster)
+        }
+        Command::Node { command: ListOnly::List { state, output } } => {
+            let columns = [("NAME", "name"), ("ADDRESSES", "addresses"), ("POD CIDR", "pod_cidr")];
+            print(ask(&state, Request::NodeList)?, output, &columns);
+            Ok(())
         }
         Command::Demo => Ok(netstack_ref::demo::run()?),
         Command::Cluster { command } => cluster(command),
@@ -370,6 +388,12 @@ fn run(cli: Cli) -> Result<(), CliError> {
     }
 }
 
+/// The agent's cluster flags.
+struct ClusterFlags {
+    kvstore: Option<String>,
+    node_address: Option<std::net::IpAddr>,
+}
+
 fn run_agent(
     state: State,
     manifests: Option<PathBuf>,
@@ -377,6 +401,7 @@ fn run_agent(
     node_name: String,
     pod_cidr: String,
     allow_localhost: &str,
+    cluster: ClusterFlags,
 ) -> Result<(), CliError> {
     if let Some(name) = &netns {
         agent::netns::enter(name)?;
@@ -391,6 +416,8 @@ fn run_agent(
     config.node_name = node_name;
     config.pod_cidr = Cidr::parse(&pod_cidr).ok_or(CliError::PodCidr(pod_cidr))?;
     config.allow_localhost = AllowLocalhost::from_name(allow_localhost).unwrap_or_default();
+    config.kvstore = cluster.kvstore;
+    config.node_address = cluster.node_address;
     Ok(agent::run(config, Duration::from_millis(200))?)
 }
 

@@ -2,4 +2,5 @@
 //! share (etcd).
 
 pub mod kvstore;
+pub mod membership;
 pub mod topology;

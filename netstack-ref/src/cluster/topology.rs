@@ -91,7 +91,8 @@ pub struct ClusterRecord {
     pub client_address: Ipv4Addr,
     /// The nodes.
     pub nodes: Vec<NodeRecord>,
-    /// The etcd started for it: (client URL, process id, data directory).
+    /// The etcd started for it, in the underlay namespace: (client URL, process id, data
+    /// directory).
     pub etcd: Option<(String, u32, PathBuf)>,
 }
 
@@ -214,8 +215,12 @@ fn build(record: &mut ClusterRecord, options: &ClusterOptions) -> Result<(), Clu
     netns::add(&record.underlay_netns).map_err(&plumbing)?;
     netns::run_in(&record.underlay_netns, || -> Result<(), PlumbingError> {
         let mut rtnl = Rtnl::open()?;
+        // Loopback up: etcd there answers its own health checks and our readiness probe.
+        let (lo, _) = rtnl.link("lo")?;
+        rtnl.set_up(lo)?;
         rtnl.add_bridge("br0")?;
         let (bridge, _) = rtnl.link("br0")?;
+        rtnl.add_address(bridge, underlay_address(1), UNDERLAY_PREFIX)?;
         rtnl.set_up(bridge)
     })
     .map_err(&plumbing)?
@@ -252,7 +257,7 @@ fn build(record: &mut ClusterRecord, options: &ClusterOptions) -> Result<(), Clu
         }
     }
     if options.etcd {
-        record.etcd = Some(start_etcd(&name, &options.state_dir)?);
+        record.etcd = Some(start_etcd(&name, &record.underlay_netns, &options.state_dir)?);
         record.save(&options.state_dir)?;
     }
     for node in &mut record.nodes {
@@ -281,6 +286,8 @@ fn build(record: &mut ClusterRecord, options: &ClusterOptions) -> Result<(), Clu
             .arg("--state-dir")
             .arg(&node.state_dir)
             .args(["--netns", &node.netns, "--node-name", &node.name, "--pod-cidr", &node.pod_cidr])
+            .args(["--node-address", &node.underlay.to_string()])
+            .args(record.etcd.as_ref().map(|(endpoint, _, _)| ["--kvstore", endpoint.as_str()]).into_iter().flatten())
             .stdin(Stdio::null())
             .stdout(log_file)
             .stderr(stderr)
@@ -306,25 +313,27 @@ fn build(record: &mut ClusterRecord, options: &ClusterOptions) -> Result<(), Clu
     Ok(())
 }
 
-fn start_etcd(cluster: &str, state_dir: &Path) -> Result<(String, u32, PathBuf), ClusterError> {
+/// The kvstore's address: etcd in the underlay namespace, on the bridge, where every node
+/// reaches it over its underlay link.
+pub fn etcd_endpoint() -> String {
+    format!("http://{}:2379", underlay_address(1))
+}
+
+fn start_etcd(cluster: &str, underlay: &str, state_dir: &Path) -> Result<(String, u32, PathBuf), ClusterError> {
     let io = |operation, path: &Path, source| ClusterError::Io {
         cluster: cluster.to_owned(),
         operation,
         path: path.to_owned(),
         source,
     };
-    let port = |what| -> Result<u16, ClusterError> {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| io(what, Path::new("127.0.0.1"), e))?;
-        Ok(listener.local_addr().map_err(|e| io(what, Path::new("127.0.0.1"), e))?.port())
-    };
-    let (client_port, peer_port) = (port("choose a port on")?, port("choose a port on")?);
     let data_dir = state_dir.join("etcd");
-    let client = format!("http://127.0.0.1:{client_port}");
-    let peer = format!("http://127.0.0.1:{peer_port}");
+    let client = etcd_endpoint();
+    let peer = format!("http://{}:2380", underlay_address(1));
     let member = format!("{cluster}-etcd");
-    let log =
-        std::fs::File::create(state_dir.join("etcd.log")).map_err(|e| io("create", &state_dir.join("etcd.log"), e))?;
-    let child = Command::new("etcd")
+    let log_path = state_dir.join("etcd.log");
+    let log = std::fs::File::create(&log_path).map_err(|e| io("create", &log_path, e))?;
+    let mut command = Command::new("etcd");
+    command
         .args(["--name", &member, "--data-dir"])
         .arg(&data_dir)
         .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
@@ -333,16 +342,18 @@ fn start_etcd(cluster: &str, state_dir: &Path) -> Result<(String, u32, PathBuf),
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
-        .process_group(0)
-        .spawn()
+        .process_group(0);
+    // Started from a thread inside the underlay namespace: the process is born there.
+    let child = netns::run_in(underlay, move || command.spawn())
+        .map_err(plumbing(cluster))?
         .map_err(|e| io("start (apt-get install etcd-server)", Path::new("etcd"), e))?;
+    let address = underlay_address(1);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", client_port)).is_err() {
+    let listening =
+        || netns::run_in(underlay, move || std::net::TcpStream::connect((address, 2379)).is_ok()).unwrap_or(false);
+    while !listening() {
         if std::time::Instant::now() > deadline {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(child.id() as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+            stop(child.id());
             return Err(ClusterError::Invalid {
                 cluster: cluster.to_owned(),
                 reason: "etcd did not start within 20 s".to_owned(),

@@ -1,0 +1,177 @@
+//! An agent's membership of the cluster through the kvstore: its node entry under its lease,
+//! its pods' identities allocated cluster-wide. Losing the kvstore never stops the agent:
+//! calls fail fast, the agent keeps its datapath on the last state, and reconnects with a
+//! backoff (doubling from 1 s to 30 s), publishing its node again when it is back.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::kvstore::{KvError, KvStore, NodeEntry, NodeLease};
+use crate::identity::Labels;
+
+/// How long a node entry outlives its agent.
+pub const NODE_TTL: Duration = Duration::from_secs(10);
+/// How long one kvstore call may take before the agent moves on.
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The kvstore's health, as `netstack status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KvStoreHealth {
+    /// Where it is.
+    pub endpoint: String,
+    /// Whether the agent is connected and its node published.
+    pub connected: bool,
+    /// When the agent last talked to it successfully (seconds since the epoch).
+    pub last_sync: Option<u64>,
+    /// The latest failure, while disconnected.
+    pub error: Option<String>,
+}
+
+/// The connection an agent keeps.
+pub struct Membership {
+    endpoint: String,
+    node: NodeEntry,
+    store: Option<KvStore>,
+    lease: Option<NodeLease>,
+    next_attempt: Instant,
+    backoff: Duration,
+    last_sync: Option<SystemTime>,
+    error: Option<String>,
+}
+
+impl std::fmt::Debug for Membership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Membership").field("endpoint", &self.endpoint).field("node", &self.node.name).finish()
+    }
+}
+
+impl Membership {
+    /// A membership of the cluster whose kvstore is at `endpoint`, as node `node` (nothing is
+    /// contacted until [`Membership::ensure`]).
+    pub fn new(endpoint: &str, node: NodeEntry) -> Membership {
+        Membership {
+            endpoint: endpoint.to_owned(),
+            node,
+            store: None,
+            lease: None,
+            next_attempt: Instant::now(),
+            backoff: FIRST_BACKOFF,
+            last_sync: None,
+            error: None,
+        }
+    }
+
+    fn lost(&mut self, error: &KvError) {
+        self.error = Some(error.to_string());
+        // The lease may still hold on the kvstore's side; a new one is taken on reconnect and
+        // the old one expires. Dropping it here would block on a revoke that cannot arrive.
+        if let Some(lease) = self.lease.take() {
+            lease.abandon();
+        }
+        self.store = None;
+        self.next_attempt = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+    }
+
+    fn synced(&mut self) {
+        self.error = None;
+        self.last_sync = Some(SystemTime::now());
+        self.backoff = FIRST_BACKOFF;
+    }
+
+    /// Connects and publishes the node when not connected (and the backoff allows); checks
+    /// the connection otherwise. True when connected.
+    pub fn ensure(&mut self) -> bool {
+        if let Some(store) = &self.store {
+            return match store.nodes() {
+                Ok(nodes) if nodes.iter().any(|n| n.name == self.node.name) => {
+                    self.synced();
+                    true
+                }
+                // The lease expired (the kvstore was away too long): publish again.
+                Ok(_) => self.publish(),
+                Err(e) => {
+                    self.lost(&e);
+                    false
+                }
+            };
+        }
+        if Instant::now() < self.next_attempt {
+            return false;
+        }
+        match KvStore::connect(std::slice::from_ref(&self.endpoint), "netstack", CALL_TIMEOUT) {
+            Ok(store) => {
+                self.store = Some(store);
+                self.publish()
+            }
+            Err(e) => {
+                self.lost(&e);
+                false
+            }
+        }
+    }
+
+    fn publish(&mut self) -> bool {
+        let Some(store) = self.store.clone() else { return false };
+        let published = store.lease(NODE_TTL).and_then(|lease| {
+            store.put_node(&self.node, &lease)?;
+            Ok(lease)
+        });
+        match published {
+            Ok(lease) => {
+                self.lease = Some(lease);
+                self.synced();
+                true
+            }
+            Err(e) => {
+                self.lost(&e);
+                false
+            }
+        }
+    }
+
+    /// The cluster-wide identity of `labels`, or `None` while the kvstore is away.
+    pub fn allocate(&mut self, labels: &Labels) -> Option<u32> {
+        let (store, lease) = (self.store.clone()?, self.lease.as_ref()?);
+        match store.allocate_identity(labels, &self.node.name, lease) {
+            Ok(id) => {
+                self.synced();
+                Some(id)
+            }
+            Err(e) => {
+                self.lost(&e);
+                None
+            }
+        }
+    }
+
+    /// Drops this node's reference to identity `id` (collected once no node uses it).
+    pub fn release(&mut self, id: u32) {
+        if let Some(store) = self.store.clone() {
+            if let Err(e) = store.release_identity(id, &self.node.name) {
+                self.lost(&e);
+            }
+        }
+    }
+
+    /// The nodes of the cluster, as the kvstore has them now.
+    pub fn nodes(&mut self) -> Result<Vec<NodeEntry>, KvError> {
+        let store = self.store.clone().ok_or_else(|| KvError::Unavailable {
+            operation: "list nodes".to_owned(),
+            reason: self.error.clone().unwrap_or_else(|| "not connected yet".to_owned()),
+        })?;
+        store.nodes().inspect_err(|e| self.lost(e))
+    }
+
+    /// Its health.
+    pub fn health(&self) -> KvStoreHealth {
+        KvStoreHealth {
+            endpoint: self.endpoint.clone(),
+            connected: self.store.is_some() && self.lease.is_some(),
+            last_sync: self.last_sync.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs()),
+            error: self.error.clone(),
+        }
+    }
+}
