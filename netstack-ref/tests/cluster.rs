@@ -175,3 +175,98 @@ fn three_nodes_come_up_talk_on_the_underlay_and_go_down_even_after_a_crash() {
     assert!(left.is_empty(), "{left:?}");
     drop(cluster);
 }
+
+/// The endpoint row of pod `pod` (`namespace/name`) on the agent of `state_dir`.
+fn endpoint(state_dir: &std::path::Path, pod: &str) -> Option<serde_json::Value> {
+    let out = netstack(&["endpoint", "list", "--state-dir", state_dir.to_str()?, "-o", "json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    rows.as_array()?.iter().find(|r| r["pod"] == pod).cloned()
+}
+
+/// Sends a datagram from pod namespace `from` to `to:port`, where pod namespace `at` listens;
+/// whether it arrived.
+fn pod_udp_reaches(from: &str, at: &str, to: Ipv4Addr, port: u16) -> bool {
+    let receiver = netns::run_in(at, move || {
+        let socket = UdpSocket::bind(("0.0.0.0", port)).unwrap();
+        socket.set_read_timeout(Some(Duration::from_millis(800))).unwrap();
+        socket
+    })
+    .unwrap();
+    netns::run_in(from, move || UdpSocket::bind("0.0.0.0:0").unwrap().send_to(b"cross-node", (to, port)).unwrap())
+        .unwrap();
+    let mut buf = [0u8; 16];
+    receiver.recv_from(&mut buf).is_ok()
+}
+
+#[test]
+fn pods_on_two_nodes_talk_and_policy_holds_by_identity_across_them() {
+    let Some(_root) = require_kernel() else { return };
+    let Some(()) = require_etcd() else { return };
+    let name = unique_name("cx").replace('_', "");
+    let state_dir = std::env::temp_dir().join(unique_name("clusterx"));
+    let _cluster = Cluster { name: name.clone(), state_dir: state_dir.clone() };
+    let state = state_dir.to_str().unwrap();
+    let up = netstack(&[
+        "cluster",
+        "up",
+        "--nodes",
+        "2",
+        "--name",
+        &name,
+        "--kvstore",
+        "etcd",
+        "--state-dir",
+        state,
+        "-o",
+        "json",
+    ]);
+    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    let record: ClusterRecord = serde_json::from_slice(&up.stdout).unwrap();
+    let (node1, node2) = (&record.nodes[0], &record.nodes[1]);
+
+    // client and intruder run on node1, server on node2; the policy (applied on both nodes)
+    // lets only app=client reach app=server, on UDP 7000.
+    let namespace = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n";
+    let pod = |pod: &str, app: &str| {
+        format!(
+            "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {pod}\n  namespace: shop\n  labels:\n    app: {app}\n"
+        )
+    };
+    let policy = "---\napiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata:\n  name: server-from-client\n  \
+                  namespace: shop\nspec:\n  endpointSelector:\n    matchLabels:\n      app: server\n  ingress:\n  \
+                  - fromEndpoints:\n    - matchLabels:\n        app: client\n    toPorts:\n    - ports:\n      \
+                  - port: \"7000\"\n        protocol: UDP\n";
+    let apply = |node: &netstack_ref::cluster::topology::NodeRecord, file: &str, text: String| {
+        let path = state_dir.join(file);
+        std::fs::write(&path, text).unwrap();
+        let out =
+            netstack(&["apply", "--state-dir", node.state_dir.to_str().unwrap(), "--filename", path.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    apply(
+        node1,
+        "node1.yaml",
+        format!("{namespace}{}{}{policy}", pod("client", "client"), pod("intruder", "intruder")),
+    );
+    apply(node2, "node2.yaml", format!("{namespace}{}{policy}", pod("server", "server")));
+    let ready = |node: &netstack_ref::cluster::topology::NodeRecord, pod: &str| {
+        eventually(Duration::from_secs(20), || endpoint(&node.state_dir, pod).is_some())
+    };
+    assert!(ready(node1, "shop/client") && ready(node1, "shop/intruder") && ready(node2, "shop/server"));
+    let (client, intruder, server) = (
+        endpoint(&node1.state_dir, "shop/client").unwrap(),
+        endpoint(&node1.state_dir, "shop/intruder").unwrap(),
+        endpoint(&node2.state_dir, "shop/server").unwrap(),
+    );
+    let server_ip: Ipv4Addr = server["ipv4"].as_str().unwrap().parse().unwrap();
+    let ns = |row: &serde_json::Value| row["netns"].as_str().unwrap().to_owned();
+
+    // node2 learns node1's pods and their identities through the kvstore (its ipcache).
+    assert!(
+        eventually(Duration::from_secs(20), || pod_udp_reaches(&ns(&client), &ns(&server), server_ip, 7000)),
+        "client on node1 reaches server on node2"
+    );
+    assert!(!pod_udp_reaches(&ns(&intruder), &ns(&server), server_ip, 7000), "intruder is denied by identity");
+    assert!(!pod_udp_reaches(&ns(&client), &ns(&server), server_ip, 7001), "only the allowed port");
+    assert_ne!(client["identity"], intruder["identity"]);
+}

@@ -174,6 +174,11 @@ pub struct Agent {
     /// Membership of the cluster, when the agent has a kvstore; and when it was last tended.
     cluster: Option<Membership>,
     cluster_tended: Option<Instant>,
+    /// The other nodes' pods (address → identity) as the kvstore last gave them: written to
+    /// this node's ipcache, so policy sees a remote pod's identity.
+    remote_endpoints: BTreeMap<IpAddr, u32>,
+    /// The labels of the identities of other nodes' pods: policy selects remote pods by them.
+    remote_identities: BTreeMap<u32, Labels>,
 }
 
 /// How often the agent checks its kvstore connection (and reconnects with a backoff).
@@ -224,6 +229,8 @@ impl Agent {
         Ok(Agent {
             cluster,
             cluster_tended: None,
+            remote_endpoints: BTreeMap::new(),
+            remote_identities: BTreeMap::new(),
             sources: Sources::new(dirs),
             config,
             persisted,
@@ -299,8 +306,9 @@ impl Agent {
     }
 
     /// Checks the kvstore connection every [`CLUSTER_TEND_INTERVAL`], reconnecting with a
-    /// backoff; true when it came back (the caller syncs again: pods waiting for a cluster
-    /// identity get one).
+    /// backoff; publishes this node's pods and reads the other nodes'. True when the caller
+    /// should sync again: the kvstore came back (pods waiting for a cluster identity get
+    /// one) or other nodes' pods changed (the ipcache follows).
     pub fn tend_cluster(&mut self) -> bool {
         let Some(cluster) = &mut self.cluster else { return false };
         if self.cluster_tended.is_some_and(|t| t.elapsed() < CLUSTER_TEND_INTERVAL) {
@@ -308,8 +316,29 @@ impl Agent {
         }
         self.cluster_tended = Some(Instant::now());
         let was = cluster.health().connected;
-        let now = cluster.ensure();
-        now && !was
+        if !cluster.ensure() {
+            return false;
+        }
+        let local: BTreeMap<IpAddr, u32> =
+            self.endpoints.values().map(|l| (IpAddr::V4(l.record.ipv4), l.identity)).collect();
+        cluster.publish_endpoints(&local);
+        let remote_changed = match cluster.remote_endpoints() {
+            Some(remote) if remote != self.remote_endpoints => {
+                let ids: std::collections::BTreeSet<u32> = remote.values().copied().collect();
+                self.remote_identities.retain(|id, _| ids.contains(id));
+                for id in ids {
+                    if let std::collections::btree_map::Entry::Vacant(slot) = self.remote_identities.entry(id) {
+                        if let Some(labels) = cluster.identity_labels(id) {
+                            slot.insert(labels);
+                        }
+                    }
+                }
+                self.remote_endpoints = remote;
+                true
+            }
+            _ => false,
+        };
+        !was || remote_changed
     }
 
     /// The cluster's nodes, from the kvstore.

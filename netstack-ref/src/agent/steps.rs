@@ -252,9 +252,13 @@ impl Agent {
 
     /// Writes what changed in the ipcache and removes what is no longer wanted.
     fn sync_ipcache(&mut self) {
+        let remote = self.remote_endpoints.iter().filter_map(|(ip, &id)| match ip {
+            IpAddr::V4(v4) => Some((*v4, id)),
+            IpAddr::V6(_) => None,
+        });
         let desired = desired_ipcache(
             self.config.router(),
-            self.endpoints.values().map(|l| (l.record.ipv4, l.identity)),
+            self.endpoints.values().map(|l| (l.record.ipv4, l.identity)).chain(remote),
             self.cidr_ids.iter(),
         );
         for (c, id) in &desired {
@@ -276,7 +280,10 @@ impl Agent {
     fn sync_policy_maps(&mut self) -> (usize, usize) {
         let universe = Universe::new(
             Labels::from_pairs([("kubernetes.io/hostname", self.config.node_name.as_str())]),
-            self.endpoints.values().map(|l| (l.identity, l.labels.clone())),
+            self.endpoints
+                .values()
+                .map(|l| (l.identity, l.labels.clone()))
+                .chain(self.remote_identities.iter().map(|(&id, labels)| (id, labels.clone()))),
             self.cidr_ids.iter().map(|(c, id)| (id, *c)),
         );
         let (mut written, mut removed) = (0, 0);

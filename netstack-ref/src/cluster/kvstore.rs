@@ -358,6 +358,13 @@ impl KvStore {
         self.put(&format!("ipcache/{ip}"), serde_json::to_vec(&entry).expect("entries serialise"), Some(lease.id()))
     }
 
+    /// Withdraws `ip` from the ipcache.
+    pub fn delete_ipcache(&self, ip: IpAddr) -> Result<(), KvError> {
+        let key = self.key(&format!("ipcache/{ip}"));
+        let mut client = self.client.clone();
+        self.run(&format!("delete {key}"), client.delete(key.clone(), None)).map(drop)
+    }
+
     /// Every ipcache entry.
     pub fn ipcache(&self) -> Result<Vec<(IpAddr, IpcacheEntry)>, KvError> {
         self.get_prefix("ipcache/")?

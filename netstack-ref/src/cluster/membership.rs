@@ -5,7 +5,10 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::kvstore::{KvError, KvStore, NodeEntry, NodeLease};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use super::kvstore::{IpcacheEntry, KvError, KvStore, NodeEntry, NodeLease};
 use crate::identity::Labels;
 
 /// How long a node entry outlives its agent.
@@ -39,6 +42,8 @@ pub struct Membership {
     backoff: Duration,
     last_sync: Option<SystemTime>,
     error: Option<String>,
+    /// This node's pods as last published to the ipcache.
+    published: BTreeMap<IpAddr, u32>,
 }
 
 impl std::fmt::Debug for Membership {
@@ -60,11 +65,14 @@ impl Membership {
             backoff: FIRST_BACKOFF,
             last_sync: None,
             error: None,
+            published: BTreeMap::new(),
         }
     }
 
     fn lost(&mut self, error: &KvError) {
         self.error = Some(error.to_string());
+        // Entries went (or will go) with the lease: publish everything again on reconnect.
+        self.published.clear();
         // The lease may still hold on the kvstore's side; a new one is taken on reconnect and
         // the old one expires. Dropping it here would block on a revoke that cannot arrive.
         if let Some(lease) = self.lease.take() {
@@ -152,6 +160,62 @@ impl Membership {
         if let Some(store) = self.store.clone() {
             if let Err(e) = store.release_identity(id, &self.node.name) {
                 self.lost(&e);
+            }
+        }
+    }
+
+    /// Publishes this node's pods (address → identity) to the cluster's ipcache under the
+    /// node's lease: what changed since the last call is written, what went is withdrawn.
+    pub fn publish_endpoints(&mut self, endpoints: &BTreeMap<IpAddr, u32>) {
+        let (Some(store), Some(lease)) = (self.store.clone(), self.lease.as_ref()) else { return };
+        let node_address = self.node.addresses.first().copied().unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let mut result = Ok(());
+        for (&ip, &identity) in endpoints {
+            if self.published.get(&ip) != Some(&identity) {
+                result = result.and_then(|()| store.put_ipcache(ip, IpcacheEntry { identity, node_address }, lease));
+            }
+        }
+        for ip in self.published.keys().filter(|ip| !endpoints.contains_key(ip)) {
+            result = result.and_then(|()| store.delete_ipcache(*ip));
+        }
+        match result {
+            Ok(()) => self.published = endpoints.clone(),
+            Err(e) => self.lost(&e),
+        }
+    }
+
+    /// The other nodes' pods (address → identity), or `None` while the kvstore is away.
+    pub fn remote_endpoints(&mut self) -> Option<BTreeMap<IpAddr, u32>> {
+        let store = self.store.clone()?;
+        let own = self.node.addresses.first().copied();
+        match store.ipcache() {
+            Ok(entries) => Some(
+                entries
+                    .into_iter()
+                    .filter(|(_, e)| Some(e.node_address) != own)
+                    .map(|(ip, e)| (ip, e.identity))
+                    .collect(),
+            ),
+            Err(e) => {
+                self.lost(&e);
+                None
+            }
+        }
+    }
+
+    /// The labels of cluster identity `id`, as the kvstore has them (`None` while it is away
+    /// or when no node holds `id`).
+    pub fn identity_labels(&mut self, id: u32) -> Option<Labels> {
+        let store = self.store.clone()?;
+        match store.identity_labels(id) {
+            Ok(text) => text.map(|t| {
+                Labels::from_pairs(
+                    t.split(',').filter_map(|pair| pair.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())),
+                )
+            }),
+            Err(e) => {
+                self.lost(&e);
+                None
             }
         }
     }
