@@ -206,6 +206,28 @@ fn pods_on_two_nodes_talk_and_policy_holds_by_identity_across_them() {
     let state_dir = std::env::temp_dir().join(unique_name("clusterx"));
     let _cluster = Cluster { name: name.clone(), state_dir: state_dir.clone() };
     let state = state_dir.to_str().unwrap();
+    // One manifests directory all agents watch: client and intruder scheduled to node1,
+    // server to node2 (spec.nodeName); the policy lets only app=client reach app=server on
+    // UDP 7000.
+    let manifests = std::env::temp_dir().join(unique_name("manifests"));
+    std::fs::create_dir_all(&manifests).unwrap();
+    let pod = |pod: &str, app: &str, node: &str| {
+        format!(
+            "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {pod}\n  namespace: shop\n  labels:\n    app: {app}\n\
+             spec:\n  nodeName: {node}\n"
+        )
+    };
+    let policy = "---\napiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata:\n  name: server-from-client\n  \
+                  namespace: shop\nspec:\n  endpointSelector:\n    matchLabels:\n      app: server\n  ingress:\n  \
+                  - fromEndpoints:\n    - matchLabels:\n        app: client\n    toPorts:\n    - ports:\n      \
+                  - port: \"7000\"\n        protocol: UDP\n";
+    let all = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n{}{}{}{policy}",
+        pod("client", "client", "node1"),
+        pod("intruder", "intruder", "node1"),
+        pod("server", "server", "node2")
+    );
+    std::fs::write(manifests.join("shop.yaml"), all).unwrap();
     let up = netstack(&[
         "cluster",
         "up",
@@ -217,42 +239,19 @@ fn pods_on_two_nodes_talk_and_policy_holds_by_identity_across_them() {
         "etcd",
         "--state-dir",
         state,
+        "--manifests",
+        manifests.to_str().unwrap(),
         "-o",
         "json",
     ]);
     assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
     let record: ClusterRecord = serde_json::from_slice(&up.stdout).unwrap();
     let (node1, node2) = (&record.nodes[0], &record.nodes[1]);
-
-    // client and intruder run on node1, server on node2; the policy (applied on both nodes)
-    // lets only app=client reach app=server, on UDP 7000.
-    let namespace = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n";
-    let pod = |pod: &str, app: &str| {
-        format!(
-            "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {pod}\n  namespace: shop\n  labels:\n    app: {app}\n"
-        )
-    };
-    let policy = "---\napiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata:\n  name: server-from-client\n  \
-                  namespace: shop\nspec:\n  endpointSelector:\n    matchLabels:\n      app: server\n  ingress:\n  \
-                  - fromEndpoints:\n    - matchLabels:\n        app: client\n    toPorts:\n    - ports:\n      \
-                  - port: \"7000\"\n        protocol: UDP\n";
-    let apply = |node: &netstack_ref::cluster::topology::NodeRecord, file: &str, text: String| {
-        let path = state_dir.join(file);
-        std::fs::write(&path, text).unwrap();
-        let out =
-            netstack(&["apply", "--state-dir", node.state_dir.to_str().unwrap(), "--filename", path.to_str().unwrap()]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    };
-    apply(
-        node1,
-        "node1.yaml",
-        format!("{namespace}{}{}{policy}", pod("client", "client"), pod("intruder", "intruder")),
-    );
-    apply(node2, "node2.yaml", format!("{namespace}{}{policy}", pod("server", "server")));
     let ready = |node: &netstack_ref::cluster::topology::NodeRecord, pod: &str| {
         eventually(Duration::from_secs(20), || endpoint(&node.state_dir, pod).is_some())
     };
     assert!(ready(node1, "shop/client") && ready(node1, "shop/intruder") && ready(node2, "shop/server"));
+    assert!(endpoint(&node1.state_dir, "shop/server").is_none(), "each node runs only the pods scheduled to it");
     let (client, intruder, server) = (
         endpoint(&node1.state_dir, "shop/client").unwrap(),
         endpoint(&node1.state_dir, "shop/intruder").unwrap(),
@@ -269,4 +268,5 @@ fn pods_on_two_nodes_talk_and_policy_holds_by_identity_across_them() {
     assert!(!pod_udp_reaches(&ns(&intruder), &ns(&server), server_ip, 7000), "intruder is denied by identity");
     assert!(!pod_udp_reaches(&ns(&client), &ns(&server), server_ip, 7001), "only the allowed port");
     assert_ne!(client["identity"], intruder["identity"]);
+    std::fs::remove_dir_all(&manifests).unwrap();
 }

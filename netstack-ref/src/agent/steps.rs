@@ -26,17 +26,19 @@ pub struct Desired {
 }
 
 impl Desired {
-    /// Sorts resources by kind.
-    pub fn read(resources: Vec<Resource>) -> Desired {
+    /// Sorts resources by kind, keeping the pods this node runs: those scheduled to `node`
+    /// (`spec.nodeName`) or to no node.
+    pub fn read(resources: Vec<Resource>, node: &str) -> Desired {
         let mut desired = Desired::default();
         for r in resources {
             match r {
                 Resource::Namespace(n) => {
                     desired.namespaces.insert(n.name.clone(), n);
                 }
-                Resource::Pod(p) => {
+                Resource::Pod(p) if p.node_name.as_deref().is_none_or(|n| n == node) => {
                     desired.pods.insert(format!("{}/{}", p.namespace, p.name), p);
                 }
+                Resource::Pod(_) => {}
                 Resource::Policy(p) => desired.policies.push(p),
             }
         }
@@ -106,7 +108,7 @@ impl Agent {
     /// Brings endpoints, identities, the ipcache and policy maps to the desired state; returns
     /// the policy entries written and removed. Problems are kept in `errors`.
     pub(super) fn reconcile(&mut self) -> (usize, usize) {
-        let desired = Desired::read(self.sources.resources());
+        let desired = Desired::read(self.sources.resources(), &self.config.node_name);
         self.remove_gone(&desired);
         for (key, pod) in &desired.pods {
             self.sync_endpoint(&desired, key, pod);
@@ -349,12 +351,24 @@ mod tests {
     fn security_labels_carry_namespace_and_its_labels() {
         let text = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {team: red}}\n---\n\
                     apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: shop, labels: {app: web}}\n";
-        let desired = Desired::read(crate::manifest::parse(std::path::Path::new("d.yaml"), text).unwrap());
+        let desired = Desired::read(crate::manifest::parse(std::path::Path::new("d.yaml"), text).unwrap(), "node-1");
         let labels = desired.security_labels(&desired.pods["shop/web"]);
         assert_eq!(
             labels.to_string(),
             "app=web,io.cilium.k8s.namespace.labels.team=red,io.cilium.k8s.policy.serviceaccount=default,\
              io.kubernetes.pod.namespace=shop"
         );
+    }
+
+    #[test]
+    fn a_node_runs_the_pods_scheduled_to_it_and_the_unscheduled() {
+        let pod = |name: &str, node: &str| {
+            let spec = if node.is_empty() { String::new() } else { format!("\nspec: {{nodeName: {node}}}") };
+            format!("---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}{spec}\n")
+        };
+        let text = format!("{}{}{}", pod("here", "node-1"), pod("there", "node-2"), pod("anywhere", ""));
+        let resources = crate::manifest::parse(std::path::Path::new("d.yaml"), &text).unwrap();
+        let pods: Vec<String> = Desired::read(resources, "node-1").pods.into_keys().collect();
+        assert_eq!(pods, ["default/anywhere", "default/here"]);
     }
 }

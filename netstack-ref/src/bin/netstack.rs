@@ -53,6 +53,10 @@ enum ClusterCommand {
         /// Where the cluster's record and the nodes' state live.
         #[arg(long, default_value = "/var/run/netstack-cluster")]
         state_dir: PathBuf,
+        /// A manifests directory every agent watches; each runs the pods scheduled to it
+        /// (`spec.nodeName`) and those scheduled nowhere.
+        #[arg(long)]
+        manifests: Option<PathBuf>,
         /// Output format.
         #[arg(short, long, value_enum, default_value_t = Output::Table)]
         output: Output,
@@ -223,9 +227,10 @@ enum BpfPolicyCommand {
 fn cluster(command: ClusterCommand) -> Result<(), CliError> {
     use netstack_ref::cluster::topology::{self, ClusterOptions, Routing};
     match command {
-        ClusterCommand::Up { nodes, name, kvstore, state_dir, output } => {
+        ClusterCommand::Up { nodes, name, kvstore, state_dir, manifests, output } => {
             let agent_binary =
                 std::env::current_exe().map_err(|e| CliError::ClusterSetup(format!("find this binary: {e}")))?;
+            let manifests = manifests.map(|m| std::fs::canonicalize(&m).unwrap_or(m));
             let options = ClusterOptions {
                 name,
                 nodes,
@@ -233,6 +238,7 @@ fn cluster(command: ClusterCommand) -> Result<(), CliError> {
                 etcd: kvstore == "etcd",
                 state_dir,
                 agent_binary,
+                manifests,
             };
             let record = topology::up(&options)?;
             match output {

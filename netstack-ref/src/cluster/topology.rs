@@ -118,6 +118,9 @@ pub struct ClusterOptions {
     pub state_dir: PathBuf,
     /// The `netstack` binary to run agents with.
     pub agent_binary: PathBuf,
+    /// A manifests directory every agent watches (each runs the pods scheduled to it by
+    /// `spec.nodeName`, and those scheduled nowhere).
+    pub manifests: Option<PathBuf>,
 }
 
 fn record_path(state_dir: &Path) -> PathBuf {
@@ -287,6 +290,7 @@ fn build(record: &mut ClusterRecord, options: &ClusterOptions) -> Result<(), Clu
             .arg(&node.state_dir)
             .args(["--netns", &node.netns, "--node-name", &node.name, "--pod-cidr", &node.pod_cidr])
             .args(["--node-address", &node.underlay.to_string()])
+            .args(options.manifests.iter().flat_map(|m| [std::ffi::OsStr::new("--manifests"), m.as_os_str()]))
             .args(record.etcd.as_ref().map(|(endpoint, _, _)| ["--kvstore", endpoint.as_str()]).into_iter().flatten())
             .stdin(Stdio::null())
             .stdout(log_file)

@@ -33,6 +33,8 @@ pub struct Pod {
     pub labels: Vec<(String, String)>,
     /// `spec.serviceAccountName` (default `default`).
     pub service_account: String,
+    /// `spec.nodeName`: the node it is scheduled to; none runs it on every node that reads it.
+    pub node_name: Option<String>,
 }
 
 /// One decoded document.
@@ -160,10 +162,14 @@ fn decode(kind: &str, doc: &mut Fields<'_, '_>, pruned: &mut Vec<Located>) -> Re
         "Pod" => {
             // A pod's spec is large; the agent reads the service account and lets the rest be.
             let mut service_account = "default".to_string();
+            let mut node_name = None;
             if let Some(spec) = doc.get("spec") {
                 let mut s = spec.fields()?;
                 if let Some(sa) = s.get("serviceAccountName") {
                     service_account = sa.str()?.to_string();
+                }
+                if let Some(node) = s.get("nodeName") {
+                    node_name = Some(node.str()?.to_string());
                 }
             }
             Resource::Pod(Pod {
@@ -171,6 +177,7 @@ fn decode(kind: &str, doc: &mut Fields<'_, '_>, pruned: &mut Vec<Located>) -> Re
                 namespace: namespace.unwrap_or_else(|| "default".into()),
                 labels,
                 service_account,
+                node_name,
             })
         }
         "CiliumClusterwideNetworkPolicy" => {
