@@ -98,7 +98,7 @@ fn three_nodes_come_up_talk_on_the_underlay_and_go_down_even_after_a_crash() {
     };
     for node in &record.nodes {
         assert!(
-            eventually(Duration::from_secs(15), || status_of(&node.state_dir)["node"] == node.name.as_str()),
+            eventually(Duration::from_secs(30), || status_of(&node.state_dir)["node"] == node.name.as_str()),
             "{}: {}",
             node.name,
             status_of(&node.state_dir)
@@ -120,7 +120,7 @@ fn three_nodes_come_up_talk_on_the_underlay_and_go_down_even_after_a_crash() {
         names
     };
     assert!(
-        eventually(Duration::from_secs(15), || node_names(&record.nodes[1].state_dir) == ["node1", "node2", "node3"]),
+        eventually(Duration::from_secs(30), || node_names(&record.nodes[1].state_dir) == ["node1", "node2", "node3"]),
         "{:?}",
         node_names(&record.nodes[1].state_dir)
     );
@@ -152,8 +152,8 @@ fn three_nodes_come_up_talk_on_the_underlay_and_go_down_even_after_a_crash() {
         ]);
         assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
     }
-    assert!(eventually(Duration::from_secs(15), || identity_of_web(&record.nodes[0].state_dir).is_some()));
-    assert!(eventually(Duration::from_secs(15), || identity_of_web(&record.nodes[2].state_dir).is_some()));
+    assert!(eventually(Duration::from_secs(30), || identity_of_web(&record.nodes[0].state_dir).is_some()));
+    assert!(eventually(Duration::from_secs(30), || identity_of_web(&record.nodes[2].state_dir).is_some()));
     let (on1, on3) = (identity_of_web(&record.nodes[0].state_dir), identity_of_web(&record.nodes[2].state_dir));
     assert_eq!(on1, on3, "one identity for the same labels on both nodes");
     assert!(on1.unwrap() >= 256);
@@ -248,7 +248,7 @@ fn pods_on_two_nodes_talk_and_policy_holds_by_identity_across_them() {
     let record: ClusterRecord = serde_json::from_slice(&up.stdout).unwrap();
     let (node1, node2) = (&record.nodes[0], &record.nodes[1]);
     let ready = |node: &netstack_ref::cluster::topology::NodeRecord, pod: &str| {
-        eventually(Duration::from_secs(20), || endpoint(&node.state_dir, pod).is_some())
+        eventually(Duration::from_secs(30), || endpoint(&node.state_dir, pod).is_some())
     };
     assert!(ready(node1, "shop/client") && ready(node1, "shop/intruder") && ready(node2, "shop/server"));
     assert!(endpoint(&node1.state_dir, "shop/server").is_none(), "each node runs only the pods scheduled to it");
@@ -262,7 +262,7 @@ fn pods_on_two_nodes_talk_and_policy_holds_by_identity_across_them() {
 
     // node2 learns node1's pods and their identities through the kvstore (its ipcache).
     assert!(
-        eventually(Duration::from_secs(20), || pod_udp_reaches(&ns(&client), &ns(&server), server_ip, 7000)),
+        eventually(Duration::from_secs(30), || pod_udp_reaches(&ns(&client), &ns(&server), server_ip, 7000)),
         "client on node1 reaches server on node2"
     );
     assert!(!pod_udp_reaches(&ns(&intruder), &ns(&server), server_ip, 7000), "intruder is denied by identity");
