@@ -261,3 +261,24 @@ fn a_struct_ops_relocation_off_a_function_pointer() {
     let err = error(&elf).to_string();
     assert!(err.contains("type 1 in a struct_ops value"), "{err}");
 }
+
+/// Inputs the linker fuzzer found (two objects in one file, as fuzz/fuzz_targets/linker.rs
+/// splits them), kept so they stay fixed: each links or fails with an error, never a panic.
+#[test]
+fn linker_fuzz_regressions_link_or_fail_cleanly() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/linker_regressions");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let data = std::fs::read(entry.unwrap().path()).unwrap();
+        let (split, rest) = data.split_first_chunk::<2>().unwrap();
+        let (first, second) = rest.split_at(usize::from(u16::from_le_bytes(*split)).min(rest.len()));
+        let mut linker = ebpf_core::object::Linker::new();
+        if linker.add("first.o", first).is_ok() && linker.add("second.o", second).is_ok() {
+            if let Ok(linked) = linker.link() {
+                let _ = CollectionSpec::from_elf(&linked);
+            }
+        }
+        seen += 1;
+    }
+    assert!(seen > 0);
+}

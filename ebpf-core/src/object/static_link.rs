@@ -673,19 +673,16 @@ fn write(
         e_flags: 0,
     })
     .map_err(error)?;
+    // As reserved: every part aligned, a zero-filled (NOBITS) or empty one included.
     for section in sections {
+        w.write_align(section.align as usize);
         if section.sh_type != elf::SHT_NOBITS {
-            w.write_align(section.align as usize);
             w.write(&section.data);
         }
     }
-    if let Some(btf) = btf {
+    for blob in [btf, ext].into_iter().flatten() {
         w.write_align(8);
-        w.write(btf);
-    }
-    if let Some(ext) = ext {
-        w.write_align(8);
-        w.write(ext);
+        w.write(blob);
     }
     for (at, _, _) in &rel_indices {
         w.write_align_relocation();
