@@ -137,127 +137,158 @@ pub fn tail_call_sites(spec: &ProgramSpec) -> Vec<TailCallSite> {
             }
         }
     }
-    let mut sites: HashMap<usize, (Value, Value)> = HashMap::new();
-    while let Some(i) = work.pop() {
-        let Some(mut state) = states[i].clone() else { continue };
-        let mut successors: Vec<usize> = Vec::with_capacity(2);
-        let next = (i + 1 < insns.len()).then_some(i + 1);
-        match insns[i] {
-            Instruction::Alu { width, op, dst, src } => {
-                let b = match src {
-                    Source::Imm(v) => Value::Const(v as i64 as u64),
-                    Source::Reg(r) => state.reg(r).clone(),
-                };
-                let value = match (op, state.reg(dst), &b) {
-                    (AluOp::Mov, _, Value::Map(m)) if width == Width::W64 => Value::Map(m.clone()),
-                    (_, Value::Const(a), Value::Const(b)) => {
-                        alu(op, *a, *b, width).map_or(Value::Unknown, Value::Const)
-                    }
-                    (AluOp::Mov, _, Value::Const(b)) => alu(op, 0, *b, width).map_or(Value::Unknown, Value::Const),
-                    _ => Value::Unknown,
-                };
-                state.set(dst, value);
-                successors.extend(next);
-            }
-            Instruction::MovSx { dst, .. }
-            | Instruction::Neg { dst, .. }
-            | Instruction::Endian { dst, .. }
-            | Instruction::AddrSpaceCast { dst, .. }
-            | Instruction::LoadSx { dst, .. } => {
-                state.set(dst, Value::Unknown);
-                successors.extend(next);
-            }
-            Instruction::Load { size, dst, src, off } => {
-                let value = if src == Reg::R10 {
-                    state.stack.get(&(off, size.bytes() as u8)).cloned().unwrap_or(Value::Unknown)
-                } else {
-                    Value::Unknown
-                };
-                state.set(dst, value);
-                successors.extend(next);
-            }
-            Instruction::Store { size, dst, off, src } => {
-                if dst == Reg::R10 {
-                    state.forget_stack(off, size.bytes());
-                    let value = match src {
-                        Source::Imm(v) => Value::Const(truncate(v as i64 as u64, size)),
-                        Source::Reg(r) => match state.reg(r) {
-                            Value::Const(c) => Value::Const(truncate(*c, size)),
-                            Value::Map(m) if size == Size::DW => Value::Map(m.clone()),
-                            _ => Value::Unknown,
-                        },
-                    };
-                    state.stack.insert((off, size.bytes() as u8), value);
-                }
-                successors.extend(next);
-            }
-            Instruction::Atomic { size, op, dst, src, off } => {
-                if dst == Reg::R10 {
-                    state.forget_stack(off, size.bytes());
-                }
-                match op {
-                    AtomicOp::CmpXchg => state.set(Reg::R0, Value::Unknown),
-                    AtomicOp::Add | AtomicOp::Or | AtomicOp::And | AtomicOp::Xor | AtomicOp::StoreRelease => {}
-                    _ => state.set(src, Value::Unknown),
-                }
-                successors.extend(next);
-            }
-            Instruction::LoadImm64 { dst, value } => {
-                let v = match value {
-                    LoadImm64::Imm(v) => Value::Const(v),
-                    LoadImm64::MapFd(fd) => match map_at.get(&i) {
-                        Some(name) => Value::Map((*name).to_owned()),
-                        None => Value::Map(format!("fd {fd}")),
-                    },
-                    _ => Value::Unknown,
-                };
-                state.set(dst, v);
-                successors.extend(next);
-            }
-            Instruction::LoadAbs { .. } | Instruction::LoadInd { .. } => {
-                state.clobber_call();
-                successors.extend(next);
-            }
-            Instruction::Call(call) => {
-                if call == CallTarget::Helper(TAIL_CALL) {
-                    let seen = (state.reg(Reg::R2).clone(), state.reg(Reg::R3).clone());
-                    match sites.get_mut(&i) {
-                        Some((map, index)) => {
-                            if *map != seen.0 {
-                                *map = Value::Unknown;
-                            }
-                            if *index != seen.1 {
-                                *index = Value::Unknown;
-                            }
-                        }
-                        None => {
-                            sites.insert(i, seen);
-                        }
-                    }
-                }
-                state.clobber_call();
-                successors.extend(next);
-            }
-            Instruction::Exit => {}
-            Instruction::Ja { off } => successors.extend(target(i, i64::from(off))),
-            Instruction::JaLong { imm } => successors.extend(target(i, i64::from(imm))),
-            Instruction::MayGoto { off } | Instruction::Jump { off, .. } => {
-                successors.extend(next);
-                successors.extend(target(i, i64::from(off)));
-            }
-            Instruction::Nospec => successors.extend(next),
+    // States are kept only where paths meet (jump and call targets, and the entry); straight
+    // code between them is walked with one state, neither stored nor cloned per instruction.
+    let mut joins = vec![false; insns.len()];
+    if let Some(first) = joins.first_mut() {
+        *first = true;
+    }
+    for (i, insn) in insns.iter().enumerate() {
+        let off = match *insn {
+            Instruction::Ja { off } | Instruction::MayGoto { off } | Instruction::Jump { off, .. } => i64::from(off),
+            Instruction::JaLong { imm } => i64::from(imm),
+            Instruction::Call(CallTarget::Local(off)) => i64::from(off),
+            _ => continue,
+        };
+        if let Some(t) = target(i, off) {
+            joins[t] = true;
         }
-        for s in successors {
-            match &mut states[s] {
-                Some(existing) => {
-                    if existing.join(&state) {
+    }
+    let mut sites: HashMap<usize, (Value, Value)> = HashMap::new();
+    let mut successors: Vec<usize> = Vec::with_capacity(2);
+    while let Some(start) = work.pop() {
+        let Some(mut state) = states[start].clone() else { continue };
+        let mut i = start;
+        loop {
+            successors.clear();
+            let next = (i + 1 < insns.len()).then_some(i + 1);
+            match insns[i] {
+                Instruction::Alu { width, op, dst, src } => {
+                    let b = match src {
+                        Source::Imm(v) => Value::Const(v as i64 as u64),
+                        Source::Reg(r) => state.reg(r).clone(),
+                    };
+                    let value = match (op, state.reg(dst), &b) {
+                        (AluOp::Mov, _, Value::Map(m)) if width == Width::W64 => Value::Map(m.clone()),
+                        (_, Value::Const(a), Value::Const(b)) => {
+                            alu(op, *a, *b, width).map_or(Value::Unknown, Value::Const)
+                        }
+                        (AluOp::Mov, _, Value::Const(b)) => alu(op, 0, *b, width).map_or(Value::Unknown, Value::Const),
+                        _ => Value::Unknown,
+                    };
+                    state.set(dst, value);
+                    successors.extend(next);
+                }
+                Instruction::MovSx { dst, .. }
+                | Instruction::Neg { dst, .. }
+                | Instruction::Endian { dst, .. }
+                | Instruction::AddrSpaceCast { dst, .. }
+                | Instruction::LoadSx { dst, .. } => {
+                    state.set(dst, Value::Unknown);
+                    successors.extend(next);
+                }
+                Instruction::Load { size, dst, src, off } => {
+                    let value = if src == Reg::R10 {
+                        state.stack.get(&(off, size.bytes() as u8)).cloned().unwrap_or(Value::Unknown)
+                    } else {
+                        Value::Unknown
+                    };
+                    state.set(dst, value);
+                    successors.extend(next);
+                }
+                Instruction::Store { size, dst, off, src } => {
+                    if dst == Reg::R10 {
+                        state.forget_stack(off, size.bytes());
+                        let value = match src {
+                            Source::Imm(v) => Value::Const(truncate(v as i64 as u64, size)),
+                            Source::Reg(r) => match state.reg(r) {
+                                Value::Const(c) => Value::Const(truncate(*c, size)),
+                                Value::Map(m) if size == Size::DW => Value::Map(m.clone()),
+                                _ => Value::Unknown,
+                            },
+                        };
+                        state.stack.insert((off, size.bytes() as u8), value);
+                    }
+                    successors.extend(next);
+                }
+                Instruction::Atomic { size, op, dst, src, off } => {
+                    if dst == Reg::R10 {
+                        state.forget_stack(off, size.bytes());
+                    }
+                    match op {
+                        AtomicOp::CmpXchg => state.set(Reg::R0, Value::Unknown),
+                        AtomicOp::Add | AtomicOp::Or | AtomicOp::And | AtomicOp::Xor | AtomicOp::StoreRelease => {}
+                        _ => state.set(src, Value::Unknown),
+                    }
+                    successors.extend(next);
+                }
+                Instruction::LoadImm64 { dst, value } => {
+                    let v = match value {
+                        LoadImm64::Imm(v) => Value::Const(v),
+                        LoadImm64::MapFd(fd) => match map_at.get(&i) {
+                            Some(name) => Value::Map((*name).to_owned()),
+                            None => Value::Map(format!("fd {fd}")),
+                        },
+                        _ => Value::Unknown,
+                    };
+                    state.set(dst, v);
+                    successors.extend(next);
+                }
+                Instruction::LoadAbs { .. } | Instruction::LoadInd { .. } => {
+                    state.clobber_call();
+                    successors.extend(next);
+                }
+                Instruction::Call(call) => {
+                    if call == CallTarget::Helper(TAIL_CALL) {
+                        let seen = (state.reg(Reg::R2).clone(), state.reg(Reg::R3).clone());
+                        match sites.get_mut(&i) {
+                            Some((map, index)) => {
+                                if *map != seen.0 {
+                                    *map = Value::Unknown;
+                                }
+                                if *index != seen.1 {
+                                    *index = Value::Unknown;
+                                }
+                            }
+                            None => {
+                                sites.insert(i, seen);
+                            }
+                        }
+                    }
+                    state.clobber_call();
+                    successors.extend(next);
+                }
+                Instruction::Exit => {}
+                Instruction::Ja { off } => successors.extend(target(i, i64::from(off))),
+                Instruction::JaLong { imm } => successors.extend(target(i, i64::from(imm))),
+                Instruction::MayGoto { off } | Instruction::Jump { off, .. } => {
+                    successors.extend(next);
+                    successors.extend(target(i, i64::from(off)));
+                }
+                Instruction::Nospec => successors.extend(next),
+            }
+            let mut fallthrough = None;
+            for &s in &successors {
+                if !joins[s] {
+                    // Only the instruction before reaches it: carry on with this state.
+                    fallthrough = Some(s);
+                    continue;
+                }
+                match &mut states[s] {
+                    Some(existing) => {
+                        if existing.join(&state) {
+                            work.push(s);
+                        }
+                    }
+                    slot @ None => {
+                        *slot = Some(state.clone());
                         work.push(s);
                     }
                 }
-                slot @ None => {
-                    *slot = Some(state.clone());
-                    work.push(s);
-                }
+            }
+            match fallthrough {
+                Some(s) => i = s,
+                None => break,
             }
         }
     }
