@@ -28,16 +28,16 @@ impl Drop for Cluster {
     }
 }
 
-/// Sends one datagram from namespace `from` to `to` in namespace `at`; whether it arrived.
-fn udp_reaches(from: &str, at: &str, to: Ipv4Addr) -> bool {
-    let port = 40000 + (std::process::id() % 20000) as u16;
+/// Sends one datagram from namespace `from` to `to:port`, where namespace `at` listens;
+/// whether it arrived within a second.
+fn udp_reaches(from: &str, at: &str, to: Ipv4Addr, port: u16) -> bool {
     let receiver = netns::run_in(at, move || {
-        let socket = UdpSocket::bind((to, port)).unwrap();
-        socket.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let socket = UdpSocket::bind(("0.0.0.0", port)).unwrap();
+        socket.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
         socket
     })
     .unwrap();
-    netns::run_in(from, move || UdpSocket::bind("0.0.0.0:0").unwrap().send_to(b"underlay", (to, port)).unwrap())
+    netns::run_in(from, move || UdpSocket::bind("0.0.0.0:0").unwrap().send_to(b"netstack", (to, port)).unwrap())
         .unwrap();
     let mut buf = [0u8; 16];
     receiver.recv_from(&mut buf).is_ok()
@@ -82,8 +82,9 @@ fn three_nodes_come_up_talk_on_the_underlay_and_go_down_even_after_a_crash() {
 
     // The underlay joins nodes and client.
     let (node1, node3) = (&record.nodes[0], &record.nodes[2]);
-    assert!(udp_reaches(&node1.netns, &node3.netns, node3.underlay), "node1 → node3 on the underlay");
-    assert!(udp_reaches(&record.client_netns, &node1.netns, node1.underlay), "client → node1");
+    let port = 40000 + (std::process::id() % 20000) as u16;
+    assert!(udp_reaches(&node1.netns, &node3.netns, node3.underlay, port), "node1 → node3 on the underlay");
+    assert!(udp_reaches(&record.client_netns, &node1.netns, node1.underlay, port), "client → node1");
     // Native routing: node1 reaches node3's pods through node3's underlay address.
     let routes =
         netns::run_in(&node1.netns, || std::fs::read_to_string("/proc/thread-self/net/route").unwrap()).unwrap();
@@ -183,21 +184,6 @@ fn endpoint(state_dir: &std::path::Path, pod: &str) -> Option<serde_json::Value>
     rows.as_array()?.iter().find(|r| r["pod"] == pod).cloned()
 }
 
-/// Sends a datagram from pod namespace `from` to `to:port`, where pod namespace `at` listens;
-/// whether it arrived.
-fn pod_udp_reaches(from: &str, at: &str, to: Ipv4Addr, port: u16) -> bool {
-    let receiver = netns::run_in(at, move || {
-        let socket = UdpSocket::bind(("0.0.0.0", port)).unwrap();
-        socket.set_read_timeout(Some(Duration::from_millis(800))).unwrap();
-        socket
-    })
-    .unwrap();
-    netns::run_in(from, move || UdpSocket::bind("0.0.0.0:0").unwrap().send_to(b"cross-node", (to, port)).unwrap())
-        .unwrap();
-    let mut buf = [0u8; 16];
-    receiver.recv_from(&mut buf).is_ok()
-}
-
 #[test]
 fn pods_on_two_nodes_talk_and_policy_holds_by_identity_across_them() {
     let Some(_root) = require_kernel() else { return };
@@ -262,11 +248,11 @@ fn pods_on_two_nodes_talk_and_policy_holds_by_identity_across_them() {
 
     // node2 learns node1's pods and their identities through the kvstore (its ipcache).
     assert!(
-        eventually(Duration::from_secs(30), || pod_udp_reaches(&ns(&client), &ns(&server), server_ip, 7000)),
+        eventually(Duration::from_secs(30), || udp_reaches(&ns(&client), &ns(&server), server_ip, 7000)),
         "client on node1 reaches server on node2"
     );
-    assert!(!pod_udp_reaches(&ns(&intruder), &ns(&server), server_ip, 7000), "intruder is denied by identity");
-    assert!(!pod_udp_reaches(&ns(&client), &ns(&server), server_ip, 7001), "only the allowed port");
+    assert!(!udp_reaches(&ns(&intruder), &ns(&server), server_ip, 7000), "intruder is denied by identity");
+    assert!(!udp_reaches(&ns(&client), &ns(&server), server_ip, 7001), "only the allowed port");
     assert_ne!(client["identity"], intruder["identity"]);
     std::fs::remove_dir_all(&manifests).unwrap();
 }

@@ -69,14 +69,15 @@ struct InSection {
     relocations: Vec<(u64, u32, usize)>,
 }
 
-/// A symbol of an input.
+/// A symbol, of an input or of the output.
 #[derive(Clone)]
-struct InSymbol {
+struct LinkSymbol {
     name: String,
     st_type: u8,
     bind: u8,
     other: u8,
-    /// Defining section index, `None` for undefined (and absolute) symbols.
+    /// Defining section (an input's section index, or the output's section list index),
+    /// `None` for undefined (and absolute) symbols.
     section: Option<usize>,
     value: u64,
     size: u64,
@@ -85,7 +86,7 @@ struct InSymbol {
 struct Input {
     name: String,
     sections: Vec<Option<InSection>>,
-    symbols: Vec<InSymbol>,
+    symbols: Vec<LinkSymbol>,
     btf: Option<Btf>,
     ext: Option<Vec<u8>>,
 }
@@ -177,7 +178,7 @@ fn read_input(name: &str, bytes: &[u8]) -> Result<Input, LinkError> {
             i if (i as usize) < sections.len() => Some(i as usize),
             i => return Err(bad(format!("a symbol refers to section {i}, past the last"))),
         };
-        symbols.push(InSymbol {
+        symbols.push(LinkSymbol {
             name: String::from_utf8_lossy(symtab.symbol_name(endian, symbol).unwrap_or_default()).into_owned(),
             st_type: symbol.st_type(),
             bind: symbol.st_bind(),
@@ -224,18 +225,6 @@ struct OutSection {
     size: u64,
     /// (offset, r_type, output symbol index).
     relocations: Vec<(u64, u32, u32)>,
-}
-
-/// An output symbol.
-struct OutSymbol {
-    name: String,
-    st_type: u8,
-    bind: u8,
-    other: u8,
-    /// Output section index (into the section list), `None` for undefined.
-    section: Option<usize>,
-    value: u64,
-    size: u64,
 }
 
 /// Where a global symbol's winning definition comes from.
@@ -372,7 +361,7 @@ impl Linker {
                     });
                 }
                 // license and version are one value (checked equal above): one symbol.
-                let in_single = |w: Winner, sym: &InSymbol| {
+                let in_single = |w: Winner, sym: &LinkSymbol| {
                     sym.section
                         .and_then(|index| inputs[w.input].sections[index].as_ref())
                         .is_some_and(|s| matches!(s.name.as_str(), "license" | "version"))
@@ -404,9 +393,9 @@ impl Linker {
         }
 
         // Output symbols: section symbols, locals, then globals.
-        let mut symbols: Vec<OutSymbol> = Vec::new();
+        let mut symbols: Vec<LinkSymbol> = Vec::new();
         for at in 0..out.len() {
-            symbols.push(OutSymbol {
+            symbols.push(LinkSymbol {
                 name: String::new(),
                 st_type: elf::STT_SECTION,
                 bind: elf::STB_LOCAL,
@@ -425,7 +414,7 @@ impl Linker {
                     continue;
                 }
                 let Some(&(at, offset)) = symbol.section.and_then(|index| placed.get(&(i, index))) else { continue };
-                symbols.push(OutSymbol {
+                symbols.push(LinkSymbol {
                     name: symbol.name.clone(),
                     st_type: symbol.st_type,
                     bind: elf::STB_LOCAL,
@@ -443,7 +432,7 @@ impl Linker {
             let winner = winners[*name];
             let symbol = &inputs[winner.input].symbols[winner.symbol];
             let placement = symbol.section.and_then(|index| placed.get(&(winner.input, index))).copied();
-            symbols.push(OutSymbol {
+            symbols.push(LinkSymbol {
                 name: symbol.name.clone(),
                 st_type: symbol.st_type,
                 bind: symbol.bind,
@@ -603,7 +592,7 @@ fn merge_ext(
 /// Writes the relocatable ELF object.
 fn write(
     sections: &[OutSection],
-    symbols: &[OutSymbol],
+    symbols: &[LinkSymbol],
     num_local: u32,
     btf: Option<&[u8]>,
     ext: Option<&[u8]>,
