@@ -74,8 +74,8 @@ pub enum ApiError {
     #[error("{0}")]
     Agent(String),
     /// The cluster's kvstore could not answer.
-    #[error("{0}")]
-    Cluster(String),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::kvstore::KvError),
 }
 
 fn find<'a>(agent: &'a Agent, endpoint: &str) -> Result<&'a super::LiveEndpoint, ApiError> {
@@ -97,7 +97,7 @@ pub fn handle(agent: &mut Agent, request: &Request) -> Result<serde_json::Value,
         }
         Request::EndpointList => serde_json::to_value(endpoint_rows(agent))?,
         Request::NodeList => {
-            let nodes = agent.nodes().map_err(|e| ApiError::Cluster(e.to_string()))?;
+            let nodes = agent.nodes()?;
             serde_json::to_value(nodes)?
         }
         Request::IdentityList => {

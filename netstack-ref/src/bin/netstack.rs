@@ -228,8 +228,7 @@ fn cluster(command: ClusterCommand) -> Result<(), CliError> {
     use netstack_ref::cluster::topology::{self, ClusterOptions, Routing};
     match command {
         ClusterCommand::Up { nodes, name, kvstore, state_dir, manifests, output } => {
-            let agent_binary =
-                std::env::current_exe().map_err(|e| CliError::ClusterSetup(format!("find this binary: {e}")))?;
+            let agent_binary = std::env::current_exe().map_err(CliError::OwnBinary)?;
             let manifests = manifests.map(|m| std::fs::canonicalize(&m).unwrap_or(m));
             let options = ClusterOptions {
                 name,
@@ -285,8 +284,8 @@ enum CliError {
     NoFileName(PathBuf),
     #[error(transparent)]
     Cluster(#[from] netstack_ref::cluster::topology::ClusterError),
-    #[error("cluster: {0}")]
-    ClusterSetup(String),
+    #[error("find this program's binary (to run agents with): {0}")]
+    OwnBinary(std::io::Error),
 }
 
 fn ask(state: &State, request: Request) -> Result<serde_json::Value, ApiError> {
