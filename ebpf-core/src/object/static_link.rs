@@ -245,14 +245,14 @@ const R_BPF_64_NODYLD32: u32 = 4;
 const R_BPF_64_32: u32 = 10;
 
 fn add_u32(data: &mut [u8], at: usize, delta: u32) -> Option<()> {
-    let slot = data.get_mut(at..at + 4)?;
+    let slot = data.get_mut(at..at.checked_add(4)?)?;
     let value = u32::from_ne_bytes(slot.try_into().ok()?).wrapping_add(delta);
     slot.copy_from_slice(&value.to_ne_bytes());
     Some(())
 }
 
 fn add_u64(data: &mut [u8], at: usize, delta: u64) -> Option<()> {
-    let slot = data.get_mut(at..at + 8)?;
+    let slot = data.get_mut(at..at.checked_add(8)?)?;
     let value = u64::from_ne_bytes(slot.try_into().ok()?).wrapping_add(delta);
     slot.copy_from_slice(&value.to_ne_bytes());
     Some(())
@@ -460,10 +460,14 @@ impl Linker {
                             return Err(bad("against a section that is not kept"));
                         };
                         let data = &mut out[at].data;
-                        let spot = usize::try_from(base.saturating_add(offset)).unwrap_or(usize::MAX - 16);
+                        let spot = base
+                            .checked_add(offset)
+                            .and_then(|s| usize::try_from(s).ok())
+                            .ok_or_else(|| bad("past the end of its section"))?;
+                        let imm = spot.checked_add(4).ok_or_else(|| bad("past the end of its section"))?;
                         let moved = match r_type {
-                            R_BPF_64_64 => add_u32(data, spot + 4, target_base as u32),
-                            R_BPF_64_32 => add_u32(data, spot + 4, (target_base / 8) as u32),
+                            R_BPF_64_64 => add_u32(data, imm, target_base as u32),
+                            R_BPF_64_32 => add_u32(data, imm, (target_base / 8) as u32),
                             R_BPF_64_ABS64 => add_u64(data, spot, target_base),
                             R_BPF_64_ABS32 | R_BPF_64_NODYLD32 => add_u32(data, spot, target_base as u32),
                             _ => return Err(bad(&format!("type {r_type} against a section"))),
