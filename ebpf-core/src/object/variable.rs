@@ -80,7 +80,9 @@ impl VariableType {
 impl fmt::Display for VariableType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            VariableType::Int { size, signed } => write!(f, "{}{}", if *signed { "i" } else { "u" }, size * 8),
+            VariableType::Int { size, signed } => {
+                write!(f, "{}{}", if *signed { "i" } else { "u" }, u64::from(*size) * 8)
+            }
             VariableType::Bool => f.write_str("bool"),
             VariableType::Enum { name, .. } if name.is_empty() => f.write_str("enum"),
             VariableType::Enum { name, .. } => write!(f, "enum {name}"),
