@@ -1,9 +1,11 @@
-//! Generates the endpoint object's skeleton (types, constants, typed maps and programs) from its
-//! BTF: C (`bpf-programs/netstack/abi.h`) is the one definition of what the agent shares with
-//! the datapath.
+//! Generates the datapath objects' skeletons (types, constants, typed maps and programs) from
+//! their BTF: C (`bpf-programs/netstack/abi.h`) is the one definition of what the agent shares
+//! with the datapath.
 
 fn main() {
-    if let Err(e) = ebpf_gen::build::skeleton("../bpf-programs/out/netstack/endpoint.o", "endpoint") {
-        panic!("endpoint skeleton: {e}");
+    for name in ["endpoint", "overlay"] {
+        if let Err(e) = ebpf_gen::build::skeleton(format!("../bpf-programs/out/netstack/{name}.o"), name) {
+            panic!("{name} skeleton: {e}");
+        }
     }
 }

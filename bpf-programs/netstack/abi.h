@@ -22,8 +22,20 @@ enum stage {
 
 /* Reserved identities the datapath itself assigns (the rest come through the ipcache). */
 enum reserved_identity {
+	IDENTITY_HOST = 1,
+	IDENTITY_REMOTE_NODE = 6,
 	IDENTITY_WORLD_IPV4 = 9,
 	IDENTITY_WORLD_IPV6 = 10,
+};
+
+/* A packet that came through the tunnel carries its source's identity (the VNI) to the
+ * endpoint in skb->mark: the magic in the bits of MARK_MAGIC_MASK, the identity above
+ * MARK_IDENTITY_SHIFT (so only identities below 2^16 cross the tunnel). */
+enum identity_mark {
+	MARK_MAGIC_MASK = 0x0F00,
+	MARK_MAGIC_IDENTITY = 0x0F00,
+	MARK_IDENTITY_SHIFT = 16,
+	MARK_IDENTITY_LIMIT = 1 << 16,
 };
 
 /* Verdict reasons: 0 forwarded, otherwise Cilium's drop reason codes (the name after REASON_ is
@@ -36,6 +48,11 @@ enum drop_reason {
 	REASON_FRAGMENT = 136,
 	REASON_UNSUPPORTED_L3_PROTOCOL = 139,
 	REASON_MISSED_TAIL_CALL = 140,
+	REASON_WRITE_ERROR = 141,
+	REASON_NO_TUNNEL_KEY = 147,
+	REASON_NO_TUNNEL_ENDPOINT = 160,
+	REASON_INVALID_IDENTITY = 171,
+	REASON_UNKNOWN_SENDER = 172,
 	REASON_POLICY_DENY = 181,
 };
 
@@ -49,7 +66,9 @@ struct ipcache_key {
 
 struct ipcache_value {
 	__u32 identity;
-	__u32 tunnel_endpoint;
+	/* The underlay address (network order) of the node whose pod this is, in tunnel mode;
+	 * 0 for this node's own addresses and everything reached without the tunnel. */
+	__be32 tunnel_endpoint;
 	__u8 encrypt_key;
 	__u8 pad[3];
 };

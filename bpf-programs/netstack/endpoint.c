@@ -11,6 +11,7 @@
 #include "abi.h"
 #include "lib/proto.h"
 #include "lib/config.h"
+#include "lib/ipcache.h"
 #include "lib/maps.h"
 #include "lib/counters.h"
 #include "lib/icmp.h"
@@ -28,6 +29,7 @@ ABI_EXPORT(enum, policy_prefix);
 ABI_EXPORT(enum, ct_flags);
 ABI_EXPORT(enum, flow_cache_size);
 ABI_EXPORT(enum, verdict_index);
+ABI_EXPORT(enum, identity_mark);
 
 int egress_policy(struct __sk_buff *skb);
 int ingress_policy(struct __sk_buff *skb);
@@ -122,7 +124,7 @@ static __always_inline int policy_stage(struct __sk_buff *skb, __u8 direction)
 		return count(skb, direction, reason);
 	if (family == 0)
 		return count(skb, direction, REASON_UNSUPPORTED_L3_PROTOCOL);
-	peer = identity_of(direction == DIR_EGRESS ? t.daddr : t.saddr, family);
+	peer = direction == DIR_EGRESS ? destination_identity(t.daddr, family) : source_identity(skb, t.saddr, family);
 	reason = decide(peer, direction, &t, icmp_type);
 	if (reason != REASON_FORWARDED)
 		return count(skb, direction, reason);

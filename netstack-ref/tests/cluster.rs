@@ -184,8 +184,97 @@ fn endpoint(state_dir: &std::path::Path, pod: &str) -> Option<serde_json::Value>
     rows.as_array()?.iter().find(|r| r["pod"] == pod).cloned()
 }
 
+/// An IPv4 header (checksummed) and a UDP datagram (no checksum) from `src` to `dst:port`.
+fn ipv4_udp(src: Ipv4Addr, dst: Ipv4Addr, port: u16, payload: &[u8]) -> Vec<u8> {
+    let udp_len = (8 + payload.len()) as u16;
+    let mut packet = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 17, 0, 0];
+    packet[2..4].copy_from_slice(&(20 + udp_len).to_be_bytes());
+    packet.extend(src.octets());
+    packet.extend(dst.octets());
+    let sum = packet.chunks(2).fold(0u32, |s, w| s + u32::from(u16::from_be_bytes([w[0], w[1]])));
+    let folded = (sum & 0xffff) + (sum >> 16);
+    packet[10..12].copy_from_slice(&(!((folded & 0xffff) + (folded >> 16)) as u16).to_be_bytes());
+    packet.extend(40000u16.to_be_bytes());
+    packet.extend(port.to_be_bytes());
+    packet.extend(udp_len.to_be_bytes());
+    packet.extend([0, 0]);
+    packet.extend(payload);
+    packet
+}
+
+/// Sends `packet` (a whole IPv4 packet, source address and all) from namespace `from` through
+/// a raw socket: the kernel routes it by its destination.
+fn send_raw(from: &str, packet: Vec<u8>) {
+    use nix::sys::socket::{sendto, socket, AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType, SockaddrIn};
+    use std::os::fd::AsRawFd;
+    netns::run_in(from, move || {
+        let fd = socket(AddressFamily::Inet, SockType::Raw, SockFlag::empty(), SockProtocol::Raw).unwrap();
+        let dst = Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]);
+        sendto(fd.as_raw_fd(), &packet, &SockaddrIn::from(std::net::SocketAddrV4::new(dst, 0)), MsgFlags::empty())
+            .unwrap();
+    })
+    .unwrap();
+}
+
+/// Whether a datagram to `port` arrives in namespace `at` within a second of `send`.
+fn arrives(at: &str, port: u16, send: impl FnOnce()) -> bool {
+    let receiver = netns::run_in(at, move || {
+        let socket = UdpSocket::bind(("0.0.0.0", port)).unwrap();
+        socket.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        socket
+    })
+    .unwrap();
+    send();
+    let mut buf = [0u8; 64];
+    receiver.recv_from(&mut buf).is_ok()
+}
+
+/// Packets endpoint `pod`'s datapath on `state_dir`'s agent counted for `reason` in `direction`.
+fn verdict_count(state_dir: &std::path::Path, pod: &str, direction: &str, reason: &str) -> u64 {
+    let id = endpoint(state_dir, pod).and_then(|row| row["id"].as_u64()).unwrap_or(0).to_string();
+    let out = netstack(&["endpoint", "verdicts", &id, "--state-dir", state_dir.to_str().unwrap(), "-o", "json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    rows.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["direction"] == direction && r["reason"] == reason)
+        .filter_map(|r| r["packets"].as_u64())
+        .sum()
+}
+
+/// Packets the tunnel of `state_dir`'s agent counted for `reason` in `direction`.
+fn tunnel_count(state_dir: &std::path::Path, direction: &str, reason: &str) -> u64 {
+    let out = netstack(&["status", "--state-dir", state_dir.to_str().unwrap(), "-o", "json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    status["tunnel"]["verdicts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["direction"] == direction && r["reason"] == reason)
+        .filter_map(|r| r["packets"].as_u64())
+        .sum()
+}
+
+/// A VXLAN datagram's payload: the header with `vni`, and an Ethernet frame around `packet`.
+fn vxlan(vni: u32, packet: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x08, 0, 0, 0];
+    out.extend(&(vni << 8).to_be_bytes());
+    out.extend([2, 0, 0, 0, 0, 0xaa, 2, 0, 0, 0, 0, 0xbb, 0x08, 0x00]);
+    out.extend(packet);
+    out
+}
+
 #[test]
-fn pods_on_two_nodes_talk_and_policy_holds_by_identity_across_them() {
+fn pods_on_two_nodes_talk_and_policy_holds_by_identity_natively_routed() {
+    two_nodes_with_policy("native");
+}
+
+#[test]
+fn pods_on_two_nodes_talk_through_the_tunnel_and_spoofed_sources_gain_nothing() {
+    two_nodes_with_policy("tunnel");
+}
+
+fn two_nodes_with_policy(routing: &str) {
     let Some(_root) = require_kernel() else { return };
     let Some(()) = require_etcd() else { return };
     let name = unique_name("cx").replace('_', "");
@@ -219,6 +308,8 @@ fn pods_on_two_nodes_talk_and_policy_holds_by_identity_across_them() {
         "up",
         "--nodes",
         "2",
+        "--routing",
+        routing,
         "--name",
         &name,
         "--kvstore",
@@ -243,7 +334,8 @@ fn pods_on_two_nodes_talk_and_policy_holds_by_identity_across_them() {
         endpoint(&node1.state_dir, "shop/intruder").unwrap(),
         endpoint(&node2.state_dir, "shop/server").unwrap(),
     );
-    let server_ip: Ipv4Addr = server["ipv4"].as_str().unwrap().parse().unwrap();
+    let ip = |row: &serde_json::Value| -> Ipv4Addr { row["ipv4"].as_str().unwrap().parse().unwrap() };
+    let (client_ip, server_ip) = (ip(&client), ip(&server));
     let ns = |row: &serde_json::Value| row["netns"].as_str().unwrap().to_owned();
 
     // node2 learns node1's pods and their identities through the kvstore (its ipcache).
@@ -254,5 +346,55 @@ fn pods_on_two_nodes_talk_and_policy_holds_by_identity_across_them() {
     assert!(!udp_reaches(&ns(&intruder), &ns(&server), server_ip, 7000), "intruder is denied by identity");
     assert!(!udp_reaches(&ns(&client), &ns(&server), server_ip, 7001), "only the allowed port");
     assert_ne!(client["identity"], intruder["identity"]);
+
+    // A pod cannot send as another: its own endpoint drops what it sends from another address.
+    let spoofed = ipv4_udp(client_ip, server_ip, 7000, b"spoofed");
+    let before = verdict_count(&node1.state_dir, "shop/intruder", "egress", "INVALID_SOURCE_IP");
+    assert!(!arrives(&ns(&server), 7000, || send_raw(&ns(&intruder), spoofed.clone())), "intruder as client");
+    assert!(verdict_count(&node1.state_dir, "shop/intruder", "egress", "INVALID_SOURCE_IP") > before);
+
+    if routing == "tunnel" {
+        let status = netstack(&["status", "--state-dir", node2.state_dir.to_str().unwrap(), "-o", "json"]);
+        let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+        assert_eq!(status["routing"], "tunnel", "{status}");
+        assert!(tunnel_count(&node2.state_dir, "ingress", "FORWARDED") > 0, "the client's datagram came through it");
+
+        // From outside the cluster, straight to node2 on the underlay, claiming the client's
+        // address: node2 knows that address lives behind the tunnel, so the packet is world.
+        netns::run_in(&record.client_netns, {
+            let via = node2.underlay;
+            move || {
+                let mut rtnl = netstack_ref::agent::rtnl::Rtnl::open().unwrap();
+                let (index, _) = rtnl.link("underlay0").unwrap();
+                rtnl.add_route(Ipv4Addr::new(10, 200, 2, 0), 24, index, Some(via), false).unwrap();
+            }
+        })
+        .unwrap();
+        let denied = verdict_count(&node2.state_dir, "shop/server", "ingress", "POLICY_DENIED");
+        assert!(
+            !arrives(&ns(&server), 7000, || send_raw(&record.client_netns, spoofed.clone())),
+            "an unencapsulated packet claiming a tunnelled address"
+        );
+        assert!(
+            verdict_count(&node2.state_dir, "shop/server", "ingress", "POLICY_DENIED") > denied,
+            "decided by policy as world (not lost before the endpoint)"
+        );
+
+        // Encapsulated, with the client's identity as VNI, from a sender that is no node.
+        let client_identity = client["identity"].as_u64().unwrap() as u32;
+        let unknown = tunnel_count(&node2.state_dir, "ingress", "UNKNOWN_SENDER");
+        let forged = vxlan(client_identity, &spoofed);
+        let to = (node2.underlay, netstack_ref::cluster::routing::VXLAN_PORT);
+        assert!(
+            !arrives(&ns(&server), 7000, || {
+                netns::run_in(&record.client_netns, move || {
+                    UdpSocket::bind("0.0.0.0:0").unwrap().send_to(&forged, to).unwrap()
+                })
+                .unwrap();
+            }),
+            "a VXLAN packet from outside the cluster"
+        );
+        assert!(tunnel_count(&node2.state_dir, "ingress", "UNKNOWN_SENDER") > unknown);
+    }
     std::fs::remove_dir_all(&manifests).unwrap();
 }

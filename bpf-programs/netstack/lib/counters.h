@@ -3,6 +3,14 @@
 #ifndef NETSTACK_LIB_COUNTERS_H
 #define NETSTACK_LIB_COUNTERS_H
 
+/* Packets and bytes per (direction, reason): index = direction * 256 + reason. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct verdict_count);
+	__uint(max_entries, 512);
+} verdicts SEC(".maps");
+
 static __always_inline int count(struct __sk_buff *skb, __u8 direction, __u8 reason)
 {
 	__u32 index = (__u32)direction * VERDICT_INDEX_STRIDE + reason;

@@ -1,16 +1,8 @@
-/* The endpoint object's maps: ipcache, conntrack and its epoch are shared by every endpoint of
- * the node (pinned by name); the flow cache, policy map and counters are each endpoint's own. */
+/* The endpoint object's own maps beside the ipcache (lib/ipcache.h) and its counters
+ * (lib/counters.h): conntrack and its epoch are shared by every endpoint of the node (pinned by
+ * name); the flow cache and policy map are each endpoint's own. */
 #ifndef NETSTACK_LIB_MAPS_H
 #define NETSTACK_LIB_MAPS_H
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__type(key, struct ipcache_key);
-	__type(value, struct ipcache_value);
-	__uint(max_entries, 65536);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} ipcache SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -45,13 +37,5 @@ struct {
 	__uint(max_entries, 16384);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } policy SEC(".maps");
-
-/* Packets and bytes per (direction, reason): index = direction * 256 + reason. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__type(key, __u32);
-	__type(value, struct verdict_count);
-	__uint(max_entries, 512);
-} verdicts SEC(".maps");
 
 #endif

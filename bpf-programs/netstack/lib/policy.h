@@ -1,19 +1,34 @@
-/* Policy: the peer's identity from the ipcache, and the endpoint's policy map's verdict. */
+/* Policy: the peer's identity (from the tunnel or the ipcache), and the endpoint's policy map's
+ * verdict. */
 #ifndef NETSTACK_LIB_POLICY_H
 #define NETSTACK_LIB_POLICY_H
 
-static __always_inline __u32 identity_of(const __u8 *addr, __u8 family)
+static __always_inline __u32 world(__u8 family)
 {
-	struct ipcache_key key = {};
+	return family == 4 ? IDENTITY_WORLD_IPV4 : IDENTITY_WORLD_IPV6;
+}
+
+/* The identity of the address a packet goes to. */
+static __always_inline __u32 destination_identity(const __u8 *addr, __u8 family)
+{
+	struct ipcache_value *v = ipcache_lookup(addr, family);
+
+	return v ? v->identity : world(family);
+}
+
+/* The identity of the peer a packet comes from: the one the tunnel carried (lib/overlay's
+ * mark), else the ipcache's — unless the ipcache puts the address behind the tunnel, when a
+ * packet that did not come through it only claims the address and is world. */
+static __always_inline __u32 source_identity(struct __sk_buff *skb, const __u8 *addr, __u8 family)
+{
 	struct ipcache_value *v;
 
-	key.prefixlen = 32 + 128;
-	key.family = family;
-	__builtin_memcpy(key.addr, addr, 16);
-	v = bpf_map_lookup_elem(&ipcache, &key);
-	if (v)
-		return v->identity;
-	return family == 4 ? IDENTITY_WORLD_IPV4 : IDENTITY_WORLD_IPV6;
+	if ((skb->mark & MARK_MAGIC_MASK) == MARK_MAGIC_IDENTITY)
+		return skb->mark >> MARK_IDENTITY_SHIFT;
+	v = ipcache_lookup(addr, family);
+	if (!v || v->tunnel_endpoint)
+		return world(family);
+	return v->identity;
 }
 
 static __always_inline __u16 policy_port(const struct ct_key *t, __u8 icmp_type)

@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 
 use super::api_types::{EndpointRow, IdentityRow, PolicyEntryRow, PolicyRow, VerdictRow};
 use super::Agent;
-use crate::datapath::abi::reason_name;
 use crate::policy::resolve::describe_key;
 
 /// What the CLI asks.
@@ -123,15 +122,7 @@ pub fn handle(agent: &mut Agent, request: &Request) -> Result<serde_json::Value,
         }
         Request::EndpointVerdicts { endpoint } => {
             let rows = find(agent, endpoint)?.datapath.verdicts()?;
-            let rows: Vec<VerdictRow> = rows
-                .iter()
-                .map(|(direction, r, c)| VerdictRow {
-                    direction: *direction,
-                    reason: reason_name(*r),
-                    packets: c.packets,
-                    bytes: c.bytes,
-                })
-                .collect();
+            let rows: Vec<VerdictRow> = rows.into_iter().map(VerdictRow::from).collect();
             serde_json::to_value(rows)?
         }
     })

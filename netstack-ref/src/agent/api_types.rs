@@ -44,6 +44,30 @@ pub struct Status {
     /// The cluster's kvstore, when the agent has one: health and last sync.
     #[serde(default)]
     pub kvstore: Option<crate::cluster::membership::KvStoreHealth>,
+    /// How pod traffic reaches other nodes (`native` or `tunnel`).
+    #[serde(default)]
+    pub routing: String,
+    /// The tunnel, in tunnel mode.
+    #[serde(default)]
+    pub tunnel: Option<TunnelStatus>,
+}
+
+/// The tunnel's device and what crossed it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TunnelStatus {
+    /// Up, with its counters: ingress is what came out of the tunnel, egress what went in.
+    Counting {
+        /// The device.
+        device: String,
+        /// Packets and bytes by direction and reason.
+        verdicts: Vec<VerdictRow>,
+    },
+    /// Its counters cannot be read.
+    Unavailable {
+        /// Why.
+        error: String,
+    },
 }
 
 /// What the latest sync did.
@@ -156,4 +180,17 @@ pub struct VerdictRow {
     pub packets: u64,
     /// Bytes.
     pub bytes: u64,
+}
+
+impl From<(Direction, crate::datapath::abi::drop_reason, crate::datapath::abi::verdict_count)> for VerdictRow {
+    fn from(
+        (direction, reason, count): (Direction, crate::datapath::abi::drop_reason, crate::datapath::abi::verdict_count),
+    ) -> VerdictRow {
+        VerdictRow {
+            direction,
+            reason: crate::datapath::abi::reason_name(reason),
+            packets: count.packets,
+            bytes: count.bytes,
+        }
+    }
 }

@@ -18,9 +18,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::cluster::kvstore::{KvError, NodeEntry};
+use crate::cluster::kvstore::{IpcacheEntry, KvError, NodeEntry};
 use crate::cluster::membership::Membership;
-use crate::datapath::{Conntrack, CtLifetimes, DatapathError, EndpointDatapath, Ipcache, JiffiesClock};
+use crate::cluster::routing::{Routing, Tunnel, TunnelError};
+use crate::datapath::{Conntrack, CtLifetimes, DatapathError, EndpointDatapath, Ipcache, IpcacheTarget, JiffiesClock};
 use crate::identity::{CidrIdentities, IdentityAllocator, Labels, ReservedIdentity};
 use crate::manifest::Pod;
 use crate::policy::api::Cidr;
@@ -68,6 +69,9 @@ pub enum AgentError {
     /// The API server's thread ended.
     #[error("the API server stopped")]
     ApiStopped,
+    /// The tunnel to the other nodes.
+    #[error(transparent)]
+    Tunnel(#[from] TunnelError),
 }
 
 /// How an agent is set up.
@@ -89,6 +93,13 @@ pub struct AgentConfig {
     pub kvstore: Option<String>,
     /// The node's underlay address, published in its node entry.
     pub node_address: Option<IpAddr>,
+    /// How pod traffic reaches other nodes' pods: routes someone else set up (native), or the
+    /// agent's own VXLAN tunnel.
+    pub routing: Routing,
+    /// What pods' network namespaces are named after (`<prefix>-<namespace>-<pod>`): the node's
+    /// name, or the node's own namespace when it is one (so two clusters on one machine, both
+    /// with a `node1`, keep their pods apart).
+    pub pod_netns_prefix: String,
 }
 
 impl AgentConfig {
@@ -106,6 +117,8 @@ impl AgentConfig {
             allow_localhost: AllowLocalhost::Always,
             kvstore: None,
             node_address: None,
+            routing: Routing::Native,
+            pod_netns_prefix: "node-1".into(),
         }
     }
 
@@ -163,7 +176,7 @@ pub struct Agent {
     identities: IdentityAllocator,
     endpoints: BTreeMap<String, LiveEndpoint>,
     ipcache: Ipcache,
-    ipcache_state: BTreeMap<Cidr, u32>,
+    ipcache_state: BTreeMap<Cidr, IpcacheTarget>,
     cidr_ids: CidrIdentities,
     policies: Vec<Policy>,
     errors: Vec<String>,
@@ -174,9 +187,15 @@ pub struct Agent {
     /// Membership of the cluster, when the agent has a kvstore; and when it was last tended.
     cluster: Option<Membership>,
     cluster_tended: Option<Instant>,
-    /// The other nodes' pods (address → identity) as the kvstore last gave them: written to
-    /// this node's ipcache, so policy sees a remote pod's identity.
-    remote_endpoints: BTreeMap<IpAddr, u32>,
+    /// The other nodes' pods (address → identity and node) as the kvstore last gave them:
+    /// written to this node's ipcache, so policy sees a remote pod's identity (and, in tunnel
+    /// mode, the tunnel finds its node).
+    remote_endpoints: BTreeMap<IpAddr, IpcacheEntry>,
+    /// The other nodes, as the kvstore last gave them: their addresses are remote-node in the
+    /// ipcache, their pod CIDRs routed into the tunnel.
+    remote_nodes: Vec<NodeEntry>,
+    /// The tunnel, in tunnel mode.
+    tunnel: Option<Tunnel>,
     /// The labels of the identities of other nodes' pods: policy selects remote pods by them.
     remote_identities: BTreeMap<u32, Labels>,
 }
@@ -208,11 +227,16 @@ impl Agent {
     pub fn new(config: AgentConfig) -> Result<Agent, AgentError> {
         create_dir(config.applied_dir())?;
         create_dir(config.bpffs.join("endpoints"))?;
-        let persisted = Persisted::load(&config.state_dir)?;
+        let mut persisted = Persisted::load(&config.state_dir)?;
+        persisted.routing = config.routing;
         let datapath = |what| move |source| AgentError::Datapath { what, source };
         let ipcache = Ipcache::open(&config.bpffs).map_err(datapath("open the ipcache"))?;
         // What the previous agent wrote is what the datapath has now.
         let ipcache_state = ipcache.entries().map_err(datapath("read the ipcache"))?.into_iter().collect();
+        let tunnel = match config.routing {
+            Routing::Tunnel => Some(Tunnel::open(&config.bpffs)?),
+            Routing::Native => None,
+        };
         let mut dirs = vec![config.applied_dir()];
         dirs.extend(config.manifests.clone());
         let cluster = config.kvstore.as_deref().map(|endpoint| {
@@ -231,6 +255,8 @@ impl Agent {
             cluster_tended: None,
             remote_endpoints: BTreeMap::new(),
             remote_identities: BTreeMap::new(),
+            remote_nodes: Vec::new(),
+            tunnel,
             sources: Sources::new(dirs),
             config,
             persisted,
@@ -324,7 +350,7 @@ impl Agent {
         cluster.publish_endpoints(&local);
         let remote_changed = match cluster.remote_endpoints() {
             Some(remote) if remote != self.remote_endpoints => {
-                let ids: std::collections::BTreeSet<u32> = remote.values().copied().collect();
+                let ids: std::collections::BTreeSet<u32> = remote.values().map(|e| e.identity).collect();
                 self.remote_identities.retain(|id, _| ids.contains(id));
                 for id in ids {
                     if let std::collections::btree_map::Entry::Vacant(slot) = self.remote_identities.entry(id) {
@@ -338,7 +364,30 @@ impl Agent {
             }
             _ => false,
         };
-        !was || remote_changed
+        let own = self.config.node_name.as_str();
+        let nodes_changed = match cluster.nodes() {
+            Ok(mut nodes) => {
+                nodes.retain(|n| n.name != own);
+                nodes.sort_by(|a, b| a.name.cmp(&b.name));
+                let changed = nodes != self.remote_nodes;
+                self.remote_nodes = nodes;
+                changed
+            }
+            Err(_) => false,
+        };
+        if nodes_changed {
+            self.sync_tunnel_routes();
+        }
+        !was || remote_changed || nodes_changed
+    }
+
+    /// Routes the other nodes' pod CIDRs into the tunnel (in tunnel mode).
+    fn sync_tunnel_routes(&mut self) {
+        let Some(tunnel) = &mut self.tunnel else { return };
+        let cidrs = self.remote_nodes.iter().filter_map(|n| Cidr::parse(&n.pod_cidr)).collect();
+        if let Err(e) = tunnel.sync_routes(&cidrs) {
+            self.errors.push(e.to_string());
+        }
     }
 
     /// The cluster's nodes, from the kvstore.
@@ -377,7 +426,7 @@ impl Agent {
     }
 
     /// The ipcache as the agent last wrote it.
-    pub fn ipcache(&self) -> &BTreeMap<Cidr, u32> {
+    pub fn ipcache(&self) -> &BTreeMap<Cidr, IpcacheTarget> {
         &self.ipcache_state
     }
 
@@ -409,6 +458,14 @@ impl Agent {
                 Err(e) => ConntrackGcStatus::Unavailable { error: e.to_string() },
             },
             kvstore: self.cluster.as_ref().map(Membership::health),
+            routing: self.config.routing.name().to_owned(),
+            tunnel: self.tunnel.as_ref().map(|t| match t.overlay().verdicts() {
+                Ok(rows) => api_types::TunnelStatus::Counting {
+                    device: crate::cluster::routing::TUNNEL_DEVICE.to_owned(),
+                    verdicts: rows.into_iter().map(api_types::VerdictRow::from).collect(),
+                },
+                Err(e) => api_types::TunnelStatus::Unavailable { error: e.to_string() },
+            }),
         }
     }
 }
@@ -452,6 +509,10 @@ pub fn reset(config: &AgentConfig) -> Result<(), AgentError> {
     if config.bpffs.exists() {
         std::fs::remove_dir_all(&config.bpffs)
             .map_err(|source| AgentError::Directory { path: config.bpffs.clone(), source })?;
+    }
+    if config.routing == Routing::Tunnel {
+        crate::cluster::routing::remove_device()
+            .map_err(|e| AgentError::Tunnel(crate::cluster::routing::TunnelError::Plumbing(e)))?;
     }
     let _ = std::fs::remove_file(config.state_dir.join("state.json"));
     let _ = std::fs::remove_file(config.socket());

@@ -9,7 +9,9 @@ use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
-use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteScope, RouteType};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
@@ -122,6 +124,42 @@ impl Rtnl {
         message.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)]));
         let op = format!("add bridge {name}");
         self.request(&op, RouteNetlinkMessage::NewLink(message), NLM_F_CREATE | NLM_F_EXCL).map(|_| ())
+    }
+
+    /// Creates the VXLAN device `name` in external (collect-metadata) mode on UDP `port`, with
+    /// `mtu` and without ARP: a program names the remote node of every packet, and no one
+    /// behind the device would answer an ARP request.
+    pub fn add_vxlan_external(&mut self, name: &str, port: u16, mtu: u32) -> Result<(), PlumbingError> {
+        let mut message = LinkMessage::default();
+        message.header.flags = LinkFlags::Noarp;
+        message.header.change_mask = LinkFlags::Noarp;
+        message.attributes.push(LinkAttribute::IfName(name.to_owned()));
+        message.attributes.push(LinkAttribute::Mtu(mtu));
+        message.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Vxlan),
+            LinkInfo::Data(InfoData::Vxlan(vec![
+                InfoVxlan::CollectMetadata(true),
+                InfoVxlan::Port(port),
+                InfoVxlan::Learning(false),
+            ])),
+        ]));
+        let op = format!("add vxlan {name} (external, port {port})");
+        self.request(&op, RouteNetlinkMessage::NewLink(message), NLM_F_CREATE | NLM_F_EXCL).map(|_| ())
+    }
+
+    /// Sets interface `index`'s MTU.
+    pub fn set_mtu(&mut self, index: u32, mtu: u32) -> Result<(), PlumbingError> {
+        let mut message = LinkMessage::default();
+        message.header.index = index;
+        message.attributes.push(LinkAttribute::Mtu(mtu));
+        self.request(&format!("set link {index} mtu {mtu}"), RouteNetlinkMessage::SetLink(message), 0).map(|_| ())
+    }
+
+    /// Deletes interface `index`.
+    pub fn delete_link(&mut self, index: u32) -> Result<(), PlumbingError> {
+        let mut message = LinkMessage::default();
+        message.header.index = index;
+        self.request(&format!("delete link {index}"), RouteNetlinkMessage::DelLink(message), 0).map(|_| ())
     }
 
     /// Makes interface `index` a port of the bridge `master`.

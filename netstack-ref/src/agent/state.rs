@@ -32,6 +32,9 @@ pub struct Persisted {
     pub endpoints: BTreeMap<String, EndpointRecord>,
     /// Identity numbers by their labels' text, so numbers stay stable across restarts.
     pub identities: BTreeMap<String, u32>,
+    /// How the agent routed to other nodes (a tunnel device is left to remove).
+    #[serde(default)]
+    pub routing: crate::cluster::routing::Routing,
 }
 
 impl Persisted {

@@ -8,7 +8,8 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use super::endpoint::{self, EndpointRecord};
 use super::{Agent, AgentError, LiveEndpoint};
-use crate::datapath::Conntrack;
+use crate::cluster::routing::underlay_ipv4;
+use crate::datapath::{Conntrack, IpcacheTarget};
 use crate::identity::{pod_security_labels, Labels, ReservedIdentity};
 use crate::manifest::{Namespace, Pod, Resource};
 use crate::policy::api::Cidr;
@@ -85,21 +86,28 @@ pub fn new_record(
     })
 }
 
-/// What the ipcache should hold: the gateway as the host, every endpoint's address, and the
-/// policies' CIDRs (an endpoint's own /32 wins over a CIDR naming the same prefix).
+/// What the ipcache should hold: the gateway as the host, the nodes' underlay addresses (this
+/// node's as the host, the others' as remote-node), every pod's address (the other nodes'
+/// behind their tunnel endpoint in tunnel mode), and the policies' CIDRs (a pod's own /32 wins
+/// over a CIDR naming the same prefix).
 pub fn desired_ipcache<'a>(
     router: Ipv4Addr,
-    endpoints: impl IntoIterator<Item = (Ipv4Addr, u32)>,
+    nodes: impl IntoIterator<Item = (Ipv4Addr, ReservedIdentity)>,
+    pods: impl IntoIterator<Item = (Ipv4Addr, IpcacheTarget)>,
     cidrs: impl IntoIterator<Item = (&'a Cidr, u32)>,
-) -> BTreeMap<Cidr, u32> {
+) -> BTreeMap<Cidr, IpcacheTarget> {
     let host = |a: Ipv4Addr| Cidr::new(IpAddr::V4(a), 32).expect("host prefix");
+    let direct = |identity| IpcacheTarget { identity, tunnel_endpoint: None };
     let mut desired = BTreeMap::new();
-    desired.insert(host(router), ReservedIdentity::Host.id());
-    for (addr, identity) in endpoints {
-        desired.insert(host(addr), identity);
+    desired.insert(host(router), direct(ReservedIdentity::Host.id()));
+    for (addr, identity) in nodes {
+        desired.insert(host(addr), direct(identity.id()));
+    }
+    for (addr, target) in pods {
+        desired.insert(host(addr), target);
     }
     for (c, id) in cidrs {
-        desired.entry(*c).or_insert(id);
+        desired.entry(*c).or_insert(direct(id));
     }
     desired
 }
@@ -243,9 +251,13 @@ impl Agent {
     ) -> Result<(EndpointRecord, crate::datapath::EndpointDatapath), AgentError> {
         let record = match self.persisted.endpoints.get(key) {
             Some(r) => r.clone(),
-            None => {
-                new_record(&self.persisted.endpoints, &self.config.node_name, &self.config.pod_cidr, key, identity)?
-            }
+            None => new_record(
+                &self.persisted.endpoints,
+                &self.config.pod_netns_prefix,
+                &self.config.pod_cidr,
+                key,
+                identity,
+            )?,
         };
         let shared = &self.config.bpffs;
         let datapath = endpoint::create(&record, self.config.router(), &shared.join("endpoints"), shared)?;
@@ -254,18 +266,32 @@ impl Agent {
 
     /// Writes what changed in the ipcache and removes what is no longer wanted.
     fn sync_ipcache(&mut self) {
-        let remote = self.remote_endpoints.iter().filter_map(|(ip, &id)| match ip {
-            IpAddr::V4(v4) => Some((*v4, id)),
-            IpAddr::V6(_) => None,
+        let tunnelled = self.tunnel.is_some();
+        let local = self
+            .endpoints
+            .values()
+            .map(|l| (l.record.ipv4, IpcacheTarget { identity: l.identity, tunnel_endpoint: None }));
+        let remote = self.remote_endpoints.iter().filter_map(|(ip, entry)| match (ip, entry.node_address) {
+            (IpAddr::V4(v4), IpAddr::V4(node)) => {
+                Some((*v4, IpcacheTarget { identity: entry.identity, tunnel_endpoint: tunnelled.then_some(node) }))
+            }
+            _ => None,
         });
+        let own = self.config.node_address.and_then(|a| underlay_ipv4(&[a])).map(|a| (a, ReservedIdentity::Host));
+        let others = self
+            .remote_nodes
+            .iter()
+            .filter_map(|n| underlay_ipv4(&n.addresses))
+            .map(|a| (a, ReservedIdentity::RemoteNode));
         let desired = desired_ipcache(
             self.config.router(),
-            self.endpoints.values().map(|l| (l.record.ipv4, l.identity)).chain(remote),
+            own.into_iter().chain(others),
+            local.chain(remote),
             self.cidr_ids.iter(),
         );
-        for (c, id) in &desired {
-            if self.ipcache_state.get(c) != Some(id) {
-                if let Err(e) = self.ipcache.upsert(c, *id) {
+        for (c, target) in &desired {
+            if self.ipcache_state.get(c) != Some(target) {
+                if let Err(e) = self.ipcache.set(c, *target) {
                     self.errors.push(e.to_string());
                 }
             }
@@ -333,18 +359,24 @@ mod tests {
     }
 
     #[test]
-    fn the_ipcache_holds_the_host_endpoints_and_cidrs() {
+    fn the_ipcache_holds_the_host_nodes_pods_and_cidrs() {
         let cidr = Cidr::parse("10.200.0.5/32").unwrap();
         let world = Cidr::parse("192.0.2.0/24").unwrap();
+        let node2 = Ipv4Addr::new(192, 168, 100, 12);
+        let pod = |identity, tunnel_endpoint| IpcacheTarget { identity, tunnel_endpoint };
         let ipcache = desired_ipcache(
             Ipv4Addr::new(10, 200, 0, 1),
-            [(Ipv4Addr::new(10, 200, 0, 5), 300)],
+            [(Ipv4Addr::new(192, 168, 100, 11), ReservedIdentity::Host), (node2, ReservedIdentity::RemoteNode)],
+            [(Ipv4Addr::new(10, 200, 0, 5), pod(300, None)), (Ipv4Addr::new(10, 200, 2, 7), pod(301, Some(node2)))],
             [(&cidr, 1 << 24), (&world, (1 << 24) + 1)],
         );
-        let host = Cidr::parse("10.200.0.1/32").unwrap();
-        assert_eq!(ipcache.get(&host), Some(&ReservedIdentity::Host.id()));
-        assert_eq!(ipcache.get(&cidr), Some(&300), "the endpoint's own /32 wins over a CIDR naming it");
-        assert_eq!(ipcache.get(&world), Some(&((1 << 24) + 1)));
+        let at = |s: &str| ipcache.get(&Cidr::parse(s).unwrap()).copied();
+        assert_eq!(at("10.200.0.1/32"), Some(pod(ReservedIdentity::Host.id(), None)));
+        assert_eq!(at("192.168.100.11/32"), Some(pod(ReservedIdentity::Host.id(), None)));
+        assert_eq!(at("192.168.100.12/32"), Some(pod(ReservedIdentity::RemoteNode.id(), None)));
+        assert_eq!(at("10.200.2.7/32"), Some(pod(301, Some(node2))), "a remote pod sits behind its node");
+        assert_eq!(ipcache.get(&cidr), Some(&pod(300, None)), "the endpoint's own /32 wins over a CIDR naming it");
+        assert_eq!(ipcache.get(&world), Some(&pod((1 << 24) + 1, None)));
     }
 
     #[test]

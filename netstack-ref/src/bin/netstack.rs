@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use netstack_ref::agent::api::{call, ApiError, Request};
 use netstack_ref::agent::api_types::{ConntrackGcStatus, Status};
 use netstack_ref::agent::{self, sources, AgentConfig};
+use netstack_ref::cluster::routing::Routing;
 use netstack_ref::file_error::FileError;
 use netstack_ref::policy::api::Cidr;
 use netstack_ref::policy::AllowLocalhost;
@@ -44,6 +45,10 @@ enum ClusterCommand {
         /// Number of nodes.
         #[arg(long, default_value_t = 3)]
         nodes: u8,
+        /// How pods reach other nodes' pods: `native` routes on the underlay, or `tunnel`
+        /// (VXLAN, the VNI carrying the source's security identity).
+        #[arg(long, value_enum, default_value = "native")]
+        routing: Routing,
         /// The cluster's name: the prefix of its namespaces.
         #[arg(long, default_value = "nsc")]
         name: String,
@@ -107,6 +112,10 @@ enum Command {
         /// The node's underlay address, published in its node entry.
         #[arg(long)]
         node_address: Option<std::net::IpAddr>,
+        /// How pods reach other nodes' pods: `native` (routes the underlay provides) or
+        /// `tunnel` (a VXLAN device the agent makes, the VNI carrying the source's identity).
+        #[arg(long, value_enum, default_value = "native")]
+        routing: Routing,
     },
     /// The cluster's nodes.
     Node {
@@ -142,7 +151,7 @@ enum Command {
     /// Endpoints.
     Endpoint {
         #[command(subcommand)]
-        command: ListOnly,
+        command: EndpointCommand,
     },
     /// Identities.
     Identity {
@@ -172,6 +181,28 @@ enum ListOnly {
     List {
         #[command(flatten)]
         state: State,
+        /// Output format.
+        #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+        output: Output,
+    },
+}
+
+#[derive(Subcommand)]
+enum EndpointCommand {
+    /// Lists them.
+    List {
+        #[command(flatten)]
+        state: State,
+        /// Output format.
+        #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// An endpoint's datapath counters: packets and bytes by direction and verdict reason.
+    Verdicts {
+        #[command(flatten)]
+        state: State,
+        /// Endpoint id or pod (`namespace/name`).
+        endpoint: String,
         /// Output format.
         #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
         output: Output,
@@ -225,20 +256,13 @@ enum BpfPolicyCommand {
 }
 
 fn cluster(command: ClusterCommand) -> Result<(), CliError> {
-    use netstack_ref::cluster::topology::{self, ClusterOptions, Routing};
+    use netstack_ref::cluster::topology::{self, ClusterOptions};
     match command {
-        ClusterCommand::Up { nodes, name, kvstore, state_dir, manifests, output } => {
+        ClusterCommand::Up { nodes, routing, name, kvstore, state_dir, manifests, output } => {
             let agent_binary = std::env::current_exe().map_err(CliError::OwnBinary)?;
             let manifests = manifests.map(|m| std::fs::canonicalize(&m).unwrap_or(m));
-            let options = ClusterOptions {
-                name,
-                nodes,
-                routing: Routing::Native,
-                etcd: kvstore == "etcd",
-                state_dir,
-                agent_binary,
-                manifests,
-            };
+            let options =
+                ClusterOptions { name, nodes, routing, etcd: kvstore == "etcd", state_dir, agent_binary, manifests };
             let record = topology::up(&options)?;
             match output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&record).expect("records serialise")),
@@ -335,8 +359,18 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
-        Command::Agent { state, manifests, netns, node_name, pod_cidr, allow_localhost, kvstore, node_address } => {
-            let cluster = ClusterFlags { kvstore, node_address };
+        Command::Agent {
+            state,
+            manifests,
+            netns,
+            node_name,
+            pod_cidr,
+            allow_localhost,
+            kvstore,
+            node_address,
+            routing,
+        } => {
+            let cluster = ClusterFlags { kvstore, node_address, routing };
             run_agent(state, manifests, netns, node_name, pod_cidr, &allow_localhost, cluster)
         }
         Command::Node { command: ListOnly::List { state, output } } => {
@@ -356,7 +390,13 @@ fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Status { state, output } => status(&state, output),
-        Command::Endpoint { command: ListOnly::List { state, output } } => {
+        Command::Endpoint { command: EndpointCommand::Verdicts { state, endpoint, output } } => {
+            let columns =
+                [("DIRECTION", "direction"), ("REASON", "reason"), ("PACKETS", "packets"), ("BYTES", "bytes")];
+            print(ask(&state, Request::EndpointVerdicts { endpoint })?, output, &columns);
+            Ok(())
+        }
+        Command::Endpoint { command: EndpointCommand::List { state, output } } => {
             let columns = [
                 ("ID", "id"),
                 ("POD", "pod"),
@@ -389,7 +429,11 @@ fn run(cli: Cli) -> Result<(), CliError> {
             print(ask(&state, Request::BpfPolicyGet { endpoint })?, output, &columns);
             Ok(())
         }
-        Command::Reset { state } => Ok(agent::reset(&AgentConfig::new(&state.state_dir, None))?),
+        Command::Reset { state } => {
+            let mut config = AgentConfig::new(&state.state_dir, None);
+            config.routing = agent::state::Persisted::load(&state.state_dir).map(|p| p.routing).unwrap_or_default();
+            Ok(agent::reset(&config)?)
+        }
     }
 }
 
@@ -397,6 +441,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
 struct ClusterFlags {
     kvstore: Option<String>,
     node_address: Option<std::net::IpAddr>,
+    routing: netstack_ref::cluster::routing::Routing,
 }
 
 fn run_agent(
@@ -418,11 +463,13 @@ fn run_agent(
     // Host-side veths carry IPv4 only (pods have no IPv6 yet).
     agent::netns::sysctl("net/ipv6/conf/default/disable_ipv6", "1")?;
     let mut config = AgentConfig::new(&state.state_dir, manifests);
+    config.pod_netns_prefix = netns.clone().unwrap_or_else(|| node_name.clone());
     config.node_name = node_name;
     config.pod_cidr = Cidr::parse(&pod_cidr).ok_or(CliError::PodCidr(pod_cidr))?;
     config.allow_localhost = AllowLocalhost::from_name(allow_localhost).unwrap_or_default();
     config.kvstore = cluster.kvstore;
     config.node_address = cluster.node_address;
+    config.routing = cluster.routing;
     Ok(agent::run(config, Duration::from_millis(200))?)
 }
 
@@ -459,6 +506,32 @@ fn status(state: &State, output: Output) -> Result<(), CliError> {
     println!("{:<14} {}", "policies", status.policies);
     println!("{:<14} {}", "syncs", status.syncs);
     println!("{:<14} {}", "uptimeSeconds", status.uptime_seconds);
+    println!("{:<14} {}", "routing", status.routing);
+    match &status.tunnel {
+        Some(netstack_ref::agent::api_types::TunnelStatus::Counting { device, verdicts }) => {
+            let rows: Vec<String> = verdicts
+                .iter()
+                .map(|v| {
+                    let direction = if v.direction == netstack_ref::policy::Direction::Ingress { "in" } else { "out" };
+                    format!("{direction} {} {} packets", v.reason, v.packets)
+                })
+                .collect();
+            println!("{:<14} {device}: {}", "tunnel", if rows.is_empty() { "idle".into() } else { rows.join(", ") });
+        }
+        Some(netstack_ref::agent::api_types::TunnelStatus::Unavailable { error }) => {
+            println!("{:<14} unavailable: {error}", "tunnel")
+        }
+        None => {}
+    }
+    if let Some(kv) = &status.kvstore {
+        let state = match (&kv.error, kv.connected) {
+            (Some(e), _) => format!("unreachable: {e}"),
+            (None, true) => "connected".to_owned(),
+            (None, false) => "connecting".to_owned(),
+        };
+        let synced = kv.last_sync.map(|t| format!(", last sync {t}")).unwrap_or_default();
+        println!("{:<14} {} {state}{synced}", "kvstore", kv.endpoint);
+    }
     match status.conntrack_gc {
         ConntrackGcStatus::Unavailable { error } => println!("{:<14} unavailable: {error}", "conntrackGc"),
         ConntrackGcStatus::Running { runs, removed } => {

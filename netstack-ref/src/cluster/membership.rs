@@ -184,18 +184,13 @@ impl Membership {
         }
     }
 
-    /// The other nodes' pods (address → identity), or `None` while the kvstore is away.
-    pub fn remote_endpoints(&mut self) -> Option<BTreeMap<IpAddr, u32>> {
+    /// The other nodes' pods (address → identity and node), or `None` while the kvstore is
+    /// away.
+    pub fn remote_endpoints(&mut self) -> Option<BTreeMap<IpAddr, IpcacheEntry>> {
         let store = self.store.clone()?;
         let own = self.node.addresses.first().copied();
         match store.ipcache() {
-            Ok(entries) => Some(
-                entries
-                    .into_iter()
-                    .filter(|(_, e)| Some(e.node_address) != own)
-                    .map(|(ip, e)| (ip, e.identity))
-                    .collect(),
-            ),
+            Ok(entries) => Some(entries.into_iter().filter(|(_, e)| Some(e.node_address) != own).collect()),
             Err(e) => {
                 self.lost(&e);
                 None

@@ -3,4 +3,5 @@
 
 pub mod kvstore;
 pub mod membership;
+pub mod routing;
 pub mod topology;

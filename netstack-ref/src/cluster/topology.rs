@@ -12,6 +12,7 @@ use std::os::unix::process::CommandExt;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::routing::Routing;
 use crate::agent::netns::{self, PlumbingError};
 use crate::agent::rtnl::Rtnl;
 
@@ -49,14 +50,6 @@ pub enum ClusterError {
         /// Why.
         reason: String,
     },
-}
-
-/// How pod traffic crosses nodes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Routing {
-    /// Routes to each node's pod CIDR through its underlay address.
-    Native,
 }
 
 /// One node as brought up.
@@ -98,6 +91,8 @@ pub struct ClusterRecord {
 
 /// The underlay: 192.168.100.0/24; the client at .2, node i at .(10 + i).
 const UNDERLAY_PREFIX: u8 = 24;
+/// The underlay's MTU: room for VXLAN's 50 bytes around a pod's 1500 (and for jumbo frames).
+const UNDERLAY_MTU: u32 = 9000;
 
 fn underlay_address(host: u8) -> Ipv4Addr {
     Ipv4Addr::new(192, 168, 100, host)
@@ -199,6 +194,7 @@ fn join_underlay(underlay: &str, member: &str, port: &str, address: Ipv4Addr) ->
         rtnl.add_veth(&port, "underlay0", &member_ns)?;
         let (index, _) = rtnl.link(&port)?;
         let (bridge, _) = rtnl.link("br0")?;
+        rtnl.set_mtu(index, UNDERLAY_MTU)?;
         rtnl.set_master(index, bridge)?;
         rtnl.set_up(index)
     })??;
@@ -207,6 +203,7 @@ fn join_underlay(underlay: &str, member: &str, port: &str, address: Ipv4Addr) ->
         let (lo, _) = rtnl.link("lo")?;
         rtnl.set_up(lo)?;
         let (index, _) = rtnl.link("underlay0")?;
+        rtnl.set_mtu(index, UNDERLAY_MTU)?;
         rtnl.add_address(index, address, UNDERLAY_PREFIX)?;
         rtnl.set_up(index)
     })?
@@ -289,7 +286,7 @@ fn build(record: &mut ClusterRecord, options: &ClusterOptions) -> Result<(), Clu
             .arg("--state-dir")
             .arg(&node.state_dir)
             .args(["--netns", &node.netns, "--node-name", &node.name, "--pod-cidr", &node.pod_cidr])
-            .args(["--node-address", &node.underlay.to_string()])
+            .args(["--node-address", &node.underlay.to_string(), "--routing", record.routing.name()])
             .args(options.manifests.iter().flat_map(|m| [std::ffi::OsStr::new("--manifests"), m.as_os_str()]))
             .args(record.etcd.as_ref().map(|(endpoint, _, _)| ["--kvstore", endpoint.as_str()]).into_iter().flatten())
             .stdin(Stdio::null())
@@ -406,7 +403,17 @@ pub fn down(state_dir: &Path, name: &str) -> Result<(), ClusterError> {
         if let Some(pid) = std::fs::read_to_string(dir.join("agent.pid")).ok().and_then(|s| s.trim().parse().ok()) {
             stop(pid);
         }
-        let _ = crate::agent::reset(&crate::agent::AgentConfig::new(dir, None));
+        // Inside the node's namespace, where its host veths and tunnel device are.
+        let mut config = crate::agent::AgentConfig::new(dir, None);
+        match record.as_ref().and_then(|r| r.nodes.iter().find(|n| &n.state_dir == dir).map(|n| (r, n))) {
+            Some((record, node)) if netns::exists(&node.netns) => {
+                config.routing = record.routing;
+                let _ = netns::run_in(&node.netns, move || crate::agent::reset(&config));
+            }
+            _ => {
+                let _ = crate::agent::reset(&config);
+            }
+        }
     }
     if let Some((_, pid, _)) = record.as_ref().and_then(|r| r.etcd.as_ref()) {
         stop(*pid);

@@ -8,6 +8,7 @@
 //! links are pinned in `endpoints/<id>/` beneath it.
 
 pub mod abi;
+pub mod overlay;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
@@ -265,25 +266,32 @@ impl EndpointDatapath {
 
     /// Packets and bytes per (direction, reason), summed over CPUs; zero rows left out.
     pub fn verdicts(&self) -> Result<Vec<(Direction, drop_reason, verdict_count)>> {
-        let mut out = Vec::new();
-        for direction in Direction::BOTH {
-            for &(_, reason) in drop_reason::ALL {
-                let values = self
-                    .verdicts
-                    .get(&verdict_slot(direction, reason))
-                    .map_err(map_err(format!("endpoint {}: read verdicts", self.id)))?;
-                let mut sum = verdict_count::default();
-                for v in values.iter().flat_map(|v| v.iter()) {
-                    sum.packets += v.packets;
-                    sum.bytes += v.bytes;
-                }
-                if sum.packets > 0 {
-                    out.push((direction, reason, sum));
-                }
+        sum_verdicts(&self.verdicts, &format!("endpoint {}", self.id))
+    }
+}
+
+/// The rows of a `verdicts` map (lib/counters.h): packets and bytes per (direction, reason),
+/// summed over CPUs; zero rows left out. `owner` names the map's object in errors.
+pub(crate) fn sum_verdicts(
+    verdicts: &PerCpuArray<verdict_count>,
+    owner: &str,
+) -> Result<Vec<(Direction, drop_reason, verdict_count)>> {
+    let mut out = Vec::new();
+    for direction in Direction::BOTH {
+        for &(_, reason) in drop_reason::ALL {
+            let values =
+                verdicts.get(&verdict_slot(direction, reason)).map_err(map_err(format!("{owner}: read verdicts")))?;
+            let mut sum = verdict_count::default();
+            for v in values.iter().flat_map(|v| v.iter()) {
+                sum.packets += v.packets;
+                sum.bytes += v.bytes;
+            }
+            if sum.packets > 0 {
+                out.push((direction, reason, sum));
             }
         }
-        Ok(out)
     }
+    Ok(out)
 }
 
 /// The node's ipcache: which identity an address has.
@@ -310,10 +318,19 @@ impl Ipcache {
         Ok(Ipcache { trie: LpmTrie::try_from(map).map_err(map_err("ipcache"))? })
     }
 
-    /// Maps `cidr` to `identity`.
+    /// Maps `cidr` to `identity`, reached without the tunnel.
     pub fn upsert(&self, cidr: &Cidr, identity: u32) -> Result<()> {
+        self.set(cidr, IpcacheTarget { identity, tunnel_endpoint: None })
+    }
+
+    /// Maps `cidr` to `target`.
+    pub fn set(&self, cidr: &Cidr, target: IpcacheTarget) -> Result<()> {
         let (key, len) = ipcache_key(cidr);
-        let value = ipcache_value { identity, ..ipcache_value::default() };
+        let value = ipcache_value {
+            identity: target.identity,
+            tunnel_endpoint: target.tunnel_endpoint.map_or(0, |a| u32::from_ne_bytes(a.octets())),
+            ..ipcache_value::default()
+        };
         self.trie.insert(&key, len, &value, UpdateFlags::ANY).map_err(map_err(format!("ipcache update {cidr}")))
     }
 
@@ -323,11 +340,27 @@ impl Ipcache {
         self.trie.remove(&key, len).map_err(map_err(format!("ipcache remove {cidr}")))
     }
 
-    /// Every prefix and its identity.
-    pub fn entries(&self) -> Result<Vec<(Cidr, u32)>> {
+    /// Every prefix and what it maps to.
+    pub fn entries(&self) -> Result<Vec<(Cidr, IpcacheTarget)>> {
         let raw = self.trie.entries().map_err(map_err("ipcache read"))?;
-        Ok(raw.iter().filter_map(|(k, len, v)| Some((ipcache_cidr(k, *len)?, v.identity))).collect())
+        Ok(raw
+            .iter()
+            .filter_map(|(k, len, v)| {
+                let tunnel_endpoint = (v.tunnel_endpoint != 0).then(|| Ipv4Addr::from(v.tunnel_endpoint.to_ne_bytes()));
+                Some((ipcache_cidr(k, *len)?, IpcacheTarget { identity: v.identity, tunnel_endpoint }))
+            })
+            .collect())
     }
+}
+
+/// What the ipcache says of an address: its identity and, in tunnel mode, the underlay address
+/// of the node it sits behind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct IpcacheTarget {
+    /// The security identity.
+    pub identity: u32,
+    /// The node to send it to through the tunnel; `None` when reached without.
+    pub tunnel_endpoint: Option<Ipv4Addr>,
 }
 
 /// The node's conntrack table, shared by every endpoint, and the epoch that tells the

@@ -49,6 +49,7 @@ impl Node {
         }
         let mut config = AgentConfig::new(&state_dir, Some(manifests.clone()));
         config.node_name = ns.name().to_string();
+        config.pod_netns_prefix = ns.name().to_string();
         config.allow_localhost = allow_localhost;
         Node { ns, config, manifests, agent: None }
     }
