@@ -149,7 +149,9 @@ struct flow_slot {
 	__u8 reply; /* the packet runs against its connection's first packet */
 	__u8 valid;
 	__u32 epoch;
-	__u32 pad;
+	/* Where an egress packet of the flow goes through the tunnel (the ipcache's tunnel
+	 * endpoint of its destination when conntrack confirmed it); 0: not tunnelled. */
+	__be32 tunnel_endpoint;
 	__u64 refreshed; /* jiffies when conntrack last confirmed the flow */
 	__u64 pending; /* packets passed since, not yet added to the conntrack entry */
 };

@@ -20,6 +20,7 @@
 #include "lib/flow_cache.h"
 #include "lib/arp.h"
 #include "lib/policy.h"
+#include "lib/tunnel.h"
 
 ABI_EXPORT(enum, direction);
 ABI_EXPORT(enum, stage);
@@ -59,15 +60,41 @@ static __always_inline int source_is_endpoint(const struct ct_key *t, __u8 famil
 	return 1;
 }
 
+/* A packet the pod may send leaves with its identity in the mark: the endpoint vouches for it
+ * (the source address was checked, or the flow cache matched a checked tuple), so a local
+ * receiver (lib/policy.h) need not look the sender up. A packet for another node's pod goes
+ * straight into the tunnel, its identity as VNI. */
+static __always_inline int sent(struct __sk_buff *skb, __be32 tunnel_endpoint)
+{
+	if (ENDPOINT_IDENTITY < MARK_IDENTITY_LIMIT)
+		skb->mark = ENDPOINT_IDENTITY << MARK_IDENTITY_SHIFT | MARK_MAGIC_IDENTITY;
+	if (tunnel_endpoint && TUNNEL_IFINDEX)
+		return encapsulate(skb, DIR_EGRESS, tunnel_endpoint, ENDPOINT_IDENTITY, TUNNEL_IFINDEX);
+	return count(skb, DIR_EGRESS, REASON_FORWARDED);
+}
+
+/* Where the tunnel takes a packet to `daddr`: its node's underlay address, or 0. */
+static __always_inline __be32 tunnel_endpoint_of(const __u8 *daddr, __u8 family)
+{
+	struct ipcache_value *v;
+
+	if (!TUNNEL_IFINDEX)
+		return 0;
+	v = ipcache_lookup(daddr, family);
+	return v ? v->tunnel_endpoint : 0;
+}
+
 SEC("tc")
 int from_container(struct __sk_buff *skb)
 {
 	struct ct_key t;
+	struct flow_slot *cached = flow_cache_pass(skb, DIR_EGRESS);
 	__u8 family = 0, icmp_type = 0, tcp_flags = 0;
+	__be32 tunnel;
 	int reason;
 
-	if (flow_cache_pass(skb, DIR_EGRESS))
-		return count(skb, DIR_EGRESS, REASON_FORWARDED);
+	if (cached)
+		return sent(skb, cached->tunnel_endpoint);
 	reason = parse(skb, &t, &family, &icmp_type, &tcp_flags);
 
 	if (reason)
@@ -83,8 +110,9 @@ int from_container(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	if (!source_is_endpoint(&t, family))
 		return count(skb, DIR_EGRESS, REASON_INVALID_SOURCE_IP);
-	if (conntrack_pass(skb, &t, DIR_EGRESS, family, icmp_type, tcp_flags))
-		return count(skb, DIR_EGRESS, REASON_FORWARDED);
+	tunnel = tunnel_endpoint_of(t.daddr, family);
+	if (conntrack_pass(skb, &t, DIR_EGRESS, family, icmp_type, tcp_flags, tunnel))
+		return sent(skb, tunnel);
 	tail_call_static(skb, &stages, STAGE_EGRESS_POLICY);
 	return count(skb, DIR_EGRESS, REASON_MISSED_TAIL_CALL);
 }
@@ -106,7 +134,7 @@ int to_container(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	if (is_nd(t.protocol, icmp_type))
 		return TC_ACT_OK;
-	if (conntrack_pass(skb, &t, DIR_INGRESS, family, icmp_type, tcp_flags))
+	if (conntrack_pass(skb, &t, DIR_INGRESS, family, icmp_type, tcp_flags, 0))
 		return count(skb, DIR_INGRESS, REASON_FORWARDED);
 	tail_call_static(skb, &stages, STAGE_INGRESS_POLICY);
 	return count(skb, DIR_INGRESS, REASON_MISSED_TAIL_CALL);
@@ -118,13 +146,15 @@ static __always_inline int policy_stage(struct __sk_buff *skb, __u8 direction)
 	struct ct_entry entry = {};
 	__u8 family = 0, icmp_type = 0, tcp_flags = 0;
 	int reason = parse(skb, &t, &family, &icmp_type, &tcp_flags);
+	__be32 tunnel = 0;
 	__u32 peer;
 
 	if (reason)
 		return count(skb, direction, reason);
 	if (family == 0)
 		return count(skb, direction, REASON_UNSUPPORTED_L3_PROTOCOL);
-	peer = direction == DIR_EGRESS ? destination_identity(t.daddr, family) : source_identity(skb, t.saddr, family);
+	peer = direction == DIR_EGRESS ? destination_identity(t.daddr, family, &tunnel)
+				       : source_identity(skb, t.saddr, family);
 	reason = decide(peer, direction, &t, icmp_type);
 	if (reason != REASON_FORWARDED)
 		return count(skb, direction, reason);
@@ -138,7 +168,7 @@ static __always_inline int policy_stage(struct __sk_buff *skb, __u8 direction)
 		entry.dst_identity = direction == DIR_EGRESS ? peer : ENDPOINT_IDENTITY;
 		bpf_map_update_elem(&conntrack, &t, &entry, BPF_ANY);
 	}
-	return count(skb, direction, REASON_FORWARDED);
+	return direction == DIR_EGRESS ? sent(skb, tunnel) : count(skb, direction, REASON_FORWARDED);
 }
 
 SEC("tc")

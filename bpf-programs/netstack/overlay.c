@@ -1,16 +1,22 @@
-// The tunnel's datapath, on the node's VXLAN device in external (collect-metadata) mode: the
+// The tunnel's datapath beside the endpoints' (which send their pods' packets into the tunnel
+// themselves, lib/tunnel.h). The node's VXLAN device is in external (collect-metadata) mode: the
 // kernel encapsulates and decapsulates, these programs say to which node and with which VNI.
-// to_overlay (TCX egress: what the node routes into the tunnel) sends a packet to the node its
-// destination sits behind (the ipcache's tunnel endpoint), with the VNI carrying its source's
-// security identity. from_overlay (TCX ingress: what arrives decapsulated) accepts packets only
-// from known nodes and hands the VNI's identity on in skb->mark, so the receiving endpoint
-// enforces policy on the identity the sending node vouched for, not on the inner source
-// address (lib/policy.h: source_identity).
+// from_host (TCX egress of the node's host device, where the node routes the other nodes' pod
+// CIDRs: what the host itself sends there, or forwards) sends a packet to the node its
+// destination sits behind (the ipcache's tunnel endpoint), the VNI carrying its source's
+// security identity. from_overlay (TCX ingress of the VXLAN device: what arrives
+// decapsulated) accepts packets only from known nodes and hands the VNI's identity on in
+// skb->mark, so the receiving endpoint enforces policy on the identity the sending node vouched
+// for, not on the inner source address (lib/policy.h: source_identity).
 #include "netstack_compat.h"
 #include "abi.h"
 #include "lib/proto.h"
 #include "lib/ipcache.h"
 #include "lib/counters.h"
+#include "lib/tunnel.h"
+
+/* The VXLAN device. */
+TEMPLATE_CONST(__u32, TUNNEL_IFINDEX, 0);
 
 ABI_EXPORT(enum, direction);
 ABI_EXPORT(enum, reserved_identity);
@@ -33,11 +39,16 @@ static __always_inline struct iphdr *ipv4_header(struct __sk_buff *skb)
 	return ip;
 }
 
-/* The identity a packet from `saddr` leaves this node with: a local pod's own, the host's as
- * remote-node (what the host is to the other nodes), anything else world. */
-static __always_inline __u32 sending_identity(__be32 saddr)
+/* The identity a packet leaves this node with: the one its endpoint marked it with (endpoint.c),
+ * else by its source address a local pod's own, the host's as remote-node (what the host is to
+ * the other nodes), anything else world. */
+static __always_inline __u32 sending_identity(struct __sk_buff *skb, __be32 saddr)
 {
-	struct ipcache_value *source = ipcache_lookup_v4(saddr);
+	struct ipcache_value *source;
+
+	if ((skb->mark & MARK_MAGIC_MASK) == MARK_MAGIC_IDENTITY)
+		return skb->mark >> MARK_IDENTITY_SHIFT;
+	source = ipcache_lookup_v4(saddr);
 
 	if (!source || source->tunnel_endpoint)
 		return IDENTITY_WORLD_IPV4;
@@ -47,9 +58,8 @@ static __always_inline __u32 sending_identity(__be32 saddr)
 }
 
 SEC("tc")
-int to_overlay(struct __sk_buff *skb)
+int from_host(struct __sk_buff *skb)
 {
-	struct bpf_tunnel_key key = {};
 	struct ipcache_value *destination;
 	struct iphdr *ip = ipv4_header(skb);
 
@@ -58,12 +68,8 @@ int to_overlay(struct __sk_buff *skb)
 	destination = ipcache_lookup_v4(ip->daddr);
 	if (!destination || !destination->tunnel_endpoint)
 		return count(skb, DIR_EGRESS, REASON_NO_TUNNEL_ENDPOINT);
-	key.remote_ipv4 = bpf_ntohl(destination->tunnel_endpoint);
-	key.tunnel_id = sending_identity(ip->saddr);
-	key.tunnel_ttl = 64;
-	if (bpf_skb_set_tunnel_key(skb, &key, sizeof(key), BPF_F_ZERO_CSUM_TX) < 0)
-		return count(skb, DIR_EGRESS, REASON_WRITE_ERROR);
-	return count(skb, DIR_EGRESS, REASON_FORWARDED);
+	return encapsulate(skb, DIR_EGRESS, destination->tunnel_endpoint, sending_identity(skb, ip->saddr),
+			   TUNNEL_IFINDEX);
 }
 
 SEC("tc")

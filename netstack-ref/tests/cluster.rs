@@ -327,7 +327,15 @@ fn two_nodes_with_policy(routing: &str) {
     let ready = |node: &netstack_ref::cluster::topology::NodeRecord, pod: &str| {
         eventually(Duration::from_secs(30), || endpoint(&node.state_dir, pod).is_some())
     };
-    assert!(ready(node1, "shop/client") && ready(node1, "shop/intruder") && ready(node2, "shop/server"));
+    let log = |node: &netstack_ref::cluster::topology::NodeRecord| {
+        std::fs::read_to_string(node.state_dir.join("agent.log")).unwrap_or_default()
+    };
+    assert!(
+        ready(node1, "shop/client") && ready(node1, "shop/intruder") && ready(node2, "shop/server"),
+        "node1:\n{}\nnode2:\n{}",
+        log(node1),
+        log(node2)
+    );
     assert!(endpoint(&node1.state_dir, "shop/server").is_none(), "each node runs only the pods scheduled to it");
     let (client, intruder, server) = (
         endpoint(&node1.state_dir, "shop/client").unwrap(),
@@ -358,6 +366,16 @@ fn two_nodes_with_policy(routing: &str) {
         let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
         assert_eq!(status["routing"], "tunnel", "{status}");
         assert!(tunnel_count(&node2.state_dir, "ingress", "FORWARDED") > 0, "the client's datagram came through it");
+
+        // node1 itself reaches node2's pods through its host device (from_host), as remote-node:
+        // which the server's policy does not allow.
+        let (host_sent, denied) = (
+            tunnel_count(&node1.state_dir, "egress", "FORWARDED"),
+            verdict_count(&node2.state_dir, "shop/server", "ingress", "POLICY_DENIED"),
+        );
+        assert!(!udp_reaches(&node1.netns, &ns(&server), server_ip, 7000), "node1's host is not a client");
+        assert!(tunnel_count(&node1.state_dir, "egress", "FORWARDED") > host_sent, "sent by from_host");
+        assert!(verdict_count(&node2.state_dir, "shop/server", "ingress", "POLICY_DENIED") > denied);
 
         // From outside the cluster, straight to node2 on the underlay, claiming the client's
         // address: node2 knows that address lives behind the tunnel, so the packet is world.

@@ -11,6 +11,9 @@ TEMPLATE_CONST(__u8, ENDPOINT_IPV6[16], {});
 /* The host-side veth: where ARP replies are sent back out, and whose MAC they carry. */
 TEMPLATE_CONST(__u32, HOST_IFINDEX, 0);
 TEMPLATE_CONST(__u8, HOST_MAC[6], {});
+/* The node's tunnel device (tunnel routing), where packets to other nodes' pods are sent
+ * encapsulated; 0 without a tunnel. */
+TEMPLATE_CONST(__u32, TUNNEL_IFINDEX, 0);
 
 /* Cached flows are confirmed by conntrack every quarter second; a kernel without a readable
  * configuration (CONFIG_HZ 0) confirms every packet. */

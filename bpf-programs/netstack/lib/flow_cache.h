@@ -22,8 +22,9 @@ static __always_inline int flow_slot_holds(const struct flow_slot *slot, __be32 
 
 /* The fast path, before any other parsing: an IPv4 TCP/UDP/SCTP packet of a flow this CPU's
  * cache holds, fresh (confirmed by conntrack within FLOW_REFRESH and since its last flush),
- * passes. The source check is implied: from_container fills slots only after it. */
-static __always_inline int flow_cache_pass(struct __sk_buff *skb, __u8 direction)
+ * passes: its slot is returned (NULL: no pass). The source check is implied: from_container
+ * fills slots only after it. */
+static __always_inline struct flow_slot *flow_cache_pass(struct __sk_buff *skb, __u8 direction)
 {
 	void *data = (void *)(long)skb->data;
 	void *end = (void *)(long)skb->data_end;
@@ -49,7 +50,7 @@ static __always_inline int flow_cache_pass(struct __sk_buff *skb, __u8 direction
 	if (slot->epoch != conntrack_epoch() || bpf_jiffies64() - slot->refreshed >= FLOW_REFRESH)
 		return 0;
 	slot->pending++;
-	return 1;
+	return slot;
 }
 
 /* Adds the packets a slot passed to its connection's entry, before the slot goes to another
@@ -86,9 +87,10 @@ static __always_inline void flow_slot_flush(const struct flow_slot *slot)
 /* Established flows, their replies and related ICMP errors pass without a policy lookup.
  * Returns 1 when the packet belongs to a tracked connection. Past flow_cache_pass: an IPv4
  * TCP/UDP/SCTP flow conntrack confirms takes this CPU's cache slot, carrying in the packets
- * the slot passed for it (or flushing another flow's first). */
+ * the slot passed for it (or flushing another flow's first), and `tunnel_endpoint`, where its
+ * packets go (0: not through the tunnel). */
 static __always_inline int conntrack_pass(struct __sk_buff *skb, struct ct_key *t, __u8 direction, __u8 family,
-					  __u8 icmp_type, __u8 tcp_flags)
+					  __u8 icmp_type, __u8 tcp_flags, __be32 tunnel_endpoint)
 {
 	struct flow_slot *slot = 0;
 	__u64 packets = 1;
@@ -119,6 +121,7 @@ static __always_inline int conntrack_pass(struct __sk_buff *skb, struct ct_key *
 		slot->direction = direction;
 		slot->reply = state == CT_REPLY;
 		slot->epoch = conntrack_epoch();
+		slot->tunnel_endpoint = tunnel_endpoint;
 		slot->refreshed = bpf_jiffies64();
 		slot->valid = 1;
 	}

@@ -8,12 +8,15 @@ static __always_inline __u32 world(__u8 family)
 	return family == 4 ? IDENTITY_WORLD_IPV4 : IDENTITY_WORLD_IPV6;
 }
 
-/* The identity of the address a packet goes to. */
-static __always_inline __u32 destination_identity(const __u8 *addr, __u8 family)
+/* The identity of the address a packet goes to, and where the tunnel takes it (0: nowhere). */
+static __always_inline __u32 destination_identity(const __u8 *addr, __u8 family, __be32 *tunnel_endpoint)
 {
 	struct ipcache_value *v = ipcache_lookup(addr, family);
 
-	return v ? v->identity : world(family);
+	if (!v)
+		return world(family);
+	*tunnel_endpoint = v->tunnel_endpoint;
+	return v->identity;
 }
 
 /* The identity of the peer a packet comes from: the one the tunnel carried (lib/overlay's

@@ -51,10 +51,12 @@ pub struct EndpointRecord {
 }
 
 /// Creates the plumbing of `record` (whatever of it is missing) and its datapath, or adopts
-/// the datapath a previous agent pinned. Runs in the node's namespace.
+/// the datapath a previous agent pinned. `tunnel_ifindex` is the node's VXLAN device (0: none).
+/// Runs in the node's namespace.
 pub fn create(
     record: &EndpointRecord,
     router: Ipv4Addr,
+    tunnel_ifindex: u32,
     pins: &Path,
     shared: &Path,
 ) -> Result<EndpointDatapath, EndpointError> {
@@ -80,6 +82,7 @@ pub fn create(
         ipv6: None,
         host_ifindex,
         host_mac,
+        tunnel_ifindex,
     };
     let mut datapath = EndpointDatapath::load(&config, shared).map_err(datapath_error)?;
     datapath.attach(host_ifindex).map_err(datapath_error)?;

@@ -511,7 +511,7 @@ pub fn reset(config: &AgentConfig) -> Result<(), AgentError> {
             .map_err(|source| AgentError::Directory { path: config.bpffs.clone(), source })?;
     }
     if config.routing == Routing::Tunnel {
-        crate::cluster::routing::remove_device()
+        crate::cluster::routing::remove_devices()
             .map_err(|e| AgentError::Tunnel(crate::cluster::routing::TunnelError::Plumbing(e)))?;
     }
     let _ = std::fs::remove_file(config.state_dir.join("state.json"));

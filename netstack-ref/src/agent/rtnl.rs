@@ -147,6 +147,16 @@ impl Rtnl {
         self.request(&op, RouteNetlinkMessage::NewLink(message), NLM_F_CREATE | NLM_F_EXCL).map(|_| ())
     }
 
+    /// Turns ARP off on interface `index`: a program names where its packets go, and no one
+    /// behind it would answer.
+    pub fn set_noarp(&mut self, index: u32) -> Result<(), PlumbingError> {
+        let mut message = LinkMessage::default();
+        message.header.index = index;
+        message.header.flags = LinkFlags::Noarp;
+        message.header.change_mask = LinkFlags::Noarp;
+        self.request(&format!("set link {index} arp off"), RouteNetlinkMessage::SetLink(message), 0).map(|_| ())
+    }
+
     /// Sets interface `index`'s MTU.
     pub fn set_mtu(&mut self, index: u32, mtu: u32) -> Result<(), PlumbingError> {
         let mut message = LinkMessage::default();

@@ -260,7 +260,8 @@ impl Agent {
             )?,
         };
         let shared = &self.config.bpffs;
-        let datapath = endpoint::create(&record, self.config.router(), &shared.join("endpoints"), shared)?;
+        let tunnel = self.tunnel.as_ref().map_or(0, |t| t.ifindex());
+        let datapath = endpoint::create(&record, self.config.router(), tunnel, &shared.join("endpoints"), shared)?;
         Ok((record, datapath))
     }
 

@@ -1,7 +1,9 @@
 //! How pod traffic crosses nodes, as Cilium offers it: native routing (each node's pod CIDR
 //! routed through its underlay address, set up by whoever owns the underlay) or a VXLAN tunnel
-//! the agent owns: a device in external (collect-metadata) mode, the overlay programs on it,
-//! and a route per remote node's pod CIDR into it.
+//! the agent owns: a device in external (collect-metadata) mode with `from_overlay` on its
+//! ingress; a host device (Cilium's `cilium_host`) to which each remote node's pod CIDR is
+//! routed, with `from_host` on its egress for what the node itself sends there; and the
+//! endpoints, which send their pods' packets into the tunnel themselves.
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
@@ -38,6 +40,12 @@ impl Routing {
 
 /// The tunnel device of a node.
 pub const TUNNEL_DEVICE: &str = "netstack_vxlan";
+/// The device the other nodes' pod CIDRs are routed to: one end of a veth pair (as Cilium's
+/// `cilium_host` ↔ `cilium_net`; this kernel has no dummy devices), whose other end is
+/// [`HOST_PEER_DEVICE`].
+pub const HOST_DEVICE: &str = "netstack_host";
+/// The other end of the host device's pair; nothing reaches it (`from_host` redirects all).
+pub const HOST_PEER_DEVICE: &str = "netstack_net";
 /// Its UDP port (Cilium's, and the Linux default for VXLAN).
 pub const VXLAN_PORT: u16 = 8472;
 /// Its MTU: the pods' own, so nothing they send needs fragmenting; the underlay carries the
@@ -48,7 +56,7 @@ pub const TUNNEL_MTU: u32 = 1500;
 #[derive(Debug, thiserror::Error)]
 pub enum TunnelError {
     /// The device or its routes.
-    #[error("tunnel device {TUNNEL_DEVICE}: {0}")]
+    #[error("tunnel devices {TUNNEL_DEVICE}, {HOST_DEVICE}: {0}")]
     Plumbing(#[from] PlumbingError),
     /// The overlay programs.
     #[error("tunnel datapath: {0}")]
@@ -59,6 +67,7 @@ pub enum TunnelError {
 #[derive(Debug)]
 pub struct Tunnel {
     ifindex: u32,
+    host_ifindex: u32,
     overlay: OverlayDatapath,
     routes: BTreeSet<Cidr>,
 }
@@ -75,21 +84,39 @@ impl Tunnel {
                 rtnl.link(TUNNEL_DEVICE)?.0
             }
         };
+        let host_ifindex = match rtnl.link(HOST_DEVICE) {
+            Ok((index, _)) => index,
+            Err(_) => {
+                let here = std::fs::File::open("/proc/thread-self/ns/net").map_err(|e| PlumbingError::Netns {
+                    op: "open",
+                    name: "the agent's own".to_owned(),
+                    reason: e.to_string(),
+                })?;
+                rtnl.add_veth(HOST_DEVICE, HOST_PEER_DEVICE, &here)?;
+                let (index, _) = rtnl.link(HOST_DEVICE)?;
+                rtnl.set_noarp(index)?;
+                rtnl.set_mtu(index, TUNNEL_MTU)?;
+                let (peer, _) = rtnl.link(HOST_PEER_DEVICE)?;
+                rtnl.set_up(peer)?;
+                index
+            }
+        };
         rtnl.set_up(ifindex)?;
+        rtnl.set_up(host_ifindex)?;
         let overlay = match OverlayDatapath::adopt(bpffs) {
             Some(overlay) => overlay,
-            None => OverlayDatapath::attach(bpffs, ifindex)?,
+            None => OverlayDatapath::attach(bpffs, ifindex, host_ifindex)?,
         };
-        Ok(Tunnel { ifindex, overlay, routes: BTreeSet::new() })
+        Ok(Tunnel { ifindex, host_ifindex, overlay, routes: BTreeSet::new() })
     }
 
-    /// Routes exactly `pod_cidrs` (the other nodes') into the tunnel: new ones added (or
+    /// Routes exactly `pod_cidrs` (the other nodes') to the host device: new ones added (or
     /// replaced, after a restart), gone ones removed.
     pub fn sync_routes(&mut self, pod_cidrs: &BTreeSet<Cidr>) -> Result<(), TunnelError> {
         let mut rtnl = Rtnl::open()?;
         for cidr in pod_cidrs.difference(&self.routes) {
             if let IpAddr::V4(addr) = cidr.addr {
-                rtnl.add_route(addr, cidr.len, self.ifindex, None, true)?;
+                rtnl.add_route(addr, cidr.len, self.host_ifindex, None, true)?;
             }
         }
         for cidr in self.routes.difference(pod_cidrs) {
@@ -106,19 +133,21 @@ impl Tunnel {
         &self.overlay
     }
 
-    /// The device's ifindex.
+    /// The VXLAN device's ifindex (where endpoints send their pods' packets for other nodes).
     pub fn ifindex(&self) -> u32 {
         self.ifindex
     }
 }
 
-/// Deletes the tunnel device of the calling thread's namespace, if there is one.
-pub fn remove_device() -> Result<(), PlumbingError> {
+/// Deletes the tunnel and host devices of the calling thread's namespace, if there are any.
+pub fn remove_devices() -> Result<(), PlumbingError> {
     let mut rtnl = Rtnl::open()?;
-    match rtnl.link(TUNNEL_DEVICE) {
-        Ok((index, _)) => rtnl.delete_link(index),
-        Err(_) => Ok(()),
+    for name in [TUNNEL_DEVICE, HOST_DEVICE] {
+        if let Ok((index, _)) = rtnl.link(name) {
+            rtnl.delete_link(index)?;
+        }
     }
+    Ok(())
 }
 
 /// The underlay address of a node entry (its first IPv4 address).

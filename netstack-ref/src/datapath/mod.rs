@@ -101,13 +101,24 @@ pub struct EndpointConfig {
     pub host_ifindex: u32,
     /// The host-side veth's MAC (the datapath answers ARP with it).
     pub host_mac: [u8; 6],
+    /// The node's VXLAN device, to which the endpoint sends its pod's packets for other nodes'
+    /// pods (tunnel routing); 0 without a tunnel.
+    pub tunnel_ifindex: u32,
 }
 
 impl EndpointConfig {
     /// A config for an endpoint run only under `BPF_PROG_TEST_RUN` (tests, benchmarks,
     /// diagnostics): no interface stands behind it, so ifindex 1 and a fixed MAC fill in.
     pub fn detached(id: u32, identity: u32, ipv4: Ipv4Addr) -> EndpointConfig {
-        EndpointConfig { id, identity, ipv4, ipv6: None, host_ifindex: 1, host_mac: [2, 0, 0, 0, 0, 1] }
+        EndpointConfig {
+            id,
+            identity,
+            ipv4,
+            ipv6: None,
+            host_ifindex: 1,
+            host_mac: [2, 0, 0, 0, 0, 1],
+            tunnel_ifindex: 0,
+        }
     }
 }
 
@@ -132,6 +143,7 @@ pub fn endpoint_spec(config: &EndpointConfig) -> Result<OpenEndpoint> {
     open.set_endpoint_ipv6(config.ipv6.map_or([0; 16], |a| a.octets()))?;
     open.set_host_ifindex(config.host_ifindex)?;
     open.set_host_mac(config.host_mac)?;
+    open.set_tunnel_ifindex(config.tunnel_ifindex)?;
     Ok(open)
 }
 

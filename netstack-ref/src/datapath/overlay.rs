@@ -1,8 +1,9 @@
-//! The tunnel's datapath (`bpf-programs/netstack/overlay.c`): `to_overlay` and `from_overlay`
-//! on TCX egress and ingress of the node's VXLAN device. It shares the node's ipcache (pinned
-//! by name) with the endpoints: the ipcache's tunnel endpoints say where a packet goes, its
-//! node entries say who may send through the tunnel. Its links and counters are pinned in
-//! `overlay/` of the node's bpffs directory, so an agent restart leaves the tunnel running.
+//! The tunnel's datapath (`bpf-programs/netstack/overlay.c`): `from_overlay` on TCX ingress of
+//! the node's VXLAN device, `from_host` on TCX egress of its host device (where the node routes
+//! the other nodes' pod CIDRs). It shares the node's ipcache (pinned by name) with the
+//! endpoints: the ipcache's tunnel endpoints say where a packet goes, its node entries say who
+//! may send through the tunnel. Its links and counters are pinned in `overlay/` of the node's
+//! bpffs directory, so an agent restart leaves the tunnel running.
 
 use std::path::{Path, PathBuf};
 
@@ -23,9 +24,9 @@ pub mod skeleton {
 
 const VERDICTS_PIN: &str = "verdicts";
 const INGRESS_LINK_PIN: &str = "link_from_overlay";
-const EGRESS_LINK_PIN: &str = "link_to_overlay";
+const EGRESS_LINK_PIN: &str = "link_from_host";
 
-/// The overlay programs of one node, attached to its tunnel device.
+/// The overlay programs of one node, attached to its tunnel and host devices.
 #[derive(Debug)]
 pub struct OverlayDatapath {
     verdicts: PerCpuArray<verdict_count>,
@@ -35,17 +36,18 @@ pub struct OverlayDatapath {
 
 impl OverlayDatapath {
     /// Loads the overlay object (the ipcache reused from `shared_pins`), attaches it to the
-    /// device `ifindex` (in the calling thread's namespace) and pins its links and counters in
-    /// `shared_pins/overlay`.
-    pub fn attach(shared_pins: &Path, ifindex: u32) -> Result<OverlayDatapath> {
-        let loaded = skeleton::OpenOverlay::open()?
-            .load(&LoadOptions::default().pin_dir(shared_pins))
-            .map_err(kernel("load the overlay datapath"))?;
+    /// VXLAN device `tunnel` and the host device `host` (in the calling thread's namespace) and
+    /// pins its links and counters in `shared_pins/overlay`.
+    pub fn attach(shared_pins: &Path, tunnel: u32, host: u32) -> Result<OverlayDatapath> {
+        let mut open = skeleton::OpenOverlay::open()?;
+        open.set_tunnel_ifindex(tunnel)?;
+        let loaded =
+            open.load(&LoadOptions::default().pin_dir(shared_pins)).map_err(kernel("load the overlay datapath"))?;
         let progs = loaded.progs();
-        let ingress = Tcx::attach(progs.from_overlay(), ifindex, TcxAttach::ingress())
-            .map_err(kernel(format!("attach from_overlay to link {ifindex}")))?;
-        let egress = Tcx::attach(progs.to_overlay(), ifindex, TcxAttach::egress())
-            .map_err(kernel(format!("attach to_overlay to link {ifindex}")))?;
+        let ingress = Tcx::attach(progs.from_overlay(), tunnel, TcxAttach::ingress())
+            .map_err(kernel(format!("attach from_overlay to link {tunnel}")))?;
+        let egress = Tcx::attach(progs.from_host(), host, TcxAttach::egress())
+            .map_err(kernel(format!("attach from_host to link {host}")))?;
         let verdicts_map = loaded.maps().verdicts_map();
         let pin_dir = shared_pins.join("overlay");
         std::fs::create_dir_all(&pin_dir).map_err(FileError::at("create", &pin_dir))?;
