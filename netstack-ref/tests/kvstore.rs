@@ -136,3 +136,37 @@ fn a_lost_kvstore_is_reported_in_time() {
     let err = KvStore::connect(&[etcd.endpoint()], "x", Duration::from_secs(1)).unwrap_err().to_string();
     assert!(err.contains("kvstore"), "{err}");
 }
+
+#[test]
+fn policy_status_is_aggregated_from_every_nodes_and_follows_their_leases() {
+    use netstack_ref::cluster::policy_status::NodePolicyStatus;
+    let Some(()) = require_etcd() else { return };
+    let etcd = EtcdServer::start().unwrap();
+    let store = connect(&etcd);
+    let status = |enforcing: bool, endpoints| NodePolicyStatus {
+        enforcing,
+        endpoints,
+        revision: "r1".to_owned(),
+        error: (!enforcing).then(|| "endpoint shop/web: map full".to_owned()),
+    };
+    let (lease_a, lease_b) =
+        (store.lease(Duration::from_secs(2)).unwrap(), store.lease(Duration::from_secs(2)).unwrap());
+    store.put_node_policy_status("shop/web", "node-a", &status(true, 2), &lease_a).unwrap();
+    store.put_node_policy_status("shop/web", "node-b", &status(false, 1), &lease_b).unwrap();
+    store.put_node_policy_status("deny-all", "node-a", &status(true, 0), &lease_a).unwrap();
+    let aggregated = store.aggregate_policy_statuses().unwrap();
+    assert_eq!(store.policy_statuses().unwrap(), aggregated, "what the collector wrote is what others read");
+    let web = &aggregated["shop/web"];
+    assert_eq!(web.summary(), "1/2");
+    assert_eq!(web.nodes["node-b"].error.as_deref(), Some("endpoint shop/web: map full"));
+    assert_eq!(aggregated["deny-all"].summary(), "1/1", "a clusterwide policy keyed by name");
+    // node-a withdraws deny-all; node-b dies: the next aggregation follows.
+    store.delete_node_policy_status("deny-all", "node-a").unwrap();
+    lease_b.abandon();
+    assert!(eventually(Duration::from_secs(10), || {
+        let now = store.aggregate_policy_statuses().unwrap();
+        now.len() == 1 && now["shop/web"].summary() == "1/1"
+    }));
+    assert!(!store.policy_statuses().unwrap().contains_key("deny-all"), "a policy no node has leaves the aggregate");
+    drop(lease_a);
+}

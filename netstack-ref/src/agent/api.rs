@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 
 use serde::{Deserialize, Serialize};
 
-use super::api_types::{EndpointRow, IdentityRow, PolicyEntryRow, PolicyRow, VerdictRow};
+use super::api_types::{EndpointRow, IdentityRow, IpcacheRow, PolicyEntryRow, PolicyRow, VerdictRow};
 use super::Agent;
 use crate::policy::resolve::describe_key;
 
@@ -39,6 +39,8 @@ pub enum Request {
     Sync,
     /// The cluster's nodes, from the kvstore.
     NodeList,
+    /// The ipcache as the datapath sees it.
+    BpfIpcacheList,
 }
 
 /// What went wrong on either side of the local API.
@@ -120,6 +122,18 @@ pub fn handle(agent: &mut Agent, request: &Request) -> Result<serde_json::Value,
                 .collect();
             serde_json::to_value(rows)?
         }
+        Request::BpfIpcacheList => {
+            let rows: Vec<IpcacheRow> = agent
+                .read_ipcache()?
+                .into_iter()
+                .map(|(prefix, target)| IpcacheRow {
+                    prefix: prefix.to_string(),
+                    identity: target.identity,
+                    tunnel_endpoint: target.tunnel_endpoint,
+                })
+                .collect();
+            serde_json::to_value(rows)?
+        }
         Request::EndpointVerdicts { endpoint } => {
             let rows = find(agent, endpoint)?.datapath.verdicts()?;
             let rows: Vec<VerdictRow> = rows.into_iter().map(VerdictRow::from).collect();
@@ -149,10 +163,23 @@ fn policy_rows(agent: &Agent) -> Vec<PolicyRow> {
     agent
         .policies()
         .iter()
-        .map(|p| PolicyRow {
-            kind: if p.namespace.is_some() { "CiliumNetworkPolicy" } else { "CiliumClusterwideNetworkPolicy" }.into(),
-            name: p.key(),
-            rules: p.rules.len(),
+        .map(|p| {
+            let key = p.key();
+            let cluster = agent.policy_status().get(&key);
+            let local = agent.policy_enforcement().get(&key);
+            PolicyRow {
+                kind: if p.namespace.is_some() { "CiliumNetworkPolicy" } else { "CiliumClusterwideNetworkPolicy" }
+                    .into(),
+                rules: p.rules.len(),
+                // Across the cluster when there is one, else this node alone.
+                enforcing: match (cluster, local) {
+                    (Some(status), _) => status.summary(),
+                    (None, Some(status)) => if status.enforcing { "1/1" } else { "0/1" }.to_owned(),
+                    (None, None) => "-".to_owned(),
+                },
+                nodes: cluster.map(|s| s.nodes.clone()).unwrap_or_default(),
+                name: key,
+            }
         })
         .collect()
 }

@@ -149,6 +149,13 @@ pub struct PolicyRow {
     pub name: String,
     /// Its rules.
     pub rules: usize,
+    /// Nodes enforcing it out of the nodes that have it (`2/3`; this node alone without a
+    /// kvstore).
+    #[serde(default)]
+    pub enforcing: String,
+    /// Each node's status, as the cluster's collector aggregated them.
+    #[serde(default)]
+    pub nodes: std::collections::BTreeMap<String, crate::cluster::policy_status::NodePolicyStatus>,
 }
 
 /// One row of `netstack bpf policy get`: a policy map entry as the datapath sees it.
@@ -167,6 +174,18 @@ pub struct PolicyEntryRow {
     pub proxy_port: u16,
     /// Packets that matched.
     pub packets: u64,
+}
+
+/// One row of `netstack bpf ipcache list`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IpcacheRow {
+    /// The address or prefix.
+    pub prefix: String,
+    /// Its identity.
+    pub identity: u32,
+    /// The node it sits behind, in tunnel mode.
+    pub tunnel_endpoint: Option<Ipv4Addr>,
 }
 
 /// One row of an endpoint's verdict counters.

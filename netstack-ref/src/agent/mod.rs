@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::cluster::kvstore::{IpcacheEntry, KvError, NodeEntry};
+use crate::cluster::lingering::Lingering;
 use crate::cluster::membership::Membership;
 use crate::cluster::routing::{Routing, Tunnel, TunnelError};
 use crate::datapath::{Conntrack, CtLifetimes, DatapathError, EndpointDatapath, Ipcache, IpcacheTarget, JiffiesClock};
@@ -96,6 +97,9 @@ pub struct AgentConfig {
     /// How pod traffic reaches other nodes' pods: routes someone else set up (native), or the
     /// agent's own VXLAN tunnel.
     pub routing: Routing,
+    /// How long a cluster identity no node references stays before this agent, when it is the
+    /// cluster's collector, deletes it.
+    pub identity_gc_grace: Duration,
     /// What pods' network namespaces are named after (`<prefix>-<namespace>-<pod>`): the node's
     /// name, or the node's own namespace when it is one (so two clusters on one machine, both
     /// with a `node1`, keep their pods apart).
@@ -119,6 +123,7 @@ impl AgentConfig {
             node_address: None,
             routing: Routing::Native,
             pod_netns_prefix: "node-1".into(),
+            identity_gc_grace: Duration::from_secs(60),
         }
     }
 
@@ -190,12 +195,16 @@ pub struct Agent {
     /// The other nodes' pods (address → identity and node) as the kvstore last gave them:
     /// written to this node's ipcache, so policy sees a remote pod's identity (and, in tunnel
     /// mode, the tunnel finds its node).
-    remote_endpoints: BTreeMap<IpAddr, IpcacheEntry>,
+    remote_endpoints: Lingering<IpAddr, IpcacheEntry>,
     /// The other nodes, as the kvstore last gave them: their addresses are remote-node in the
     /// ipcache, their pod CIDRs routed into the tunnel.
-    remote_nodes: Vec<NodeEntry>,
+    remote_nodes: Lingering<String, NodeEntry>,
     /// The tunnel, in tunnel mode.
     tunnel: Option<Tunnel>,
+    /// How this node enforces each policy, as of the latest sync (published to the kvstore).
+    policy_enforcement: BTreeMap<String, crate::cluster::policy_status::NodePolicyStatus>,
+    /// Each policy's status across the cluster, as the kvstore last gave it.
+    policy_status: BTreeMap<String, crate::cluster::policy_status::PolicyStatus>,
     /// The labels of the identities of other nodes' pods: policy selects remote pods by them.
     remote_identities: BTreeMap<u32, Labels>,
 }
@@ -253,10 +262,12 @@ impl Agent {
         Ok(Agent {
             cluster,
             cluster_tended: None,
-            remote_endpoints: BTreeMap::new(),
+            remote_endpoints: Lingering::new(crate::cluster::lingering::GRACE),
             remote_identities: BTreeMap::new(),
-            remote_nodes: Vec::new(),
+            remote_nodes: Lingering::new(crate::cluster::lingering::GRACE),
             tunnel,
+            policy_enforcement: BTreeMap::new(),
+            policy_status: BTreeMap::new(),
             sources: Sources::new(dirs),
             config,
             persisted,
@@ -348,9 +359,12 @@ impl Agent {
         let local: BTreeMap<IpAddr, u32> =
             self.endpoints.values().map(|l| (IpAddr::V4(l.record.ipv4), l.identity)).collect();
         cluster.publish_endpoints(&local);
-        let remote_changed = match cluster.remote_endpoints() {
-            Some(remote) if remote != self.remote_endpoints => {
-                let ids: std::collections::BTreeSet<u32> = remote.values().map(|e| e.identity).collect();
+        let now = Instant::now();
+        let listed = cluster.remote_endpoints();
+        let remote_changed = match listed.map(|remote| self.remote_endpoints.update(remote, now)) {
+            Some(true) => {
+                let ids: std::collections::BTreeSet<u32> =
+                    self.remote_endpoints.entries().map(|(_, e)| e.identity).collect();
                 self.remote_identities.retain(|id, _| ids.contains(id));
                 for id in ids {
                     if let std::collections::btree_map::Entry::Vacant(slot) = self.remote_identities.entry(id) {
@@ -359,19 +373,22 @@ impl Agent {
                         }
                     }
                 }
-                self.remote_endpoints = remote;
                 true
             }
             _ => false,
         };
+        cluster.publish_policy_statuses(&self.policy_enforcement);
+        if let Some(statuses) = cluster.policy_statuses() {
+            self.policy_status = statuses;
+        }
+        for id in cluster.collect_identities(self.config.identity_gc_grace) {
+            eprintln!("netstack agent: collected identity {id}: no node uses it");
+        }
         let own = self.config.node_name.as_str();
         let nodes_changed = match cluster.nodes() {
-            Ok(mut nodes) => {
-                nodes.retain(|n| n.name != own);
-                nodes.sort_by(|a, b| a.name.cmp(&b.name));
-                let changed = nodes != self.remote_nodes;
-                self.remote_nodes = nodes;
-                changed
+            Ok(nodes) => {
+                let others = nodes.into_iter().filter(|n| n.name != own).map(|n| (n.name.clone(), n)).collect();
+                self.remote_nodes.update(others, now)
             }
             Err(_) => false,
         };
@@ -384,7 +401,7 @@ impl Agent {
     /// Routes the other nodes' pod CIDRs into the tunnel (in tunnel mode).
     fn sync_tunnel_routes(&mut self) {
         let Some(tunnel) = &mut self.tunnel else { return };
-        let cidrs = self.remote_nodes.iter().filter_map(|n| Cidr::parse(&n.pod_cidr)).collect();
+        let cidrs = self.remote_nodes.entries().filter_map(|(_, n)| Cidr::parse(&n.pod_cidr)).collect();
         if let Err(e) = tunnel.sync_routes(&cidrs) {
             self.errors.push(e.to_string());
         }
@@ -411,6 +428,16 @@ impl Agent {
         &self.policies
     }
 
+    /// Each policy's status across the cluster (empty without a kvstore), by policy key.
+    pub fn policy_status(&self) -> &BTreeMap<String, crate::cluster::policy_status::PolicyStatus> {
+        &self.policy_status
+    }
+
+    /// How this node enforces each policy, by policy key.
+    pub fn policy_enforcement(&self) -> &BTreeMap<String, crate::cluster::policy_status::NodePolicyStatus> {
+        &self.policy_enforcement
+    }
+
     /// Problems of the latest sync (refused files, failed endpoints).
     pub fn errors(&self) -> &[String] {
         &self.errors
@@ -423,6 +450,13 @@ impl Agent {
         out.extend(self.identities.iter().map(|(id, l)| (id, l.to_string())));
         out.extend(self.cidr_ids.iter().map(|(c, id)| (id, format!("cidr:{c},reserved:world"))));
         out
+    }
+
+    /// The ipcache as the datapath has it now, in prefix order.
+    pub fn read_ipcache(&self) -> Result<Vec<(Cidr, IpcacheTarget)>, DatapathError> {
+        let mut entries = self.ipcache.entries()?;
+        entries.sort();
+        Ok(entries)
     }
 
     /// The ipcache as the agent last wrote it.

@@ -8,11 +8,13 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use super::endpoint::{self, EndpointRecord};
 use super::{Agent, AgentError, LiveEndpoint};
+use crate::cluster::policy_status::NodePolicyStatus;
 use crate::cluster::routing::underlay_ipv4;
 use crate::datapath::{Conntrack, IpcacheTarget};
 use crate::identity::{pod_security_labels, Labels, ReservedIdentity};
 use crate::manifest::{Namespace, Pod, Resource};
 use crate::policy::api::Cidr;
+use crate::policy::resolve::selects;
 use crate::policy::{resolve_with, Policy, Universe};
 
 /// What the sources ask for.
@@ -212,7 +214,14 @@ impl Agent {
     /// keeps its last state). `None` when neither knows it.
     fn cluster_identity(&mut self, labels: &Labels, text: &str) -> Option<u32> {
         let cluster = self.cluster.as_mut()?;
-        let id = cluster.allocate(labels).or_else(|| self.persisted.identities.get(text).copied())?;
+        let id = match cluster.allocate(labels) {
+            Some(id) => id,
+            None => {
+                let id = self.persisted.identities.get(text).copied()?;
+                cluster.hold(id);
+                id
+            }
+        };
         match self.identities.get(labels) {
             Some(held) if held == id => {
                 // One more use of an identity this node holds.
@@ -272,7 +281,7 @@ impl Agent {
             .endpoints
             .values()
             .map(|l| (l.record.ipv4, IpcacheTarget { identity: l.identity, tunnel_endpoint: None }));
-        let remote = self.remote_endpoints.iter().filter_map(|(ip, entry)| match (ip, entry.node_address) {
+        let remote = self.remote_endpoints.entries().filter_map(|(ip, entry)| match (ip, entry.node_address) {
             (IpAddr::V4(v4), IpAddr::V4(node)) => {
                 Some((*v4, IpcacheTarget { identity: entry.identity, tunnel_endpoint: tunnelled.then_some(node) }))
             }
@@ -281,8 +290,8 @@ impl Agent {
         let own = self.config.node_address.and_then(|a| underlay_ipv4(&[a])).map(|a| (a, ReservedIdentity::Host));
         let others = self
             .remote_nodes
-            .iter()
-            .filter_map(|n| underlay_ipv4(&n.addresses))
+            .entries()
+            .filter_map(|(_, n)| underlay_ipv4(&n.addresses))
             .map(|a| (a, ReservedIdentity::RemoteNode));
         let desired = desired_ipcache(
             self.config.router(),
@@ -316,6 +325,7 @@ impl Agent {
             self.cidr_ids.iter().map(|(c, id)| (id, *c)),
         );
         let (mut written, mut removed) = (0, 0);
+        let mut failed = BTreeMap::new();
         for (key, live) in &mut self.endpoints {
             let state = resolve_with(&self.policies, &live.labels, &universe, self.config.allow_localhost);
             match live.datapath.apply_policy(&live.policy, &state) {
@@ -324,11 +334,41 @@ impl Agent {
                     removed += r;
                     live.policy = state;
                 }
-                Err(e) => self.errors.push(format!("endpoint {key}: {e}")),
+                Err(e) => {
+                    failed.insert(key.clone(), e.to_string());
+                    self.errors.push(format!("endpoint {key}: {e}"));
+                }
             }
         }
+        self.policy_enforcement = self
+            .policies
+            .iter()
+            .map(|p| {
+                let selected: Vec<&String> = self
+                    .endpoints
+                    .iter()
+                    .filter(|(_, l)| p.rules.iter().any(|r| selects(p, r, &l.labels)))
+                    .map(|(k, _)| k)
+                    .collect();
+                let error = selected.iter().find_map(|k| failed.get(*k).map(|e| format!("endpoint {k}: {e}")));
+                let status = NodePolicyStatus {
+                    enforcing: error.is_none(),
+                    endpoints: selected.len(),
+                    revision: revision(p),
+                    error,
+                };
+                (p.key(), status)
+            })
+            .collect();
         (written, removed)
     }
+}
+
+/// A policy's revision: a hash of its rules (the same on every node running the same build).
+fn revision(policy: &Policy) -> String {
+    let text = format!("{:?}", policy.rules);
+    let hash = text.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+    format!("{hash:016x}")
 }
 
 #[cfg(test)]

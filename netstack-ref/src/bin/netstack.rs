@@ -76,6 +76,16 @@ enum ClusterCommand {
         #[arg(long, default_value = "/var/run/netstack-cluster")]
         state_dir: PathBuf,
     },
+    /// Restarts one node's agent (stopped, started again on the same state): the datapath stays
+    /// pinned, and the new agent adopts it.
+    Restart {
+        /// The node (`node1`).
+        #[arg(long)]
+        node: String,
+        /// Where the cluster's record lives.
+        #[arg(long, default_value = "/var/run/netstack-cluster")]
+        state_dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -116,6 +126,10 @@ enum Command {
         /// `tunnel` (a VXLAN device the agent makes, the VNI carrying the source's identity).
         #[arg(long, value_enum, default_value = "native")]
         routing: Routing,
+        /// How long a cluster identity no node uses stays before the cluster's collector (the
+        /// live node first by name) deletes it.
+        #[arg(long, default_value_t = 60)]
+        identity_gc_grace_seconds: u64,
     },
     /// The cluster's nodes.
     Node {
@@ -239,6 +253,11 @@ enum BpfCommand {
         #[command(subcommand)]
         command: BpfPolicyCommand,
     },
+    /// The node's ipcache: which identity an address has, and behind which node it sits.
+    Ipcache {
+        #[command(subcommand)]
+        command: ListOnly,
+    },
 }
 
 #[derive(Subcommand)]
@@ -282,6 +301,11 @@ fn cluster(command: ClusterCommand) -> Result<(), CliError> {
             Ok(())
         }
         ClusterCommand::Down { name, state_dir } => Ok(topology::down(&state_dir, &name)?),
+        ClusterCommand::Restart { node, state_dir } => {
+            let pid = topology::restart_agent(&state_dir, &node)?;
+            println!("{node}: agent restarted (pid {pid})");
+            Ok(())
+        }
     }
 }
 
@@ -369,8 +393,14 @@ fn run(cli: Cli) -> Result<(), CliError> {
             kvstore,
             node_address,
             routing,
+            identity_gc_grace_seconds,
         } => {
-            let cluster = ClusterFlags { kvstore, node_address, routing };
+            let cluster = ClusterFlags {
+                kvstore,
+                node_address,
+                routing,
+                identity_gc_grace: Duration::from_secs(identity_gc_grace_seconds),
+            };
             run_agent(state, manifests, netns, node_name, pod_cidr, &allow_localhost, cluster)
         }
         Command::Node { command: ListOnly::List { state, output } } => {
@@ -414,7 +444,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Policy { command: PolicyCommand::Get { state, output } } => {
-            print(ask(&state, Request::PolicyGet)?, output, &[("KIND", "kind"), ("NAME", "name"), ("RULES", "rules")]);
+            let columns = [("KIND", "kind"), ("NAME", "name"), ("RULES", "rules"), ("ENFORCING", "enforcing")];
+            print(ask(&state, Request::PolicyGet)?, output, &columns);
             Ok(())
         }
         Command::Policy { command: PolicyCommand::Validate { files, strict } } => validate(&files, strict),
@@ -429,6 +460,11 @@ fn run(cli: Cli) -> Result<(), CliError> {
             print(ask(&state, Request::BpfPolicyGet { endpoint })?, output, &columns);
             Ok(())
         }
+        Command::Bpf { command: BpfCommand::Ipcache { command: ListOnly::List { state, output } } } => {
+            let columns = [("PREFIX", "prefix"), ("IDENTITY", "identity"), ("TUNNEL ENDPOINT", "tunnelEndpoint")];
+            print(ask(&state, Request::BpfIpcacheList)?, output, &columns);
+            Ok(())
+        }
         Command::Reset { state } => {
             let mut config = AgentConfig::new(&state.state_dir, None);
             config.routing = agent::state::Persisted::load(&state.state_dir).map(|p| p.routing).unwrap_or_default();
@@ -441,7 +477,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
 struct ClusterFlags {
     kvstore: Option<String>,
     node_address: Option<std::net::IpAddr>,
-    routing: netstack_ref::cluster::routing::Routing,
+    routing: Routing,
+    identity_gc_grace: Duration,
 }
 
 fn run_agent(
@@ -470,6 +507,7 @@ fn run_agent(
     config.kvstore = cluster.kvstore;
     config.node_address = cluster.node_address;
     config.routing = cluster.routing;
+    config.identity_gc_grace = cluster.identity_gc_grace;
     Ok(agent::run(config, Duration::from_millis(200))?)
 }
 

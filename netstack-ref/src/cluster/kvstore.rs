@@ -7,7 +7,9 @@
 //!   cluster-wide, allocated in transactions (the same labels get the same id on every node,
 //!   whoever asks first); `identities/refs/<id>/<node>` under each user's lease, so ids no node
 //!   uses any more can be collected;
-//! - `ipcache/<ip>`: which identity and node an address belongs to, under its node's lease.
+//! - `ipcache/<ip>`: which identity and node an address belongs to, under its node's lease;
+//! - `policy-status/…`: each node's enforcement of each policy, and their aggregate
+//!   ([`super::policy_status`]).
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -184,7 +186,7 @@ impl KvStore {
     }
 
     /// Every (key without the prefix, value) under `rest`.
-    fn get_prefix(&self, rest: &str) -> Result<Vec<(String, Vec<u8>)>, KvError> {
+    pub(super) fn get_prefix(&self, rest: &str) -> Result<Vec<(String, Vec<u8>)>, KvError> {
         let key = self.key(rest);
         let mut client = self.client.clone();
         let response =
@@ -204,11 +206,18 @@ impl KvStore {
         Ok(response.kvs().first().map(|kv| kv.value().to_vec()))
     }
 
-    fn put(&self, rest: &str, value: Vec<u8>, lease: Option<i64>) -> Result<(), KvError> {
+    pub(super) fn put(&self, rest: &str, value: Vec<u8>, lease: Option<i64>) -> Result<(), KvError> {
         let key = self.key(rest);
         let mut client = self.client.clone();
         let options = lease.map(|id| PutOptions::new().with_lease(id));
         self.run(&format!("put {key}"), client.put(key.clone(), value, options)).map(drop)
+    }
+
+    /// Deletes the key `rest`.
+    pub(super) fn delete(&self, rest: &str) -> Result<(), KvError> {
+        let key = self.key(rest);
+        let mut client = self.client.clone();
+        self.run(&format!("delete {key}"), client.delete(key.clone(), None)).map(drop)
     }
 
     /// Grants a lease of `ttl` and keeps it alive until the returned handle drops.
@@ -320,33 +329,51 @@ impl KvStore {
 
     /// Drops `node`'s reference to identity `id`.
     pub fn release_identity(&self, id: u32, node: &str) -> Result<(), KvError> {
-        let key = self.key(&format!("identities/refs/{id}/{node}"));
-        let mut client = self.client.clone();
-        self.run(&format!("delete {key}"), client.delete(key.clone(), None)).map(drop)
+        self.delete(&format!("identities/refs/{id}/{node}"))
     }
 
-    /// Deletes the identities no node references any more (one writer runs it); returns them.
-    /// An allocation that references an id while it is being collected notices the labels
-    /// gone and allocates again (see [`KvStore::allocate_identity`]).
-    pub fn collect_identities(&self) -> Result<Vec<u32>, KvError> {
+    /// Notes that `node` (still) uses identity `id`, under its lease: what a node re-asserts for
+    /// every identity it holds when it publishes itself under a new lease.
+    pub fn reference_identity(&self, id: u32, node: &str, lease: &NodeLease) -> Result<(), KvError> {
+        self.put(&format!("identities/refs/{id}/{node}"), Vec::new(), Some(lease.id()))
+    }
+
+    /// The allocated identities no node references now, with their labels' key text.
+    pub fn unreferenced_identities(&self) -> Result<Vec<(u32, Vec<u8>)>, KvError> {
         let referenced: std::collections::HashSet<u32> = self
             .get_prefix("identities/refs/")?
             .iter()
             .filter_map(|(key, _)| key.split('/').nth(2)?.parse().ok())
             .collect();
+        Ok(self
+            .get_prefix("identities/id/")?
+            .into_iter()
+            .filter_map(|(key, labels)| Some((key.rsplit('/').next()?.parse::<u32>().ok()?, labels)))
+            .filter(|(id, _)| !referenced.contains(id))
+            .collect())
+    }
+
+    /// Deletes identity `id` if it still stands for `labels` (as read by
+    /// [`KvStore::unreferenced_identities`]); true when it was deleted.
+    pub fn delete_identity(&self, id: u32, labels: &[u8]) -> Result<bool, KvError> {
+        let id_at = self.key(&format!("identities/id/{id}"));
+        let labels_at = self.key(&format!("identities/labels/{}", String::from_utf8_lossy(labels)));
+        let txn = Txn::new()
+            .when([Compare::value(id_at.clone(), CompareOp::Equal, labels.to_vec())])
+            .and_then([TxnOp::delete(id_at, None), TxnOp::delete(labels_at, None)]);
+        let mut client = self.client.clone();
+        Ok(self.run("collect an identity", client.txn(txn))?.succeeded())
+    }
+
+    /// Deletes the identities no node references now; returns them. An allocation that
+    /// references an id while it is being collected notices the labels gone and allocates
+    /// again (see [`KvStore::allocate_identity`]). Agents collect with a grace period instead
+    /// ([`crate::cluster::membership::Membership::collect_identities`]): a node whose lease
+    /// lapsed references its identities again only once it is back.
+    pub fn collect_identities(&self) -> Result<Vec<u32>, KvError> {
         let mut collected = Vec::new();
-        for (key, labels) in self.get_prefix("identities/id/")? {
-            let Some(id) = key.rsplit('/').next().and_then(|s| s.parse::<u32>().ok()) else { continue };
-            if referenced.contains(&id) {
-                continue;
-            }
-            let id_at = self.key(&key);
-            let labels_at = self.key(&format!("identities/labels/{}", String::from_utf8_lossy(&labels)));
-            let txn = Txn::new()
-                .when([Compare::value(id_at.clone(), CompareOp::Equal, labels.clone())])
-                .and_then([TxnOp::delete(id_at, None), TxnOp::delete(labels_at, None)]);
-            let mut client = self.client.clone();
-            if self.run("collect an identity", client.txn(txn))?.succeeded() {
+        for (id, labels) in self.unreferenced_identities()? {
+            if self.delete_identity(id, &labels)? {
                 collected.push(id);
             }
         }
@@ -360,9 +387,7 @@ impl KvStore {
 
     /// Withdraws `ip` from the ipcache.
     pub fn delete_ipcache(&self, ip: IpAddr) -> Result<(), KvError> {
-        let key = self.key(&format!("ipcache/{ip}"));
-        let mut client = self.client.clone();
-        self.run(&format!("delete {key}"), client.delete(key.clone(), None)).map(drop)
+        self.delete(&format!("ipcache/{ip}"))
     }
 
     /// Every ipcache entry.

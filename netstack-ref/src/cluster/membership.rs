@@ -1,14 +1,15 @@
 //! An agent's membership of the cluster through the kvstore: its node entry under its lease,
 //! its pods' identities allocated cluster-wide. Losing the kvstore never stops the agent:
 //! calls fail fast, the agent keeps its datapath on the last state, and reconnects with a
-//! backoff (doubling from 1 s to 30 s), publishing its node again when it is back.
+//! backoff (doubling from 1 s to 8 s), publishing its node again when it is back.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use super::kvstore::{IpcacheEntry, KvError, KvStore, NodeEntry, NodeLease};
+use super::policy_status::{NodePolicyStatus, PolicyStatus};
 use crate::identity::Labels;
 
 /// How long a node entry outlives its agent.
@@ -16,7 +17,9 @@ pub const NODE_TTL: Duration = Duration::from_secs(10);
 /// How long one kvstore call may take before the agent moves on.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// The longest wait between reconnection attempts: an agent is back within this (and a call
+/// timeout) of the kvstore, before the others' [`super::lingering::GRACE`] runs out.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(8);
 
 /// The kvstore's health, as `netstack status` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -30,6 +33,9 @@ pub struct KvStoreHealth {
     pub last_sync: Option<u64>,
     /// The latest failure, while disconnected.
     pub error: Option<String>,
+    /// Unused identities this node has collected (as the cluster's collector).
+    #[serde(default)]
+    pub identities_collected: u64,
 }
 
 /// The connection an agent keeps.
@@ -44,6 +50,15 @@ pub struct Membership {
     error: Option<String>,
     /// This node's pods as last published to the ipcache.
     published: BTreeMap<IpAddr, u32>,
+    /// The cluster identities this node uses: referenced again under every new lease.
+    referenced: BTreeSet<u32>,
+    /// Identities no node referenced, since when (this node collects them when it is the
+    /// collector and the grace period has passed).
+    unreferenced_since: BTreeMap<u32, Instant>,
+    /// Identities this node has collected.
+    collected: u64,
+    /// This node's policy statuses as last published.
+    published_policies: BTreeMap<String, NodePolicyStatus>,
 }
 
 impl std::fmt::Debug for Membership {
@@ -66,6 +81,10 @@ impl Membership {
             last_sync: None,
             error: None,
             published: BTreeMap::new(),
+            referenced: BTreeSet::new(),
+            unreferenced_since: BTreeMap::new(),
+            collected: 0,
+            published_policies: BTreeMap::new(),
         }
     }
 
@@ -73,6 +92,7 @@ impl Membership {
         self.error = Some(error.to_string());
         // Entries went (or will go) with the lease: publish everything again on reconnect.
         self.published.clear();
+        self.published_policies.clear();
         // The lease may still hold on the kvstore's side; a new one is taken on reconnect and
         // the old one expires. Dropping it here would block on a revoke that cannot arrive.
         if let Some(lease) = self.lease.take() {
@@ -125,6 +145,9 @@ impl Membership {
         let Some(store) = self.store.clone() else { return false };
         let published = store.lease(NODE_TTL).and_then(|lease| {
             store.put_node(&self.node, &lease)?;
+            for &id in &self.referenced {
+                store.reference_identity(id, &self.node.name, &lease)?;
+            }
             Ok(lease)
         });
         match published {
@@ -145,6 +168,7 @@ impl Membership {
         let (store, lease) = (self.store.clone()?, self.lease.as_ref()?);
         match store.allocate_identity(labels, &self.node.name, lease) {
             Ok(id) => {
+                self.referenced.insert(id);
                 self.synced();
                 Some(id)
             }
@@ -155,13 +179,109 @@ impl Membership {
         }
     }
 
+    /// Notes that this node uses identity `id` it did not get from [`Membership::allocate`]
+    /// (the one it had before, while the kvstore is away): referenced once it is back.
+    pub fn hold(&mut self, id: u32) {
+        self.referenced.insert(id);
+    }
+
     /// Drops this node's reference to identity `id` (collected once no node uses it).
     pub fn release(&mut self, id: u32) {
+        self.referenced.remove(&id);
         if let Some(store) = self.store.clone() {
             if let Err(e) = store.release_identity(id, &self.node.name) {
                 self.lost(&e);
             }
         }
+    }
+
+    /// Collects the identities no node has referenced for `grace`, when this node is the
+    /// collector: the live node first by name (one writer, as Cilium's operator is). The grace
+    /// covers a node whose lease lapsed while the kvstore was away: it references its
+    /// identities again once it reconnects (within its backoff). Returns what was collected.
+    pub fn collect_identities(&mut self, grace: Duration) -> Vec<u32> {
+        let Some(store) = self.store.clone() else { return Vec::new() };
+        match self.is_collector(&store) {
+            Some(true) => {}
+            Some(false) => {
+                self.unreferenced_since.clear();
+                return Vec::new();
+            }
+            None => return Vec::new(),
+        }
+        let unreferenced = match store.unreferenced_identities() {
+            Ok(u) => u,
+            Err(e) => {
+                self.lost(&e);
+                return Vec::new();
+            }
+        };
+        let now = Instant::now();
+        let ids: BTreeSet<u32> = unreferenced.iter().map(|(id, _)| *id).collect();
+        self.unreferenced_since.retain(|id, _| ids.contains(id));
+        let mut collected = Vec::new();
+        for (id, labels) in unreferenced {
+            let since = *self.unreferenced_since.entry(id).or_insert(now);
+            if now.duration_since(since) < grace {
+                continue;
+            }
+            match store.delete_identity(id, &labels) {
+                Ok(true) => {
+                    self.unreferenced_since.remove(&id);
+                    collected.push(id);
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    self.lost(&e);
+                    break;
+                }
+            }
+        }
+        self.collected += collected.len() as u64;
+        collected
+    }
+
+    /// Whether this node is the cluster's collector (the live node first by name); `None`
+    /// when the kvstore failed.
+    fn is_collector(&mut self, store: &KvStore) -> Option<bool> {
+        match store.nodes() {
+            Ok(nodes) => Some(nodes.iter().map(|n| n.name.as_str()).min() == Some(self.node.name.as_str())),
+            Err(e) => {
+                self.lost(&e);
+                None
+            }
+        }
+    }
+
+    /// Publishes how this node enforces each policy (what changed since the last call; the
+    /// statuses of policies it no longer has withdrawn).
+    pub fn publish_policy_statuses(&mut self, statuses: &BTreeMap<String, NodePolicyStatus>) {
+        let (Some(store), Some(lease)) = (self.store.clone(), self.lease.as_ref()) else { return };
+        let node = self.node.name.clone();
+        let mut result = Ok(());
+        for (policy, status) in statuses {
+            if self.published_policies.get(policy) != Some(status) {
+                result = result.and_then(|()| store.put_node_policy_status(policy, &node, status, lease));
+            }
+        }
+        for policy in self.published_policies.keys().filter(|p| !statuses.contains_key(*p)) {
+            result = result.and_then(|()| store.delete_node_policy_status(policy, &node));
+        }
+        match result {
+            Ok(()) => self.published_policies = statuses.clone(),
+            Err(e) => self.lost(&e),
+        }
+    }
+
+    /// Each policy's status across the cluster: aggregated now when this node is the
+    /// collector, else as the collector last wrote it. `None` while the kvstore is away.
+    pub fn policy_statuses(&mut self) -> Option<BTreeMap<String, PolicyStatus>> {
+        let store = self.store.clone()?;
+        let result = match self.is_collector(&store)? {
+            true => store.aggregate_policy_statuses(),
+            false => store.policy_statuses(),
+        };
+        result.inspect_err(|e| self.lost(e)).ok()
     }
 
     /// Publishes this node's pods (address → identity) to the cluster's ipcache under the
@@ -231,6 +351,7 @@ impl Membership {
             connected: self.store.is_some() && self.lease.is_some(),
             last_sync: self.last_sync.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs()),
             error: self.error.clone(),
+            identities_collected: self.collected,
         }
     }
 }

@@ -2,6 +2,8 @@
 //! share (etcd).
 
 pub mod kvstore;
+pub mod lingering;
 pub mod membership;
+pub mod policy_status;
 pub mod routing;
 pub mod topology;

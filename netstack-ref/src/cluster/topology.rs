@@ -87,6 +87,12 @@ pub struct ClusterRecord {
     /// The etcd started for it, in the underlay namespace: (client URL, process id, data
     /// directory).
     pub etcd: Option<(String, u32, PathBuf)>,
+    /// The `netstack` binary its agents run.
+    #[serde(default)]
+    pub agent_binary: PathBuf,
+    /// The manifests directory its agents watch.
+    #[serde(default)]
+    pub manifests: Option<PathBuf>,
 }
 
 /// The underlay: 192.168.100.0/24; the client at .2, node i at .(10 + i).
@@ -168,6 +174,8 @@ pub fn up(options: &ClusterOptions) -> Result<ClusterRecord, ClusterError> {
             })
             .collect(),
         etcd: None,
+        agent_binary: options.agent_binary.clone(),
+        manifests: options.manifests.clone(),
     };
     // Saved first, so `down` after a failure or a crash finds what to remove.
     record.save(&options.state_dir)?;
@@ -260,58 +268,67 @@ fn build(record: &mut ClusterRecord, options: &ClusterOptions) -> Result<(), Clu
         record.etcd = Some(start_etcd(&name, &record.underlay_netns, &options.state_dir)?);
         record.save(&options.state_dir)?;
     }
-    for node in &mut record.nodes {
-        std::fs::create_dir_all(&node.state_dir).map_err(|source| ClusterError::Io {
-            cluster: name.clone(),
-            operation: "create",
-            path: node.state_dir.clone(),
-            source,
-        })?;
-        let log = node.state_dir.join("agent.log");
-        let log_file = std::fs::File::create(&log).map_err(|source| ClusterError::Io {
-            cluster: name.clone(),
-            operation: "create",
-            path: log.clone(),
-            source,
-        })?;
-        let stderr = log_file.try_clone().map_err(|source| ClusterError::Io {
-            cluster: name.clone(),
-            operation: "duplicate",
-            path: log.clone(),
-            source,
-        })?;
-        // Its own process group: the agent outlives the command that started it.
-        let child = Command::new(&options.agent_binary)
-            .arg("agent")
-            .arg("--state-dir")
-            .arg(&node.state_dir)
-            .args(["--netns", &node.netns, "--node-name", &node.name, "--pod-cidr", &node.pod_cidr])
-            .args(["--node-address", &node.underlay.to_string(), "--routing", record.routing.name()])
-            .args(options.manifests.iter().flat_map(|m| [std::ffi::OsStr::new("--manifests"), m.as_os_str()]))
-            .args(record.etcd.as_ref().map(|(endpoint, _, _)| ["--kvstore", endpoint.as_str()]).into_iter().flatten())
-            .stdin(Stdio::null())
-            .stdout(log_file)
-            .stderr(stderr)
-            .process_group(0)
-            .spawn()
-            .map_err(|source| ClusterError::Io {
-                cluster: name.clone(),
-                operation: "start an agent with",
-                path: options.agent_binary.clone(),
-                source,
-            })?;
-        node.agent_pid = Some(child.id());
-        // Beside the record (saved once every agent runs), so a crash in between leaves no
-        // agent `down` cannot find.
-        let pid_file = node.state_dir.join("agent.pid");
-        std::fs::write(&pid_file, child.id().to_string()).map_err(|source| ClusterError::Io {
-            cluster: name.clone(),
-            operation: "write",
-            path: pid_file,
-            source,
-        })?;
+    for index in 0..record.nodes.len() {
+        record.nodes[index].agent_pid = Some(start_agent(record, index)?);
     }
     Ok(())
+}
+
+/// Starts the agent of node `index` of `record` (its log in `agent.log` of the node's state
+/// directory) and writes its pid file there; returns its process id.
+pub fn start_agent(record: &ClusterRecord, index: usize) -> Result<u32, ClusterError> {
+    let node = &record.nodes[index];
+    let io = |operation, path: &Path| {
+        let (cluster, path) = (record.name.clone(), path.to_owned());
+        move |source| ClusterError::Io { cluster, operation, path, source }
+    };
+    std::fs::create_dir_all(&node.state_dir).map_err(io("create", &node.state_dir))?;
+    let log = node.state_dir.join("agent.log");
+    let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).map_err(io("open", &log))?;
+    let stderr = log_file.try_clone().map_err(io("duplicate", &log))?;
+    // Its own process group: the agent outlives the command that started it.
+    let child = Command::new(&record.agent_binary)
+        .arg("agent")
+        .arg("--state-dir")
+        .arg(&node.state_dir)
+        .args(["--netns", &node.netns, "--node-name", &node.name, "--pod-cidr", &node.pod_cidr])
+        .args(["--node-address", &node.underlay.to_string(), "--routing", record.routing.name()])
+        .args(record.manifests.iter().flat_map(|m| [std::ffi::OsStr::new("--manifests"), m.as_os_str()]))
+        .args(record.etcd.as_ref().map(|(endpoint, _, _)| ["--kvstore", endpoint.as_str()]).into_iter().flatten())
+        .stdin(Stdio::null())
+        .stdout(log_file)
+        .stderr(stderr)
+        .process_group(0)
+        .spawn()
+        .map_err(io("start an agent with", &record.agent_binary))?;
+    // Beside the record (saved once every agent runs), so a crash in between leaves no agent
+    // `down` cannot find.
+    let pid_file = node.state_dir.join("agent.pid");
+    std::fs::write(&pid_file, child.id().to_string()).map_err(io("write", &pid_file))?;
+    Ok(child.id())
+}
+
+/// Restarts the agent of node `node` of the cluster recorded under `state_dir`: the running
+/// one stopped (SIGTERM, then SIGKILL), a new one started on the same state. The datapath
+/// stays pinned throughout; the new agent adopts it.
+pub fn restart_agent(state_dir: &Path, node: &str) -> Result<u32, ClusterError> {
+    let mut record = ClusterRecord::load(state_dir).ok_or_else(|| ClusterError::Invalid {
+        cluster: state_dir.display().to_string(),
+        reason: "no cluster is recorded there".to_owned(),
+    })?;
+    let index = record
+        .nodes
+        .iter()
+        .position(|n| n.name == node)
+        .ok_or_else(|| ClusterError::Invalid { cluster: record.name.clone(), reason: format!("no node {node}") })?;
+    let pid_file = record.nodes[index].state_dir.join("agent.pid");
+    if let Some(pid) = std::fs::read_to_string(&pid_file).ok().and_then(|s| s.trim().parse().ok()) {
+        stop(pid);
+    }
+    let pid = start_agent(&record, index)?;
+    record.nodes[index].agent_pid = Some(pid);
+    record.save(state_dir)?;
+    Ok(pid)
 }
 
 /// The kvstore's address: etcd in the underlay namespace, on the bridge, where every node

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test crate uses its own part
 
+pub mod cluster;
+
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
