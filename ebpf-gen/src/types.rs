@@ -211,16 +211,22 @@ impl<'b> TypeGen<'b> {
         }
     }
 
-    fn has_float(&self, id: u32, depth: usize) -> bool {
+    /// Whether a float is anywhere inside `id` (such a struct cannot derive `Eq`). Each type is
+    /// looked into once: a struct whose members all name one struct, nested a few levels, would
+    /// otherwise be walked members^depth times.
+    fn has_float(&self, id: u32) -> bool {
+        self.float_inside(id, 0, &mut std::collections::HashSet::new())
+    }
+
+    fn float_inside(&self, id: u32, depth: usize, seen: &mut std::collections::HashSet<u32>) -> bool {
         let Some(ty) = self.btf.skip_mods_and_typedefs(id) else { return false };
+        if depth >= MAX_DEPTH || !seen.insert(ty.id()) {
+            return false;
+        }
         match ty.kind() {
             Some(BtfKind::Float) => true,
-            Some(BtfKind::Array) => {
-                depth < MAX_DEPTH && self.has_float(ty.array().expect("array info").elem, depth + 1)
-            }
-            Some(BtfKind::Struct | BtfKind::Union) => {
-                depth < MAX_DEPTH && ty.members().any(|m| self.has_float(m.ty, depth + 1))
-            }
+            Some(BtfKind::Array) => self.float_inside(ty.array().expect("array info").elem, depth + 1, seen),
+            Some(BtfKind::Struct | BtfKind::Union) => ty.members().any(|m| self.float_inside(m.ty, depth + 1, seen)),
             _ => false,
         }
     }
@@ -232,7 +238,7 @@ impl<'b> TypeGen<'b> {
         let c_name = if ty.name().is_empty() { "(anonymous)".to_owned() } else { ty.name().to_owned() };
         writeln!(out, "/// `struct {c_name}` of {}'s BTF: {size} bytes.", self.object).unwrap();
         writeln!(out, "#[repr(C{})]", if packed { ", packed" } else { "" }).unwrap();
-        let eq = if self.has_float(ty.id(), 0) { "" } else { ", Eq, Hash" };
+        let eq = if self.has_float(ty.id()) { "" } else { ", Eq, Hash" };
         writeln!(out, "#[derive(Clone, Copy, Debug, PartialEq{eq}, ::bytemuck::Pod, ::bytemuck::Zeroable)]").unwrap();
         writeln!(out, "pub struct {name} {{").unwrap();
         let mut checks = Vec::new();
