@@ -137,7 +137,15 @@ enum Command {
         command: ListOnly,
     },
     /// Builds a small scene, shows which connections pass and why, removes everything.
-    Demo,
+    Demo {
+        /// Nodes: 1 runs the scene on one node; more bring up a cluster on this machine
+        /// (`netstack cluster up`, etcd in the underlay), the pods spread over its nodes.
+        #[arg(long, default_value_t = 1)]
+        nodes: u8,
+        /// How pods reach other nodes' pods, with more than one node.
+        #[arg(long, value_enum, default_value = "tunnel")]
+        routing: Routing,
+    },
     /// Validates a manifest file and hands it to the agent (kept in the state directory).
     Apply {
         #[command(flatten)]
@@ -408,7 +416,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
             print(ask(&state, Request::NodeList)?, output, &columns);
             Ok(())
         }
-        Command::Demo => Ok(netstack_ref::demo::run()?),
+        Command::Demo { nodes: 0 | 1, .. } => Ok(netstack_ref::demo::run()?),
+        Command::Demo { nodes, routing } => Ok(netstack_ref::demo::cluster::run(nodes, routing)?),
         Command::Cluster { command } => cluster(command),
         Command::Apply { state, file } => apply(&state, &file),
         Command::Delete { state, file } => {

@@ -1,6 +1,9 @@
 //! `netstack demo`: one node in a network namespace of its own, a real agent process, four pods
 //! in two namespaces, the policies of `examples/demo/`, and a table of which connections pass,
 //! which are dropped and why. Everything it makes is removed at the end, also on failure.
+//! `netstack demo --nodes 3` runs the same scene on a cluster ([`cluster`]).
+
+pub mod cluster;
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -15,11 +18,11 @@ use crate::traffic::probe::{self, Outcome, Probe};
 
 /// The demo's manifests, embedded so the binary runs anywhere.
 pub const MANIFESTS: [(&str, &str); 5] = [
-    ("00-namespaces.yaml", include_str!("../examples/demo/00-namespaces.yaml")),
-    ("01-pods.yaml", include_str!("../examples/demo/01-pods.yaml")),
-    ("10-cnp-backend.yaml", include_str!("../examples/demo/10-cnp-backend.yaml")),
-    ("11-cnp-db.yaml", include_str!("../examples/demo/11-cnp-db.yaml")),
-    ("20-ccnp-monitoring.yaml", include_str!("../examples/demo/20-ccnp-monitoring.yaml")),
+    ("00-namespaces.yaml", include_str!("../../examples/demo/00-namespaces.yaml")),
+    ("01-pods.yaml", include_str!("../../examples/demo/01-pods.yaml")),
+    ("10-cnp-backend.yaml", include_str!("../../examples/demo/10-cnp-backend.yaml")),
+    ("11-cnp-db.yaml", include_str!("../../examples/demo/11-cnp-db.yaml")),
+    ("20-ccnp-monitoring.yaml", include_str!("../../examples/demo/20-ccnp-monitoring.yaml")),
 ];
 
 /// (from pod, to pod, probe, expected to pass, which policy decides).
@@ -93,6 +96,9 @@ pub enum DemoError {
     /// An endpoint the table names is missing.
     #[error("no endpoint {0}")]
     NoEndpoint(String),
+    /// The cluster of `--nodes`.
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::topology::ClusterError),
     /// Connections did not behave as the policies say.
     #[error("{0} connection(s) did not behave as the policies say")]
     Surprises(usize),
@@ -165,6 +171,10 @@ struct DemoPod {
     id: u64,
     ipv4: Ipv4Addr,
     netns: String,
+    /// Its node's agent.
+    socket: PathBuf,
+    /// Its node.
+    node: String,
 }
 
 /// Starts the node, its agent and the demo's pods; the scene removes them on drop.
@@ -193,21 +203,25 @@ fn start() -> Result<(Scene, Vec<DemoPod>), DemoError> {
         let identity = e["identity"].as_u64().unwrap_or(0);
         println!("  {:<14} {:<12} identity {:<5} {}", name, ipv4, identity, e["interface"].as_str().unwrap_or(""));
         let netns = e["netns"].as_str().unwrap_or("").to_string();
-        pods.push(DemoPod { name, id: e["id"].as_u64().unwrap_or(0), ipv4, netns });
+        let (socket, node) = (scene.config.socket(), scene.node.clone());
+        pods.push(DemoPod { name, id: e["id"].as_u64().unwrap_or(0), ipv4, netns, socket, node });
     }
     Ok((scene, pods))
 }
 
 /// Probes every connection of the table; returns how many did not do what the policies say.
-fn probe_connections(socket: &Path, pods: &[DemoPod]) -> Result<usize, DemoError> {
+/// With `show_nodes`, each row says which nodes the connection crosses.
+fn probe_connections(pods: &[DemoPod], show_nodes: bool) -> Result<usize, DemoError> {
     let find = |name: &str| pods.iter().find(|p| p.name == name).ok_or_else(|| DemoError::NoEndpoint(name.into()));
-    println!("\n{:<14} {:<14} {:<11} {:<8} {:<8} WHY", "FROM", "TO", "TRAFFIC", "EXPECTED", "RESULT");
+    let nodes_header = if show_nodes { format!("{:<14} ", "NODES") } else { String::new() };
+    println!("\n{:<14} {:<14} {nodes_header}{:<11} {:<8} {:<8} WHY", "FROM", "TO", "TRAFFIC", "EXPECTED", "RESULT");
     let mut surprises = 0;
     for (from, to, probe_kind, expect, why) in CONNECTIONS {
         let (src, dst) = (find(from)?, find(to)?);
-        let before: Vec<_> = [src.id, dst.id].iter().map(|id| drops(socket, *id)).collect();
+        let counts = || [src, dst].map(|p| drops(&p.socket, p.id));
+        let before = counts();
         let outcome = probe::run(&src.netns, &dst.netns, dst.ipv4, probe_kind, Duration::from_millis(700));
-        let after: Vec<_> = [src.id, dst.id].iter().map(|id| drops(socket, *id)).collect();
+        let after = counts();
         let mut reasons = Vec::new();
         for (i, who) in [from, to].iter().enumerate() {
             for (dir, reason, packets) in &after[i] {
@@ -225,7 +239,8 @@ fn probe_connections(socket: &Path, pods: &[DemoPod]) -> Result<usize, DemoError
         let expected = if expect { "PASS" } else { "DROP" };
         let detail = if reasons.is_empty() { why.to_string() } else { format!("{} — {why}", reasons.join(", ")) };
         let mark = if result == expected { "" } else { "  <-- unexpected" };
-        println!("{from:<14} {to:<14} {:<11} {expected:<8} {result:<8} {detail}{mark}", probe_kind.to_string());
+        let nodes = if show_nodes { format!("{:<14} ", format!("{}→{}", src.node, dst.node)) } else { String::new() };
+        println!("{from:<14} {to:<14} {nodes}{:<11} {expected:<8} {result:<8} {detail}{mark}", probe_kind.to_string());
         surprises += usize::from(result != expected);
     }
     Ok(surprises)
@@ -239,7 +254,7 @@ pub fn run() -> Result<(), DemoError> {
     }
     ensure_bpffs()?;
     let (scene, pods) = start()?;
-    let surprises = probe_connections(&scene.config.socket(), &pods)?;
+    let surprises = probe_connections(&pods, false)?;
     println!("\nreplies of allowed connections pass by conntrack; every pod has ingress default deny (the CCNP selects all).");
     let node = scene.node.clone();
     drop(scene);

@@ -1,0 +1,208 @@
+//! `netstack demo --nodes N`: the demo's scene on a cluster of N nodes on this machine (`netstack
+//! cluster up`, etcd in the underlay, VXLAN or native routing): its pods spread over the nodes by
+//! `spec.nodeName`, every agent watching the same manifests, identities agreed through etcd. The
+//! table shows which nodes each connection crosses; policy holds by identity across them. The
+//! cluster is brought down at the end, also on failure.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::{ensure_bpffs, probe_connections, DemoError, DemoPod, MANIFESTS};
+use crate::agent::api::{call, Request};
+use crate::cluster::routing::Routing;
+use crate::cluster::topology::{self, ClusterOptions, ClusterRecord};
+use crate::file_error::FileError;
+
+/// The cluster, brought down on drop.
+struct Scene {
+    name: String,
+    state_dir: PathBuf,
+}
+
+impl Drop for Scene {
+    fn drop(&mut self) {
+        if let Err(e) = topology::down(&self.state_dir, &self.name) {
+            eprintln!("demo cleanup: {e}");
+        }
+    }
+}
+
+/// `01-pods.yaml` with the pods spread over `nodes` nodes in turn (`spec.nodeName`).
+pub fn scheduled_pods(text: &str, nodes: u8) -> String {
+    let mut index = 0u32;
+    text.split("\n---\n")
+        .map(|doc| {
+            if !doc.lines().any(|l| l.trim() == "kind: Pod") {
+                return doc.to_owned();
+            }
+            let node = format!("node{}", index % u32::from(nodes.max(1)) + 1);
+            index += 1;
+            let doc = doc.trim_end_matches('\n');
+            match doc.find("\nspec:\n") {
+                Some(at) => format!("{}\nspec:\n  nodeName: {node}\n{}", &doc[..at], &doc[at + "\nspec:\n".len()..]),
+                None => format!("{doc}\nspec:\n  nodeName: {node}"),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n---\n")
+        + "\n"
+}
+
+/// Every node's endpoints with their identities, once there are `wanted` in all and every node's ipcache knows each
+/// of their addresses (so the first probe does not race the kvstore).
+fn wait_for_cluster(
+    record: &ClusterRecord,
+    wanted: usize,
+    timeout: Duration,
+) -> Result<Vec<(DemoPod, u64)>, DemoError> {
+    let deadline = Instant::now() + timeout;
+    let mut last = String::from("agents not answering");
+    while Instant::now() < deadline {
+        let mut pods = Vec::new();
+        let mut identities = Vec::new();
+        for node in &record.nodes {
+            let socket = node.state_dir.join("agent.sock");
+            let Ok(list) = call(&socket, &Request::EndpointList) else { continue };
+            for e in list.as_array().into_iter().flatten() {
+                identities.push(e["identity"].as_u64().unwrap_or(0));
+                pods.push(DemoPod {
+                    name: e["pod"].as_str().unwrap_or("").to_owned(),
+                    id: e["id"].as_u64().unwrap_or(0),
+                    ipv4: e["ipv4"].as_str().and_then(|a| a.parse().ok()).unwrap_or(Ipv4Addr::UNSPECIFIED),
+                    netns: e["netns"].as_str().unwrap_or("").to_owned(),
+                    socket: socket.clone(),
+                    node: node.name.clone(),
+                });
+            }
+        }
+        let known_everywhere = |pod: &DemoPod| {
+            record.nodes.iter().all(|node| {
+                let rows = call(&node.state_dir.join("agent.sock"), &Request::BpfIpcacheList).unwrap_or_default();
+                let prefix = format!("{}/32", pod.ipv4);
+                rows.as_array().is_some_and(|r| r.iter().any(|row| row["prefix"] == prefix.as_str()))
+            })
+        };
+        if pods.len() >= wanted && pods.iter().all(known_everywhere) {
+            return Ok(pods.into_iter().zip(identities).collect());
+        }
+        last = format!("{} of {wanted} endpoints up and known to every node", pods.len());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Err(DemoError::Timeout { wanted, last })
+}
+
+fn print_policy_status(socket: &Path) {
+    let rows = call(socket, &Request::PolicyGet).unwrap_or_default();
+    println!("\npolicies (enforcing nodes / nodes that have them, aggregated through etcd):");
+    for row in rows.as_array().into_iter().flatten() {
+        println!(
+            "  {:<32} {:<32} {}",
+            row["kind"].as_str().unwrap_or(""),
+            row["name"].as_str().unwrap_or(""),
+            row["enforcing"].as_str().unwrap_or("")
+        );
+    }
+}
+
+fn print_tunnels(record: &ClusterRecord) {
+    println!("\ntunnel counters (in: decapsulated and accepted; out: the hosts' own packets):");
+    for node in &record.nodes {
+        let status = call(&node.state_dir.join("agent.sock"), &Request::Status).unwrap_or_default();
+        let rows: Vec<String> = status["tunnel"]["verdicts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| {
+                let direction = if v["direction"] == "ingress" { "in" } else { "out" };
+                format!("{direction} {} {}", v["reason"].as_str().unwrap_or(""), v["packets"])
+            })
+            .collect();
+        println!("  {}: {}", node.name, if rows.is_empty() { "idle".to_owned() } else { rows.join(", ") });
+    }
+}
+
+/// Runs the demo on `nodes` nodes with `routing`; `Err` when anything could not be set up or a
+/// connection did not behave as the policies say.
+pub fn run(nodes: u8, routing: Routing) -> Result<(), DemoError> {
+    if !nix::unistd::Uid::effective().is_root() {
+        return Err(DemoError::NotRoot);
+    }
+    ensure_bpffs()?;
+    let pid = std::process::id();
+    let state_dir = std::env::temp_dir().join(format!("netstack-demo-cluster-{pid}"));
+    let manifests = state_dir.join("manifests");
+    std::fs::create_dir_all(&manifests).map_err(FileError::at("create", &manifests))?;
+    for (name, text) in MANIFESTS {
+        let path = manifests.join(name);
+        let text = if name == "01-pods.yaml" { scheduled_pods(text, nodes) } else { text.to_owned() };
+        std::fs::write(&path, text).map_err(FileError::at("write", &path))?;
+    }
+    let options = ClusterOptions {
+        name: format!("nsd{}", pid % 100_000),
+        nodes,
+        routing,
+        etcd: true,
+        state_dir: state_dir.clone(),
+        agent_binary: std::env::current_exe().map_err(FileError::at("locate", Path::new("the netstack binary")))?,
+        manifests: Some(manifests),
+    };
+    println!(
+        "cluster {}: {nodes} nodes, {} routing, etcd in the underlay; state in {}",
+        options.name,
+        routing.name(),
+        state_dir.display()
+    );
+    let scene = Scene { name: options.name.clone(), state_dir };
+    let record = topology::up(&options)?;
+    for node in &record.nodes {
+        println!("  {}  underlay {}  pods {}", node.name, node.underlay, node.pod_cidr);
+    }
+    let endpoints = wait_for_cluster(&record, 4, Duration::from_secs(60))?;
+    println!("\nendpoints (security identities agreed through etcd):");
+    for (p, identity) in &endpoints {
+        println!("  {:<14} {:<6} {:<12} identity {identity}", p.name, p.node, p.ipv4);
+    }
+    let pods: Vec<DemoPod> = endpoints.into_iter().map(|(pod, _)| pod).collect();
+    let surprises = probe_connections(&pods, true)?;
+    print_policy_status(&record.nodes[0].state_dir.join("agent.sock"));
+    if routing == Routing::Tunnel {
+        print_tunnels(&record);
+    }
+    drop(scene);
+    println!("\nremoved cluster {} (nodes, pods, agents, etcd, pins)", record.name);
+    if surprises > 0 {
+        return Err(DemoError::Surprises(surprises));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pods_are_spread_over_the_nodes_in_turn() {
+        let text = super::super::MANIFESTS[1].1;
+        let scheduled = scheduled_pods(text, 3);
+        let resources = crate::manifest::parse(Path::new("01-pods.yaml"), &scheduled).unwrap();
+        let placed: Vec<(String, Option<String>)> = resources
+            .into_iter()
+            .filter_map(|r| match r {
+                crate::manifest::Resource::Pod(p) => Some((p.name, p.node_name)),
+                _ => None,
+            })
+            .collect();
+        let node = |n: &str| Some(n.to_owned());
+        assert_eq!(
+            placed,
+            [
+                ("frontend".to_owned(), node("node1")),
+                ("backend".to_owned(), node("node2")),
+                ("db".to_owned(), node("node3")),
+                ("monitor".to_owned(), node("node1"))
+            ]
+        );
+        assert!(scheduled.contains("serviceAccountName: prometheus"), "an existing spec keeps its fields");
+    }
+}
