@@ -50,6 +50,9 @@ pub struct Status {
     /// The tunnel, in tunnel mode.
     #[serde(default)]
     pub tunnel: Option<TunnelStatus>,
+    /// The Kubernetes API server's watches, when the agent has that source.
+    #[serde(default)]
+    pub kubernetes: Option<crate::agent::sources::KubernetesStatus>,
 }
 
 /// The tunnel's device and what crossed it.

@@ -28,7 +28,7 @@ use crate::manifest::Pod;
 use crate::policy::api::Cidr;
 use crate::policy::{AllowLocalhost, Policy, PolicyMapState};
 use endpoint::{EndpointError, EndpointRecord};
-use sources::Sources;
+use sources::{KubernetesConfig, KubernetesSource, ResourceSource, Sources};
 use state::{Persisted, StateError};
 
 /// What stops the agent, or one of its steps: the operation, the object and the cause.
@@ -73,6 +73,9 @@ pub enum AgentError {
     /// The tunnel to the other nodes.
     #[error(transparent)]
     Tunnel(#[from] TunnelError),
+    /// The Kubernetes source.
+    #[error(transparent)]
+    Kubernetes(#[from] sources::kubernetes::KubernetesError),
 }
 
 /// How an agent is set up.
@@ -82,6 +85,8 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     /// A directory of manifests to watch.
     pub manifests: Option<PathBuf>,
+    /// A Kubernetes API server to watch, beside the files.
+    pub kubernetes: Option<KubernetesConfig>,
     /// The node's name (its `kubernetes.io/hostname` label).
     pub node_name: String,
     /// The node's pod CIDR (IPv4); its first address is the pods' gateway.
@@ -115,6 +120,7 @@ impl AgentConfig {
         AgentConfig {
             state_dir,
             manifests,
+            kubernetes: None,
             node_name: "node-1".into(),
             pod_cidr: Cidr::parse("10.200.0.0/24").expect("valid"),
             bpffs,
@@ -246,6 +252,7 @@ impl Agent {
             Routing::Tunnel => Some(Tunnel::open(&config.bpffs)?),
             Routing::Native => None,
         };
+        let kubernetes = config.kubernetes.as_ref().map(KubernetesSource::start).transpose()?;
         let mut dirs = vec![config.applied_dir()];
         dirs.extend(config.manifests.clone());
         let cluster = config.kvstore.as_deref().map(|endpoint| {
@@ -268,7 +275,7 @@ impl Agent {
             tunnel,
             policy_enforcement: BTreeMap::new(),
             policy_status: BTreeMap::new(),
-            sources: Sources::new(dirs),
+            sources: Sources::new(dirs, kubernetes),
             config,
             persisted,
             identities: IdentityAllocator::new(),
@@ -323,8 +330,12 @@ impl Agent {
     /// Re-reads changed files and, when anything changed (or `force`), brings endpoints,
     /// identities, the ipcache and policy maps to the desired state.
     pub fn sync(&mut self, force: bool) -> bool {
-        if !self.sources.scan() && !force {
+        if !self.sources.refresh() && !force {
             return false;
+        }
+        if let Err(why) = self.sources.ready() {
+            self.errors = vec![format!("{why}; the datapath keeps its state until then")];
+            return true;
         }
         let started = Instant::now();
         self.errors = self.sources.errors();
@@ -485,6 +496,7 @@ impl Agent {
             files: self.sources.files().into_iter().map(|(file, resources)| FileStatus { file, resources }).collect(),
             errors: self.errors.clone(),
             warnings: self.sources.warnings(),
+            kubernetes: self.sources.kubernetes(),
             conntrack_gc: match &self.conntrack_gc.clock {
                 Ok(_) => {
                     ConntrackGcStatus::Running { runs: self.conntrack_gc.runs, removed: self.conntrack_gc.removed }

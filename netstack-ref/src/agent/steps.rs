@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 use super::endpoint::{self, EndpointRecord};
+use super::sources::ResourceSource;
 use super::{Agent, AgentError, LiveEndpoint};
 use crate::cluster::policy_status::NodePolicyStatus;
 use crate::cluster::routing::underlay_ipv4;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use netstack_ref::agent::api::{call, ApiError, Request};
 use netstack_ref::agent::api_types::{ConntrackGcStatus, Status};
+use netstack_ref::agent::sources::KubernetesConfig;
 use netstack_ref::agent::{self, sources, AgentConfig};
 use netstack_ref::cluster::routing::Routing;
 use netstack_ref::file_error::FileError;
@@ -130,6 +131,8 @@ enum Command {
         /// live node first by name) deletes it.
         #[arg(long, default_value_t = 60)]
         identity_gc_grace_seconds: u64,
+        #[command(flatten)]
+        kubernetes: KubernetesFlags,
     },
     /// The cluster's nodes.
     Node {
@@ -402,12 +405,14 @@ fn run(cli: Cli) -> Result<(), CliError> {
             node_address,
             routing,
             identity_gc_grace_seconds,
+            kubernetes,
         } => {
             let cluster = ClusterFlags {
                 kvstore,
                 node_address,
                 routing,
                 identity_gc_grace: Duration::from_secs(identity_gc_grace_seconds),
+                kubernetes: kubernetes.config(),
             };
             run_agent(state, manifests, netns, node_name, pod_cidr, &allow_localhost, cluster)
         }
@@ -488,6 +493,30 @@ struct ClusterFlags {
     node_address: Option<std::net::IpAddr>,
     routing: Routing,
     identity_gc_grace: Duration,
+    kubernetes: Option<KubernetesConfig>,
+}
+
+/// Where the agent finds a Kubernetes API server to watch (pods, namespaces, services,
+/// endpoint slices, Cilium's policies) beside its files.
+#[derive(clap::Args, Debug)]
+struct KubernetesFlags {
+    /// Watch the Kubernetes API server the kubeconfig names, found as `kubectl` finds it
+    /// (`KUBECONFIG`, `~/.kube/config`, the in-cluster service account).
+    #[arg(long)]
+    kubernetes: bool,
+    /// Watch the API server of this kubeconfig (implies `--kubernetes`).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// The kubeconfig's context to use (implies `--kubernetes`); default its current one.
+    #[arg(long)]
+    kube_context: Option<String>,
+}
+
+impl KubernetesFlags {
+    fn config(self) -> Option<KubernetesConfig> {
+        let wanted = self.kubernetes || self.kubeconfig.is_some() || self.kube_context.is_some();
+        wanted.then_some(KubernetesConfig { kubeconfig: self.kubeconfig, context: self.kube_context })
+    }
 }
 
 fn run_agent(
@@ -517,6 +546,7 @@ fn run_agent(
     config.node_address = cluster.node_address;
     config.routing = cluster.routing;
     config.identity_gc_grace = cluster.identity_gc_grace;
+    config.kubernetes = cluster.kubernetes;
     Ok(agent::run(config, Duration::from_millis(200))?)
 }
 
@@ -578,6 +608,20 @@ fn status(state: &State, output: Output) -> Result<(), CliError> {
         };
         let synced = kv.last_sync.map(|t| format!(", last sync {t}")).unwrap_or_default();
         println!("{:<14} {} {state}{synced}", "kvstore", kv.endpoint);
+    }
+    if let Some(kube) = &status.kubernetes {
+        println!("{:<14} {}", "kubernetes", kube.server);
+        for k in &kube.kinds {
+            let state = match (k.absent, k.listed) {
+                (true, _) => "not served".to_owned(),
+                (false, true) => {
+                    format!("{} objects, {} in force, {} lists, {} events", k.objects, k.in_force, k.lists, k.events)
+                }
+                (false, false) => "listing".to_owned(),
+            };
+            let error = k.last_error.as_ref().map(|e| format!(" (last error: {e})")).unwrap_or_default();
+            println!("{:<14}   {:<31} {state}{error}", "", k.kind);
+        }
     }
     match status.conntrack_gc {
         ConntrackGcStatus::Unavailable { error } => println!("{:<14} unavailable: {error}", "conntrackGc"),

@@ -115,7 +115,13 @@ fn ensure_bpffs() -> Result<(), DemoError> {
 
 /// Starts an agent process (the `netstack` binary at `exe`) for `config` inside the node
 /// namespace `node`.
-pub fn spawn_agent(exe: &Path, config: &AgentConfig, node: &str, manifests: &Path) -> Result<Child, DemoError> {
+pub fn spawn_agent(
+    exe: &Path,
+    config: &AgentConfig,
+    node: &str,
+    manifests: &Path,
+    extra_args: &[&std::ffi::OsStr],
+) -> Result<Child, DemoError> {
     Command::new(exe)
         .args(["agent", "--netns", node, "--node-name", node])
         .arg("--state-dir")
@@ -124,6 +130,7 @@ pub fn spawn_agent(exe: &Path, config: &AgentConfig, node: &str, manifests: &Pat
         .arg(manifests)
         .arg("--allow-localhost")
         .arg(config.allow_localhost.name())
+        .args(extra_args)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -193,7 +200,7 @@ fn start() -> Result<(Scene, Vec<DemoPod>), DemoError> {
     netns::add(&node)?;
     println!("node {node}: agent starting, state in {}", state_dir.display());
     let exe = std::env::current_exe().map_err(FileError::at("locate", Path::new("the netstack binary")))?;
-    scene.agent = Some(spawn_agent(&exe, &scene.config, &node, &manifests)?);
+    scene.agent = Some(spawn_agent(&exe, &scene.config, &node, &manifests, &[])?);
     let list = wait_for_endpoints(&scene.config.socket(), 4, Duration::from_secs(30))?;
     println!("\nendpoints:");
     let mut pods = Vec::new();

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test crate uses its own part
 
+pub mod apiserver;
 pub mod cluster;
 
 use std::collections::BTreeMap;
@@ -58,7 +59,13 @@ impl Node {
 
     /// Starts the agent.
     pub fn start(&mut self) {
-        self.agent = Some(spawn_agent(Path::new(EXE), &self.config, self.ns.name(), &self.manifests).unwrap());
+        self.start_with(&[]);
+    }
+
+    /// Starts the agent with more arguments.
+    pub fn start_with(&mut self, extra_args: &[&std::ffi::OsStr]) {
+        let agent = spawn_agent(Path::new(EXE), &self.config, self.ns.name(), &self.manifests, extra_args);
+        self.agent = Some(agent.unwrap());
     }
 
     /// Kills the agent (SIGKILL: a crash).

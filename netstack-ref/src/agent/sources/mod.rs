@@ -1,0 +1,134 @@
+//! Where desired state comes from, behind one interface ([`ResourceSource`]): YAML files (the
+//! manifests directory and what `netstack apply` left in the state directory) and, when the
+//! agent is given a cluster, the Kubernetes API server's watch streams. The agent reads the
+//! union; a resource both name (same kind, namespace and name) is taken from the files.
+
+pub mod directory;
+pub mod kube_objects;
+pub mod kubernetes;
+
+use std::path::{Path, PathBuf};
+
+use crate::manifest::{self, Parsed, Resource};
+pub use directory::DirectorySource;
+pub use kubernetes::{KubernetesConfig, KubernetesSource, KubernetesStatus};
+
+/// One place resources come from.
+pub trait ResourceSource: std::fmt::Debug + Send {
+    /// Takes in what changed since the last call; whether the resources may differ.
+    fn refresh(&mut self) -> bool;
+    /// Every resource in force.
+    fn resources(&self) -> Vec<Resource>;
+    /// What was refused (a file, an object), with why; what was in force before stays.
+    fn errors(&self) -> Vec<String>;
+    /// Fields ignored, as the API server would prune them.
+    fn warnings(&self) -> Vec<String>;
+    /// `Err(why)` while the source cannot yet give a complete picture (a cache not listed
+    /// yet): acting on a partial one would remove what is missing from it.
+    fn ready(&self) -> Result<(), String>;
+}
+
+/// Refuses a policy that uses a field validated but not enforced yet, naming the field.
+pub fn refuse_unenforced(file: &Path, parsed: &Parsed) -> Result<(), SourceError> {
+    for r in &parsed.resources {
+        if let Resource::Policy(p) = r {
+            if let Some((origin, what)) = p.unenforced().into_iter().next() {
+                return Err(SourceError::Unenforced {
+                    file: file.to_path_buf(),
+                    line: origin.line,
+                    field: origin.field,
+                    what,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether a file decodes into resources the agent can apply (with the warnings of fields the
+/// API server would prune); the policy fields not enforced yet are refused here, naming the
+/// field.
+pub fn check(file: &Path) -> Result<Parsed, SourceError> {
+    let parsed = manifest::read(file, false)?;
+    refuse_unenforced(file, &parsed)?;
+    Ok(parsed)
+}
+
+/// Why a file's (or an object's) resources are not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// It does not decode.
+    #[error(transparent)]
+    Manifest(#[from] manifest::error::ManifestError),
+    /// A policy uses a field that is validated but not enforced yet.
+    #[error("policy {}:{line}: {field}: {what} is validated but not enforced yet; the policy is not applied", file.display())]
+    Unenforced {
+        /// The file.
+        file: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// The field path.
+        field: String,
+        /// What is not enforced.
+        what: &'static str,
+    },
+}
+
+/// The agent's sources: the files always, the Kubernetes API when configured.
+#[derive(Debug)]
+pub struct Sources {
+    directory: DirectorySource,
+    kubernetes: Option<KubernetesSource>,
+}
+
+impl Sources {
+    /// Files in `dirs`, and the API server's objects when `kubernetes` is given.
+    pub fn new(dirs: Vec<PathBuf>, kubernetes: Option<KubernetesSource>) -> Sources {
+        Sources { directory: DirectorySource::new(dirs), kubernetes }
+    }
+
+    fn each(&self) -> impl Iterator<Item = &dyn ResourceSource> {
+        let kubernetes = self.kubernetes.as_ref().map(|k| k as &dyn ResourceSource);
+        kubernetes.into_iter().chain(std::iter::once(&self.directory as &dyn ResourceSource))
+    }
+
+    /// The files read, with how many resources each holds in force.
+    pub fn files(&self) -> Vec<(PathBuf, usize)> {
+        self.directory.files()
+    }
+
+    /// The Kubernetes source's watches, when there is one.
+    pub fn kubernetes(&self) -> Option<KubernetesStatus> {
+        self.kubernetes.as_ref().map(KubernetesSource::status)
+    }
+}
+
+impl ResourceSource for Sources {
+    fn refresh(&mut self) -> bool {
+        // Both, always: each keeps its own view current.
+        let kubernetes = self.kubernetes.as_mut().is_some_and(ResourceSource::refresh);
+        self.directory.refresh() | kubernetes
+    }
+
+    fn resources(&self) -> Vec<Resource> {
+        let mut by_key = std::collections::BTreeMap::new();
+        for source in self.each() {
+            for r in source.resources() {
+                by_key.insert(r.key(), r);
+            }
+        }
+        by_key.into_values().collect()
+    }
+
+    fn errors(&self) -> Vec<String> {
+        self.each().flat_map(|s| s.errors()).collect()
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        self.each().flat_map(|s| s.warnings()).collect()
+    }
+
+    fn ready(&self) -> Result<(), String> {
+        self.each().try_for_each(|s| s.ready())
+    }
+}
