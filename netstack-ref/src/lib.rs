@@ -29,4 +29,5 @@ pub mod file_error;
 pub mod identity;
 pub mod manifest;
 pub mod policy;
+pub mod services;
 pub mod traffic;

@@ -1,0 +1,3 @@
+//! Kubernetes services handled in eBPF (the kube-proxy replacement): backend selection.
+
+pub mod maglev;
