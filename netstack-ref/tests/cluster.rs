@@ -149,16 +149,18 @@ fn three_nodes_come_up_talk_on_the_underlay_and_go_down_even_after_a_crash() {
 }
 
 #[test]
-fn pods_on_two_nodes_talk_and_policy_holds_by_identity_natively_routed() {
-    two_nodes_with_policy("native");
+fn pods_on_three_nodes_talk_and_policy_holds_by_identity_natively_routed() {
+    three_nodes_with_policy("native", "files");
 }
 
 #[test]
-fn pods_on_two_nodes_talk_through_the_tunnel_and_spoofed_sources_gain_nothing() {
-    two_nodes_with_policy("tunnel");
+fn pods_on_three_nodes_talk_through_the_tunnel_and_spoofed_sources_gain_nothing() {
+    three_nodes_with_policy("tunnel", "kvstore");
 }
 
-fn two_nodes_with_policy(routing: &str) {
+/// `resources`: where the agents read the manifests (`files`: one directory they all watch;
+/// `kvstore`: stored in etcd, changed with `netstack cluster apply|delete`).
+fn three_nodes_with_policy(routing: &str, resources: &str) {
     let Some(_root) = require_kernel() else { return };
     let Some(()) = require_etcd() else { return };
     let name = unique_name("cx").replace('_', "");
@@ -166,32 +168,41 @@ fn two_nodes_with_policy(routing: &str) {
     let _cluster = Cluster { name: name.clone(), state_dir: state_dir.clone() };
     let state = state_dir.to_str().unwrap();
     // One manifests directory all agents watch: client and intruder scheduled to node1,
-    // server to node2 (spec.nodeName); the policy lets only app=client reach app=server on
-    // UDP 7000.
+    // server to node2, monitor (namespace ops) to node3 (spec.nodeName). The CNP lets only
+    // app=client reach app=server on UDP 7000; the CCNP lets ops' monitor reach every
+    // app=server, in any namespace, on UDP 9100.
     let manifests = std::env::temp_dir().join(unique_name("manifests"));
     std::fs::create_dir_all(&manifests).unwrap();
-    let pod = |pod: &str, app: &str, node: &str| {
+    let pod_in = |namespace: &str, pod: &str, app: &str, node: &str| {
         format!(
-            "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {pod}\n  namespace: shop\n  labels:\n    app: {app}\n\
-             spec:\n  nodeName: {node}\n"
+            "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {pod}\n  namespace: {namespace}\n  labels:\n    \
+             app: {app}\nspec:\n  nodeName: {node}\n"
         )
     };
+    let pod = |pod: &str, app: &str, node: &str| pod_in("shop", pod, app, node);
+    let clusterwide = "---\napiVersion: cilium.io/v2\nkind: CiliumClusterwideNetworkPolicy\nmetadata:\n  \
+                       name: monitoring\nspec:\n  endpointSelector:\n    matchLabels:\n      app: server\n  \
+                       ingress:\n  - fromEndpoints:\n    - matchLabels:\n        app: monitor\n        \
+                       k8s:io.kubernetes.pod.namespace: ops\n    toPorts:\n    - ports:\n      - port: \"9100\"\n        \
+                       protocol: UDP\n";
     let policy = "---\napiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata:\n  name: server-from-client\n  \
                   namespace: shop\nspec:\n  endpointSelector:\n    matchLabels:\n      app: server\n  ingress:\n  \
                   - fromEndpoints:\n    - matchLabels:\n        app: client\n    toPorts:\n    - ports:\n      \
                   - port: \"7000\"\n        protocol: UDP\n";
     let all = format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n{}{}{}{policy}",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n---\napiVersion: v1\nkind: Namespace\n\
+         metadata:\n  name: ops\n{}{}{}{}{policy}{clusterwide}",
         pod("client", "client", "node1"),
         pod("intruder", "intruder", "node1"),
-        pod("server", "server", "node2")
+        pod("server", "server", "node2"),
+        pod_in("ops", "monitor", "monitor", "node3")
     );
     std::fs::write(manifests.join("shop.yaml"), all).unwrap();
     let up = netstack(&[
         "cluster",
         "up",
         "--nodes",
-        "2",
+        "3",
         "--routing",
         routing,
         "--name",
@@ -202,12 +213,14 @@ fn two_nodes_with_policy(routing: &str) {
         state,
         "--manifests",
         manifests.to_str().unwrap(),
+        "--resources",
+        resources,
         "-o",
         "json",
     ]);
     assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
     let record: ClusterRecord = serde_json::from_slice(&up.stdout).unwrap();
-    let (node1, node2) = (&record.nodes[0], &record.nodes[1]);
+    let (node1, node2, node3) = (&record.nodes[0], &record.nodes[1], &record.nodes[2]);
     let ready = |node: &netstack_ref::cluster::topology::NodeRecord, pod: &str| {
         eventually(Duration::from_secs(30), || endpoint(&node.state_dir, pod).is_some())
     };
@@ -215,10 +228,14 @@ fn two_nodes_with_policy(routing: &str) {
         std::fs::read_to_string(node.state_dir.join("agent.log")).unwrap_or_default()
     };
     assert!(
-        ready(node1, "shop/client") && ready(node1, "shop/intruder") && ready(node2, "shop/server"),
-        "node1:\n{}\nnode2:\n{}",
+        ready(node1, "shop/client")
+            && ready(node1, "shop/intruder")
+            && ready(node2, "shop/server")
+            && ready(node3, "ops/monitor"),
+        "node1:\n{}\nnode2:\n{}\nnode3:\n{}",
         log(node1),
-        log(node2)
+        log(node2),
+        log(node3)
     );
     assert!(endpoint(&node1.state_dir, "shop/server").is_none(), "each node runs only the pods scheduled to it");
     let (client, intruder, server) = (
@@ -239,6 +256,16 @@ fn two_nodes_with_policy(routing: &str) {
     assert!(!udp_reaches(&ns(&client), &ns(&server), server_ip, 7001), "only the allowed port");
     assert_ne!(client["identity"], intruder["identity"]);
 
+    // The cluster-wide policy holds across nodes too: ops' monitor on node3 reaches the server
+    // on node2 on its port only, and the client does not gain that port through it.
+    let monitor = endpoint(&node3.state_dir, "ops/monitor").unwrap();
+    assert!(
+        eventually(Duration::from_secs(30), || udp_reaches(&ns(&monitor), &ns(&server), server_ip, 9100)),
+        "monitor on node3 reaches server on node2 by the CCNP"
+    );
+    assert!(!udp_reaches(&ns(&monitor), &ns(&server), server_ip, 7000), "the CCNP allows 9100 only");
+    assert!(!udp_reaches(&ns(&client), &ns(&server), server_ip, 9100), "the CNP allows the client 7000 only");
+
     // Both nodes enforce the policy; the collector (node1) aggregated their statuses.
     let policy_row = |state_dir: &std::path::Path| -> serde_json::Value {
         let out = netstack(&["policy", "get", "--state-dir", state_dir.to_str().unwrap(), "-o", "json"]);
@@ -248,7 +275,7 @@ fn two_nodes_with_policy(routing: &str) {
             .unwrap_or_default()
     };
     assert!(
-        eventually(Duration::from_secs(30), || policy_row(&node2.state_dir)["enforcing"] == "2/2"),
+        eventually(Duration::from_secs(30), || policy_row(&node2.state_dir)["enforcing"] == "3/3"),
         "{}",
         policy_row(&node2.state_dir)
     );
@@ -262,6 +289,29 @@ fn two_nodes_with_policy(routing: &str) {
     let before = verdict_count(&node1.state_dir, "shop/intruder", "egress", "INVALID_SOURCE_IP");
     assert!(!arrives(&ns(&server), 7000, || send_raw(&ns(&intruder), spoofed.clone())), "intruder as client");
     assert!(verdict_count(&node1.state_dir, "shop/intruder", "egress", "INVALID_SOURCE_IP") > before);
+
+    if resources == "kvstore" {
+        // A policy stored in etcd reaches every node; removed, it goes everywhere.
+        let extra = manifests.join("extra.yaml");
+        std::fs::write(&extra, policy.replace("server-from-client", "extra").replace("7000", "7001")).unwrap();
+        let applied = netstack(&["cluster", "apply", extra.to_str().unwrap(), "--state-dir", state]);
+        assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
+        assert!(
+            eventually(Duration::from_secs(20), || udp_reaches(&ns(&client), &ns(&server), server_ip, 7001)),
+            "the applied policy allows 7001"
+        );
+        let deleted = netstack(&["cluster", "delete", "extra.yaml", "--state-dir", state]);
+        assert!(deleted.status.success(), "{}", String::from_utf8_lossy(&deleted.stderr));
+        assert!(
+            eventually(Duration::from_secs(20), || !udp_reaches(&ns(&client), &ns(&server), server_ip, 7001)),
+            "removed from the kvstore, the policy goes"
+        );
+        let broken = manifests.join("broken.yaml");
+        std::fs::write(&broken, policy.replace("UDP", "UPD")).unwrap();
+        let refused = netstack(&["cluster", "apply", broken.to_str().unwrap(), "--state-dir", state]);
+        assert!(!refused.status.success(), "a file that does not validate is not stored");
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("broken.yaml"), "{refused:?}");
+    }
 
     if routing == "tunnel" {
         let status = netstack(&["status", "--state-dir", node2.state_dir.to_str().unwrap(), "-o", "json"]);

@@ -170,3 +170,66 @@ fn policy_status_is_aggregated_from_every_nodes_and_follows_their_leases() {
     assert!(!store.policy_statuses().unwrap().contains_key("deny-all"), "a policy no node has leaves the aggregate");
     drop(lease_a);
 }
+
+#[test]
+fn manifest_files_in_the_kvstore_are_a_source_like_a_directory() {
+    use netstack_ref::agent::sources::{KvstoreSource, ResourceSource};
+    use netstack_ref::manifest::Resource;
+
+    let Some(()) = require_etcd() else { return };
+    let mut etcd = EtcdServer::start().unwrap();
+    let store = KvStore::connect(&[etcd.endpoint()], "netstack", Duration::from_secs(5)).unwrap();
+    let mut source = KvstoreSource::new(&etcd.endpoint());
+    let refresh = |source: &mut KvstoreSource| {
+        // Past the poll interval, so each call lists.
+        std::thread::sleep(netstack_ref::agent::sources::kvstore::POLL_INTERVAL);
+        source.refresh()
+    };
+    let policy_ports = |source: &KvstoreSource| -> Vec<String> {
+        source
+            .resources()
+            .into_iter()
+            .filter_map(|r| match r {
+                Resource::Policy(p) => Some(format!("{}:{:?}", p.key(), p.rules).contains("8080").to_string()),
+                _ => None,
+            })
+            .collect()
+    };
+
+    assert!(source.ready().is_err(), "not listed yet");
+    assert!(refresh(&mut source), "the first listing is a change, even of nothing");
+    assert!(source.ready().is_ok() && source.resources().is_empty());
+
+    let pods = "apiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: t, labels: {app: a}}\nspec: {nodeName: n1}\n";
+    let policy = "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: p, namespace: t}\n\
+                  spec:\n  endpointSelector: {matchLabels: {app: a}}\n  ingress:\n  - toPorts: [{ports: [{port: \"8080\", protocol: TCP}]}]\n";
+    store.put_resource_file("pods.yaml", pods).unwrap();
+    store.put_resource_file("policy.yaml", policy).unwrap();
+    assert!(refresh(&mut source));
+    assert_eq!(source.resources().len(), 2);
+    assert_eq!(policy_ports(&source), ["true"]);
+    assert!(!refresh(&mut source), "nothing changed: nothing decoded again");
+
+    // A bad edit is refused, named by its key and line; the previous version stays in force.
+    store.put_resource_file("policy.yaml", &policy.replace("TCP", "TPC")).unwrap();
+    assert!(refresh(&mut source));
+    let errors = source.errors();
+    assert!(
+        errors.len() == 1 && errors[0].contains("kvstore:policy.yaml:7: spec.ingress[0].toPorts[0].ports[0].protocol"),
+        "{errors:?}"
+    );
+    assert_eq!(policy_ports(&source), ["true"], "still the last good version");
+
+    // Deleted: its resources go.
+    assert!(store.delete_resource_file("policy.yaml").unwrap());
+    assert!(!store.delete_resource_file("policy.yaml").unwrap(), "not there any more");
+    assert!(refresh(&mut source));
+    assert!(policy_ports(&source).is_empty() && source.errors().is_empty());
+    assert_eq!(source.files().len(), 1);
+
+    // The kvstore goes away: the last listing stays in force, and the loss is reported.
+    etcd.stop();
+    assert!(!refresh(&mut source));
+    assert_eq!(source.resources().len(), 1, "kept");
+    assert!(source.errors().iter().any(|e| e.contains("the last listing stays in force")), "{:?}", source.errors());
+}

@@ -87,6 +87,8 @@ pub struct AgentConfig {
     pub manifests: Option<PathBuf>,
     /// A Kubernetes API server to watch, beside the files.
     pub kubernetes: Option<KubernetesConfig>,
+    /// Whether to read manifest files kept in the kvstore (`resources/`), beside the local ones.
+    pub kvstore_resources: bool,
     /// The node's name (its `kubernetes.io/hostname` label).
     pub node_name: String,
     /// The node's pod CIDR (IPv4); its first address is the pods' gateway.
@@ -121,6 +123,7 @@ impl AgentConfig {
             state_dir,
             manifests,
             kubernetes: None,
+            kvstore_resources: false,
             node_name: "node-1".into(),
             pod_cidr: Cidr::parse("10.200.0.0/24").expect("valid"),
             bpffs,
@@ -253,6 +256,10 @@ impl Agent {
             Routing::Native => None,
         };
         let kubernetes = config.kubernetes.as_ref().map(KubernetesSource::start).transpose()?;
+        let kvstore_resources = match (&config.kvstore, config.kvstore_resources) {
+            (Some(endpoint), true) => Some(sources::KvstoreSource::new(endpoint)),
+            _ => None,
+        };
         let mut dirs = vec![config.applied_dir()];
         dirs.extend(config.manifests.clone());
         let cluster = config.kvstore.as_deref().map(|endpoint| {
@@ -275,7 +282,7 @@ impl Agent {
             tunnel,
             policy_enforcement: BTreeMap::new(),
             policy_status: BTreeMap::new(),
-            sources: Sources::new(dirs, kubernetes),
+            sources: Sources::new(dirs, kvstore_resources, kubernetes),
             config,
             persisted,
             identities: IdentityAllocator::new(),

@@ -63,6 +63,11 @@ enum ClusterCommand {
         /// (`spec.nodeName`) and those scheduled nowhere.
         #[arg(long)]
         manifests: Option<PathBuf>,
+        /// Where the agents read resources: the manifests directory (`files`), or the kvstore
+        /// (`kvstore`: the directory's files stored there at start; `cluster apply` changes
+        /// them).
+        #[arg(long, value_parser = ["files", "kvstore"], default_value = "files")]
+        resources: String,
         /// Output format.
         #[arg(short, long, value_enum, default_value_t = Output::Table)]
         output: Output,
@@ -72,6 +77,23 @@ enum ClusterCommand {
     Down {
         /// The cluster's name.
         #[arg(long, default_value = "nsc")]
+        name: String,
+        /// Where the cluster's record lives.
+        #[arg(long, default_value = "/var/run/netstack-cluster")]
+        state_dir: PathBuf,
+    },
+    /// Validates a manifest file and stores it in the cluster's kvstore, where every agent of a
+    /// cluster brought up with `--resources kvstore` reads it.
+    Apply {
+        /// The file.
+        file: PathBuf,
+        /// Where the cluster's record lives.
+        #[arg(long, default_value = "/var/run/netstack-cluster")]
+        state_dir: PathBuf,
+    },
+    /// Removes a manifest file (by its name) from the cluster's kvstore.
+    Delete {
+        /// The file's name, as applied.
         name: String,
         /// Where the cluster's record lives.
         #[arg(long, default_value = "/var/run/netstack-cluster")]
@@ -120,6 +142,10 @@ enum Command {
         /// with the other agents.
         #[arg(long)]
         kvstore: Option<String>,
+        /// Read manifest files kept in the kvstore (`netstack cluster apply`) beside the local
+        /// ones.
+        #[arg(long, requires = "kvstore")]
+        resources_from_kvstore: bool,
         /// The node's underlay address, published in its node entry.
         #[arg(long)]
         node_address: Option<std::net::IpAddr>,
@@ -288,11 +314,19 @@ enum BpfPolicyCommand {
 fn cluster(command: ClusterCommand) -> Result<(), CliError> {
     use netstack_ref::cluster::topology::{self, ClusterOptions};
     match command {
-        ClusterCommand::Up { nodes, routing, name, kvstore, state_dir, manifests, output } => {
+        ClusterCommand::Up { nodes, routing, name, kvstore, state_dir, manifests, resources, output } => {
             let agent_binary = std::env::current_exe().map_err(CliError::OwnBinary)?;
             let manifests = manifests.map(|m| std::fs::canonicalize(&m).unwrap_or(m));
-            let options =
-                ClusterOptions { name, nodes, routing, etcd: kvstore == "etcd", state_dir, agent_binary, manifests };
+            let options = ClusterOptions {
+                name,
+                nodes,
+                routing,
+                etcd: kvstore == "etcd",
+                state_dir,
+                agent_binary,
+                manifests,
+                kvstore_resources: resources == "kvstore",
+            };
             let record = topology::up(&options)?;
             match output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&record).expect("records serialise")),
@@ -312,12 +346,33 @@ fn cluster(command: ClusterCommand) -> Result<(), CliError> {
             Ok(())
         }
         ClusterCommand::Down { name, state_dir } => Ok(topology::down(&state_dir, &name)?),
+        ClusterCommand::Apply { file, state_dir } => {
+            for warning in sources::check(&file)?.warnings {
+                eprintln!("warning: {warning}");
+            }
+            let text = std::fs::read_to_string(&file).map_err(FileError::at("read", &file))?;
+            let name = file.file_name().ok_or_else(|| CliError::NoFileName(file.clone()))?.to_string_lossy();
+            topology::apply_resource_file(&cluster_record(&state_dir)?, &name, Some(&text))?;
+            println!("{name}: stored in the cluster's kvstore");
+            Ok(())
+        }
+        ClusterCommand::Delete { name, state_dir } => {
+            match topology::apply_resource_file(&cluster_record(&state_dir)?, &name, None)? {
+                true => println!("{name}: removed from the cluster's kvstore"),
+                false => println!("{name}: not in the cluster's kvstore"),
+            }
+            Ok(())
+        }
         ClusterCommand::Restart { node, state_dir } => {
             let pid = topology::restart_agent(&state_dir, &node)?;
             println!("{node}: agent restarted (pid {pid})");
             Ok(())
         }
     }
+}
+
+fn cluster_record(state_dir: &std::path::Path) -> Result<netstack_ref::cluster::topology::ClusterRecord, CliError> {
+    netstack_ref::cluster::topology::ClusterRecord::load(state_dir).ok_or_else(|| CliError::NoCluster(state_dir.into()))
 }
 
 /// What the command line reports when a command fails.
@@ -345,6 +400,8 @@ enum CliError {
     Cluster(#[from] netstack_ref::cluster::topology::ClusterError),
     #[error("find this program's binary (to run agents with): {0}")]
     OwnBinary(std::io::Error),
+    #[error("no cluster is recorded in {} (netstack cluster up)", .0.display())]
+    NoCluster(PathBuf),
 }
 
 fn ask(state: &State, request: Request) -> Result<serde_json::Value, ApiError> {
@@ -402,6 +459,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             pod_cidr,
             allow_localhost,
             kvstore,
+            resources_from_kvstore,
             node_address,
             routing,
             identity_gc_grace_seconds,
@@ -409,6 +467,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         } => {
             let cluster = ClusterFlags {
                 kvstore,
+                resources_from_kvstore,
                 node_address,
                 routing,
                 identity_gc_grace: Duration::from_secs(identity_gc_grace_seconds),
@@ -490,6 +549,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
 /// The agent's cluster flags.
 struct ClusterFlags {
     kvstore: Option<String>,
+    resources_from_kvstore: bool,
     node_address: Option<std::net::IpAddr>,
     routing: Routing,
     identity_gc_grace: Duration,
@@ -543,6 +603,7 @@ fn run_agent(
     config.pod_cidr = Cidr::parse(&pod_cidr).ok_or(CliError::PodCidr(pod_cidr))?;
     config.allow_localhost = AllowLocalhost::from_name(allow_localhost).unwrap_or_default();
     config.kvstore = cluster.kvstore;
+    config.kvstore_resources = cluster.resources_from_kvstore;
     config.node_address = cluster.node_address;
     config.routing = cluster.routing;
     config.identity_gc_grace = cluster.identity_gc_grace;

@@ -9,7 +9,9 @@
 //!   uses any more can be collected;
 //! - `ipcache/<ip>`: which identity and node an address belongs to, under its node's lease;
 //! - `policy-status/…`: each node's enforcement of each policy, and their aggregate
-//!   ([`super::policy_status`]).
+//!   ([`super::policy_status`]);
+//! - `resources/<file>`: manifest files every agent reads when the cluster's resources live
+//!   in the kvstore (`netstack cluster up --resources kvstore`, `netstack cluster apply`).
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -218,6 +220,36 @@ impl KvStore {
         let key = self.key(rest);
         let mut client = self.client.clone();
         self.run(&format!("delete {key}"), client.delete(key.clone(), None)).map(drop)
+    }
+
+    /// Stores a manifest file's text under `resources/<name>`, for agents that take their
+    /// resources from the kvstore.
+    pub fn put_resource_file(&self, name: &str, text: &str) -> Result<(), KvError> {
+        self.put(&format!("resources/{name}"), text.as_bytes().to_vec(), None)
+    }
+
+    /// Removes the manifest file `name`; whether it was there.
+    pub fn delete_resource_file(&self, name: &str) -> Result<bool, KvError> {
+        let key = self.key(&format!("resources/{name}"));
+        let mut client = self.client.clone();
+        let response = self.run(&format!("delete {key}"), client.delete(key.clone(), None))?;
+        Ok(response.deleted() > 0)
+    }
+
+    /// Every manifest file stored: (name, text, the revision it was last changed at).
+    pub fn resource_files(&self) -> Result<Vec<(String, String, i64)>, KvError> {
+        let key = self.key("resources/");
+        let mut client = self.client.clone();
+        let response =
+            self.run(&format!("list {key}"), client.get(key.clone(), Some(GetOptions::new().with_prefix())))?;
+        Ok(response
+            .kvs()
+            .iter()
+            .map(|kv| {
+                let name = String::from_utf8_lossy(kv.key()).get(key.len()..).unwrap_or("").to_owned();
+                (name, String::from_utf8_lossy(kv.value()).into_owned(), kv.mod_revision())
+            })
+            .collect())
     }
 
     /// Grants a lease of `ttl` and keeps it alive until the returned handle drops.

@@ -12,7 +12,9 @@ use std::os::unix::process::CommandExt;
 
 use serde::{Deserialize, Serialize};
 
-pub use super::routing::Routing;
+use super::kvstore::KvError;
+pub use super::kvstore::KvStore;
+use super::routing::Routing;
 use crate::agent::netns::{self, PlumbingError};
 use crate::agent::rtnl::Rtnl;
 
@@ -42,6 +44,14 @@ pub enum ClusterError {
     /// A cluster of this name is up already.
     #[error("cluster {0} is up already (netstack cluster down first)")]
     Exists(String),
+    /// Its kvstore.
+    #[error("cluster {cluster}: {source}")]
+    Kvstore {
+        /// The cluster.
+        cluster: String,
+        /// What failed.
+        source: KvError,
+    },
     /// A request the command line cannot satisfy.
     #[error("cluster {cluster}: {reason}")]
     Invalid {
@@ -93,6 +103,10 @@ pub struct ClusterRecord {
     /// The manifests directory its agents watch.
     #[serde(default)]
     pub manifests: Option<PathBuf>,
+    /// Whether its agents read their resources from the kvstore (`netstack cluster apply`)
+    /// instead of the manifests directory.
+    #[serde(default)]
+    pub kvstore_resources: bool,
 }
 
 /// The underlay: 192.168.100.0/24; the client at .2, node i at .(10 + i).
@@ -122,6 +136,9 @@ pub struct ClusterOptions {
     /// A manifests directory every agent watches (each runs the pods scheduled to it by
     /// `spec.nodeName`, and those scheduled nowhere).
     pub manifests: Option<PathBuf>,
+    /// Keep the cluster's resources in the kvstore instead: the manifests directory's files
+    /// are stored there at start, agents read them from there, `apply` changes them.
+    pub kvstore_resources: bool,
 }
 
 fn record_path(state_dir: &Path) -> PathBuf {
@@ -148,6 +165,10 @@ pub fn up(options: &ClusterOptions) -> Result<ClusterRecord, ClusterError> {
     let name = &options.name;
     if !(1..=32).contains(&options.nodes) {
         return Err(ClusterError::Invalid { cluster: name.clone(), reason: "1 to 32 nodes".to_owned() });
+    }
+    if options.kvstore_resources && !options.etcd {
+        let reason = "resources in the kvstore need one (--kvstore etcd)".to_owned();
+        return Err(ClusterError::Invalid { cluster: name.clone(), reason });
     }
     if ClusterRecord::load(&options.state_dir).is_some() || netns::exists(&format!("{name}-underlay")) {
         return Err(ClusterError::Exists(name.clone()));
@@ -176,6 +197,7 @@ pub fn up(options: &ClusterOptions) -> Result<ClusterRecord, ClusterError> {
         etcd: None,
         agent_binary: options.agent_binary.clone(),
         manifests: options.manifests.clone(),
+        kvstore_resources: options.kvstore_resources,
     };
     // Saved first, so `down` after a failure or a crash finds what to remove.
     record.save(&options.state_dir)?;
@@ -268,6 +290,19 @@ fn build(record: &mut ClusterRecord, options: &ClusterOptions) -> Result<(), Clu
         record.etcd = Some(start_etcd(&name, &record.underlay_netns, &options.state_dir)?);
         record.save(&options.state_dir)?;
     }
+    if let (true, Some(dir)) = (record.kvstore_resources, &record.manifests) {
+        let io = |operation, path: &Path| {
+            let (cluster, path) = (name.clone(), path.to_owned());
+            move |source| ClusterError::Io { cluster, operation, path, source }
+        };
+        for entry in std::fs::read_dir(dir).map_err(io("read", dir))?.flatten() {
+            let path = entry.path();
+            if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+                let text = std::fs::read_to_string(&path).map_err(io("read", &path))?;
+                apply_resource_file(record, &entry.file_name().to_string_lossy(), Some(&text))?;
+            }
+        }
+    }
     for index in 0..record.nodes.len() {
         record.nodes[index].agent_pid = Some(start_agent(record, index)?);
     }
@@ -293,7 +328,14 @@ pub fn start_agent(record: &ClusterRecord, index: usize) -> Result<u32, ClusterE
         .arg(&node.state_dir)
         .args(["--netns", &node.netns, "--node-name", &node.name, "--pod-cidr", &node.pod_cidr])
         .args(["--node-address", &node.underlay.to_string(), "--routing", record.routing.name()])
-        .args(record.manifests.iter().flat_map(|m| [std::ffi::OsStr::new("--manifests"), m.as_os_str()]))
+        .args(
+            record
+                .manifests
+                .iter()
+                .filter(|_| !record.kvstore_resources)
+                .flat_map(|m| [std::ffi::OsStr::new("--manifests"), m.as_os_str()]),
+        )
+        .args(record.kvstore_resources.then_some("--resources-from-kvstore"))
         .args(record.etcd.as_ref().map(|(endpoint, _, _)| ["--kvstore", endpoint.as_str()]).into_iter().flatten())
         .stdin(Stdio::null())
         .stdout(log_file)
@@ -329,6 +371,29 @@ pub fn restart_agent(state_dir: &Path, node: &str) -> Result<u32, ClusterError> 
     record.nodes[index].agent_pid = Some(pid);
     record.save(state_dir)?;
     Ok(pid)
+}
+
+/// Stores (`Some(text)`) or removes (`None`) the manifest file `name` in the kvstore of the
+/// cluster `record` describes, for its agents to read; whether anything changed. The kvstore
+/// lives in the underlay, so the call is made from there.
+pub fn apply_resource_file(record: &ClusterRecord, name: &str, text: Option<&str>) -> Result<bool, ClusterError> {
+    let cluster = record.name.clone();
+    let Some((endpoint, _, _)) = record.etcd.clone() else {
+        return Err(ClusterError::Invalid { cluster, reason: "it has no kvstore".to_owned() });
+    };
+    if name.is_empty() || name.contains('/') {
+        return Err(ClusterError::Invalid { cluster, reason: format!("{name:?} is not a file name") });
+    }
+    let (name, text) = (name.to_owned(), text.map(str::to_owned));
+    let stored = netns::run_in(&record.underlay_netns, move || {
+        let store = KvStore::connect(&[endpoint], "netstack", std::time::Duration::from_secs(5))?;
+        match text {
+            Some(text) => store.put_resource_file(&name, &text).map(|()| true),
+            None => store.delete_resource_file(&name),
+        }
+    })
+    .map_err(plumbing(&cluster))?;
+    stored.map_err(|source| ClusterError::Kvstore { cluster, source })
 }
 
 /// The kvstore's address: etcd in the underlay namespace, on the bridge, where every node

@@ -1,6 +1,7 @@
 //! `netstack demo --nodes N`: the demo's scene on a cluster of N nodes on this machine (`netstack
 //! cluster up`, etcd in the underlay, VXLAN or native routing): its pods spread over the nodes by
-//! `spec.nodeName`, every agent watching the same manifests, identities agreed through etcd. The
+//! `spec.nodeName`, the manifests stored in etcd where every agent reads them, identities agreed
+//! through etcd. The
 //! table shows which nodes each connection crosses; policy holds by identity across them. The
 //! cluster is brought down at the end, also on failure.
 
@@ -146,9 +147,11 @@ pub fn run(nodes: u8, routing: Routing) -> Result<(), DemoError> {
         state_dir: state_dir.clone(),
         agent_binary: std::env::current_exe().map_err(FileError::at("locate", Path::new("the netstack binary")))?,
         manifests: Some(manifests),
+        kvstore_resources: true,
     };
     println!(
-        "cluster {}: {nodes} nodes, {} routing, etcd in the underlay; state in {}",
+        "cluster {}: {nodes} nodes, {} routing, etcd in the underlay holding the manifests every agent reads; \
+         state in {}",
         options.name,
         routing.name(),
         state_dir.display()

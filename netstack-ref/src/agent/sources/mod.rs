@@ -1,17 +1,20 @@
 //! Where desired state comes from, behind one interface ([`ResourceSource`]): YAML files (the
-//! manifests directory and what `netstack apply` left in the state directory) and, when the
-//! agent is given a cluster, the Kubernetes API server's watch streams. The agent reads the
-//! union; a resource both name (same kind, namespace and name) is taken from the files.
+//! manifests directory and what `netstack apply` left in the state directory), manifest files
+//! kept in the cluster's kvstore, and a Kubernetes API server's watch streams. The agent reads
+//! the union; a resource several name (same kind, namespace and name) is taken from the local
+//! files, then the kvstore, then the API server.
 
 pub mod directory;
 pub mod kube_objects;
 pub mod kubernetes;
+pub mod kvstore;
 
 use std::path::{Path, PathBuf};
 
 use crate::manifest::{self, Parsed, Resource};
 pub use directory::DirectorySource;
 pub use kubernetes::{KubernetesConfig, KubernetesSource, KubernetesStatus};
+pub use kvstore::KvstoreSource;
 
 /// One place resources come from.
 pub trait ResourceSource: std::fmt::Debug + Send {
@@ -54,6 +57,13 @@ pub fn check(file: &Path) -> Result<Parsed, SourceError> {
     Ok(parsed)
 }
 
+/// [`check`] for a file's text read elsewhere (the kvstore), named `file` in errors.
+pub fn check_text(file: &Path, text: &str) -> Result<Parsed, SourceError> {
+    let parsed = manifest::parse_file(file, text, false)?;
+    refuse_unenforced(file, &parsed)?;
+    Ok(parsed)
+}
+
 /// Why a file's (or an object's) resources are not applied.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -74,27 +84,34 @@ pub enum SourceError {
     },
 }
 
-/// The agent's sources: the files always, the Kubernetes API when configured.
+/// The agent's sources: the files always, the kvstore's files and the Kubernetes API when
+/// configured.
 #[derive(Debug)]
 pub struct Sources {
     directory: DirectorySource,
+    kvstore: Option<KvstoreSource>,
     kubernetes: Option<KubernetesSource>,
 }
 
 impl Sources {
-    /// Files in `dirs`, and the API server's objects when `kubernetes` is given.
-    pub fn new(dirs: Vec<PathBuf>, kubernetes: Option<KubernetesSource>) -> Sources {
-        Sources { directory: DirectorySource::new(dirs), kubernetes }
+    /// Files in `dirs`, and the other sources given.
+    pub fn new(dirs: Vec<PathBuf>, kvstore: Option<KvstoreSource>, kubernetes: Option<KubernetesSource>) -> Sources {
+        Sources { directory: DirectorySource::new(dirs), kvstore, kubernetes }
     }
 
+    /// In increasing precedence.
     fn each(&self) -> impl Iterator<Item = &dyn ResourceSource> {
         let kubernetes = self.kubernetes.as_ref().map(|k| k as &dyn ResourceSource);
-        kubernetes.into_iter().chain(std::iter::once(&self.directory as &dyn ResourceSource))
+        let kvstore = self.kvstore.as_ref().map(|k| k as &dyn ResourceSource);
+        kubernetes.into_iter().chain(kvstore).chain(std::iter::once(&self.directory as &dyn ResourceSource))
     }
 
-    /// The files read, with how many resources each holds in force.
+    /// The files read (on disk and in the kvstore), with how many resources each holds in
+    /// force.
     pub fn files(&self) -> Vec<(PathBuf, usize)> {
-        self.directory.files()
+        let mut files = self.directory.files();
+        files.extend(self.kvstore.iter().flat_map(KvstoreSource::files));
+        files
     }
 
     /// The Kubernetes source's watches, when there is one.
@@ -107,7 +124,8 @@ impl ResourceSource for Sources {
     fn refresh(&mut self) -> bool {
         // Both, always: each keeps its own view current.
         let kubernetes = self.kubernetes.as_mut().is_some_and(ResourceSource::refresh);
-        self.directory.refresh() | kubernetes
+        let kvstore = self.kvstore.as_mut().is_some_and(ResourceSource::refresh);
+        self.directory.refresh() | kubernetes | kvstore
     }
 
     fn resources(&self) -> Vec<Resource> {
