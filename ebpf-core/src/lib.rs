@@ -83,6 +83,23 @@ pub mod mem {
     pub use crate::sys::{page_size, MmapRegion, RingData};
 }
 
+/// Network namespaces as BPF programs see them.
+pub mod netns {
+    /// The cookie of the network namespace `socket` lives in (`SO_NETNS_COOKIE`, Linux 5.14):
+    /// what `bpf_get_netns_cookie()` returns in BPF for that namespace's sockets, so user space
+    /// can fill a map BPF programs key by namespace.
+    ///
+    /// ```no_run
+    /// let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    /// let cookie = ebpf_core::netns::cookie(&socket)?;
+    /// assert_ne!(cookie, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn cookie(socket: &impl std::os::fd::AsFd) -> Result<u64, crate::Errno> {
+        crate::sys::netns_cookie(socket.as_fd())
+    }
+}
+
 /// The perf events BPF programs write to (`bpf_perf_event_output`).
 pub mod perf {
     pub use crate::sys::perf_event_open_bpf_output as open_bpf_output_event;

@@ -42,7 +42,7 @@ pub use perf::{
     perf_event_open_bpf_output, perf_event_open_kprobe, perf_event_open_tracepoint, perf_event_open_uprobe, UprobeEvent,
 };
 pub use prog::{enable_stats, prog_bind_map, prog_load, prog_test_run, ProgLoad, TestRun};
-pub use sock::{attach_socket_filter, detach_socket_filter};
+pub use sock::{attach_socket_filter, detach_socket_filter, netns_cookie};
 
 pub use errno::Errno;
 

@@ -37,3 +37,28 @@ pub fn attach_socket_filter(socket: BorrowedFd<'_>, prog: BorrowedFd<'_>) -> Res
 pub fn detach_socket_filter(socket: BorrowedFd<'_>) -> Result<(), Errno> {
     setsockopt(socket, SO_DETACH_BPF, None)
 }
+
+const SO_NETNS_COOKIE: libc::c_int = 71;
+
+/// The cookie of the network namespace `socket` lives in (`SO_NETNS_COOKIE`): what
+/// `bpf_get_netns_cookie()` returns for that namespace's sockets and packets.
+pub fn netns_cookie(socket: BorrowedFd<'_>) -> Result<u64, Errno> {
+    let mut cookie = 0u64;
+    let mut length = std::mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: `socket` is an open fd; `cookie` is a live u64 whose length is passed in `length`,
+    // both writable for the call's duration.
+    let ret = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_NETNS_COOKIE,
+            (&mut cookie as *mut u64).cast(),
+            &mut length,
+        )
+    };
+    if ret == 0 {
+        Ok(cookie)
+    } else {
+        Err(Errno::last())
+    }
+}
