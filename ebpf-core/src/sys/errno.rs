@@ -66,6 +66,10 @@ impl fmt::Display for Errno {
     }
 }
 
+/// An errno is an error in its own right where a call returns nothing richer (e.g.
+/// [`netns::cookie`](crate::netns::cookie)), so `?` lifts it into `Box<dyn Error>`.
+impl std::error::Error for Errno {}
+
 impl From<std::io::Error> for Errno {
     fn from(e: std::io::Error) -> Errno {
         Errno(e.raw_os_error().unwrap_or(libc::EIO))
