@@ -1,9 +1,10 @@
-//! Kubernetes-shaped YAML in: `Namespace`, `Pod`, `CiliumNetworkPolicy`,
-//! `CiliumClusterwideNetworkPolicy`, several per file. Decoding is strict and every error names
+//! Kubernetes-shaped YAML in: `Namespace`, `Pod`, `Service`, `EndpointSlice`, `Endpoints`,
+//! `CiliumNetworkPolicy`, `CiliumClusterwideNetworkPolicy`, several per file. Decoding is strict and every error names
 //! the file, line and field.
 
 pub mod error;
 pub mod policy;
+pub mod service;
 pub mod yaml;
 
 use std::path::Path;
@@ -11,6 +12,7 @@ use std::path::Path;
 use crate::policy::api::Policy;
 use error::{Located, ManifestError};
 use policy::decode_policy;
+use service::{decode_endpoint_slice, decode_endpoints, decode_service, EndpointSlice, Endpoints, L4Protocol, Service};
 use yaml::{Fields, Node};
 
 /// A namespace and its labels.
@@ -35,6 +37,9 @@ pub struct Pod {
     pub service_account: String,
     /// `spec.nodeName`: the node it is scheduled to; none runs it on every node that reads it.
     pub node_name: Option<String>,
+    /// Its containers' named ports (`spec.containers[].ports[]` with a `name`): how a service's
+    /// named `targetPort` finds a number on this pod.
+    pub named_ports: Vec<(String, L4Protocol, u16)>,
 }
 
 /// One decoded document.
@@ -46,6 +51,12 @@ pub enum Resource {
     Pod(Pod),
     /// `kind: CiliumNetworkPolicy` or `CiliumClusterwideNetworkPolicy`.
     Policy(Policy),
+    /// `kind: Service`.
+    Service(Service),
+    /// `kind: EndpointSlice`.
+    EndpointSlice(EndpointSlice),
+    /// `kind: Endpoints` (legacy), as mirrored slices.
+    Endpoints(Endpoints),
 }
 
 impl Resource {
@@ -56,6 +67,9 @@ impl Resource {
             Resource::Pod(p) => format!("Pod {}/{}", p.namespace, p.name),
             Resource::Policy(p) if p.namespace.is_some() => format!("CiliumNetworkPolicy {}", p.key()),
             Resource::Policy(p) => format!("CiliumClusterwideNetworkPolicy {}", p.key()),
+            Resource::Service(s) => format!("Service {}", s.key()),
+            Resource::EndpointSlice(s) => format!("EndpointSlice {}/{}", s.namespace, s.name),
+            Resource::Endpoints(e) => format!("Endpoints {}/{}", e.namespace, e.name),
         }
     }
 }
@@ -118,12 +132,16 @@ pub fn read(file: &Path, strict: bool) -> Result<Parsed, ManifestError> {
 fn decode(kind: &str, doc: &mut Fields<'_, '_>, pruned: &mut Vec<Located>) -> Result<Resource, Located> {
     let api_version = doc.get("apiVersion").ok_or_else(|| doc.error("apiVersion", "missing"))?;
     let expected = match kind {
-        "Namespace" | "Pod" => "v1",
+        "Namespace" | "Pod" | "Service" | "Endpoints" => "v1",
+        "EndpointSlice" => "discovery.k8s.io/v1",
         "CiliumNetworkPolicy" | "CiliumClusterwideNetworkPolicy" => "cilium.io/v2",
         other => {
             return Err(doc.error(
                 "kind",
-                format!("{other:?} is not one of Namespace, Pod, CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy"),
+                format!(
+                    "{other:?} is not one of Namespace, Pod, Service, EndpointSlice, Endpoints, CiliumNetworkPolicy, \
+                     CiliumClusterwideNetworkPolicy"
+                ),
             ))
         }
     };
@@ -142,13 +160,33 @@ fn decode(kind: &str, doc: &mut Fields<'_, '_>, pruned: &mut Vec<Located>) -> Re
         Some(l) => l.string_map()?,
         None => Vec::new(),
     };
-    if let Some(a) = m.get("annotations") {
-        a.string_map()?;
-    }
+    let annotations = match m.get("annotations") {
+        Some(a) => a.string_map()?,
+        None => Vec::new(),
+    };
     for ignored in ["uid", "resourceVersion", "generation", "creationTimestamp"] {
         m.get(ignored);
     }
     pruned.extend(m.leftovers());
+    let namespaced = || namespace.clone().unwrap_or_else(|| "default".into());
+    match kind {
+        "Service" => {
+            let service = decode_service(name, namespaced(), &annotations, &m, doc, pruned)?;
+            pruned.extend(doc.leftovers());
+            return Ok(Resource::Service(service));
+        }
+        "EndpointSlice" => {
+            let slice = decode_endpoint_slice(name, namespaced(), &labels, &m, doc)?;
+            pruned.extend(doc.leftovers());
+            return Ok(Resource::EndpointSlice(slice));
+        }
+        "Endpoints" => {
+            let endpoints = decode_endpoints(name, namespaced(), doc)?;
+            pruned.extend(doc.leftovers());
+            return Ok(Resource::Endpoints(endpoints));
+        }
+        _ => {}
+    }
     // Status is written by controllers, never read.
     doc.get("status");
     let resource = match kind {
@@ -163,6 +201,7 @@ fn decode(kind: &str, doc: &mut Fields<'_, '_>, pruned: &mut Vec<Located>) -> Re
             // A pod's spec is large; the agent reads the service account and lets the rest be.
             let mut service_account = "default".to_string();
             let mut node_name = None;
+            let mut named_ports = Vec::new();
             if let Some(spec) = doc.get("spec") {
                 let mut s = spec.fields()?;
                 if let Some(sa) = s.get("serviceAccountName") {
@@ -171,6 +210,26 @@ fn decode(kind: &str, doc: &mut Fields<'_, '_>, pruned: &mut Vec<Located>) -> Re
                 if let Some(node) = s.get("nodeName") {
                     node_name = Some(node.str()?.to_string());
                 }
+                for container in s.get("containers").map(|c| c.list()).transpose()?.unwrap_or_default() {
+                    let mut c = container.fields()?;
+                    for port in c.get("ports").map(|p| p.list()).transpose()?.unwrap_or_default() {
+                        let mut p = port.fields()?;
+                        let number = p.get("containerPort").ok_or_else(|| p.error("containerPort", "missing"))?;
+                        let number = number.int(1, 65535)? as u16;
+                        let protocol = match p.get("protocol") {
+                            None => L4Protocol::Tcp,
+                            Some(n) => match n.str()? {
+                                "TCP" => L4Protocol::Tcp,
+                                "UDP" => L4Protocol::Udp,
+                                "SCTP" => L4Protocol::Sctp,
+                                other => return Err(n.error(format!("{other:?} is not one of TCP, UDP, SCTP"))),
+                            },
+                        };
+                        if let Some(name) = p.get("name") {
+                            named_ports.push((name.str()?.to_owned(), protocol, number));
+                        }
+                    }
+                }
             }
             Resource::Pod(Pod {
                 name,
@@ -178,6 +237,7 @@ fn decode(kind: &str, doc: &mut Fields<'_, '_>, pruned: &mut Vec<Located>) -> Re
                 labels,
                 service_account,
                 node_name,
+                named_ports,
             })
         }
         "CiliumClusterwideNetworkPolicy" => {

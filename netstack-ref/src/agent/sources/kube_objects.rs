@@ -24,9 +24,6 @@ pub struct WatchedKind {
     pub plural: &'static str,
     /// Whether objects live in a namespace.
     pub namespaced: bool,
-    /// Whether the agent applies these objects now; the others are kept as the API server gave
-    /// them, for the service load-balancer to read.
-    pub applied: bool,
 }
 
 impl WatchedKind {
@@ -42,16 +39,15 @@ impl WatchedKind {
 
 /// Every kind watched.
 pub const WATCHED: [WatchedKind; 6] = [
-    WatchedKind { kind: "Namespace", group: "", version: "v1", plural: "namespaces", namespaced: false, applied: true },
-    WatchedKind { kind: "Pod", group: "", version: "v1", plural: "pods", namespaced: true, applied: true },
-    WatchedKind { kind: "Service", group: "", version: "v1", plural: "services", namespaced: true, applied: false },
+    WatchedKind { kind: "Namespace", group: "", version: "v1", plural: "namespaces", namespaced: false },
+    WatchedKind { kind: "Pod", group: "", version: "v1", plural: "pods", namespaced: true },
+    WatchedKind { kind: "Service", group: "", version: "v1", plural: "services", namespaced: true },
     WatchedKind {
         kind: "EndpointSlice",
         group: "discovery.k8s.io",
         version: "v1",
         plural: "endpointslices",
         namespaced: true,
-        applied: false,
     },
     WatchedKind {
         kind: "CiliumNetworkPolicy",
@@ -59,7 +55,6 @@ pub const WATCHED: [WatchedKind; 6] = [
         version: "v2",
         plural: "ciliumnetworkpolicies",
         namespaced: true,
-        applied: true,
     },
     WatchedKind {
         kind: "CiliumClusterwideNetworkPolicy",
@@ -67,7 +62,6 @@ pub const WATCHED: [WatchedKind; 6] = [
         version: "v2",
         plural: "ciliumclusterwidenetworkpolicies",
         namespaced: false,
-        applied: true,
     },
 ];
 
@@ -75,11 +69,9 @@ pub const WATCHED: [WatchedKind; 6] = [
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Projection {
     /// A resource to apply, with the fields ignored (as warnings).
-    Applied(Resource, Vec<String>),
+    Applied(Box<Resource>, Vec<String>),
     /// Nothing for any agent to run, and why (e.g. a pod not scheduled yet).
     Skipped(&'static str),
-    /// Kept as given: a kind the agent does not apply (yet).
-    Kept,
 }
 
 /// `namespace/name`, or `name` for cluster-scoped objects: the object's key within its kind.
@@ -99,9 +91,6 @@ pub fn object_path(kind: &WatchedKind, object: &Value) -> PathBuf {
 
 /// What `object` (of `kind`, as the API server sends it) means to the agent.
 pub fn project(kind: &WatchedKind, object: &Value) -> Result<Projection, SourceError> {
-    if !kind.applied {
-        return Ok(Projection::Kept);
-    }
     let path = object_path(kind, object);
     let document = match kind.kind {
         "Pod" => match pod_document(object) {
@@ -109,6 +98,19 @@ pub fn project(kind: &WatchedKind, object: &Value) -> Result<Projection, SourceE
             Err(why) => return Ok(Projection::Skipped(why)),
         },
         "Namespace" => json!({ "metadata": metadata(object, false) }),
+        "Service" => {
+            let mut document = json!({ "metadata": metadata(object, true), "spec": object["spec"] });
+            if let Some(lb) = object["status"].get("loadBalancer") {
+                document["status"] = json!({ "loadBalancer": lb });
+            }
+            document
+        }
+        "EndpointSlice" => json!({
+            "metadata": metadata(object, true),
+            "addressType": object["addressType"],
+            "ports": object["ports"],
+            "endpoints": object["endpoints"],
+        }),
         _ => policy_document(object, kind.namespaced),
     };
     let mut document = match document {
@@ -123,7 +125,7 @@ pub fn project(kind: &WatchedKind, object: &Value) -> Result<Projection, SourceE
     refuse_unenforced(&path, &parsed)?;
     let warnings = parsed.warnings.iter().map(ToString::to_string).collect();
     match <[Resource; 1]>::try_from(parsed.resources) {
-        Ok([resource]) => Ok(Projection::Applied(resource, warnings)),
+        Ok([resource]) => Ok(Projection::Applied(Box::new(resource), warnings)),
         Err(_) => unreachable_shape(&path),
     }
 }
@@ -175,6 +177,23 @@ fn pod_document(object: &Value) -> Result<Value, &'static str> {
     if let Some(account) = spec["serviceAccountName"].as_str().or(spec["serviceAccount"].as_str()) {
         pod_spec.insert("serviceAccountName".into(), Value::from(account));
     }
+    // Only the named ports: what a service's named targetPort resolves through.
+    let containers: Vec<Value> = spec["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let ports: Vec<Value> = c["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p.get("name").is_some())
+                .map(|p| json!({"name": p["name"], "containerPort": p["containerPort"], "protocol": p.get("protocol").unwrap_or(&json!("TCP"))}))
+                .collect();
+            json!({ "ports": ports })
+        })
+        .collect();
+    pod_spec.insert("containers".into(), Value::from(containers));
     Ok(json!({ "metadata": metadata(object, true), "spec": pod_spec }))
 }
 
@@ -212,9 +231,8 @@ mod tests {
             },
             "status": {"phase": "Running", "podIP": "10.0.0.9"}
         });
-        let Projection::Applied(Resource::Pod(p), warnings) = project(&kind("Pod"), &pod).unwrap() else {
-            panic!("a pod")
-        };
+        let Projection::Applied(resource, warnings) = project(&kind("Pod"), &pod).unwrap() else { panic!("a pod") };
+        let Resource::Pod(p) = *resource else { panic!("a pod") };
         assert_eq!((p.namespace.as_str(), p.name.as_str()), ("shop", "frontend"));
         assert_eq!(p.labels, [("app".to_owned(), "frontend".to_owned())]);
         assert_eq!((p.service_account.as_str(), p.node_name.as_deref()), ("web", Some("node2")));
@@ -241,9 +259,10 @@ mod tests {
                      "ingress": [{"fromEndpoints": [{"matchLabels": {"app": "backend"}}]}]},
             "status": {"nodes": {"node1": {"enforcing": true}}}
         });
-        let Projection::Applied(Resource::Policy(p), _) = project(&kind("CiliumNetworkPolicy"), &cnp).unwrap() else {
+        let Projection::Applied(resource, _) = project(&kind("CiliumNetworkPolicy"), &cnp).unwrap() else {
             panic!("a policy")
         };
+        let Resource::Policy(p) = *resource else { panic!("a policy") };
         assert_eq!(p.key(), "shop/db");
         let mut bad = cnp.clone();
         bad["spec"]["ingress"][0]["fromEndpoint"] = json!([]);
@@ -252,10 +271,32 @@ mod tests {
     }
 
     #[test]
-    fn services_and_slices_are_kept_as_given() {
-        let svc = json!({"metadata": {"name": "web", "namespace": "shop"}, "spec": {"ports": [{"port": 80}]}});
-        assert_eq!(project(&kind("Service"), &svc).unwrap(), Projection::Kept);
+    fn services_and_slices_decode_with_the_api_servers_bookkeeping_dropped() {
+        let svc = json!({
+            "metadata": {"name": "web", "namespace": "shop", "uid": "u", "resourceVersion": "9"},
+            "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10"],
+                     "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack", "sessionAffinity": "None",
+                     "ports": [{"port": 80, "targetPort": "http", "nodePort": 31080, "protocol": "TCP"}],
+                     "selector": {"app": "web"}},
+            "status": {"loadBalancer": {"ingress": [{"ip": "203.0.113.7", "ipMode": "VIP"}]}, "conditions": []}
+        });
+        let Projection::Applied(resource, _) = project(&kind("Service"), &svc).unwrap() else { panic!("a service") };
+        let Resource::Service(s) = *resource else { panic!("a service") };
         assert_eq!(object_key(&svc), "shop/web");
+        assert_eq!((s.ports[0].node_port, s.load_balancer_ingress.len()), (Some(31080), 1));
+        let slice = json!({
+            "metadata": {"name": "web-abc12", "namespace": "shop", "labels": {"kubernetes.io/service-name": "web"},
+                         "ownerReferences": [{"kind": "Service", "name": "web"}]},
+            "addressType": "IPv4",
+            "ports": [{"name": "", "port": 8080, "protocol": "TCP"}],
+            "endpoints": [{"addresses": ["10.0.1.5"], "conditions": {"ready": true, "serving": true, "terminating": false},
+                           "nodeName": "node1", "targetRef": {"kind": "Pod", "name": "web-1"}}]
+        });
+        let Projection::Applied(resource, _) = project(&kind("EndpointSlice"), &slice).unwrap() else {
+            panic!("a slice")
+        };
+        let Resource::EndpointSlice(e) = *resource else { panic!("a slice") };
+        assert_eq!((e.service.as_str(), e.endpoints.len(), e.ports[0].port), ("web", 1, 8080));
     }
 
     fn any_json() -> impl proptest::strategy::Strategy<Value = Value> {

@@ -70,8 +70,6 @@ struct Held {
     resource: Option<Resource>,
     warnings: Vec<String>,
     error: Option<String>,
-    /// Kept kinds: the object as given.
-    object: Option<Value>,
 }
 
 /// One kind's objects and its watch's history.
@@ -94,12 +92,9 @@ impl KindCache {
         let key = object_key(&object);
         let previous = self.objects.get(&key).and_then(|h| h.resource.clone());
         let held = match project(kind, &object) {
-            Ok(Projection::Applied(resource, warnings)) => {
-                Held { resource: Some(resource), warnings, error: None, object: None }
-            }
-            Ok(Projection::Skipped(_)) => Held { resource: None, warnings: Vec::new(), error: None, object: None },
-            Ok(Projection::Kept) => Held { resource: None, warnings: Vec::new(), error: None, object: Some(object) },
-            Err(e) => Held { resource: previous, warnings: Vec::new(), error: Some(e.to_string()), object: None },
+            Ok(Projection::Applied(resource, warnings)) => Held { resource: Some(*resource), warnings, error: None },
+            Ok(Projection::Skipped(_)) => Held { resource: None, warnings: Vec::new(), error: None },
+            Err(e) => Held { resource: previous, warnings: Vec::new(), error: Some(e.to_string()) },
         };
         (key, held)
     }
@@ -225,13 +220,6 @@ impl KubernetesSource {
             runtime.spawn(watch(client.clone(), kind, Arc::clone(&cache)));
         }
         Ok(KubernetesSource { server, cache, seen: 0, started: Instant::now(), _runtime: runtime })
-    }
-
-    /// The objects of a kind kept as given (Services, EndpointSlices), by `namespace/name`.
-    pub fn kept(&self, kind: &str) -> Vec<(String, Value)> {
-        let cache = self.cache.lock().expect("not poisoned");
-        let Some(k) = cache.kinds.get(kind) else { return Vec::new() };
-        k.objects.iter().filter_map(|(key, h)| Some((key.clone(), h.object.clone()?))).collect()
     }
 
     /// Each kind's watch.
