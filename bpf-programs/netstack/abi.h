@@ -166,6 +166,105 @@ enum verdict_index {
 	VERDICT_INDEX_STRIDE = 256,
 };
 
+/* Services (the kube-proxy replacement). A service frontend is (address, port, protocol); its
+ * entries in lb4_services are keyed by slot: slot 0 is the master entry (backend count, where
+ * its backend slots start, its reverse-NAT id, flags), slots base+1 … base+count hold backend
+ * ids. An update writes the new backend slots in the range the master does not point at, then
+ * flips the master in one map update: a reader sees the old list or the new one, never a mix. */
+enum lb_slots {
+	LB_SLOT_RANGE = 32768, /* the two ranges start at 0 and at LB_SLOT_RANGE */
+	LB_MAX_BACKENDS = 32767,
+};
+
+struct lb4_key {
+	__be32 address;
+	__be16 port;
+	__u8 protocol;
+	__u8 scope; /* enum lb_scope */
+	__u16 slot;
+	__u16 pad;
+};
+
+enum lb_scope {
+	LB_SCOPE_EXTERNAL = 0, /* also the only scope of a service without traffic policies */
+	LB_SCOPE_INTERNAL = 1,
+};
+
+enum lb_flags {
+	LB_FLAG_CLUSTER_IP = 1,
+	LB_FLAG_NODE_PORT = 2,
+	LB_FLAG_EXTERNAL_IP = 4,
+	LB_FLAG_LOAD_BALANCER = 8,
+	LB_FLAG_AFFINITY = 16,
+	LB_FLAG_LOCAL_EXTERNAL = 32, /* externalTrafficPolicy: Local */
+	LB_FLAG_LOCAL_INTERNAL = 64, /* internalTrafficPolicy: Local */
+	LB_FLAG_SOURCE_RANGES = 128,
+	LB_FLAG_DSR = 256,
+};
+
+struct lb4_service {
+	__u32 backend_id; /* backend slots */
+	__u16 count; /* master: backends */
+	__u16 base; /* master: where its slots start (0 or LB_SLOT_RANGE) */
+	__u16 rev_nat_id; /* master */
+	__u16 flags; /* master: enum lb_flags */
+	__u32 affinity_timeout; /* master: seconds, with LB_FLAG_AFFINITY */
+};
+
+enum lb_backend_state {
+	LB_BACKEND_ACTIVE = 0,
+	LB_BACKEND_TERMINATING = 1,
+};
+
+struct lb4_backend {
+	__be32 address;
+	__be16 port;
+	__u8 protocol;
+	__u8 state; /* enum lb_backend_state */
+};
+
+/* A frontend, by its reverse-NAT id: what a reply's source goes back to. */
+struct lb4_reverse_nat {
+	__be32 address;
+	__be16 port;
+	__u16 pad;
+};
+
+/* Socket LB: what a socket was translated from, so recvmsg and getpeername show the service. */
+struct lb4_sock_key {
+	__u64 cookie;
+	__be32 address;
+	__be16 port;
+	__u16 pad;
+};
+
+struct lb4_sock_value {
+	__be32 address;
+	__be16 port;
+	__u16 rev_nat_id;
+};
+
+/* Session affinity of socket LB: by the client's network namespace. */
+struct lb_affinity_key {
+	__u64 client; /* netns cookie */
+	__u32 rev_nat_id;
+	__u32 pad;
+};
+
+struct lb_affinity_value {
+	__u32 backend_id;
+	__u32 pad;
+	__u64 last_used; /* bpf_ktime_get_boot_ns() / 1e9 */
+};
+
+/* The socket LB's counters, by outcome. */
+enum lb_sock_outcome {
+	LB_SOCK_TRANSLATED = 0,
+	LB_SOCK_NO_BACKEND = 1, /* refused with ECONNREFUSED */
+	LB_SOCK_REVERSED = 2,
+	LB_SOCK_OUTCOMES = 3,
+};
+
 /* An enum only user space reads needs a use to appear in the object's BTF: a variable in a
  * section the loader never makes a map of (`ABI_EXPORT(enum, drop_reason);` in a program file)
  * is that use. */

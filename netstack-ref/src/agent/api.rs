@@ -41,6 +41,10 @@ pub enum Request {
     NodeList,
     /// The ipcache as the datapath sees it.
     BpfIpcacheList,
+    /// Services: each frontend with its backends.
+    ServiceList,
+    /// The load balancer's maps as the datapath sees them.
+    BpfLbList,
 }
 
 /// What went wrong on either side of the local API.
@@ -133,6 +137,11 @@ pub fn handle(agent: &mut Agent, request: &Request) -> Result<serde_json::Value,
                 })
                 .collect();
             serde_json::to_value(rows)?
+        }
+        Request::ServiceList => serde_json::to_value(crate::services::view::service_rows(agent.services()))?,
+        Request::BpfLbList => {
+            let lb = agent.services().datapath().map_err(|e| ApiError::Agent(format!("services: {e}")))?;
+            serde_json::to_value(crate::services::view::lb_rows(&lb.maps)?)?
         }
         Request::EndpointVerdicts { endpoint } => {
             let rows = find(agent, endpoint)?.datapath.verdicts()?;

@@ -216,6 +216,8 @@ pub struct Agent {
     policy_status: BTreeMap<String, crate::cluster::policy_status::PolicyStatus>,
     /// The labels of the identities of other nodes' pods: policy selects remote pods by them.
     remote_identities: BTreeMap<u32, Labels>,
+    /// Services: the catalog and the socket load balancer.
+    services: crate::services::node::NodeServices,
 }
 
 /// How often the agent checks its kvstore connection (and reconnects with a backoff).
@@ -283,6 +285,7 @@ impl Agent {
             policy_enforcement: BTreeMap::new(),
             policy_status: BTreeMap::new(),
             sources: Sources::new(dirs, kvstore_resources, kubernetes),
+            services: crate::services::node::NodeServices::start(&config.bpffs),
             config,
             persisted,
             identities: IdentityAllocator::new(),
@@ -439,6 +442,11 @@ impl Agent {
     /// Live endpoints by pod key.
     pub fn endpoints(&self) -> &BTreeMap<String, LiveEndpoint> {
         &self.endpoints
+    }
+
+    /// The node's services.
+    pub fn services(&self) -> &crate::services::node::NodeServices {
+        &self.services
     }
 
     /// Policies in force.

@@ -27,6 +27,13 @@ pub struct Desired {
     pub pods: BTreeMap<String, Pod>,
     /// Policies in force.
     pub policies: Vec<Policy>,
+    /// Services.
+    pub services: Vec<crate::manifest::service::Service>,
+    /// Endpoint slices given (and those mirrored from legacy Endpoints).
+    pub slices: Vec<crate::manifest::service::EndpointSlice>,
+    /// Every pod of the cluster by `namespace/name`, whichever node runs it: services select
+    /// backends among them.
+    pub all_pods: BTreeMap<String, Pod>,
 }
 
 impl Desired {
@@ -39,11 +46,17 @@ impl Desired {
                 Resource::Namespace(n) => {
                     desired.namespaces.insert(n.name.clone(), n);
                 }
-                Resource::Pod(p) if p.node_name.as_deref().is_none_or(|n| n == node) => {
-                    desired.pods.insert(format!("{}/{}", p.namespace, p.name), p);
+                Resource::Pod(p) => {
+                    let key = format!("{}/{}", p.namespace, p.name);
+                    if p.node_name.as_deref().is_none_or(|n| n == node) {
+                        desired.pods.insert(key.clone(), p.clone());
+                    }
+                    desired.all_pods.insert(key, p);
                 }
-                Resource::Pod(_) => {}
                 Resource::Policy(p) => desired.policies.push(p),
+                Resource::Service(s) => desired.services.push(s),
+                Resource::EndpointSlice(s) => desired.slices.push(s),
+                Resource::Endpoints(e) => desired.slices.extend(e.slices),
             }
         }
         desired
@@ -125,10 +138,45 @@ impl Agent {
             self.sync_endpoint(&desired, key, pod);
         }
         self.persisted.identities.retain(|_, id| self.identities.labels(*id).is_some());
-        self.policies = desired.policies;
+        self.policies = desired.policies.clone();
         self.cidr_ids.sync(self.policies.iter().flat_map(|p| p.cidrs()));
         self.sync_ipcache();
+        self.sync_services(&desired);
         self.sync_policy_maps()
+    }
+
+    /// Services: backends are the pods with an address (this node's endpoints), frontends on
+    /// the cluster IP and the node's addresses.
+    fn sync_services(&mut self, desired: &Desired) {
+        let node = self.config.node_name.clone();
+        let addresses: BTreeMap<String, crate::services::catalog::PodAddress> = self
+            .endpoints
+            .iter()
+            .map(|(key, l)| {
+                let at = crate::services::catalog::PodAddress {
+                    address: IpAddr::V4(l.record.ipv4),
+                    node: node.clone(),
+                    ready: true,
+                };
+                (key.clone(), at)
+            })
+            .collect();
+        let mut node_addresses = vec![Ipv4Addr::LOCALHOST, self.config.router()];
+        if let Some(IpAddr::V4(a)) = self.config.node_address {
+            node_addresses.push(a);
+        }
+        let pod_netns: Vec<String> = self.endpoints.values().map(|l| l.record.netns.clone()).collect();
+        let inputs = crate::services::node::ServiceInputs {
+            services: &desired.services,
+            slices: &desired.slices,
+            pods: &desired.all_pods,
+            addresses: &addresses,
+            node: &node,
+            node_addresses: &node_addresses,
+            pod_netns: &pod_netns,
+        };
+        let errors = self.services.sync(&inputs);
+        self.errors.extend(errors);
     }
 
     /// Removes the endpoints whose pods are gone, and forgets their connections (one walk of

@@ -204,6 +204,11 @@ enum Command {
         #[command(subcommand)]
         command: EndpointCommand,
     },
+    /// Services: each frontend and its backends.
+    Service {
+        #[command(subcommand)]
+        command: ListOnly,
+    },
     /// Identities.
     Identity {
         #[command(subcommand)]
@@ -292,6 +297,11 @@ enum BpfCommand {
     },
     /// The node's ipcache: which identity an address has, and behind which node it sits.
     Ipcache {
+        #[command(subcommand)]
+        command: ListOnly,
+    },
+    /// The load balancer's maps: frontends, their slots and backends.
+    Lb {
         #[command(subcommand)]
         command: ListOnly,
     },
@@ -418,6 +428,11 @@ fn table(rows: &serde_json::Value, columns: &[(&str, &str)]) {
                 .map(|(_, field)| match &row[*field] {
                     serde_json::Value::String(s) => s.clone(),
                     serde_json::Value::Null => String::new(),
+                    serde_json::Value::Array(items) => items
+                        .iter()
+                        .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     v => v.to_string(),
                 })
                 .collect(),
@@ -536,6 +551,23 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Bpf { command: BpfCommand::Ipcache { command: ListOnly::List { state, output } } } => {
             let columns = [("PREFIX", "prefix"), ("IDENTITY", "identity"), ("TUNNEL ENDPOINT", "tunnelEndpoint")];
             print(ask(&state, Request::BpfIpcacheList)?, output, &columns);
+            Ok(())
+        }
+        Command::Bpf { command: BpfCommand::Lb { command: ListOnly::List { state, output } } } => {
+            let columns = [
+                ("FRONTEND", "frontend"),
+                ("SCOPE", "scope"),
+                ("REVNAT", "revNatId"),
+                ("FLAGS", "flags"),
+                ("BACKENDS", "backends"),
+            ];
+            print(ask(&state, Request::BpfLbList)?, output, &columns);
+            Ok(())
+        }
+        Command::Service { command: ListOnly::List { state, output } } => {
+            let columns =
+                [("SERVICE", "service"), ("TYPE", "type"), ("FRONTEND", "frontend"), ("BACKENDS", "backends")];
+            print(ask(&state, Request::ServiceList)?, output, &columns);
             Ok(())
         }
         Command::Reset { state } => {

@@ -9,6 +9,7 @@
 
 pub mod abi;
 pub mod overlay;
+pub mod sock_lb;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,317 @@
+// Socket-level load balancing (east-west services): cgroup hooks on the node's sockets that give
+// a connection to a service frontend its backend before any packet exists. connect4/sendmsg4
+// rewrite the destination to a backend chosen at random among the service's (or the one the
+// client's session affinity holds); recvmsg4/getpeername4 show the frontend again, so the
+// application only ever sees the address it asked for. The v6 hooks do the same for IPv4
+// services reached through IPv4-mapped addresses (::ffff:a.b.c.d). A frontend with no backend
+// refuses at once with ECONNREFUSED, as kube-proxy's reject rule does.
+//
+// The hooks sit on the root cgroup, where several nodes on one machine share them: each node's
+// program acts only on sockets of the network namespaces it lists in lb_netns (its own and its
+// pods'), and lets every other socket be.
+#include <linux/in.h>
+#include "netstack_compat.h"
+#include "abi.h"
+
+#define ECONNREFUSED 111
+
+ABI_EXPORT(enum, lb_slots);
+ABI_EXPORT(enum, lb_scope);
+ABI_EXPORT(enum, lb_flags);
+ABI_EXPORT(enum, lb_backend_state);
+ABI_EXPORT(enum, lb_sock_outcome);
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct lb4_key);
+	__type(value, struct lb4_service);
+	__uint(max_entries, 262144);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb4_services SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, struct lb4_backend);
+	__uint(max_entries, 65536);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb4_backends SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u16);
+	__type(value, struct lb4_reverse_nat);
+	__uint(max_entries, 65536);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb4_revnat SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct lb4_sock_key);
+	__type(value, struct lb4_sock_value);
+	__uint(max_entries, 65536);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb4_sock_revnat SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct lb_affinity_key);
+	__type(value, struct lb_affinity_value);
+	__uint(max_entries, 65536);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_affinity SEC(".maps");
+
+/* Network namespace cookies of the sockets this node balances. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u64);
+	__type(value, __u8);
+	__uint(max_entries, 4096);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_netns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, LB_SOCK_OUTCOMES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_sock_stats SEC(".maps");
+
+static __always_inline void count(__u32 outcome)
+{
+	__u64 *n = bpf_map_lookup_elem(&lb_sock_stats, &outcome);
+
+	if (n)
+		*n += 1;
+}
+
+static __always_inline int ours(struct bpf_sock_addr *ctx)
+{
+	__u64 netns = bpf_get_netns_cookie(ctx);
+
+	return bpf_map_lookup_elem(&lb_netns, &netns) != NULL;
+}
+
+/* The frontend's master entry: the internal scope's (internalTrafficPolicy: Local keeps one
+ * with only this node's backends) when there is one, else the service's. */
+static __always_inline struct lb4_service *frontend(struct lb4_key *key)
+{
+	struct lb4_service *master;
+
+	key->slot = 0;
+	key->scope = LB_SCOPE_INTERNAL;
+	master = bpf_map_lookup_elem(&lb4_services, key);
+	if (master)
+		return master;
+	key->scope = LB_SCOPE_EXTERNAL;
+	return bpf_map_lookup_elem(&lb4_services, key);
+}
+
+static __always_inline struct lb4_backend *backend_in_slot(struct lb4_key *key, struct lb4_service *master,
+							   __u32 index, __u32 *id)
+{
+	struct lb4_service *slot;
+
+	key->slot = master->base + index;
+	slot = bpf_map_lookup_elem(&lb4_services, key);
+	if (!slot)
+		return NULL;
+	*id = slot->backend_id;
+	return bpf_map_lookup_elem(&lb4_backends, id);
+}
+
+/* 1: translated (*address, *port rewritten); 0: not a frontend; -1: a frontend without a
+ * backend. */
+static __always_inline int translate(void *ctx, __u64 cookie, __be32 *address, __be16 *port, __u8 protocol)
+{
+	struct lb4_key key = { .address = *address, .port = *port, .protocol = protocol };
+	struct lb4_service *master = frontend(&key);
+	struct lb4_backend *backend = NULL;
+	struct lb_affinity_key affinity_key = {};
+	__u64 now = 0;
+	__u32 id = 0;
+
+	if (!master)
+		return 0;
+	if (master->count == 0 || master->count > LB_MAX_BACKENDS)
+		return -1;
+	if (master->flags & LB_FLAG_AFFINITY) {
+		struct lb_affinity_value *held;
+
+		affinity_key.client = bpf_get_netns_cookie(ctx);
+		affinity_key.rev_nat_id = master->rev_nat_id;
+		now = bpf_ktime_get_boot_ns() / 1000000000;
+		held = bpf_map_lookup_elem(&lb_affinity, &affinity_key);
+		if (held && now - held->last_used <= master->affinity_timeout) {
+			id = held->backend_id;
+			backend = bpf_map_lookup_elem(&lb4_backends, &id);
+			/* A backend gone, or terminating, gives up its clients. */
+			if (backend && backend->state != LB_BACKEND_ACTIVE)
+				backend = NULL;
+		}
+	}
+	if (!backend)
+		backend = backend_in_slot(&key, master, bpf_get_prandom_u32() % master->count + 1, &id);
+	if (!backend)
+		return -1;
+	if (master->flags & LB_FLAG_AFFINITY) {
+		struct lb_affinity_value held = { .backend_id = id, .last_used = now };
+
+		bpf_map_update_elem(&lb_affinity, &affinity_key, &held, BPF_ANY);
+	}
+	struct lb4_sock_key sock = { .cookie = cookie, .address = backend->address, .port = backend->port };
+	struct lb4_sock_value was = { .address = *address, .port = *port, .rev_nat_id = master->rev_nat_id };
+
+	bpf_map_update_elem(&lb4_sock_revnat, &sock, &was, BPF_ANY);
+	*address = backend->address;
+	*port = backend->port;
+	return 1;
+}
+
+/* The frontend a socket's peer was translated from, if any. */
+static __always_inline int reverse(__u64 cookie, __be32 *address, __be16 *port)
+{
+	struct lb4_sock_key sock = { .cookie = cookie, .address = *address, .port = *port };
+	struct lb4_sock_value *was = bpf_map_lookup_elem(&lb4_sock_revnat, &sock);
+
+	if (!was)
+		return 0;
+	*address = was->address;
+	*port = was->port;
+	return 1;
+}
+
+static __always_inline int forward4(struct bpf_sock_addr *ctx)
+{
+	__be32 address = ctx->user_ip4;
+	__be16 port = (__be16)ctx->user_port;
+	int translated;
+
+	if (!ours(ctx))
+		return 1;
+	translated = translate(ctx, bpf_get_socket_cookie(ctx), &address, &port, ctx->protocol);
+	if (translated < 0) {
+		count(LB_SOCK_NO_BACKEND);
+		bpf_set_retval(-ECONNREFUSED);
+		return 0;
+	}
+	if (translated) {
+		ctx->user_ip4 = address;
+		ctx->user_port = port;
+		count(LB_SOCK_TRANSLATED);
+	}
+	return 1;
+}
+
+static __always_inline int reverse4(struct bpf_sock_addr *ctx)
+{
+	__be32 address = ctx->user_ip4;
+	__be16 port = (__be16)ctx->user_port;
+
+	if (!ours(ctx))
+		return 1;
+	if (reverse(bpf_get_socket_cookie(ctx), &address, &port)) {
+		ctx->user_ip4 = address;
+		ctx->user_port = port;
+		count(LB_SOCK_REVERSED);
+	}
+	return 1;
+}
+
+/* ::ffff:a.b.c.d */
+static __always_inline int v4_mapped(struct bpf_sock_addr *ctx)
+{
+	return ctx->user_ip6[0] == 0 && ctx->user_ip6[1] == 0 && ctx->user_ip6[2] == __builtin_bswap32(0xffff);
+}
+
+static __always_inline int forward6(struct bpf_sock_addr *ctx)
+{
+	__be32 address;
+	__be16 port;
+	int translated;
+
+	if (!v4_mapped(ctx) || !ours(ctx))
+		return 1;
+	address = ctx->user_ip6[3];
+	port = (__be16)ctx->user_port;
+	translated = translate(ctx, bpf_get_socket_cookie(ctx), &address, &port, ctx->protocol);
+	if (translated < 0) {
+		count(LB_SOCK_NO_BACKEND);
+		bpf_set_retval(-ECONNREFUSED);
+		return 0;
+	}
+	if (translated) {
+		ctx->user_ip6[3] = address;
+		ctx->user_port = port;
+		count(LB_SOCK_TRANSLATED);
+	}
+	return 1;
+}
+
+static __always_inline int reverse6(struct bpf_sock_addr *ctx)
+{
+	__be32 address;
+	__be16 port;
+
+	if (!v4_mapped(ctx) || !ours(ctx))
+		return 1;
+	address = ctx->user_ip6[3];
+	port = (__be16)ctx->user_port;
+	if (reverse(bpf_get_socket_cookie(ctx), &address, &port)) {
+		ctx->user_ip6[3] = address;
+		ctx->user_port = port;
+		count(LB_SOCK_REVERSED);
+	}
+	return 1;
+}
+
+SEC("cgroup/connect4")
+int sock_connect4(struct bpf_sock_addr *ctx)
+{
+	return forward4(ctx);
+}
+
+SEC("cgroup/sendmsg4")
+int sock_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	return forward4(ctx);
+}
+
+SEC("cgroup/recvmsg4")
+int sock_recvmsg4(struct bpf_sock_addr *ctx)
+{
+	return reverse4(ctx);
+}
+
+SEC("cgroup/getpeername4")
+int sock_getpeername4(struct bpf_sock_addr *ctx)
+{
+	return reverse4(ctx);
+}
+
+SEC("cgroup/connect6")
+int sock_connect6(struct bpf_sock_addr *ctx)
+{
+	return forward6(ctx);
+}
+
+SEC("cgroup/sendmsg6")
+int sock_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	return forward6(ctx);
+}
+
+SEC("cgroup/recvmsg6")
+int sock_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	return reverse6(ctx);
+}
+
+SEC("cgroup/getpeername6")
+int sock_getpeername6(struct bpf_sock_addr *ctx)
+{
+	return reverse6(ctx);
+}
+
+NETSTACK_LICENSE;

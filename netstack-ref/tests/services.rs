@@ -1,0 +1,154 @@
+//! Services at the socket (east-west), with real sockets in the node's pods and the node itself:
+//! a ClusterIP reaches both of its selected backends through a named target port, the
+//! application sees the service address (getpeername, recvfrom), a service without endpoints
+//! refuses at once, a NodePort answers on 127.0.0.1 from the host, IPv4-mapped IPv6 sockets are
+//! balanced too, and a backend that leaves the selector takes no new connections.
+
+mod support;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use ebpf_test_support::{eventually, require_kernel};
+use netstack_ref::agent::api::{call, Request};
+use netstack_ref::agent::netns;
+use netstack_ref::policy::AllowLocalhost;
+use support::Node;
+
+const CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 80);
+
+fn manifests(web2_app: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: client, namespace: t, labels: {{app: client}}}}\n---\n\
+apiVersion: v1\nkind: Pod\nmetadata: {{name: web1, namespace: t, labels: {{app: web}}}}\n\
+spec:\n  containers: [{{name: c, ports: [{{name: http, containerPort: 8080}}, {{name: dns, containerPort: 5353, protocol: UDP}}]}}]\n---\n\
+apiVersion: v1\nkind: Pod\nmetadata: {{name: web2, namespace: t, labels: {{app: {web2_app}}}}}\n\
+spec:\n  containers: [{{name: c, ports: [{{name: http, containerPort: 8080}}, {{name: dns, containerPort: 5353, protocol: UDP}}]}}]\n---\n\
+apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: t}}\nspec:\n  type: NodePort\n  clusterIP: {CLUSTER_IP}\n  \
+selector: {{app: web}}\n  ports:\n  - {{name: http, port: 80, targetPort: http, nodePort: 30080}}\n  \
+- {{name: dns, port: 53, targetPort: dns, protocol: UDP}}\n---\n\
+apiVersion: v1\nkind: Service\nmetadata: {{name: nobody, namespace: t}}\nspec:\n  clusterIP: 10.96.0.81\n  \
+selector: {{app: nothing}}\n  ports: [{{port: 80}}]\n"
+    )
+}
+
+/// Serves, in `netns`, TCP on 8080 and UDP on 5353, each answering with `name`.
+fn serve(netns: &str, name: &'static str) {
+    let (ready, up) = mpsc::channel();
+    let ns = netns.to_owned();
+    std::thread::spawn(move || {
+        netns::run_in(&ns, move || {
+            let tcp = TcpListener::bind("0.0.0.0:8080").unwrap();
+            let udp = UdpSocket::bind("0.0.0.0:5353").unwrap();
+            ready.send(()).unwrap();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 64];
+                while let Ok((_, from)) = udp.recv_from(&mut buf) {
+                    let _ = udp.send_to(name.as_bytes(), from);
+                }
+            });
+            for stream in tcp.incoming().flatten() {
+                let mut stream = stream;
+                let _ = stream.write_all(name.as_bytes());
+            }
+        })
+        .unwrap();
+    });
+    up.recv_timeout(Duration::from_secs(5)).unwrap();
+}
+
+/// From `netns`: connects to `to`, returns (what the server said, what getpeername said).
+fn ask_tcp(netns: &str, to: SocketAddr) -> std::io::Result<(String, SocketAddr)> {
+    netns::run_in(netns, move || {
+        let mut stream = TcpStream::connect_timeout(&to, Duration::from_secs(2))?;
+        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer)?;
+        Ok((answer, stream.peer_addr()?))
+    })
+    .unwrap()
+}
+
+#[test]
+fn cluster_ip_node_port_and_no_endpoints_at_the_socket() {
+    let Some(_root) = require_kernel() else { return };
+    let mut node = Node::new("nsv", AllowLocalhost::Always, &[("scene.yaml", &manifests("web"))]);
+    node.start();
+    let pods = node.pods(3);
+    let (client, web1, web2) = (&pods["t/client"], &pods["t/web1"], &pods["t/web2"]);
+    serve(&web1.netns, "web1");
+    serve(&web2.netns, "web2");
+    let frontend = SocketAddr::from((CLUSTER_IP, 80));
+
+    // Both backends answer through the cluster IP (random choice: 40 tries leave 2^-39 to chance).
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        let (answer, peer) = ask_tcp(&client.netns, frontend).expect("connect through the cluster IP");
+        assert_eq!(peer, frontend, "getpeername shows the service, not the backend");
+        seen.insert(answer);
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["web1", "web2"]);
+
+    // UDP, unconnected: the reply comes from the service address (recvmsg translates back).
+    let (answer, from) = netns::run_in(&client.netns, || {
+        let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+        socket.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        socket.send_to(b"who", (CLUSTER_IP, 53)).unwrap();
+        let mut buf = [0u8; 16];
+        let (n, from) = socket.recv_from(&mut buf).expect("a reply");
+        (String::from_utf8_lossy(&buf[..n]).into_owned(), from)
+    })
+    .unwrap();
+    assert!(answer == "web1" || answer == "web2", "{answer}");
+    assert_eq!(from, SocketAddr::from((CLUSTER_IP, 53)));
+
+    // An IPv6 socket reaching the IPv4 service through ::ffff:10.96.0.80.
+    let mapped: SocketAddr = format!("[::ffff:{CLUSTER_IP}]:80").parse().unwrap();
+    let (answer, peer) = ask_tcp(&client.netns, mapped).expect("connect through the mapped address");
+    assert!(answer.starts_with("web") && peer == mapped, "{answer} {peer}");
+
+    // No endpoints: refused at once, not a timeout.
+    let started = Instant::now();
+    let refused = ask_tcp(&client.netns, SocketAddr::from(([10, 96, 0, 81], 80))).expect_err("no backend");
+    assert_eq!(refused.kind(), ErrorKind::ConnectionRefused, "{refused}");
+    assert!(started.elapsed() < Duration::from_millis(500), "{:?}", started.elapsed());
+
+    // The node itself: the cluster IP, and the node port on 127.0.0.1.
+    let (answer, _) = ask_tcp(node.ns.name(), frontend).expect("the host reaches the cluster IP");
+    assert!(answer.starts_with("web"), "{answer}");
+    let (answer, peer) = ask_tcp(node.ns.name(), SocketAddr::from((Ipv4Addr::LOCALHOST, 30080))).expect("node port");
+    assert!(answer.starts_with("web") && peer.port() == 30080, "{answer} {peer}");
+
+    // What the CLI shows.
+    let rows = call(&node.config.socket(), &Request::ServiceList).unwrap();
+    let web_http = rows.as_array().unwrap().iter().find(|r| r["frontend"] == "10.96.0.80:80/TCP").cloned().unwrap();
+    assert_eq!(web_http["backends"].as_array().unwrap().len(), 2, "{web_http}");
+    let maps = call(&node.config.socket(), &Request::BpfLbList).unwrap();
+    assert!(maps.to_string().contains("127.0.0.1:30080/6"), "{maps}");
+
+    // web2 leaves the selector: new connections go to web1 only.
+    std::fs::write(node.manifests.join("scene.yaml"), manifests("retired")).unwrap();
+    let one_backend = eventually(Duration::from_secs(10), || {
+        call(&node.config.socket(), &Request::ServiceList).is_ok_and(|rows| {
+            rows.as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["frontend"] == "10.96.0.80:80/TCP" && r["backends"].as_array().unwrap().len() == 1)
+        })
+    });
+    assert!(one_backend);
+    for _ in 0..20 {
+        let (answer, _) = ask_tcp(&client.netns, frontend).unwrap();
+        assert_eq!(answer, "web1");
+    }
+
+    // A namespace the node does not balance for is left alone (no service there).
+    let outsider = ebpf_test_support::net::NetNs::new("nsvout").unwrap();
+    let error = netns::run_in(outsider.name(), || {
+        TcpStream::connect_timeout(&SocketAddrV4::new(CLUSTER_IP, 80).into(), Duration::from_millis(300)).unwrap_err()
+    })
+    .unwrap();
+    assert_ne!(error.kind(), ErrorKind::ConnectionRefused, "not refused by our LB: {error}");
+}
