@@ -196,7 +196,8 @@ fn three_nodes_with_policy(routing: &str, resources: &str) {
         pod("intruder", "intruder", "node1"),
         pod("server", "server", "node2"),
         pod_in("ops", "monitor", "monitor", "node3")
-    );
+    ) + "---\napiVersion: v1\nkind: Service\nmetadata: {name: server, namespace: shop}\n\
+          spec:\n  clusterIP: 10.96.0.70\n  selector: {app: server}\n  ports: [{port: 7000, protocol: UDP}]\n";
     std::fs::write(manifests.join("shop.yaml"), all).unwrap();
     let up = netstack(&[
         "cluster",
@@ -255,6 +256,15 @@ fn three_nodes_with_policy(routing: &str, resources: &str) {
     assert!(!udp_reaches(&ns(&intruder), &ns(&server), server_ip, 7000), "intruder is denied by identity");
     assert!(!udp_reaches(&ns(&client), &ns(&server), server_ip, 7001), "only the allowed port");
     assert_ne!(client["identity"], intruder["identity"]);
+
+    // The service on node2's pod, reached from node1 by its cluster IP: the socket LB on node1
+    // picks the remote backend, and node2's policy still decides by the sender's identity.
+    let cluster_ip = Ipv4Addr::new(10, 96, 0, 70);
+    assert!(
+        eventually(Duration::from_secs(30), || udp_reaches(&ns(&client), &ns(&server), cluster_ip, 7000)),
+        "client on node1 reaches the server through its service"
+    );
+    assert!(!udp_reaches(&ns(&intruder), &ns(&server), cluster_ip, 7000), "the service is no way around policy");
 
     // The cluster-wide policy holds across nodes too: ops' monitor on node3 reaches the server
     // on node2 on its port only, and the client does not gain that port through it.

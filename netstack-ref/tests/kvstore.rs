@@ -116,8 +116,8 @@ fn the_ipcache_maps_addresses_to_identities_and_nodes() {
     let etcd = EtcdServer::start().unwrap();
     let store = connect(&etcd);
     let lease = store.lease(Duration::from_secs(10)).unwrap();
-    let entry = IpcacheEntry { identity: 300, node_address: IpAddr::from([192, 168, 50, 1]) };
-    store.put_ipcache(IpAddr::from([10, 0, 1, 5]), entry, &lease).unwrap();
+    let entry = IpcacheEntry { identity: 300, node_address: IpAddr::from([192, 168, 50, 1]), pod: Some("t/a".into()) };
+    store.put_ipcache(IpAddr::from([10, 0, 1, 5]), entry.clone(), &lease).unwrap();
     assert_eq!(store.ipcache().unwrap(), vec![(IpAddr::from([10, 0, 1, 5]), entry)]);
     drop(lease);
     assert!(store.ipcache().unwrap().is_empty(), "a node's entries go with its lease");

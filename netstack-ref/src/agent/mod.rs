@@ -377,8 +377,8 @@ impl Agent {
         if !cluster.ensure() {
             return false;
         }
-        let local: BTreeMap<IpAddr, u32> =
-            self.endpoints.values().map(|l| (IpAddr::V4(l.record.ipv4), l.identity)).collect();
+        let local: BTreeMap<IpAddr, (u32, String)> =
+            self.endpoints.values().map(|l| (IpAddr::V4(l.record.ipv4), (l.identity, l.record.pod.clone()))).collect();
         cluster.publish_endpoints(&local);
         let now = Instant::now();
         let listed = cluster.remote_endpoints();

@@ -145,22 +145,25 @@ impl Agent {
         self.sync_policy_maps()
     }
 
-    /// Services: backends are the pods with an address (this node's endpoints), frontends on
-    /// the cluster IP and the node's addresses.
+    /// Services: backends are the pods with an address (this node's endpoints and, in a
+    /// cluster, the other nodes' pods the kvstore names), frontends on the cluster IP and the
+    /// node's addresses.
     fn sync_services(&mut self, desired: &Desired) {
         let node = self.config.node_name.clone();
-        let addresses: BTreeMap<String, crate::services::catalog::PodAddress> = self
-            .endpoints
-            .iter()
-            .map(|(key, l)| {
-                let at = crate::services::catalog::PodAddress {
-                    address: IpAddr::V4(l.record.ipv4),
-                    node: node.clone(),
-                    ready: true,
-                };
-                (key.clone(), at)
+        use crate::services::catalog::PodAddress;
+        // Other nodes' pods as the kvstore names them (their node only ever compared with ours).
+        let mut addresses: BTreeMap<String, PodAddress> = self
+            .remote_endpoints
+            .entries()
+            .filter_map(|(ip, e)| {
+                let at = PodAddress { address: *ip, node: format!("node at {}", e.node_address), ready: true };
+                Some((e.pod.clone()?, at))
             })
             .collect();
+        for (key, l) in &self.endpoints {
+            let at = PodAddress { address: IpAddr::V4(l.record.ipv4), node: node.clone(), ready: true };
+            addresses.insert(key.clone(), at);
+        }
         let mut node_addresses = vec![Ipv4Addr::LOCALHOST, self.config.router()];
         if let Some(IpAddr::V4(a)) = self.config.node_address {
             node_addresses.push(a);

@@ -65,12 +65,16 @@ pub struct NodeEntry {
 }
 
 /// An ipcache entry: who an address is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IpcacheEntry {
     /// Security identity.
     pub identity: u32,
     /// The owning node's underlay address, for tunnelling to it.
     pub node_address: IpAddr,
+    /// The pod (`namespace/name`) the address belongs to, when it is one: other nodes' services
+    /// find their selected pods' addresses by it.
+    #[serde(default)]
+    pub pod: Option<String>,
 }
 
 /// A connection to the kvstore. Cheap to clone (the client is shared).

@@ -48,8 +48,8 @@ pub struct Membership {
     backoff: Duration,
     last_sync: Option<SystemTime>,
     error: Option<String>,
-    /// This node's pods as last published to the ipcache.
-    published: BTreeMap<IpAddr, u32>,
+    /// This node's pods (identity, `namespace/name`) as last published to the ipcache.
+    published: BTreeMap<IpAddr, (u32, String)>,
     /// The cluster identities this node uses: referenced again under every new lease.
     referenced: BTreeSet<u32>,
     /// Identities no node referenced, since when (this node collects them when it is the
@@ -286,13 +286,14 @@ impl Membership {
 
     /// Publishes this node's pods (address → identity) to the cluster's ipcache under the
     /// node's lease: what changed since the last call is written, what went is withdrawn.
-    pub fn publish_endpoints(&mut self, endpoints: &BTreeMap<IpAddr, u32>) {
+    pub fn publish_endpoints(&mut self, endpoints: &BTreeMap<IpAddr, (u32, String)>) {
         let (Some(store), Some(lease)) = (self.store.clone(), self.lease.as_ref()) else { return };
         let node_address = self.node.addresses.first().copied().unwrap_or(IpAddr::from([0, 0, 0, 0]));
         let mut result = Ok(());
-        for (&ip, &identity) in endpoints {
-            if self.published.get(&ip) != Some(&identity) {
-                result = result.and_then(|()| store.put_ipcache(ip, IpcacheEntry { identity, node_address }, lease));
+        for (&ip, (identity, pod)) in endpoints {
+            if self.published.get(&ip) != Some(&(*identity, pod.clone())) {
+                let entry = IpcacheEntry { identity: *identity, node_address, pod: Some(pod.clone()) };
+                result = result.and_then(|()| store.put_ipcache(ip, entry, lease));
             }
         }
         for ip in self.published.keys().filter(|ip| !endpoints.contains_key(ip)) {
