@@ -262,7 +262,14 @@ enum lb_sock_outcome {
 	LB_SOCK_TRANSLATED = 0,
 	LB_SOCK_NO_BACKEND = 1, /* refused with ECONNREFUSED */
 	LB_SOCK_REVERSED = 2,
-	LB_SOCK_OUTCOMES = 3,
+	LB_SOCK_BIND_REFUSED = 3, /* a host bind to an external frontend's port */
+	LB_SOCK_OUTCOMES = 4,
+};
+
+/* What a namespace listed in lb_netns is to the node. */
+enum lb_netns_kind {
+	LB_NETNS_POD = 1,
+	LB_NETNS_HOST = 2,
 };
 
 /* An enum only user space reads needs a use to appear in the object's BTF: a variable in a

@@ -20,6 +20,7 @@ ABI_EXPORT(enum, lb_scope);
 ABI_EXPORT(enum, lb_flags);
 ABI_EXPORT(enum, lb_backend_state);
 ABI_EXPORT(enum, lb_sock_outcome);
+ABI_EXPORT(enum, lb_netns_kind);
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -61,7 +62,8 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_affinity SEC(".maps");
 
-/* Network namespace cookies of the sockets this node balances. */
+/* Network namespace cookies of the sockets this node balances: its pods' (LB_NETNS_POD) and
+ * its own (LB_NETNS_HOST). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, __u64);
@@ -262,6 +264,29 @@ static __always_inline int reverse6(struct bpf_sock_addr *ctx)
 		ctx->user_ip6[3] = address;
 		ctx->user_port = port;
 		count(LB_SOCK_REVERSED);
+	}
+	return 1;
+}
+
+/* A host process may not take a port the node's external frontends answer on (a NodePort on
+ * any address, an ExternalIP or LoadBalancer address): the bind fails with EPERM, so traffic for
+ * the service never lands on the process. Pods bind what they like in their own namespaces. */
+SEC("cgroup/post_bind4")
+int sock_post_bind4(struct bpf_sock *ctx)
+{
+	__u64 netns = bpf_get_netns_cookie(ctx);
+	__u8 *kind = bpf_map_lookup_elem(&lb_netns, &netns);
+	struct lb4_key key = { .port = __builtin_bswap16((__u16)ctx->src_port), .protocol = ctx->protocol };
+	struct lb4_service *master;
+
+	if (!kind || *kind != LB_NETNS_HOST)
+		return 1;
+	/* Node ports are written for 127.0.0.1 too: a wildcard bind is checked there. */
+	key.address = ctx->src_ip4 ? ctx->src_ip4 : __builtin_bswap32(0x7f000001);
+	master = bpf_map_lookup_elem(&lb4_services, &key);
+	if (master && (master->flags & (LB_FLAG_NODE_PORT | LB_FLAG_EXTERNAL_IP | LB_FLAG_LOAD_BALANCER))) {
+		count(LB_SOCK_BIND_REFUSED);
+		return 0;
 	}
 	return 1;
 }

@@ -1,8 +1,9 @@
 //! Services at the socket (east-west), with real sockets in the node's pods and the node itself:
 //! a ClusterIP reaches both of its selected backends through a named target port, the
 //! application sees the service address (getpeername, recvfrom), a service without endpoints
-//! refuses at once, a NodePort answers on 127.0.0.1 from the host, IPv4-mapped IPv6 sockets are
-//! balanced too, and a backend that leaves the selector takes no new connections.
+//! refuses at once, a NodePort answers on 127.0.0.1 from the host and no host process can bind
+//! it, IPv4-mapped IPv6 sockets are balanced too, and a backend that leaves the selector takes no
+//! new connections.
 
 mod support;
 
@@ -120,6 +121,15 @@ fn cluster_ip_node_port_and_no_endpoints_at_the_socket() {
     assert!(answer.starts_with("web"), "{answer}");
     let (answer, peer) = ask_tcp(node.ns.name(), SocketAddr::from((Ipv4Addr::LOCALHOST, 30080))).expect("node port");
     assert!(answer.starts_with("web") && peer.port() == 30080, "{answer} {peer}");
+
+    // No host process takes the node port (no socket is reserved per NodePort): the bind fails;
+    // another port binds, and so does a pod, in its own namespace.
+    let bind =
+        |netns: &str, port: u16| netns::run_in(netns, move || TcpListener::bind(("0.0.0.0", port)).map(drop)).unwrap();
+    let refused = bind(node.ns.name(), 30080).expect_err("the node port is the service's");
+    assert_eq!(refused.kind(), ErrorKind::PermissionDenied, "{refused}");
+    bind(node.ns.name(), 30081).expect("any other port");
+    bind(&client.netns, 30080).expect("a pod's own namespace");
 
     // What the CLI shows.
     let rows = call(&node.config.socket(), &Request::ServiceList).unwrap();

@@ -1,6 +1,7 @@
 //! The socket load balancer (`bpf-programs/netstack/sock_lb.c`): cgroup hooks on the root
 //! cgroup (connect, sendmsg, recvmsg and getpeername, v4 and v6) that translate service
-//! frontends to backends for this node's sockets. Its maps are pinned by name in the node's
+//! frontends to backends for this node's sockets, and post_bind4, which keeps host processes off
+//! the ports of external frontends. Its maps are pinned by name in the node's
 //! bpffs directory and its links in `sock_lb/`, so an agent restart leaves services working.
 
 use std::path::{Path, PathBuf};
@@ -19,7 +20,8 @@ pub mod skeleton {
 }
 
 pub use skeleton::types::{
-    lb4_backend, lb4_key, lb4_reverse_nat, lb4_service, lb_backend_state, lb_flags, lb_scope, lb_slots, lb_sock_outcome,
+    lb4_backend, lb4_key, lb4_reverse_nat, lb4_service, lb_backend_state, lb_flags, lb_netns_kind, lb_scope, lb_slots,
+    lb_sock_outcome,
 };
 
 /// Where the root cgroup v2 is mounted on machines like this one (and the usual place).
@@ -30,7 +32,7 @@ pub fn cgroup_root() -> Option<PathBuf> {
     CGROUP_ROOTS.iter().map(PathBuf::from).find(|p| p.join("cgroup.controllers").exists())
 }
 
-const LINKS: [(&str, AttachType); 8] = [
+const LINKS: [(&str, AttachType); 9] = [
     ("connect4", AttachType::CgroupInet4Connect),
     ("sendmsg4", AttachType::CgroupUdp4Sendmsg),
     ("recvmsg4", AttachType::CgroupUdp4Recvmsg),
@@ -39,6 +41,7 @@ const LINKS: [(&str, AttachType); 8] = [
     ("sendmsg6", AttachType::CgroupUdp6Sendmsg),
     ("recvmsg6", AttachType::CgroupUdp6Recvmsg),
     ("getpeername6", AttachType::CgroupInet6Getpeername),
+    ("post_bind4", AttachType::CgroupInet4PostBind),
 ];
 
 /// The maps the agent writes (and reads back for `netstack bpf lb list`).
@@ -70,9 +73,10 @@ impl LbMaps {
         })
     }
 
-    /// Sockets translated, refused for want of a backend, and reversed, summed over CPUs.
-    pub fn outcomes(&self) -> Result<[u64; 3]> {
-        let mut out = [0u64; 3];
+    /// Sockets translated, refused for want of a backend, reversed, and host binds refused,
+    /// summed over CPUs.
+    pub fn outcomes(&self) -> Result<[u64; 4]> {
+        let mut out = [0u64; 4];
         for (index, slot) in out.iter_mut().enumerate() {
             let values = self.stats.get(&(index as u32)).map_err(map_err("read lb_sock_stats"))?;
             *slot = values.iter().flat_map(|v| v.iter()).sum();
@@ -106,6 +110,7 @@ impl SockLb {
             progs.sock_sendmsg6(),
             progs.sock_recvmsg6(),
             progs.sock_getpeername6(),
+            progs.sock_post_bind4(),
         ];
         let dir = std::fs::File::open(cgroup).map_err(FileError::at("open the cgroup", cgroup))?;
         let pin_dir = shared_pins.join("sock_lb");

@@ -10,7 +10,7 @@ use std::path::Path;
 use super::catalog::{self, Frontend, Inputs, PodAddress};
 use super::lbmap::{LbSync, LbWriter};
 use crate::agent::netns;
-use crate::datapath::sock_lb::{cgroup_root, SockLb};
+use crate::datapath::sock_lb::{cgroup_root, lb_netns_kind, SockLb};
 use crate::manifest::service::{EndpointSlice, Service};
 use crate::manifest::Pod;
 
@@ -101,10 +101,12 @@ impl NodeServices {
             if self.netns.contains_key(name) {
                 continue;
             }
+            let kind = if name.is_none() { lb_netns_kind::LB_NETNS_HOST } else { lb_netns_kind::LB_NETNS_POD };
+            let kind = kind.0 as u8;
             match cookie_of(name.as_deref()).and_then(|cookie| {
                 lb.maps
                     .netns
-                    .insert(&cookie, &1, ebpf_maps::UpdateFlags::ANY)
+                    .insert(&cookie, &kind, ebpf_maps::UpdateFlags::ANY)
                     .map_err(|e| e.to_string())
                     .map(|()| cookie)
             }) {
