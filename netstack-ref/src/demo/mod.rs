@@ -17,12 +17,22 @@ use crate::file_error::FileError;
 use crate::traffic::probe::{self, Outcome, Probe};
 
 /// The demo's manifests, embedded so the binary runs anywhere.
-pub const MANIFESTS: [(&str, &str); 5] = [
+pub const MANIFESTS: [(&str, &str); 6] = [
     ("00-namespaces.yaml", include_str!("../../examples/demo/00-namespaces.yaml")),
     ("01-pods.yaml", include_str!("../../examples/demo/01-pods.yaml")),
     ("10-cnp-backend.yaml", include_str!("../../examples/demo/10-cnp-backend.yaml")),
     ("11-cnp-db.yaml", include_str!("../../examples/demo/11-cnp-db.yaml")),
     ("20-ccnp-monitoring.yaml", include_str!("../../examples/demo/20-ccnp-monitoring.yaml")),
+    ("30-service-backend.yaml", include_str!("../../examples/demo/30-service-backend.yaml")),
+];
+
+/// The backend's service (`30-service-backend.yaml`).
+const BACKEND_SERVICE: (&str, Ipv4Addr) = ("svc shop/backend", Ipv4Addr::new(10, 96, 0, 20));
+
+/// (from pod, through the backend's service, probe, expected to pass, what decides).
+const SERVICE_CONNECTIONS: [(&str, Probe, bool, &str); 2] = [
+    ("shop/frontend", Probe::Tcp(8080), true, "ClusterIP → shop/backend; CNP backend-from-frontend"),
+    ("shop/db", Probe::Tcp(8080), false, "ClusterIP → shop/backend; its policy still decides"),
 ];
 
 /// (from pod, to pod, probe, expected to pass, which policy decides).
@@ -221,13 +231,18 @@ fn start() -> Result<(Scene, Vec<DemoPod>), DemoError> {
 fn probe_connections(pods: &[DemoPod], show_nodes: bool) -> Result<usize, DemoError> {
     let find = |name: &str| pods.iter().find(|p| p.name == name).ok_or_else(|| DemoError::NoEndpoint(name.into()));
     let nodes_header = if show_nodes { format!("{:<14} ", "NODES") } else { String::new() };
-    println!("\n{:<14} {:<14} {nodes_header}{:<11} {:<8} {:<8} WHY", "FROM", "TO", "TRAFFIC", "EXPECTED", "RESULT");
+    println!("\n{:<14} {:<16} {nodes_header}{:<11} {:<8} {:<8} WHY", "FROM", "TO", "TRAFFIC", "EXPECTED", "RESULT");
     let mut surprises = 0;
-    for (from, to, probe_kind, expect, why) in CONNECTIONS {
+    let through_service = SERVICE_CONNECTIONS
+        .iter()
+        .map(|&(from, probe, expect, why)| (from, "shop/backend", Some(BACKEND_SERVICE), probe, expect, why));
+    let direct = CONNECTIONS.iter().map(|&(from, to, probe, expect, why)| (from, to, None, probe, expect, why));
+    for (from, to, service, probe_kind, expect, why) in direct.chain(through_service) {
         let (src, dst) = (find(from)?, find(to)?);
+        let (label, address) = service.unwrap_or((to, dst.ipv4));
         let counts = || [src, dst].map(|p| drops(&p.socket, p.id));
         let before = counts();
-        let outcome = probe::run(&src.netns, &dst.netns, dst.ipv4, probe_kind, Duration::from_millis(700));
+        let outcome = probe::run(&src.netns, &dst.netns, address, probe_kind, Duration::from_millis(700));
         let after = counts();
         let mut reasons = Vec::new();
         for (i, who) in [from, to].iter().enumerate() {
@@ -247,7 +262,10 @@ fn probe_connections(pods: &[DemoPod], show_nodes: bool) -> Result<usize, DemoEr
         let detail = if reasons.is_empty() { why.to_string() } else { format!("{} — {why}", reasons.join(", ")) };
         let mark = if result == expected { "" } else { "  <-- unexpected" };
         let nodes = if show_nodes { format!("{:<14} ", format!("{}→{}", src.node, dst.node)) } else { String::new() };
-        println!("{from:<14} {to:<14} {nodes}{:<11} {expected:<8} {result:<8} {detail}{mark}", probe_kind.to_string());
+        println!(
+            "{from:<14} {label:<16} {nodes}{:<11} {expected:<8} {result:<8} {detail}{mark}",
+            probe_kind.to_string()
+        );
         surprises += usize::from(result != expected);
     }
     Ok(surprises)
