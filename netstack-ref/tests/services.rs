@@ -162,3 +162,112 @@ fn cluster_ip_node_port_and_no_endpoints_at_the_socket() {
     .unwrap();
     assert_ne!(error.kind(), ErrorKind::ConnectionRefused, "not refused by our LB: {error}");
 }
+
+/// The writer against the kernel's maps: a reader doing what the datapath does (master, then one
+/// of its slots, then the backend) while the backend list changes never sees a hole or a list
+/// mixing two versions; a restarted writer reads the maps back and has nothing to write.
+#[test]
+fn backend_lists_change_atomically_and_survive_a_restart() {
+    use netstack_ref::datapath::sock_lb::{cgroup_root, lb4_key, SockLb};
+    use netstack_ref::manifest::service::{ForwardingMode, L4Protocol, TrafficPolicy};
+    use netstack_ref::services::catalog::{Backend, Frontend, FrontendKind};
+    use netstack_ref::services::lbmap::LbWriter;
+    use std::collections::BTreeSet;
+    use std::net::IpAddr;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let Some(_root) = require_kernel() else { return };
+    let pins = std::path::PathBuf::from(format!("/sys/fs/bpf/{}", ebpf_test_support::unique_name("lbw")));
+    std::fs::create_dir_all(&pins).unwrap();
+    struct Cleanup(std::path::PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _cleanup = Cleanup(pins.clone());
+    let lb = SockLb::attach(&pins, &cgroup_root().expect("cgroup v2")).unwrap();
+    let frontend = |backends: &[u8]| -> Vec<Frontend> {
+        let backends: Vec<Backend> = backends
+            .iter()
+            .map(|b| Backend { address: IpAddr::from([10, 1, 0, *b]), port: 80, terminating: false, node: None })
+            .collect();
+        vec![Frontend {
+            service: "t/web".into(),
+            port_name: String::new(),
+            kind: FrontendKind::ClusterIp,
+            address: IpAddr::from([10, 96, 7, 7]),
+            port: 80,
+            protocol: L4Protocol::Tcp,
+            backends: backends.clone(),
+            local_backends: backends,
+            affinity: None,
+            external_policy: TrafficPolicy::Cluster,
+            internal_policy: TrafficPolicy::Cluster,
+            source_ranges: Vec::new(),
+            forwarding_mode: ForwardingMode::Default,
+        }]
+    };
+    // Two versions with no backend in common, and of different lengths.
+    let versions = [frontend(&[1, 2, 3]), frontend(&[4, 5, 6, 7, 8])];
+    let allowed: [BTreeSet<u8>; 2] = [[1, 2, 3].into(), [4, 5, 6, 7, 8].into()];
+    let mut writer = LbWriter::default();
+    writer.sync(&lb.maps, &versions[0], &[]).unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let stop = Arc::clone(&stop);
+        let maps = netstack_ref::datapath::sock_lb::LbMaps::open(&pins).unwrap();
+        std::thread::spawn(move || {
+            let master_key = lb4_key {
+                address: u32::from(Ipv4Addr::new(10, 96, 7, 7)).to_be(),
+                port: 80u16.to_be(),
+                protocol: 6,
+                ..Default::default()
+            };
+            let (mut reads, mut problems) = (0u64, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                let Some(master) = maps.services.get(&master_key).unwrap() else { continue };
+                let mut seen = BTreeSet::new();
+                for i in 1..=master.count {
+                    let slot = lb4_key { slot: master.base + i, ..master_key };
+                    match maps.services.get(&slot).unwrap() {
+                        None => problems.push(format!("hole at slot {}", master.base + i)),
+                        Some(s) => match maps.backends.get(&s.backend_id).unwrap() {
+                            None => problems.push(format!("backend {} gone", s.backend_id)),
+                            Some(b) => {
+                                seen.insert(Ipv4Addr::from(u32::from_be(b.address)).octets()[3]);
+                            }
+                        },
+                    }
+                }
+                reads += 1;
+                if !seen.is_empty() && !allowed.iter().any(|v| seen.is_subset(v)) {
+                    problems.push(format!("a mixed list {seen:?}"));
+                }
+            }
+            (reads, problems)
+        })
+    };
+    for round in 0..2000 {
+        writer.sync(&lb.maps, &versions[(round + 1) % 2], &[]).unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (reads, problems) = reader.join().unwrap();
+    assert!(reads > 100, "the reader ran ({reads} reads)");
+    assert!(problems.is_empty(), "{} problems in {reads} reads, first: {:?}", problems.len(), problems.first());
+
+    // A restarted agent's writer: the same ids, nothing to write.
+    let rows_before = netstack_ref::services::view::lb_rows(&lb.maps).unwrap();
+    let mut adopted = LbWriter::adopt(&lb.maps).unwrap();
+    let report = adopted.sync(&lb.maps, &versions[0], &[]).unwrap();
+    assert_eq!((report.frontends_written, report.backends_written), (0, 0), "{report:?}");
+    assert_eq!(netstack_ref::services::view::lb_rows(&lb.maps).unwrap(), rows_before);
+    // Removing the service leaves the maps empty.
+    let report = adopted.sync(&lb.maps, &[], &[]).unwrap();
+    assert_eq!(report.frontends_removed, 1);
+    assert_eq!(lb.maps.services.iter().count(), 0, "no slot left behind");
+    assert_eq!(lb.maps.backends.iter().count(), 0, "no backend left behind");
+    assert_eq!(lb.maps.revnat.iter().count(), 0);
+}

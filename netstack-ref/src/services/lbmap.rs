@@ -1,7 +1,9 @@
 //! Writes the catalog's frontends into the load balancer's maps, incrementally and atomically
 //! per frontend: only what changed is written; a frontend's new backend list goes into the slot
-//! range its master entry does not point at, then the master flips to it in one update, then the
-//! old range goes. A reader (the datapath) sees the old list or the new one, never a mix.
+//! range its master entry does not point at, then the master flips to it in one update; the old
+//! list stays in its range until the next version overwrites it, so a reader (the datapath) that
+//! read the old master an instant before the flip still finds its slots. A reader sees the old
+//! list or the new one, never a mix, and never a hole.
 //! Backend and reverse-NAT ids are stable while in use; a restarted agent reads them back from
 //! the maps, so sockets translated before the restart still translate back.
 
@@ -25,6 +27,10 @@ type Address = (Ipv4Addr, u16, u8);
 struct Written {
     base: u16,
     backends: Vec<u32>,
+    /// The backend ids the version before left in the other range: kept (slots and backends),
+    /// so a reader that read the previous master a moment ago still finds them; overwritten by
+    /// the next version.
+    stale: Vec<u32>,
     rev_nat_id: u16,
     flags: u16,
     affinity: u32,
@@ -34,8 +40,24 @@ struct Written {
 #[derive(Debug, Default)]
 pub struct LbWriter {
     backend_ids: BTreeMap<Address, (u32, bool)>,
+    /// Master entries whose slots hold each backend id.
+    backend_refs: BTreeMap<u32, usize>,
+    /// Ids given back, reused lowest first; beyond them, `next_backend_id`.
+    free_backend_ids: BTreeSet<u32>,
+    next_backend_id: u32,
     rev_nat_ids: BTreeMap<Address, u16>,
+    /// Master entries (scopes) of each frontend address holding its reverse-NAT id.
+    rev_nat_refs: BTreeMap<Address, usize>,
+    free_rev_nat_ids: BTreeSet<u16>,
+    next_rev_nat_id: u16,
     written: BTreeMap<(Address, u8), Written>,
+    /// The master entries each service wrote.
+    owners: BTreeMap<String, BTreeSet<(Address, u8)>>,
+    /// Each service's frontends as last synced.
+    last: BTreeMap<String, Vec<Frontend>>,
+    /// Read back from a previous agent: entries no service claims yet are removed at the end
+    /// of the first full sync.
+    adopted: bool,
 }
 
 /// What one sync changed.
@@ -49,6 +71,15 @@ pub struct LbSync {
     pub backends_written: usize,
     /// Backends removed.
     pub backends_removed: usize,
+}
+
+impl LbSync {
+    fn add(&mut self, other: LbSync) {
+        self.frontends_written += other.frontends_written;
+        self.frontends_removed += other.frontends_removed;
+        self.backends_written += other.backends_written;
+        self.backends_removed += other.backends_removed;
+    }
 }
 
 fn failed(what: &'static str) -> impl Fn(ebpf_maps::MapError) -> DatapathError {
@@ -123,15 +154,6 @@ fn wanted<'a>(frontends: &'a [Frontend], node_addresses: &[Ipv4Addr]) -> Vec<Wan
     out
 }
 
-fn lowest_free<T: Ord + Copy>(used: impl Iterator<Item = T>, first: T, next: impl Fn(T) -> T) -> T {
-    let used: BTreeSet<T> = used.collect();
-    let mut candidate = first;
-    while used.contains(&candidate) {
-        candidate = next(candidate);
-    }
-    candidate
-}
-
 impl LbWriter {
     /// What `maps` hold (left by a previous agent), read back.
     pub fn adopt(maps: &LbMaps) -> Result<LbWriter, DatapathError> {
@@ -154,12 +176,24 @@ impl LbWriter {
             }
         }
         for (address, scope, master) in masters {
-            let backends = (1..=master.count)
+            let backends: Vec<u32> = (1..=master.count)
                 .map(|i| slots.get(&(address, scope, master.base + i)).copied().unwrap_or(0))
                 .collect();
+            for id in &backends {
+                *writer.backend_refs.entry(*id).or_default() += 1;
+            }
             writer.rev_nat_ids.insert(address, master.rev_nat_id);
+            *writer.rev_nat_refs.entry(address).or_default() += 1;
+            let other = if master.base == 0 { lb_slots::LB_SLOT_RANGE.0 as u16 } else { 0 };
+            let stale: Vec<u32> = (1..=lb_slots::LB_MAX_BACKENDS.0 as u16)
+                .map_while(|i| slots.get(&(address, scope, other + i)).copied())
+                .collect();
+            for id in &stale {
+                *writer.backend_refs.entry(*id).or_default() += 1;
+            }
             let written = Written {
                 base: master.base,
+                stale,
                 backends,
                 rev_nat_id: master.rev_nat_id,
                 flags: master.flags,
@@ -167,143 +201,242 @@ impl LbWriter {
             };
             writer.written.insert((address, scope), written);
         }
+        writer.next_backend_id = writer.backend_ids.values().map(|(id, _)| id + 1).max().unwrap_or(1);
+        writer.next_rev_nat_id = writer.rev_nat_ids.values().map(|id| id + 1).max().unwrap_or(1);
+        writer.adopted = true;
         Ok(writer)
     }
 
-    /// Brings `maps` to `frontends` (node ports on `node_addresses`).
+    /// Brings `maps` to `frontends` (node ports on `node_addresses`): only the services whose
+    /// frontends changed since the last sync are written.
     pub fn sync(
         &mut self,
         maps: &LbMaps,
         frontends: &[Frontend],
         node_addresses: &[Ipv4Addr],
     ) -> Result<LbSync, DatapathError> {
-        let wanted = wanted(frontends, node_addresses);
+        let mut by_service: BTreeMap<&str, Vec<Frontend>> = BTreeMap::new();
+        for f in frontends {
+            by_service.entry(f.service.as_str()).or_default().push(f.clone());
+        }
         let mut report = LbSync::default();
-        // Backends first: a master never points at a backend not written yet.
-        let mut desired_backends: BTreeMap<Address, bool> = BTreeMap::new();
-        for w in &wanted {
-            for b in w.backends.iter() {
-                if let Some(address) = v4(b.address) {
-                    let terminating = desired_backends.get(&(address, b.port, w.frontend.2)).copied().unwrap_or(true);
-                    desired_backends.insert((address, b.port, w.frontend.2), terminating && b.terminating);
-                }
+        let gone: Vec<String> = self.last.keys().filter(|s| !by_service.contains_key(s.as_str())).cloned().collect();
+        for service in gone {
+            report.add(self.sync_service(maps, &service, &[], node_addresses)?);
+        }
+        for (service, frontends) in &by_service {
+            if self.last.get(*service) != Some(frontends) {
+                report.add(self.sync_service(maps, service, frontends, node_addresses)?);
             }
         }
-        for (&address, &terminating) in &desired_backends {
-            let known = self.backend_ids.get(&address).copied();
-            if known.is_some_and(|(_, t)| t == terminating) {
-                continue;
+        if std::mem::take(&mut self.adopted) {
+            let claimed: BTreeSet<(Address, u8)> = self.owners.values().flatten().copied().collect();
+            let orphans: Vec<(Address, u8)> = self.written.keys().filter(|k| !claimed.contains(k)).copied().collect();
+            for key in orphans {
+                report.add(self.remove_master(maps, key)?);
             }
-            let id = match known {
-                Some((id, _)) => id,
-                None => lowest_free(self.backend_ids.values().map(|(id, _)| *id), 1u32, |i| i + 1),
-            };
-            let state = if terminating {
-                lb_backend_state::LB_BACKEND_TERMINATING
-            } else {
-                lb_backend_state::LB_BACKEND_ACTIVE
-            };
-            let value = lb4_backend {
-                address: u32::from(address.0).to_be(),
-                port: address.1.to_be(),
-                protocol: address.2,
-                state: state.0 as u8,
-            };
-            maps.backends.insert(&id, &value, UpdateFlags::ANY).map_err(failed("write lb4_backends"))?;
-            self.backend_ids.insert(address, (id, terminating));
-            report.backends_written += 1;
         }
-        let mut seen = BTreeSet::new();
+        Ok(report)
+    }
+
+    /// Brings one service's entries to `frontends` (none: removes the service), touching
+    /// nothing of the others: the cost does not grow with the number of services.
+    pub fn sync_service(
+        &mut self,
+        maps: &LbMaps,
+        service: &str,
+        frontends: &[Frontend],
+        node_addresses: &[Ipv4Addr],
+    ) -> Result<LbSync, DatapathError> {
+        let mut report = LbSync::default();
+        let wanted = wanted(frontends, node_addresses);
+        let keys: BTreeSet<(Address, u8)> = wanted.iter().map(|w| (w.frontend, w.scope)).collect();
         for w in &wanted {
-            seen.insert((w.frontend, w.scope));
-            let rev_nat_id = match self.rev_nat_ids.get(&w.frontend) {
-                Some(id) => *id,
+            report.add(self.write_master(maps, w)?);
+        }
+        let previous = self.owners.remove(service).unwrap_or_default();
+        for key in previous.difference(&keys) {
+            report.add(self.remove_master(maps, *key)?);
+        }
+        if frontends.is_empty() {
+            self.last.remove(service);
+        } else {
+            self.owners.insert(service.to_owned(), keys);
+            self.last.insert(service.to_owned(), frontends.to_vec());
+        }
+        Ok(report)
+    }
+
+    /// The id of backend `address` (state `terminating`), written to the map when new or
+    /// changed.
+    fn backend(
+        &mut self,
+        maps: &LbMaps,
+        address: Address,
+        terminating: bool,
+        report: &mut LbSync,
+    ) -> Result<u32, DatapathError> {
+        let known = self.backend_ids.get(&address).copied();
+        if let Some((id, t)) = known {
+            if t == terminating {
+                return Ok(id);
+            }
+        }
+        let id = match known {
+            Some((id, _)) => id,
+            None => match self.free_backend_ids.pop_first() {
+                Some(id) => id,
                 None => {
-                    let id = lowest_free(self.rev_nat_ids.values().copied(), 1u16, |i| i.wrapping_add(1));
-                    let revnat = lb4_reverse_nat {
-                        address: u32::from(w.frontend.0).to_be(),
-                        port: w.frontend.1.to_be(),
-                        pad: 0,
-                    };
-                    maps.revnat.insert(&id, &revnat, UpdateFlags::ANY).map_err(failed("write lb4_revnat"))?;
-                    self.rev_nat_ids.insert(w.frontend, id);
-                    id
+                    self.next_backend_id = self.next_backend_id.max(1);
+                    self.next_backend_id += 1;
+                    self.next_backend_id - 1
                 }
-            };
-            let mut backends: Vec<u32> = w
-                .backends
-                .iter()
-                .filter_map(|b| Some(self.backend_ids.get(&(v4(b.address)?, b.port, w.frontend.2))?.0))
-                .collect();
-            backends.truncate(lb_slots::LB_MAX_BACKENDS.0 as usize);
-            let previous = self.written.get(&(w.frontend, w.scope));
-            let unchanged = previous.is_some_and(|p| {
-                p.backends == backends && p.rev_nat_id == rev_nat_id && p.flags == w.flags && p.affinity == w.affinity
-            });
-            if unchanged {
-                continue;
+            },
+        };
+        let state =
+            if terminating { lb_backend_state::LB_BACKEND_TERMINATING } else { lb_backend_state::LB_BACKEND_ACTIVE };
+        let value = lb4_backend {
+            address: u32::from(address.0).to_be(),
+            port: address.1.to_be(),
+            protocol: address.2,
+            state: state.0 as u8,
+        };
+        maps.backends.insert(&id, &value, UpdateFlags::ANY).map_err(failed("write lb4_backends"))?;
+        self.backend_ids.insert(address, (id, terminating));
+        report.backends_written += 1;
+        Ok(id)
+    }
+
+    /// Drops one reference to backend `id`, removing it with the last.
+    fn release_backend(&mut self, maps: &LbMaps, id: u32, report: &mut LbSync) -> Result<(), DatapathError> {
+        let Some(refs) = self.backend_refs.get_mut(&id) else { return Ok(()) };
+        *refs -= 1;
+        if *refs > 0 {
+            return Ok(());
+        }
+        self.backend_refs.remove(&id);
+        maps.backends.remove(&id).map_err(failed("remove a backend"))?;
+        self.backend_ids.retain(|_, (i, _)| *i != id);
+        self.free_backend_ids.insert(id);
+        report.backends_removed += 1;
+        Ok(())
+    }
+
+    fn rev_nat(&mut self, maps: &LbMaps, frontend: Address) -> Result<u16, DatapathError> {
+        if let Some(id) = self.rev_nat_ids.get(&frontend) {
+            return Ok(*id);
+        }
+        let id = match self.free_rev_nat_ids.pop_first() {
+            Some(id) => id,
+            None => {
+                self.next_rev_nat_id = self.next_rev_nat_id.max(1);
+                self.next_rev_nat_id = self.next_rev_nat_id.wrapping_add(1);
+                self.next_rev_nat_id.wrapping_sub(1)
             }
-            let range = lb_slots::LB_SLOT_RANGE.0 as u16;
-            let base = match previous {
-                Some(p) if p.base == 0 => range,
-                _ => 0,
-            };
-            for (i, id) in backends.iter().enumerate() {
-                let slot = lb4_service { backend_id: *id, ..lb4_service::default() };
-                let k = key(w.frontend, w.scope, base + 1 + i as u16);
-                maps.services.insert(&k, &slot, UpdateFlags::ANY).map_err(failed("write a backend slot"))?;
+        };
+        let revnat = lb4_reverse_nat { address: u32::from(frontend.0).to_be(), port: frontend.1.to_be(), pad: 0 };
+        maps.revnat.insert(&id, &revnat, UpdateFlags::ANY).map_err(failed("write lb4_revnat"))?;
+        self.rev_nat_ids.insert(frontend, id);
+        Ok(id)
+    }
+
+    /// Writes one master entry and its slots when they differ from what is written: the new
+    /// slots into the range the master does not point at, then the master, then the old range
+    /// removed.
+    fn write_master(&mut self, maps: &LbMaps, w: &Wanted<'_>) -> Result<LbSync, DatapathError> {
+        let mut report = LbSync::default();
+        let mut backends = Vec::with_capacity(w.backends.len());
+        for b in w.backends.iter().take(lb_slots::LB_MAX_BACKENDS.0 as usize) {
+            if let Some(address) = v4(b.address) {
+                backends.push(self.backend(maps, (address, b.port, w.frontend.2), b.terminating, &mut report)?);
             }
-            let master = lb4_service {
-                backend_id: 0,
-                count: backends.len() as u16,
-                base,
-                rev_nat_id,
-                flags: w.flags,
-                affinity_timeout: w.affinity,
-            };
+        }
+        let rev_nat_id = self.rev_nat(maps, w.frontend)?;
+        let key_of = (w.frontend, w.scope);
+        let previous = self.written.get(&key_of).cloned();
+        let unchanged = previous.as_ref().is_some_and(|p| {
+            p.backends == backends && p.rev_nat_id == rev_nat_id && p.flags == w.flags && p.affinity == w.affinity
+        });
+        if unchanged {
+            return Ok(report);
+        }
+        let range = lb_slots::LB_SLOT_RANGE.0 as u16;
+        let base = match &previous {
+            Some(p) if p.base == 0 => range,
+            _ => 0,
+        };
+        for (i, id) in backends.iter().enumerate() {
+            let slot = lb4_service { backend_id: *id, ..lb4_service::default() };
+            let k = key(w.frontend, w.scope, base + 1 + i as u16);
+            maps.services.insert(&k, &slot, UpdateFlags::ANY).map_err(failed("write a backend slot"))?;
+        }
+        // What the version before last left in this range beyond the new list: unused by any
+        // master a reader can still hold.
+        let leftover = previous.as_ref().map_or(0, |p| p.stale.len() as u16);
+        for i in backends.len() as u16..leftover {
             maps.services
-                .insert(&key(w.frontend, w.scope, 0), &master, UpdateFlags::ANY)
-                .map_err(failed("write a frontend"))?;
-            if let Some(p) = previous {
-                for i in 0..p.backends.len() {
-                    maps.services
-                        .remove(&key(w.frontend, w.scope, p.base + 1 + i as u16))
-                        .map_err(failed("remove an old backend slot"))?;
+                .remove(&key(w.frontend, w.scope, base + 1 + i))
+                .map_err(failed("remove an old backend slot"))?;
+        }
+        let master = lb4_service {
+            backend_id: 0,
+            count: backends.len() as u16,
+            base,
+            rev_nat_id,
+            flags: w.flags,
+            affinity_timeout: w.affinity,
+        };
+        maps.services
+            .insert(&key(w.frontend, w.scope, 0), &master, UpdateFlags::ANY)
+            .map_err(failed("write a frontend"))?;
+        for id in &backends {
+            *self.backend_refs.entry(*id).or_default() += 1;
+        }
+        // The previous list stays in its range (now stale) for readers still holding the old
+        // master; its backends are released only when nothing points at them.
+        let stale = previous.as_ref().map(|p| p.backends.clone()).unwrap_or_default();
+        match previous {
+            Some(p) => {
+                for id in p.stale {
+                    self.release_backend(maps, id, &mut report)?;
                 }
             }
-            self.written.insert(
-                (w.frontend, w.scope),
-                Written { base, backends, rev_nat_id, flags: w.flags, affinity: w.affinity },
-            );
-            report.frontends_written += 1;
+            None => *self.rev_nat_refs.entry(w.frontend).or_default() += 1,
         }
-        // Frontends gone: the master first, so no reader follows it into removed slots.
-        let gone: Vec<(Address, u8)> = self.written.keys().filter(|k| !seen.contains(k)).copied().collect();
-        for (frontend, scope) in gone {
-            let Some(p) = self.written.remove(&(frontend, scope)) else { continue };
-            maps.services.remove(&key(frontend, scope, 0)).map_err(failed("remove a frontend"))?;
-            for i in 0..p.backends.len() {
-                maps.services
-                    .remove(&key(frontend, scope, p.base + 1 + i as u16))
-                    .map_err(failed("remove a backend slot"))?;
+        self.written
+            .insert(key_of, Written { base, stale, backends, rev_nat_id, flags: w.flags, affinity: w.affinity });
+        report.frontends_written += 1;
+        Ok(report)
+    }
+
+    /// Removes one master entry (first, so no reader follows it into removed slots), its slots,
+    /// and what only it used.
+    fn remove_master(&mut self, maps: &LbMaps, key_of: (Address, u8)) -> Result<LbSync, DatapathError> {
+        let mut report = LbSync::default();
+        let Some(p) = self.written.remove(&key_of) else { return Ok(report) };
+        let (frontend, scope) = key_of;
+        maps.services.remove(&key(frontend, scope, 0)).map_err(failed("remove a frontend"))?;
+        let other = if p.base == 0 { lb_slots::LB_SLOT_RANGE.0 as u16 } else { 0 };
+        let slots = (0..p.backends.len() as u16)
+            .map(|i| p.base + 1 + i)
+            .chain((0..p.stale.len() as u16).map(|i| other + 1 + i));
+        for slot in slots {
+            maps.services.remove(&key(frontend, scope, slot)).map_err(failed("remove a backend slot"))?;
+        }
+        for id in p.backends.into_iter().chain(p.stale) {
+            self.release_backend(maps, id, &mut report)?;
+        }
+        if let Some(refs) = self.rev_nat_refs.get_mut(&frontend) {
+            *refs -= 1;
+            if *refs == 0 {
+                self.rev_nat_refs.remove(&frontend);
+                if let Some(id) = self.rev_nat_ids.remove(&frontend) {
+                    maps.revnat.remove(&id).map_err(failed("remove a reverse NAT entry"))?;
+                    self.free_rev_nat_ids.insert(id);
+                }
             }
-            report.frontends_removed += 1;
         }
-        let live_frontends: BTreeSet<Address> = self.written.keys().map(|(f, _)| *f).collect();
-        let stale: Vec<Address> = self.rev_nat_ids.keys().filter(|f| !live_frontends.contains(f)).copied().collect();
-        for frontend in stale {
-            if let Some(id) = self.rev_nat_ids.remove(&frontend) {
-                maps.revnat.remove(&id).map_err(failed("remove a reverse NAT entry"))?;
-            }
-        }
-        let unused: Vec<Address> =
-            self.backend_ids.keys().filter(|b| !desired_backends.contains_key(b)).copied().collect();
-        for address in unused {
-            if let Some((id, _)) = self.backend_ids.remove(&address) {
-                maps.backends.remove(&id).map_err(failed("remove a backend"))?;
-                report.backends_removed += 1;
-            }
-        }
+        report.frontends_removed += 1;
         Ok(report)
     }
 }
