@@ -1,7 +1,7 @@
 //! Services at the socket (east-west), with real sockets in the node's pods and the node itself:
 //! a ClusterIP reaches both of its selected backends through a named target port, the
 //! application sees the service address (getpeername, recvfrom), a service without endpoints
-//! refuses at once, a NodePort answers on 127.0.0.1 from the host and no host process can bind
+//! refuses at once, ClientIP affinity keeps a client on one backend, a NodePort answers on 127.0.0.1 from the host and no host process can bind
 //! it, IPv4-mapped IPv6 sockets are balanced too, and a backend that leaves the selector takes no
 //! new connections.
 
@@ -31,7 +31,9 @@ apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: t}}\nspec:\n  t
 selector: {{app: web}}\n  ports:\n  - {{name: http, port: 80, targetPort: http, nodePort: 30080}}\n  \
 - {{name: dns, port: 53, targetPort: dns, protocol: UDP}}\n---\n\
 apiVersion: v1\nkind: Service\nmetadata: {{name: nobody, namespace: t}}\nspec:\n  clusterIP: 10.96.0.81\n  \
-selector: {{app: nothing}}\n  ports: [{{port: 80}}]\n"
+selector: {{app: nothing}}\n  ports: [{{port: 80}}]\n---\n\
+apiVersion: v1\nkind: Service\nmetadata: {{name: sticky, namespace: t}}\nspec:\n  clusterIP: 10.96.0.82\n  \
+selector: {{app: web}}\n  sessionAffinity: ClientIP\n  ports: [{{port: 80, targetPort: 8080}}]\n"
     )
 }
 
@@ -110,6 +112,14 @@ fn cluster_ip_node_port_and_no_endpoints_at_the_socket() {
     let (answer, peer) = ask_tcp(&client.netns, mapped).expect("connect through the mapped address");
     assert!(answer.starts_with("web") && peer == mapped, "{answer} {peer}");
 
+    // ClientIP affinity (for the socket LB: the client's network namespace): every connection of
+    // the client lands on one backend; the host, another client, may land elsewhere.
+    let sticky = SocketAddr::from(([10, 96, 0, 82], 80));
+    let first = ask_tcp(&client.netns, sticky).expect("connect through the sticky service").0;
+    for _ in 0..20 {
+        assert_eq!(ask_tcp(&client.netns, sticky).unwrap().0, first, "affinity holds");
+    }
+
     // No endpoints: refused at once, not a timeout.
     let started = Instant::now();
     let refused = ask_tcp(&client.netns, SocketAddr::from(([10, 96, 0, 81], 80))).expect_err("no backend");
@@ -130,6 +140,14 @@ fn cluster_ip_node_port_and_no_endpoints_at_the_socket() {
     assert_eq!(refused.kind(), ErrorKind::PermissionDenied, "{refused}");
     bind(node.ns.name(), 30081).expect("any other port");
     bind(&client.netns, 30080).expect("a pod's own namespace");
+
+    // What status counts.
+    let status: netstack_ref::agent::api_types::Status =
+        serde_json::from_value(call(&node.config.socket(), &Request::Status).unwrap()).unwrap();
+    let services = status.services.expect("services in status");
+    assert!(services.error.is_none() && services.frontends >= 4, "{services:?}");
+    assert!(services.translated >= 40 && services.refused >= 1 && services.reversed >= 1, "{services:?}");
+    assert!(services.binds_refused >= 1, "{services:?}");
 
     // What the CLI shows.
     let rows = call(&node.config.socket(), &Request::ServiceList).unwrap();

@@ -53,6 +53,27 @@ pub struct Status {
     /// The Kubernetes API server's watches, when the agent has that source.
     #[serde(default)]
     pub kubernetes: Option<crate::agent::sources::KubernetesStatus>,
+    /// Services: frontends and what the socket LB did.
+    #[serde(default)]
+    pub services: Option<ServicesStatus>,
+}
+
+/// The node's services.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServicesStatus {
+    /// Frontends balanced.
+    pub frontends: usize,
+    /// Sockets translated to a backend.
+    pub translated: u64,
+    /// Connects and sends refused for want of a backend.
+    pub refused: u64,
+    /// Peer addresses translated back (recvmsg, getpeername).
+    pub reversed: u64,
+    /// Host binds to an external frontend's port refused.
+    pub binds_refused: u64,
+    /// Why services are not balanced, when they are not.
+    pub error: Option<String>,
 }
 
 /// The tunnel's device and what crossed it.

@@ -449,6 +449,27 @@ impl Agent {
         &self.services
     }
 
+    fn services_status(&self) -> api_types::ServicesStatus {
+        let frontends = self.services.frontends().len();
+        let outcomes = self
+            .services
+            .datapath()
+            .map_err(str::to_owned)
+            .and_then(|lb| lb.maps.outcomes().map_err(|e| e.to_string()));
+        let (counts, error) = match outcomes {
+            Ok(counts) => (counts, None),
+            Err(e) => ([0; 4], Some(e)),
+        };
+        api_types::ServicesStatus {
+            frontends,
+            translated: counts[0],
+            refused: counts[1],
+            reversed: counts[2],
+            binds_refused: counts[3],
+            error,
+        }
+    }
+
     /// Policies in force.
     pub fn policies(&self) -> &[Policy] {
         &self.policies
@@ -512,6 +533,7 @@ impl Agent {
             errors: self.errors.clone(),
             warnings: self.sources.warnings(),
             kubernetes: self.sources.kubernetes(),
+            services: Some(self.services_status()),
             conntrack_gc: match &self.conntrack_gc.clock {
                 Ok(_) => {
                     ConntrackGcStatus::Running { runs: self.conntrack_gc.runs, removed: self.conntrack_gc.removed }

@@ -716,6 +716,15 @@ fn status(state: &State, output: Output) -> Result<(), CliError> {
             println!("{:<14}   {:<31} {state}{error}", "", k.kind);
         }
     }
+    if let Some(services) = &status.services {
+        match &services.error {
+            Some(e) => println!("{:<14} unavailable: {e}", "services"),
+            None => println!(
+                "{:<14} {} frontends; sockets: {} translated, {} refused (no backend), {} reversed, {} host binds refused",
+                "services", services.frontends, services.translated, services.refused, services.reversed, services.binds_refused
+            ),
+        }
+    }
     match status.conntrack_gc {
         ConntrackGcStatus::Unavailable { error } => println!("{:<14} unavailable: {error}", "conntrackGc"),
         ConntrackGcStatus::Running { runs, removed } => {
