@@ -291,52 +291,20 @@ int sock_post_bind4(struct bpf_sock *ctx)
 	return 1;
 }
 
-SEC("cgroup/connect4")
-int sock_connect4(struct bpf_sock_addr *ctx)
-{
-	return forward4(ctx);
-}
+/* Each hook is its own program (one attach type each) over the shared logic above. */
+#define SOCK_ADDR_HOOK(section, name, body)                 \
+	SEC(section) int name(struct bpf_sock_addr *ctx)    \
+	{                                                   \
+		return body(ctx);                           \
+	}
 
-SEC("cgroup/sendmsg4")
-int sock_sendmsg4(struct bpf_sock_addr *ctx)
-{
-	return forward4(ctx);
-}
-
-SEC("cgroup/recvmsg4")
-int sock_recvmsg4(struct bpf_sock_addr *ctx)
-{
-	return reverse4(ctx);
-}
-
-SEC("cgroup/getpeername4")
-int sock_getpeername4(struct bpf_sock_addr *ctx)
-{
-	return reverse4(ctx);
-}
-
-SEC("cgroup/connect6")
-int sock_connect6(struct bpf_sock_addr *ctx)
-{
-	return forward6(ctx);
-}
-
-SEC("cgroup/sendmsg6")
-int sock_sendmsg6(struct bpf_sock_addr *ctx)
-{
-	return forward6(ctx);
-}
-
-SEC("cgroup/recvmsg6")
-int sock_recvmsg6(struct bpf_sock_addr *ctx)
-{
-	return reverse6(ctx);
-}
-
-SEC("cgroup/getpeername6")
-int sock_getpeername6(struct bpf_sock_addr *ctx)
-{
-	return reverse6(ctx);
-}
+SOCK_ADDR_HOOK("cgroup/connect4", sock_connect4, forward4)
+SOCK_ADDR_HOOK("cgroup/sendmsg4", sock_sendmsg4, forward4)
+SOCK_ADDR_HOOK("cgroup/recvmsg4", sock_recvmsg4, reverse4)
+SOCK_ADDR_HOOK("cgroup/getpeername4", sock_getpeername4, reverse4)
+SOCK_ADDR_HOOK("cgroup/connect6", sock_connect6, forward6)
+SOCK_ADDR_HOOK("cgroup/sendmsg6", sock_sendmsg6, forward6)
+SOCK_ADDR_HOOK("cgroup/recvmsg6", sock_recvmsg6, reverse6)
+SOCK_ADDR_HOOK("cgroup/getpeername6", sock_getpeername6, reverse6)
 
 NETSTACK_LICENSE;

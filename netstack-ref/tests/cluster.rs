@@ -11,7 +11,6 @@ mod support;
 use ebpf_test_support::{eventually, require_etcd, require_kernel, unique_name};
 use netstack_ref::agent::netns;
 use netstack_ref::cluster::kvstore::KvStore;
-use netstack_ref::cluster::topology::ClusterRecord;
 use support::cluster::*;
 
 #[test]
@@ -22,22 +21,7 @@ fn three_nodes_come_up_talk_on_the_underlay_and_go_down_even_after_a_crash() {
     let state_dir = std::env::temp_dir().join(unique_name("cluster"));
     let cluster = Cluster { name: name.clone(), state_dir: state_dir.clone() };
     let state = state_dir.to_str().unwrap();
-    let up = netstack(&[
-        "cluster",
-        "up",
-        "--nodes",
-        "3",
-        "--name",
-        &name,
-        "--kvstore",
-        "etcd",
-        "--state-dir",
-        state,
-        "-o",
-        "json",
-    ]);
-    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
-    let record: ClusterRecord = serde_json::from_slice(&up.stdout).unwrap();
+    let record = cluster_up(&name, state, &[]);
     assert_eq!(record.nodes.len(), 3);
     for namespace in
         [&record.underlay_netns, &record.client_netns].into_iter().chain(record.nodes.iter().map(|n| &n.netns))
@@ -199,28 +183,8 @@ fn three_nodes_with_policy(routing: &str, resources: &str) {
     ) + "---\napiVersion: v1\nkind: Service\nmetadata: {name: server, namespace: shop}\n\
           spec:\n  clusterIP: 10.96.0.70\n  selector: {app: server}\n  ports: [{port: 7000, protocol: UDP}]\n";
     std::fs::write(manifests.join("shop.yaml"), all).unwrap();
-    let up = netstack(&[
-        "cluster",
-        "up",
-        "--nodes",
-        "3",
-        "--routing",
-        routing,
-        "--name",
-        &name,
-        "--kvstore",
-        "etcd",
-        "--state-dir",
-        state,
-        "--manifests",
-        manifests.to_str().unwrap(),
-        "--resources",
-        resources,
-        "-o",
-        "json",
-    ]);
-    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
-    let record: ClusterRecord = serde_json::from_slice(&up.stdout).unwrap();
+    let options = ["--routing", routing, "--manifests", manifests.to_str().unwrap(), "--resources", resources];
+    let record = cluster_up(&name, state, &options);
     let (node1, node2, node3) = (&record.nodes[0], &record.nodes[1], &record.nodes[2]);
     let ready = |node: &netstack_ref::cluster::topology::NodeRecord, pod: &str| {
         eventually(Duration::from_secs(30), || endpoint(&node.state_dir, pod).is_some())

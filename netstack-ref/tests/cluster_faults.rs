@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use ebpf_test_support::{eventually, require_etcd, require_kernel, unique_name};
 use netstack_ref::agent::netns;
-use netstack_ref::cluster::topology::{self, ClusterRecord};
+use netstack_ref::cluster::topology;
 use support::cluster::*;
 
 const PORT: u16 = 7000;
@@ -126,26 +126,7 @@ fn the_datapath_outlives_etcd_and_agents_and_identities_outlive_restarts() {
     )
     .unwrap();
     let state = state_dir.to_str().unwrap();
-    let up = netstack(&[
-        "cluster",
-        "up",
-        "--nodes",
-        "3",
-        "--routing",
-        "tunnel",
-        "--name",
-        &name,
-        "--kvstore",
-        "etcd",
-        "--state-dir",
-        state,
-        "--manifests",
-        manifests.to_str().unwrap(),
-        "-o",
-        "json",
-    ]);
-    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
-    let record: ClusterRecord = serde_json::from_slice(&up.stdout).unwrap();
+    let record = cluster_up(&name, state, &["--routing", "tunnel", "--manifests", manifests.to_str().unwrap()]);
     let (node1, node2, node3) = (&record.nodes[0], &record.nodes[1], &record.nodes[2]);
     let ready =
         |state_dir: &Path, pod: &str| eventually(Duration::from_secs(30), || endpoint(state_dir, pod).is_some());

@@ -482,6 +482,15 @@ fn slice_port(node: &Node<'_, '_>) -> Result<Option<SlicePort>, Located> {
     Ok(port.map(|port| SlicePort { name, protocol, port }))
 }
 
+/// The `ports` of a slice or an Endpoints subset (those with a number).
+fn slice_ports(fields: &mut Fields<'_, '_>) -> Result<Vec<SlicePort>, Located> {
+    let mut ports = Vec::new();
+    for node in fields.get("ports").map(|l| l.list()).transpose()?.unwrap_or_default() {
+        ports.extend(slice_port(&node)?);
+    }
+    Ok(ports)
+}
+
 /// Decodes an EndpointSlice's body (metadata read by the caller; `labels` for its service).
 pub fn decode_endpoint_slice(
     name: String,
@@ -501,17 +510,7 @@ pub fn decode_endpoint_slice(
         "FQDN" => None,
         other => return Err(address_type.error(format!("{other:?} is not one of IPv4, IPv6, FQDN"))),
     };
-    let ports: Vec<SlicePort> = doc
-        .get("ports")
-        .map(|l| l.list())
-        .transpose()?
-        .unwrap_or_default()
-        .iter()
-        .map(slice_port)
-        .collect::<Result<Vec<_>, _>>()?
-        .into_iter()
-        .flatten()
-        .collect();
+    let ports = slice_ports(doc)?;
     let mut endpoints = Vec::new();
     for node in doc.get("endpoints").map(|l| l.list()).transpose()?.unwrap_or_default() {
         let mut e = node.fields()?;
@@ -551,17 +550,7 @@ pub fn decode_endpoints(name: String, namespace: String, doc: &mut Fields<'_, '_
     let mut slices = Vec::new();
     for (index, subset) in doc.get("subsets").map(|l| l.list()).transpose()?.unwrap_or_default().iter().enumerate() {
         let mut s = subset.fields()?;
-        let ports: Vec<SlicePort> = s
-            .get("ports")
-            .map(|l| l.list())
-            .transpose()?
-            .unwrap_or_default()
-            .iter()
-            .map(slice_port)
-            .collect::<Result<Vec<_>, _>>()?
-            .into_iter()
-            .flatten()
-            .collect();
+        let ports = slice_ports(&mut s)?;
         let mut endpoints = Vec::new();
         for (field, ready) in [("addresses", true), ("notReadyAddresses", false)] {
             for a in s.get(field).map(|l| l.list()).transpose()?.unwrap_or_default() {

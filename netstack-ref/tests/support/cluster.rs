@@ -133,3 +133,14 @@ pub fn vxlan(vni: u32, packet: &[u8]) -> Vec<u8> {
     out.extend(packet);
     out
 }
+
+/// `netstack cluster up` of 3 nodes named `name` under `state`, with etcd, and `options` (e.g.
+/// `--routing tunnel`, `--manifests DIR`); the record it prints. Fails the test when it fails.
+pub fn cluster_up(name: &str, state: &str, options: &[&str]) -> netstack_ref::cluster::topology::ClusterRecord {
+    let mut args = vec!["cluster", "up", "--nodes", "3", "--name", name, "--kvstore", "etcd", "--state-dir", state];
+    args.extend_from_slice(options);
+    args.extend_from_slice(&["-o", "json"]);
+    let up = netstack(&args);
+    assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
+    serde_json::from_slice(&up.stdout).expect("the cluster's record")
+}
