@@ -181,7 +181,10 @@ fn three_nodes_with_policy(routing: &str, resources: &str) {
         pod("server", "server", "node2"),
         pod_in("ops", "monitor", "monitor", "node3")
     ) + "---\napiVersion: v1\nkind: Service\nmetadata: {name: server, namespace: shop}\n\
-          spec:\n  clusterIP: 10.96.0.70\n  selector: {app: server}\n  ports: [{port: 7000, protocol: UDP}]\n";
+          spec:\n  clusterIP: 10.96.0.70\n  selector: {app: server}\n  ports: [{port: 7000, protocol: UDP}]\n---\n\
+          apiVersion: v1\nkind: Service\nmetadata: {name: server-local, namespace: shop}\n\
+          spec:\n  clusterIP: 10.96.0.71\n  internalTrafficPolicy: Local\n  selector: {app: server}\n  \
+          ports: [{port: 7000, protocol: UDP}]\n";
     std::fs::write(manifests.join("shop.yaml"), all).unwrap();
     let options = ["--routing", routing, "--manifests", manifests.to_str().unwrap(), "--resources", resources];
     let record = cluster_up(&name, state, &options);
@@ -229,6 +232,18 @@ fn three_nodes_with_policy(routing: &str, resources: &str) {
         "client on node1 reaches the server through its service"
     );
     assert!(!udp_reaches(&ns(&intruder), &ns(&server), cluster_ip, 7000), "the service is no way around policy");
+    // internalTrafficPolicy: Local: only this node's backends, and node1 has none (refused);
+    // the same service from node2 reaches its own.
+    assert!(!udp_reaches(&ns(&client), &ns(&server), Ipv4Addr::new(10, 96, 0, 71), 7000), "no local backend");
+    assert!(
+        eventually(Duration::from_secs(10), || udp_reaches(
+            node2.netns.as_str(),
+            &ns(&server),
+            Ipv4Addr::new(10, 96, 0, 71),
+            7000
+        )),
+        "node2's own backend"
+    );
 
     // The cluster-wide policy holds across nodes too: ops' monitor on node3 reaches the server
     // on node2 on its port only, and the client does not gain that port through it.
