@@ -1,13 +1,21 @@
 //! The reference node agent: endpoints, identities, policy, and the eBPF datapath that enforces
 //! it, built on the `ebpf-*` crates.
 //!
-//! - [`manifest`]: Kubernetes-shaped YAML (`Namespace`, `Pod`, `CiliumNetworkPolicy`,
-//!   `CiliumClusterwideNetworkPolicy`), decoded strictly with file, line and field in errors.
+//! - [`manifest`]: Kubernetes-shaped YAML (`Namespace`, `Pod`, `Service`, `EndpointSlice`,
+//!   `Endpoints`, `CiliumNetworkPolicy`, `CiliumClusterwideNetworkPolicy`), decoded strictly
+//!   with file, line and field in errors.
 //! - [`identity`]: reserved identities and the allocation of identities from security labels.
 //! - [`policy`]: the policy language, its resolution into per-endpoint policy map entries, and
 //!   a reference model of its semantics.
-//! - [`datapath`]: the endpoint eBPF object, templated per pod, and its maps.
-//! - [`agent`]: the node agent (endpoints in network namespaces, the local API) and its CLI.
+//! - [`datapath`]: the eBPF objects (endpoint, overlay, socket LB), templated and loaded, and
+//!   their maps.
+//! - [`agent`]: the node agent (endpoints in network namespaces, its resource sources — files,
+//!   the kvstore, a Kubernetes API server —, the local API) and its CLI.
+//! - [`cluster`]: several nodes: etcd as the kvstore (nodes, identities, ipcache, policy status),
+//!   routing between nodes (native, VXLAN), nodes on one machine (`netstack cluster`).
+//! - [`services`]: the kube-proxy replacement: the service catalog, the load balancer's maps,
+//!   Maglev.
+//! - [`demo`]: the README's main job.
 //! - [`traffic`]: probes and test frames for the demo, tests and benchmarks.
 //!
 //! ```
