@@ -50,7 +50,7 @@ fn pods_follow_list_watch_bookmarks_and_a_relist_after_gone() {
     // Nothing is acted on before the first list: an empty picture would remove every endpoint.
     std::thread::sleep(Duration::from_millis(300));
     let waiting = source.ready().expect_err("not listed yet");
-    assert!(waiting.contains("Pod"), "{waiting}");
+    assert!(waiting.waiting.contains("Pod") && waiting.from.contains("127.0.0.1"), "{waiting}");
 
     server.release("list");
     // The list: a pending pod (no node yet) and a host-network pod are not endpoints.

@@ -454,7 +454,7 @@ impl Agent {
         let outcomes = self
             .services
             .datapath()
-            .map_err(str::to_owned)
+            .map_err(ToString::to_string)
             .and_then(|lb| lb.maps.outcomes().map_err(|e| e.to_string()));
         let (counts, error) = match outcomes {
             Ok(counts) => (counts, None),

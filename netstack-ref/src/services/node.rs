@@ -11,13 +11,14 @@ use super::catalog::{self, Frontend, Inputs, PodAddress};
 use super::lbmap::{LbSync, LbWriter};
 use crate::agent::netns;
 use crate::datapath::sock_lb::{cgroup_root, lb_netns_kind, SockLb};
+use crate::datapath::DatapathError;
 use crate::manifest::service::{EndpointSlice, Service};
 use crate::manifest::Pod;
 
 /// The node's service load balancing.
 #[derive(Debug)]
 pub struct NodeServices {
-    datapath: Result<(SockLb, LbWriter), String>,
+    datapath: Result<(SockLb, LbWriter), ServicesError>,
     frontends: Vec<Frontend>,
     last_sync: Option<LbSync>,
     /// Cookies written to `lb_netns`, by namespace name (`None`: this process's own).
@@ -43,20 +44,68 @@ pub struct ServiceInputs<'a> {
     pub pod_netns: &'a [String],
 }
 
-fn cookie_of(name: Option<&str>) -> Result<u64, String> {
-    let cookie = || -> Result<u64, String> {
-        let socket = nix::sys::socket::socket(
-            nix::sys::socket::AddressFamily::Inet,
-            nix::sys::socket::SockType::Datagram,
-            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-            None,
-        )
-        .map_err(|e| format!("a socket: {e}"))?;
-        ebpf_core::netns::cookie(&socket).map_err(|e| format!("its namespace cookie: {e}"))
+/// Why services are not balanced, or a namespace could not be listed for the socket LB.
+#[derive(Debug, thiserror::Error)]
+pub enum ServicesError {
+    /// No cgroup v2 hierarchy to attach the socket LB to.
+    #[error("no cgroup v2 mount (/sys/fs/cgroup/unified or /sys/fs/cgroup)")]
+    NoCgroup2,
+    /// Loading, attaching, adopting or writing the socket LB.
+    #[error("socket LB: {0}")]
+    Datapath(#[from] DatapathError),
+    /// A socket to read a namespace's cookie from.
+    #[error("socket LB for {netns}: open a socket: {source}")]
+    Socket {
+        /// The namespace (`the node` for the agent's own).
+        netns: String,
+        /// Why.
+        source: nix::Error,
+    },
+    /// The cookie itself (`SO_NETNS_COOKIE`).
+    #[error("socket LB for {netns}: read its cookie: {source}")]
+    Cookie {
+        /// The namespace.
+        netns: String,
+        /// The errno.
+        source: ebpf_core::Errno,
+    },
+    /// Entering the namespace.
+    #[error("socket LB for {netns}: {source}")]
+    Enter {
+        /// The namespace.
+        netns: String,
+        /// Why.
+        source: netns::PlumbingError,
+    },
+    /// Listing the namespace in `lb_netns`.
+    #[error("socket LB for {netns}: list it: {source}")]
+    List {
+        /// The namespace.
+        netns: String,
+        /// Why.
+        source: Box<ebpf_maps::MapError>,
+    },
+}
+
+/// The cookie of namespace `name` (`None`: this thread's own).
+fn cookie_of(name: Option<&str>) -> Result<u64, ServicesError> {
+    let netns = name.unwrap_or("the node").to_owned();
+    let cookie = {
+        let netns = netns.clone();
+        move || -> Result<u64, ServicesError> {
+            let socket = nix::sys::socket::socket(
+                nix::sys::socket::AddressFamily::Inet,
+                nix::sys::socket::SockType::Datagram,
+                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+                None,
+            )
+            .map_err(|source| ServicesError::Socket { netns: netns.clone(), source })?;
+            ebpf_core::netns::cookie(&socket).map_err(|source| ServicesError::Cookie { netns, source })
+        }
     };
     match name {
         None => cookie(),
-        Some(name) => netns::run_in(name, cookie).map_err(|e| e.to_string())?,
+        Some(name) => netns::run_in(name, cookie).map_err(|source| ServicesError::Enter { netns, source })?,
     }
 }
 
@@ -64,16 +113,15 @@ impl NodeServices {
     /// Adopts the socket LB pinned under `shared_pins`, or attaches a new one to the cgroup v2
     /// root; a machine without one leaves services unavailable (and says why in `errors`).
     pub fn start(shared_pins: &Path) -> NodeServices {
-        let datapath = match SockLb::adopt(shared_pins) {
-            Some(lb) => LbWriter::adopt(&lb.maps).map(|w| (lb, w)).map_err(|e| e.to_string()),
-            None => match cgroup_root() {
-                None => Err("no cgroup v2 mount (/sys/fs/cgroup/unified or /sys/fs/cgroup)".to_owned()),
-                Some(root) => {
-                    SockLb::attach(shared_pins, &root).map(|lb| (lb, LbWriter::default())).map_err(|e| e.to_string())
-                }
-            },
+        let attached = || -> Result<(SockLb, LbWriter), ServicesError> {
+            if let Some(lb) = SockLb::adopt(shared_pins) {
+                let writer = LbWriter::adopt(&lb.maps)?;
+                return Ok((lb, writer));
+            }
+            let root = cgroup_root().ok_or(ServicesError::NoCgroup2)?;
+            Ok((SockLb::attach(shared_pins, &root)?, LbWriter::default()))
         };
-        NodeServices { datapath, frontends: Vec::new(), last_sync: None, netns: BTreeMap::new() }
+        NodeServices { datapath: attached(), frontends: Vec::new(), last_sync: None, netns: BTreeMap::new() }
     }
 
     /// Rebuilds the catalog and brings the datapath to it; problems come back as messages.
@@ -103,17 +151,19 @@ impl NodeServices {
             }
             let kind = if name.is_none() { lb_netns_kind::LB_NETNS_HOST } else { lb_netns_kind::LB_NETNS_POD };
             let kind = kind.0 as u8;
-            match cookie_of(name.as_deref()).and_then(|cookie| {
-                lb.maps
-                    .netns
-                    .insert(&cookie, &kind, ebpf_maps::UpdateFlags::ANY)
-                    .map_err(|e| e.to_string())
-                    .map(|()| cookie)
-            }) {
+            let listed = cookie_of(name.as_deref()).and_then(|cookie| {
+                lb.maps.netns.insert(&cookie, &kind, ebpf_maps::UpdateFlags::ANY).map(|()| cookie).map_err(|source| {
+                    ServicesError::List {
+                        netns: name.as_deref().unwrap_or("the node").to_owned(),
+                        source: Box::new(source),
+                    }
+                })
+            });
+            match listed {
                 Ok(cookie) => {
                     self.netns.insert(name.clone(), cookie);
                 }
-                Err(e) => errors.push(format!("socket LB for {}: {e}", name.as_deref().unwrap_or("the node"))),
+                Err(e) => errors.push(e.to_string()),
             }
         }
         let gone: Vec<Option<String>> = self.netns.keys().filter(|n| !wanted.contains(n)).cloned().collect();
@@ -124,7 +174,7 @@ impl NodeServices {
         }
         match writer.sync(&lb.maps, &self.frontends, inputs.node_addresses) {
             Ok(report) => self.last_sync = Some(report),
-            Err(e) => errors.push(format!("services: {e}")),
+            Err(e) => errors.push(ServicesError::Datapath(e).to_string()),
         }
         errors
     }
@@ -140,7 +190,7 @@ impl NodeServices {
     }
 
     /// The socket LB, when attached.
-    pub fn datapath(&self) -> Result<&SockLb, &str> {
-        self.datapath.as_ref().map(|(lb, _)| lb).map_err(String::as_str)
+    pub fn datapath(&self) -> Result<&SockLb, &ServicesError> {
+        self.datapath.as_ref().map(|(lb, _)| lb)
     }
 }

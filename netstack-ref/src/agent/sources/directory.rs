@@ -96,7 +96,7 @@ impl ResourceSource for DirectorySource {
         self.files.values().flat_map(|f| f.warnings.iter().cloned()).collect()
     }
 
-    fn ready(&self) -> Result<(), String> {
+    fn ready(&self) -> Result<(), super::NotReady> {
         Ok(())
     }
 }

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::kube_objects::{object_key, project, Projection, WatchedKind, WATCHED};
-use super::ResourceSource;
+use super::{NotReady, ResourceSource};
 use crate::manifest::Resource;
 
 /// Which API server, and as whom.
@@ -300,21 +300,17 @@ impl ResourceSource for KubernetesSource {
         cache.kinds.values().flat_map(|k| k.objects.values().flat_map(|h| h.warnings.iter().cloned())).collect()
     }
 
-    fn ready(&self) -> Result<(), String> {
+    fn ready(&self) -> Result<(), NotReady> {
         let cache = self.cache.lock().expect("not poisoned");
-        let waiting: Vec<String> = cache
-            .kinds
-            .iter()
-            .filter(|(_, k)| !k.listed && !k.absent)
-            .map(|(kind, k)| match &k.last_error {
-                Some(e) => format!("{kind} ({e})"),
-                None => (*kind).to_owned(),
-            })
-            .collect();
+        let waiting: Vec<(&str, &KindCache)> =
+            cache.kinds.iter().filter(|(_, k)| !k.listed && !k.absent).map(|(kind, k)| (*kind, k)).collect();
         if waiting.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("waiting for the API server {} to list {}", self.server, waiting.join(", ")))
+            return Ok(());
         }
+        Err(NotReady {
+            from: format!("the API server {}", self.server),
+            waiting: waiting.iter().map(|(kind, _)| *kind).collect::<Vec<_>>().join(", "),
+            last_error: waiting.iter().find_map(|(_, k)| k.last_error.clone()),
+        })
     }
 }

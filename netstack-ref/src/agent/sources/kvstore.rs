@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::{check_text, ResourceSource};
-use crate::cluster::kvstore::KvStore;
+use super::{check_text, NotReady, ResourceSource};
+use crate::cluster::kvstore::{KvError, KvStore};
 use crate::manifest::Resource;
 
 /// How often the kvstore is listed.
@@ -55,18 +55,15 @@ impl KvstoreSource {
         self.files.iter().map(|(name, f)| (PathBuf::from(format!("kvstore:{name}")), f.resources.len())).collect()
     }
 
-    fn list(&mut self) -> Result<Vec<(String, String, i64)>, String> {
-        if self.store.is_none() {
-            let store = KvStore::connect(std::slice::from_ref(&self.endpoint), "netstack", CALL_TIMEOUT)
-                .map_err(|e| e.to_string())?;
-            self.store = Some(store);
-        }
-        let listed = self.store.as_ref().map(KvStore::resource_files).unwrap_or(Ok(Vec::new()));
-        listed.map_err(|e| {
-            // Reconnect next time.
-            self.store = None;
-            e.to_string()
-        })
+    fn list(&mut self) -> Result<Vec<(String, String, i64)>, KvError> {
+        let store = match self.store.take() {
+            Some(store) => store,
+            None => KvStore::connect(std::slice::from_ref(&self.endpoint), "netstack", CALL_TIMEOUT)?,
+        };
+        let listed = store.resource_files()?;
+        // Kept only while it answers: a failed call reconnects next time.
+        self.store = Some(store);
+        Ok(listed)
     }
 }
 
@@ -79,7 +76,7 @@ impl ResourceSource for KvstoreSource {
         let stored = match self.list() {
             Ok(stored) => stored,
             Err(e) => {
-                self.last_error = Some(e);
+                self.last_error = Some(e.to_string());
                 return false;
             }
         };
@@ -136,11 +133,14 @@ impl ResourceSource for KvstoreSource {
         self.files.values().flat_map(|f| f.warnings.iter().cloned()).collect()
     }
 
-    fn ready(&self) -> Result<(), String> {
-        match (self.listed, &self.last_error) {
-            (true, _) => Ok(()),
-            (false, Some(e)) => Err(format!("waiting for the kvstore to list resources: {e}")),
-            (false, None) => Err("waiting for the kvstore to list resources".to_owned()),
+    fn ready(&self) -> Result<(), NotReady> {
+        if self.listed {
+            return Ok(());
         }
+        Err(NotReady {
+            from: format!("the kvstore at {}", self.endpoint),
+            waiting: "resources/".to_owned(),
+            last_error: self.last_error.clone(),
+        })
     }
 }

@@ -26,9 +26,21 @@ pub trait ResourceSource: std::fmt::Debug + Send {
     fn errors(&self) -> Vec<String>;
     /// Fields ignored, as the API server would prune them.
     fn warnings(&self) -> Vec<String>;
-    /// `Err(why)` while the source cannot yet give a complete picture (a cache not listed
-    /// yet): acting on a partial one would remove what is missing from it.
-    fn ready(&self) -> Result<(), String>;
+    /// `Err` while the source cannot yet give a complete picture (a cache not listed yet):
+    /// acting on a partial one would remove what is missing from it.
+    fn ready(&self) -> Result<(), NotReady>;
+}
+
+/// A source that has not listed everything yet, and what it waits for.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("waiting for {from} to list {waiting}{}", last_error.as_ref().map(|e| format!(": {e}")).unwrap_or_default())]
+pub struct NotReady {
+    /// The source (`the kvstore`, `the API server https://…`).
+    pub from: String,
+    /// What it has not listed yet.
+    pub waiting: String,
+    /// Its latest failure, if any.
+    pub last_error: Option<String>,
 }
 
 /// Refuses a policy that uses a field validated but not enforced yet, naming the field.
@@ -146,7 +158,7 @@ impl ResourceSource for Sources {
         self.each().flat_map(|s| s.warnings()).collect()
     }
 
-    fn ready(&self) -> Result<(), String> {
+    fn ready(&self) -> Result<(), NotReady> {
         self.each().try_for_each(|s| s.ready())
     }
 }
