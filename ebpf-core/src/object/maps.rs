@@ -105,9 +105,26 @@ fn type_member(btf: &Btf, ty: u32) -> Option<u32> {
     Some(ptr.size_or_type())
 }
 
+/// How deep inner map definitions may nest (`values` of a map of maps naming another map of
+/// maps): the kernel takes one level; a BTF whose `values` points back at its own struct would
+/// otherwise recurse without end.
+const MAX_INNER_DEPTH: usize = 4;
+
 /// Reads one definition; returns the spec and the byte offset of its `values` member.
 fn read_definition(btf: &Btf, name: &str, def: &Type<'_>) -> Result<(MapSpec, Option<u64>), ObjectError> {
+    read_definition_at(btf, name, def, 0)
+}
+
+fn read_definition_at(
+    btf: &Btf,
+    name: &str,
+    def: &Type<'_>,
+    depth: usize,
+) -> Result<(MapSpec, Option<u64>), ObjectError> {
     let bad = |reason: String| ObjectError::Map { map: name.to_owned(), reason };
+    if depth > MAX_INNER_DEPTH {
+        return Err(bad(format!("inner map definitions nest deeper than {MAX_INNER_DEPTH} levels")));
+    }
     let mut raw_type = None;
     let mut spec = MapSpec::new(name, MapType::Hash, 0, 0, 0);
     let (mut key_type, mut value_type) = (None, None);
@@ -165,7 +182,7 @@ fn read_definition(btf: &Btf, name: &str, def: &Type<'_>) -> Result<(MapSpec, Op
                     .ok_or_else(|| bad("values must be an array of pointers".to_owned()))?;
                 let pointee = btf.skip_mods_and_typedefs(ptr.size_or_type());
                 if let Some(inner) = pointee.filter(|t| t.is(BtfKind::Struct)) {
-                    let (inner_spec, _) = read_definition(btf, &format!("{name}.inner"), &inner)?;
+                    let (inner_spec, _) = read_definition_at(btf, &format!("{name}.inner"), &inner, depth + 1)?;
                     spec.inner = Some(Box::new(inner_spec));
                 }
                 values = Some(u64::from(member.bit_offset / 8));
