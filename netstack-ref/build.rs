@@ -3,7 +3,7 @@
 //! with the datapath.
 
 fn main() {
-    for name in ["endpoint", "overlay", "sock_lb"] {
+    for name in ["endpoint", "overlay", "sock_lb", "nodeport"] {
         if let Err(e) = ebpf_gen::build::skeleton(format!("../bpf-programs/out/netstack/{name}.o"), name) {
             panic!("{name} skeleton: {e}");
         }

@@ -50,9 +50,14 @@ enum drop_reason {
 	REASON_MISSED_TAIL_CALL = 140,
 	REASON_WRITE_ERROR = 141,
 	REASON_NO_TUNNEL_KEY = 147,
+	REASON_CT_CREATE_FAILED = 155,
+	REASON_NO_SERVICE = 158,
 	REASON_NO_TUNNEL_ENDPOINT = 160,
+	REASON_NAT_NO_MAPPING = 167,
+	REASON_NO_FIB = 169,
 	REASON_INVALID_IDENTITY = 171,
 	REASON_UNKNOWN_SENDER = 172,
+	REASON_NOT_IN_SRC_RANGE = 177,
 	REASON_POLICY_DENY = 181,
 };
 
@@ -244,11 +249,17 @@ struct lb4_sock_value {
 	__u16 rev_nat_id;
 };
 
-/* Session affinity of socket LB: by the client's network namespace. */
+/* Session affinity: by the client's network namespace (socket LB) or by its address
+ * (north-south). */
+enum lb_affinity_kind {
+	LB_AFFINITY_NETNS = 0,
+	LB_AFFINITY_ADDRESS = 1,
+};
+
 struct lb_affinity_key {
-	__u64 client; /* netns cookie */
+	__u64 client; /* netns cookie, or the IPv4 address (network order) */
 	__u32 rev_nat_id;
-	__u32 pad;
+	__u32 kind; /* enum lb_affinity_kind */
 };
 
 struct lb_affinity_value {
@@ -270,6 +281,111 @@ enum lb_sock_outcome {
 enum lb_netns_kind {
 	LB_NETNS_POD = 1,
 	LB_NETNS_HOST = 2,
+};
+
+/* North-south load balancing (nodeport.c), at the node's external device. A flow from outside
+ * to a NodePort, ExternalIP or LoadBalancer frontend keeps the backend its first packet got,
+ * by conntrack on the node it entered (keyed by the packet as the client sent it). */
+struct lb4_ct_key {
+	__be32 client;
+	__be32 frontend;
+	__be16 client_port;
+	__be16 frontend_port;
+	__u8 protocol;
+	__u8 pad[3];
+};
+
+/* How a flow reaches its backend. */
+enum lb_ct_mode {
+	LB_CT_LOCAL = 0, /* a pod of this node: the destination rewritten, the client kept */
+	LB_CT_SNAT = 1, /* another node's pod: the source becomes this node's address and a port */
+	LB_CT_DSR = 2, /* another node's pod: the client kept, the frontend carried in an IP option */
+};
+
+struct lb4_ct_entry {
+	__be32 backend;
+	__be16 backend_port;
+	__be16 nat_port; /* LB_CT_SNAT: this node's port */
+	__u32 backend_id;
+	__u16 rev_nat_id;
+	__u8 mode; /* enum lb_ct_mode */
+	__u8 closing; /* a TCP FIN or RST was seen */
+	__u64 last_seen; /* seconds since boot */
+	__u64 packets;
+};
+
+/* SNAT's reverse: a backend's reply to this node's address and port, back to its client. */
+struct lb4_snat_key {
+	__be32 backend;
+	__be16 backend_port;
+	__be16 nat_port;
+	__u8 protocol;
+	__u8 pad[3];
+};
+
+struct lb4_snat_entry {
+	__be32 client;
+	__be32 frontend;
+	__be16 client_port;
+	__be16 frontend_port;
+	__u32 pad;
+	__u64 last_seen;
+};
+
+/* A reply leaving through the external device from a pod of this node that was reached
+ * through a frontend (a local backend, or the backend of a DSR flow another node forwarded):
+ * its source becomes the frontend again. */
+struct lb4_reply_key {
+	__be32 backend;
+	__be32 client;
+	__be16 backend_port;
+	__be16 client_port;
+	__u8 protocol;
+	__u8 pad[3];
+};
+
+struct lb4_reply_entry {
+	__be32 frontend;
+	__be16 frontend_port;
+	__u16 pad;
+	__u64 last_seen;
+};
+
+/* DSR's IPv4 option, after the 20-byte header: the frontend the client asked for. */
+enum lb_dsr {
+	LB_DSR_OPTION_TYPE = 0x9a,
+	LB_DSR_OPTION_LENGTH = 8,
+};
+
+struct lb_dsr_option {
+	__u8 type;
+	__u8 length;
+	__be16 port;
+	__be32 address;
+};
+
+/* SNAT's ports: above Linux's default ephemeral range (32768-60999), so the node's own
+ * connections never collide with them. */
+enum lb_nat_ports {
+	LB_NAT_PORT_MIN = 61000,
+	LB_NAT_PORT_MAX = 65535,
+	LB_NAT_PORT_TRIES = 16,
+};
+
+/* How long a north-south flow is kept without a packet (seconds), as Cilium's defaults. */
+enum lb_ct_timeouts {
+	LB_CT_TCP_LIFETIME = 21600,
+	LB_CT_OTHER_LIFETIME = 60,
+	LB_CT_CLOSING_LIFETIME = 10,
+};
+
+/* loadBalancerSourceRanges: per reverse-NAT id, the client prefixes allowed; prefixlen counts
+ * from rev_nat_id, so a client prefix of length n has prefixlen 32 + n. */
+struct lb4_source_range_key {
+	__u32 prefixlen;
+	__u16 rev_nat_id;
+	__u16 pad;
+	__be32 address;
 };
 
 /* An enum only user space reads needs a use to appear in the object's BTF: a variable in a

@@ -12,6 +12,7 @@
 #include <linux/in.h>
 #include "netstack_compat.h"
 #include "abi.h"
+#include "lib/lb.h"
 
 #define ECONNREFUSED 111
 
@@ -23,44 +24,12 @@ ABI_EXPORT(enum, lb_sock_outcome);
 ABI_EXPORT(enum, lb_netns_kind);
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, struct lb4_key);
-	__type(value, struct lb4_service);
-	__uint(max_entries, 262144);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} lb4_services SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, __u32);
-	__type(value, struct lb4_backend);
-	__uint(max_entries, 65536);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} lb4_backends SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, __u16);
-	__type(value, struct lb4_reverse_nat);
-	__uint(max_entries, 65536);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} lb4_revnat SEC(".maps");
-
-struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__type(key, struct lb4_sock_key);
 	__type(value, struct lb4_sock_value);
 	__uint(max_entries, 65536);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb4_sock_revnat SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__type(key, struct lb_affinity_key);
-	__type(value, struct lb_affinity_value);
-	__uint(max_entries, 65536);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} lb_affinity SEC(".maps");
 
 /* Network namespace cookies of the sockets this node balances: its pods' (LB_NETNS_POD) and
  * its own (LB_NETNS_HOST). */
@@ -99,28 +68,9 @@ static __always_inline int ours(struct bpf_sock_addr *ctx)
  * with only this node's backends) when there is one, else the service's. */
 static __always_inline struct lb4_service *frontend(struct lb4_key *key)
 {
-	struct lb4_service *master;
+	struct lb4_service *master = lb_master(key, LB_SCOPE_INTERNAL);
 
-	key->slot = 0;
-	key->scope = LB_SCOPE_INTERNAL;
-	master = bpf_map_lookup_elem(&lb4_services, key);
-	if (master)
-		return master;
-	key->scope = LB_SCOPE_EXTERNAL;
-	return bpf_map_lookup_elem(&lb4_services, key);
-}
-
-static __always_inline struct lb4_backend *backend_in_slot(struct lb4_key *key, struct lb4_service *master,
-							   __u32 index, __u32 *id)
-{
-	struct lb4_service *slot;
-
-	key->slot = master->base + index;
-	slot = bpf_map_lookup_elem(&lb4_services, key);
-	if (!slot)
-		return NULL;
-	*id = slot->backend_id;
-	return bpf_map_lookup_elem(&lb4_backends, id);
+	return master ? master : lb_master(key, LB_SCOPE_EXTERNAL);
 }
 
 /* 1: translated (*address, *port rewritten); 0: not a frontend; -1: a frontend without a
@@ -139,29 +89,18 @@ static __always_inline int translate(void *ctx, __u64 cookie, __be32 *address, _
 	if (master->count == 0 || master->count > LB_MAX_BACKENDS)
 		return -1;
 	if (master->flags & LB_FLAG_AFFINITY) {
-		struct lb_affinity_value *held;
-
 		affinity_key.client = bpf_get_netns_cookie(ctx);
+		affinity_key.kind = LB_AFFINITY_NETNS;
 		affinity_key.rev_nat_id = master->rev_nat_id;
-		now = bpf_ktime_get_boot_ns() / 1000000000;
-		held = bpf_map_lookup_elem(&lb_affinity, &affinity_key);
-		if (held && now - held->last_used <= master->affinity_timeout) {
-			id = held->backend_id;
-			backend = bpf_map_lookup_elem(&lb4_backends, &id);
-			/* A backend gone, or terminating, gives up its clients. */
-			if (backend && backend->state != LB_BACKEND_ACTIVE)
-				backend = NULL;
-		}
+		now = lb_now();
+		backend = lb_affinity_held(&affinity_key, master, now, &id);
 	}
 	if (!backend)
-		backend = backend_in_slot(&key, master, bpf_get_prandom_u32() % master->count + 1, &id);
+		backend = lb_backend_in_slot(&key, master, bpf_get_prandom_u32() % master->count + 1, &id);
 	if (!backend)
 		return -1;
-	if (master->flags & LB_FLAG_AFFINITY) {
-		struct lb_affinity_value held = { .backend_id = id, .last_used = now };
-
-		bpf_map_update_elem(&lb_affinity, &affinity_key, &held, BPF_ANY);
-	}
+	if (master->flags & LB_FLAG_AFFINITY)
+		lb_affinity_hold(&affinity_key, id, now);
 	struct lb4_sock_key sock = { .cookie = cookie, .address = backend->address, .port = backend->port };
 	struct lb4_sock_value was = { .address = *address, .port = *port, .rev_nat_id = master->rev_nat_id };
 

@@ -49,13 +49,17 @@ pub struct Status {
     pub routing: String,
     /// The tunnel, in tunnel mode.
     #[serde(default)]
-    pub tunnel: Option<TunnelStatus>,
+    pub tunnel: Option<DeviceCounters>,
     /// The Kubernetes API server's watches, when the agent has that source.
     #[serde(default)]
     pub kubernetes: Option<crate::agent::sources::KubernetesStatus>,
     /// Services: frontends and what the socket LB did.
     #[serde(default)]
     pub services: Option<ServicesStatus>,
+    /// The north-south load balancer on each external device: ingress is what came from
+    /// outside (and SNAT replies), egress the replies of local backends.
+    #[serde(default)]
+    pub north_south: Vec<DeviceCounters>,
 }
 
 /// The node's services.
@@ -79,7 +83,7 @@ pub struct ServicesStatus {
 /// The tunnel's device and what crossed it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
-pub enum TunnelStatus {
+pub enum DeviceCounters {
     /// Up, with its counters: ingress is what came out of the tunnel, egress what went in.
     Counting {
         /// The device.

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::agent::rtnl::Rtnl;
 use crate::cluster::kvstore::{IpcacheEntry, KvError, NodeEntry};
 use crate::cluster::lingering::Lingering;
 use crate::cluster::membership::Membership;
@@ -67,6 +68,18 @@ pub enum AgentError {
     /// The local API.
     #[error(transparent)]
     Api(#[from] api::ApiError),
+    /// Links of the node's namespace.
+    #[error("{what}: {source}")]
+    Plumbing {
+        /// What was being done.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: crate::agent::netns::PlumbingError,
+    },
+    /// External devices need the node's IPv4 address.
+    #[error("--devices {}: the north-south load balancer needs the node's IPv4 address (--node-address)", .0.join(","))]
+    DevicesWithoutAddress(Vec<String>),
     /// The API server's thread ended.
     #[error("the API server stopped")]
     ApiStopped,
@@ -104,6 +117,9 @@ pub struct AgentConfig {
     /// How pod traffic reaches other nodes' pods: routes someone else set up (native), or the
     /// agent's own VXLAN tunnel.
     pub routing: Routing,
+    /// The devices traffic from outside the cluster arrives on (Cilium's `--devices`): the
+    /// north-south load balancer (NodePort, ExternalIPs, LoadBalancer) sits on each.
+    pub devices: Vec<String>,
     /// How long a cluster identity no node references stays before this agent, when it is the
     /// cluster's collector, deletes it.
     pub identity_gc_grace: Duration,
@@ -131,6 +147,7 @@ impl AgentConfig {
             kvstore: None,
             node_address: None,
             routing: Routing::Native,
+            devices: Vec::new(),
             pod_netns_prefix: "node-1".into(),
             identity_gc_grace: Duration::from_secs(60),
         }
@@ -237,6 +254,36 @@ struct ConntrackGc {
     removed: u64,
 }
 
+/// The north-south LB's view of each of `config.devices`: a device needs the node's IPv4
+/// address (the source of SNAT flows).
+fn north_south_devices(
+    config: &AgentConfig,
+    tunnel_ifindex: Option<u32>,
+) -> Result<Vec<crate::datapath::nodeport::NodeportConfig>, AgentError> {
+    if config.devices.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(IpAddr::V4(node_address)) = config.node_address else {
+        return Err(AgentError::DevicesWithoutAddress(config.devices.clone()));
+    };
+    let plumbing = |e| AgentError::Plumbing { what: "find the external devices", source: e };
+    let mut rtnl = Rtnl::open().map_err(plumbing)?;
+    config
+        .devices
+        .iter()
+        .map(|name| {
+            let (device, _) = rtnl.link(name).map_err(plumbing)?;
+            Ok(crate::datapath::nodeport::NodeportConfig {
+                device_name: name.clone(),
+                device,
+                node_address,
+                pod_cidr: config.pod_cidr,
+                tunnel_ifindex,
+            })
+        })
+        .collect()
+}
+
 fn create_dir(path: PathBuf) -> Result<(), AgentError> {
     std::fs::create_dir_all(&path).map_err(|source| AgentError::Directory { path, source })
 }
@@ -257,6 +304,7 @@ impl Agent {
             Routing::Tunnel => Some(Tunnel::open(&config.bpffs)?),
             Routing::Native => None,
         };
+        let external = north_south_devices(&config, tunnel.as_ref().map(Tunnel::ifindex))?;
         let kubernetes = config.kubernetes.as_ref().map(KubernetesSource::start).transpose()?;
         let kvstore_resources = match (&config.kvstore, config.kvstore_resources) {
             (Some(endpoint), true) => Some(sources::KvstoreSource::new(endpoint)),
@@ -285,7 +333,7 @@ impl Agent {
             policy_enforcement: BTreeMap::new(),
             policy_status: BTreeMap::new(),
             sources: Sources::new(dirs, kvstore_resources, kubernetes),
-            services: crate::services::node::NodeServices::start(&config.bpffs),
+            services: crate::services::node::NodeServices::start(&config.bpffs, &external),
             config,
             persisted,
             identities: IdentityAllocator::new(),
@@ -543,12 +591,24 @@ impl Agent {
             kvstore: self.cluster.as_ref().map(Membership::health),
             routing: self.config.routing.name().to_owned(),
             tunnel: self.tunnel.as_ref().map(|t| match t.overlay().verdicts() {
-                Ok(rows) => api_types::TunnelStatus::Counting {
+                Ok(rows) => api_types::DeviceCounters::Counting {
                     device: crate::cluster::routing::TUNNEL_DEVICE.to_owned(),
                     verdicts: rows.into_iter().map(api_types::VerdictRow::from).collect(),
                 },
-                Err(e) => api_types::TunnelStatus::Unavailable { error: e.to_string() },
+                Err(e) => api_types::DeviceCounters::Unavailable { error: e.to_string() },
             }),
+            north_south: self
+                .services
+                .north_south()
+                .map(|(device, datapath)| match datapath.map(|d| d.verdicts()) {
+                    Ok(Ok(rows)) => api_types::DeviceCounters::Counting {
+                        device: device.to_owned(),
+                        verdicts: rows.into_iter().map(api_types::VerdictRow::from).collect(),
+                    },
+                    Ok(Err(e)) => api_types::DeviceCounters::Unavailable { error: format!("{device}: {e}") },
+                    Err(e) => api_types::DeviceCounters::Unavailable { error: format!("{device}: {e}") },
+                })
+                .collect(),
         }
     }
 }

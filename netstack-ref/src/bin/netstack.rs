@@ -153,6 +153,11 @@ enum Command {
         /// `tunnel` (a VXLAN device the agent makes, the VNI carrying the source's identity).
         #[arg(long, value_enum, default_value = "native")]
         routing: Routing,
+        /// The devices traffic from outside arrives on (comma-separated): the north-south load
+        /// balancer (NodePort, ExternalIPs, LoadBalancer) is attached to each. Needs
+        /// `--node-address`.
+        #[arg(long, value_delimiter = ',')]
+        devices: Vec<String>,
         /// How long a cluster identity no node uses stays before the cluster's collector (the
         /// live node first by name) deletes it.
         #[arg(long, default_value_t = 60)]
@@ -477,6 +482,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             resources_from_kvstore,
             node_address,
             routing,
+            devices,
             identity_gc_grace_seconds,
             kubernetes,
         } => {
@@ -485,6 +491,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 resources_from_kvstore,
                 node_address,
                 routing,
+                devices,
                 identity_gc_grace: Duration::from_secs(identity_gc_grace_seconds),
                 kubernetes: kubernetes.config(),
             };
@@ -584,6 +591,7 @@ struct ClusterFlags {
     resources_from_kvstore: bool,
     node_address: Option<std::net::IpAddr>,
     routing: Routing,
+    devices: Vec<String>,
     identity_gc_grace: Duration,
     kubernetes: Option<KubernetesConfig>,
 }
@@ -638,9 +646,27 @@ fn run_agent(
     config.kvstore_resources = cluster.resources_from_kvstore;
     config.node_address = cluster.node_address;
     config.routing = cluster.routing;
+    config.devices = cluster.devices;
     config.identity_gc_grace = cluster.identity_gc_grace;
     config.kubernetes = cluster.kubernetes;
     Ok(agent::run(config, Duration::from_millis(200))?)
+}
+
+fn print_device_counters(label: &str, counters: &netstack_ref::agent::api_types::DeviceCounters) {
+    use netstack_ref::agent::api_types::DeviceCounters;
+    match counters {
+        DeviceCounters::Counting { device, verdicts } => {
+            let rows: Vec<String> = verdicts
+                .iter()
+                .map(|v| {
+                    let direction = if v.direction == netstack_ref::policy::Direction::Ingress { "in" } else { "out" };
+                    format!("{direction} {} {} packets", v.reason, v.packets)
+                })
+                .collect();
+            println!("{label:<14} {device}: {}", if rows.is_empty() { "idle".into() } else { rows.join(", ") });
+        }
+        DeviceCounters::Unavailable { error } => println!("{label:<14} unavailable: {error}"),
+    }
 }
 
 fn apply(state: &State, file: &std::path::Path) -> Result<(), CliError> {
@@ -677,21 +703,11 @@ fn status(state: &State, output: Output) -> Result<(), CliError> {
     println!("{:<14} {}", "syncs", status.syncs);
     println!("{:<14} {}", "uptimeSeconds", status.uptime_seconds);
     println!("{:<14} {}", "routing", status.routing);
-    match &status.tunnel {
-        Some(netstack_ref::agent::api_types::TunnelStatus::Counting { device, verdicts }) => {
-            let rows: Vec<String> = verdicts
-                .iter()
-                .map(|v| {
-                    let direction = if v.direction == netstack_ref::policy::Direction::Ingress { "in" } else { "out" };
-                    format!("{direction} {} {} packets", v.reason, v.packets)
-                })
-                .collect();
-            println!("{:<14} {device}: {}", "tunnel", if rows.is_empty() { "idle".into() } else { rows.join(", ") });
-        }
-        Some(netstack_ref::agent::api_types::TunnelStatus::Unavailable { error }) => {
-            println!("{:<14} unavailable: {error}", "tunnel")
-        }
-        None => {}
+    if let Some(tunnel) = &status.tunnel {
+        print_device_counters("tunnel", tunnel);
+    }
+    for device in &status.north_south {
+        print_device_counters("northSouth", device);
     }
     if let Some(kv) = &status.kvstore {
         let state = match (&kv.error, kv.connected) {

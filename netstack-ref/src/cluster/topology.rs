@@ -214,6 +214,9 @@ fn plumbing(cluster: &str) -> impl Fn(PlumbingError) -> ClusterError + '_ {
     move |source| ClusterError::Plumbing { cluster: cluster.to_owned(), source }
 }
 
+/// Each node's (and the client's) device on the underlay: where traffic from outside arrives.
+pub const UNDERLAY_DEVICE: &str = "underlay0";
+
 /// Joins namespace `member` to the underlay bridge: a veth `underlay0` inside it (at
 /// `address`, up, with loopback up), its peer `port` a bridge port.
 fn join_underlay(underlay: &str, member: &str, port: &str, address: Ipv4Addr) -> Result<(), PlumbingError> {
@@ -221,7 +224,7 @@ fn join_underlay(underlay: &str, member: &str, port: &str, address: Ipv4Addr) ->
     let port = port.to_owned();
     netns::run_in(underlay, move || -> Result<(), PlumbingError> {
         let mut rtnl = Rtnl::open()?;
-        rtnl.add_veth(&port, "underlay0", &member_ns)?;
+        rtnl.add_veth(&port, UNDERLAY_DEVICE, &member_ns)?;
         let (index, _) = rtnl.link(&port)?;
         let (bridge, _) = rtnl.link("br0")?;
         rtnl.set_mtu(index, UNDERLAY_MTU)?;
@@ -232,7 +235,7 @@ fn join_underlay(underlay: &str, member: &str, port: &str, address: Ipv4Addr) ->
         let mut rtnl = Rtnl::open()?;
         let (lo, _) = rtnl.link("lo")?;
         rtnl.set_up(lo)?;
-        let (index, _) = rtnl.link("underlay0")?;
+        let (index, _) = rtnl.link(UNDERLAY_DEVICE)?;
         rtnl.set_mtu(index, UNDERLAY_MTU)?;
         rtnl.add_address(index, address, UNDERLAY_PREFIX)?;
         rtnl.set_up(index)
@@ -276,7 +279,7 @@ fn build(record: &mut ClusterRecord, options: &ClusterOptions) -> Result<(), Clu
                 .collect();
             netns::run_in(&node.netns, move || -> Result<(), PlumbingError> {
                 let mut rtnl = Rtnl::open()?;
-                let (index, _) = rtnl.link("underlay0")?;
+                let (index, _) = rtnl.link(UNDERLAY_DEVICE)?;
                 for (pods, via) in others {
                     rtnl.add_route(pods, 24, index, Some(via), false)?;
                 }
@@ -328,6 +331,7 @@ pub fn start_agent(record: &ClusterRecord, index: usize) -> Result<u32, ClusterE
         .arg(&node.state_dir)
         .args(["--netns", &node.netns, "--node-name", &node.name, "--pod-cidr", &node.pod_cidr])
         .args(["--node-address", &node.underlay.to_string(), "--routing", record.routing.name()])
+        .args(["--devices", UNDERLAY_DEVICE])
         .args(
             record
                 .manifests

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use ebpf_core::link::{CgroupLink, Link};
 use ebpf_core::{AttachType, LoadOptions, Map};
-use ebpf_maps::{HashMap, PerCpuArray};
+use ebpf_maps::{HashMap, LpmTrie, PerCpuArray};
 
 use super::{kernel, map_err, Result};
 use crate::file_error::FileError;
@@ -20,8 +20,8 @@ pub mod skeleton {
 }
 
 pub use skeleton::types::{
-    lb4_backend, lb4_key, lb4_reverse_nat, lb4_service, lb_backend_state, lb_flags, lb_netns_kind, lb_scope, lb_slots,
-    lb_sock_outcome,
+    lb4_backend, lb4_key, lb4_reverse_nat, lb4_service, lb4_source_range_key_data, lb_backend_state, lb_flags,
+    lb_netns_kind, lb_scope, lb_slots, lb_sock_outcome,
 };
 
 /// Where the root cgroup v2 is mounted on machines like this one (and the usual place).
@@ -55,6 +55,8 @@ pub struct LbMaps {
     pub revnat: HashMap<u16, lb4_reverse_nat>,
     /// Network namespace cookies of the sockets this node balances.
     pub netns: HashMap<u64, u8>,
+    /// `loadBalancerSourceRanges` by reverse-NAT id (prefix length 32 + the range's).
+    pub source_ranges: LpmTrie<lb4_source_range_key_data, u8>,
     /// Counters by `lb_sock_outcome`.
     pub stats: PerCpuArray<u64>,
 }
@@ -69,6 +71,7 @@ impl LbMaps {
             backends: HashMap::try_from(pinned("lb4_backends")?).map_err(map_err("lb4_backends"))?,
             revnat: HashMap::try_from(pinned("lb4_revnat")?).map_err(map_err("lb4_revnat"))?,
             netns: HashMap::try_from(pinned("lb_netns")?).map_err(map_err("lb_netns"))?,
+            source_ranges: LpmTrie::try_from(pinned("lb4_source_ranges")?).map_err(map_err("lb4_source_ranges"))?,
             stats: PerCpuArray::try_from(pinned("lb_sock_stats")?).map_err(map_err("lb_sock_stats"))?,
         })
     }

@@ -14,10 +14,11 @@ use ebpf_maps::UpdateFlags;
 
 use super::catalog::{Backend, Frontend, FrontendKind};
 use crate::datapath::sock_lb::{
-    lb4_backend, lb4_key, lb4_reverse_nat, lb4_service, lb_backend_state, lb_flags, lb_scope, lb_slots, LbMaps,
+    lb4_backend, lb4_key, lb4_reverse_nat, lb4_service, lb4_source_range_key_data, lb_backend_state, lb_flags,
+    lb_scope, lb_slots, LbMaps,
 };
 use crate::datapath::DatapathError;
-use crate::manifest::service::TrafficPolicy;
+use crate::manifest::service::{ForwardingMode, L4Protocol, TrafficPolicy};
 
 /// (address, port, protocol) in host order.
 type Address = (Ipv4Addr, u16, u8);
@@ -50,6 +51,8 @@ pub struct LbWriter {
     rev_nat_refs: BTreeMap<Address, usize>,
     free_rev_nat_ids: BTreeSet<u16>,
     next_rev_nat_id: u16,
+    /// Source ranges written, by reverse-NAT id: (address, prefix length).
+    source_ranges: BTreeMap<u16, BTreeSet<(Ipv4Addr, u8)>>,
     written: BTreeMap<(Address, u8), Written>,
     /// The master entries each service wrote.
     owners: BTreeMap<String, BTreeSet<(Address, u8)>>,
@@ -104,6 +107,7 @@ struct Wanted<'a> {
     backends: &'a [Backend],
     flags: u16,
     affinity: u32,
+    source_ranges: BTreeSet<(Ipv4Addr, u8)>,
 }
 
 fn kind_flag(kind: FrontendKind) -> lb_flags {
@@ -112,6 +116,16 @@ fn kind_flag(kind: FrontendKind) -> lb_flags {
         FrontendKind::NodePort => lb_flags::LB_FLAG_NODE_PORT,
         FrontendKind::ExternalIp => lb_flags::LB_FLAG_EXTERNAL_IP,
         FrontendKind::LoadBalancer => lb_flags::LB_FLAG_LOAD_BALANCER,
+    }
+}
+
+/// Whether a remote backend answers the client itself (DSR) rather than through the node the
+/// flow entered (SNAT, the default): `hybrid` is DSR for TCP, SNAT for the rest.
+fn direct_server_return(mode: ForwardingMode, protocol: L4Protocol) -> bool {
+    match mode {
+        ForwardingMode::Dsr => true,
+        ForwardingMode::Hybrid => protocol == L4Protocol::Tcp,
+        ForwardingMode::Snat | ForwardingMode::Default => false,
     }
 }
 
@@ -140,14 +154,21 @@ fn wanted<'a>(frontends: &'a [Frontend], node_addresses: &[Ipv4Addr]) -> Vec<Wan
         if !f.source_ranges.is_empty() {
             flags |= lb_flags::LB_FLAG_SOURCE_RANGES.0 as u16;
         }
+        if direct_server_return(f.forwarding_mode, f.protocol) {
+            flags |= lb_flags::LB_FLAG_DSR.0 as u16;
+        }
         let backends = if local_external { &f.local_backends } else { &f.backends };
+        let source_ranges: BTreeSet<(Ipv4Addr, u8)> =
+            f.source_ranges.iter().filter_map(|c| Some((v4(c.addr)?, c.len))).collect();
         for address in addresses {
             let frontend = (address, f.port, f.protocol.number());
             let affinity = f.affinity.unwrap_or(0);
-            out.push(Wanted { frontend, scope: lb_scope::LB_SCOPE_EXTERNAL.0 as u8, backends, flags, affinity });
+            let scope = lb_scope::LB_SCOPE_EXTERNAL.0 as u8;
+            let source_ranges = source_ranges.clone();
+            out.push(Wanted { frontend, scope, backends, flags, affinity, source_ranges: source_ranges.clone() });
             if f.internal_policy == TrafficPolicy::Local && !external {
                 let scope = lb_scope::LB_SCOPE_INTERNAL.0 as u8;
-                out.push(Wanted { frontend, scope, backends: &f.local_backends, flags, affinity });
+                out.push(Wanted { frontend, scope, backends: &f.local_backends, flags, affinity, source_ranges });
             }
         }
     }
@@ -200,6 +221,10 @@ impl LbWriter {
                 affinity: master.affinity_timeout,
             };
             writer.written.insert((address, scope), written);
+        }
+        for (k, len, _) in maps.source_ranges.entries().map_err(failed("read lb4_source_ranges"))? {
+            let range = (Ipv4Addr::from(u32::from_be(k.address)), len.saturating_sub(32) as u8);
+            writer.source_ranges.entry(k.rev_nat_id).or_default().insert(range);
         }
         writer.next_backend_id = writer.backend_ids.values().map(|(id, _)| id + 1).max().unwrap_or(1);
         writer.next_rev_nat_id = writer.rev_nat_ids.values().map(|id| id + 1).max().unwrap_or(1);
@@ -340,6 +365,35 @@ impl LbWriter {
         Ok(id)
     }
 
+    /// Brings the source ranges of reverse-NAT id `id` to `wanted`.
+    fn write_source_ranges(
+        &mut self,
+        maps: &LbMaps,
+        id: u16,
+        wanted: &BTreeSet<(Ipv4Addr, u8)>,
+    ) -> Result<(), DatapathError> {
+        let written = self.source_ranges.remove(&id).unwrap_or_default();
+        let data = |address: Ipv4Addr| lb4_source_range_key_data {
+            rev_nat_id: id,
+            pad: 0,
+            address: u32::from(address).to_be(),
+        };
+        for (address, len) in wanted.difference(&written) {
+            maps.source_ranges
+                .insert(&data(*address), 32 + u32::from(*len), &1, UpdateFlags::ANY)
+                .map_err(failed("write lb4_source_ranges"))?;
+        }
+        for (address, len) in written.difference(wanted) {
+            maps.source_ranges
+                .remove(&data(*address), 32 + u32::from(*len))
+                .map_err(failed("remove from lb4_source_ranges"))?;
+        }
+        if !wanted.is_empty() {
+            self.source_ranges.insert(id, wanted.clone());
+        }
+        Ok(())
+    }
+
     /// Writes one master entry and its slots when they differ from what is written: the new
     /// slots into the range the master does not point at, then the master, then the old range
     /// removed.
@@ -354,6 +408,8 @@ impl LbWriter {
         let rev_nat_id = self.rev_nat(maps, w.frontend)?;
         let key_of = (w.frontend, w.scope);
         let previous = self.written.get(&key_of).cloned();
+        // Before the master: a frontend that says it has source ranges has them.
+        self.write_source_ranges(maps, rev_nat_id, &w.source_ranges)?;
         let unchanged = previous.as_ref().is_some_and(|p| {
             p.backends == backends && p.rev_nat_id == rev_nat_id && p.flags == w.flags && p.affinity == w.affinity
         });
@@ -431,6 +487,7 @@ impl LbWriter {
             if *refs == 0 {
                 self.rev_nat_refs.remove(&frontend);
                 if let Some(id) = self.rev_nat_ids.remove(&frontend) {
+                    self.write_source_ranges(maps, id, &BTreeSet::new())?;
                     maps.revnat.remove(&id).map_err(failed("remove a reverse NAT entry"))?;
                     self.free_rev_nat_ids.insert(id);
                 }

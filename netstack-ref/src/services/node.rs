@@ -10,6 +10,7 @@ use std::path::Path;
 use super::catalog::{self, Frontend, Inputs, PodAddress};
 use super::lbmap::{LbSync, LbWriter};
 use crate::agent::netns;
+use crate::datapath::nodeport::{NodeportConfig, NodeportDatapath};
 use crate::datapath::sock_lb::{cgroup_root, lb_netns_kind, SockLb};
 use crate::datapath::DatapathError;
 use crate::manifest::service::{EndpointSlice, Service};
@@ -19,6 +20,8 @@ use crate::manifest::Pod;
 #[derive(Debug)]
 pub struct NodeServices {
     datapath: Result<(SockLb, LbWriter), ServicesError>,
+    /// The north-south LB on each external device, by device name.
+    north_south: Vec<(String, Result<NodeportDatapath, ServicesError>)>,
     frontends: Vec<Frontend>,
     last_sync: Option<LbSync>,
     /// Cookies written to `lb_netns`, by namespace name (`None`: this process's own).
@@ -112,7 +115,8 @@ fn cookie_of(name: Option<&str>) -> Result<u64, ServicesError> {
 impl NodeServices {
     /// Adopts the socket LB pinned under `shared_pins`, or attaches a new one to the cgroup v2
     /// root; a machine without one leaves services unavailable (and says why in `errors`).
-    pub fn start(shared_pins: &Path) -> NodeServices {
+    /// The north-south LB goes on each of `external` (adopted when pinned already).
+    pub fn start(shared_pins: &Path, external: &[NodeportConfig]) -> NodeServices {
         let attached = || -> Result<(SockLb, LbWriter), ServicesError> {
             if let Some(lb) = SockLb::adopt(shared_pins) {
                 let writer = LbWriter::adopt(&lb.maps)?;
@@ -121,7 +125,18 @@ impl NodeServices {
             let root = cgroup_root().ok_or(ServicesError::NoCgroup2)?;
             Ok((SockLb::attach(shared_pins, &root)?, LbWriter::default()))
         };
-        NodeServices { datapath: attached(), frontends: Vec::new(), last_sync: None, netns: BTreeMap::new() }
+        // The socket LB first: its object makes the shared service maps the north-south LB reuses.
+        let datapath = attached();
+        let north_south = external
+            .iter()
+            .map(|config| {
+                let attached = NodeportDatapath::adopt(shared_pins, &config.device_name)
+                    .map(Ok)
+                    .unwrap_or_else(|| NodeportDatapath::attach(shared_pins, config).map_err(ServicesError::Datapath));
+                (config.device_name.clone(), attached)
+            })
+            .collect();
+        NodeServices { datapath, north_south, frontends: Vec::new(), last_sync: None, netns: BTreeMap::new() }
     }
 
     /// Rebuilds the catalog and brings the datapath to it; problems come back as messages.
@@ -134,6 +149,11 @@ impl NodeServices {
             addresses: Some(inputs.addresses),
             node: inputs.node,
         });
+        for (device, attached) in &self.north_south {
+            if let Err(why) = attached {
+                errors.push(format!("north-south services on {device} are not balanced: {why}"));
+            }
+        }
         let (lb, writer) = match &mut self.datapath {
             Ok(d) => d,
             Err(why) => {
@@ -187,6 +207,11 @@ impl NodeServices {
     /// What the latest sync changed.
     pub fn last_sync(&self) -> Option<LbSync> {
         self.last_sync
+    }
+
+    /// The north-south LB of each external device, when attached.
+    pub fn north_south(&self) -> impl Iterator<Item = (&str, Result<&NodeportDatapath, &ServicesError>)> {
+        self.north_south.iter().map(|(device, d)| (device.as_str(), d.as_ref()))
     }
 
     /// The socket LB, when attached.

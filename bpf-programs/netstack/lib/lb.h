@@ -1,0 +1,101 @@
+/* The service maps every load-balancing program of a node shares (pinned by name): frontends
+ * with their backend slots, backends, reverse NAT, session affinity; and the lookups on them.
+ * The socket LB (sock_lb.c) and the north-south LB (nodeport.c) read the same entries the agent
+ * writes once. */
+#ifndef NETSTACK_LIB_LB_H
+#define NETSTACK_LIB_LB_H
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct lb4_key);
+	__type(value, struct lb4_service);
+	__uint(max_entries, 262144);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb4_services SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, struct lb4_backend);
+	__uint(max_entries, 65536);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb4_backends SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u16);
+	__type(value, struct lb4_reverse_nat);
+	__uint(max_entries, 65536);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb4_revnat SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct lb_affinity_key);
+	__type(value, struct lb_affinity_value);
+	__uint(max_entries, 65536);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_affinity SEC(".maps");
+
+/* loadBalancerSourceRanges, by reverse-NAT id (the north-south LB checks them; here so that
+ * every LB object makes it and the agent finds it pinned whichever loaded first). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct lb4_source_range_key);
+	__type(value, __u8);
+	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb4_source_ranges SEC(".maps");
+
+/* Seconds since boot: affinity and north-south conntrack age by it. */
+static __always_inline __u64 lb_now(void)
+{
+	return bpf_ktime_get_boot_ns() / 1000000000;
+}
+
+/* The master entry of frontend `key` (address, port, protocol set) in `scope`. */
+static __always_inline struct lb4_service *lb_master(struct lb4_key *key, __u8 scope)
+{
+	key->slot = 0;
+	key->scope = scope;
+	return bpf_map_lookup_elem(&lb4_services, key);
+}
+
+/* The backend in slot `index` (1-based) of `master`'s current range; its id in *id. */
+static __always_inline struct lb4_backend *lb_backend_in_slot(struct lb4_key *key, struct lb4_service *master,
+							      __u32 index, __u32 *id)
+{
+	struct lb4_service *slot;
+
+	key->slot = master->base + index;
+	slot = bpf_map_lookup_elem(&lb4_services, key);
+	if (!slot)
+		return NULL;
+	*id = slot->backend_id;
+	return bpf_map_lookup_elem(&lb4_backends, id);
+}
+
+/* The backend `client` held by session affinity for `master`, if it is held, not expired and
+ * still active (a backend gone or terminating gives up its clients). */
+static __always_inline struct lb4_backend *lb_affinity_held(struct lb_affinity_key *client,
+							    struct lb4_service *master, __u64 now, __u32 *id)
+{
+	struct lb_affinity_value *held = bpf_map_lookup_elem(&lb_affinity, client);
+	struct lb4_backend *backend;
+
+	if (!held || now - held->last_used > master->affinity_timeout)
+		return NULL;
+	*id = held->backend_id;
+	backend = bpf_map_lookup_elem(&lb4_backends, id);
+	return backend && backend->state == LB_BACKEND_ACTIVE ? backend : NULL;
+}
+
+static __always_inline void lb_affinity_hold(struct lb_affinity_key *client, __u32 id, __u64 now)
+{
+	struct lb_affinity_value held = { .backend_id = id, .last_used = now };
+
+	bpf_map_update_elem(&lb_affinity, client, &held, BPF_ANY);
+}
+
+#endif

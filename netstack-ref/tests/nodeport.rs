@@ -1,0 +1,199 @@
+//! North-south services with real traffic from outside the cluster: the client namespace on
+//! the underlay reaches NodePorts on every node, a LoadBalancer IP and an ExternalIP, balanced
+//! per packet at each node's external device — SNAT (the backend sees the entry node), DSR (the
+//! backend sees the client, and answers it itself with the frontend as source),
+//! externalTrafficPolicy: Local (only a node with a backend answers, and the client is kept),
+//! loadBalancerSourceRanges (its own drop reason).
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::sync::mpsc;
+use std::time::Duration;
+
+mod support;
+
+use ebpf_test_support::{eventually, require_etcd, require_kernel, unique_name};
+use netstack_ref::agent::netns;
+use support::cluster::*;
+
+const LB_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 100, 200);
+const EXTERNAL_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 100, 201);
+const RANGED_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 100, 202);
+
+fn manifests() -> String {
+    let service = |name: &str, extra_meta: &str, spec: &str| {
+        format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: web\n{extra_meta}spec:\n  \
+             selector: {{app: echo}}\n{spec}"
+        )
+    };
+    [
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: web}\n---\napiVersion: v1\nkind: Pod\n\
+         metadata: {name: echo, namespace: web, labels: {app: echo}}\nspec:\n  nodeName: node2\n  \
+         containers: [{name: c, ports: [{name: http, containerPort: 8080}]}]\n"
+            .to_owned(),
+        service("snat", "", "  type: NodePort\n  ports: [{port: 80, targetPort: http, nodePort: 30001}]\n"),
+        service(
+            "dsr",
+            "  annotations: {service.cilium.io/forwarding-mode: dsr}\n",
+            "  type: NodePort\n  ports: [{port: 80, targetPort: http, nodePort: 30002}]\n",
+        ),
+        service(
+            "local",
+            "",
+            "  type: NodePort\n  externalTrafficPolicy: Local\n  ports: [{port: 80, targetPort: http, nodePort: 30003}]\n",
+        ),
+        service(
+            "balanced",
+            "",
+            &format!(
+                "  type: LoadBalancer\n  ports: [{{port: 80, targetPort: http, nodePort: 30004}}]\n\
+                 status:\n  loadBalancer:\n    ingress: [{{ip: {LB_IP}}}]\n"
+            ),
+        ),
+        service("external", "", &format!("  externalIPs: [{EXTERNAL_IP}]\n  ports: [{{port: 80, targetPort: http}}]\n")),
+        service(
+            "ranged",
+            "",
+            &format!(
+                "  type: LoadBalancer\n  loadBalancerSourceRanges: [10.0.0.0/8]\n  \
+                 ports: [{{port: 80, targetPort: http, nodePort: 30005}}]\n\
+                 status:\n  loadBalancer:\n    ingress: [{{ip: {RANGED_IP}}}]\n"
+            ),
+        ),
+    ]
+    .concat()
+}
+
+/// Serves TCP 8080 in `netns`: each connection is told the address it came from.
+fn serve_echo(netns: &str) {
+    let (ready, up) = mpsc::channel();
+    let ns = netns.to_owned();
+    std::thread::spawn(move || {
+        netns::run_in(&ns, move || {
+            let tcp = TcpListener::bind("0.0.0.0:8080").unwrap();
+            ready.send(()).unwrap();
+            for stream in tcp.incoming().flatten() {
+                let mut stream = stream;
+                let peer = stream.peer_addr().map(|p| p.ip().to_string()).unwrap_or_default();
+                let _ = stream.write_all(peer.as_bytes());
+            }
+        })
+        .unwrap();
+    });
+    up.recv_timeout(Duration::from_secs(5)).unwrap();
+}
+
+/// From `netns`: connects to `to`; (the address the backend saw us come from, the peer we saw).
+fn seen_from(netns: &str, to: SocketAddrV4) -> std::io::Result<(Ipv4Addr, SocketAddr)> {
+    netns::run_in(netns, move || {
+        let mut stream = TcpStream::connect_timeout(&to.into(), Duration::from_secs(2))?;
+        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer)?;
+        let seen = answer.parse().map_err(|_| std::io::Error::other(format!("answer {answer:?}")))?;
+        Ok((seen, stream.peer_addr()?))
+    })
+    .unwrap()
+}
+
+/// Packets the north-south LB of `state_dir`'s agent counted for `reason` in `direction`.
+fn north_south_count(state_dir: &std::path::Path, direction: &str, reason: &str) -> u64 {
+    let out = netstack(&["status", "--state-dir", state_dir.to_str().unwrap(), "-o", "json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    status["northSouth"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|d| d["verdicts"].as_array().into_iter().flatten())
+        .filter(|r| r["direction"] == direction && r["reason"] == reason)
+        .filter_map(|r| r["packets"].as_u64())
+        .sum()
+}
+
+#[test]
+fn node_ports_load_balancers_and_external_ips_from_outside_natively_routed() {
+    let Some(_root) = require_kernel() else { return };
+    let Some(()) = require_etcd() else { return };
+    let name = unique_name("np").replace('_', "");
+    let state_dir = std::env::temp_dir().join(unique_name("nodeport"));
+    let _cluster = Cluster { name: name.clone(), state_dir: state_dir.clone() };
+    let manifests_dir = std::env::temp_dir().join(unique_name("np-manifests"));
+    std::fs::create_dir_all(&manifests_dir).unwrap();
+    std::fs::write(manifests_dir.join("web.yaml"), manifests()).unwrap();
+    let record = cluster_up(
+        &name,
+        state_dir.to_str().unwrap(),
+        &["--routing", "native", "--manifests", manifests_dir.to_str().unwrap()],
+    );
+    let (node1, node2, node3) = (&record.nodes[0], &record.nodes[1], &record.nodes[2]);
+    let log = |node: &netstack_ref::cluster::topology::NodeRecord| {
+        std::fs::read_to_string(node.state_dir.join("agent.log")).unwrap_or_default()
+    };
+    assert!(eventually(Duration::from_secs(30), || endpoint(&node2.state_dir, "web/echo").is_some()), "{}", log(node2));
+    let echo = endpoint(&node2.state_dir, "web/echo").unwrap();
+    serve_echo(echo["netns"].as_str().unwrap());
+    let client = record.client_netns.as_str();
+    let client_ip = record.client_address;
+    // The client reaches the LoadBalancer and external IPs through node1 (as a router or an
+    // external balancer would send them).
+    netns::run_in(client, {
+        let via = node1.underlay;
+        move || {
+            let mut rtnl = netstack_ref::agent::rtnl::Rtnl::open().unwrap();
+            let (index, _) = rtnl.link("underlay0").unwrap();
+            for ip in [LB_IP, EXTERNAL_IP, RANGED_IP] {
+                rtnl.add_route(ip, 32, index, Some(via), false).unwrap();
+            }
+        }
+    })
+    .unwrap();
+    let at = |ip: Ipv4Addr, port: u16| SocketAddrV4::new(ip, port);
+
+    // SNAT through node1 (the backend is node2's): the backend sees node1, the client sees
+    // the node port it asked for.
+    assert!(
+        eventually(Duration::from_secs(30), || seen_from(client, at(node1.underlay, 30001)).is_ok()),
+        "{:?}\n{}",
+        seen_from(client, at(node1.underlay, 30001)),
+        log(node1)
+    );
+    let (seen, peer) = seen_from(client, at(node1.underlay, 30001)).unwrap();
+    assert_eq!((seen, peer), (node1.underlay, SocketAddr::V4(at(node1.underlay, 30001))));
+    // Every node answers on its node port; the backend's own node keeps the client's address.
+    let (seen, _) = seen_from(client, at(node3.underlay, 30001)).unwrap();
+    assert_eq!(seen, node3.underlay);
+    let (seen, peer) = seen_from(client, at(node2.underlay, 30001)).unwrap();
+    assert_eq!((seen, peer), (client_ip, SocketAddr::V4(at(node2.underlay, 30001))));
+
+    // DSR through node1: the backend sees the client, and its answer (from node2, the node
+    // port as its source) is what the client's socket accepts.
+    let replies_before = north_south_count(&node2.state_dir, "egress", "FORWARDED");
+    let (seen, peer) = seen_from(client, at(node1.underlay, 30002)).unwrap();
+    assert_eq!((seen, peer), (client_ip, SocketAddr::V4(at(node1.underlay, 30002))));
+    assert!(
+        north_south_count(&node2.state_dir, "egress", "FORWARDED") > replies_before,
+        "the reply left node2 translated"
+    );
+
+    // externalTrafficPolicy: Local: node2 has the backend and keeps the client's address;
+    // node1 has none and drops.
+    let (seen, _) = seen_from(client, at(node2.underlay, 30003)).unwrap();
+    assert_eq!(seen, client_ip);
+    let no_service = north_south_count(&node1.state_dir, "ingress", "NO_SERVICE");
+    assert!(seen_from(client, at(node1.underlay, 30003)).is_err(), "node1 has no local backend");
+    assert!(north_south_count(&node1.state_dir, "ingress", "NO_SERVICE") > no_service);
+
+    // The LoadBalancer's IP and its node port; the external IP.
+    let (seen, peer) = seen_from(client, at(LB_IP, 80)).unwrap();
+    assert_eq!((seen, peer), (node1.underlay, SocketAddr::V4(at(LB_IP, 80))));
+    assert_eq!(seen_from(client, at(node1.underlay, 30004)).unwrap().0, node1.underlay);
+    let (seen, peer) = seen_from(client, at(EXTERNAL_IP, 80)).unwrap();
+    assert_eq!((seen, peer), (node1.underlay, SocketAddr::V4(at(EXTERNAL_IP, 80))));
+
+    // loadBalancerSourceRanges: the client is not in 10.0.0.0/8.
+    let not_in_range = north_south_count(&node1.state_dir, "ingress", "NOT_IN_SRC_RANGE");
+    assert!(seen_from(client, at(RANGED_IP, 80)).is_err(), "outside the source ranges");
+    assert!(north_south_count(&node1.state_dir, "ingress", "NOT_IN_SRC_RANGE") > not_in_range);
+    std::fs::remove_dir_all(&manifests_dir).ok();
+}
