@@ -19,7 +19,9 @@
 #include "lib/ipcache.h"
 #include "lib/counters.h"
 #include "lib/tunnel.h"
+#include "lib/clock.h"
 #include "lib/lb.h"
+#include "lib/lb_reply.h"
 
 /* This node's external address and pod CIDR, network order; the VXLAN device in tunnel mode. */
 TEMPLATE_CONST(__u32, NODE_IPV4, 0);
@@ -51,76 +53,6 @@ struct {
 	__uint(max_entries, 262144);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb4_snat SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__type(key, struct lb4_reply_key);
-	__type(value, struct lb4_reply_entry);
-	__uint(max_entries, 262144);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} lb4_reply SEC(".maps");
-
-#define IP_OFF ETH_HLEN
-#define IP_CSUM_OFF (IP_OFF + __builtin_offsetof(struct iphdr, check))
-#define IP_SRC_OFF (IP_OFF + __builtin_offsetof(struct iphdr, saddr))
-#define IP_DST_OFF (IP_OFF + __builtin_offsetof(struct iphdr, daddr))
-#define IP_BASE_LEN 20
-#define AF_INET 2
-
-/* What the LB reads of an IPv4 TCP or UDP packet. */
-struct packet {
-	__u32 l4_off;
-	__be32 saddr;
-	__be32 daddr;
-	__be16 sport;
-	__be16 dport;
-	__u8 protocol;
-	__u8 tcp_flags;
-	__u8 ihl;
-	/* The DSR option's frontend, when the packet carries one. */
-	__u8 has_dsr;
-	struct lb_dsr_option dsr;
-};
-
-/* 1: an unfragmented IPv4 TCP or UDP packet, read into *p; 0: anything else (left alone). */
-static __always_inline int read_packet(struct __sk_buff *skb, struct packet *p)
-{
-	void *data = (void *)(long)skb->data;
-	void *end = (void *)(long)skb->data_end;
-	struct ethhdr *eth = data;
-	struct iphdr *ip = (void *)(eth + 1);
-	__be16 *ports;
-
-	if ((void *)(ip + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP) || ip->ihl < 5)
-		return 0;
-	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
-		return 0;
-	if (ip->frag_off & bpf_htons(0x3fff)) /* a fragment, or more to come */
-		return 0;
-	p->ihl = ip->ihl;
-	p->l4_off = IP_OFF + ip->ihl * 4;
-	p->saddr = ip->saddr;
-	p->daddr = ip->daddr;
-	p->protocol = ip->protocol;
-	p->has_dsr = 0;
-	if (ip->ihl == 7) {
-		struct lb_dsr_option *opt = (void *)(ip + 1);
-
-		if ((void *)(opt + 1) <= end && opt->type == LB_DSR_OPTION_TYPE && opt->length == LB_DSR_OPTION_LENGTH) {
-			p->dsr = *opt;
-			p->has_dsr = 1;
-		}
-	}
-	ports = data + p->l4_off;
-	if ((void *)(ports + 2) > end)
-		return 0;
-	p->sport = ports[0];
-	p->dport = ports[1];
-	p->tcp_flags = 0;
-	if (p->protocol == IPPROTO_TCP && (void *)ports + TCP_FLAGS_OFFSET + 1 <= end)
-		p->tcp_flags = *((__u8 *)ports + TCP_FLAGS_OFFSET);
-	return 1;
-}
 
 static __always_inline __u32 l4_csum_off(const struct packet *p)
 {
@@ -204,9 +136,10 @@ static __always_inline int is_local_pod(__be32 address)
 	return POD_CIDR_MASK && (address & POD_CIDR_MASK) == POD_CIDR_IPV4;
 }
 
-/* Sends the packet on towards `daddr`: through the tunnel when the ipcache puts it behind
- * another node there, else out of the device the routing table says, neighbour resolved. */
-static __always_inline int send_on(struct __sk_buff *skb, const struct packet *p)
+/* Sends the packet on towards its destination: through the tunnel when the ipcache puts it
+ * behind another node there (the VNI saying `identity`), else out of the device the routing
+ * table says, neighbour resolved. */
+static __always_inline int send_on(struct __sk_buff *skb, const struct packet *p, __u32 identity)
 {
 	struct bpf_fib_lookup fib = {};
 	long rc;
@@ -215,7 +148,7 @@ static __always_inline int send_on(struct __sk_buff *skb, const struct packet *p
 		struct ipcache_value *v = ipcache_lookup_v4(p->daddr);
 
 		if (v && v->tunnel_endpoint)
-			return encapsulate(skb, DIR_INGRESS, v->tunnel_endpoint, IDENTITY_REMOTE_NODE, TUNNEL_IFINDEX);
+			return encapsulate(skb, DIR_INGRESS, v->tunnel_endpoint, identity, TUNNEL_IFINDEX);
 	}
 	fib.family = AF_INET;
 	fib.ifindex = skb->ifindex;
@@ -257,24 +190,6 @@ static __always_inline __u64 lifetime(const struct lb4_ct_entry *e, __u8 protoco
 	if (e->closing)
 		return LB_CT_CLOSING_LIFETIME;
 	return protocol == IPPROTO_TCP ? LB_CT_TCP_LIFETIME : LB_CT_OTHER_LIFETIME;
-}
-
-/* Records a reply's way back for a flow to a pod of this node: its source becomes `frontend`. */
-static __always_inline void expect_reply(const struct packet *p, __be32 frontend, __be16 frontend_port, __u64 now)
-{
-	struct lb4_reply_key key = {
-		.backend = p->daddr, .client = p->saddr, .backend_port = p->dport, .client_port = p->sport,
-		.protocol = p->protocol
-	};
-	struct lb4_reply_entry *held = bpf_map_lookup_elem(&lb4_reply, &key);
-	struct lb4_reply_entry entry = { .frontend = frontend, .frontend_port = frontend_port, .last_seen = now };
-
-	if (held && held->frontend == frontend && held->frontend_port == frontend_port) {
-		if (held->last_seen != now)
-			held->last_seen = now;
-		return;
-	}
-	bpf_map_update_elem(&lb4_reply, &key, &entry, BPF_ANY);
 }
 
 /* A new flow's backend and how it is reached; 0, or a drop reason. */
@@ -349,7 +264,7 @@ static __always_inline int snat_reply(struct __sk_buff *skb, struct packet *p)
 	if (set_source(skb, p, back->frontend, back->frontend_port) ||
 	    set_destination(skb, p, back->client, back->client_port))
 		return count(skb, DIR_INGRESS, REASON_WRITE_ERROR);
-	return send_on(skb, p);
+	return send_on(skb, p, IDENTITY_WORLD_IPV4);
 }
 
 /* The frontend's master entry for traffic from outside: only NodePort, ExternalIP and
@@ -448,12 +363,14 @@ int from_external(struct __sk_buff *skb)
 		if (set_destination(skb, &p, held->backend, held->backend_port) ||
 		    add_dsr_option(skb, frontend, frontend_port))
 			return count(skb, DIR_INGRESS, REASON_WRITE_ERROR);
-		return send_on(skb, &p);
+		/* The client's own packet: world to the backend's policy. */
+		return send_on(skb, &p, IDENTITY_WORLD_IPV4);
 	default:
 		if (set_destination(skb, &p, held->backend, held->backend_port) ||
 		    set_source(skb, &p, NODE_IPV4, held->nat_port))
 			return count(skb, DIR_INGRESS, REASON_WRITE_ERROR);
-		return send_on(skb, &p);
+		/* From this node now: remote-node, as the native underlay address says too. */
+		return send_on(skb, &p, IDENTITY_REMOTE_NODE);
 	}
 }
 

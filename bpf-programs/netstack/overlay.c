@@ -14,6 +14,8 @@
 #include "lib/ipcache.h"
 #include "lib/counters.h"
 #include "lib/tunnel.h"
+#include "lib/clock.h"
+#include "lib/lb_reply.h"
 
 /* The VXLAN device. */
 TEMPLATE_CONST(__u32, TUNNEL_IFINDEX, 0);
@@ -77,6 +79,7 @@ int from_overlay(struct __sk_buff *skb)
 {
 	struct bpf_tunnel_key key = {};
 	struct ipcache_value *sender;
+	struct packet packet;
 	__u32 identity;
 
 	if (bpf_skb_get_tunnel_key(skb, &key, sizeof(key), 0) < 0)
@@ -90,6 +93,10 @@ int from_overlay(struct __sk_buff *skb)
 	if (identity == 0 || identity == IDENTITY_HOST || identity >= MARK_IDENTITY_LIMIT)
 		return count(skb, DIR_INGRESS, REASON_INVALID_IDENTITY);
 	skb->mark = identity << MARK_IDENTITY_SHIFT | MARK_MAGIC_IDENTITY;
+	/* A DSR flow another node forwarded to one of our pods: its reply leaves from here with
+	 * the frontend as source (nodeport.c's to_external on the external device). */
+	if (read_packet(skb, &packet) && packet.has_dsr)
+		expect_reply(&packet, packet.dsr.address, packet.dsr.port, lb_now());
 	/* The inner frame is addressed to the sending node's device (the tunnel does no ARP):
 	 * the packet is for this node to route. */
 	if (skb->pkt_type == PACKET_OTHERHOST)

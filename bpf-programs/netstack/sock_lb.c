@@ -12,6 +12,7 @@
 #include <linux/in.h>
 #include "netstack_compat.h"
 #include "abi.h"
+#include "lib/clock.h"
 #include "lib/lb.h"
 
 #define ECONNREFUSED 111

@@ -19,6 +19,8 @@ use support::cluster::*;
 const LB_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 100, 200);
 const EXTERNAL_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 100, 201);
 const RANGED_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 100, 202);
+const CHECKED_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 100, 203);
+const HEALTH_PORT: u16 = 32100;
 
 fn manifests() -> String {
     let service = |name: &str, extra_meta: &str, spec: &str| {
@@ -59,6 +61,15 @@ fn manifests() -> String {
                 "  type: LoadBalancer\n  loadBalancerSourceRanges: [10.0.0.0/8]\n  \
                  ports: [{{port: 80, targetPort: http, nodePort: 30005}}]\n\
                  status:\n  loadBalancer:\n    ingress: [{{ip: {RANGED_IP}}}]\n"
+            ),
+        ),
+        service(
+            "checked",
+            "",
+            &format!(
+                "  type: LoadBalancer\n  externalTrafficPolicy: Local\n  healthCheckNodePort: {HEALTH_PORT}\n  \
+                 ports: [{{port: 80, targetPort: http, nodePort: 30006}}]\n\
+                 status:\n  loadBalancer:\n    ingress: [{{ip: {CHECKED_IP}}}]\n"
             ),
         ),
     ]
@@ -111,8 +122,31 @@ fn north_south_count(state_dir: &std::path::Path, direction: &str, reason: &str)
         .sum()
 }
 
+/// From `netns`: GET / on `at`; (status code, body as JSON).
+fn health_check(netns: &str, at: SocketAddrV4) -> Option<(u16, serde_json::Value)> {
+    netns::run_in(netns, move || {
+        let mut stream = TcpStream::connect_timeout(&at.into(), Duration::from_secs(2)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: node\r\n\r\n").ok()?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).ok()?;
+        let code = answer.split(' ').nth(1)?.parse().ok()?;
+        Some((code, serde_json::from_str(answer.split("\r\n\r\n").nth(1)?).ok()?))
+    })
+    .unwrap()
+}
+
 #[test]
 fn node_ports_load_balancers_and_external_ips_from_outside_natively_routed() {
+    from_outside("native");
+}
+
+#[test]
+fn node_ports_load_balancers_and_external_ips_from_outside_through_the_tunnel() {
+    from_outside("tunnel");
+}
+
+fn from_outside(routing: &str) {
     let Some(_root) = require_kernel() else { return };
     let Some(()) = require_etcd() else { return };
     let name = unique_name("np").replace('_', "");
@@ -124,7 +158,7 @@ fn node_ports_load_balancers_and_external_ips_from_outside_natively_routed() {
     let record = cluster_up(
         &name,
         state_dir.to_str().unwrap(),
-        &["--routing", "native", "--manifests", manifests_dir.to_str().unwrap()],
+        &["--routing", routing, "--manifests", manifests_dir.to_str().unwrap()],
     );
     let (node1, node2, node3) = (&record.nodes[0], &record.nodes[1], &record.nodes[2]);
     let log = |node: &netstack_ref::cluster::topology::NodeRecord| {
@@ -195,5 +229,20 @@ fn node_ports_load_balancers_and_external_ips_from_outside_natively_routed() {
     let not_in_range = north_south_count(&node1.state_dir, "ingress", "NOT_IN_SRC_RANGE");
     assert!(seen_from(client, at(RANGED_IP, 80)).is_err(), "outside the source ranges");
     assert!(north_south_count(&node1.state_dir, "ingress", "NOT_IN_SRC_RANGE") > not_in_range);
+
+    // healthCheckNodePort: 200 with one local endpoint on node2, 503 with none on node1.
+    let status = |node: &netstack_ref::cluster::topology::NodeRecord| {
+        String::from_utf8_lossy(&netstack(&["status", "--state-dir", node.state_dir.to_str().unwrap()]).stdout)
+            .into_owned()
+    };
+    let answered =
+        eventually(Duration::from_secs(10), || health_check(client, at(node2.underlay, HEALTH_PORT)).is_some());
+    assert!(answered, "{}", status(node2));
+    let (code, body) = health_check(client, at(node2.underlay, HEALTH_PORT)).unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["service"], serde_json::json!({"namespace": "web", "name": "checked"}));
+    assert_eq!(body["localEndpoints"], 1);
+    let (code, body) = health_check(client, at(node1.underlay, HEALTH_PORT)).expect("node1 answers");
+    assert_eq!((code, &body["localEndpoints"]), (503, &serde_json::json!(0)), "{body}");
     std::fs::remove_dir_all(&manifests_dir).ok();
 }

@@ -48,12 +48,6 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb4_source_ranges SEC(".maps");
 
-/* Seconds since boot: affinity and north-south conntrack age by it. */
-static __always_inline __u64 lb_now(void)
-{
-	return bpf_ktime_get_boot_ns() / 1000000000;
-}
-
 /* The master entry of frontend `key` (address, port, protocol set) in `scope`. */
 static __always_inline struct lb4_service *lb_master(struct lb4_key *key, __u8 scope)
 {

@@ -150,9 +150,13 @@ pub fn allocate_cluster_ips(services: &[Service]) -> BTreeMap<String, IpAddr> {
     out
 }
 
+/// The port-name key of a service's health check node port in [`allocate_node_ports`]: no
+/// port can have it (port names are DNS labels), unlike `""`, the name of a lone unnamed port.
+pub const HEALTH_CHECK_KEY: &str = "#healthCheck";
+
 /// Node ports (and health check node ports) for the services that leave them to the API
-/// server, by (`namespace/name`, port name; `""` for the health check's): allocated like
-/// cluster IPs, from [`NODE_PORT_RANGE`].
+/// server, by (`namespace/name`, port name; [`HEALTH_CHECK_KEY`] for the health check's):
+/// allocated like cluster IPs, from [`NODE_PORT_RANGE`].
 pub fn allocate_node_ports(services: &[Service]) -> BTreeMap<(String, String), u16> {
     let wants_ports = |s: &Service| match s.service_type {
         ServiceType::NodePort => true,
@@ -170,7 +174,7 @@ pub fn allocate_node_ports(services: &[Service]) -> BTreeMap<(String, String), u
         }
         if let Some(n) = s.health_check_node_port {
             taken.insert(n);
-            out.insert((s.key(), String::new()), n);
+            out.insert((s.key(), HEALTH_CHECK_KEY.to_owned()), n);
         }
     }
     let (low, high) = (*NODE_PORT_RANGE.start(), *NODE_PORT_RANGE.end());
@@ -182,7 +186,7 @@ pub fn allocate_node_ports(services: &[Service]) -> BTreeMap<(String, String), u
     for s in services {
         let local_lb = s.service_type == ServiceType::LoadBalancer && s.external_traffic_policy == TrafficPolicy::Local;
         if local_lb && s.health_check_node_port.is_none() {
-            wanting.push((s.key(), String::new()));
+            wanting.push((s.key(), HEALTH_CHECK_KEY.to_owned()));
         }
     }
     wanting.sort();
@@ -452,8 +456,11 @@ apiVersion: v1\nkind: Pod\nmetadata: {name: other, namespace: ops, labels: {app:
             kinds,
             [FrontendKind::ClusterIp, FrontendKind::NodePort, FrontendKind::ExternalIp, FrontendKind::LoadBalancer]
         );
+        // The lone port is unnamed (""): its node port and the health check's are two ports.
         let ports = allocate_node_ports(&scene.services);
-        assert!(ports.contains_key(&("default/lb".to_owned(), String::new())), "a health check node port: {ports:?}");
+        let node_port = ports.get(&("default/lb".to_owned(), String::new()));
+        let health = ports.get(&("default/lb".to_owned(), HEALTH_CHECK_KEY.to_owned()));
+        assert!(node_port.is_some() && health.is_some() && node_port != health, "{ports:?}");
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub struct NodeServices {
     north_south: Vec<(String, Result<NodeportDatapath, ServicesError>)>,
     frontends: Vec<Frontend>,
     last_sync: Option<LbSync>,
+    /// `healthCheckNodePort` servers.
+    health: super::health::HealthServers,
     /// Cookies written to `lb_netns`, by namespace name (`None`: this process's own).
     netns: BTreeMap<Option<String>, u64>,
 }
@@ -136,7 +138,14 @@ impl NodeServices {
                 (config.device_name.clone(), attached)
             })
             .collect();
-        NodeServices { datapath, north_south, frontends: Vec::new(), last_sync: None, netns: BTreeMap::new() }
+        NodeServices {
+            datapath,
+            north_south,
+            frontends: Vec::new(),
+            last_sync: None,
+            health: Default::default(),
+            netns: BTreeMap::new(),
+        }
     }
 
     /// Rebuilds the catalog and brings the datapath to it; problems come back as messages.
@@ -149,6 +158,7 @@ impl NodeServices {
             addresses: Some(inputs.addresses),
             node: inputs.node,
         });
+        errors.extend(self.health.sync(&super::health::wanted(inputs.services, &self.frontends)));
         for (device, attached) in &self.north_south {
             if let Err(why) = attached {
                 errors.push(format!("north-south services on {device} are not balanced: {why}"));
@@ -207,6 +217,11 @@ impl NodeServices {
     /// What the latest sync changed.
     pub fn last_sync(&self) -> Option<LbSync> {
         self.last_sync
+    }
+
+    /// The health checks served.
+    pub fn health_checks(&self) -> impl Iterator<Item = &super::health::HealthCheck> {
+        self.health.served()
     }
 
     /// The north-south LB of each external device, when attached.
