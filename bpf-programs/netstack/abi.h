@@ -208,12 +208,18 @@ enum lb_flags {
 };
 
 struct lb4_service {
-	__u32 backend_id; /* backend slots */
+	__u32 backend_id; /* backend slots: the backend; master: its Maglev table in lb4_maglev (0: none) */
 	__u16 count; /* master: backends */
 	__u16 base; /* master: where its slots start (0 or LB_SLOT_RANGE) */
 	__u16 rev_nat_id; /* master */
 	__u16 flags; /* master: enum lb_flags */
 	__u32 affinity_timeout; /* master: seconds, with LB_FLAG_AFFINITY */
+};
+
+/* Maglev: each external frontend's table of backend ids, LB_MAGLEV_SIZE slots (prime), indexed
+ * by a hash of the client's address and port; frontends with the same backends share one. */
+enum lb_maglev {
+	LB_MAGLEV_SIZE = 16381,
 };
 
 enum lb_backend_state {

@@ -1,7 +1,8 @@
 // North-south load balancing (NodePort, ExternalIPs, LoadBalancer) at the node's external
 // device, per packet, as Cilium's nodeport path does it. TCX ingress (from_external): a packet
-// from outside to a frontend gets a backend (session affinity by client address, else a hash
-// of the client's address and port), kept by conntrack for the rest of its flow:
+// from outside to a frontend gets a backend (session affinity by client address, else the
+// frontend's Maglev table at a hash of the client's address and port, so every node picks the
+// same backend for the same client), kept by conntrack for the rest of its flow:
 //   - a pod of this node: the destination is rewritten and the packet goes up the stack to the
 //     pod; its reply's source is restored on the way out (to_external);
 //   - another node's pod, SNAT: the source becomes this node's address and a port of its own,
@@ -34,6 +35,7 @@ ABI_EXPORT(enum, lb_dsr);
 ABI_EXPORT(enum, lb_nat_ports);
 ABI_EXPORT(enum, lb_ct_timeouts);
 ABI_EXPORT(enum, lb_affinity_kind);
+ABI_EXPORT(enum, lb_maglev);
 ABI_EXPORT(enum, drop_reason);
 ABI_EXPORT(enum, direction);
 ABI_EXPORT(enum, verdict_index);
@@ -206,6 +208,8 @@ static __always_inline int new_flow(struct lb4_key *key, struct lb4_service *mas
 		return REASON_NO_SERVICE;
 	if (master->flags & LB_FLAG_AFFINITY)
 		backend = lb_affinity_held(&client, master, now, &id);
+	if (!backend)
+		backend = lb_maglev_backend(master, flow_hash(p), &id);
 	if (!backend)
 		backend = lb_backend_in_slot(key, master, flow_hash(p) % master->count + 1, &id);
 	if (!backend)

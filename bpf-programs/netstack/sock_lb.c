@@ -23,6 +23,7 @@ ABI_EXPORT(enum, lb_flags);
 ABI_EXPORT(enum, lb_backend_state);
 ABI_EXPORT(enum, lb_sock_outcome);
 ABI_EXPORT(enum, lb_netns_kind);
+ABI_EXPORT(enum, lb_maglev);
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

@@ -32,8 +32,15 @@ fn manifests() -> String {
     [
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: web}\n---\napiVersion: v1\nkind: Pod\n\
          metadata: {name: echo, namespace: web, labels: {app: echo}}\nspec:\n  nodeName: node2\n  \
+         containers: [{name: c, ports: [{name: http, containerPort: 8080}]}]\n---\napiVersion: v1\nkind: Pod\n\
+         metadata: {name: echo2, namespace: web, labels: {app: echo}}\nspec:\n  nodeName: node3\n  \
          containers: [{name: c, ports: [{name: http, containerPort: 8080}]}]\n"
             .to_owned(),
+        service(
+            "sticky",
+            "",
+            "  type: NodePort\n  sessionAffinity: ClientIP\n  ports: [{port: 80, targetPort: http, nodePort: 30007}]\n",
+        ),
         service("snat", "", "  type: NodePort\n  ports: [{port: 80, targetPort: http, nodePort: 30001}]\n"),
         service(
             "dsr",
@@ -76,8 +83,8 @@ fn manifests() -> String {
     .concat()
 }
 
-/// Serves TCP 8080 in `netns`: each connection is told the address it came from.
-fn serve_echo(netns: &str) {
+/// Serves TCP 8080 in `netns`: each connection is told `name` and the address it came from.
+fn serve_echo(netns: &str, name: &'static str) {
     let (ready, up) = mpsc::channel();
     let ns = netns.to_owned();
     std::thread::spawn(move || {
@@ -87,7 +94,7 @@ fn serve_echo(netns: &str) {
             for stream in tcp.incoming().flatten() {
                 let mut stream = stream;
                 let peer = stream.peer_addr().map(|p| p.ip().to_string()).unwrap_or_default();
-                let _ = stream.write_all(peer.as_bytes());
+                let _ = stream.write_all(format!("{name} {peer}").as_bytes());
             }
         })
         .unwrap();
@@ -95,17 +102,49 @@ fn serve_echo(netns: &str) {
     up.recv_timeout(Duration::from_secs(5)).unwrap();
 }
 
-/// From `netns`: connects to `to`; (the address the backend saw us come from, the peer we saw).
-fn seen_from(netns: &str, to: SocketAddrV4) -> std::io::Result<(Ipv4Addr, SocketAddr)> {
+/// What a connection to an echo backend learnt.
+#[derive(Debug)]
+struct Answer {
+    /// The backend that answered.
+    backend: String,
+    /// The address it saw the connection come from.
+    seen: Ipv4Addr,
+    /// The peer the client's socket was connected to.
+    peer: SocketAddr,
+}
+
+/// From `netns`: connects to `to` (from source port `from_port`, or any); what it learnt.
+fn ask_from(netns: &str, to: SocketAddrV4, from_port: Option<u16>) -> std::io::Result<Answer> {
+    use nix::sys::socket::{bind, connect, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn};
     netns::run_in(netns, move || {
-        let mut stream = TcpStream::connect_timeout(&to.into(), Duration::from_secs(2))?;
+        let mut stream = match from_port {
+            None => TcpStream::connect_timeout(&to.into(), Duration::from_secs(2))?,
+            Some(port) => {
+                let fd = socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+                setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+                bind(
+                    std::os::fd::AsRawFd::as_raw_fd(&fd),
+                    &SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)),
+                )?;
+                let stream = TcpStream::from(fd);
+                stream.set_write_timeout(Some(Duration::from_secs(2)))?;
+                connect(std::os::fd::AsRawFd::as_raw_fd(&stream), &SockaddrIn::from(to))?;
+                stream
+            }
+        };
         stream.set_read_timeout(Some(Duration::from_secs(2)))?;
         let mut answer = String::new();
         stream.read_to_string(&mut answer)?;
-        let seen = answer.parse().map_err(|_| std::io::Error::other(format!("answer {answer:?}")))?;
-        Ok((seen, stream.peer_addr()?))
+        let bad = || std::io::Error::other(format!("answer {answer:?}"));
+        let (backend, seen) = answer.split_once(' ').ok_or_else(bad)?;
+        Ok(Answer { backend: backend.to_owned(), seen: seen.parse().map_err(|_| bad())?, peer: stream.peer_addr()? })
     })
     .unwrap()
+}
+
+/// From `netns`: connects to `to`; (the address the backend saw us come from, the peer we saw).
+fn seen_from(netns: &str, to: SocketAddrV4) -> std::io::Result<(Ipv4Addr, SocketAddr)> {
+    ask_from(netns, to, None).map(|a| (a.seen, a.peer))
 }
 
 /// Packets the north-south LB of `state_dir`'s agent counted for `reason` in `direction`.
@@ -165,8 +204,24 @@ fn from_outside(routing: &str) {
         std::fs::read_to_string(node.state_dir.join("agent.log")).unwrap_or_default()
     };
     assert!(eventually(Duration::from_secs(30), || endpoint(&node2.state_dir, "web/echo").is_some()), "{}", log(node2));
+    assert!(eventually(Duration::from_secs(30), || endpoint(&node3.state_dir, "web/echo2").is_some()));
     let echo = endpoint(&node2.state_dir, "web/echo").unwrap();
-    serve_echo(echo["netns"].as_str().unwrap());
+    serve_echo(echo["netns"].as_str().unwrap(), "echo");
+    let echo2 = endpoint(&node3.state_dir, "web/echo2").unwrap();
+    serve_echo(echo2["netns"].as_str().unwrap(), "echo2");
+    // Every node knows both backends (the remote one through the kvstore).
+    let backends_known = |node: &netstack_ref::cluster::topology::NodeRecord| {
+        let out = netstack(&["service", "list", "--state-dir", node.state_dir.to_str().unwrap(), "-o", "json"]);
+        let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        rows.as_array().into_iter().flatten().any(|r| {
+            r["service"] == "web/snat"
+                && r["type"] == "NodePort"
+                && r["backends"].as_array().is_some_and(|b| b.len() == 2)
+        })
+    };
+    for node in &record.nodes {
+        assert!(eventually(Duration::from_secs(30), || backends_known(node)), "{}", log(node));
+    }
     let client = record.client_netns.as_str();
     let client_ip = record.client_address;
     // The client reaches the LoadBalancer and external IPs through node1 (as a router or an
@@ -194,21 +249,45 @@ fn from_outside(routing: &str) {
     );
     let (seen, peer) = seen_from(client, at(node1.underlay, 30001)).unwrap();
     assert_eq!((seen, peer), (node1.underlay, SocketAddr::V4(at(node1.underlay, 30001))));
-    // Every node answers on its node port; the backend's own node keeps the client's address.
-    let (seen, _) = seen_from(client, at(node3.underlay, 30001)).unwrap();
-    assert_eq!(seen, node3.underlay);
-    let (seen, peer) = seen_from(client, at(node2.underlay, 30001)).unwrap();
-    assert_eq!((seen, peer), (client_ip, SocketAddr::V4(at(node2.underlay, 30001))));
+    // Every node answers on its node port; a backend on the entry node sees the client, one
+    // elsewhere the entry node.
+    for (node, local) in [(node2, "echo"), (node3, "echo2")] {
+        for _ in 0..4 {
+            let a = ask_from(client, at(node.underlay, 30001), None).unwrap();
+            let expected = if a.backend == local { client_ip } else { node.underlay };
+            assert_eq!((a.seen, a.peer), (expected, SocketAddr::V4(at(node.underlay, 30001))), "{a:?}");
+        }
+    }
+
+    // Maglev: the same client address and port get the same backend whichever node they
+    // enter, and different ports spread over both backends.
+    let mut backends = std::collections::BTreeSet::new();
+    for port in 41000..41012 {
+        let via1 = ask_from(client, at(node1.underlay, 30001), Some(port)).unwrap();
+        let via3 = ask_from(client, at(node3.underlay, 30001), Some(port)).unwrap();
+        assert_eq!(via1.backend, via3.backend, "source port {port}");
+        backends.insert(via1.backend);
+    }
+    assert_eq!(backends.len(), 2, "{backends:?}");
+
+    // ClientIP affinity: every connection of the client lands on one backend.
+    let first = ask_from(client, at(node1.underlay, 30007), None).unwrap().backend;
+    for _ in 0..8 {
+        assert_eq!(ask_from(client, at(node1.underlay, 30007), None).unwrap().backend, first);
+    }
 
     // DSR through node1: the backend sees the client, and its answer (from node2, the node
     // port as its source) is what the client's socket accepts.
-    let replies_before = north_south_count(&node2.state_dir, "egress", "FORWARDED");
-    let (seen, peer) = seen_from(client, at(node1.underlay, 30002)).unwrap();
-    assert_eq!((seen, peer), (client_ip, SocketAddr::V4(at(node1.underlay, 30002))));
-    assert!(
-        north_south_count(&node2.state_dir, "egress", "FORWARDED") > replies_before,
-        "the reply left node2 translated"
-    );
+    let replies = || {
+        north_south_count(&node2.state_dir, "egress", "FORWARDED")
+            + north_south_count(&node3.state_dir, "egress", "FORWARDED")
+    };
+    let replies_before = replies();
+    for _ in 0..4 {
+        let (seen, peer) = seen_from(client, at(node1.underlay, 30002)).unwrap();
+        assert_eq!((seen, peer), (client_ip, SocketAddr::V4(at(node1.underlay, 30002))));
+    }
+    assert!(replies() > replies_before, "the replies left the backends' nodes translated");
 
     // externalTrafficPolicy: Local: node2 has the backend and keeps the client's address;
     // node1 has none and drops.

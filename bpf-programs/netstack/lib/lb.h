@@ -37,6 +37,46 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_affinity SEC(".maps");
 
+/* Maglev tables by id (a master's backend_id), each an array of one value: the table. The agent
+ * swaps a frontend's table by pointing its master at a new id. */
+struct lb_maglev_table {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__uint(value_size, LB_MAGLEV_SIZE * sizeof(__u32));
+	__uint(max_entries, 1);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__type(key, __u32);
+	__uint(max_entries, 65536);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__array(values, struct lb_maglev_table);
+} lb4_maglev SEC(".maps");
+
+/* The backend Maglev gives `hash` among `master`'s, or NULL without a table. */
+static __always_inline struct lb4_backend *lb_maglev_backend(const struct lb4_service *master, __u32 hash, __u32 *id)
+{
+	__u32 table_id = master->backend_id, zero = 0, slot = hash % LB_MAGLEV_SIZE;
+	void *table_map;
+	__u32 *table;
+
+	/* The verifier does not bound a remainder: say it again where it cannot be optimised away. */
+	asm volatile("" : "+r"(slot));
+	if (slot >= LB_MAGLEV_SIZE)
+		return NULL;
+	if (!table_id)
+		return NULL;
+	table_map = bpf_map_lookup_elem(&lb4_maglev, &table_id);
+	if (!table_map)
+		return NULL;
+	table = bpf_map_lookup_elem(table_map, &zero);
+	if (!table)
+		return NULL;
+	*id = table[slot];
+	return bpf_map_lookup_elem(&lb4_backends, id);
+}
+
 /* loadBalancerSourceRanges, by reverse-NAT id (the north-south LB checks them; here so that
  * every LB object makes it and the agent finds it pinned whichever loaded first). */
 struct {

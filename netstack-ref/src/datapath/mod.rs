@@ -65,6 +65,14 @@ pub enum DatapathError {
     /// The kernel's configuration does not say `CONFIG_HZ`, so jiffies cannot become seconds.
     #[error("jiffies clock: the kernel's configuration has no CONFIG_HZ")]
     NoConfigHz,
+    /// A Maglev table cannot be built.
+    #[error("maglev table for {what}: {reason}")]
+    Maglev {
+        /// Which table.
+        what: String,
+        /// Why.
+        reason: String,
+    },
     /// A pin directory could not be made or cleared.
     #[error(transparent)]
     File(#[from] FileError),

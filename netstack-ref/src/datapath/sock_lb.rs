@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use ebpf_core::link::{CgroupLink, Link};
 use ebpf_core::{AttachType, LoadOptions, Map};
-use ebpf_maps::{HashMap, LpmTrie, PerCpuArray};
+use ebpf_maps::{HashMap, LpmTrie, MapOfMaps, PerCpuArray};
 
 use super::{kernel, map_err, Result};
 use crate::file_error::FileError;
@@ -21,7 +21,7 @@ pub mod skeleton {
 
 pub use skeleton::types::{
     lb4_backend, lb4_key, lb4_reverse_nat, lb4_service, lb4_source_range_key_data, lb_backend_state, lb_flags,
-    lb_netns_kind, lb_scope, lb_slots, lb_sock_outcome,
+    lb_maglev, lb_netns_kind, lb_scope, lb_slots, lb_sock_outcome,
 };
 
 /// Where the root cgroup v2 is mounted on machines like this one (and the usual place).
@@ -57,6 +57,8 @@ pub struct LbMaps {
     pub netns: HashMap<u64, u8>,
     /// `loadBalancerSourceRanges` by reverse-NAT id (prefix length 32 + the range's).
     pub source_ranges: LpmTrie<lb4_source_range_key_data, u8>,
+    /// Maglev tables by id (see [`maglev_table`]).
+    pub maglev: MapOfMaps<u32>,
     /// Counters by `lb_sock_outcome`.
     pub stats: PerCpuArray<u64>,
 }
@@ -72,6 +74,7 @@ impl LbMaps {
             revnat: HashMap::try_from(pinned("lb4_revnat")?).map_err(map_err("lb4_revnat"))?,
             netns: HashMap::try_from(pinned("lb_netns")?).map_err(map_err("lb_netns"))?,
             source_ranges: LpmTrie::try_from(pinned("lb4_source_ranges")?).map_err(map_err("lb4_source_ranges"))?,
+            maglev: MapOfMaps::try_from(pinned("lb4_maglev")?).map_err(map_err("lb4_maglev"))?,
             stats: PerCpuArray::try_from(pinned("lb_sock_stats")?).map_err(map_err("lb_sock_stats"))?,
         })
     }
@@ -86,6 +89,19 @@ impl LbMaps {
         }
         Ok(out)
     }
+}
+
+/// A Maglev table for `lb4_maglev`: one array slot holding `slots` (backend ids, exactly
+/// [`lb_maglev::LB_MAGLEV_SIZE`] of them), made to the template the outer map was created with.
+pub fn maglev_table(slots: &[u32]) -> Result<Map> {
+    let size = lb_maglev::LB_MAGLEV_SIZE.0;
+    let spec = ebpf_core::MapSpec::new("lb4_maglev_in", ebpf_core::MapType::Array, 4, size * 4, 1);
+    let table = Map::create(&spec).map_err(kernel("create a Maglev table"))?;
+    let bytes: Vec<u8> = slots.iter().flat_map(|id| id.to_ne_bytes()).collect();
+    table
+        .update(&0u32.to_ne_bytes(), &bytes, ebpf_maps::UpdateFlags::ANY.into())
+        .map_err(kernel("fill a Maglev table"))?;
+    Ok(table)
 }
 
 /// The socket LB of one node, attached.

@@ -13,9 +13,10 @@ use std::net::{IpAddr, Ipv4Addr};
 use ebpf_maps::UpdateFlags;
 
 use super::catalog::{Backend, Frontend, FrontendKind};
+use super::maglev;
 use crate::datapath::sock_lb::{
     lb4_backend, lb4_key, lb4_reverse_nat, lb4_service, lb4_source_range_key_data, lb_backend_state, lb_flags,
-    lb_scope, lb_slots, LbMaps,
+    lb_maglev, lb_scope, lb_slots, maglev_table, LbMaps,
 };
 use crate::datapath::DatapathError;
 use crate::manifest::service::{ForwardingMode, L4Protocol, TrafficPolicy};
@@ -35,7 +36,13 @@ struct Written {
     rev_nat_id: u16,
     flags: u16,
     affinity: u32,
+    /// Its Maglev table's id (0: none).
+    maglev: u32,
 }
+
+/// The seed of every node's Maglev tables: the same everywhere, so every node picks the same
+/// backend for the same client (Cilium's `--bpf-lb-maglev-hash-seed`, fixed here).
+pub const MAGLEV_SEED: u64 = 0x6e65_7473_7461_636b;
 
 /// What the writer knows the maps hold.
 #[derive(Debug, Default)]
@@ -51,6 +58,10 @@ pub struct LbWriter {
     rev_nat_refs: BTreeMap<Address, usize>,
     free_rev_nat_ids: BTreeSet<u16>,
     next_rev_nat_id: u16,
+    /// Maglev tables by the backend ids they were built from: (table id, masters using it).
+    maglev_tables: BTreeMap<Vec<u32>, (u32, usize)>,
+    free_maglev_ids: BTreeSet<u32>,
+    next_maglev_id: u32,
     /// Source ranges written, by reverse-NAT id: (address, prefix length).
     source_ranges: BTreeMap<u16, BTreeSet<(Ipv4Addr, u8)>>,
     written: BTreeMap<(Address, u8), Written>,
@@ -108,6 +119,8 @@ struct Wanted<'a> {
     flags: u16,
     affinity: u32,
     source_ranges: BTreeSet<(Ipv4Addr, u8)>,
+    /// Traffic from outside reaches it: backends by Maglev.
+    maglev: bool,
 }
 
 fn kind_flag(kind: FrontendKind) -> lb_flags {
@@ -165,10 +178,12 @@ fn wanted<'a>(frontends: &'a [Frontend], node_addresses: &[Ipv4Addr]) -> Vec<Wan
             let affinity = f.affinity.unwrap_or(0);
             let scope = lb_scope::LB_SCOPE_EXTERNAL.0 as u8;
             let source_ranges = source_ranges.clone();
-            out.push(Wanted { frontend, scope, backends, flags, affinity, source_ranges: source_ranges.clone() });
+            let ranges = source_ranges.clone();
+            out.push(Wanted { frontend, scope, backends, flags, affinity, source_ranges: ranges, maglev: external });
             if f.internal_policy == TrafficPolicy::Local && !external {
                 let scope = lb_scope::LB_SCOPE_INTERNAL.0 as u8;
-                out.push(Wanted { frontend, scope, backends: &f.local_backends, flags, affinity, source_ranges });
+                let backends = &f.local_backends;
+                out.push(Wanted { frontend, scope, backends, flags, affinity, source_ranges, maglev: false });
             }
         }
     }
@@ -212,6 +227,10 @@ impl LbWriter {
             for id in &stale {
                 *writer.backend_refs.entry(*id).or_default() += 1;
             }
+            if master.backend_id != 0 {
+                let table = writer.maglev_tables.entry(backends.clone()).or_insert((master.backend_id, 0));
+                table.1 += 1;
+            }
             let written = Written {
                 base: master.base,
                 stale,
@@ -219,6 +238,7 @@ impl LbWriter {
                 rev_nat_id: master.rev_nat_id,
                 flags: master.flags,
                 affinity: master.affinity_timeout,
+                maglev: master.backend_id,
             };
             writer.written.insert((address, scope), written);
         }
@@ -228,6 +248,7 @@ impl LbWriter {
         }
         writer.next_backend_id = writer.backend_ids.values().map(|(id, _)| id + 1).max().unwrap_or(1);
         writer.next_rev_nat_id = writer.rev_nat_ids.values().map(|id| id + 1).max().unwrap_or(1);
+        writer.next_maglev_id = writer.maglev_tables.values().map(|(id, _)| id + 1).max().unwrap_or(1);
         writer.adopted = true;
         Ok(writer)
     }
@@ -365,6 +386,58 @@ impl LbWriter {
         Ok(id)
     }
 
+    /// The id of the Maglev table of `backends` (ids, at `addresses`): shared when another
+    /// master has the same backends, else built and stored.
+    fn take_maglev_table(
+        &mut self,
+        maps: &LbMaps,
+        backends: &[u32],
+        addresses: &[std::net::SocketAddr],
+    ) -> Result<u32, DatapathError> {
+        if let Some((id, refs)) = self.maglev_tables.get_mut(backends) {
+            *refs += 1;
+            return Ok(*id);
+        }
+        let size = lb_maglev::LB_MAGLEV_SIZE.0;
+        let (sorted, slots) = maglev::table(addresses, MAGLEV_SEED, size).map_err(|e| DatapathError::Maglev {
+            what: format!("{} backends", backends.len()),
+            reason: e.to_string(),
+        })?;
+        let id_of: BTreeMap<std::net::SocketAddr, u32> =
+            addresses.iter().copied().zip(backends.iter().copied()).collect();
+        let ids: Vec<u32> = slots.iter().map(|&index| id_of[&sorted[index as usize]]).collect();
+        let table = maglev_table(&ids)?;
+        let id = match self.free_maglev_ids.pop_first() {
+            Some(id) => id,
+            None => {
+                self.next_maglev_id = self.next_maglev_id.max(1);
+                self.next_maglev_id += 1;
+                self.next_maglev_id - 1
+            }
+        };
+        maps.maglev.set(&id, &table, UpdateFlags::ANY).map_err(failed("write lb4_maglev"))?;
+        self.maglev_tables.insert(backends.to_vec(), (id, 1));
+        Ok(id)
+    }
+
+    /// Drops one master's use of Maglev table `id` (of `backends`), removing it with the last.
+    fn release_maglev_table(&mut self, maps: &LbMaps, backends: &[u32], id: u32) -> Result<(), DatapathError> {
+        if id == 0 {
+            return Ok(());
+        }
+        let Some((held, refs)) = self.maglev_tables.get_mut(backends) else { return Ok(()) };
+        if *held != id {
+            return Ok(());
+        }
+        *refs -= 1;
+        if *refs == 0 {
+            self.maglev_tables.remove(backends);
+            maps.maglev.remove(&id).map_err(failed("remove from lb4_maglev"))?;
+            self.free_maglev_ids.insert(id);
+        }
+        Ok(())
+    }
+
     /// Brings the source ranges of reverse-NAT id `id` to `wanted`.
     fn write_source_ranges(
         &mut self,
@@ -400,9 +473,11 @@ impl LbWriter {
     fn write_master(&mut self, maps: &LbMaps, w: &Wanted<'_>) -> Result<LbSync, DatapathError> {
         let mut report = LbSync::default();
         let mut backends = Vec::with_capacity(w.backends.len());
+        let mut addresses = Vec::with_capacity(w.backends.len());
         for b in w.backends.iter().take(lb_slots::LB_MAX_BACKENDS.0 as usize) {
             if let Some(address) = v4(b.address) {
                 backends.push(self.backend(maps, (address, b.port, w.frontend.2), b.terminating, &mut report)?);
+                addresses.push(std::net::SocketAddr::from((address, b.port)));
             }
         }
         let rev_nat_id = self.rev_nat(maps, w.frontend)?;
@@ -411,11 +486,18 @@ impl LbWriter {
         // Before the master: a frontend that says it has source ranges has them.
         self.write_source_ranges(maps, rev_nat_id, &w.source_ranges)?;
         let unchanged = previous.as_ref().is_some_and(|p| {
-            p.backends == backends && p.rev_nat_id == rev_nat_id && p.flags == w.flags && p.affinity == w.affinity
+            p.backends == backends
+                && p.rev_nat_id == rev_nat_id
+                && p.flags == w.flags
+                && p.affinity == w.affinity
+                && (p.maglev != 0) == (w.maglev && !backends.is_empty())
         });
         if unchanged {
             return Ok(report);
         }
+        // The new table exists before the master points at it.
+        let maglev =
+            if w.maglev && !backends.is_empty() { self.take_maglev_table(maps, &backends, &addresses)? } else { 0 };
         let range = lb_slots::LB_SLOT_RANGE.0 as u16;
         let base = match &previous {
             Some(p) if p.base == 0 => range,
@@ -435,7 +517,7 @@ impl LbWriter {
                 .map_err(failed("remove an old backend slot"))?;
         }
         let master = lb4_service {
-            backend_id: 0,
+            backend_id: maglev,
             count: backends.len() as u16,
             base,
             rev_nat_id,
@@ -456,11 +538,12 @@ impl LbWriter {
                 for id in p.stale {
                     self.release_backend(maps, id, &mut report)?;
                 }
+                self.release_maglev_table(maps, &p.backends, p.maglev)?;
             }
             None => *self.rev_nat_refs.entry(w.frontend).or_default() += 1,
         }
-        self.written
-            .insert(key_of, Written { base, stale, backends, rev_nat_id, flags: w.flags, affinity: w.affinity });
+        let written = Written { base, stale, backends, rev_nat_id, flags: w.flags, affinity: w.affinity, maglev };
+        self.written.insert(key_of, written);
         report.frontends_written += 1;
         Ok(report)
     }
@@ -479,6 +562,7 @@ impl LbWriter {
         for slot in slots {
             maps.services.remove(&key(frontend, scope, slot)).map_err(failed("remove a backend slot"))?;
         }
+        self.release_maglev_table(maps, &p.backends, p.maglev)?;
         for id in p.backends.into_iter().chain(p.stale) {
             self.release_backend(maps, id, &mut report)?;
         }

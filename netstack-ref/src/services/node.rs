@@ -58,6 +58,14 @@ pub enum ServicesError {
     /// Loading, attaching, adopting or writing the socket LB.
     #[error("socket LB: {0}")]
     Datapath(#[from] DatapathError),
+    /// Loading or attaching the north-south LB on an external device.
+    #[error("north-south LB on {device}: {source}")]
+    NorthSouth {
+        /// The device.
+        device: String,
+        /// Why.
+        source: DatapathError,
+    },
     /// A socket to read a namespace's cookie from.
     #[error("socket LB for {netns}: open a socket: {source}")]
     Socket {
@@ -132,9 +140,10 @@ impl NodeServices {
         let north_south = external
             .iter()
             .map(|config| {
-                let attached = NodeportDatapath::adopt(shared_pins, &config.device_name)
-                    .map(Ok)
-                    .unwrap_or_else(|| NodeportDatapath::attach(shared_pins, config).map_err(ServicesError::Datapath));
+                let attached = NodeportDatapath::adopt(shared_pins, &config.device_name).map(Ok).unwrap_or_else(|| {
+                    NodeportDatapath::attach(shared_pins, config)
+                        .map_err(|source| ServicesError::NorthSouth { device: config.device_name.clone(), source })
+                });
                 (config.device_name.clone(), attached)
             })
             .collect();
@@ -159,9 +168,9 @@ impl NodeServices {
             node: inputs.node,
         });
         errors.extend(self.health.sync(&super::health::wanted(inputs.services, &self.frontends)));
-        for (device, attached) in &self.north_south {
+        for (_, attached) in &self.north_south {
             if let Err(why) = attached {
-                errors.push(format!("north-south services on {device} are not balanced: {why}"));
+                errors.push(format!("north-south services are not balanced: {why}"));
             }
         }
         let (lb, writer) = match &mut self.datapath {
