@@ -98,9 +98,7 @@ pub fn maglev_table(slots: &[u32]) -> Result<Map> {
     let spec = ebpf_core::MapSpec::new("lb4_maglev_in", ebpf_core::MapType::Array, 4, size * 4, 1);
     let table = Map::create(&spec).map_err(kernel("create a Maglev table"))?;
     let bytes: Vec<u8> = slots.iter().flat_map(|id| id.to_ne_bytes()).collect();
-    table
-        .update(&0u32.to_ne_bytes(), &bytes, ebpf_maps::UpdateFlags::ANY.into())
-        .map_err(kernel("fill a Maglev table"))?;
+    table.update(&0u32.to_ne_bytes(), &bytes, ebpf_maps::UpdateFlags::ANY).map_err(kernel("fill a Maglev table"))?;
     Ok(table)
 }
 
