@@ -316,8 +316,8 @@ struct lb4_ct_entry {
 	__u16 rev_nat_id;
 	__u8 mode; /* enum lb_ct_mode */
 	__u8 closing; /* a TCP FIN or RST was seen */
-	__u64 last_seen; /* seconds since boot */
-	__u64 packets;
+	__u64 last_seen; /* seconds since boot; a flow served from the flow cache refreshes it when the
+			  * cache goes back to conntrack (every FLOW_REFRESH) */
 };
 
 /* SNAT's reverse: a backend's reply to this node's address and port, back to its client. */

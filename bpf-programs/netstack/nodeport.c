@@ -66,44 +66,138 @@ static __always_inline __u64 l4_csum_flags(const struct packet *p)
 	return p->protocol == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
 }
 
-/* Rewrites the address at `off` (source or destination) and both checksums. */
-static __always_inline int set_address(struct __sk_buff *skb, const struct packet *p, __u32 off, __be32 old,
-				       __be32 new)
+/* The exact-match cache of established north-south flows (per CPU), in front of the service
+ * and conntrack lookups, as the endpoint's is (lib/flow_cache.h): a packet whose tuple holds its
+ * slot, confirmed by conntrack less than FLOW_REFRESH ago, is translated as the slot says after
+ * one inlined array lookup. SYN, FIN and RST always go to conntrack, so new and closing
+ * connections are never decided by the cache; a service change reaches cached flows within
+ * FLOW_REFRESH. */
+#define LB_FLOW_CACHE_SLOTS 1024
+
+struct lb_flow_slot {
+	__be32 client;
+	__be32 frontend;
+	__be16 client_port;
+	__be16 frontend_port;
+	__u8 protocol;
+	__u8 mode; /* enum lb_ct_mode */
+	__u8 valid;
+	__u8 pad;
+	__be32 backend;
+	__be16 backend_port;
+	__be16 nat_port;
+	/* Where the translated packet goes through the tunnel (0: routed). */
+	__be32 tunnel_endpoint;
+	__u32 pad2;
+	__u64 refreshed; /* jiffies */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct lb_flow_slot);
+	__uint(max_entries, LB_FLOW_CACHE_SLOTS);
+} lb4_flow_cache SEC(".maps");
+
+/* Cached flows are confirmed by conntrack every quarter second; a kernel without a readable
+ * configuration (CONFIG_HZ 0) confirms every packet. */
+extern unsigned int CONFIG_HZ __kconfig __weak;
+#define FLOW_REFRESH (CONFIG_HZ / 4)
+
+static __always_inline struct lb_flow_slot *flow_slot(const struct packet *p)
 {
-	if (old == new)
-		return 0;
-	if (bpf_l4_csum_replace(skb, l4_csum_off(p), old, new, BPF_F_PSEUDO_HDR | sizeof(new) | l4_csum_flags(p)))
-		return -1;
-	if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, old, new, sizeof(new)))
-		return -1;
-	return bpf_skb_store_bytes(skb, off, &new, sizeof(new), 0);
+	__u32 h = p->saddr ^ p->daddr ^ ((__u32)p->sport << 16 | p->dport) ^ p->protocol;
+	__u32 index;
+
+	h ^= h >> 16;
+	h *= 0x45d9f3b;
+	h ^= h >> 16;
+	index = h & (LB_FLOW_CACHE_SLOTS - 1);
+	return bpf_map_lookup_elem(&lb4_flow_cache, &index);
 }
 
-static __always_inline int set_port(struct __sk_buff *skb, const struct packet *p, __u32 off, __be16 old, __be16 new)
+/* The packet's cached translation, if its slot holds its flow, fresh. */
+static __always_inline struct lb_flow_slot *cached_flow(const struct packet *p, __u64 jiffies)
 {
-	if (old == new)
-		return 0;
-	if (bpf_l4_csum_replace(skb, l4_csum_off(p), old, new, sizeof(new) | l4_csum_flags(p)))
+	struct lb_flow_slot *slot;
+
+	if (p->tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST))
+		return NULL;
+	slot = flow_slot(p);
+	if (!slot || !slot->valid || slot->client != p->saddr || slot->frontend != p->daddr ||
+	    slot->client_port != p->sport || slot->frontend_port != p->dport || slot->protocol != p->protocol)
+		return NULL;
+	if (jiffies - slot->refreshed > FLOW_REFRESH)
+		return NULL;
+	return slot;
+}
+
+/* RFC 1624's incremental update of a header checksum for a 32-bit word changed from `from` to
+ * `to` (one's complement sums do not care about byte order, so the words go in as they lie). */
+static __always_inline void ip_csum_replace4(__sum16 *check, __be32 from, __be32 to)
+{
+	__u32 sum = (__u16)~*check;
+
+	sum += (__u16)~from + (__u16)~(from >> 16) + (__u16)to + (__u16)(to >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	*check = ~sum;
+}
+
+/* One's complement addition of 32-bit partial sums (the kernel's csum_add). */
+static __always_inline __u32 csum_add(__u32 sum, __u32 addend)
+{
+	sum += addend;
+	return sum + (sum < addend);
+}
+
+/* Rewrites the packet's source and destination (address, port) to the ones given. The L4
+ * checksum goes through the kernel's helper, which knows whether the skb carries a full
+ * checksum or only the pseudo header's (a veth's CHECKSUM_PARTIAL): once for the addresses
+ * (pseudo header), once for the ports, each with all its changes summed; the rest is written in
+ * place — helper calls are dear here. */
+static __always_inline int rewrite(struct __sk_buff *skb, struct packet *p, __be32 saddr, __be16 sport, __be32 daddr,
+				   __be16 dport)
+{
+	__u32 address_diff = csum_add(csum_add(~p->saddr, saddr), csum_add(~p->daddr, daddr));
+	__u32 port_diff = csum_add(csum_add((__u16)~p->sport, sport), csum_add((__u16)~p->dport, dport));
+	__u64 flags = l4_csum_flags(p);
+	struct iphdr *ip;
+	__be16 *ports;
+	void *data, *end;
+
+	if ((saddr != p->saddr || daddr != p->daddr) &&
+	    bpf_l4_csum_replace(skb, l4_csum_off(p), 0, address_diff, BPF_F_PSEUDO_HDR | flags))
 		return -1;
-	return bpf_skb_store_bytes(skb, off, &new, sizeof(new), 0);
+	if ((sport != p->sport || dport != p->dport) && bpf_l4_csum_replace(skb, l4_csum_off(p), 0, port_diff, flags))
+		return -1;
+	data = (void *)(long)skb->data;
+	end = (void *)(long)skb->data_end;
+	ip = data + IP_OFF;
+	ports = data + (p->l4_off & 0xff);
+	if ((void *)(ip + 1) > end || (void *)(ports + 2) > end)
+		return -1;
+	ip_csum_replace4(&ip->check, p->saddr, saddr);
+	ip_csum_replace4(&ip->check, p->daddr, daddr);
+	ip->saddr = saddr;
+	ip->daddr = daddr;
+	ports[0] = sport;
+	ports[1] = dport;
+	p->saddr = saddr;
+	p->daddr = daddr;
+	p->sport = sport;
+	p->dport = dport;
+	return 0;
 }
 
 static __always_inline int set_destination(struct __sk_buff *skb, struct packet *p, __be32 address, __be16 port)
 {
-	if (set_address(skb, p, IP_DST_OFF, p->daddr, address) || set_port(skb, p, p->l4_off + 2, p->dport, port))
-		return -1;
-	p->daddr = address;
-	p->dport = port;
-	return 0;
+	return rewrite(skb, p, p->saddr, p->sport, address, port);
 }
 
 static __always_inline int set_source(struct __sk_buff *skb, struct packet *p, __be32 address, __be16 port)
 {
-	if (set_address(skb, p, IP_SRC_OFF, p->saddr, address) || set_port(skb, p, p->l4_off, p->sport, port))
-		return -1;
-	p->saddr = address;
-	p->sport = port;
-	return 0;
+	return rewrite(skb, p, address, port, p->daddr, p->dport);
 }
 
 /* Inserts the DSR option (the frontend) after the 20-byte header of an option-less packet. */
@@ -141,17 +235,14 @@ static __always_inline int is_local_pod(__be32 address)
 /* Sends the packet on towards its destination: through the tunnel when the ipcache puts it
  * behind another node there (the VNI saying `identity`), else out of the device the routing
  * table says, neighbour resolved. */
-static __always_inline int send_on(struct __sk_buff *skb, const struct packet *p, __u32 identity)
+static __always_inline int send_on(struct __sk_buff *skb, const struct packet *p, __be32 tunnel_endpoint,
+				   __u32 identity)
 {
 	struct bpf_fib_lookup fib = {};
 	long rc;
 
-	if (TUNNEL_IFINDEX) {
-		struct ipcache_value *v = ipcache_lookup_v4(p->daddr);
-
-		if (v && v->tunnel_endpoint)
-			return encapsulate(skb, DIR_INGRESS, v->tunnel_endpoint, identity, TUNNEL_IFINDEX);
-	}
+	if (tunnel_endpoint)
+		return encapsulate(skb, DIR_INGRESS, tunnel_endpoint, identity, TUNNEL_IFINDEX);
 	fib.family = AF_INET;
 	fib.ifindex = skb->ifindex;
 	fib.l4_protocol = p->protocol;
@@ -172,6 +263,17 @@ static __always_inline int send_on(struct __sk_buff *skb, const struct packet *p
 		return bpf_redirect_neigh(fib.ifindex, 0, 0, 0);
 	}
 	return count(skb, DIR_INGRESS, REASON_NO_FIB);
+}
+
+/* Where the tunnel takes a packet to `address`: its node's underlay address, or 0 (routed). */
+static __always_inline __be32 tunnel_endpoint_of(__be32 address)
+{
+	struct ipcache_value *v;
+
+	if (!TUNNEL_IFINDEX)
+		return 0;
+	v = ipcache_lookup_v4(address);
+	return v ? v->tunnel_endpoint : 0;
 }
 
 /* A hash of the client's address and port: the same flow gets the same slot on every node. */
@@ -265,10 +367,9 @@ static __always_inline int snat_reply(struct __sk_buff *skb, struct packet *p)
 	now = lb_now();
 	if (back->last_seen != now)
 		back->last_seen = now;
-	if (set_source(skb, p, back->frontend, back->frontend_port) ||
-	    set_destination(skb, p, back->client, back->client_port))
+	if (rewrite(skb, p, back->frontend, back->frontend_port, back->client, back->client_port))
 		return count(skb, DIR_INGRESS, REASON_WRITE_ERROR);
-	return send_on(skb, p, IDENTITY_WORLD_IPV4);
+	return send_on(skb, p, 0, IDENTITY_WORLD_IPV4);
 }
 
 /* The frontend's master entry for traffic from outside: only NodePort, ExternalIP and
@@ -293,17 +394,93 @@ static __always_inline int source_allowed(const struct lb4_service *master, __be
 	return bpf_map_lookup_elem(&lb4_source_ranges, &key) != NULL;
 }
 
+/* Translates the packet of a flow whose way is `slot` (the flow cache's, or one filled from
+ * conntrack) and sends it on. */
+static __always_inline int forward(struct __sk_buff *skb, struct packet *p, const struct lb_flow_slot *way)
+{
+	__be32 frontend = p->daddr;
+	__be16 frontend_port = p->dport;
+
+	switch (way->mode) {
+	case LB_CT_LOCAL:
+		if (set_destination(skb, p, way->backend, way->backend_port))
+			return count(skb, DIR_INGRESS, REASON_WRITE_ERROR);
+		return count(skb, DIR_INGRESS, REASON_FORWARDED);
+	case LB_CT_DSR:
+		if (set_destination(skb, p, way->backend, way->backend_port) ||
+		    add_dsr_option(skb, frontend, frontend_port))
+			return count(skb, DIR_INGRESS, REASON_WRITE_ERROR);
+		/* The client's own packet: world to the backend's policy. */
+		return send_on(skb, p, way->tunnel_endpoint, IDENTITY_WORLD_IPV4);
+	default:
+		if (rewrite(skb, p, NODE_IPV4, way->nat_port, way->backend, way->backend_port))
+			return count(skb, DIR_INGRESS, REASON_WRITE_ERROR);
+		/* From this node now: remote-node, as the native underlay address says too. */
+		return send_on(skb, p, way->tunnel_endpoint, IDENTITY_REMOTE_NODE);
+	}
+}
+
+/* A packet to a frontend, past the flow cache: its flow's conntrack entry (made for a new flow),
+ * copied into *way; 0, or a drop reason; -1 for a packet to no frontend. */
+static __always_inline int track(struct packet *p, struct lb_flow_slot *way)
+{
+	struct lb4_key key = { .address = p->daddr, .port = p->dport, .protocol = p->protocol };
+	struct lb4_ct_key ct_key = {
+		.client = p->saddr, .frontend = p->daddr, .client_port = p->sport, .frontend_port = p->dport,
+		.protocol = p->protocol
+	};
+	struct lb4_ct_entry *held, fresh = {};
+	struct lb4_service *master = external_frontend(&key);
+	__u64 now;
+	int reason;
+
+	if (!master)
+		return -1;
+	if (!source_allowed(master, p->saddr))
+		return REASON_NOT_IN_SRC_RANGE;
+	now = lb_now();
+	held = bpf_map_lookup_elem(&lb4_ct, &ct_key);
+	/* A new SYN on a closing flow's tuple is a new connection. */
+	if (held && (now - held->last_seen > lifetime(held, p->protocol) ||
+		     (held->closing && (p->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN)))
+		held = NULL;
+	if (!held) {
+		reason = new_flow(&key, master, p, &fresh, now);
+		if (!reason && fresh.mode == LB_CT_SNAT)
+			reason = take_nat_port(p, &fresh, now);
+		if (reason)
+			return reason;
+		if (bpf_map_update_elem(&lb4_ct, &ct_key, &fresh, BPF_ANY))
+			return REASON_CT_CREATE_FAILED;
+		held = bpf_map_lookup_elem(&lb4_ct, &ct_key);
+		if (!held)
+			return REASON_CT_CREATE_FAILED;
+	}
+	if (held->last_seen != now)
+		held->last_seen = now;
+	if (p->tcp_flags & (TCP_FIN | TCP_RST))
+		held->closing = 1;
+	if (held->mode == LB_CT_LOCAL)
+		expect_reply(p, held->backend, held->backend_port, p->daddr, p->dport, now);
+	way->client = p->saddr;
+	way->frontend = p->daddr;
+	way->client_port = p->sport;
+	way->frontend_port = p->dport;
+	way->protocol = p->protocol;
+	way->mode = held->mode;
+	way->backend = held->backend;
+	way->backend_port = held->backend_port;
+	way->nat_port = held->nat_port;
+	way->tunnel_endpoint = held->mode == LB_CT_LOCAL ? 0 : tunnel_endpoint_of(held->backend);
+	return 0;
+}
+
 SEC("tc")
 int from_external(struct __sk_buff *skb)
 {
+	struct lb_flow_slot *cached, way = {};
 	struct packet p;
-	struct lb4_key key = {};
-	struct lb4_ct_key ct_key = {};
-	struct lb4_ct_entry *held, fresh = {};
-	struct lb4_service *master;
-	__be32 frontend;
-	__be16 frontend_port;
-	__u64 now;
+	__u64 jiffies;
 	int reason;
 
 	if (!read_packet(skb, &p))
@@ -311,71 +488,36 @@ int from_external(struct __sk_buff *skb)
 	/* A DSR flow another node forwarded to a pod of ours: remember the frontend for the reply. */
 	if (p.has_dsr) {
 		if (is_local_pod(p.daddr))
-			expect_reply(&p, p.dsr.address, p.dsr.port, lb_now());
+			expect_reply(&p, p.daddr, p.dport, p.dsr.address, p.dsr.port, lb_now());
 		return TC_ACT_OK;
 	}
-	if (p.daddr == NODE_IPV4) {
+	jiffies = bpf_jiffies64();
+	cached = cached_flow(&p, jiffies);
+	if (cached) {
+		way = *cached;
+		return forward(skb, &p, &way);
+	}
+	/* Replies of SNAT flows come to this node's NAT ports, above every node port. */
+	if (p.daddr == NODE_IPV4 && bpf_ntohs(p.dport) >= LB_NAT_PORT_MIN) {
 		reason = snat_reply(skb, &p);
 		if (reason >= 0)
 			return reason;
 	}
-	key.address = p.daddr;
-	key.port = p.dport;
-	key.protocol = p.protocol;
-	master = external_frontend(&key);
-	if (!master)
+	reason = track(&p, &way);
+	if (reason < 0)
 		return TC_ACT_OK;
-	if (!source_allowed(master, p.saddr))
-		return count(skb, DIR_INGRESS, REASON_NOT_IN_SRC_RANGE);
-	frontend = p.daddr;
-	frontend_port = p.dport;
-	ct_key.client = p.saddr;
-	ct_key.frontend = p.daddr;
-	ct_key.client_port = p.sport;
-	ct_key.frontend_port = p.dport;
-	ct_key.protocol = p.protocol;
-	now = lb_now();
-	held = bpf_map_lookup_elem(&lb4_ct, &ct_key);
-	/* A new SYN on a closing flow's tuple is a new connection. */
-	if (held && (now - held->last_seen > lifetime(held, p.protocol) ||
-		     (held->closing && (p.tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN)))
-		held = NULL;
-	if (!held) {
-		reason = new_flow(&key, master, &p, &fresh, now);
-		if (!reason && fresh.mode == LB_CT_SNAT)
-			reason = take_nat_port(&p, &fresh, now);
-		if (reason)
-			return count(skb, DIR_INGRESS, reason);
-		if (bpf_map_update_elem(&lb4_ct, &ct_key, &fresh, BPF_ANY))
-			return count(skb, DIR_INGRESS, REASON_CT_CREATE_FAILED);
-		held = bpf_map_lookup_elem(&lb4_ct, &ct_key);
-		if (!held)
-			return count(skb, DIR_INGRESS, REASON_CT_CREATE_FAILED);
+	if (reason)
+		return count(skb, DIR_INGRESS, reason);
+	/* Closing connections are not cached: their next packets see conntrack. */
+	if (!(p.tcp_flags & (TCP_FIN | TCP_RST))) {
+		cached = flow_slot(&p);
+		if (cached) {
+			way.valid = 1;
+			way.refreshed = jiffies;
+			*cached = way;
+		}
 	}
-	if (held->last_seen != now)
-		held->last_seen = now;
-	held->packets++;
-	if (p.tcp_flags & (TCP_FIN | TCP_RST))
-		held->closing = 1;
-	switch (held->mode) {
-	case LB_CT_LOCAL:
-		if (set_destination(skb, &p, held->backend, held->backend_port))
-			return count(skb, DIR_INGRESS, REASON_WRITE_ERROR);
-		expect_reply(&p, frontend, frontend_port, now);
-		return count(skb, DIR_INGRESS, REASON_FORWARDED);
-	case LB_CT_DSR:
-		if (set_destination(skb, &p, held->backend, held->backend_port) ||
-		    add_dsr_option(skb, frontend, frontend_port))
-			return count(skb, DIR_INGRESS, REASON_WRITE_ERROR);
-		/* The client's own packet: world to the backend's policy. */
-		return send_on(skb, &p, IDENTITY_WORLD_IPV4);
-	default:
-		if (set_destination(skb, &p, held->backend, held->backend_port) ||
-		    set_source(skb, &p, NODE_IPV4, held->nat_port))
-			return count(skb, DIR_INGRESS, REASON_WRITE_ERROR);
-		/* From this node now: remote-node, as the native underlay address says too. */
-		return send_on(skb, &p, IDENTITY_REMOTE_NODE);
-	}
+	return forward(skb, &p, &way);
 }
 
 SEC("tc")

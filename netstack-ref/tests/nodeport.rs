@@ -36,6 +36,12 @@ fn manifests() -> String {
          metadata: {name: echo2, namespace: web, labels: {app: echo}}\nspec:\n  nodeName: node3\n  \
          containers: [{name: c, ports: [{name: http, containerPort: 8080}]}]\n"
             .to_owned(),
+        service("bulk", "", "  type: NodePort\n  ports: [{port: 9000, nodePort: 30008}]\n"),
+        service(
+            "bulk-dsr",
+            "  annotations: {service.cilium.io/forwarding-mode: dsr}\n",
+            "  type: NodePort\n  ports: [{port: 9000, nodePort: 30009}]\n",
+        ),
         service(
             "sticky",
             "",
@@ -100,6 +106,56 @@ fn serve_echo(netns: &str, name: &'static str) {
         .unwrap();
     });
     up.recv_timeout(Duration::from_secs(5)).unwrap();
+}
+
+/// Serves TCP 9000 in `netns`: reads each connection to its end and answers with the number of
+/// bytes and their sum (so a corrupted or lost segment shows).
+fn serve_sink(netns: &str) {
+    let (ready, up) = mpsc::channel();
+    let ns = netns.to_owned();
+    std::thread::spawn(move || {
+        netns::run_in(&ns, move || {
+            let tcp = TcpListener::bind("0.0.0.0:9000").unwrap();
+            ready.send(()).unwrap();
+            for stream in tcp.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let mut stream = stream;
+                    let (mut total, mut sum, mut buf) = (0u64, 0u64, vec![0u8; 65536]);
+                    while let Ok(n) = stream.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        total += n as u64;
+                        sum = buf[..n].iter().fold(sum, |s, b| s.wrapping_mul(31).wrapping_add(u64::from(*b)));
+                    }
+                    let _ = stream.write_all(format!("{total} {sum}").as_bytes());
+                });
+            }
+        })
+        .unwrap();
+    });
+    up.recv_timeout(Duration::from_secs(5)).unwrap();
+}
+
+/// From `netns`: sends `bytes` bytes to `to` and reads the sink's answer.
+fn send_bulk(netns: &str, to: SocketAddrV4, bytes: usize) -> std::io::Result<String> {
+    netns::run_in(netns, move || {
+        let mut stream = TcpStream::connect_timeout(&to.into(), Duration::from_secs(2))?;
+        stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+        let data: Vec<u8> = (0..bytes).map(|i| (i * 7 % 251) as u8).collect();
+        stream.write_all(&data)?;
+        stream.shutdown(std::net::Shutdown::Write)?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer)?;
+        Ok(answer)
+    })
+    .unwrap()
+}
+
+/// What the sink answers for `bytes` bytes of [`send_bulk`].
+fn bulk_answer(bytes: usize) -> String {
+    let sum = (0..bytes).fold(0u64, |s, i| s.wrapping_mul(31).wrapping_add((i * 7 % 251) as u64));
+    format!("{bytes} {sum}")
 }
 
 /// What a connection to an echo backend learnt.
@@ -209,6 +265,8 @@ fn from_outside(routing: &str) {
     serve_echo(echo["netns"].as_str().unwrap(), "echo");
     let echo2 = endpoint(&node3.state_dir, "web/echo2").unwrap();
     serve_echo(echo2["netns"].as_str().unwrap(), "echo2");
+    serve_sink(echo["netns"].as_str().unwrap());
+    serve_sink(echo2["netns"].as_str().unwrap());
     // Every node knows both backends (the remote one through the kvstore).
     let backends_known = |node: &netstack_ref::cluster::topology::NodeRecord| {
         let out = netstack(&["service", "list", "--state-dir", node.state_dir.to_str().unwrap(), "-o", "json"]);
@@ -269,6 +327,18 @@ fn from_outside(routing: &str) {
         backends.insert(via1.backend);
     }
     assert_eq!(backends.len(), 2, "{backends:?}");
+
+    // Bulk transfers (large, segmentation-offloaded segments, checksums left to the end) arrive
+    // whole through SNAT, DSR and a local backend.
+    const BULK: usize = 8 << 20;
+    for (node, port) in [(node1, 30008), (node1, 30009), (node2, 30008), (node3, 30009)] {
+        assert_eq!(
+            send_bulk(client, at(node.underlay, port), BULK).unwrap(),
+            bulk_answer(BULK),
+            "{port} via {}",
+            node.name
+        );
+    }
 
     // ClientIP affinity: every connection of the client lands on one backend.
     let first = ask_from(client, at(node1.underlay, 30007), None).unwrap().backend;

@@ -75,11 +75,13 @@ static __always_inline int read_packet(struct __sk_buff *skb, struct packet *p)
 	return 1;
 }
 
-/* Records a reply's way back for a flow to a pod of this node: its source becomes `frontend`. */
-static __always_inline void expect_reply(const struct packet *p, __be32 frontend, __be16 frontend_port, __u64 now)
+/* Records the way back for replies of `p`'s flow, which reaches a pod of this node at
+ * backend:backend_port: their source becomes frontend:frontend_port. */
+static __always_inline void expect_reply(const struct packet *p, __be32 backend, __be16 backend_port,
+					 __be32 frontend, __be16 frontend_port, __u64 now)
 {
 	struct lb4_reply_key key = {
-		.backend = p->daddr, .client = p->saddr, .backend_port = p->dport, .client_port = p->sport,
+		.backend = backend, .client = p->saddr, .backend_port = backend_port, .client_port = p->sport,
 		.protocol = p->protocol
 	};
 	struct lb4_reply_entry *held = bpf_map_lookup_elem(&lb4_reply, &key);
