@@ -106,6 +106,69 @@ fn print_policy_status(socket: &Path) {
     }
 }
 
+/// The frontend's NodePort services reached from outside the cluster (the client namespace on
+/// the underlay): through the pod's own node, and through another node by SNAT and by DSR.
+/// Returns how many did not pass.
+fn probe_from_outside(record: &ClusterRecord, pods: &[DemoPod]) -> Result<usize, DemoError> {
+    use crate::traffic::probe::{self, Outcome, Probe};
+    let frontend =
+        pods.iter().find(|p| p.name == "shop/frontend").ok_or_else(|| DemoError::NoEndpoint("shop/frontend".into()))?;
+    let home = record.nodes.iter().find(|n| n.name == frontend.node);
+    let other = record.nodes.iter().find(|n| n.name != frontend.node);
+    let (Some(home), Some(other)) = (home, other) else { return Ok(0) };
+    println!(
+        "
+from outside the cluster ({}, on the underlay) to shop/frontend on {} (CNP frontend-from-world):",
+        record.client_address, frontend.node
+    );
+    println!("{:<22} {:<22} {:<16} {:<8} WHY", "TO", "PATH", "TRAFFIC", "RESULT");
+    let rows = [
+        (home, 30080, format!("client→{}", home.name), "NodePort storefront: the pod's own node, the client kept"),
+        (
+            other,
+            30080,
+            format!("client→{}→{}", other.name, home.name),
+            "NodePort storefront, SNAT: the reply returns through the entry node",
+        ),
+        (
+            other,
+            30081,
+            format!("client→{}→{}", other.name, home.name),
+            "NodePort storefront-dsr, DSR: the pod's node answers the client itself",
+        ),
+    ];
+    let mut surprises = 0;
+    for (node, port, path, why) in rows {
+        let probe_kind = Probe::TcpService { port, target_port: 8080 };
+        let outcome =
+            probe::run(&record.client_netns, &frontend.netns, node.underlay, probe_kind, Duration::from_millis(1500));
+        let result = if outcome == Outcome::Connected { "PASS" } else { "DROP" };
+        let mark = if outcome == Outcome::Connected { "" } else { "  <-- unexpected" };
+        println!(
+            "{:<22} {path:<22} {:<16} {result:<8} {why}{mark}",
+            format!("{}:{port}", node.underlay),
+            probe_kind.to_string()
+        );
+        surprises += usize::from(outcome != Outcome::Connected);
+    }
+    println!("north-south counters (in: from outside and SNAT replies; out: replies given the frontend back):");
+    for node in &record.nodes {
+        let status = call(&node.state_dir.join("agent.sock"), &Request::Status).unwrap_or_default();
+        let rows: Vec<String> = status["northSouth"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|d| d["verdicts"].as_array().cloned().unwrap_or_default())
+            .map(|v| {
+                let direction = if v["direction"] == "ingress" { "in" } else { "out" };
+                format!("{direction} {} {}", v["reason"].as_str().unwrap_or(""), v["packets"])
+            })
+            .collect();
+        println!("  {}: {}", node.name, if rows.is_empty() { "idle".to_owned() } else { rows.join(", ") });
+    }
+    Ok(surprises)
+}
+
 fn print_tunnels(record: &ClusterRecord) {
     println!("\ntunnel counters (in: decapsulated and accepted; out: the hosts' own packets):");
     for node in &record.nodes {
@@ -167,7 +230,8 @@ pub fn run(nodes: u8, routing: Routing) -> Result<(), DemoError> {
         println!("  {:<14} {:<6} {:<12} identity {identity}", p.name, p.node, p.ipv4);
     }
     let pods: Vec<DemoPod> = endpoints.into_iter().map(|(pod, _)| pod).collect();
-    let surprises = probe_connections(&pods, true)?;
+    let mut surprises = probe_connections(&pods, true)?;
+    surprises += probe_from_outside(&record, &pods)?;
     print_policy_status(&record.nodes[0].state_dir.join("agent.sock"));
     if routing == Routing::Tunnel {
         print_tunnels(&record);

@@ -17,13 +17,14 @@ use crate::file_error::FileError;
 use crate::traffic::probe::{self, Outcome, Probe};
 
 /// The demo's manifests, embedded so the binary runs anywhere.
-pub const MANIFESTS: [(&str, &str); 6] = [
+pub const MANIFESTS: [(&str, &str); 7] = [
     ("00-namespaces.yaml", include_str!("../../examples/demo/00-namespaces.yaml")),
     ("01-pods.yaml", include_str!("../../examples/demo/01-pods.yaml")),
     ("10-cnp-backend.yaml", include_str!("../../examples/demo/10-cnp-backend.yaml")),
     ("11-cnp-db.yaml", include_str!("../../examples/demo/11-cnp-db.yaml")),
     ("20-ccnp-monitoring.yaml", include_str!("../../examples/demo/20-ccnp-monitoring.yaml")),
     ("30-service-backend.yaml", include_str!("../../examples/demo/30-service-backend.yaml")),
+    ("31-service-storefront.yaml", include_str!("../../examples/demo/31-service-storefront.yaml")),
 ];
 
 /// The backend's service (`30-service-backend.yaml`).

@@ -61,6 +61,14 @@ impl Outcome {
 pub enum Probe {
     /// TCP connect to a port, and one byte each way.
     Tcp(u16),
+    /// TCP connect to a service's port, the listener on its target port (a NodePort and the
+    /// pod's port behind it), one byte each way.
+    TcpService {
+        /// The port connected to.
+        port: u16,
+        /// The port the pod listens on.
+        target_port: u16,
+    },
     /// One UDP datagram to a port, answered by the listener.
     Udp(u16),
     /// ICMP echo with a fresh identifier.
@@ -73,6 +81,7 @@ impl std::fmt::Display for Probe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Probe::Tcp(p) => write!(f, "TCP/{p}"),
+            Probe::TcpService { port, target_port } => write!(f, "TCP/{port}→{target_port}"),
             Probe::Udp(p) => write!(f, "UDP/{p}"),
             Probe::Icmp => f.write_str("ICMP echo"),
             Probe::IcmpId(id) => write!(f, "ICMP echo id {id}"),
@@ -96,6 +105,13 @@ fn try_run(from: &str, to: &str, to_ip: Ipv4Addr, probe: Probe, timeout: Duratio
             to,
             port,
             move |ready| tcp_server(port, timeout, ready),
+            move || tcp_client(to_ip, port, timeout),
+        ),
+        Probe::TcpService { port, target_port } => with_listener(
+            from,
+            to,
+            target_port,
+            move |ready| tcp_server(target_port, timeout, ready),
             move || tcp_client(to_ip, port, timeout),
         ),
         Probe::Udp(port) => with_listener(
