@@ -40,9 +40,16 @@ pub struct MemberLayout {
     pub ty: String,
 }
 
+/// How deep arrays of arrays are spelt: malformed BTF can make an array its own element.
+const MAX_ARRAY_DEPTH: u32 = 32;
+
 /// The canonical spelling of type `id`: typedefs and qualifiers looked through, integers as
 /// Rust spells them, aggregates and enums by kind and name, arrays as `elem[n]`.
 pub fn type_spelling(btf: &Btf, id: u32) -> String {
+    spelling_at(btf, id, 0)
+}
+
+fn spelling_at(btf: &Btf, id: u32, depth: u32) -> String {
     let Some(ty) = btf.skip_mods_and_typedefs(id) else { return "void".to_owned() };
     match ty.kind() {
         None => "void".to_owned(),
@@ -56,8 +63,8 @@ pub fn type_spelling(btf: &Btf, id: u32) -> String {
         Some(BtfKind::Struct) => format!("struct {}", ty.name()),
         Some(BtfKind::Union) => format!("union {}", ty.name()),
         Some(BtfKind::Array) => match ty.array() {
-            Some(a) => format!("{}[{}]", type_spelling(btf, a.elem), a.nelems),
-            None => "array?".to_owned(),
+            Some(a) if depth < MAX_ARRAY_DEPTH => format!("{}[{}]", spelling_at(btf, a.elem, depth + 1), a.nelems),
+            _ => "array?".to_owned(),
         },
         Some(BtfKind::Ptr) => "pointer".to_owned(),
         Some(BtfKind::Fwd) => format!("forward {}", ty.name()),
