@@ -156,6 +156,29 @@ fn cluster_ip_node_port_and_no_endpoints_at_the_socket() {
     let maps = call(&node.config.socket(), &Request::BpfLbList).unwrap();
     assert!(maps.to_string().contains("127.0.0.1:30080/6"), "{maps}");
 
+    // Connected UDP sockets, one to each backend (the socket LB picks at connect).
+    let connected: Vec<(String, UdpSocket)> = netns::run_in(&client.netns, || {
+        let mut found: Vec<(String, UdpSocket)> = Vec::new();
+        for _ in 0..64 {
+            let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+            socket.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            socket.connect((CLUSTER_IP, 53)).unwrap();
+            socket.send(b"who").unwrap();
+            let mut buf = [0u8; 16];
+            let n = socket.recv(&mut buf).expect("a reply");
+            let name = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if !found.iter().any(|(f, _)| *f == name) {
+                found.push((name, socket));
+            }
+            if found.len() == 2 {
+                break;
+            }
+        }
+        found
+    })
+    .unwrap();
+    assert_eq!(connected.len(), 2, "a connected socket to each backend");
+
     // web2 leaves the selector: new connections go to web1 only.
     std::fs::write(node.manifests.join("scene.yaml"), manifests("retired")).unwrap();
     let one_backend = eventually(Duration::from_secs(10), || {
@@ -171,6 +194,23 @@ fn cluster_ip_node_port_and_no_endpoints_at_the_socket() {
         let (answer, _) = ask_tcp(&client.netns, frontend).unwrap();
         assert_eq!(answer, "web1");
     }
+    // The connected UDP socket to web2 was destroyed: aborted and disconnected, so its
+    // application's next send fails and it reconnects; the one to web1 still talks.
+    for (name, socket) in &connected {
+        let mut buf = [0u8; 16];
+        let answered = socket.send(b"who").and_then(|_| socket.recv(&mut buf));
+        if name == "web2" {
+            let error = answered.expect_err("destroyed");
+            assert_eq!(error.raw_os_error(), Some(libc::EDESTADDRREQ), "disconnected: {error}");
+            let pending = socket.take_error().unwrap().expect("the abort is reported");
+            assert_eq!(pending.raw_os_error(), Some(libc::ECONNABORTED), "{pending}");
+        } else {
+            assert_eq!(&buf[..answered.expect("still connected")], b"web1");
+        }
+    }
+    let status: netstack_ref::agent::api_types::Status =
+        serde_json::from_value(call(&node.config.socket(), &Request::Status).unwrap()).unwrap();
+    assert_eq!(status.services.unwrap().udp_sockets_destroyed, 1);
 
     // A namespace the node does not balance for is left alone (no service there).
     let outsider = ebpf_test_support::net::NetNs::new("nsvout").unwrap();

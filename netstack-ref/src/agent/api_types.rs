@@ -76,6 +76,9 @@ pub struct ServicesStatus {
     pub reversed: u64,
     /// Host binds to an external frontend's port refused.
     pub binds_refused: u64,
+    /// Connected UDP sockets destroyed because their backend went away.
+    #[serde(default)]
+    pub udp_sockets_destroyed: u64,
     /// Why services are not balanced, when they are not.
     pub error: Option<String>,
 }

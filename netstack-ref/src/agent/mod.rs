@@ -8,6 +8,7 @@ pub mod api_types;
 pub mod endpoint;
 pub mod netns;
 pub mod rtnl;
+pub mod sock_diag;
 pub mod sources;
 pub mod state;
 pub mod steps;
@@ -514,6 +515,7 @@ impl Agent {
             refused: counts[1],
             reversed: counts[2],
             binds_refused: counts[3],
+            udp_sockets_destroyed: self.services.udp_sockets_destroyed(),
             error,
         }
     }

@@ -736,8 +736,15 @@ fn status(state: &State, output: Output) -> Result<(), CliError> {
         match &services.error {
             Some(e) => println!("{:<14} unavailable: {e}", "services"),
             None => println!(
-                "{:<14} {} frontends; sockets: {} translated, {} refused (no backend), {} reversed, {} host binds refused",
-                "services", services.frontends, services.translated, services.refused, services.reversed, services.binds_refused
+                "{:<14} {} frontends; sockets: {} translated, {} refused (no backend), {} reversed, {} host binds refused, \
+                 {} UDP sockets of gone backends destroyed",
+                "services",
+                services.frontends,
+                services.translated,
+                services.refused,
+                services.reversed,
+                services.binds_refused,
+                services.udp_sockets_destroyed
             ),
         }
     }

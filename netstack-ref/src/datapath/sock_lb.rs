@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use ebpf_core::link::{CgroupLink, Link};
 use ebpf_core::{AttachType, LoadOptions, Map};
-use ebpf_maps::{HashMap, LpmTrie, MapOfMaps, PerCpuArray};
+use ebpf_maps::{HashMap, LpmTrie, LruHashMap, MapOfMaps, PerCpuArray};
 
 use super::{kernel, map_err, Result};
 use crate::file_error::FileError;
@@ -20,8 +20,8 @@ pub mod skeleton {
 }
 
 pub use skeleton::types::{
-    lb4_backend, lb4_key, lb4_reverse_nat, lb4_service, lb4_source_range_key_data, lb_backend_state, lb_flags,
-    lb_maglev, lb_netns_kind, lb_scope, lb_slots, lb_sock_outcome,
+    lb4_backend, lb4_key, lb4_reverse_nat, lb4_service, lb4_sock_key, lb4_sock_value, lb4_source_range_key_data,
+    lb_backend_state, lb_flags, lb_maglev, lb_netns_kind, lb_scope, lb_slots, lb_sock_outcome,
 };
 
 /// Where the root cgroup v2 is mounted on machines like this one (and the usual place).
@@ -59,6 +59,8 @@ pub struct LbMaps {
     pub source_ranges: LpmTrie<lb4_source_range_key_data, u8>,
     /// Maglev tables by id (see [`maglev_table`]).
     pub maglev: MapOfMaps<u32>,
+    /// What each translated socket was translated from, by (cookie, backend).
+    pub sock_revnat: LruHashMap<lb4_sock_key, lb4_sock_value>,
     /// Counters by `lb_sock_outcome`.
     pub stats: PerCpuArray<u64>,
 }
@@ -75,6 +77,7 @@ impl LbMaps {
             netns: HashMap::try_from(pinned("lb_netns")?).map_err(map_err("lb_netns"))?,
             source_ranges: LpmTrie::try_from(pinned("lb4_source_ranges")?).map_err(map_err("lb4_source_ranges"))?,
             maglev: MapOfMaps::try_from(pinned("lb4_maglev")?).map_err(map_err("lb4_maglev"))?,
+            sock_revnat: LruHashMap::try_from(pinned("lb4_sock_revnat")?).map_err(map_err("lb4_sock_revnat"))?,
             stats: PerCpuArray::try_from(pinned("lb_sock_stats")?).map_err(map_err("lb_sock_stats"))?,
         })
     }

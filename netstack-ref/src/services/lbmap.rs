@@ -48,6 +48,11 @@ pub const MAGLEV_SEED: u64 = 0x6e65_7473_7461_636b;
 #[derive(Debug, Default)]
 pub struct LbWriter {
     backend_ids: BTreeMap<Address, (u32, bool)>,
+    /// The other way round: each id's backend.
+    backend_addresses: BTreeMap<u32, Address>,
+    /// Backends that left a frontend's list since [`LbWriter::take_departed_backends`] was
+    /// last asked: (the frontend's reverse-NAT id, the backend).
+    departed: Vec<(u16, Address)>,
     /// Master entries whose slots hold each backend id.
     backend_refs: BTreeMap<u32, usize>,
     /// Ids given back, reused lowest first; beyond them, `next_backend_id`.
@@ -199,6 +204,7 @@ impl LbWriter {
             let address = (Ipv4Addr::from(u32::from_be(b.address)), u16::from_be(b.port), b.protocol);
             let terminating = b.state == lb_backend_state::LB_BACKEND_TERMINATING.0 as u8;
             writer.backend_ids.insert(address, (id, terminating));
+            writer.backend_addresses.insert(id, address);
         }
         let mut slots = BTreeMap::new();
         let mut masters = Vec::new();
@@ -349,6 +355,7 @@ impl LbWriter {
         };
         maps.backends.insert(&id, &value, UpdateFlags::ANY).map_err(failed("write lb4_backends"))?;
         self.backend_ids.insert(address, (id, terminating));
+        self.backend_addresses.insert(id, address);
         report.backends_written += 1;
         Ok(id)
     }
@@ -362,7 +369,9 @@ impl LbWriter {
         }
         self.backend_refs.remove(&id);
         maps.backends.remove(&id).map_err(failed("remove a backend"))?;
-        self.backend_ids.retain(|_, (i, _)| *i != id);
+        if let Some(address) = self.backend_addresses.remove(&id) {
+            self.backend_ids.remove(&address);
+        }
         self.free_backend_ids.insert(id);
         report.backends_removed += 1;
         Ok(())
@@ -436,6 +445,21 @@ impl LbWriter {
             self.free_maglev_ids.insert(id);
         }
         Ok(())
+    }
+
+    /// The backends (address, port, protocol) that left a frontend's list since the last call,
+    /// with that frontend's reverse-NAT id: sockets the socket LB connected to them through
+    /// that frontend are stale.
+    pub fn take_departed_backends(&mut self) -> Vec<(u16, (Ipv4Addr, u16, u8))> {
+        std::mem::take(&mut self.departed)
+    }
+
+    fn depart(&mut self, rev_nat_id: u16, before: &[u32], after: &[u32]) {
+        for id in before.iter().filter(|id| !after.contains(id)) {
+            if let Some(address) = self.backend_addresses.get(id) {
+                self.departed.push((rev_nat_id, *address));
+            }
+        }
     }
 
     /// Brings the source ranges of reverse-NAT id `id` to `wanted`.
@@ -535,6 +559,7 @@ impl LbWriter {
         let stale = previous.as_ref().map(|p| p.backends.clone()).unwrap_or_default();
         match previous {
             Some(p) => {
+                self.depart(p.rev_nat_id, &p.backends, &backends);
                 for id in p.stale {
                     self.release_backend(maps, id, &mut report)?;
                 }
@@ -563,6 +588,7 @@ impl LbWriter {
             maps.services.remove(&key(frontend, scope, slot)).map_err(failed("remove a backend slot"))?;
         }
         self.release_maglev_table(maps, &p.backends, p.maglev)?;
+        self.depart(p.rev_nat_id, &p.backends, &[]);
         for id in p.backends.into_iter().chain(p.stale) {
             self.release_backend(maps, id, &mut report)?;
         }

@@ -11,7 +11,7 @@ use super::catalog::{self, Frontend, Inputs, PodAddress};
 use super::lbmap::{LbSync, LbWriter};
 use crate::agent::netns;
 use crate::datapath::nodeport::{NodeportConfig, NodeportDatapath};
-use crate::datapath::sock_lb::{cgroup_root, lb_netns_kind, SockLb};
+use crate::datapath::sock_lb::{cgroup_root, lb4_sock_key, lb_netns_kind, SockLb};
 use crate::datapath::DatapathError;
 use crate::manifest::service::{EndpointSlice, Service};
 use crate::manifest::Pod;
@@ -24,6 +24,8 @@ pub struct NodeServices {
     north_south: Vec<(String, Result<NodeportDatapath, ServicesError>)>,
     frontends: Vec<Frontend>,
     last_sync: Option<LbSync>,
+    /// Connected UDP sockets destroyed because their backend went away.
+    udp_sockets_destroyed: u64,
     /// `healthCheckNodePort` servers.
     health: super::health::HealthServers,
     /// Cookies written to `lb_netns`, by namespace name (`None`: this process's own).
@@ -90,6 +92,14 @@ pub enum ServicesError {
         /// Why.
         source: netns::PlumbingError,
     },
+    /// Listing or destroying its UDP sockets.
+    #[error("socket LB for {netns}: UDP sockets of a backend gone: {source}")]
+    Sockets {
+        /// The namespace.
+        netns: String,
+        /// Why.
+        source: netns::PlumbingError,
+    },
     /// Listing the namespace in `lb_netns`.
     #[error("socket LB for {netns}: list it: {source}")]
     List {
@@ -120,6 +130,54 @@ fn cookie_of(name: Option<&str>) -> Result<u64, ServicesError> {
         None => cookie(),
         Some(name) => netns::run_in(name, cookie).map_err(|source| ServicesError::Enter { netns, source })?,
     }
+}
+
+/// Destroys the UDP sockets of namespace `name` (`None`: this thread's) that the socket LB
+/// connected to one of `gone` (backend address and port) through the frontend that dropped it
+/// (its reverse-NAT id): their applications' next send fails and they reconnect to a live
+/// backend. Returns how many.
+fn destroy_udp_sockets(lb: &SockLb, name: Option<&str>, gone: &[(u16, Ipv4Addr, u16)]) -> Result<u64, ServicesError> {
+    use crate::agent::sock_diag;
+    let netns = name.unwrap_or("the node").to_owned();
+    let stale: Vec<sock_diag::UdpSocket> = {
+        let list = sock_diag::udp_sockets;
+        let sockets = match name {
+            None => list(),
+            Some(name) => {
+                netns::run_in(name, list).map_err(|source| ServicesError::Enter { netns: netns.clone(), source })?
+            }
+        }
+        .map_err(|source| ServicesError::Sockets { netns: netns.clone(), source })?;
+        sockets
+            .into_iter()
+            .filter(|s| {
+                let key = lb4_sock_key {
+                    cookie: s.cookie,
+                    address: u32::from(s.peer.0).to_be(),
+                    port: s.peer.1.to_be(),
+                    pad: 0,
+                };
+                // Only sockets the socket LB translated through that frontend: a pod talking to
+                // the backend's address itself, or through another service, keeps its socket.
+                let Ok(Some(was)) = lb.maps.sock_revnat.get(&key) else { return false };
+                gone.contains(&(was.rev_nat_id, s.peer.0, s.peer.1))
+            })
+            .collect()
+    };
+    let destroy = move || -> Result<u64, crate::agent::netns::PlumbingError> {
+        let mut destroyed = 0;
+        for socket in &stale {
+            destroyed += u64::from(sock_diag::destroy(socket)?);
+        }
+        Ok(destroyed)
+    };
+    match name {
+        None => destroy(),
+        Some(name) => {
+            netns::run_in(name, destroy).map_err(|source| ServicesError::Enter { netns: netns.clone(), source })?
+        }
+    }
+    .map_err(|source| ServicesError::Sockets { netns, source })
 }
 
 impl NodeServices {
@@ -153,6 +211,7 @@ impl NodeServices {
             frontends: Vec::new(),
             last_sync: None,
             health: Default::default(),
+            udp_sockets_destroyed: 0,
             netns: BTreeMap::new(),
         }
     }
@@ -215,6 +274,20 @@ impl NodeServices {
             Ok(report) => self.last_sync = Some(report),
             Err(e) => errors.push(ServicesError::Datapath(e).to_string()),
         }
+        let gone: Vec<(u16, Ipv4Addr, u16)> = writer
+            .take_departed_backends()
+            .into_iter()
+            .filter(|&(_, (_, _, protocol))| protocol == 17)
+            .map(|(rev_nat_id, (address, port, _))| (rev_nat_id, address, port))
+            .collect();
+        if !gone.is_empty() {
+            for name in self.netns.keys() {
+                match destroy_udp_sockets(lb, name.as_deref(), &gone) {
+                    Ok(n) => self.udp_sockets_destroyed += n,
+                    Err(e) => errors.push(e.to_string()),
+                }
+            }
+        }
         errors
     }
 
@@ -226,6 +299,11 @@ impl NodeServices {
     /// What the latest sync changed.
     pub fn last_sync(&self) -> Option<LbSync> {
         self.last_sync
+    }
+
+    /// Connected UDP sockets destroyed so far because their backend went away.
+    pub fn udp_sockets_destroyed(&self) -> u64 {
+        self.udp_sockets_destroyed
     }
 
     /// The health checks served.
