@@ -1,9 +1,15 @@
-//! North-south services with real traffic from outside the cluster: the client namespace on
-//! the underlay reaches NodePorts on every node, a LoadBalancer IP and an ExternalIP, balanced
-//! per packet at each node's external device — SNAT (the backend sees the entry node), DSR (the
-//! backend sees the client, and answers it itself with the frontend as source),
-//! externalTrafficPolicy: Local (only a node with a backend answers, and the client is kept),
-//! loadBalancerSourceRanges (its own drop reason).
+//! North-south services with real traffic from outside the cluster, in both routing modes: the
+//! client namespace on the underlay reaches NodePorts on every node, a LoadBalancer IP and an
+//! ExternalIP, balanced per packet at each node's external device:
+//! - SNAT (the backend sees the entry node) through every node, a local backend keeping the
+//!   client's address; DSR (the backend sees the client and answers it itself, the node port as
+//!   source); 8 MiB bulk transfers through SNAT, DSR and a local backend arrive intact;
+//! - Maglev: the same client port gets the same backend through any node; hairpin: a backend
+//!   reaches its own service through its node and through another;
+//! - externalTrafficPolicy: Local (only a node with a backend answers; health check 200/503
+//!   with kube-proxy's body), loadBalancerSourceRanges (its own drop reason), ClientIP affinity;
+//! - a backend that starts terminating takes no new flows while its established ones finish,
+//!   and serves again when nothing ready is left.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
@@ -109,8 +115,8 @@ fn serve_echo(netns: &str, name: &'static str) {
 }
 
 /// Serves TCP 9000 in `netns`: reads each connection to its end and answers with the number of
-/// bytes and their sum (so a corrupted or lost segment shows).
-fn serve_sink(netns: &str) {
+/// bytes and their sum (so a corrupted or lost segment shows), after `name` and a space.
+fn serve_sink(netns: &str, name: &'static str) {
     let (ready, up) = mpsc::channel();
     let ns = netns.to_owned();
     std::thread::spawn(move || {
@@ -128,7 +134,7 @@ fn serve_sink(netns: &str) {
                         total += n as u64;
                         sum = buf[..n].iter().fold(sum, |s, b| s.wrapping_mul(31).wrapping_add(u64::from(*b)));
                     }
-                    let _ = stream.write_all(format!("{total} {sum}").as_bytes());
+                    let _ = stream.write_all(format!("{name} {total} {sum}").as_bytes());
                 });
             }
         })
@@ -147,7 +153,8 @@ fn send_bulk(netns: &str, to: SocketAddrV4, bytes: usize) -> std::io::Result<Str
         stream.shutdown(std::net::Shutdown::Write)?;
         let mut answer = String::new();
         stream.read_to_string(&mut answer)?;
-        Ok(answer)
+        // Without the backend's name.
+        Ok(answer.split_once(' ').map_or(answer.clone(), |(_, rest)| rest.to_owned()))
     })
     .unwrap()
 }
@@ -265,8 +272,8 @@ fn from_outside(routing: &str) {
     serve_echo(echo["netns"].as_str().unwrap(), "echo");
     let echo2 = endpoint(&node3.state_dir, "web/echo2").unwrap();
     serve_echo(echo2["netns"].as_str().unwrap(), "echo2");
-    serve_sink(echo["netns"].as_str().unwrap());
-    serve_sink(echo2["netns"].as_str().unwrap());
+    serve_sink(echo["netns"].as_str().unwrap(), "echo");
+    serve_sink(echo2["netns"].as_str().unwrap(), "echo2");
     // Every node knows both backends (the remote one through the kvstore).
     let backends_known = |node: &netstack_ref::cluster::topology::NodeRecord| {
         let out = netstack(&["service", "list", "--state-dir", node.state_dir.to_str().unwrap(), "-o", "json"]);
@@ -317,6 +324,18 @@ fn from_outside(routing: &str) {
         }
     }
 
+    // Hairpin: a backend reaching its own service through its node's port (socket LB) and
+    // through another node's (north-south, SNAT back to the pod's node); sometimes itself.
+    let echo_netns = echo["netns"].as_str().unwrap();
+    let mut hairpin_backends = std::collections::BTreeSet::new();
+    for port in 42000..42016 {
+        for node in [node2, node1] {
+            let a = ask_from(echo_netns, at(node.underlay, 30001), Some(port)).unwrap();
+            hairpin_backends.insert(a.backend);
+        }
+    }
+    assert!(hairpin_backends.contains("echo"), "the pod reached itself: {hairpin_backends:?}");
+
     // Maglev: the same client address and port get the same backend whichever node they
     // enter, and different ports spread over both backends.
     let mut backends = std::collections::BTreeSet::new();
@@ -339,6 +358,87 @@ fn from_outside(routing: &str) {
             node.name
         );
     }
+
+    // A backend that starts terminating takes no new flows but keeps its established ones;
+    // when nothing ready is left, the terminating one serves (kube-proxy's rule).
+    let slice = |echo2_conditions: &str, echo_conditions: &str| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: drain, namespace: web}}\nspec:\n  type: NodePort\n  \
+             ports: [{{port: 9000, nodePort: 30010}}]\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n\
+             metadata:\n  name: drain-1\n  namespace: web\n  labels: {{kubernetes.io/service-name: drain}}\n\
+             addressType: IPv4\nports: [{{port: 9000}}]\nendpoints:\n\
+             - addresses: [{}]\n  conditions: {echo_conditions}\n  nodeName: node2\n\
+             - addresses: [{}]\n  conditions: {echo2_conditions}\n  nodeName: node3\n",
+            echo["ipv4"].as_str().unwrap(),
+            echo2["ipv4"].as_str().unwrap()
+        )
+    };
+    let drain_backends = |wanted: &[&str]| {
+        let out = netstack(&["service", "list", "--state-dir", node1.state_dir.to_str().unwrap(), "-o", "json"]);
+        let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        rows.as_array().into_iter().flatten().any(|r| {
+            r["service"] == "web/drain"
+                && r["type"] == "NodePort"
+                && r["backends"].as_array().is_some_and(|b| {
+                    b.len() == wanted.len()
+                        && wanted.iter().all(|w| b.iter().any(|x| x.as_str().unwrap_or("").contains(w)))
+                })
+        })
+    };
+    let ready = "{ready: true}";
+    std::fs::write(manifests_dir.join("drain.yaml"), slice(ready, ready)).unwrap();
+    assert!(eventually(Duration::from_secs(20), || drain_backends(&["active", "active"])));
+    // Established flows (sixteen source ports: Maglev puts some on each backend).
+    let drain_via_node1 = at(node1.underlay, 30010);
+    let open: Vec<TcpStream> = (0..16)
+        .map(|_| {
+            netns::run_in(client, move || {
+                let mut stream = TcpStream::connect_timeout(&drain_via_node1.into(), Duration::from_secs(2))?;
+                stream.write_all(&[1u8; 1000])?;
+                Ok::<_, std::io::Error>(stream)
+            })
+            .unwrap()
+            .unwrap()
+        })
+        .collect();
+    let terminating = "{ready: false, serving: true, terminating: true}";
+    std::fs::write(manifests_dir.join("drain.yaml"), slice(terminating, ready)).unwrap();
+    let echo_ip = echo["ipv4"].as_str().unwrap().to_owned();
+    assert!(eventually(Duration::from_secs(20), || drain_backends(&[echo_ip.as_str()])));
+    let via = |node: &netstack_ref::cluster::topology::NodeRecord| {
+        netns::run_in(client, {
+            let to = at(node.underlay, 30010);
+            move || {
+                let mut stream = TcpStream::connect_timeout(&to.into(), Duration::from_secs(2))?;
+                stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+                stream.shutdown(std::net::Shutdown::Write)?;
+                let mut answer = String::new();
+                stream.read_to_string(&mut answer)?;
+                Ok::<_, std::io::Error>(answer)
+            }
+        })
+        .unwrap()
+    };
+    for _ in 0..8 {
+        assert!(via(node1).unwrap().starts_with("echo 0 "), "new flows avoid the terminating backend");
+    }
+    let mut finished_on = std::collections::BTreeSet::new();
+    for mut stream in open {
+        stream.write_all(&[1u8; 1000]).unwrap();
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        let (backend, rest) = answer.split_once(' ').unwrap();
+        assert!(rest.starts_with("2000 "), "every byte of the established flow arrived: {answer}");
+        finished_on.insert(backend.to_owned());
+    }
+    assert_eq!(finished_on.len(), 2, "established flows on both backends finished: {finished_on:?}");
+    let not_ready = "{ready: false}";
+    std::fs::write(manifests_dir.join("drain.yaml"), slice(terminating, not_ready)).unwrap();
+    let echo2_ip = echo2["ipv4"].as_str().unwrap().to_owned();
+    assert!(eventually(Duration::from_secs(20), || drain_backends(&[echo2_ip.as_str()])));
+    assert!(via(node1).unwrap().starts_with("echo2 0 "), "nothing ready: the terminating backend serves");
 
     // ClientIP affinity: every connection of the client lands on one backend.
     let first = ask_from(client, at(node1.underlay, 30007), None).unwrap().backend;
