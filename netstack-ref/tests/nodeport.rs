@@ -495,3 +495,86 @@ fn from_outside(routing: &str) {
     assert_eq!((code, &body["localEndpoints"]), (503, &serde_json::json!(0)), "{body}");
     std::fs::remove_dir_all(&manifests_dir).ok();
 }
+
+#[test]
+fn idle_north_south_flows_are_forgotten_with_their_nat_and_replies() {
+    use netstack_ref::datapath::nodeport::skeleton::OpenNodeport;
+    use netstack_ref::datapath::nodeport::*;
+    use netstack_ref::datapath::sock_lb::skeleton::OpenSockLb;
+    let Some(_root) = require_kernel() else { return };
+    let pins = ebpf_test_support::PinDir::new("ns_gc").expect("bpffs mounted");
+    let options = ebpf_core::LoadOptions::default().pin_dir(pins.path());
+    let _sock_lb = OpenSockLb::open().unwrap().load(&options).unwrap();
+    let _nodeport = OpenNodeport::open().unwrap().load(&options).unwrap();
+    let tables = NorthSouthTables::open(pins.path()).expect("pinned by the load");
+    let now = boot_seconds();
+    let flow = |client_port: u16| lb4_ct_key {
+        client: u32::from_ne_bytes([192, 168, 100, 2]),
+        frontend: u32::from_ne_bytes([192, 168, 100, 11]),
+        client_port: client_port.to_be(),
+        frontend_port: 30001u16.to_be(),
+        protocol: 6,
+        ..Default::default()
+    };
+    let snat_of = |key: &lb4_ct_key, nat_port: u16| {
+        let entry = lb4_ct_entry {
+            backend: u32::from_ne_bytes([10, 200, 2, 2]),
+            backend_port: 8080u16.to_be(),
+            nat_port: nat_port.to_be(),
+            mode: lb_ct_mode::LB_CT_SNAT.0 as u8,
+            ..Default::default()
+        };
+        let nat = lb4_snat_key {
+            backend: entry.backend,
+            backend_port: entry.backend_port,
+            nat_port: entry.nat_port,
+            protocol: 6,
+            ..Default::default()
+        };
+        let back = lb4_snat_entry {
+            client: key.client,
+            frontend: key.frontend,
+            client_port: key.client_port,
+            frontend_port: key.frontend_port,
+            last_seen: now,
+            ..Default::default()
+        };
+        (entry, nat, back)
+    };
+    let any = ebpf_maps::UpdateFlags::ANY;
+    // A live flow, one idle past TCP's six hours, one closing for longer than ten seconds.
+    let (live, idle, closed) = (flow(40001), flow(40002), flow(40003));
+    for (key, nat_port, last_seen, closing) in [
+        (&live, 61001, now, 0),
+        (&idle, 61002, now.saturating_sub(21_601), 0),
+        (&closed, 61003, now.saturating_sub(11), 1),
+    ] {
+        let (mut entry, nat, back) = snat_of(key, nat_port);
+        entry.last_seen = last_seen;
+        entry.closing = closing;
+        tables.conntrack.insert(key, &entry, any).unwrap();
+        tables.snat.insert(&nat, &back, any).unwrap();
+    }
+    let reply = |client_port: u16| lb4_reply_key {
+        backend: u32::from_ne_bytes([10, 200, 1, 5]),
+        client: u32::from_ne_bytes([192, 168, 100, 2]),
+        backend_port: 8080u16.to_be(),
+        client_port: client_port.to_be(),
+        protocol: 17,
+        ..Default::default()
+    };
+    let fresh = lb4_reply_entry { last_seen: now, ..Default::default() };
+    let stale = lb4_reply_entry { last_seen: now.saturating_sub(61), ..Default::default() };
+    tables.replies.insert(&reply(1), &fresh, any).unwrap();
+    tables.replies.insert(&reply(2), &stale, any).unwrap();
+
+    // Two flows, their two SNAT entries and the stale reply.
+    assert_eq!(tables.collect_garbage(now).unwrap(), 5);
+    assert!(tables.conntrack.get(&live).unwrap().is_some());
+    assert!(tables.conntrack.get(&idle).unwrap().is_none() && tables.conntrack.get(&closed).unwrap().is_none());
+    let (_, live_nat, _) = snat_of(&live, 61001);
+    assert!(tables.snat.get(&live_nat).unwrap().is_some());
+    assert_eq!(tables.snat.iter().count(), 1);
+    assert!(tables.replies.get(&reply(1)).unwrap().is_some() && tables.replies.get(&reply(2)).unwrap().is_none());
+    assert_eq!(tables.collect_garbage(now).unwrap(), 0, "nothing left to collect");
+}

@@ -358,7 +358,8 @@ impl Agent {
     }
 
     /// Forgets connections idle past their lifetime (Cilium's defaults: established TCP 6 h,
-    /// TCP without a reply 60 s, TCP after FIN/RST 10 s, the rest 60 s) when
+    /// TCP without a reply 60 s, TCP after FIN/RST 10 s, the rest 60 s), the endpoints' and the
+    /// north-south LB's, when
     /// [`CONNTRACK_GC_INTERVAL`] has passed since the last run. Returns how many were removed.
     pub fn collect_conntrack(&mut self) -> Result<usize, AgentError> {
         let gc = &mut self.conntrack_gc;
@@ -372,10 +373,15 @@ impl Agent {
             // Reported by status; nothing to collect with.
             Err(_) => return Ok(0),
         };
+        // The north-south LB's tables, once it made them.
+        let mut removed = match crate::datapath::nodeport::NorthSouthTables::open(&self.config.bpffs) {
+            Some(tables) => tables.collect_garbage(crate::datapath::nodeport::boot_seconds()).map_err(failed)?,
+            None => 0,
+        };
         // No endpoint has pinned conntrack yet: nothing to collect.
-        let Ok(conntrack) = Conntrack::open(&self.config.bpffs) else { return Ok(0) };
+        let Ok(conntrack) = Conntrack::open(&self.config.bpffs) else { return Ok(removed) };
         let now = clock.now().map_err(failed)?;
-        let removed = conntrack.collect_garbage(now, clock.hz(), &gc.lifetimes).map_err(failed)?;
+        removed += conntrack.collect_garbage(now, clock.hz(), &gc.lifetimes).map_err(failed)?;
         gc.runs += 1;
         gc.removed += removed as u64;
         Ok(removed)

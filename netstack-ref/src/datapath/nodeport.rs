@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use ebpf_core::link::{Link, Tcx, TcxAttach};
 use ebpf_core::{LoadOptions, Map};
-use ebpf_maps::PerCpuArray;
+use ebpf_maps::{LruHashMap, PerCpuArray};
 
 use super::abi::{drop_reason, verdict_count};
 use super::{kernel, map_err, sum_verdicts, Result};
@@ -24,7 +24,10 @@ pub mod skeleton {
     include!(concat!(env!("OUT_DIR"), "/nodeport.skel.rs"));
 }
 
-pub use skeleton::types::{lb4_source_range_key, lb4_source_range_key_data};
+pub use skeleton::types::{
+    lb4_ct_entry, lb4_ct_key, lb4_reply_entry, lb4_reply_key, lb4_snat_entry, lb4_snat_key, lb4_source_range_key,
+    lb4_source_range_key_data, lb_ct_mode, lb_ct_timeouts,
+};
 
 const VERDICTS_PIN: &str = "verdicts";
 const INGRESS_LINK_PIN: &str = "link_from_external";
@@ -125,4 +128,84 @@ impl NodeportDatapath {
         std::fs::remove_dir_all(&self.pin_dir).map_err(FileError::at("remove", &self.pin_dir))?;
         Ok(())
     }
+}
+
+/// The north-south LB's connection tables (pinned by name beside the service maps): conntrack
+/// on the entry node, SNAT's reverse, and the replies to translate back on a backend's node.
+#[derive(Debug)]
+pub struct NorthSouthTables {
+    /// Flows by the client's packet.
+    pub conntrack: LruHashMap<lb4_ct_key, lb4_ct_entry>,
+    /// SNAT flows by the backend's reply.
+    pub snat: LruHashMap<lb4_snat_key, lb4_snat_entry>,
+    /// Replies of local backends and DSR flows.
+    pub replies: LruHashMap<lb4_reply_key, lb4_reply_entry>,
+}
+
+/// How long a flow of `protocol` lives without a packet, in seconds (the datapath's rule).
+fn lifetime(protocol: u8, closing: bool) -> u64 {
+    let seconds = if closing {
+        lb_ct_timeouts::LB_CT_CLOSING_LIFETIME
+    } else if protocol == 6 {
+        lb_ct_timeouts::LB_CT_TCP_LIFETIME
+    } else {
+        lb_ct_timeouts::LB_CT_OTHER_LIFETIME
+    };
+    u64::from(seconds.0)
+}
+
+impl NorthSouthTables {
+    /// The tables pinned under `shared_pins`, once the north-south LB has made them.
+    pub fn open(shared_pins: &Path) -> Option<NorthSouthTables> {
+        let pinned = |name: &str| Map::from_pin(shared_pins.join(name)).ok();
+        Some(NorthSouthTables {
+            conntrack: LruHashMap::try_from(pinned("lb4_ct")?).ok()?,
+            snat: LruHashMap::try_from(pinned("lb4_snat")?).ok()?,
+            replies: LruHashMap::try_from(pinned("lb4_reply")?).ok()?,
+        })
+    }
+
+    /// Removes flows idle past their lifetime at `now` (seconds since boot, the datapath's
+    /// clock), the SNAT entries of flows conntrack no longer has, and replies idle past
+    /// theirs. Returns how many entries went.
+    pub fn collect_garbage(&self, now: u64) -> Result<usize> {
+        let read = |what: &'static str| map_err(format!("north-south garbage collection: read {what}"));
+        let mut removed = 0;
+        let flows: Vec<(lb4_ct_key, lb4_ct_entry)> =
+            self.conntrack.iter().collect::<std::result::Result<_, _>>().map_err(read("lb4_ct"))?;
+        for (key, entry) in &flows {
+            if now.saturating_sub(entry.last_seen) > lifetime(key.protocol, entry.closing != 0) {
+                removed += usize::from(self.conntrack.remove(key).map_err(read("lb4_ct"))?);
+            }
+        }
+        let nat: Vec<(lb4_snat_key, lb4_snat_entry)> =
+            self.snat.iter().collect::<std::result::Result<_, _>>().map_err(read("lb4_snat"))?;
+        for (key, back) in &nat {
+            let flow = lb4_ct_key {
+                client: back.client,
+                frontend: back.frontend,
+                client_port: back.client_port,
+                frontend_port: back.frontend_port,
+                protocol: key.protocol,
+                ..Default::default()
+            };
+            let held = self.conntrack.get(&flow).map_err(read("lb4_ct"))?;
+            if held.is_none_or(|e| e.mode != lb_ct_mode::LB_CT_SNAT.0 as u8 || e.nat_port != key.nat_port) {
+                removed += usize::from(self.snat.remove(key).map_err(read("lb4_snat"))?);
+            }
+        }
+        let replies: Vec<(lb4_reply_key, lb4_reply_entry)> =
+            self.replies.iter().collect::<std::result::Result<_, _>>().map_err(read("lb4_reply"))?;
+        for (key, entry) in &replies {
+            if now.saturating_sub(entry.last_seen) > lifetime(key.protocol, false) {
+                removed += usize::from(self.replies.remove(key).map_err(read("lb4_reply"))?);
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// Seconds since boot (`CLOCK_BOOTTIME`), the clock the north-south tables age by.
+pub fn boot_seconds() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).map_or(0, |t| t.tv_sec() as u64)
 }
