@@ -7,6 +7,7 @@
 
 mod support;
 
+use std::collections::BTreeSet;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::sync::mpsc;
@@ -33,7 +34,10 @@ selector: {{app: web}}\n  ports:\n  - {{name: http, port: 80, targetPort: http, 
 apiVersion: v1\nkind: Service\nmetadata: {{name: nobody, namespace: t}}\nspec:\n  clusterIP: 10.96.0.81\n  \
 selector: {{app: nothing}}\n  ports: [{{port: 80}}]\n---\n\
 apiVersion: v1\nkind: Service\nmetadata: {{name: sticky, namespace: t}}\nspec:\n  clusterIP: 10.96.0.82\n  \
-selector: {{app: web}}\n  sessionAffinity: ClientIP\n  ports: [{{port: 80, targetPort: 8080}}]\n"
+selector: {{app: web}}\n  sessionAffinity: ClientIP\n  ports: [{{port: 80, targetPort: 8080}}]\n---\n\
+apiVersion: v1\nkind: Service\nmetadata: {{name: brief, namespace: t}}\nspec:\n  clusterIP: 10.96.0.83\n  \
+selector: {{app: web}}\n  sessionAffinity: ClientIP\n  sessionAffinityConfig: {{clientIP: {{timeoutSeconds: 1}}}}\n  \
+ports: [{{port: 80, targetPort: 8080}}]\n"
     )
 }
 
@@ -119,6 +123,23 @@ fn cluster_ip_node_port_and_no_endpoints_at_the_socket() {
     for _ in 0..20 {
         assert_eq!(ask_tcp(&client.netns, sticky).unwrap().0, first, "affinity holds");
     }
+
+    // Affinity expires: idle past its timeout (1 s; the datapath counts whole seconds), a client
+    // is balanced afresh, so over a few idle spells it lands on both backends; within one it
+    // stays put.
+    let brief = SocketAddr::from(([10, 96, 0, 83], 80));
+    let mut chosen = BTreeSet::new();
+    // (16 spells: all on one backend by chance is 1 in 32768.)
+    for _ in 0..16 {
+        let first = ask_tcp(&client.netns, brief).expect("connect through the brief service").0;
+        assert_eq!(ask_tcp(&client.netns, brief).unwrap().0, first, "held within the timeout");
+        chosen.insert(first);
+        if chosen.len() == 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2100));
+    }
+    assert_eq!(chosen.len(), 2, "expired affinity lets the client move: {chosen:?}");
 
     // No endpoints: refused at once, not a timeout.
     let started = Instant::now();
