@@ -566,6 +566,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 ("SCOPE", "scope"),
                 ("REVNAT", "revNatId"),
                 ("FLAGS", "flags"),
+                ("MAGLEV", "maglev"),
                 ("BACKENDS", "backends"),
             ];
             print(ask(&state, Request::BpfLbList)?, output, &columns);

@@ -61,6 +61,9 @@ pub struct LbRow {
     pub flags: Vec<String>,
     /// Its backends in slot order: `id address:port state`.
     pub backends: Vec<String>,
+    /// Its Maglev table's id in `lb4_maglev` (external frontends; 0: none).
+    #[serde(default)]
+    pub maglev: u32,
 }
 
 /// The maps' frontends with their slots resolved.
@@ -103,6 +106,7 @@ pub fn lb_rows(maps: &LbMaps) -> Result<Vec<LbRow>, DatapathError> {
                     backends.get(&id).cloned().unwrap_or_else(|| format!("{id} (missing)"))
                 })
                 .collect(),
+            maglev: m.backend_id,
         })
         .collect())
 }
