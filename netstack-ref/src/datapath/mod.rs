@@ -10,6 +10,7 @@
 pub mod abi;
 pub mod nodeport;
 pub mod overlay;
+pub mod pinned;
 pub mod sock_lb;
 
 use std::net::{Ipv4Addr, Ipv6Addr};

@@ -6,15 +6,15 @@
 //! agent restart leaves north-south services running.
 
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use ebpf_core::link::{Link, Tcx, TcxAttach};
+use ebpf_core::link::{Tcx, TcxAttach};
 use ebpf_core::{LoadOptions, Map};
-use ebpf_maps::{LruHashMap, PerCpuArray};
+use ebpf_maps::LruHashMap;
 
 use super::abi::{drop_reason, verdict_count};
-use super::{kernel, map_err, sum_verdicts, Result};
-use crate::file_error::FileError;
+use super::pinned::PinnedPrograms;
+use super::{kernel, map_err, Result};
 use crate::policy::api::Cidr;
 use crate::policy::Direction;
 
@@ -29,7 +29,6 @@ pub use skeleton::types::{
     lb4_source_range_key_data, lb_ct_mode, lb_ct_timeouts,
 };
 
-const VERDICTS_PIN: &str = "verdicts";
 const INGRESS_LINK_PIN: &str = "link_from_external";
 const EGRESS_LINK_PIN: &str = "link_to_external";
 
@@ -51,10 +50,10 @@ pub struct NodeportConfig {
 /// The north-south LB of one node, attached to its external device.
 #[derive(Debug)]
 pub struct NodeportDatapath {
-    verdicts: PerCpuArray<verdict_count>,
-    links: Vec<Link>,
-    pin_dir: PathBuf,
+    pinned: PinnedPrograms,
 }
+
+const OWNER: &str = "north-south LB";
 
 fn network_order(address: Ipv4Addr) -> u32 {
     u32::from_ne_bytes(address.octets())
@@ -86,47 +85,29 @@ impl NodeportDatapath {
             .map_err(kernel(format!("attach from_external to link {device}")))?;
         let egress = Tcx::attach(progs.to_external(), device, TcxAttach::egress())
             .map_err(kernel(format!("attach to_external to link {device}")))?;
-        let verdicts_map = loaded.maps().verdicts_map();
+        let links = vec![(ingress.into_link(), INGRESS_LINK_PIN), (egress.into_link(), EGRESS_LINK_PIN)];
         let pin_dir = shared_pins.join("nodeport").join(&config.device_name);
-        std::fs::create_dir_all(&pin_dir).map_err(FileError::at("create", &pin_dir))?;
-        verdicts_map.pin(pin_dir.join(VERDICTS_PIN)).map_err(kernel("pin the north-south LB's verdicts"))?;
-        let links = vec![ingress.into_link(), egress.into_link()];
-        for (link, name) in links.iter().zip([INGRESS_LINK_PIN, EGRESS_LINK_PIN]) {
-            link.pin(pin_dir.join(name)).map_err(kernel(format!("pin {name}")))?;
-        }
-        let verdicts = verdicts_map.try_clone().map_err(kernel("north-south LB verdicts"))?;
-        Ok(NodeportDatapath {
-            verdicts: PerCpuArray::try_from(verdicts).map_err(map_err("north-south LB verdicts"))?,
-            links,
-            pin_dir,
-        })
+        let pinned = PinnedPrograms::pin(OWNER, pin_dir, loaded.maps().verdicts_map(), links)?;
+        Ok(NodeportDatapath { pinned })
     }
 
     /// The north-south LB a previous agent left pinned under `shared_pins` for `device_name`,
     /// if all of it is there.
     pub fn adopt(shared_pins: &Path, device_name: &str) -> Option<NodeportDatapath> {
         let pin_dir = shared_pins.join("nodeport").join(device_name);
-        let verdicts = PerCpuArray::try_from(Map::from_pin(pin_dir.join(VERDICTS_PIN)).ok()?).ok()?;
-        let links = vec![
-            Link::from_pin(pin_dir.join(INGRESS_LINK_PIN)).ok()?,
-            Link::from_pin(pin_dir.join(EGRESS_LINK_PIN)).ok()?,
-        ];
-        Some(NodeportDatapath { verdicts, links, pin_dir })
+        let pinned = PinnedPrograms::adopt(OWNER, pin_dir, &[INGRESS_LINK_PIN, EGRESS_LINK_PIN])?;
+        Some(NodeportDatapath { pinned })
     }
 
     /// Packets and bytes per (direction, reason): ingress is what came from outside (and SNAT
     /// replies), egress the replies of local backends.
     pub fn verdicts(&self) -> Result<Vec<(Direction, drop_reason, verdict_count)>> {
-        sum_verdicts(&self.verdicts, "north-south LB")
+        self.pinned.verdicts()
     }
 
     /// Detaches the programs and removes the pins.
-    pub fn remove(mut self) -> Result<()> {
-        for link in self.links.drain(..) {
-            link.detach().map_err(kernel("detach the north-south LB"))?;
-        }
-        std::fs::remove_dir_all(&self.pin_dir).map_err(FileError::at("remove", &self.pin_dir))?;
-        Ok(())
+    pub fn remove(self) -> Result<()> {
+        self.pinned.remove()
     }
 }
 

@@ -5,15 +5,14 @@
 //! may send through the tunnel. Its links and counters are pinned in `overlay/` of the node's
 //! bpffs directory, so an agent restart leaves the tunnel running.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use ebpf_core::link::{Link, Tcx, TcxAttach};
-use ebpf_core::{LoadOptions, Map};
-use ebpf_maps::PerCpuArray;
+use ebpf_core::link::{Tcx, TcxAttach};
+use ebpf_core::LoadOptions;
 
 use super::abi::{drop_reason, verdict_count};
-use super::{kernel, map_err, sum_verdicts, Result};
-use crate::file_error::FileError;
+use super::pinned::PinnedPrograms;
+use super::{kernel, Result};
 use crate::policy::Direction;
 
 /// The generated skeleton of `overlay.o`.
@@ -22,17 +21,16 @@ pub mod skeleton {
     include!(concat!(env!("OUT_DIR"), "/overlay.skel.rs"));
 }
 
-const VERDICTS_PIN: &str = "verdicts";
 const INGRESS_LINK_PIN: &str = "link_from_overlay";
 const EGRESS_LINK_PIN: &str = "link_from_host";
 
 /// The overlay programs of one node, attached to its tunnel and host devices.
 #[derive(Debug)]
 pub struct OverlayDatapath {
-    verdicts: PerCpuArray<verdict_count>,
-    links: Vec<Link>,
-    pin_dir: PathBuf,
+    pinned: PinnedPrograms,
 }
+
+const OWNER: &str = "overlay";
 
 impl OverlayDatapath {
     /// Loads the overlay object (the ipcache reused from `shared_pins`), attaches it to the
@@ -48,45 +46,25 @@ impl OverlayDatapath {
             .map_err(kernel(format!("attach from_overlay to link {tunnel}")))?;
         let egress = Tcx::attach(progs.from_host(), host, TcxAttach::egress())
             .map_err(kernel(format!("attach from_host to link {host}")))?;
-        let verdicts_map = loaded.maps().verdicts_map();
-        let pin_dir = shared_pins.join("overlay");
-        std::fs::create_dir_all(&pin_dir).map_err(FileError::at("create", &pin_dir))?;
-        verdicts_map.pin(pin_dir.join(VERDICTS_PIN)).map_err(kernel("pin the overlay's verdicts"))?;
-        let links = vec![ingress.into_link(), egress.into_link()];
-        for (link, name) in links.iter().zip([INGRESS_LINK_PIN, EGRESS_LINK_PIN]) {
-            link.pin(pin_dir.join(name)).map_err(kernel(format!("pin {name}")))?;
-        }
-        let verdicts = verdicts_map.try_clone().map_err(kernel("overlay verdicts"))?;
-        Ok(OverlayDatapath {
-            verdicts: PerCpuArray::try_from(verdicts).map_err(map_err("overlay verdicts"))?,
-            links,
-            pin_dir,
-        })
+        let links = vec![(ingress.into_link(), INGRESS_LINK_PIN), (egress.into_link(), EGRESS_LINK_PIN)];
+        let pinned = PinnedPrograms::pin(OWNER, shared_pins.join("overlay"), loaded.maps().verdicts_map(), links)?;
+        Ok(OverlayDatapath { pinned })
     }
 
     /// The overlay a previous agent left pinned under `shared_pins`, if all of it is there.
     pub fn adopt(shared_pins: &Path) -> Option<OverlayDatapath> {
-        let pin_dir = shared_pins.join("overlay");
-        let verdicts = PerCpuArray::try_from(Map::from_pin(pin_dir.join(VERDICTS_PIN)).ok()?).ok()?;
-        let links = vec![
-            Link::from_pin(pin_dir.join(INGRESS_LINK_PIN)).ok()?,
-            Link::from_pin(pin_dir.join(EGRESS_LINK_PIN)).ok()?,
-        ];
-        Some(OverlayDatapath { verdicts, links, pin_dir })
+        let pinned = PinnedPrograms::adopt(OWNER, shared_pins.join("overlay"), &[INGRESS_LINK_PIN, EGRESS_LINK_PIN])?;
+        Some(OverlayDatapath { pinned })
     }
 
     /// Packets and bytes per (direction, reason): ingress is what came out of the tunnel,
     /// egress what went into it.
     pub fn verdicts(&self) -> Result<Vec<(Direction, drop_reason, verdict_count)>> {
-        sum_verdicts(&self.verdicts, "overlay")
+        self.pinned.verdicts()
     }
 
     /// Detaches the programs and removes the pins.
-    pub fn remove(mut self) -> Result<()> {
-        for link in self.links.drain(..) {
-            link.detach().map_err(kernel("detach the overlay"))?;
-        }
-        std::fs::remove_dir_all(&self.pin_dir).map_err(FileError::at("remove", &self.pin_dir))?;
-        Ok(())
+    pub fn remove(self) -> Result<()> {
+        self.pinned.remove()
     }
 }
