@@ -487,9 +487,12 @@ int from_external(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	/* A DSR flow another node forwarded to a pod of ours: remember the frontend for the reply. */
 	if (p.has_dsr) {
-		if (is_local_pod(p.daddr))
-			expect_reply(&p, p.daddr, p.dport, p.dsr.address, p.dsr.port, lb_now());
-		return TC_ACT_OK;
+		if (!is_local_pod(p.daddr))
+			return TC_ACT_OK;
+		expect_reply(&p, p.daddr, p.dport, p.dsr.address, p.dsr.port, lb_now());
+		if (strip_dsr_option(skb))
+			return count(skb, DIR_INGRESS, REASON_WRITE_ERROR);
+		return count(skb, DIR_INGRESS, REASON_FORWARDED);
 	}
 	jiffies = bpf_jiffies64();
 	cached = cached_flow(&p, jiffies);

@@ -95,8 +95,11 @@ int from_overlay(struct __sk_buff *skb)
 	skb->mark = identity << MARK_IDENTITY_SHIFT | MARK_MAGIC_IDENTITY;
 	/* A DSR flow another node forwarded to one of our pods: its reply leaves from here with
 	 * the frontend as source (nodeport.c's to_external on the external device). */
-	if (read_packet(skb, &packet) && packet.has_dsr)
+	if (read_packet(skb, &packet) && packet.has_dsr) {
 		expect_reply(&packet, packet.daddr, packet.dport, packet.dsr.address, packet.dsr.port, lb_now());
+		if (strip_dsr_option(skb))
+			return count(skb, DIR_INGRESS, REASON_WRITE_ERROR);
+	}
 	/* The inner frame is addressed to the sending node's device (the tunnel does no ARP):
 	 * the packet is for this node to route. */
 	if (skb->pkt_type == PACKET_OTHERHOST)

@@ -148,6 +148,9 @@ fn send_bulk(netns: &str, to: SocketAddrV4, bytes: usize) -> std::io::Result<Str
     netns::run_in(netns, move || {
         let mut stream = TcpStream::connect_timeout(&to.into(), Duration::from_secs(2))?;
         stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+        stream.set_write_timeout(Some(Duration::from_secs(20)))?;
+        // Small sends go out at once, one segment each (none merged into an offloaded batch).
+        stream.set_nodelay(true)?;
         let data: Vec<u8> = (0..bytes).map(|i| (i * 7 % 251) as u8).collect();
         stream.write_all(&data)?;
         stream.shutdown(std::net::Shutdown::Write)?;
@@ -350,6 +353,11 @@ fn from_outside(routing: &str) {
     // Bulk transfers (large, segmentation-offloaded segments, checksums left to the end) arrive
     // whole through SNAT, DSR and a local backend.
     const BULK: usize = 8 << 20;
+    // First one full-sized segment alone (1448 bytes, the path's MSS): with DSR's 8-byte option
+    // it would no longer fit the pod's 1500-byte link, so the backend's node takes it out.
+    for (node, port) in [(node1, 30008), (node1, 30009)] {
+        assert_eq!(send_bulk(client, at(node.underlay, port), 1448).unwrap(), bulk_answer(1448), "{port}");
+    }
     for (node, port) in [(node1, 30008), (node1, 30009), (node2, 30008), (node3, 30009)] {
         assert_eq!(
             send_bulk(client, at(node.underlay, port), BULK).unwrap(),

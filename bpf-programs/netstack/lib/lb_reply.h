@@ -95,4 +95,31 @@ static __always_inline void expect_reply(const struct packet *p, __be32 backend,
 	bpf_map_update_elem(&lb4_reply, &key, &entry, BPF_ANY);
 }
 
+/* Takes the DSR option out again on the backend's node once its frontend is recorded: it only
+ * had to get here, and the pod's link need not have room for 8 more bytes than the client sent
+ * (a full-sized segment with it would not fit a 1500-byte pod, and the client, which never sees
+ * the rewritten packet, could not learn a smaller path MTU from the error). */
+static __always_inline int strip_dsr_option(struct __sk_buff *skb)
+{
+	__be32 old_word, new_word;
+	__u8 *bytes = (__u8 *)&new_word;
+	struct lb_dsr_option opt;
+	__s64 diff;
+
+	if (bpf_skb_load_bytes(skb, IP_OFF, &old_word, sizeof(old_word)) ||
+	    bpf_skb_load_bytes(skb, IP_OFF + IP_BASE_LEN, &opt, sizeof(opt)))
+		return -1;
+	new_word = old_word;
+	bytes[0] -= sizeof(opt) / 4; /* ihl */
+	*(__be16 *)(bytes + 2) = bpf_htons(bpf_ntohs(*(__be16 *)(bytes + 2)) - sizeof(opt));
+	if (bpf_skb_adjust_room(skb, -(__s32)sizeof(opt), BPF_ADJ_ROOM_NET, 0) ||
+	    bpf_skb_store_bytes(skb, IP_OFF, &new_word, sizeof(new_word), 0))
+		return -1;
+	diff = bpf_csum_diff((__be32 *)&opt, sizeof(opt), 0, 0, 0);
+	diff = bpf_csum_diff(&old_word, sizeof(old_word), &new_word, sizeof(new_word), diff);
+	if (diff < 0)
+		return -1;
+	return bpf_l3_csum_replace(skb, IP_OFF + __builtin_offsetof(struct iphdr, check), 0, diff, 0);
+}
+
 #endif
