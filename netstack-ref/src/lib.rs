@@ -7,14 +7,15 @@
 //! - [`identity`]: reserved identities and the allocation of identities from security labels.
 //! - [`policy`]: the policy language, its resolution into per-endpoint policy map entries, and
 //!   a reference model of its semantics.
-//! - [`datapath`]: the eBPF objects (endpoint, overlay, socket LB), templated and loaded, and
-//!   their maps.
+//! - [`datapath`]: the eBPF objects (endpoint, overlay, socket LB, north-south LB), templated
+//!   and loaded, and their maps.
 //! - [`agent`]: the node agent (endpoints in network namespaces, its resource sources — files,
 //!   the kvstore, a Kubernetes API server —, the local API) and its CLI.
 //! - [`cluster`]: several nodes: etcd as the kvstore (nodes, identities, ipcache, policy status),
 //!   routing between nodes (native, VXLAN), nodes on one machine (`netstack cluster`).
 //! - [`services`]: the kube-proxy replacement: the service catalog, the load balancer's maps,
-//!   Maglev.
+//!   Maglev, health check node ports.
+//! - [`observe`]: Hubble-style flows.
 //! - [`demo`]: the README's main job.
 //! - [`traffic`]: probes and test frames for the demo, tests and benchmarks.
 //!
@@ -36,6 +37,7 @@ pub mod demo;
 pub mod file_error;
 pub mod identity;
 pub mod manifest;
+pub mod observe;
 pub mod policy;
 pub mod services;
 pub mod traffic;
