@@ -1,6 +1,13 @@
-//! Hubble-style observability: flows as Hubble shows them ([`flow`]) and `hubble observe`'s
-//! filters over them ([`filter`]), the ring of recent flows ([`ring`]).
+//! Hubble-style observability (issue 19, in progress: the pieces that need no datapath):
+//!
+//! - [`flow`]: flows as Hubble shows them (flow.proto's field and enum names).
+//! - [`filter`]: `hubble observe`'s filter flags into allow and deny filters.
+//! - [`ring`]: the lock-free ring of recent flows.
+//! - [`print`]: `observe`'s output formats (compact, dict, table, json/jsonpb).
+//! - [`time`]: RFC 3339 times, Hubble's timestamps, `--since`/`--until`.
 
 pub mod filter;
 pub mod flow;
+pub mod print;
 pub mod ring;
+pub mod time;
