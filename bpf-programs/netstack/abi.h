@@ -394,6 +394,59 @@ struct lb4_source_range_key {
 	__be32 address;
 };
 
+/* Flow events (Hubble's monitor messages), into the node's ring buffer `events`: drops (never
+ * aggregated away), policy verdicts of new connections, and traces when a connection starts,
+ * first answers and ends (Cilium's "medium" monitor aggregation). Kinds are Cilium's message
+ * types, trace points Hubble's TraceObservationPoint numbers. */
+enum event_kind {
+	EVENT_DROP = 1,
+	EVENT_TRACE = 4,
+	EVENT_POLICY_VERDICT = 5,
+};
+
+enum trace_point {
+	TRACE_TO_OVERLAY = 4,
+	TRACE_FROM_ENDPOINT = 5,
+	TRACE_FROM_OVERLAY = 9,
+	TRACE_FROM_NETWORK = 10,
+	TRACE_TO_ENDPOINT = 101,
+};
+
+/* How a policy verdict matched (Cilium's policy_match_type). */
+enum policy_match {
+	POLICY_MATCH_NONE = 0,
+	POLICY_MATCH_L3_ONLY = 1,
+	POLICY_MATCH_L3_L4 = 2,
+	POLICY_MATCH_L4_ONLY = 3,
+	POLICY_MATCH_ALL = 4,
+};
+
+enum event_flags {
+	EVENT_FLAG_REPLY = 1, /* the packet runs against its connection's first */
+	EVENT_FLAG_DENIED = 2, /* a policy verdict that denies */
+};
+
+enum event_capture {
+	EVENT_CAPTURE_LEN = 128, /* bytes of the packet an event carries */
+};
+
+struct flow_event {
+	__u64 ktime; /* bpf_ktime_get_boot_ns() */
+	__u8 kind; /* enum event_kind */
+	__u8 subtype; /* drop reason, or trace point (TRACE_TO_ENDPOINT: 101) */
+	__u8 direction; /* enum direction */
+	__u8 flags; /* enum event_flags */
+	__u8 match; /* enum policy_match */
+	__u8 pad[3];
+	__u32 endpoint_id;
+	__u32 src_identity; /* 0: not known here (the agent looks the address up) */
+	__u32 dst_identity;
+	__u32 ifindex;
+	__u32 orig_len;
+	__u32 cap_len;
+	__u8 data[EVENT_CAPTURE_LEN];
+};
+
 /* An enum only user space reads needs a use to appear in the object's BTF: a variable in a
  * section the loader never makes a map of (`ABI_EXPORT(enum, drop_reason);` in a program file)
  * is that use. */

@@ -11,6 +11,8 @@
 #include "abi.h"
 #include "lib/proto.h"
 #include "lib/config.h"
+/* The endpoint's flow events carry its id. */
+#define EVENT_ENDPOINT ENDPOINT_ID
 #include "lib/ipcache.h"
 #include "lib/maps.h"
 #include "lib/counters.h"
@@ -31,6 +33,12 @@ ABI_EXPORT(enum, ct_flags);
 ABI_EXPORT(enum, flow_cache_size);
 ABI_EXPORT(enum, verdict_index);
 ABI_EXPORT(enum, identity_mark);
+ABI_EXPORT(enum, event_kind);
+ABI_EXPORT(enum, trace_point);
+ABI_EXPORT(enum, policy_match);
+ABI_EXPORT(enum, event_flags);
+ABI_EXPORT(enum, event_capture);
+ABI_EXPORT(struct, flow_event);
 
 int egress_policy(struct __sk_buff *skb);
 int ingress_policy(struct __sk_buff *skb);
@@ -144,7 +152,7 @@ static __always_inline int policy_stage(struct __sk_buff *skb, __u8 direction)
 {
 	struct ct_key t;
 	struct ct_entry entry = {};
-	__u8 family = 0, icmp_type = 0, tcp_flags = 0;
+	__u8 family = 0, icmp_type = 0, tcp_flags = 0, match;
 	int reason = parse(skb, &t, &family, &icmp_type, &tcp_flags);
 	__be32 tunnel = 0;
 	__u32 peer;
@@ -155,9 +163,24 @@ static __always_inline int policy_stage(struct __sk_buff *skb, __u8 direction)
 		return count(skb, direction, REASON_UNSUPPORTED_L3_PROTOCOL);
 	peer = direction == DIR_EGRESS ? destination_identity(t.daddr, family, &tunnel)
 				       : source_identity(skb, t.saddr, family);
-	reason = decide(peer, direction, &t, icmp_type);
+	reason = decide(peer, direction, &t, icmp_type, &match);
+	struct event_facts facts = {
+		.kind = EVENT_POLICY_VERDICT,
+		.subtype = reason,
+		.direction = direction,
+		.flags = reason == REASON_FORWARDED ? 0 : EVENT_FLAG_DENIED,
+		.match = match,
+		.src_identity = direction == DIR_EGRESS ? ENDPOINT_IDENTITY : peer,
+		.dst_identity = direction == DIR_EGRESS ? peer : ENDPOINT_IDENTITY,
+	};
+	emit(skb, &facts);
 	if (reason != REASON_FORWARDED)
 		return count(skb, direction, reason);
+	/* The connection starts: traced once here, then at its first reply and its end. */
+	facts.kind = EVENT_TRACE;
+	facts.subtype = direction == DIR_INGRESS ? TRACE_TO_ENDPOINT : TRACE_FROM_ENDPOINT;
+	facts.match = POLICY_MATCH_NONE;
+	emit(skb, &facts);
 	/* What may open a connection does; ICMP errors, replies and other messages do not. */
 	if (ct_kind(t.protocol, icmp_type) & TRACK_FORWARD) {
 		t.direction = direction;

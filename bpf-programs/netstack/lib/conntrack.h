@@ -84,9 +84,10 @@ static __always_inline int tcp_note(struct ct_entry *e, const struct ct_key *t, 
 }
 
 /* Finds the connection `t` belongs to and adds `packets` to its count in that direction;
- * *closing tells whether it is a closing TCP connection. */
+ * *closing tells whether it is a closing TCP connection, *report whether the packet is one a
+ * flow event reports (the connection's first reply, or its FIN or RST). */
 static __always_inline int conntrack_lookup(struct __sk_buff *skb, struct ct_key *t, __u8 direction, __u8 family,
-					    __u8 icmp_type, __u8 tcp_flags, __u64 packets, int *closing)
+					    __u8 icmp_type, __u8 tcp_flags, __u64 packets, int *closing, int *report)
 {
 	int kind = ct_kind(t->protocol, icmp_type);
 	struct ct_key rev;
@@ -100,6 +101,7 @@ static __always_inline int conntrack_lookup(struct __sk_buff *skb, struct ct_key
 		e->last_seen = bpf_jiffies64();
 		e->packets += packets;
 		*closing = tcp_note(e, t, tcp_flags);
+		*report = t->protocol == IPPROTO_TCP && (tcp_flags & (TCP_FIN | TCP_RST));
 		return CT_ESTABLISHED;
 	}
 	reverse(&rev, t);
@@ -107,6 +109,7 @@ static __always_inline int conntrack_lookup(struct __sk_buff *skb, struct ct_key
 	e = kind & TRACK_REPLY ? bpf_map_lookup_elem(&conntrack, &rev) : 0;
 	if (e) {
 		e->last_seen = bpf_jiffies64();
+		*report = e->reply_packets == 0 || (t->protocol == IPPROTO_TCP && (tcp_flags & (TCP_FIN | TCP_RST)));
 		e->reply_packets += packets;
 		*closing = tcp_note(e, t, tcp_flags);
 		return CT_REPLY;

@@ -3,6 +3,8 @@
 #ifndef NETSTACK_LIB_COUNTERS_H
 #define NETSTACK_LIB_COUNTERS_H
 
+#include "events.h"
+
 /* Packets and bytes per (direction, reason): index = direction * 256 + reason. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -11,6 +13,7 @@ struct {
 	__uint(max_entries, 512);
 } verdicts SEC(".maps");
 
+/* Counts the packet; a drop is also reported as a flow event, every one. */
 static __always_inline int count(struct __sk_buff *skb, __u8 direction, __u8 reason)
 {
 	__u32 index = (__u32)direction * VERDICT_INDEX_STRIDE + reason;
@@ -20,7 +23,11 @@ static __always_inline int count(struct __sk_buff *skb, __u8 direction, __u8 rea
 		c->packets++;
 		c->bytes += skb->len;
 	}
-	return reason == REASON_FORWARDED ? TC_ACT_OK : TC_ACT_SHOT;
+	if (reason == REASON_FORWARDED)
+		return TC_ACT_OK;
+	struct event_facts drop = { .kind = EVENT_DROP, .subtype = reason, .direction = direction };
+	emit(skb, &drop);
+	return TC_ACT_SHOT;
 }
 
 #endif

@@ -94,7 +94,7 @@ static __always_inline int conntrack_pass(struct __sk_buff *skb, struct ct_key *
 {
 	struct flow_slot *slot = 0;
 	__u64 packets = 1;
-	int state, closing = 0;
+	int state, closing = 0, report = 0;
 
 	if (family == 4 && has_ports(t->protocol)) {
 		__be32 saddr = v4_of(t->saddr), daddr = v4_of(t->daddr);
@@ -109,9 +109,18 @@ static __always_inline int conntrack_pass(struct __sk_buff *skb, struct ct_key *
 			slot->pending = 0;
 		}
 	}
-	state = conntrack_lookup(skb, t, direction, family, icmp_type, tcp_flags, packets, &closing);
+	state = conntrack_lookup(skb, t, direction, family, icmp_type, tcp_flags, packets, &closing, &report);
 	if (state == CT_NEW)
 		return 0;
+	if (report) {
+		struct event_facts trace = {
+			.kind = EVENT_TRACE,
+			.subtype = direction == DIR_INGRESS ? TRACE_TO_ENDPOINT : TRACE_FROM_ENDPOINT,
+			.direction = direction,
+			.flags = state == CT_REPLY ? EVENT_FLAG_REPLY : 0,
+		};
+		emit(skb, &trace);
+	}
 	if (slot && !closing) {
 		slot->saddr = v4_of(t->saddr);
 		slot->daddr = v4_of(t->daddr);

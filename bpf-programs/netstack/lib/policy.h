@@ -44,7 +44,18 @@ static __always_inline __u16 policy_port(const struct ct_key *t, __u8 icmp_type)
 
 /* The lookup order of the design note: the peer's identity, then any identity (0); a deny
  * wins; otherwise the more specific match; no match drops. */
-static __always_inline int decide(__u32 peer, __u8 direction, const struct ct_key *t, __u8 icmp_type)
+/* How the entry that decided matched: by identity or any, by port or not. */
+static __always_inline __u8 match_of(const struct policy_entry *e, int by_identity)
+{
+	int by_port = e->prefix_len > POLICY_PREFIX_ANY_PROTOCOL;
+
+	if (by_identity)
+		return by_port ? POLICY_MATCH_L3_L4 : POLICY_MATCH_L3_ONLY;
+	return by_port ? POLICY_MATCH_L4_ONLY : POLICY_MATCH_ALL;
+}
+
+/* The verdict for a new flow with `peer`; *match says how the deciding entry matched. */
+static __always_inline int decide(__u32 peer, __u8 direction, const struct ct_key *t, __u8 icmp_type, __u8 *match)
 {
 	struct policy_key key = {
 		.prefixlen = POLICY_FULL_PREFIX,
@@ -55,17 +66,24 @@ static __always_inline int decide(__u32 peer, __u8 direction, const struct ct_ke
 	};
 	struct policy_entry *exact = bpf_map_lookup_elem(&policy, &key), *any;
 
+	int by_identity = 1;
+
+	*match = POLICY_MATCH_NONE;
 	if (exact && exact->deny) {
 		__sync_fetch_and_add(&exact->packets, 1);
+		*match = match_of(exact, 1);
 		return REASON_POLICY_DENY;
 	}
 	key.identity = 0;
 	any = bpf_map_lookup_elem(&policy, &key);
-	if (any && (any->deny || !exact || any->prefix_len > exact->prefix_len))
+	if (any && (any->deny || !exact || any->prefix_len > exact->prefix_len)) {
 		exact = any;
+		by_identity = 0;
+	}
 	if (!exact)
 		return REASON_POLICY_DENIED;
 	__sync_fetch_and_add(&exact->packets, 1);
+	*match = match_of(exact, by_identity);
 	return exact->deny ? REASON_POLICY_DENY : REASON_FORWARDED;
 }
 
