@@ -45,6 +45,30 @@ pub enum Request {
     ServiceList,
     /// The load balancer's maps as the datapath sees them.
     BpfLbList,
+    /// Flows from the ring: the last `number` (or the first, with `first`), or everything
+    /// from sequence number `since` on (a follower's next read).
+    Flows {
+        /// How many.
+        #[serde(default)]
+        number: Option<usize>,
+        /// The oldest instead of the newest.
+        #[serde(default)]
+        first: bool,
+        /// Everything from this sequence number on.
+        #[serde(default)]
+        since: Option<u64>,
+    },
+}
+
+/// Flows as the API returns them.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct FlowsReply {
+    /// The flows, oldest first.
+    pub flows: Vec<crate::observe::flow::Flow>,
+    /// The sequence number to read from next (`since`).
+    pub next: u64,
+    /// Flows the ring overwrote before this read got to them.
+    pub lost: u64,
 }
 
 /// What went wrong on either side of the local API.
@@ -142,6 +166,25 @@ pub fn handle(agent: &mut Agent, request: &Request) -> Result<serde_json::Value,
         Request::BpfLbList => {
             let lb = agent.services().datapath().map_err(|e| ApiError::Agent(format!("services: {e}")))?;
             serde_json::to_value(crate::services::view::lb_rows(&lb.maps)?)?
+        }
+        Request::Flows { number, first, since } => {
+            let ring = agent.flows().ring();
+            let reply = match since {
+                Some(from) => {
+                    let read = ring.read_from(*from);
+                    FlowsReply {
+                        flows: read.flows.into_iter().map(|(_, f)| (*f).clone()).collect(),
+                        next: read.next,
+                        lost: read.lost,
+                    }
+                }
+                None => {
+                    let n = number.unwrap_or(ring.capacity());
+                    let flows = if *first { ring.first(n) } else { ring.last(n) };
+                    FlowsReply { flows: flows.iter().map(|f| (**f).clone()).collect(), next: ring.written(), lost: 0 }
+                }
+            };
+            serde_json::to_value(reply)?
         }
         Request::EndpointVerdicts { endpoint } => {
             let rows = find(agent, endpoint)?.datapath.verdicts()?;

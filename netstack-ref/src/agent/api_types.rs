@@ -56,10 +56,29 @@ pub struct Status {
     /// Services: frontends and what the socket LB did.
     #[serde(default)]
     pub services: Option<ServicesStatus>,
+    /// Flows: the ring and what was lost where.
+    #[serde(default)]
+    pub flows: Option<FlowsStatus>,
     /// The north-south load balancer on each external device: ingress is what came from
     /// outside (and SNAT replies), egress the replies of local backends.
     #[serde(default)]
     pub north_south: Vec<DeviceCounters>,
+}
+
+/// The flow collector's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FlowsStatus {
+    /// Flows the ring keeps.
+    pub capacity: usize,
+    /// Flows ever stored.
+    pub stored: u64,
+    /// Events read from the datapath's ring buffer.
+    pub received: u64,
+    /// Events that could not be decoded.
+    pub undecodable: u64,
+    /// Events the datapath could not put into its ring buffer (full).
+    pub lost_in_datapath: u64,
 }
 
 /// The node's services.

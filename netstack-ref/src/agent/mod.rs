@@ -6,6 +6,7 @@
 pub mod api;
 pub mod api_types;
 pub mod endpoint;
+pub mod flows;
 pub mod netns;
 pub mod rtnl;
 pub mod sock_diag;
@@ -236,6 +237,8 @@ pub struct Agent {
     remote_identities: BTreeMap<u32, Labels>,
     /// Services: the catalog and the socket load balancer.
     services: crate::services::node::NodeServices,
+    /// Flows from the datapath's events.
+    flows: flows::FlowCollector,
 }
 
 /// How often the agent checks its kvstore connection (and reconnects with a backoff).
@@ -335,6 +338,18 @@ impl Agent {
             policy_status: BTreeMap::new(),
             sources: Sources::new(dirs, kvstore_resources, kubernetes),
             services: crate::services::node::NodeServices::start(&config.bpffs, &external),
+            flows: flows::FlowCollector::start(
+                config.bpffs.clone(),
+                std::sync::Arc::new(
+                    crate::observe::ring::FlowRing::new(crate::observe::ring::DEFAULT_CAPACITY)
+                        .expect("a valid capacity"),
+                ),
+                crate::observe::decode::Enrichment {
+                    node_name: config.node_name.clone(),
+                    boot_to_wall: flows::boot_to_wall(),
+                    ..Default::default()
+                },
+            ),
             config,
             persisted,
             identities: IdentityAllocator::new(),
@@ -546,6 +561,71 @@ impl Agent {
         &self.errors
     }
 
+    /// The flow collector.
+    pub fn flows(&self) -> &flows::FlowCollector {
+        &self.flows
+    }
+
+    /// What flows are enriched with now: pods by address, identities' labels (Hubble's
+    /// `source:key=value`), the ipcache, service frontends.
+    fn enrichment(&self) -> crate::observe::decode::Enrichment {
+        use crate::observe::decode::{Enrichment, PodInfo};
+        let hubble_labels = |labels: &Labels| -> Vec<String> {
+            labels
+                .iter()
+                .map(|(k, v)| {
+                    let key = if k.contains(':') { k.to_owned() } else { format!("k8s:{k}") };
+                    if v.is_empty() {
+                        key
+                    } else {
+                        format!("{key}={v}")
+                    }
+                })
+                .collect()
+        };
+        let mut labels: BTreeMap<u32, Vec<String>> =
+            ReservedIdentity::ALL.iter().map(|r| (r.id(), hubble_labels(&r.labels()))).collect();
+        labels.extend(self.identities.iter().map(|(id, l)| (id, hubble_labels(l))));
+        labels.extend(self.remote_identities.iter().map(|(id, l)| (*id, hubble_labels(l))));
+        labels.extend(self.cidr_ids.iter().map(|(c, id)| (id, vec![format!("cidr:{c}"), "reserved:world".to_owned()])));
+        let split = |pod: &str| {
+            let (namespace, name) = pod.split_once('/').unwrap_or(("", pod));
+            (namespace.to_owned(), name.to_owned())
+        };
+        let mut pods: BTreeMap<IpAddr, PodInfo> = self
+            .remote_endpoints
+            .entries()
+            .filter_map(|(ip, e)| {
+                let (namespace, name) = split(e.pod.as_deref()?);
+                Some((*ip, PodInfo { endpoint_id: None, namespace, name, identity: e.identity }))
+            })
+            .collect();
+        for (key, l) in &self.endpoints {
+            let (namespace, name) = split(key);
+            let info = PodInfo { endpoint_id: Some(l.record.id), namespace, name, identity: l.identity };
+            pods.insert(IpAddr::V4(l.record.ipv4), info);
+        }
+        let services = self
+            .services
+            .frontends()
+            .iter()
+            .filter(|f| !f.address.is_unspecified())
+            .map(|f| {
+                let (namespace, name) = split(&f.service);
+                ((f.address, f.port, f.protocol.number()), (namespace, name))
+            })
+            .collect();
+        Enrichment {
+            node_name: self.config.node_name.clone(),
+            boot_to_wall: flows::boot_to_wall(),
+            pods,
+            labels,
+            ipcache: self.ipcache_state.iter().map(|(c, t)| (*c, t.identity)).collect(),
+            services,
+            interfaces: BTreeMap::new(),
+        }
+    }
+
     /// Every identity in use: reserved ones, pods' and CIDR ones, with labels.
     pub fn identities(&self) -> Vec<(u32, String)> {
         let mut out: Vec<(u32, String)> =
@@ -604,6 +684,16 @@ impl Agent {
                     verdicts: rows.into_iter().map(api_types::VerdictRow::from).collect(),
                 },
                 Err(e) => api_types::DeviceCounters::Unavailable { error: e.to_string() },
+            }),
+            flows: Some({
+                let (received, undecodable) = self.flows.counters();
+                api_types::FlowsStatus {
+                    capacity: self.flows.ring().capacity(),
+                    stored: self.flows.ring().written(),
+                    received,
+                    undecodable,
+                    lost_in_datapath: self.flows.lost_in_datapath(),
+                }
             }),
             north_south: self
                 .services

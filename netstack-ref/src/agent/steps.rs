@@ -142,6 +142,7 @@ impl Agent {
         self.cidr_ids.sync(self.policies.iter().flat_map(|p| p.cidrs()));
         self.sync_ipcache();
         self.sync_services(&desired);
+        self.flows.enrich_with(self.enrichment());
         self.sync_policy_maps()
     }
 

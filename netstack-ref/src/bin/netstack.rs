@@ -165,6 +165,18 @@ enum Command {
         #[command(flatten)]
         kubernetes: KubernetesFlags,
     },
+    /// Flows the datapath reported, as `hubble observe` shows them: `--last N` (default 20),
+    /// `--first N`, `-f`, `--since`/`--until` (RFC 3339 or `5m`), `-o
+    /// compact|dict|json|jsonpb|table`, `--state-dir`, and hubble's filter flags
+    /// (`--[from-|to-]pod|namespace|label|ip|service|port|identity`, `-n`, `-l`, `--verdict`,
+    /// `--drop-reason-desc`, `-t/--type`, `--protocol`, `--tcp-flags`, `--traffic-direction`,
+    /// `--node-name`, `--not`).
+    #[command(disable_help_flag = true)]
+    Observe {
+        /// The options and filters, in any order.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// The cluster's nodes.
     Node {
         #[command(subcommand)]
@@ -417,6 +429,57 @@ enum CliError {
     OwnBinary(std::io::Error),
     #[error("no cluster is recorded in {} (netstack cluster up)", .0.display())]
     NoCluster(PathBuf),
+    #[error("observe: {0}")]
+    Observe(#[from] netstack_ref::observe::filter::FilterError),
+    #[error("observe: the agent's reply: {0}")]
+    ObserveReply(serde_json::Error),
+}
+
+/// `netstack observe`: the ring's flows through the filters, then (with `-f`) new ones as they
+/// come.
+fn observe(args: &[String]) -> Result<(), CliError> {
+    use netstack_ref::agent::api::FlowsReply;
+    use netstack_ref::observe::command::ObserveOptions;
+    use netstack_ref::observe::print::{render, table_header, Format};
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        println!("usage: netstack observe [--state-dir DIR] [--last N | --first N] [-f] [--since T] [--until T] [-o compact|dict|json|jsonpb|table] [FILTERS…]");
+        return Ok(());
+    }
+    let options = ObserveOptions::parse(args)?;
+    let socket = options.state_dir.join("agent.sock");
+    let fetch = |request: &Request| -> Result<FlowsReply, CliError> {
+        serde_json::from_value(call(&socket, request)?).map_err(CliError::ObserveReply)
+    };
+    let shown = |flow: &netstack_ref::observe::flow::Flow| options.filters.shows(flow) && options.in_time(&flow.time);
+    if options.format == Format::Table {
+        println!("{}", table_header());
+    }
+    let reply = fetch(&Request::Flows { number: None, first: options.first.is_some(), since: None })?;
+    let matching: Vec<_> = reply.flows.iter().filter(|f| shown(f)).collect();
+    let picked: Vec<_> = match (options.first, options.last, options.follow) {
+        (Some(n), _, _) => matching.into_iter().take(n).collect(),
+        (None, Some(n), _) => matching[matching.len().saturating_sub(n)..].to_vec(),
+        (None, None, true) => Vec::new(),
+        (None, None, false) => matching[matching.len().saturating_sub(20)..].to_vec(),
+    };
+    for flow in picked {
+        println!("{}", render(flow, options.format));
+    }
+    if !options.follow {
+        return Ok(());
+    }
+    let mut next = reply.next;
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let reply = fetch(&Request::Flows { number: None, first: false, since: Some(next) })?;
+        if reply.lost > 0 {
+            eprintln!("EVENTS LOST: HUBBLE_RING_BUFFER {}", reply.lost);
+        }
+        for flow in reply.flows.iter().filter(|f| shown(f)) {
+            println!("{}", render(flow, options.format));
+        }
+        next = reply.next;
+    }
 }
 
 fn ask(state: &State, request: Request) -> Result<serde_json::Value, ApiError> {
@@ -497,6 +560,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             };
             run_agent(state, manifests, netns, node_name, pod_cidr, &allow_localhost, cluster)
         }
+        Command::Observe { args } => observe(&args),
         Command::Node { command: ListOnly::List { state, output } } => {
             let columns = [("NAME", "name"), ("ADDRESSES", "addresses"), ("POD CIDR", "pod_cidr")];
             print(ask(&state, Request::NodeList)?, output, &columns);
@@ -706,6 +770,12 @@ fn status(state: &State, output: Output) -> Result<(), CliError> {
     println!("{:<14} {}", "routing", status.routing);
     if let Some(tunnel) = &status.tunnel {
         print_device_counters("tunnel", tunnel);
+    }
+    if let Some(flows) = &status.flows {
+        println!(
+            "{:<14} {} stored (ring of {}); events: {} received, {} undecodable, {} lost in the datapath",
+            "flows", flows.stored, flows.capacity, flows.received, flows.undecodable, flows.lost_in_datapath
+        );
     }
     for device in &status.north_south {
         print_device_counters("northSouth", device);

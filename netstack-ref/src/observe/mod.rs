@@ -1,11 +1,15 @@
-//! Hubble-style observability (issue 19, in progress: the pieces that need no datapath):
+//! Hubble-style observability (issue 19, in progress):
 //!
+//! - [`command`]: `netstack observe`'s command line.
+//! - [`decode`]: the datapath's flow events into flows, enriched from the agent's state.
 //! - [`flow`]: flows as Hubble shows them (flow.proto's field and enum names).
 //! - [`filter`]: `hubble observe`'s filter flags into allow and deny filters.
 //! - [`ring`]: the lock-free ring of recent flows.
 //! - [`print`]: `observe`'s output formats (compact, dict, table, json/jsonpb).
 //! - [`time`]: RFC 3339 times, Hubble's timestamps, `--since`/`--until`.
 
+pub mod command;
+pub mod decode;
 pub mod filter;
 pub mod flow;
 pub mod print;
