@@ -73,10 +73,11 @@ impl FlowCollector {
                             }
                             continue;
                         };
-                        let current = enrichment.load();
                         let read = reader.poll(Duration::from_millis(100), |bytes| {
                             counters.received.fetch_add(1, Ordering::Relaxed);
-                            match current.decode(bytes) {
+                            // The snapshot as of this event (a poll can outlast a sync that
+                            // adds the pods its events are about).
+                            match enrichment.load().decode(bytes) {
                                 Ok(flow) => {
                                     ring.push(flow);
                                 }
