@@ -227,6 +227,15 @@ fn north_south_count(state_dir: &std::path::Path, direction: &str, reason: &str)
         .sum()
 }
 
+/// A directory removed when the test ends, passed or failed.
+struct RemovedOnDrop(std::path::PathBuf);
+
+impl Drop for RemovedOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// From `netns`: GET / on `at`; (status code, body as JSON).
 fn health_check(netns: &str, at: SocketAddrV4) -> Option<(u16, serde_json::Value)> {
     netns::run_in(netns, move || {
@@ -259,6 +268,7 @@ fn from_outside(routing: &str) {
     let _cluster = Cluster { name: name.clone(), state_dir: state_dir.clone() };
     let manifests_dir = std::env::temp_dir().join(unique_name("np-manifests"));
     std::fs::create_dir_all(&manifests_dir).unwrap();
+    let _manifests = RemovedOnDrop(manifests_dir.clone());
     std::fs::write(manifests_dir.join("web.yaml"), manifests()).unwrap();
     let record = cluster_up(
         &name,
@@ -501,7 +511,6 @@ fn from_outside(routing: &str) {
     assert_eq!(body["localEndpoints"], 1);
     let (code, body) = health_check(client, at(node1.underlay, HEALTH_PORT)).expect("node1 answers");
     assert_eq!((code, &body["localEndpoints"]), (503, &serde_json::json!(0)), "{body}");
-    std::fs::remove_dir_all(&manifests_dir).ok();
 }
 
 #[test]
