@@ -157,6 +157,7 @@ fn three_nodes_with_policy(routing: &str, resources: &str) {
     // app=server, in any namespace, on UDP 9100.
     let manifests = std::env::temp_dir().join(unique_name("manifests"));
     std::fs::create_dir_all(&manifests).unwrap();
+    let _manifests = RemovedOnDrop(manifests.clone());
     let pod_in = |namespace: &str, pod: &str, app: &str, node: &str| {
         format!(
             "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {pod}\n  namespace: {namespace}\n  labels:\n    \
@@ -355,5 +356,4 @@ fn three_nodes_with_policy(routing: &str, resources: &str) {
         );
         assert!(tunnel_count(&node2.state_dir, "ingress", "UNKNOWN_SENDER") > unknown);
     }
-    std::fs::remove_dir_all(&manifests).unwrap();
 }

@@ -227,15 +227,6 @@ fn north_south_count(state_dir: &std::path::Path, direction: &str, reason: &str)
         .sum()
 }
 
-/// A directory removed when the test ends, passed or failed.
-struct RemovedOnDrop(std::path::PathBuf);
-
-impl Drop for RemovedOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// From `netns`: GET / on `at`; (status code, body as JSON).
 fn health_check(netns: &str, at: SocketAddrV4) -> Option<(u16, serde_json::Value)> {
     netns::run_in(netns, move || {

@@ -27,6 +27,15 @@ impl Drop for Cluster {
     }
 }
 
+/// A directory removed when the test ends, passed or failed.
+pub struct RemovedOnDrop(pub PathBuf);
+
+impl Drop for RemovedOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Sends one datagram from namespace `from` to `to:port`, where namespace `at` listens;
 /// whether it arrived within a second.
 pub fn udp_reaches(from: &str, at: &str, to: Ipv4Addr, port: u16) -> bool {
