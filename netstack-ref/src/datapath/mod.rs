@@ -67,12 +67,13 @@ pub enum DatapathError {
     #[error("jiffies clock: the kernel's configuration has no CONFIG_HZ")]
     NoConfigHz,
     /// A Maglev table cannot be built.
-    #[error("maglev table for {what}: {reason}")]
+    #[error("maglev table for {backends} backends: {source}")]
     Maglev {
-        /// Which table.
-        what: String,
+        /// How many backends it was for.
+        backends: usize,
         /// Why.
-        reason: String,
+        #[source]
+        source: crate::services::maglev::MaglevError,
     },
     /// A pin directory could not be made or cleared.
     #[error(transparent)]

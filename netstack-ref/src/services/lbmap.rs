@@ -408,10 +408,8 @@ impl LbWriter {
             return Ok(*id);
         }
         let size = lb_maglev::LB_MAGLEV_SIZE.0;
-        let (sorted, slots) = maglev::table(addresses, MAGLEV_SEED, size).map_err(|e| DatapathError::Maglev {
-            what: format!("{} backends", backends.len()),
-            reason: e.to_string(),
-        })?;
+        let (sorted, slots) = maglev::table(addresses, MAGLEV_SEED, size)
+            .map_err(|source| DatapathError::Maglev { backends: backends.len(), source })?;
         let id_of: BTreeMap<std::net::SocketAddr, u32> =
             addresses.iter().copied().zip(backends.iter().copied()).collect();
         let ids: Vec<u32> = slots.iter().map(|&index| id_of[&sorted[index as usize]]).collect();
