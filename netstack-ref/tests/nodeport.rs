@@ -213,20 +213,6 @@ fn seen_from(netns: &str, to: SocketAddrV4) -> std::io::Result<(Ipv4Addr, Socket
     ask_from(netns, to, None).map(|a| (a.seen, a.peer))
 }
 
-/// Packets the north-south LB of `state_dir`'s agent counted for `reason` in `direction`.
-fn north_south_count(state_dir: &std::path::Path, direction: &str, reason: &str) -> u64 {
-    let out = netstack(&["status", "--state-dir", state_dir.to_str().unwrap(), "-o", "json"]);
-    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    status["northSouth"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|d| d["verdicts"].as_array().into_iter().flatten())
-        .filter(|r| r["direction"] == direction && r["reason"] == reason)
-        .filter_map(|r| r["packets"].as_u64())
-        .sum()
-}
-
 /// From `netns`: GET / on `at`; (status code, body as JSON).
 fn health_check(netns: &str, at: SocketAddrV4) -> Option<(u16, serde_json::Value)> {
     netns::run_in(netns, move || {

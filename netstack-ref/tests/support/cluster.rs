@@ -123,12 +123,28 @@ pub fn verdict_count(state_dir: &Path, pod: &str, direction: &str, reason: &str)
 
 /// Packets the tunnel of `state_dir`'s agent counted for `reason` in `direction`.
 pub fn tunnel_count(state_dir: &Path, direction: &str, reason: &str) -> u64 {
+    device_count(state_dir, |status| vec![status["tunnel"].clone()], direction, reason)
+}
+
+/// Packets the north-south LB of `state_dir`'s agent counted for `reason` in `direction`, on
+/// all its devices.
+pub fn north_south_count(state_dir: &Path, direction: &str, reason: &str) -> u64 {
+    device_count(state_dir, |status| status["northSouth"].as_array().cloned().unwrap_or_default(), direction, reason)
+}
+
+/// Sums the `verdicts` rows for (`direction`, `reason`) of the device counters `devices` picks
+/// out of `state_dir`'s agent's status.
+fn device_count(
+    state_dir: &Path,
+    devices: impl Fn(&serde_json::Value) -> Vec<serde_json::Value>,
+    direction: &str,
+    reason: &str,
+) -> u64 {
     let out = netstack(&["status", "--state-dir", state_dir.to_str().unwrap(), "-o", "json"]);
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    status["tunnel"]["verdicts"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    devices(&status)
+        .iter()
+        .flat_map(|d| d["verdicts"].as_array().cloned().unwrap_or_default())
         .filter(|r| r["direction"] == direction && r["reason"] == reason)
         .filter_map(|r| r["packets"].as_u64())
         .sum()
