@@ -59,6 +59,9 @@ pub struct Status {
     /// Flows: the ring and what was lost where.
     #[serde(default)]
     pub flows: Option<FlowsStatus>,
+    /// Where the agent's HTTP server (metrics, service map) listens, when it has one.
+    #[serde(default)]
+    pub http: Option<String>,
     /// The north-south load balancer on each external device: ingress is what came from
     /// outside (and SNAT replies), egress the replies of local backends.
     #[serde(default)]

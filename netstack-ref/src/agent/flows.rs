@@ -17,24 +17,16 @@ use ebpf_maps::PerCpuArray;
 use ebpf_ringbuf::RingBuf;
 
 use crate::observe::decode::Enrichment;
+use crate::observe::metrics::Metrics;
 use crate::observe::ring::FlowRing;
-
-/// The collector's counters.
-#[derive(Debug, Default)]
-pub struct FlowCounters {
-    /// Events read from the BPF ring.
-    pub received: AtomicU64,
-    /// Events the decoder could not read.
-    pub undecodable: AtomicU64,
-}
 
 /// The running collector; stopped on drop.
 #[derive(Debug)]
 pub struct FlowCollector {
     ring: Arc<FlowRing>,
     enrichment: Arc<ArcSwap<Enrichment>>,
-    counters: Arc<FlowCounters>,
-    bpffs: PathBuf,
+    received: Arc<AtomicU64>,
+    metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -48,44 +40,55 @@ pub fn boot_to_wall() -> i128 {
 }
 
 impl FlowCollector {
-    /// Starts reading `bpffs/events` (waiting for it to appear) into `ring`.
-    pub fn start(bpffs: PathBuf, ring: Arc<FlowRing>, enrichment: Enrichment) -> FlowCollector {
+    /// Starts reading `bpffs/events` (waiting for it to appear) into `ring`, counting each
+    /// flow into `metrics`.
+    pub fn start(bpffs: PathBuf, ring: Arc<FlowRing>, enrichment: Enrichment, metrics: Arc<Metrics>) -> FlowCollector {
         let enrichment = Arc::new(ArcSwap::from_pointee(enrichment));
-        let counters = Arc::new(FlowCounters::default());
+        let received = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
-            let (ring, enrichment, counters, stop, pin) = (
+            let (ring, enrichment, received, metrics, stop) = (
                 Arc::clone(&ring),
                 Arc::clone(&enrichment),
-                Arc::clone(&counters),
+                Arc::clone(&received),
+                Arc::clone(&metrics),
                 Arc::clone(&stop),
-                bpffs.join("events"),
             );
             std::thread::Builder::new()
                 .name("flows".into())
                 .spawn(move || {
                     let mut events = None;
+                    let mut lost_counter = None;
                     while !stop.load(Ordering::Relaxed) {
                         let Some(reader) = &mut events else {
-                            events = Map::from_pin(&pin).ok().and_then(|map| RingBuf::new(&map).ok());
+                            events = Map::from_pin(bpffs.join("events")).ok().and_then(|map| RingBuf::new(&map).ok());
+                            lost_counter = Map::from_pin(bpffs.join("event_lost"))
+                                .ok()
+                                .and_then(|map| PerCpuArray::<u64>::try_from(map).ok());
                             if events.is_none() {
                                 std::thread::sleep(Duration::from_millis(200));
                             }
                             continue;
                         };
                         let read = reader.poll(Duration::from_millis(100), |bytes| {
-                            counters.received.fetch_add(1, Ordering::Relaxed);
+                            received.fetch_add(1, Ordering::Relaxed);
                             // The snapshot as of this event (a poll can outlast a sync that
                             // adds the pods its events are about).
                             match enrichment.load().decode(bytes) {
                                 Ok(flow) => {
+                                    metrics.flows.observe(&flow);
                                     ring.push(flow);
                                 }
                                 Err(_) => {
-                                    counters.undecodable.fetch_add(1, Ordering::Relaxed);
+                                    metrics.lost.undecodable.fetch_add(1, Ordering::Relaxed);
                                 }
                             }
                         });
+                        let lost = &metrics.lost;
+                        if let Some(in_datapath) = lost_counter.as_ref().and_then(sum_over_cpus) {
+                            lost.bpf_ring.store(in_datapath, Ordering::Relaxed);
+                        }
+                        lost.flow_ring.store(ring.lost_to_followers(), Ordering::Relaxed);
                         if read.is_err() {
                             // The pin was replaced (the datapath reset): open it again.
                             events = None;
@@ -94,7 +97,7 @@ impl FlowCollector {
                 })
                 .ok()
         };
-        FlowCollector { ring, enrichment, counters, bpffs, stop, thread }
+        FlowCollector { ring, enrichment, received, metrics, stop, thread }
     }
 
     /// Replaces what flows are enriched with.
@@ -109,15 +112,23 @@ impl FlowCollector {
 
     /// Events read and events that could not be decoded.
     pub fn counters(&self) -> (u64, u64) {
-        (self.counters.received.load(Ordering::Relaxed), self.counters.undecodable.load(Ordering::Relaxed))
+        (self.received.load(Ordering::Relaxed), self.metrics.lost.undecodable.load(Ordering::Relaxed))
     }
 
-    /// Events the datapath could not put into the ring (full), summed over CPUs.
+    /// Events the datapath could not put into the ring (full), summed over CPUs, as of the
+    /// collector's latest poll.
     pub fn lost_in_datapath(&self) -> u64 {
-        let Ok(map) = Map::from_pin(self.bpffs.join("event_lost")) else { return 0 };
-        let Ok(lost) = PerCpuArray::<u64>::try_from(map) else { return 0 };
-        lost.get(&0).map(|values| values.iter().flat_map(|v| v.iter()).sum()).unwrap_or(0)
+        self.metrics.lost.bpf_ring.load(Ordering::Relaxed)
     }
+
+    /// The metrics the collector counts into.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+}
+
+fn sum_over_cpus(lost: &PerCpuArray<u64>) -> Option<u64> {
+    lost.get(&0).ok().map(|values| values.iter().flat_map(|v| v.iter()).sum())
 }
 
 impl Drop for FlowCollector {

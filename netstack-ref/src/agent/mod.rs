@@ -7,6 +7,7 @@ pub mod api;
 pub mod api_types;
 pub mod endpoint;
 pub mod flows;
+pub mod http;
 pub mod netns;
 pub mod rtnl;
 pub mod sock_diag;
@@ -91,6 +92,9 @@ pub enum AgentError {
     /// The Kubernetes source.
     #[error(transparent)]
     Kubernetes(#[from] sources::kubernetes::KubernetesError),
+    /// The HTTP server.
+    #[error(transparent)]
+    Http(#[from] http::HttpError),
 }
 
 /// How an agent is set up.
@@ -239,6 +243,8 @@ pub struct Agent {
     services: crate::services::node::NodeServices,
     /// Flows from the datapath's events.
     flows: flows::FlowCollector,
+    /// The HTTP server (metrics, service map), once started.
+    http: Option<http::HttpServer>,
 }
 
 /// How often the agent checks its kvstore connection (and reconnects with a backoff).
@@ -256,6 +262,8 @@ struct ConntrackGc {
     last_run: Option<Instant>,
     runs: u64,
     removed: u64,
+    /// Connections left after the latest run, and the table's capacity.
+    live: Option<(usize, f64)>,
 }
 
 /// The north-south LB's view of each of `config.devices`: a device needs the node's IPv4
@@ -349,7 +357,9 @@ impl Agent {
                     boot_to_wall: flows::boot_to_wall(),
                     ..Default::default()
                 },
+                std::sync::Arc::new(crate::observe::metrics::Metrics::new()),
             ),
+            http: None,
             config,
             persisted,
             identities: IdentityAllocator::new(),
@@ -368,6 +378,7 @@ impl Agent {
                 last_run: None,
                 runs: 0,
                 removed: 0,
+                live: None,
             },
         })
     }
@@ -396,7 +407,9 @@ impl Agent {
         // No endpoint has pinned conntrack yet: nothing to collect.
         let Ok(conntrack) = Conntrack::open(&self.config.bpffs) else { return Ok(removed) };
         let now = clock.now().map_err(failed)?;
-        removed += conntrack.collect_garbage(now, clock.hz(), &gc.lifetimes).map_err(failed)?;
+        let pass = conntrack.collect_garbage(now, clock.hz(), &gc.lifetimes).map_err(failed)?;
+        removed += pass.removed;
+        gc.live = Some((pass.kept, conntrack.capacity()));
         gc.runs += 1;
         gc.removed += removed as u64;
         Ok(removed)
@@ -430,7 +443,35 @@ impl Agent {
         if let Err(e) = self.persisted.save(&self.config.state_dir) {
             self.errors.push(e.to_string());
         }
+        self.flows.metrics().health.store(Arc::new(self.health()));
         true
+    }
+
+    /// What `/metrics` says of the agent: endpoints, identities by kind, how full the node's
+    /// maps are, the latest sync's errors.
+    fn health(&self) -> crate::observe::metrics::AgentHealth {
+        let count = |n: usize| n as u64;
+        let mut map_pressure = vec![("ipcache".to_owned(), self.ipcache_state.len() as f64 / self.ipcache.capacity())];
+        let policy_capacity = crate::datapath::policy_map_capacity();
+        if let Some(fullest) = self.endpoints.values().map(|l| l.policy.len()).max() {
+            map_pressure.push(("policy".to_owned(), fullest as f64 / policy_capacity));
+        }
+        if let Some((live, capacity)) = self.conntrack_gc.live {
+            map_pressure.push(("conntrack".to_owned(), live as f64 / capacity));
+        }
+        crate::observe::metrics::AgentHealth {
+            endpoints: count(self.endpoints.len()),
+            identities: vec![
+                ("reserved", count(ReservedIdentity::ALL.iter().filter(|r| r.id() != 0).count())),
+                ("local", count(self.identities.iter().count())),
+                ("remote", count(self.remote_identities.len())),
+                ("cidr", count(self.cidr_ids.iter().count())),
+            ],
+            map_pressure,
+            sync_errors: count(self.errors.len()),
+            syncs: self.syncs,
+            kvstore_connected: self.cluster.as_ref().map(|c| c.health().connected),
+        }
     }
 
     /// Checks the kvstore connection every [`CLUSTER_TEND_INTERVAL`], reconnecting with a
@@ -566,6 +607,15 @@ impl Agent {
         &self.flows
     }
 
+    /// Serves metrics and the service map on `listener` (until the agent is dropped).
+    pub fn serve_http(&mut self, listener: std::net::TcpListener) -> Result<std::net::SocketAddr, AgentError> {
+        let server =
+            http::HttpServer::start(listener, Arc::clone(self.flows.ring()), Arc::clone(self.flows.metrics()))?;
+        let address = server.address();
+        self.http = Some(server);
+        Ok(address)
+    }
+
     /// What flows are enriched with now: pods by address, identities' labels (Hubble's
     /// `source:key=value`), the ipcache, service frontends.
     fn enrichment(&self) -> crate::observe::decode::Enrichment {
@@ -685,6 +735,7 @@ impl Agent {
                 },
                 Err(e) => api_types::DeviceCounters::Unavailable { error: e.to_string() },
             }),
+            http: self.http.as_ref().map(|h| h.address().to_string()),
             flows: Some({
                 let (received, undecodable) = self.flows.counters();
                 api_types::FlowsStatus {
@@ -711,12 +762,16 @@ impl Agent {
     }
 }
 
-/// Runs the agent until the process is stopped: syncs every `interval`, serves the API.
-pub fn run(config: AgentConfig, interval: Duration) -> Result<(), AgentError> {
+/// Runs the agent until the process is stopped: syncs every `interval`, serves the API (and
+/// metrics and the service map on `http`, when given).
+pub fn run(config: AgentConfig, interval: Duration, http: Option<std::net::TcpListener>) -> Result<(), AgentError> {
     let socket = config.socket();
     let agent = Arc::new(Mutex::new(Agent::new(config)?));
     {
         let mut a = agent.lock().expect("not poisoned");
+        if let Some(listener) = http {
+            a.serve_http(listener)?;
+        }
         a.tend_cluster();
         a.sync(true);
     }

@@ -162,6 +162,12 @@ enum Command {
         /// live node first by name) deletes it.
         #[arg(long, default_value_t = 60)]
         identity_gc_grace_seconds: u64,
+        /// Serve Prometheus metrics (`/metrics`) and the service map (`/`) over HTTP on this
+        /// address (`127.0.0.1:9965`; port 0 picks a free one, which `netstack status` shows).
+        /// It is bound before `--netns` is entered, so it serves the namespace the agent was
+        /// started in.
+        #[arg(long)]
+        http: Option<std::net::SocketAddr>,
         #[command(flatten)]
         kubernetes: KubernetesFlags,
     },
@@ -407,6 +413,8 @@ fn cluster_record(state_dir: &std::path::Path) -> Result<netstack_ref::cluster::
 enum CliError {
     #[error(transparent)]
     Agent(#[from] agent::AgentError),
+    #[error("--http {address}: bind: {source}")]
+    Http { address: std::net::SocketAddr, source: std::io::Error },
     #[error(transparent)]
     Api(#[from] ApiError),
     #[error(transparent)]
@@ -547,6 +555,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             routing,
             devices,
             identity_gc_grace_seconds,
+            http,
             kubernetes,
         } => {
             let cluster = ClusterFlags {
@@ -557,6 +566,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 devices,
                 identity_gc_grace: Duration::from_secs(identity_gc_grace_seconds),
                 kubernetes: kubernetes.config(),
+                http,
             };
             run_agent(state, manifests, netns, node_name, pod_cidr, &allow_localhost, cluster)
         }
@@ -659,6 +669,7 @@ struct ClusterFlags {
     devices: Vec<String>,
     identity_gc_grace: Duration,
     kubernetes: Option<KubernetesConfig>,
+    http: Option<std::net::SocketAddr>,
 }
 
 /// Where the agent finds a Kubernetes API server to watch (pods, namespaces, services,
@@ -693,6 +704,13 @@ fn run_agent(
     allow_localhost: &str,
     cluster: ClusterFlags,
 ) -> Result<(), CliError> {
+    // Bound before the node's namespace is entered: it serves where the agent was started.
+    let http = match cluster.http {
+        Some(address) => {
+            Some(std::net::TcpListener::bind(address).map_err(|source| CliError::Http { address, source })?)
+        }
+        None => None,
+    };
     if let Some(name) = &netns {
         agent::netns::enter(name)?;
         let mut rtnl = agent::rtnl::Rtnl::open()?;
@@ -714,7 +732,7 @@ fn run_agent(
     config.devices = cluster.devices;
     config.identity_gc_grace = cluster.identity_gc_grace;
     config.kubernetes = cluster.kubernetes;
-    Ok(agent::run(config, Duration::from_millis(200))?)
+    Ok(agent::run(config, Duration::from_millis(200), http)?)
 }
 
 fn print_device_counters(label: &str, counters: &netstack_ref::agent::api_types::DeviceCounters) {
@@ -776,6 +794,9 @@ fn status(state: &State, output: Output) -> Result<(), CliError> {
             "{:<14} {} stored (ring of {}); events: {} received, {} undecodable, {} lost in the datapath",
             "flows", flows.stored, flows.capacity, flows.received, flows.undecodable, flows.lost_in_datapath
         );
+    }
+    if let Some(address) = &status.http {
+        println!("{:<14} http://{address}/ (service map), http://{address}/metrics", "http");
     }
     for device in &status.north_south {
         print_device_counters("northSouth", device);

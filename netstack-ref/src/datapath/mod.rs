@@ -364,6 +364,11 @@ impl Ipcache {
         self.trie.remove(&key, len).map_err(map_err(format!("ipcache remove {cidr}")))
     }
 
+    /// How many prefixes it can hold.
+    pub fn capacity(&self) -> f64 {
+        f64::from(self.trie.map().max_entries())
+    }
+
     /// Every prefix and what it maps to.
     pub fn entries(&self) -> Result<Vec<(Cidr, IpcacheTarget)>> {
         let raw = self.trie.entries().map_err(map_err("ipcache read"))?;
@@ -412,29 +417,36 @@ impl Conntrack {
         self.table.iter().collect::<std::result::Result<_, _>>().map_err(map_err("conntrack read"))
     }
 
-    /// Forgets the connections `forget` picks; their next packet is a new flow, decided by
-    /// policy again. Returns how many were removed.
-    pub fn remove_where(&self, mut forget: impl FnMut(&ct_key, &ct_entry) -> bool) -> Result<usize> {
-        let mut removed = 0;
-        for (key, entry) in self.entries()? {
-            if forget(&key, &entry) && self.table.remove(&key).map_err(map_err("conntrack remove"))? {
-                removed += 1;
-            }
-        }
-        if removed > 0 {
-            self.bump_epoch()?;
-        }
-        Ok(removed)
+    /// How many connections the table can hold.
+    pub fn capacity(&self) -> f64 {
+        f64::from(self.table.map().max_entries())
     }
 
-    /// Forgets every connection.
+    /// Forgets the connections `forget` picks; their next packet is a new flow, decided by
+    /// policy again.
+    pub fn remove_where(&self, mut forget: impl FnMut(&ct_key, &ct_entry) -> bool) -> Result<GcPass> {
+        let mut pass = GcPass::default();
+        for (key, entry) in self.entries()? {
+            if forget(&key, &entry) && self.table.remove(&key).map_err(map_err("conntrack remove"))? {
+                pass.removed += 1;
+            } else {
+                pass.kept += 1;
+            }
+        }
+        if pass.removed > 0 {
+            self.bump_epoch()?;
+        }
+        Ok(pass)
+    }
+
+    /// Forgets every connection; returns how many there were.
     pub fn clear(&self) -> Result<usize> {
-        self.remove_where(|_, _| true)
+        Ok(self.remove_where(|_, _| true)?.removed)
     }
 
     /// Forgets the connections idle longer than `lifetimes` allow at jiffies `now` (read with
-    /// [`JiffiesClock`]). Returns how many were removed.
-    pub fn collect_garbage(&self, now: u64, hz: u64, lifetimes: &CtLifetimes) -> Result<usize> {
+    /// [`JiffiesClock`]).
+    pub fn collect_garbage(&self, now: u64, hz: u64, lifetimes: &CtLifetimes) -> Result<GcPass> {
         self.remove_where(|key, entry| {
             let idle = now.saturating_sub(entry.last_seen);
             idle > lifetimes.of(key, entry).as_secs().saturating_mul(hz)
@@ -447,6 +459,20 @@ impl Conntrack {
         let epoch = self.epoch.get(0).map_err(map_err("ct_epoch read"))?;
         self.epoch.set(0, &epoch.wrapping_add(1)).map_err(map_err("ct_epoch update"))
     }
+}
+
+/// What a pass over the conntrack table did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GcPass {
+    /// Connections forgotten.
+    pub removed: usize,
+    /// Connections left.
+    pub kept: usize,
+}
+
+/// The policy map's capacity (each endpoint has one).
+pub fn policy_map_capacity() -> f64 {
+    endpoint_object().map_or(f64::NAN, |object| f64::from(object.maps().policy().max_entries))
 }
 
 /// How long a connection may stay idle before conntrack garbage collection forgets it. The

@@ -28,16 +28,16 @@ pub const MANIFESTS: [(&str, &str); 7] = [
 ];
 
 /// The backend's service (`30-service-backend.yaml`).
-const BACKEND_SERVICE: (&str, Ipv4Addr) = ("svc shop/backend", Ipv4Addr::new(10, 96, 0, 20));
+pub const BACKEND_SERVICE: (&str, Ipv4Addr) = ("svc shop/backend", Ipv4Addr::new(10, 96, 0, 20));
 
 /// (from pod, through the backend's service, probe, expected to pass, what decides).
-const SERVICE_CONNECTIONS: [(&str, Probe, bool, &str); 2] = [
+pub const SERVICE_CONNECTIONS: [(&str, Probe, bool, &str); 2] = [
     ("shop/frontend", Probe::Tcp(8080), true, "ClusterIP → shop/backend; CNP backend-from-frontend"),
     ("shop/db", Probe::Tcp(8080), false, "ClusterIP → shop/backend; its policy still decides"),
 ];
 
 /// (from pod, to pod, probe, expected to pass, which policy decides).
-const CONNECTIONS: [(&str, &str, Probe, bool, &str); 8] = [
+pub const CONNECTIONS: [(&str, &str, Probe, bool, &str); 8] = [
     ("shop/frontend", "shop/backend", Probe::Tcp(8080), true, "CNP backend-from-frontend"),
     ("shop/frontend", "shop/backend", Probe::Icmp, true, "CNP backend-from-frontend (icmps)"),
     ("shop/frontend", "shop/backend", Probe::Udp(8080), false, "only TCP/8080 and echo allowed"),

@@ -292,6 +292,18 @@ impl Layer4 {
         }
     }
 
+    /// The protocol's name as Hubble's metrics and service map give it (`TCP`, `UDP`,
+    /// `ICMPv4`, `ICMPv6`, `SCTP`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Layer4::TCP(_) => "TCP",
+            Layer4::UDP(_) => "UDP",
+            Layer4::ICMPv4(_) => "ICMPv4",
+            Layer4::ICMPv6(_) => "ICMPv6",
+            Layer4::SCTP(_) => "SCTP",
+        }
+    }
+
     /// (source port, destination port), for protocols with ports.
     pub fn ports(&self) -> Option<(u32, u32)> {
         match self {

@@ -30,6 +30,8 @@ pub struct FlowRing {
     capacity: u64,
     /// The sequence number the next flow gets (= flows ever written).
     next: AtomicU64,
+    /// Flows overwritten before a follower read them, summed over followers.
+    lost_to_followers: AtomicU64,
 }
 
 impl std::fmt::Debug for FlowRing {
@@ -61,12 +63,18 @@ impl FlowRing {
             mask: capacity as u64,
             capacity: capacity as u64,
             next: AtomicU64::new(0),
+            lost_to_followers: AtomicU64::new(0),
         })
     }
 
     /// Flows ever written.
     pub fn written(&self) -> u64 {
         self.next.load(Ordering::Acquire)
+    }
+
+    /// Flows overwritten before a follower read them, summed over every follower so far.
+    pub fn lost_to_followers(&self) -> u64 {
+        self.lost_to_followers.load(Ordering::Relaxed)
     }
 
     /// How many flows it keeps.
@@ -116,6 +124,14 @@ impl FlowRing {
     /// Everything from sequence number `from` on (for a follower), and how many of those the
     /// ring no longer had.
     pub fn read_from(&self, from: u64) -> Read {
+        let read = self.read_from_uncounted(from);
+        if read.lost > 0 {
+            self.lost_to_followers.fetch_add(read.lost, Ordering::Relaxed);
+        }
+        read
+    }
+
+    fn read_from_uncounted(&self, from: u64) -> Read {
         let end = self.written();
         let oldest = self.oldest(end);
         let start = from.max(oldest);
