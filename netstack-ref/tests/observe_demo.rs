@@ -144,7 +144,12 @@ fn the_demos_traffic_as_flows_metrics_and_the_service_map() {
 
     check_metrics(&address);
     check_service_map_api(&address);
-    check_page_in_chromium(&address);
+    let (monitor, backend) = (&pods["ops/monitor"], &pods["shop/backend"]);
+    let another_connection = || {
+        let outcome = probe::run(&monitor.netns, &backend.netns, backend.ip, Probe::Tcp(9090), Duration::from_secs(1));
+        assert!(outcome.passed(), "{outcome:?}");
+    };
+    check_page_in_chromium(&address, another_connection);
 }
 
 /// `/metrics`: Hubble's families with the demo's counts, the agent's health, and a clean
@@ -280,8 +285,9 @@ fn colour_counts(png_bytes: &[u8]) -> BTreeMap<&'static str, usize> {
 }
 
 /// The page in a real browser: the demo's edges drawn in their colours, the `ops` namespace
-/// picked from the filter, the dropped edge clicked and its flows listed.
-fn check_page_in_chromium(address: &str) {
+/// picked from the filter, a new connection appearing live, the dropped edge clicked and its
+/// flows listed.
+fn check_page_in_chromium(address: &str, another_connection: impl Fn()) {
     let driver = ChromeDriver::start();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
@@ -290,13 +296,17 @@ fn check_page_in_chromium(address: &str) {
             .connect(&driver.url)
             .await
             .expect("a WebDriver session with headless Chromium");
-        let result = drive_page(&client, address).await;
+        let result = drive_page(&client, address, another_connection).await;
         let _ = client.close().await;
         result.unwrap();
     });
 }
 
-async fn drive_page(client: &fantoccini::Client, address: &str) -> Result<(), fantoccini::error::CmdError> {
+async fn drive_page(
+    client: &fantoccini::Client,
+    address: &str,
+    another_connection: impl Fn(),
+) -> Result<(), fantoccini::error::CmdError> {
     let wait = Duration::from_secs(15);
     client.goto(&format!("http://{address}/")).await?;
     client.wait().at_most(wait).for_element(Locator::Css("body[data-updates] g.edge")).await?;
@@ -326,6 +336,12 @@ async fn drive_page(client: &fantoccini::Client, address: &str) -> Result<(), fa
     if let Some(dir) = std::env::var_os("NETSTACK_SCREENSHOT_DIR") {
         std::fs::write(std::path::Path::new(&dir).join("service-map-ops.png"), &screenshot).unwrap();
     }
+
+    // A new connection reaches the open page by itself (server-sent events).
+    let live = r#"g.edge[data-from="ops/monitor"][data-to="shop/backend"][data-connections="2"]"#;
+    assert!(client.find(Locator::Css(live)).await.is_err(), "one monitor → backend connection so far");
+    another_connection();
+    client.wait().at_most(wait).for_element(Locator::Css(live)).await?;
 
     // Click the dropped edge: its recent flows are listed, dropped by the CCNP's deny rule.
     let dropped =
