@@ -35,6 +35,7 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use ebpf_core::insn::{Assembler, Reg};
 use ebpf_core::program::TestRun;
 use ebpf_core::{Program, ProgramSpec, ProgramType};
+use netstack_ref::datapath::events::{set_aggregation, Aggregation};
 use netstack_ref::datapath::overlay::skeleton::OpenOverlay;
 use netstack_ref::datapath::{Conntrack, EndpointConfig, EndpointDatapath, Ipcache, IpcacheTarget};
 use netstack_ref::identity::{pod_security_labels, Labels};
@@ -112,6 +113,18 @@ fn per_packet(c: &mut Criterion) {
         kernel_time(program, &allowed, None, 1);
         b.iter_custom(|iters| kernel_time(program, &allowed, None, iters))
     });
+    // Aggregation off: every packet is an event, read by a thread as the agent's collector
+    // reads them (a full ring would make the figure that of a failed reservation).
+    set_aggregation(pin_dir, Aggregation::None).unwrap();
+    let reader = EventReader::start(pin_dir);
+    group.bench_function("established_flow_aggregation_none", |b| {
+        clear_ct();
+        kernel_time(program, &allowed, None, 1);
+        b.iter_custom(|iters| kernel_time(program, &allowed, None, iters))
+    });
+    let (read, lost) = reader.stop(pin_dir);
+    eprintln!("aggregation none: {read} events read, {lost} lost to a full ring");
+    set_aggregation(pin_dir, Aggregation::Medium).unwrap();
     group.bench_function("new_allowed_flow", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
@@ -125,6 +138,44 @@ fn per_packet(c: &mut Criterion) {
     group.bench_function("denied_flow", |b| b.iter_custom(|iters| kernel_time(program, &denied, None, iters)));
     group.finish();
     drop(datapath);
+}
+
+/// A thread draining the events ring pinned in a directory, as the agent's flow collector does.
+struct EventReader {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<u64>,
+}
+
+impl EventReader {
+    fn start(pin_dir: &Path) -> EventReader {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let map = ebpf_core::Map::from_pin(pin_dir.join("events")).unwrap();
+        let mut ring = ebpf_ringbuf::RingBuf::new(&map).unwrap();
+        let done = std::sync::Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut read = 0u64;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = ring.poll(Duration::from_millis(50), |event| {
+                    black_box(event);
+                    read += 1;
+                });
+            }
+            read
+        });
+        EventReader { stop, thread }
+    }
+
+    /// Stops it: events read, and events the datapath lost to a full ring.
+    fn stop(self, pin_dir: &Path) -> (u64, u64) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let read = self.thread.join().unwrap();
+        let lost = ebpf_core::Map::from_pin(pin_dir.join("event_lost"))
+            .ok()
+            .and_then(|m| ebpf_maps::PerCpuArray::<u64>::try_from(m).ok())
+            .and_then(|m| m.get(&0).ok().flatten())
+            .map_or(0, |values| values.iter().sum());
+        (read, lost)
+    }
 }
 
 /// The kernel's time for `iters` runs of `program` over `data` (with `context`, an

@@ -395,13 +395,40 @@ struct lb4_source_range_key {
 };
 
 /* Flow events (Hubble's monitor messages), into the node's ring buffer `events`: drops (never
- * aggregated away), policy verdicts of new connections, and traces when a connection starts,
- * first answers and ends (Cilium's "medium" monitor aggregation). Kinds are Cilium's message
- * types, trace points Hubble's TraceObservationPoint numbers. */
+ * aggregated away), policy verdicts of new connections, traces when a connection starts, first
+ * answers and ends (Cilium's "medium" monitor aggregation; every packet with aggregation off),
+ * and the socket load balancer's translations. Kinds are Cilium's message types, trace points
+ * Hubble's TraceObservationPoint numbers. */
 enum event_kind {
 	EVENT_DROP = 1,
 	EVENT_TRACE = 4,
 	EVENT_POLICY_VERDICT = 5,
+	EVENT_TRACE_SOCK = 7,
+};
+
+/* How much the datapath reports (Cilium's monitor aggregation levels), the node's setting in
+ * event_config; zero, the default, until the agent says otherwise. */
+enum event_aggregation {
+	EVENT_AGGREGATION_MEDIUM = 0, /* a connection's start, first reply and end */
+	EVENT_AGGREGATION_NONE = 1, /* every packet */
+};
+
+/* Where a socket translation was seen (Hubble's SocketTranslationPoint numbers). */
+enum sock_xlate_point {
+	SOCK_XLATE_POST_DIRECTION_FWD = 2, /* the socket now goes to the backend */
+	SOCK_XLATE_POST_DIRECTION_REV = 4, /* the backend shown as the frontend again */
+};
+
+/* A socket translation: what an EVENT_TRACE_SOCK event carries as its data. */
+struct sock_trace {
+	__u64 socket_cookie;
+	__u64 netns_cookie; /* the socket's network namespace: which pod */
+	__be32 frontend_address;
+	__be32 backend_address;
+	__be16 frontend_port;
+	__be16 backend_port;
+	__u8 protocol;
+	__u8 pad[3];
 };
 
 enum trace_point {

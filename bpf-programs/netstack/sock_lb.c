@@ -14,6 +14,7 @@
 #include "abi.h"
 #include "lib/clock.h"
 #include "lib/lb.h"
+#include "lib/events.h"
 
 #define ECONNREFUSED 111
 
@@ -125,21 +126,41 @@ static __always_inline int reverse(__u64 cookie, __be32 *address, __be16 *port)
 	return 1;
 }
 
+/* Reports a translation between `frontend` and `backend` of the socket behind `ctx`. */
+static __always_inline void report(struct bpf_sock_addr *ctx, __u8 point, __u64 cookie, __be32 frontend_address,
+				   __be16 frontend_port, __be32 backend_address, __be16 backend_port)
+{
+	struct sock_trace trace = {
+		.socket_cookie = cookie,
+		.netns_cookie = bpf_get_netns_cookie(ctx),
+		.frontend_address = frontend_address,
+		.backend_address = backend_address,
+		.frontend_port = frontend_port,
+		.backend_port = backend_port,
+		.protocol = ctx->protocol,
+	};
+
+	emit_sock(point, &trace);
+}
+
 static __always_inline int forward4(struct bpf_sock_addr *ctx)
 {
 	__be32 address = ctx->user_ip4;
 	__be16 port = (__be16)ctx->user_port;
+	__u64 cookie;
 	int translated;
 
 	if (!ours(ctx))
 		return 1;
-	translated = translate(ctx, bpf_get_socket_cookie(ctx), &address, &port, ctx->protocol);
+	cookie = bpf_get_socket_cookie(ctx);
+	translated = translate(ctx, cookie, &address, &port, ctx->protocol);
 	if (translated < 0) {
 		count(LB_SOCK_NO_BACKEND);
 		bpf_set_retval(-ECONNREFUSED);
 		return 0;
 	}
 	if (translated) {
+		report(ctx, SOCK_XLATE_POST_DIRECTION_FWD, cookie, ctx->user_ip4, (__be16)ctx->user_port, address, port);
 		ctx->user_ip4 = address;
 		ctx->user_port = port;
 		count(LB_SOCK_TRANSLATED);
@@ -147,14 +168,21 @@ static __always_inline int forward4(struct bpf_sock_addr *ctx)
 	return 1;
 }
 
+/* Reverse translations happen on every datagram received: reported only when every packet is
+ * (no aggregation). */
 static __always_inline int reverse4(struct bpf_sock_addr *ctx)
 {
 	__be32 address = ctx->user_ip4;
 	__be16 port = (__be16)ctx->user_port;
+	__u64 cookie;
 
 	if (!ours(ctx))
 		return 1;
-	if (reverse(bpf_get_socket_cookie(ctx), &address, &port)) {
+	cookie = bpf_get_socket_cookie(ctx);
+	if (reverse(cookie, &address, &port)) {
+		if (every_packet_reported())
+			report(ctx, SOCK_XLATE_POST_DIRECTION_REV, cookie, address, port, ctx->user_ip4,
+			       (__be16)ctx->user_port);
 		ctx->user_ip4 = address;
 		ctx->user_port = port;
 		count(LB_SOCK_REVERSED);
@@ -172,19 +200,23 @@ static __always_inline int forward6(struct bpf_sock_addr *ctx)
 {
 	__be32 address;
 	__be16 port;
+	__u64 cookie;
 	int translated;
 
 	if (!v4_mapped(ctx) || !ours(ctx))
 		return 1;
 	address = ctx->user_ip6[3];
 	port = (__be16)ctx->user_port;
-	translated = translate(ctx, bpf_get_socket_cookie(ctx), &address, &port, ctx->protocol);
+	cookie = bpf_get_socket_cookie(ctx);
+	translated = translate(ctx, cookie, &address, &port, ctx->protocol);
 	if (translated < 0) {
 		count(LB_SOCK_NO_BACKEND);
 		bpf_set_retval(-ECONNREFUSED);
 		return 0;
 	}
 	if (translated) {
+		report(ctx, SOCK_XLATE_POST_DIRECTION_FWD, cookie, ctx->user_ip6[3], (__be16)ctx->user_port, address,
+		       port);
 		ctx->user_ip6[3] = address;
 		ctx->user_port = port;
 		count(LB_SOCK_TRANSLATED);
@@ -196,12 +228,17 @@ static __always_inline int reverse6(struct bpf_sock_addr *ctx)
 {
 	__be32 address;
 	__be16 port;
+	__u64 cookie;
 
 	if (!v4_mapped(ctx) || !ours(ctx))
 		return 1;
 	address = ctx->user_ip6[3];
 	port = (__be16)ctx->user_port;
-	if (reverse(bpf_get_socket_cookie(ctx), &address, &port)) {
+	cookie = bpf_get_socket_cookie(ctx);
+	if (reverse(cookie, &address, &port)) {
+		if (every_packet_reported())
+			report(ctx, SOCK_XLATE_POST_DIRECTION_REV, cookie, address, port, ctx->user_ip6[3],
+			       (__be16)ctx->user_port);
 		ctx->user_ip6[3] = address;
 		ctx->user_port = port;
 		count(LB_SOCK_REVERSED);

@@ -129,3 +129,60 @@ fn verdicts_traces_and_drops_become_flows_observe_filters() {
     let line = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(line.contains("t/intruder:") && line.contains("-> t/server:8080") && line.contains("DROPPED"), "{line}");
 }
+
+/// Trace flows of one connection that sends `messages` segments, one every 20 ms, on a node with
+/// `--monitor-aggregation aggregation`.
+fn traces_of_a_chatty_connection(aggregation: &str, messages: usize) -> usize {
+    let mut node = Node::new("nagg", AllowLocalhost::Always, &[("scene.yaml", SCENE)]);
+    node.start_with(&["--monitor-aggregation".as_ref(), aggregation.as_ref()]);
+    node.wait_policies(1);
+    let pods = node.pods(3);
+    let (client, server) = (&pods["t/client"], &pods["t/server"]);
+    let listener = netns::run_in(&server.netns, || TcpListener::bind("0.0.0.0:8080").unwrap()).unwrap();
+    let reader = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut all = Vec::new();
+        stream.read_to_end(&mut all).unwrap();
+        all.len()
+    });
+    let to = SocketAddrV4::new(server.ip, 8080);
+    netns::run_in(&client.netns, move || {
+        let mut stream = TcpStream::connect_timeout(&to.into(), Duration::from_secs(1)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        for _ in 0..messages {
+            stream.write_all(b"0123456789").unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .unwrap();
+    assert_eq!(reader.join().unwrap(), messages * 10);
+    let status: netstack_ref::agent::api_types::Status = serde_json::from_slice(
+        &netstack(&["status", "--state-dir", node.config.state_dir.to_str().unwrap(), "-o", "json"]).stdout,
+    )
+    .unwrap();
+    assert_eq!(status.flows.unwrap().aggregation, aggregation);
+    let traces = || {
+        observe(&node, &["--from-pod", "t/client", "--to-port", "8080", "-t", "trace", "--last", "4095"])
+            .iter()
+            .filter(|r| r["flow"]["l4"]["TCP"].is_object())
+            .count()
+    };
+    // Settled: the last FIN's traces are in.
+    let mut seen = traces();
+    while eventually(Duration::from_millis(500), || traces() > seen) {
+        seen = traces();
+    }
+    seen
+}
+
+#[test]
+fn medium_aggregation_reports_a_connections_changes_none_every_packet() {
+    let Some(_root) = require_kernel() else { return };
+    const MESSAGES: usize = 30;
+    let medium = traces_of_a_chatty_connection("medium", MESSAGES);
+    assert!((2..12).contains(&medium), "medium: its start, first reply and end, not its {MESSAGES} segments: {medium}");
+    // Each segment leaves the client and enters the server: traced at both.
+    let none = traces_of_a_chatty_connection("none", MESSAGES);
+    assert!(none >= 2 * MESSAGES, "none: every packet, at both ends: {none}");
+    eprintln!("traces of one connection of {MESSAGES} segments: medium {medium}, none {none}");
+}

@@ -136,6 +136,22 @@ fn the_demos_traffic_as_flows_metrics_and_the_service_map() {
         }
     }
 
+    // Connections to the backend's service are translated at the socket: a SOCK flow from the
+    // client's pod to the backend it was given, naming the service.
+    for c in connections.iter().filter(|c| c.address == BACKEND_SERVICE.1) {
+        let translated = flows
+            .iter()
+            .find(|f| f["Type"] == "SOCK" && f["source"]["pod_name"] == pod_name(c.from).1)
+            .unwrap_or_else(|| panic!("{} → service: a socket translation", c.from));
+        assert_eq!(translated["verdict"], "TRANSLATED");
+        assert_eq!(translated["event_type"]["type"], 7);
+        assert_eq!(translated["sock_xlate_point"], "SOCK_XLATE_POINT_POST_DIRECTION_FWD");
+        assert_eq!(translated["destination"]["pod_name"], "backend");
+        assert_eq!(translated["IP"]["destination"], pods["shop/backend"].ip.to_string());
+        assert_eq!(translated["destination_service"], serde_json::json!({"name": "backend", "namespace": "shop"}));
+        assert!(translated["socket_cookie"].as_str().is_some_and(|c| c.parse::<u64>().is_ok()));
+    }
+
     let status: netstack_ref::agent::api_types::Status = serde_json::from_slice(
         &netstack(&["status", "--state-dir", node.config.state_dir.to_str().unwrap(), "-o", "json"]).stdout,
     )
@@ -241,6 +257,10 @@ fn check_service_map_api(address: &str) {
     let edges = edges_of(&map);
     for want in [
         edge("shop/frontend", "shop/backend", "TCP", 8080, "forwarded"),
+        // Through the service: the translation names it, the connection runs on through it.
+        edge("shop/frontend", "svc:shop/backend", "TCP", 8080, "forwarded"),
+        edge("svc:shop/backend", "shop/backend", "TCP", 8080, "mixed"),
+        edge("shop/db", "svc:shop/backend", "TCP", 8080, "dropped"),
         edge("shop/frontend", "shop/backend", "UDP", 8080, "dropped"),
         edge("shop/frontend", "shop/backend", "ICMPv4", 0, "forwarded"),
         edge("shop/backend", "shop/db", "TCP", 5432, "forwarded"),

@@ -49,6 +49,9 @@ static __always_inline struct flow_slot *flow_cache_pass(struct __sk_buff *skb, 
 		return 0;
 	if (slot->epoch != conntrack_epoch() || bpf_jiffies64() - slot->refreshed >= FLOW_REFRESH)
 		return 0;
+	/* With aggregation off every packet is reported: conntrack_pass does that. */
+	if (every_packet_reported())
+		return 0;
 	slot->pending++;
 	return slot;
 }
@@ -112,7 +115,7 @@ static __always_inline int conntrack_pass(struct __sk_buff *skb, struct ct_key *
 	state = conntrack_lookup(skb, t, direction, family, icmp_type, tcp_flags, packets, &closing, &report);
 	if (state == CT_NEW)
 		return 0;
-	if (report) {
+	if (report || every_packet_reported()) {
 		struct event_facts trace = {
 			.kind = EVENT_TRACE,
 			.subtype = direction == DIR_INGRESS ? TRACE_TO_ENDPOINT : TRACE_FROM_ENDPOINT,

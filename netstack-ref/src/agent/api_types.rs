@@ -82,6 +82,12 @@ pub struct FlowsStatus {
     pub undecodable: u64,
     /// Events the datapath could not put into its ring buffer (full).
     pub lost_in_datapath: u64,
+    /// Flows overwritten in the ring before a follower (`observe -f`) read them.
+    #[serde(default)]
+    pub lost_to_followers: u64,
+    /// The monitor aggregation (`medium`, `none`).
+    #[serde(default)]
+    pub aggregation: String,
 }
 
 /// The node's services.

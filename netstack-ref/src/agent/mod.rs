@@ -129,6 +129,8 @@ pub struct AgentConfig {
     /// How long a cluster identity no node references stays before this agent, when it is the
     /// cluster's collector, deletes it.
     pub identity_gc_grace: Duration,
+    /// How much the datapath reports (`--monitor-aggregation`).
+    pub aggregation: crate::datapath::events::Aggregation,
     /// What pods' network namespaces are named after (`<prefix>-<namespace>-<pod>`): the node's
     /// name, or the node's own namespace when it is one (so two clusters on one machine, both
     /// with a `node1`, keep their pods apart).
@@ -156,6 +158,7 @@ impl AgentConfig {
             devices: Vec::new(),
             pod_netns_prefix: "node-1".into(),
             identity_gc_grace: Duration::from_secs(60),
+            aggregation: Default::default(),
         }
     }
 
@@ -310,6 +313,8 @@ impl Agent {
         persisted.routing = config.routing;
         let datapath = |what| move |source| AgentError::Datapath { what, source };
         let ipcache = Ipcache::open(&config.bpffs).map_err(datapath("open the ipcache"))?;
+        crate::datapath::events::set_aggregation(&config.bpffs, config.aggregation)
+            .map_err(datapath("set the monitor aggregation"))?;
         // What the previous agent wrote is what the datapath has now.
         let ipcache_state = ipcache.entries().map_err(datapath("read the ipcache"))?.into_iter().collect();
         let tunnel = match config.routing {
@@ -673,6 +678,19 @@ impl Agent {
             ipcache: self.ipcache_state.iter().map(|(c, t)| (*c, t.identity)).collect(),
             services,
             interfaces: BTreeMap::new(),
+            netns: self
+                .services
+                .netns_cookies()
+                .iter()
+                .filter_map(|(name, cookie)| match name {
+                    None => Some((*cookie, None)),
+                    Some(name) => self
+                        .endpoints
+                        .values()
+                        .find(|l| &l.record.netns == name)
+                        .map(|l| (*cookie, Some(IpAddr::V4(l.record.ipv4)))),
+                })
+                .collect(),
         }
     }
 
@@ -744,6 +762,8 @@ impl Agent {
                     received,
                     undecodable,
                     lost_in_datapath: self.flows.lost_in_datapath(),
+                    lost_to_followers: self.flows.ring().lost_to_followers(),
+                    aggregation: self.config.aggregation.name().to_owned(),
                 }
             }),
             north_south: self

@@ -168,6 +168,10 @@ enum Command {
         /// started in.
         #[arg(long)]
         http: Option<std::net::SocketAddr>,
+        /// How much the datapath reports as flows: `medium` (a connection's start, first reply
+        /// and end; drops always) or `none` (every packet).
+        #[arg(long, value_enum, default_value = "medium")]
+        monitor_aggregation: netstack_ref::datapath::events::Aggregation,
         #[command(flatten)]
         kubernetes: KubernetesFlags,
     },
@@ -556,6 +560,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             devices,
             identity_gc_grace_seconds,
             http,
+            monitor_aggregation,
             kubernetes,
         } => {
             let cluster = ClusterFlags {
@@ -567,6 +572,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 identity_gc_grace: Duration::from_secs(identity_gc_grace_seconds),
                 kubernetes: kubernetes.config(),
                 http,
+                aggregation: monitor_aggregation,
             };
             run_agent(state, manifests, netns, node_name, pod_cidr, &allow_localhost, cluster)
         }
@@ -670,6 +676,7 @@ struct ClusterFlags {
     identity_gc_grace: Duration,
     kubernetes: Option<KubernetesConfig>,
     http: Option<std::net::SocketAddr>,
+    aggregation: netstack_ref::datapath::events::Aggregation,
 }
 
 /// Where the agent finds a Kubernetes API server to watch (pods, namespaces, services,
@@ -732,6 +739,7 @@ fn run_agent(
     config.devices = cluster.devices;
     config.identity_gc_grace = cluster.identity_gc_grace;
     config.kubernetes = cluster.kubernetes;
+    config.aggregation = cluster.aggregation;
     Ok(agent::run(config, Duration::from_millis(200), http)?)
 }
 
@@ -791,8 +799,16 @@ fn status(state: &State, output: Output) -> Result<(), CliError> {
     }
     if let Some(flows) = &status.flows {
         println!(
-            "{:<14} {} stored (ring of {}); events: {} received, {} undecodable, {} lost in the datapath",
-            "flows", flows.stored, flows.capacity, flows.received, flows.undecodable, flows.lost_in_datapath
+            "{:<14} {} stored (ring of {}); events: {} received, {} undecodable, {} lost in the datapath, {} lost \
+             to followers; aggregation {}",
+            "flows",
+            flows.stored,
+            flows.capacity,
+            flows.received,
+            flows.undecodable,
+            flows.lost_in_datapath,
+            flows.lost_to_followers,
+            flows.aggregation
         );
     }
     if let Some(address) = &status.http {

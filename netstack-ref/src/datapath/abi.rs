@@ -18,8 +18,8 @@ pub mod skeleton {
 
 pub use skeleton::types;
 pub use skeleton::types::{
-    ct_entry, ct_key, drop_reason, event_flags, event_kind, flow_event, ipcache_key_data, ipcache_value, policy_entry,
-    policy_key_data, trace_point, verdict_count,
+    ct_entry, ct_key, drop_reason, event_aggregation, event_flags, event_kind, flow_event, ipcache_key_data,
+    ipcache_value, policy_entry, policy_key_data, sock_trace, sock_xlate_point, trace_point, verdict_count,
 };
 
 impl From<Direction> for types::direction {

@@ -8,6 +8,7 @@
 //! links are pinned in `endpoints/<id>/` beneath it.
 
 pub mod abi;
+pub mod events;
 pub mod nodeport;
 pub mod overlay;
 pub mod pinned;

@@ -7,10 +7,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::flow::{
     drop_reason_name, CiliumEventType, Endpoint, Flow, FlowType, Icmp, Ip, Layer4, NetworkInterface, Ports, Service,
-    Tcp, TcpFlags, TraceObservationPoint, TrafficDirection, Verdict,
+    SocketTranslationPoint, Tcp, TcpFlags, TraceObservationPoint, TrafficDirection, Verdict,
 };
 use super::time::rfc3339;
-use crate::datapath::abi::{event_flags, event_kind, flow_event, trace_point};
+use crate::datapath::abi::{event_flags, event_kind, flow_event, sock_trace, sock_xlate_point, trace_point};
 use crate::policy::api::Cidr;
 
 /// A pod as flows name it.
@@ -43,6 +43,9 @@ pub struct Enrichment {
     pub services: BTreeMap<(IpAddr, u16, u8), (String, String)>,
     /// Interface names by index.
     pub interfaces: BTreeMap<u32, String>,
+    /// Network namespaces by cookie (what socket translations name a socket's pod by): a
+    /// pod's address, or `None` for the node's own namespace.
+    pub netns: BTreeMap<u64, Option<IpAddr>>,
 }
 
 /// Why an event is not a flow.
@@ -152,6 +155,10 @@ impl Enrichment {
         let reply = ev.flags & event_flags::EVENT_FLAG_REPLY.0 as u8 != 0;
         let denied = ev.flags & event_flags::EVENT_FLAG_DENIED.0 as u8 != 0;
         let kind = u32::from(ev.kind);
+        let time = rfc3339(i128::from(ev.ktime) + self.boot_to_wall);
+        if kind == event_kind::EVENT_TRACE_SOCK.0 {
+            return Ok(self.socket_translation(&ev, time));
+        }
         let (verdict, drop_reason) = if kind == event_kind::EVENT_DROP.0 {
             (Verdict::DROPPED, u32::from(ev.subtype))
         } else if kind == event_kind::EVENT_POLICY_VERDICT.0 {
@@ -172,7 +179,6 @@ impl Enrichment {
         };
         let (src, dst) = packet.ip.unzip();
         let ports = packet.l4.as_ref().and_then(Layer4::ports);
-        let time = rfc3339(i128::from(ev.ktime) + self.boot_to_wall);
         Ok(Flow {
             time: time.clone(),
             verdict,
@@ -203,6 +209,66 @@ impl Enrichment {
             }),
             ..Default::default()
         })
+    }
+}
+
+impl Enrichment {
+    /// A socket load balancer's translation: the socket's pod (by its namespace's cookie) to
+    /// the backend it now goes to (or, reversed, the frontend it is shown again), with the
+    /// frontend's service.
+    fn socket_translation(&self, ev: &flow_event, time: String) -> Flow {
+        let mut bytes = [0u8; std::mem::size_of::<sock_trace>()];
+        let n = (ev.cap_len as usize).min(bytes.len());
+        bytes[..n].copy_from_slice(&ev.data[..n]);
+        let trace: sock_trace = bytemuck::pod_read_unaligned(&bytes);
+        let address = |raw: u32| IpAddr::V4(Ipv4Addr::from(raw.to_ne_bytes()));
+        let port = |raw: u16| u32::from(u16::from_be(raw));
+        let (frontend, backend) = (address(trace.frontend_address), address(trace.backend_address));
+        let reverse = u32::from(ev.subtype) == sock_xlate_point::SOCK_XLATE_POST_DIRECTION_REV.0;
+        let (destination, destination_port) =
+            if reverse { (frontend, port(trace.frontend_port)) } else { (backend, port(trace.backend_port)) };
+        let source = match self.netns.get(&trace.netns_cookie) {
+            Some(Some(pod)) => self.endpoint(Some(*pod), 0),
+            // The node's own sockets: the host identity.
+            Some(None) => self.endpoint(None, 1),
+            None => Endpoint::default(),
+        };
+        let l4 = match trace.protocol {
+            6 => Some(Layer4::TCP(Tcp { source_port: 0, destination_port, flags: None })),
+            17 => Some(Layer4::UDP(Ports { source_port: 0, destination_port })),
+            132 => Some(Layer4::SCTP(Ports { source_port: 0, destination_port })),
+            _ => None,
+        };
+        let source_ip = match self.netns.get(&trace.netns_cookie) {
+            Some(Some(pod)) => pod.to_string(),
+            _ => String::new(),
+        };
+        Flow {
+            time,
+            verdict: Verdict::TRANSLATED,
+            ip: Some(Ip {
+                source: source_ip,
+                destination: destination.to_string(),
+                ip_version: "IPv4".into(),
+                encrypted: false,
+            }),
+            l4,
+            source: Some(source),
+            destination: Some(self.endpoint(Some(destination), 0)),
+            destination_service: self.service(Some(frontend), Some(port(trace.frontend_port)), trace.protocol),
+            flow_type: FlowType::SOCK,
+            node_name: self.node_name.clone(),
+            event_type: CiliumEventType { kind: i32::from(ev.kind), sub_type: i32::from(ev.subtype) },
+            traffic_direction: TrafficDirection::EGRESS,
+            is_reply: Some(reverse),
+            sock_xlate_point: if reverse {
+                SocketTranslationPoint::SOCK_XLATE_POINT_POST_DIRECTION_REV
+            } else {
+                SocketTranslationPoint::SOCK_XLATE_POINT_POST_DIRECTION_FWD
+            },
+            socket_cookie: trace.socket_cookie.to_string(),
+            ..Default::default()
+        }
     }
 }
 
@@ -252,8 +318,55 @@ mod tests {
             .into(),
             labels: [(259, vec!["k8s:app=frontend".into()]), (258, vec!["k8s:app=db".into()])].into(),
             interfaces: [(12, "lxc7".into())].into(),
+            netns: [(77, Some("10.200.1.3".parse().unwrap())), (1, None)].into(),
+            services: [(("10.96.0.5".parse().unwrap(), 5432, 6), ("shop".into(), "db".into()))].into(),
             ..Default::default()
         }
+    }
+
+    /// A socket translation event: the socket of netns `netns` sent from 10.96.0.5:5432 to
+    /// 10.200.3.2:15432.
+    fn translation(netns: u64, point: u32) -> Vec<u8> {
+        let trace = sock_trace {
+            socket_cookie: 4242,
+            netns_cookie: netns,
+            frontend_address: u32::from_ne_bytes([10, 96, 0, 5]),
+            backend_address: u32::from_ne_bytes([10, 200, 3, 2]),
+            frontend_port: 5432u16.to_be(),
+            backend_port: 15432u16.to_be(),
+            protocol: 6,
+            ..Default::default()
+        };
+        let mut ev = flow_event {
+            ktime: 1_000_000_000,
+            kind: event_kind::EVENT_TRACE_SOCK.0 as u8,
+            subtype: point as u8,
+            cap_len: std::mem::size_of::<sock_trace>() as u32,
+            ..Default::default()
+        };
+        ev.data[..std::mem::size_of::<sock_trace>()].copy_from_slice(bytemuck::bytes_of(&trace));
+        bytemuck::bytes_of(&ev).to_vec()
+    }
+
+    #[test]
+    fn a_socket_translation_names_the_pod_the_backend_and_the_service() {
+        let e = enrichment();
+        let flow = e.decode(&translation(77, sock_xlate_point::SOCK_XLATE_POST_DIRECTION_FWD.0)).unwrap();
+        assert_eq!((flow.verdict, flow.flow_type), (Verdict::TRANSLATED, FlowType::SOCK));
+        assert_eq!(flow.sock_xlate_point, SocketTranslationPoint::SOCK_XLATE_POINT_POST_DIRECTION_FWD);
+        assert_eq!(flow.source.as_ref().unwrap().pod_name, "frontend");
+        assert_eq!(flow.destination.as_ref().unwrap().pod_name, "db");
+        assert_eq!(flow.ip.as_ref().unwrap().destination, "10.200.3.2");
+        assert_eq!(flow.l4.as_ref().and_then(Layer4::ports), Some((0, 15432)));
+        assert_eq!(flow.destination_service, Some(Service { name: "db".into(), namespace: "shop".into() }));
+        assert_eq!(flow.socket_cookie, "4242");
+        assert_eq!(flow.event_type.kind, 7);
+
+        let back = e.decode(&translation(77, sock_xlate_point::SOCK_XLATE_POST_DIRECTION_REV.0)).unwrap();
+        assert_eq!(back.ip.as_ref().unwrap().destination, "10.96.0.5", "shown as the frontend again");
+        assert_eq!(back.is_reply, Some(true));
+        let host = e.decode(&translation(1, sock_xlate_point::SOCK_XLATE_POST_DIRECTION_FWD.0)).unwrap();
+        assert_eq!(host.source.as_ref().unwrap().identity, 1, "the node's own socket: the host");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! `dict` (a block of `KEY: value` lines a flow), `table` (columns), and `json`/`jsonpb`
 //! (Hubble's JSON, one `{"flow":…,"node_name":…,"time":…}` a line).
 
-use super::flow::{Endpoint, Flow, FlowResponse, Layer4, TraceObservationPoint, Verdict};
+use super::flow::{Endpoint, Flow, FlowResponse, Layer4, SocketTranslationPoint, TraceObservationPoint, Verdict};
 use super::time::{parse_rfc3339, stamp_milli};
 
 /// An output format.
@@ -63,7 +63,13 @@ pub fn event_label(flow: &Flow) -> String {
             };
             format!("policy-verdict:{match_type} {:?} {outcome}", flow.traffic_direction)
         }
-        7 => "trace-sock".into(),
+        7 => match flow.sock_xlate_point {
+            SocketTranslationPoint::SOCK_XLATE_POINT_PRE_DIRECTION_FWD => "pre-xlate-fwd".into(),
+            SocketTranslationPoint::SOCK_XLATE_POINT_POST_DIRECTION_FWD => "post-xlate-fwd".into(),
+            SocketTranslationPoint::SOCK_XLATE_POINT_PRE_DIRECTION_REV => "pre-xlate-rev".into(),
+            SocketTranslationPoint::SOCK_XLATE_POINT_POST_DIRECTION_REV => "post-xlate-rev".into(),
+            SocketTranslationPoint::SOCK_XLATE_POINT_UNKNOWN => "trace-sock".into(),
+        },
         _ => match flow.trace_observation_point {
             TraceObservationPoint::UNKNOWN_POINT => "trace".into(),
             point => format!("{point:?}").to_ascii_lowercase().replace('_', "-"),

@@ -181,6 +181,12 @@ fn destroy_udp_sockets(lb: &SockLb, name: Option<&str>, gone: &[(u16, Ipv4Addr, 
 }
 
 impl NodeServices {
+    /// The network namespaces the socket load balancer acts for, by name (`None`: the node's
+    /// own), with their cookies.
+    pub fn netns_cookies(&self) -> &BTreeMap<Option<String>, u64> {
+        &self.netns
+    }
+
     /// Adopts the socket LB pinned under `shared_pins`, or attaches a new one to the cgroup v2
     /// root; a machine without one leaves services unavailable (and says why in `errors`).
     /// The north-south LB goes on each of `external` (adopted when pinned already).
