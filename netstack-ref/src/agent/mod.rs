@@ -674,7 +674,7 @@ impl Agent {
             node_name: self.config.node_name.clone(),
             boot_to_wall: flows::boot_to_wall(),
             pods,
-            labels,
+            labels: labels.into_iter().map(|(id, l)| (id, l.into())).collect(),
             ipcache: self.ipcache_state.iter().map(|(c, t)| (*c, t.identity)).collect(),
             services,
             interfaces: BTreeMap::new(),

@@ -191,7 +191,7 @@ impl Side {
     fn matches(&self, view: &SideView<'_>) -> bool {
         let namespace = view.endpoint.map_or("", |e| e.namespace.as_str());
         let pod = view.endpoint.map_or("", |e| e.pod_name.as_str());
-        let labels: &[String] = view.endpoint.map_or(&[], |e| e.labels.as_slice());
+        let labels: &[String] = view.endpoint.map_or(&[], |e| &e.labels[..]);
         let pods_ok = self.pods.is_empty()
             || self.pods.iter().any(|p| match p.split_once('/') {
                 Some((ns, prefix)) => {
@@ -508,7 +508,8 @@ mod tests {
             id: 1,
             identity: if app.is_empty() { 2 } else { 256 + app.len() as u32 },
             namespace: ns.into(),
-            labels: if app.is_empty() { vec!["reserved:world".into()] } else { vec![format!("k8s:app={app}")] },
+            labels: if app.is_empty() { vec!["reserved:world".to_owned()] } else { vec![format!("k8s:app={app}")] }
+                .into(),
             pod_name: pod.into(),
         };
         Flow {

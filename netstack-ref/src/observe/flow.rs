@@ -327,8 +327,8 @@ pub struct Endpoint {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub namespace: String,
     /// Labels, `source:key=value`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub labels: Vec<String>,
+    #[serde(default, skip_serializing_if = "<[String]>::is_empty")]
+    pub labels: std::sync::Arc<[String]>,
     /// The pod's name.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub pod_name: String,

@@ -184,10 +184,14 @@ mod tests {
                 id: 3,
                 identity: 259,
                 namespace: "shop".into(),
-                labels: vec!["k8s:app=frontend".into()],
+                labels: vec!["k8s:app=frontend".to_owned()].into(),
                 pod_name: "frontend".into(),
             }),
-            destination: Some(Endpoint { identity: 2, labels: vec!["reserved:world".into()], ..Default::default() }),
+            destination: Some(Endpoint {
+                identity: 2,
+                labels: vec!["reserved:world".to_owned()].into(),
+                ..Default::default()
+            }),
             flow_type: FlowType::L3_L4,
             node_name: "node3".into(),
             event_type: CiliumEventType { kind: 1, sub_type: 133 },

@@ -318,7 +318,7 @@ mod tests {
             id: 0,
             identity,
             namespace: namespace.into(),
-            labels: vec![format!("k8s:app={app}"), format!("k8s:io.kubernetes.pod.namespace={namespace}")],
+            labels: vec![format!("k8s:app={app}"), format!("k8s:io.kubernetes.pod.namespace={namespace}")].into(),
             pod_name: name.into(),
         }
     }
