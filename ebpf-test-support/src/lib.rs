@@ -138,6 +138,18 @@ pub fn require_tool(name: &str) -> Option<()> {
     None
 }
 
+/// `Some(())` when an executable `name` is on `PATH` (found, not run: for programs such as
+/// browsers and servers that a trial run would start); otherwise prints why and returns `None`,
+/// or panics under `EBPF_REQUIRE_KERNEL=1`.
+pub fn require_executable(name: &str, package: &str) -> Option<()> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if std::env::split_paths(&path).any(|dir| dir.join(name).is_file()) {
+        return Some(());
+    }
+    skip_or_fail(&format!("{name} is not installed (Debian's {package})"));
+    None
+}
+
 /// `Some(())` when `etcd` (Debian's etcd-server) is installed; otherwise prints why and returns
 /// `None`, or panics under `EBPF_REQUIRE_KERNEL=1` (CI installs it).
 pub fn require_etcd() -> Option<()> {

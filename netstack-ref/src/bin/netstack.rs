@@ -201,6 +201,10 @@ enum Command {
         /// How pods reach other nodes' pods, with more than one node.
         #[arg(long, value_enum, default_value = "tunnel")]
         routing: Routing,
+        /// Keep the scene up after the table (the service map and metrics pages stay served)
+        /// until Ctrl-C.
+        #[arg(long)]
+        hold: bool,
     },
     /// Validates a manifest file and hands it to the agent (kept in the state directory).
     Apply {
@@ -582,8 +586,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
             print(ask(&state, Request::NodeList)?, output, &columns);
             Ok(())
         }
-        Command::Demo { nodes: 0 | 1, .. } => Ok(netstack_ref::demo::run()?),
-        Command::Demo { nodes, routing } => Ok(netstack_ref::demo::cluster::run(nodes, routing)?),
+        Command::Demo { nodes: 0 | 1, hold, .. } => Ok(netstack_ref::demo::run(hold)?),
+        Command::Demo { nodes, routing, hold } => Ok(netstack_ref::demo::cluster::run(nodes, routing, hold)?),
         Command::Cluster { command } => cluster(command),
         Command::Apply { state, file } => apply(&state, &file),
         Command::Delete { state, file } => {

@@ -332,6 +332,9 @@ pub fn start_agent(record: &ClusterRecord, index: usize) -> Result<u32, ClusterE
         .args(["--netns", &node.netns, "--node-name", &node.name, "--pod-cidr", &node.pod_cidr])
         .args(["--node-address", &node.underlay.to_string(), "--routing", record.routing.name()])
         .args(["--devices", UNDERLAY_DEVICE])
+        // Metrics and the service map, served on the machine's loopback (bound before the
+        // agent enters its node).
+        .args(["--http", "127.0.0.1:0"])
         .args(
             record
                 .manifests

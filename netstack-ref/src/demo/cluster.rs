@@ -188,7 +188,7 @@ fn print_tunnels(record: &ClusterRecord) {
 
 /// Runs the demo on `nodes` nodes with `routing`; `Err` when anything could not be set up or a
 /// connection did not behave as the policies say.
-pub fn run(nodes: u8, routing: Routing) -> Result<(), DemoError> {
+pub fn run(nodes: u8, routing: Routing, hold: bool) -> Result<(), DemoError> {
     if !nix::unistd::Uid::effective().is_root() {
         return Err(DemoError::NotRoot);
     }
@@ -235,6 +235,18 @@ pub fn run(nodes: u8, routing: Routing) -> Result<(), DemoError> {
     print_policy_status(&record.nodes[0].state_dir.join("agent.sock"));
     if routing == Routing::Tunnel {
         print_tunnels(&record);
+    }
+    // The backend's node sees most of the demo's decisions.
+    let backend_node = pods.iter().find(|p| p.name == "shop/backend").map_or("node1", |p| p.node.as_str());
+    if let Some(node) = record.nodes.iter().find(|n| n.name == backend_node) {
+        super::observe::print_excerpt(&node.state_dir);
+    }
+    println!();
+    for node in &record.nodes {
+        super::observe::print_pages(&node.name, &node.state_dir, hold);
+    }
+    if hold {
+        super::observe::hold();
     }
     drop(scene);
     println!("\nremoved cluster {} (nodes, pods, agents, etcd, pins)", record.name);

@@ -4,6 +4,7 @@
 //! `netstack demo --nodes 3` runs the same scene on a cluster ([`cluster`]).
 
 pub mod cluster;
+pub mod observe;
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -211,7 +212,8 @@ fn start() -> Result<(Scene, Vec<DemoPod>), DemoError> {
     netns::add(&node)?;
     println!("node {node}: agent starting, state in {}", state_dir.display());
     let exe = std::env::current_exe().map_err(FileError::at("locate", Path::new("the netstack binary")))?;
-    scene.agent = Some(spawn_agent(&exe, &scene.config, &node, &manifests, &[])?);
+    let http = ["--http".as_ref(), "127.0.0.1:0".as_ref()];
+    scene.agent = Some(spawn_agent(&exe, &scene.config, &node, &manifests, &http)?);
     let list = wait_for_endpoints(&scene.config.socket(), 4, Duration::from_secs(30))?;
     println!("\nendpoints:");
     let mut pods = Vec::new();
@@ -272,9 +274,9 @@ fn probe_connections(pods: &[DemoPod], show_nodes: bool) -> Result<usize, DemoEr
     Ok(surprises)
 }
 
-/// Runs the demo; `Err` when anything could not be set up or a connection did not behave as
-/// the policies say.
-pub fn run() -> Result<(), DemoError> {
+/// Runs the demo (with `hold`, keeping the scene up until Ctrl-C after it); `Err` when
+/// anything could not be set up or a connection did not behave as the policies say.
+pub fn run(hold: bool) -> Result<(), DemoError> {
     if !nix::unistd::Uid::effective().is_root() {
         return Err(DemoError::NotRoot);
     }
@@ -282,6 +284,11 @@ pub fn run() -> Result<(), DemoError> {
     let (scene, pods) = start()?;
     let surprises = probe_connections(&pods, false)?;
     println!("\nreplies of allowed connections pass by conntrack; every pod has ingress default deny (the CCNP selects all).");
+    observe::print_excerpt(&scene.config.state_dir);
+    observe::print_pages(&scene.node, &scene.config.state_dir, hold);
+    if hold {
+        observe::hold();
+    }
     let node = scene.node.clone();
     drop(scene);
     println!("removed node {node}, its pods and pins");
