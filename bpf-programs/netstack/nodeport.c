@@ -420,9 +420,9 @@ static __always_inline int forward(struct __sk_buff *skb, struct packet *p, cons
 	}
 }
 
-/* A packet to a frontend, past the flow cache: its flow's conntrack entry (made for a new flow),
- * copied into *way; 0, or a drop reason; -1 for a packet to no frontend. */
-static __always_inline int track(struct packet *p, struct lb_flow_slot *way)
+/* A packet to a frontend, past the flow cache: its flow's conntrack entry (made for a new flow,
+ * then *created is set), copied into *way; 0, or a drop reason; -1 for a packet to no frontend. */
+static __always_inline int track(struct packet *p, struct lb_flow_slot *way, int *created)
 {
 	struct lb4_key key = { .address = p->daddr, .port = p->dport, .protocol = p->protocol };
 	struct lb4_ct_key ct_key = {
@@ -455,6 +455,7 @@ static __always_inline int track(struct packet *p, struct lb_flow_slot *way)
 		held = bpf_map_lookup_elem(&lb4_ct, &ct_key);
 		if (!held)
 			return REASON_CT_CREATE_FAILED;
+		*created = 1;
 	}
 	if (held->last_seen != now)
 		held->last_seen = now;
@@ -475,13 +476,23 @@ static __always_inline int track(struct packet *p, struct lb_flow_slot *way)
 	return 0;
 }
 
+/* A connection from outside to a frontend, as it arrived (before any translation): traced when it
+ * starts and at its end (FIN/RST), or every packet with aggregation off. */
+static __always_inline void trace_from_network(struct __sk_buff *skb, const struct packet *p, int created)
+{
+	struct event_facts trace = { .kind = EVENT_TRACE, .subtype = TRACE_FROM_NETWORK, .direction = DIR_INGRESS };
+
+	if (created || (p->tcp_flags & (TCP_FIN | TCP_RST)) || every_packet_reported())
+		emit(skb, &trace);
+}
+
 SEC("tc")
 int from_external(struct __sk_buff *skb)
 {
 	struct lb_flow_slot *cached, way = {};
 	struct packet p;
 	__u64 jiffies;
-	int reason;
+	int reason, created = 0;
 
 	if (!read_packet(skb, &p))
 		return TC_ACT_OK;
@@ -498,6 +509,8 @@ int from_external(struct __sk_buff *skb)
 	cached = cached_flow(&p, jiffies);
 	if (cached) {
 		way = *cached;
+		if (every_packet_reported())
+			trace_from_network(skb, &p, 0);
 		return forward(skb, &p, &way);
 	}
 	/* Replies of SNAT flows come to this node's NAT ports, above every node port. */
@@ -506,11 +519,12 @@ int from_external(struct __sk_buff *skb)
 		if (reason >= 0)
 			return reason;
 	}
-	reason = track(&p, &way);
+	reason = track(&p, &way, &created);
 	if (reason < 0)
 		return TC_ACT_OK;
 	if (reason)
 		return count(skb, DIR_INGRESS, reason);
+	trace_from_network(skb, &p, created);
 	/* Closing connections are not cached: their next packets see conntrack. */
 	if (!(p.tcp_flags & (TCP_FIN | TCP_RST))) {
 		cached = flow_slot(&p);

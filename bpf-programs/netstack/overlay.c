@@ -81,6 +81,7 @@ int from_overlay(struct __sk_buff *skb)
 	struct ipcache_value *sender;
 	struct packet packet;
 	__u32 identity;
+	int read;
 
 	if (bpf_skb_get_tunnel_key(skb, &key, sizeof(key), 0) < 0)
 		return count(skb, DIR_INGRESS, REASON_NO_TUNNEL_KEY);
@@ -93,9 +94,23 @@ int from_overlay(struct __sk_buff *skb)
 	if (identity == 0 || identity == IDENTITY_HOST || identity >= MARK_IDENTITY_LIMIT)
 		return count(skb, DIR_INGRESS, REASON_INVALID_IDENTITY);
 	skb->mark = identity << MARK_IDENTITY_SHIFT | MARK_MAGIC_IDENTITY;
+	/* Traced, with the sender's identity, when a TCP connection starts or ends (there is no
+	 * conntrack here to say more), or every packet with aggregation off. */
+	read = read_packet(skb, &packet);
+	if ((read && packet.protocol == IPPROTO_TCP && (packet.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST))) ||
+	    every_packet_reported()) {
+		struct event_facts trace = {
+			.kind = EVENT_TRACE,
+			.subtype = TRACE_FROM_OVERLAY,
+			.direction = DIR_INGRESS,
+			.src_identity = identity,
+		};
+
+		emit(skb, &trace);
+	}
 	/* A DSR flow another node forwarded to one of our pods: its reply leaves from here with
 	 * the frontend as source (nodeport.c's to_external on the external device). */
-	if (read_packet(skb, &packet) && packet.has_dsr) {
+	if (read && packet.has_dsr) {
 		expect_reply(&packet, packet.daddr, packet.dport, packet.dsr.address, packet.dsr.port, lb_now());
 		if (strip_dsr_option(skb))
 			return count(skb, DIR_INGRESS, REASON_WRITE_ERROR);

@@ -304,6 +304,36 @@ fn from_outside(routing: &str) {
     );
     let (seen, peer) = seen_from(client, at(node1.underlay, 30001)).unwrap();
     assert_eq!((seen, peer), (node1.underlay, SocketAddr::V4(at(node1.underlay, 30001))));
+    // As flows: the connection's start traced where it arrived, as it arrived (to the node
+    // port, the service named), and, through the tunnel, where it came out.
+    let traces = |node: &netstack_ref::cluster::topology::NodeRecord, point: &str| -> Vec<serde_json::Value> {
+        let state = node.state_dir.to_str().unwrap();
+        let out = netstack(&["observe", "--state-dir", state, "-t", "trace", "--last", "4095", "-o", "json"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|r| r["flow"].clone())
+            .filter(|f| f["trace_observation_point"] == point)
+            .collect()
+    };
+    let from_network = traces(node1, "FROM_NETWORK");
+    assert!(
+        from_network.iter().any(|f| f["IP"]["source"] == client_ip.to_string()
+            && f["IP"]["destination"] == node1.underlay.to_string()
+            && f["l4"]["TCP"]["destination_port"] == 30001
+            && f["destination_service"]["name"] == "snat"),
+        "{from_network:?}"
+    );
+    if routing == "tunnel" {
+        // Whichever backend Maglev picked (echo on node2, echo2 on node3).
+        let mut from_overlay = traces(node2, "FROM_OVERLAY");
+        from_overlay.extend(traces(node3, "FROM_OVERLAY"));
+        assert!(
+            from_overlay.iter().any(|f| f["IP"]["source"] == node1.underlay.to_string()
+                && ["echo", "echo2"].iter().any(|pod| f["destination"]["pod_name"] == *pod)),
+            "{from_overlay:?}"
+        );
+    }
     // Every node answers on its node port; a backend on the entry node sees the client, one
     // elsewhere the entry node.
     for (node, local) in [(node2, "echo"), (node3, "echo2")] {

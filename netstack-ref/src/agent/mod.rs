@@ -660,14 +660,19 @@ impl Agent {
             let info = PodInfo { endpoint_id: Some(l.record.id), namespace, name, identity: l.identity };
             pods.insert(IpAddr::V4(l.record.ipv4), info);
         }
+        // A node port's frontend is every address of the node.
+        let node_addresses: Vec<IpAddr> =
+            self.config.node_address.into_iter().chain([IpAddr::V4(Ipv4Addr::LOCALHOST)]).collect();
         let services = self
             .services
             .frontends()
             .iter()
-            .filter(|f| !f.address.is_unspecified())
-            .map(|f| {
+            .flat_map(|f| {
+                let addresses = if f.address.is_unspecified() { node_addresses.clone() } else { vec![f.address] };
                 let (namespace, name) = split(&f.service);
-                ((f.address, f.port, f.protocol.number()), (namespace, name))
+                addresses
+                    .into_iter()
+                    .map(move |a| ((a, f.port, f.protocol.number()), (namespace.clone(), name.clone())))
             })
             .collect();
         Enrichment {

@@ -3,11 +3,10 @@
 
 use std::path::Path;
 
-use ebpf_core::Map;
 use ebpf_maps::Array;
 
 use super::abi::event_aggregation;
-use super::{endpoint_object, kernel, map_err, Result};
+use super::{endpoint_object, map_err, pinned_or_created, Result};
 
 /// How much the datapath reports.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -42,16 +41,7 @@ impl Aggregation {
 /// after, reads it.
 pub fn set_aggregation(shared_pins: &Path, aggregation: Aggregation) -> Result<()> {
     let object = endpoint_object()?;
-    let spec = object.maps().event_config();
-    let path = shared_pins.join(&spec.name);
-    let map = match Map::from_pin(&path) {
-        Ok(map) => map,
-        Err(_) => {
-            let map = Map::create(spec).map_err(kernel("create event_config"))?;
-            map.pin(&path).map_err(kernel("pin event_config"))?;
-            map
-        }
-    };
+    let map = pinned_or_created(shared_pins, object.maps().event_config())?;
     let config = Array::<u32>::try_from(map).map_err(map_err("event_config"))?;
     config.set(0, &aggregation.level()).map_err(map_err("event_config update"))
 }

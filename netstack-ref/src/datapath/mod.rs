@@ -319,6 +319,20 @@ pub(crate) fn sum_verdicts(
     Ok(out)
 }
 
+/// The map `spec` describes, pinned by its name in `shared_pins`: the one pinned there, else
+/// made and pinned now (the agent needs some of the node's maps before any program exists).
+fn pinned_or_created(shared_pins: &Path, spec: &ebpf_core::MapSpec) -> Result<Map> {
+    let path = shared_pins.join(&spec.name);
+    match Map::from_pin(&path) {
+        Ok(map) => Ok(map),
+        Err(_) => {
+            let map = Map::create(spec).map_err(kernel(format!("create {}", spec.name)))?;
+            map.pin(&path).map_err(kernel(format!("pin {}", spec.name)))?;
+            Ok(map)
+        }
+    }
+}
+
 /// The node's ipcache: which identity an address has.
 #[derive(Debug)]
 pub struct Ipcache {
@@ -330,16 +344,7 @@ impl Ipcache {
     /// by loading the endpoint object's maps when no endpoint has yet.
     pub fn open(shared_pins: &Path) -> Result<Ipcache> {
         let open = endpoint_object()?;
-        let spec = open.maps().ipcache();
-        let path = shared_pins.join(&spec.name);
-        let map = match Map::from_pin(&path) {
-            Ok(map) => map,
-            Err(_) => {
-                let map = Map::create(spec).map_err(kernel("create ipcache"))?;
-                map.pin(&path).map_err(kernel("pin ipcache"))?;
-                map
-            }
-        };
+        let map = pinned_or_created(shared_pins, open.maps().ipcache())?;
         Ok(Ipcache { trie: LpmTrie::try_from(map).map_err(map_err("ipcache"))? })
     }
 
