@@ -1,4 +1,6 @@
-//! Hubble-style observability (issue 19, in progress):
+//! Hubble-style observability: flows from the datapath's events, `netstack observe`, Hubble's
+//! metrics and the service map (the HTTP server that serves the last two is
+//! [`crate::agent::http`]).
 //!
 //! - [`command`]: `netstack observe`'s command line.
 //! - [`decode`]: the datapath's flow events into flows, enriched from the agent's state.
