@@ -9,7 +9,7 @@
 //! - [`metrics`]: Hubble's Prometheus metrics and the agent's health.
 //! - [`ring`]: the lock-free ring of recent flows.
 //! - [`service_map`]: flows folded into the service map's graph.
-//! - [`print`]: `observe`'s output formats (compact, dict, table, json/jsonpb).
+//! - [`print`](mod@print): `observe`'s output formats (compact, dict, table, json/jsonpb).
 //! - [`time`]: RFC 3339 times, Hubble's timestamps, `--since`/`--until`.
 
 pub mod command;
