@@ -34,6 +34,7 @@ pub mod agent;
 pub mod cluster;
 pub mod datapath;
 pub mod demo;
+pub mod encryption;
 pub mod file_error;
 pub mod identity;
 pub mod manifest;

@@ -1,0 +1,12 @@
+//! Transparent encryption between nodes, as Cilium's WireGuard mode does it (issue 20, in
+//! progress):
+//!
+//! - [`keys`]: each node's X25519 key pair, kept in its state directory.
+//! - [`userspace`]: WireGuard in the agent (boringtun's protocol state machine) on a TUN
+//!   device, for kernels without WireGuard.
+
+pub mod keys;
+pub mod userspace;
+
+/// WireGuard's port for node-to-node traffic, as Cilium uses it.
+pub const WIREGUARD_PORT: u16 = 51871;

@@ -1,0 +1,389 @@
+//! WireGuard in the agent, for kernels without it: a TUN device in the node's namespace, a UDP
+//! socket on [`WIREGUARD_PORT`](super::WIREGUARD_PORT), and one thread running the event loop —
+//! packets the node routes into the device are encrypted (boringtun's `Tunn`, one per peer,
+//! chosen by the peer's allowed IPs) and sent to the peer's node; datagrams from a peer are
+//! decrypted and, when their source is one of the peer's allowed IPs, handed to the node's
+//! stack through the device. Timers (handshakes, keepalives, rekeys) run every 100 ms. Peers
+//! are replaced while it runs; a peer whose key did not change keeps its sessions.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use boringtun::device::tun::TunSocket;
+use boringtun::noise::{Tunn, TunnResult};
+use boringtun::x25519::{PublicKey, StaticSecret};
+use mio::unix::SourceFd;
+use mio::Interest;
+
+use crate::policy::api::Cidr;
+
+/// How often WireGuard's timers run.
+const TIMER_TICK: Duration = Duration::from_millis(100);
+
+/// Room for a packet of the largest MTU plus WireGuard's overhead.
+const BUFFER: usize = 65_536 + 64;
+
+/// Why the device could not be made or run.
+#[derive(Debug, thiserror::Error)]
+pub enum UserspaceError {
+    /// The TUN device.
+    #[error("userspace WireGuard: TUN device {device}: {reason}")]
+    Tun {
+        /// Its name.
+        device: String,
+        /// Why.
+        reason: String,
+    },
+    /// The UDP socket.
+    #[error("userspace WireGuard: {operation} UDP socket {address}: {source}")]
+    Socket {
+        /// What was being done.
+        operation: &'static str,
+        /// Its address.
+        address: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The event loop's thread or runtime.
+    #[error("userspace WireGuard: start its event loop: {0}")]
+    EventLoop(#[source] std::io::Error),
+}
+
+/// A peer: another node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerConfig {
+    /// The node's name.
+    pub name: String,
+    /// Its public key.
+    pub public_key: [u8; 32],
+    /// Where its WireGuard listens (its underlay address, the WireGuard port).
+    pub endpoint: SocketAddr,
+    /// What may come from it and goes to it: its pod CIDR (native routing) or its underlay
+    /// address (the tunnel's packets, in tunnel mode).
+    pub allowed_ips: Vec<Cidr>,
+}
+
+/// A peer as it stands.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PeerStatus {
+    /// The node's name.
+    pub name: String,
+    /// Its public key, base64.
+    pub public_key: String,
+    /// Where it is reached.
+    pub endpoint: String,
+    /// Its allowed IPs.
+    pub allowed_ips: Vec<String>,
+    /// Seconds since the last completed handshake (none yet: `None`).
+    pub last_handshake_seconds: Option<f64>,
+    /// Bytes sent to it (encrypted payload).
+    pub tx_bytes: u64,
+    /// Bytes received from it.
+    pub rx_bytes: u64,
+}
+
+/// What the loop counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Counters {
+    /// Packets from the device no peer's allowed IPs contain (dropped).
+    pub no_peer: u64,
+    /// Datagrams from an address that is no peer's endpoint (dropped).
+    pub unknown_sender: u64,
+    /// Decrypted packets whose source the peer may not send (dropped).
+    pub not_allowed: u64,
+    /// Datagrams that did not decrypt (dropped).
+    pub invalid: u64,
+}
+
+struct Peer {
+    config: PeerConfig,
+    tunn: Tunn,
+}
+
+/// What the loop owns and the agent reads.
+struct State {
+    private: StaticSecret,
+    peers: Vec<Peer>,
+    counters: Counters,
+    next_index: u32,
+}
+
+impl State {
+    fn peer_for_destination(&mut self, destination: IpAddr) -> Option<&mut Peer> {
+        self.peers.iter_mut().find(|p| p.config.allowed_ips.iter().any(|c| c.contains(destination)))
+    }
+
+    fn peer_at(&mut self, endpoint: SocketAddr) -> Option<&mut Peer> {
+        self.peers.iter_mut().find(|p| p.config.endpoint.ip() == endpoint.ip())
+    }
+
+    /// Replaces the peers; one whose key stayed keeps its tunnel (and sessions).
+    fn set_peers(&mut self, wanted: Vec<PeerConfig>) {
+        let mut old: BTreeMap<[u8; 32], Peer> = self.peers.drain(..).map(|p| (p.config.public_key, p)).collect();
+        for config in wanted {
+            let peer = match old.remove(&config.public_key) {
+                Some(mut kept) => {
+                    kept.config = config;
+                    kept
+                }
+                None => {
+                    self.next_index = self.next_index.wrapping_add(1) & 0x00ff_ffff;
+                    let tunn = Tunn::new(
+                        self.private.clone(),
+                        PublicKey::from(config.public_key),
+                        None,
+                        None,
+                        self.next_index,
+                        None,
+                    );
+                    match tunn {
+                        Ok(tunn) => Peer { config, tunn },
+                        // A key the protocol refuses: no tunnel to that node.
+                        Err(_) => continue,
+                    }
+                }
+            };
+            self.peers.push(peer);
+        }
+    }
+
+    fn status(&self) -> Vec<PeerStatus> {
+        self.peers
+            .iter()
+            .map(|p| {
+                let (since, tx, rx, _, _) = p.tunn.stats();
+                PeerStatus {
+                    name: p.config.name.clone(),
+                    public_key: super::keys::public_base64(&PublicKey::from(p.config.public_key)),
+                    endpoint: p.config.endpoint.to_string(),
+                    allowed_ips: p.config.allowed_ips.iter().map(ToString::to_string).collect(),
+                    last_handshake_seconds: since.map(|d| d.as_secs_f64()),
+                    tx_bytes: tx as u64,
+                    rx_bytes: rx as u64,
+                }
+            })
+            .collect()
+    }
+}
+
+/// The running device; stopped (and the TUN device gone with it) on drop.
+pub struct UserspaceWireguard {
+    device: String,
+    state: Arc<Mutex<State>>,
+    stop: Arc<AtomicBool>,
+    waker: Arc<mio::Waker>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for UserspaceWireguard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserspaceWireguard").field("device", &self.device).finish()
+    }
+}
+
+const TUN: mio::Token = mio::Token(0);
+const SOCKET: mio::Token = mio::Token(1);
+const WAKE: mio::Token = mio::Token(2);
+
+impl UserspaceWireguard {
+    /// Makes TUN device `device` and binds the UDP socket at `listen`, both in the calling
+    /// thread's network namespace, then runs the loop on a thread of its own. The device is
+    /// left down and unaddressed: the caller brings it up and routes into it.
+    pub fn start(
+        device: &str,
+        listen: SocketAddr,
+        private: StaticSecret,
+    ) -> Result<UserspaceWireguard, UserspaceError> {
+        let tun_failed = |reason: String| UserspaceError::Tun { device: device.to_owned(), reason };
+        // A name of digits would be taken for a file descriptor.
+        if device.is_empty() || device.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(tun_failed("not a device name".into()));
+        }
+        let tun =
+            TunSocket::new(device).and_then(TunSocket::set_non_blocking).map_err(|e| tun_failed(e.to_string()))?;
+        let socket = std::net::UdpSocket::bind(listen).map_err(|source| UserspaceError::Socket {
+            operation: "bind",
+            address: listen,
+            source,
+        })?;
+        socket.set_nonblocking(true).map_err(|source| UserspaceError::Socket {
+            operation: "configure",
+            address: listen,
+            source,
+        })?;
+        let mut socket = mio::net::UdpSocket::from_std(socket);
+        let poll = mio::Poll::new().map_err(UserspaceError::EventLoop)?;
+        let registry = poll.registry();
+        let tun_fd = tun.as_raw_fd();
+        registry.register(&mut SourceFd(&tun_fd), TUN, Interest::READABLE).map_err(UserspaceError::EventLoop)?;
+        registry.register(&mut socket, SOCKET, Interest::READABLE).map_err(UserspaceError::EventLoop)?;
+        let waker = Arc::new(mio::Waker::new(registry, WAKE).map_err(UserspaceError::EventLoop)?);
+        let state =
+            Arc::new(Mutex::new(State { private, peers: Vec::new(), counters: Counters::default(), next_index: 0 }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (state, stop) = (Arc::clone(&state), Arc::clone(&stop));
+            std::thread::Builder::new()
+                .name(format!("wg-{device}"))
+                .spawn(move || run(poll, &tun, &socket, &state, &stop))
+                .map_err(UserspaceError::EventLoop)?
+        };
+        Ok(UserspaceWireguard { device: device.to_owned(), state, stop, waker, thread: Some(thread) })
+    }
+
+    /// The TUN device's name.
+    pub fn device(&self) -> &str {
+        &self.device
+    }
+
+    /// Replaces the peers (a peer whose key stayed keeps its sessions).
+    pub fn set_peers(&self, peers: Vec<PeerConfig>) {
+        self.state.lock().expect("not poisoned").set_peers(peers);
+    }
+
+    /// Each peer's handshake and traffic.
+    pub fn peers(&self) -> Vec<PeerStatus> {
+        self.state.lock().expect("not poisoned").status()
+    }
+
+    /// What the loop dropped, by why.
+    pub fn counters(&self) -> Counters {
+        self.state.lock().expect("not poisoned").counters
+    }
+}
+
+impl Drop for UserspaceWireguard {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.waker.wake();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The event loop: the device, the socket and the timers until `stop`.
+fn run(mut poll: mio::Poll, tun: &TunSocket, socket: &mio::net::UdpSocket, state: &Mutex<State>, stop: &AtomicBool) {
+    let mut events = mio::Events::with_capacity(64);
+    let mut packet = vec![0u8; BUFFER];
+    let mut out = vec![0u8; BUFFER];
+    let mut next_tick = Instant::now();
+    while !stop.load(Ordering::SeqCst) {
+        let wait = next_tick.saturating_duration_since(Instant::now());
+        if poll.poll(&mut events, Some(wait)).is_err() {
+            continue;
+        }
+        for event in &events {
+            match event.token() {
+                // Edge-triggered: everything there is, until it would block.
+                TUN => {
+                    while let Ok(read) = tun.read(&mut packet) {
+                        let n = read.len();
+                        if let Some((datagram, to)) = outgoing(state, &packet[..n], &mut out) {
+                            let _ = socket.send_to(&datagram, to);
+                        }
+                    }
+                }
+                SOCKET => {
+                    while let Ok((n, from)) = socket.recv_from(&mut packet) {
+                        let (to_network, to_device) = incoming(state, from, &packet[..n], &mut out);
+                        for datagram in to_network {
+                            let _ = socket.send_to(&datagram, from);
+                        }
+                        for decrypted in to_device {
+                            tun.write4(&decrypted);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if Instant::now() >= next_tick {
+            for (datagram, to) in tick(state, &mut out) {
+                let _ = socket.send_to(&datagram, to);
+            }
+            next_tick = Instant::now() + TIMER_TICK;
+        }
+    }
+}
+
+/// A packet from the device: encrypted for the peer its destination belongs to (or queued
+/// behind a handshake, whose initiation is then what goes out).
+fn outgoing(state: &Mutex<State>, packet: &[u8], out: &mut [u8]) -> Option<(Vec<u8>, SocketAddr)> {
+    let mut state = state.lock().expect("not poisoned");
+    let destination = Tunn::dst_address(packet)?;
+    let Some(peer) = state.peer_for_destination(destination) else {
+        state.counters.no_peer += 1;
+        return None;
+    };
+    let endpoint = peer.config.endpoint;
+    match peer.tunn.encapsulate(packet, out) {
+        TunnResult::WriteToNetwork(datagram) => Some((datagram.to_vec(), endpoint)),
+        _ => None,
+    }
+}
+
+/// A datagram from `from`: what to answer on the network (handshake responses, queued
+/// packets) and what to hand to the device (decrypted packets from the peer's allowed IPs).
+fn incoming(state: &Mutex<State>, from: SocketAddr, datagram: &[u8], out: &mut [u8]) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let mut state = state.lock().expect("not poisoned");
+    let (mut to_network, mut to_device) = (Vec::new(), Vec::new());
+    let mut dropped = Counters::default();
+    match state.peer_at(from) {
+        None => dropped.unknown_sender += 1,
+        Some(peer) => {
+            let mut result = peer.tunn.decapsulate(Some(from.ip()), datagram, out);
+            loop {
+                match result {
+                    TunnResult::WriteToNetwork(answer) => {
+                        to_network.push(answer.to_vec());
+                        // Packets queued behind the handshake follow.
+                        result = peer.tunn.decapsulate(None, &[], out);
+                    }
+                    TunnResult::WriteToTunnelV4(decrypted, source) => {
+                        if peer.config.allowed_ips.iter().any(|c| c.contains(IpAddr::V4(source))) {
+                            to_device.push(decrypted.to_vec());
+                        } else {
+                            dropped.not_allowed += 1;
+                        }
+                        break;
+                    }
+                    TunnResult::WriteToTunnelV6(_, _) => {
+                        dropped.not_allowed += 1;
+                        break;
+                    }
+                    TunnResult::Err(_) => {
+                        dropped.invalid += 1;
+                        break;
+                    }
+                    TunnResult::Done => break,
+                }
+            }
+        }
+    }
+    let counters = &mut state.counters;
+    counters.unknown_sender += dropped.unknown_sender;
+    counters.not_allowed += dropped.not_allowed;
+    counters.invalid += dropped.invalid;
+    (to_network, to_device)
+}
+
+/// WireGuard's timers for every peer: handshake retries, keepalives, rekeys.
+fn tick(state: &Mutex<State>, out: &mut [u8]) -> Vec<(Vec<u8>, SocketAddr)> {
+    let mut state = state.lock().expect("not poisoned");
+    let mut sends = Vec::new();
+    for peer in &mut state.peers {
+        if let TunnResult::WriteToNetwork(datagram) = peer.tunn.update_timers(out) {
+            sends.push((datagram.to_vec(), peer.config.endpoint));
+        }
+    }
+    sends
+}

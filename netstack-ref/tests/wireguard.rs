@@ -1,0 +1,200 @@
+//! The userspace WireGuard device between two namespaces joined by a veth pair ("nodes"): a
+//! TCP stream between addresses behind each device arrives whole; a capture on the link holds
+//! only UDP/51871 WireGuard datagrams and never the stream's marker; both sides report the
+//! handshake and the bytes; a decrypted packet from an address the peer may not send is
+//! dropped and counted.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use ebpf_test_support::net::{NetNs, VethPair};
+use ebpf_test_support::{eventually, require_executable, require_kernel, unique_name};
+use netstack_ref::encryption::keys::NodeKey;
+use netstack_ref::encryption::userspace::{PeerConfig, UserspaceWireguard};
+use netstack_ref::encryption::WIREGUARD_PORT;
+use netstack_ref::policy::api::Cidr;
+
+const DEVICE: &str = "nswg0";
+const MARKER: &[u8] = b"netstack-wireguard-marker-7f3a";
+
+fn ip(ns: &NetNs, args: &str) {
+    let mut all = vec!["-n", ns.name()];
+    all.extend(args.split(' '));
+    let out = Command::new("ip").args(&all).output().unwrap();
+    assert!(out.status.success(), "ip {args}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A node: its namespace's WireGuard device, the address behind it and the prefix it routes
+/// to the other node.
+fn start(ns: &NetNs, key: &NodeKey, own: &str, other: &str) -> UserspaceWireguard {
+    let private = key.private().clone();
+    let listen = SocketAddr::from((Ipv4Addr::UNSPECIFIED, WIREGUARD_PORT));
+    let device = ns.run(move || UserspaceWireguard::start(DEVICE, listen, private)).unwrap().unwrap();
+    ip(ns, &format!("addr add {own}/32 dev lo"));
+    ip(ns, &format!("link set {DEVICE} mtu 1420 up"));
+    ip(ns, &format!("route add {other} dev {DEVICE} src {own}"));
+    device
+}
+
+fn peer(name: &str, key: &NodeKey, at: Ipv4Addr, allowed: &str) -> PeerConfig {
+    PeerConfig {
+        name: name.into(),
+        public_key: key.public().to_bytes(),
+        endpoint: SocketAddr::from((at, WIREGUARD_PORT)),
+        allowed_ips: vec![Cidr::parse(allowed).unwrap()],
+    }
+}
+
+/// `tcpdump` writing a capture of `device` in `ns`; stopped on drop.
+struct Capture {
+    child: Child,
+    file: PathBuf,
+}
+
+impl Capture {
+    fn start(ns: &NetNs, device: &str) -> Capture {
+        let file = std::env::temp_dir().join(format!("{}.pcap", unique_name("wgcap")));
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns.name(), "tcpdump", "-i", device, "-n", "-U", "-s", "0", "-w"])
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // It says so once it listens.
+        let mut stderr = child.stderr.take().unwrap();
+        let mut seen = Vec::new();
+        let mut byte = [0u8; 1];
+        while !String::from_utf8_lossy(&seen).contains("listening on") && stderr.read(&mut byte).unwrap_or(0) == 1 {
+            seen.push(byte[0]);
+        }
+        // The rest is drained, so its last words on stopping never meet a closed pipe.
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        Capture { child, file }
+    }
+
+    /// Stops it; the captured packets (link-layer frames).
+    fn packets(mut self) -> Vec<Vec<u8>> {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        );
+        let _ = self.child.wait();
+        read_pcap(&self.file)
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.file);
+    }
+}
+
+/// The frames of a classic pcap file (little-endian, as tcpdump writes it here).
+fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
+    let bytes = std::fs::read(path).unwrap();
+    assert!(bytes.len() >= 24 && bytes[..4] == [0xd4, 0xc3, 0xb2, 0xa1], "a little-endian pcap");
+    let mut frames = Vec::new();
+    let mut at = 24;
+    while at + 16 <= bytes.len() {
+        let captured = u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap()) as usize;
+        let start = at + 16;
+        let Some(frame) = bytes.get(start..start + captured) else { break };
+        frames.push(frame.to_vec());
+        at = start + captured;
+    }
+    frames
+}
+
+/// (source port, destination port) of an Ethernet + IPv4 + UDP frame.
+fn udp_ports(frame: &[u8]) -> Option<(u16, u16)> {
+    if frame.get(12..14)? != [0x08, 0x00] || *frame.get(23)? != 17 {
+        return None;
+    }
+    let l4 = 14 + usize::from(frame[14] & 0x0f) * 4;
+    let port = |at: usize| Some(u16::from_be_bytes(frame.get(at..at + 2)?.try_into().ok()?));
+    Some((port(l4)?, port(l4 + 2)?))
+}
+
+#[test]
+fn a_stream_crosses_encrypted_and_only_wireguard_is_on_the_link() {
+    let Some(_root) = require_kernel() else { return };
+    let Some(()) = require_executable("tcpdump", "tcpdump") else { return };
+    let link = VethPair::new().unwrap();
+    let (left_key, right_key) = (NodeKey::generate().unwrap(), NodeKey::generate().unwrap());
+    let left = start(&link.left, &left_key, "10.98.1.1", "10.98.2.0/24");
+    let right = start(&link.right, &right_key, "10.98.2.1", "10.98.1.0/24");
+    left.set_peers(vec![peer("right", &right_key, link.right_addr, "10.98.2.0/24")]);
+    right.set_peers(vec![peer("left", &left_key, link.left_addr, "10.98.1.0/24")]);
+
+    let capture = Capture::start(&link.left, &link.ifname);
+    let listener = link.right.run(|| TcpListener::bind("10.98.2.1:7000").unwrap()).unwrap();
+    let receiver = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut all = Vec::new();
+        stream.read_to_end(&mut all).unwrap();
+        all
+    });
+    const BYTES: usize = 1 << 20;
+    let sent: Vec<u8> = MARKER.iter().copied().cycle().take(BYTES).collect();
+    let payload = sent.clone();
+    link.left
+        .run(move || {
+            // The route into the device gives the source (10.98.1.1).
+            let to = SocketAddr::from(SocketAddrV4::new(Ipv4Addr::new(10, 98, 2, 1), 7000));
+            let mut stream = TcpStream::connect_timeout(&to, Duration::from_secs(5)).unwrap();
+            stream.write_all(&payload).unwrap();
+        })
+        .unwrap();
+    let received = receiver.join().unwrap();
+    assert!(received == sent, "the stream arrived whole: {} of {BYTES} bytes", received.len());
+
+    let frames = capture.packets();
+    assert!(frames.len() > 100, "the stream was on the link: {} frames", frames.len());
+    for frame in &frames {
+        // ARP to find the peer is the only other thing a link carries.
+        if frame.get(12..14) == Some(&[0x08, 0x06]) {
+            continue;
+        }
+        let ports = udp_ports(frame);
+        assert!(
+            ports.is_some_and(|(s, d)| s == WIREGUARD_PORT && d == WIREGUARD_PORT),
+            "only WireGuard between the nodes: {ports:?} {:02x?}",
+            &frame[..frame.len().min(64)]
+        );
+        assert!(!frame.windows(MARKER.len()).any(|w| w == MARKER), "the marker never crosses in clear");
+    }
+
+    for (side, device) in [("left", &left), ("right", &right)] {
+        let peers = device.peers();
+        assert_eq!(peers.len(), 1);
+        assert!(peers[0].last_handshake_seconds.is_some(), "{side}: a handshake completed: {peers:?}");
+        assert!(peers[0].tx_bytes > 0 && peers[0].rx_bytes > 0, "{side}: {peers:?}");
+    }
+    assert!(right.peers()[0].rx_bytes as usize >= BYTES, "the stream's bytes came in through the tunnel");
+
+    // A packet whose source the peer may not send (10.98.3.1 is not in the left node's
+    // allowed IPs at the right) is decrypted and dropped.
+    ip(&link.left, "addr add 10.98.3.1/32 dev lo");
+    link.left
+        .run(|| {
+            let socket = std::net::UdpSocket::bind("10.98.3.1:0").unwrap();
+            socket.send_to(b"spoofed", "10.98.2.1:7001").unwrap();
+        })
+        .unwrap();
+    assert!(eventually(Duration::from_secs(2), || right.counters().not_allowed >= 1), "{:?}", right.counters());
+    // Traffic for an address no peer routes: nothing to send it to.
+    ip(&link.left, "route add 10.97.0.0/24 dev nswg0");
+    link.left
+        .run(|| {
+            let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+            socket.send_to(b"nowhere", "10.97.0.9:7001").unwrap();
+        })
+        .unwrap();
+    assert!(eventually(Duration::from_secs(2), || left.counters().no_peer >= 1), "{:?}", left.counters());
+}
