@@ -218,7 +218,12 @@ fn cross_node(c: &mut Criterion) {
     let host = |a: Ipv4Addr| Cidr::new(IpAddr::V4(a), 32).unwrap();
     ipcache.upsert(&host(SENDER), 256).unwrap();
     ipcache.upsert(&host(LOCAL_RECEIVER), 257).unwrap();
-    ipcache.set(&host(REMOTE_RECEIVER), IpcacheTarget { identity: 257, tunnel_endpoint: Some(REMOTE_NODE) }).unwrap();
+    ipcache
+        .set(
+            &host(REMOTE_RECEIVER),
+            IpcacheTarget { identity: 257, tunnel_endpoint: Some(REMOTE_NODE), encrypt: Default::default() },
+        )
+        .unwrap();
     ipcache.upsert(&host(REMOTE_NODE), 6).unwrap();
     let universe = Universe::new(Labels::default(), [(256, labels("client")), (257, labels("server"))], []);
     let policy = policies(
@@ -349,7 +354,9 @@ fn north_south(c: &mut Criterion) {
     let nodeport = open.load(&options).unwrap();
     let ipcache = Ipcache::open(pin_dir).unwrap();
     let remote = Cidr::new(IpAddr::V4(REMOTE_POD), 32).unwrap();
-    ipcache.set(&remote, IpcacheTarget { identity: 257, tunnel_endpoint: Some(OTHER_NODE) }).unwrap();
+    ipcache
+        .set(&remote, IpcacheTarget { identity: 257, tunnel_endpoint: Some(OTHER_NODE), encrypt: Default::default() })
+        .unwrap();
     let service = |name: &str, port: u16, pod: Ipv4Addr| Frontend {
         service: format!("bench/{name}"),
         port_name: String::new(),

@@ -59,6 +59,23 @@ enum drop_reason {
 	REASON_UNKNOWN_SENDER = 172,
 	REASON_NOT_IN_SRC_RANGE = 177,
 	REASON_POLICY_DENY = 181,
+	REASON_UNENCRYPTED_TRAFFIC = 195,
+};
+
+/* How a packet to an address must leave (the ipcache's encrypt_key), written by the agent
+ * when the node encrypts: a pod of another node whose WireGuard key is known goes through the
+ * WireGuard device; in strict mode, one whose node's key is not known is dropped rather than
+ * leave in clear. */
+enum encrypt_kind {
+	ENCRYPT_NONE = 0,
+	ENCRYPT_WIREGUARD = 1,
+	ENCRYPT_REQUIRED = 2,
+};
+
+/* The node's settings the endpoints read (`node_config`, one entry, pinned by name). */
+struct node_config {
+	__u32 wireguard_ifindex; /* 0: no WireGuard device (yet) */
+	__u32 pad;
 };
 
 /* ipcache: longest-prefix match over (family, address); IPv4 sits in the last 4 bytes of addr
@@ -74,7 +91,7 @@ struct ipcache_value {
 	/* The underlay address (network order) of the node whose pod this is, in tunnel mode;
 	 * 0 for this node's own addresses and everything reached without the tunnel. */
 	__be32 tunnel_endpoint;
-	__u8 encrypt_key;
+	__u8 encrypt_key; /* enum encrypt_kind */
 	__u8 pad[3];
 };
 
@@ -157,6 +174,8 @@ struct flow_slot {
 	/* Where an egress packet of the flow goes through the tunnel (the ipcache's tunnel
 	 * endpoint of its destination when conntrack confirmed it); 0: not tunnelled. */
 	__be32 tunnel_endpoint;
+	__u8 encrypt; /* enum encrypt_kind of its destination, likewise */
+	__u8 pad[3];
 	__u64 refreshed; /* jiffies when conntrack last confirmed the flow */
 	__u64 pending; /* packets passed since, not yet added to the conntrack entry */
 };

@@ -16,6 +16,7 @@
 #include "lib/ipcache.h"
 #include "lib/maps.h"
 #include "lib/counters.h"
+#include "lib/encrypt.h"
 #include "lib/icmp.h"
 #include "lib/parse.h"
 #include "lib/conntrack.h"
@@ -34,6 +35,7 @@ ABI_EXPORT(enum, flow_cache_size);
 ABI_EXPORT(enum, verdict_index);
 ABI_EXPORT(enum, identity_mark);
 ABI_EXPORT(enum, event_kind);
+ABI_EXPORT(enum, encrypt_kind);
 ABI_EXPORT(enum, event_aggregation);
 ABI_EXPORT(enum, sock_xlate_point);
 ABI_EXPORT(struct, sock_trace);
@@ -74,25 +76,39 @@ static __always_inline int source_is_endpoint(const struct ct_key *t, __u8 famil
 /* A packet the pod may send leaves with its identity in the mark: the endpoint vouches for it
  * (the source address was checked, or the flow cache matched a checked tuple), so a local
  * receiver (lib/policy.h) need not look the sender up. A packet for another node's pod goes
- * straight into the tunnel, its identity as VNI. */
-static __always_inline int sent(struct __sk_buff *skb, __be32 tunnel_endpoint)
+ * straight into the tunnel, its identity as VNI (the node's routes take the tunnel's packets
+ * through WireGuard when it encrypts), or, natively routed, into the WireGuard device; in
+ * strict mode one that would leave in clear is dropped. */
+static __always_inline int sent(struct __sk_buff *skb, const struct egress_route *route)
 {
+	__u32 wireguard;
+
+	if (route->encrypt == ENCRYPT_REQUIRED)
+		return count(skb, DIR_EGRESS, REASON_UNENCRYPTED_TRAFFIC);
 	if (ENDPOINT_IDENTITY < MARK_IDENTITY_LIMIT)
 		skb->mark = ENDPOINT_IDENTITY << MARK_IDENTITY_SHIFT | MARK_MAGIC_IDENTITY;
-	if (tunnel_endpoint && TUNNEL_IFINDEX)
-		return encapsulate(skb, DIR_EGRESS, tunnel_endpoint, ENDPOINT_IDENTITY, TUNNEL_IFINDEX);
+	if (route->tunnel_endpoint && TUNNEL_IFINDEX)
+		return encapsulate(skb, DIR_EGRESS, route->tunnel_endpoint, ENDPOINT_IDENTITY, TUNNEL_IFINDEX);
+	if (route->encrypt == ENCRYPT_WIREGUARD) {
+		wireguard = wireguard_ifindex();
+		if (wireguard) {
+			count(skb, DIR_EGRESS, REASON_FORWARDED);
+			return bpf_redirect(wireguard, 0);
+		}
+	}
 	return count(skb, DIR_EGRESS, REASON_FORWARDED);
 }
 
-/* Where the tunnel takes a packet to `daddr`: its node's underlay address, or 0. */
-static __always_inline __be32 tunnel_endpoint_of(const __u8 *daddr, __u8 family)
+/* How a packet to `daddr` leaves: the ipcache's tunnel endpoint (in tunnel mode) and
+ * encryption. */
+static __always_inline void egress_route_of(const __u8 *daddr, __u8 family, struct egress_route *route)
 {
-	struct ipcache_value *v;
+	struct ipcache_value *v = ipcache_lookup(daddr, family);
 
-	if (!TUNNEL_IFINDEX)
-		return 0;
-	v = ipcache_lookup(daddr, family);
-	return v ? v->tunnel_endpoint : 0;
+	if (!v)
+		return;
+	route->tunnel_endpoint = TUNNEL_IFINDEX ? v->tunnel_endpoint : 0;
+	route->encrypt = v->encrypt_key;
 }
 
 SEC("tc")
@@ -101,11 +117,14 @@ int from_container(struct __sk_buff *skb)
 	struct ct_key t;
 	struct flow_slot *cached = flow_cache_pass(skb, DIR_EGRESS);
 	__u8 family = 0, icmp_type = 0, tcp_flags = 0;
-	__be32 tunnel;
+	struct egress_route route = {};
 	int reason;
 
-	if (cached)
-		return sent(skb, cached->tunnel_endpoint);
+	if (cached) {
+		route.tunnel_endpoint = cached->tunnel_endpoint;
+		route.encrypt = cached->encrypt;
+		return sent(skb, &route);
+	}
 	reason = parse(skb, &t, &family, &icmp_type, &tcp_flags);
 
 	if (reason)
@@ -121,9 +140,9 @@ int from_container(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	if (!source_is_endpoint(&t, family))
 		return count(skb, DIR_EGRESS, REASON_INVALID_SOURCE_IP);
-	tunnel = tunnel_endpoint_of(t.daddr, family);
-	if (conntrack_pass(skb, &t, DIR_EGRESS, family, icmp_type, tcp_flags, tunnel))
-		return sent(skb, tunnel);
+	egress_route_of(t.daddr, family, &route);
+	if (conntrack_pass(skb, &t, DIR_EGRESS, family, icmp_type, tcp_flags, &route))
+		return sent(skb, &route);
 	tail_call_static(skb, &stages, STAGE_EGRESS_POLICY);
 	return count(skb, DIR_EGRESS, REASON_MISSED_TAIL_CALL);
 }
@@ -145,7 +164,9 @@ int to_container(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	if (is_nd(t.protocol, icmp_type))
 		return TC_ACT_OK;
-	if (conntrack_pass(skb, &t, DIR_INGRESS, family, icmp_type, tcp_flags, 0))
+	struct egress_route none = {};
+
+	if (conntrack_pass(skb, &t, DIR_INGRESS, family, icmp_type, tcp_flags, &none))
 		return count(skb, DIR_INGRESS, REASON_FORWARDED);
 	tail_call_static(skb, &stages, STAGE_INGRESS_POLICY);
 	return count(skb, DIR_INGRESS, REASON_MISSED_TAIL_CALL);
@@ -157,14 +178,14 @@ static __always_inline int policy_stage(struct __sk_buff *skb, __u8 direction)
 	struct ct_entry entry = {};
 	__u8 family = 0, icmp_type = 0, tcp_flags = 0, match;
 	int reason = parse(skb, &t, &family, &icmp_type, &tcp_flags);
-	__be32 tunnel = 0;
+	struct egress_route route = {};
 	__u32 peer;
 
 	if (reason)
 		return count(skb, direction, reason);
 	if (family == 0)
 		return count(skb, direction, REASON_UNSUPPORTED_L3_PROTOCOL);
-	peer = direction == DIR_EGRESS ? destination_identity(t.daddr, family, &tunnel)
+	peer = direction == DIR_EGRESS ? destination_identity(t.daddr, family, &route)
 				       : source_identity(skb, t.saddr, family);
 	reason = decide(peer, direction, &t, icmp_type, &match);
 	struct event_facts facts = {
@@ -194,7 +215,7 @@ static __always_inline int policy_stage(struct __sk_buff *skb, __u8 direction)
 		entry.dst_identity = direction == DIR_EGRESS ? peer : ENDPOINT_IDENTITY;
 		bpf_map_update_elem(&conntrack, &t, &entry, BPF_ANY);
 	}
-	return direction == DIR_EGRESS ? sent(skb, tunnel) : count(skb, direction, REASON_FORWARDED);
+	return direction == DIR_EGRESS ? sent(skb, &route) : count(skb, direction, REASON_FORWARDED);
 }
 
 SEC("tc")

@@ -4,18 +4,20 @@
 //! handshake and the bytes; a decrypted packet from an address the peer may not send is
 //! dropped and counted.
 
+mod support;
+
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use ebpf_test_support::net::{NetNs, VethPair};
-use ebpf_test_support::{eventually, require_executable, require_kernel, unique_name};
+use ebpf_test_support::{eventually, require_executable, require_kernel};
 use netstack_ref::encryption::keys::NodeKey;
 use netstack_ref::encryption::userspace::{PeerConfig, UserspaceWireguard};
 use netstack_ref::encryption::WIREGUARD_PORT;
 use netstack_ref::policy::api::Cidr;
+use support::capture::{udp_ports, Capture};
 
 const DEVICE: &str = "nswg0";
 const MARKER: &[u8] = b"netstack-wireguard-marker-7f3a";
@@ -32,7 +34,7 @@ fn ip(ns: &NetNs, args: &str) {
 fn start(ns: &NetNs, key: &NodeKey, own: &str, other: &str) -> UserspaceWireguard {
     let private = key.private().clone();
     let listen = SocketAddr::from((Ipv4Addr::UNSPECIFIED, WIREGUARD_PORT));
-    let device = ns.run(move || UserspaceWireguard::start(DEVICE, listen, private)).unwrap().unwrap();
+    let device = ns.run(move || UserspaceWireguard::start(DEVICE, listen, private, None)).unwrap().unwrap();
     ip(ns, &format!("addr add {own}/32 dev lo"));
     ip(ns, &format!("link set {DEVICE} mtu 1420 up"));
     ip(ns, &format!("route add {other} dev {DEVICE} src {own}"));
@@ -48,79 +50,6 @@ fn peer(name: &str, key: &NodeKey, at: Ipv4Addr, allowed: &str) -> PeerConfig {
     }
 }
 
-/// `tcpdump` writing a capture of `device` in `ns`; stopped on drop.
-struct Capture {
-    child: Child,
-    file: PathBuf,
-}
-
-impl Capture {
-    fn start(ns: &NetNs, device: &str) -> Capture {
-        let file = std::env::temp_dir().join(format!("{}.pcap", unique_name("wgcap")));
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", ns.name(), "tcpdump", "-i", device, "-n", "-U", "-s", "0", "-w"])
-            .arg(&file)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // It says so once it listens.
-        let mut stderr = child.stderr.take().unwrap();
-        let mut seen = Vec::new();
-        let mut byte = [0u8; 1];
-        while !String::from_utf8_lossy(&seen).contains("listening on") && stderr.read(&mut byte).unwrap_or(0) == 1 {
-            seen.push(byte[0]);
-        }
-        // The rest is drained, so its last words on stopping never meet a closed pipe.
-        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-        Capture { child, file }
-    }
-
-    /// Stops it; the captured packets (link-layer frames).
-    fn packets(mut self) -> Vec<Vec<u8>> {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGINT,
-        );
-        let _ = self.child.wait();
-        read_pcap(&self.file)
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.file);
-    }
-}
-
-/// The frames of a classic pcap file (little-endian, as tcpdump writes it here).
-fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
-    let bytes = std::fs::read(path).unwrap();
-    assert!(bytes.len() >= 24 && bytes[..4] == [0xd4, 0xc3, 0xb2, 0xa1], "a little-endian pcap");
-    let mut frames = Vec::new();
-    let mut at = 24;
-    while at + 16 <= bytes.len() {
-        let captured = u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap()) as usize;
-        let start = at + 16;
-        let Some(frame) = bytes.get(start..start + captured) else { break };
-        frames.push(frame.to_vec());
-        at = start + captured;
-    }
-    frames
-}
-
-/// (source port, destination port) of an Ethernet + IPv4 + UDP frame.
-fn udp_ports(frame: &[u8]) -> Option<(u16, u16)> {
-    if frame.get(12..14)? != [0x08, 0x00] || *frame.get(23)? != 17 {
-        return None;
-    }
-    let l4 = 14 + usize::from(frame[14] & 0x0f) * 4;
-    let port = |at: usize| Some(u16::from_be_bytes(frame.get(at..at + 2)?.try_into().ok()?));
-    Some((port(l4)?, port(l4 + 2)?))
-}
-
 #[test]
 fn a_stream_crosses_encrypted_and_only_wireguard_is_on_the_link() {
     let Some(_root) = require_kernel() else { return };
@@ -132,7 +61,7 @@ fn a_stream_crosses_encrypted_and_only_wireguard_is_on_the_link() {
     left.set_peers(vec![peer("right", &right_key, link.right_addr, "10.98.2.0/24")]);
     right.set_peers(vec![peer("left", &left_key, link.left_addr, "10.98.1.0/24")]);
 
-    let capture = Capture::start(&link.left, &link.ifname);
+    let capture = Capture::start(link.left.name(), &link.ifname, "");
     let listener = link.right.run(|| TcpListener::bind("10.98.2.1:7000").unwrap()).unwrap();
     let receiver = std::thread::spawn(move || {
         let (mut stream, _) = listener.accept().unwrap();
@@ -173,7 +102,7 @@ fn a_stream_crosses_encrypted_and_only_wireguard_is_on_the_link() {
     for (side, device) in [("left", &left), ("right", &right)] {
         let peers = device.peers();
         assert_eq!(peers.len(), 1);
-        assert!(peers[0].last_handshake_seconds.is_some(), "{side}: a handshake completed: {peers:?}");
+        assert!(peers[0].last_handshake_millis.is_some(), "{side}: a handshake completed: {peers:?}");
         assert!(peers[0].tx_bytes > 0 && peers[0].rx_bytes > 0, "{side}: {peers:?}");
     }
     assert!(right.peers()[0].rx_bytes as usize >= BYTES, "the stream's bytes came in through the tunnel");

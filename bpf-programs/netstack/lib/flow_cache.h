@@ -90,10 +90,10 @@ static __always_inline void flow_slot_flush(const struct flow_slot *slot)
 /* Established flows, their replies and related ICMP errors pass without a policy lookup.
  * Returns 1 when the packet belongs to a tracked connection. Past flow_cache_pass: an IPv4
  * TCP/UDP/SCTP flow conntrack confirms takes this CPU's cache slot, carrying in the packets
- * the slot passed for it (or flushing another flow's first), and `tunnel_endpoint`, where its
- * packets go (0: not through the tunnel). */
+ * the slot passed for it (or flushing another flow's first), and `route`, where its packets
+ * go (through the tunnel, through WireGuard). */
 static __always_inline int conntrack_pass(struct __sk_buff *skb, struct ct_key *t, __u8 direction, __u8 family,
-					  __u8 icmp_type, __u8 tcp_flags, __be32 tunnel_endpoint)
+					  __u8 icmp_type, __u8 tcp_flags, const struct egress_route *route)
 {
 	struct flow_slot *slot = 0;
 	__u64 packets = 1;
@@ -133,7 +133,8 @@ static __always_inline int conntrack_pass(struct __sk_buff *skb, struct ct_key *
 		slot->direction = direction;
 		slot->reply = state == CT_REPLY;
 		slot->epoch = conntrack_epoch();
-		slot->tunnel_endpoint = tunnel_endpoint;
+		slot->tunnel_endpoint = route->tunnel_endpoint;
+		slot->encrypt = route->encrypt;
 		slot->refreshed = bpf_jiffies64();
 		slot->valid = 1;
 	}

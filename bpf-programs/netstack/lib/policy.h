@@ -9,13 +9,14 @@ static __always_inline __u32 world(__u8 family)
 }
 
 /* The identity of the address a packet goes to, and where the tunnel takes it (0: nowhere). */
-static __always_inline __u32 destination_identity(const __u8 *addr, __u8 family, __be32 *tunnel_endpoint)
+static __always_inline __u32 destination_identity(const __u8 *addr, __u8 family, struct egress_route *route)
 {
 	struct ipcache_value *v = ipcache_lookup(addr, family);
 
 	if (!v)
 		return world(family);
-	*tunnel_endpoint = v->tunnel_endpoint;
+	route->tunnel_endpoint = v->tunnel_endpoint;
+	route->encrypt = v->encrypt_key;
 	return v->identity;
 }
 

@@ -158,6 +158,7 @@ pub fn handle(agent: &mut Agent, request: &Request) -> Result<serde_json::Value,
                     prefix: prefix.to_string(),
                     identity: target.identity,
                     tunnel_endpoint: target.tunnel_endpoint,
+                    encrypt: target.encrypt.name().to_owned(),
                 })
                 .collect();
             serde_json::to_value(rows)?

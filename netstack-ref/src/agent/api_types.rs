@@ -62,6 +62,9 @@ pub struct Status {
     /// Where the agent's HTTP server (metrics, service map) listens, when it has one.
     #[serde(default)]
     pub http: Option<String>,
+    /// Encryption between nodes, when on.
+    #[serde(default)]
+    pub encryption: Option<crate::encryption::node::EncryptionStatus>,
     /// The north-south load balancer on each external device: ingress is what came from
     /// outside (and SNAT replies), egress the replies of local backends.
     #[serde(default)]
@@ -245,6 +248,9 @@ pub struct IpcacheRow {
     pub identity: u32,
     /// The node it sits behind, in tunnel mode.
     pub tunnel_endpoint: Option<Ipv4Addr>,
+    /// How pods' packets to it leave: `none`, `wireguard`, `required` (strict mode: dropped).
+    #[serde(default)]
+    pub encrypt: String,
 }
 
 /// One row of an endpoint's verdict counters.

@@ -95,6 +95,9 @@ pub enum AgentError {
     /// The HTTP server.
     #[error(transparent)]
     Http(#[from] http::HttpError),
+    /// Encryption between nodes.
+    #[error(transparent)]
+    Encryption(#[from] crate::encryption::node::EncryptionError),
 }
 
 /// How an agent is set up.
@@ -129,6 +132,8 @@ pub struct AgentConfig {
     /// How long a cluster identity no node references stays before this agent, when it is the
     /// cluster's collector, deletes it.
     pub identity_gc_grace: Duration,
+    /// Encrypt pods' traffic to other nodes (WireGuard), and how.
+    pub encryption: Option<crate::encryption::node::EncryptionSettings>,
     /// How much the datapath reports (`--monitor-aggregation`).
     pub aggregation: crate::datapath::events::Aggregation,
     /// What pods' network namespaces are named after (`<prefix>-<namespace>-<pod>`): the node's
@@ -159,6 +164,7 @@ impl AgentConfig {
             pod_netns_prefix: "node-1".into(),
             identity_gc_grace: Duration::from_secs(60),
             aggregation: Default::default(),
+            encryption: None,
         }
     }
 
@@ -248,6 +254,8 @@ pub struct Agent {
     flows: flows::FlowCollector,
     /// The HTTP server (metrics, service map), once started.
     http: Option<http::HttpServer>,
+    /// Encryption between nodes, when on.
+    encryption: Option<crate::encryption::node::NodeEncryption>,
 }
 
 /// How often the agent checks its kvstore connection (and reconnects with a backoff).
@@ -322,6 +330,18 @@ impl Agent {
             Routing::Native => None,
         };
         let external = north_south_devices(&config, tunnel.as_ref().map(Tunnel::ifindex))?;
+        let encryption = config
+            .encryption
+            .map(|settings| {
+                crate::encryption::node::NodeEncryption::start(
+                    &config.state_dir,
+                    &config.bpffs,
+                    config.node_address,
+                    tunnel.is_some(),
+                    settings,
+                )
+            })
+            .transpose()?;
         let kubernetes = config.kubernetes.as_ref().map(KubernetesSource::start).transpose()?;
         let kvstore_resources = match (&config.kvstore, config.kvstore_resources) {
             (Some(endpoint), true) => Some(sources::KvstoreSource::new(endpoint)),
@@ -336,7 +356,7 @@ impl Agent {
                     name: config.node_name.clone(),
                     addresses: config.node_address.into_iter().collect(),
                     pod_cidr: config.pod_cidr.to_string(),
-                    encryption_key: None,
+                    encryption_key: encryption.as_ref().map(|e| e.public_key()),
                 },
             )
         });
@@ -365,6 +385,7 @@ impl Agent {
                 std::sync::Arc::new(crate::observe::metrics::Metrics::new()),
             ),
             http: None,
+            encryption,
             config,
             persisted,
             identities: IdentityAllocator::new(),
@@ -531,6 +552,7 @@ impl Agent {
         };
         if nodes_changed {
             self.sync_tunnel_routes();
+            self.sync_encryption_peers();
         }
         !was || remote_changed || nodes_changed
     }
@@ -540,6 +562,14 @@ impl Agent {
         let Some(tunnel) = &mut self.tunnel else { return };
         let cidrs = self.remote_nodes.entries().filter_map(|(_, n)| Cidr::parse(&n.pod_cidr)).collect();
         if let Err(e) = tunnel.sync_routes(&cidrs) {
+            self.errors.push(e.to_string());
+        }
+    }
+
+    /// Makes the other nodes that published a key the WireGuard device's peers.
+    fn sync_encryption_peers(&mut self) {
+        let Some(encryption) = &mut self.encryption else { return };
+        if let Err(e) = encryption.sync_peers(self.remote_nodes.entries().map(|(_, n)| n)) {
             self.errors.push(e.to_string());
         }
     }
@@ -759,6 +789,7 @@ impl Agent {
                 Err(e) => api_types::DeviceCounters::Unavailable { error: e.to_string() },
             }),
             http: self.http.as_ref().map(|h| h.address().to_string()),
+            encryption: self.encryption.as_ref().map(crate::encryption::node::NodeEncryption::status),
             flows: Some({
                 let (received, undecodable) = self.flows.counters();
                 api_types::FlowsStatus {

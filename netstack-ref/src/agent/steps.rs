@@ -11,7 +11,7 @@ use super::sources::ResourceSource;
 use super::{Agent, AgentError, LiveEndpoint};
 use crate::cluster::policy_status::NodePolicyStatus;
 use crate::cluster::routing::underlay_ipv4;
-use crate::datapath::{Conntrack, IpcacheTarget};
+use crate::datapath::{Conntrack, Encrypt, IpcacheTarget};
 use crate::identity::{pod_security_labels, Labels, ReservedIdentity};
 use crate::manifest::{Namespace, Pod, Resource};
 use crate::policy::api::Cidr;
@@ -113,7 +113,7 @@ pub fn desired_ipcache<'a>(
     cidrs: impl IntoIterator<Item = (&'a Cidr, u32)>,
 ) -> BTreeMap<Cidr, IpcacheTarget> {
     let host = |a: Ipv4Addr| Cidr::new(IpAddr::V4(a), 32).expect("host prefix");
-    let direct = |identity| IpcacheTarget { identity, tunnel_endpoint: None };
+    let direct = |identity| IpcacheTarget { identity, tunnel_endpoint: None, encrypt: Encrypt::None };
     let mut desired = BTreeMap::new();
     desired.insert(host(router), direct(ReservedIdentity::Host.id()));
     for (addr, identity) in nodes {
@@ -330,14 +330,19 @@ impl Agent {
     /// Writes what changed in the ipcache and removes what is no longer wanted.
     fn sync_ipcache(&mut self) {
         let tunnelled = self.tunnel.is_some();
-        let local = self
-            .endpoints
-            .values()
-            .map(|l| (l.record.ipv4, IpcacheTarget { identity: l.identity, tunnel_endpoint: None }));
+        let local = self.endpoints.values().map(|l| {
+            (l.record.ipv4, IpcacheTarget { identity: l.identity, tunnel_endpoint: None, encrypt: Encrypt::None })
+        });
+        let encryption = self.encryption.as_ref();
         let remote = self.remote_endpoints.entries().filter_map(|(ip, entry)| match (ip, entry.node_address) {
-            (IpAddr::V4(v4), IpAddr::V4(node)) => {
-                Some((*v4, IpcacheTarget { identity: entry.identity, tunnel_endpoint: tunnelled.then_some(node) }))
-            }
+            (IpAddr::V4(v4), IpAddr::V4(node)) => Some((
+                *v4,
+                IpcacheTarget {
+                    identity: entry.identity,
+                    tunnel_endpoint: tunnelled.then_some(node),
+                    encrypt: encryption.map_or(Encrypt::None, |e| e.encrypt_to(node)),
+                },
+            )),
             _ => None,
         });
         let own = self.config.node_address.and_then(|a| underlay_ipv4(&[a])).map(|a| (a, ReservedIdentity::Host));
@@ -346,12 +351,27 @@ impl Agent {
             .entries()
             .filter_map(|(_, n)| underlay_ipv4(&n.addresses))
             .map(|a| (a, ReservedIdentity::RemoteNode));
-        let desired = desired_ipcache(
+        let mut desired = desired_ipcache(
             self.config.router(),
             own.into_iter().chain(others),
             local.chain(remote),
             self.cidr_ids.iter(),
         );
+        // Encrypting, each other node's whole pod CIDR says how to reach it (as world, which an
+        // address no pod holds is anyway): a pod the kvstore has not named yet is encrypted
+        // (or, strict, dropped) too, never sent in clear.
+        if let Some(encryption) = &self.encryption {
+            for (_, node) in self.remote_nodes.entries() {
+                let (Some(cidr), Some(address)) = (Cidr::parse(&node.pod_cidr), underlay_ipv4(&node.addresses)) else {
+                    continue;
+                };
+                desired.entry(cidr).or_insert(IpcacheTarget {
+                    identity: ReservedIdentity::WorldIpv4.id(),
+                    tunnel_endpoint: tunnelled.then_some(address),
+                    encrypt: encryption.encrypt_to(address),
+                });
+            }
+        }
         for (c, target) in &desired {
             if self.ipcache_state.get(c) != Some(target) {
                 if let Err(e) = self.ipcache.set(c, *target) {
@@ -457,7 +477,7 @@ mod tests {
         let cidr = Cidr::parse("10.200.0.5/32").unwrap();
         let world = Cidr::parse("192.0.2.0/24").unwrap();
         let node2 = Ipv4Addr::new(192, 168, 100, 12);
-        let pod = |identity, tunnel_endpoint| IpcacheTarget { identity, tunnel_endpoint };
+        let pod = |identity, tunnel_endpoint| IpcacheTarget { identity, tunnel_endpoint, encrypt: Encrypt::None };
         let ipcache = desired_ipcache(
             Ipv4Addr::new(10, 200, 0, 1),
             [(Ipv4Addr::new(192, 168, 100, 11), ReservedIdentity::Host), (node2, ReservedIdentity::RemoteNode)],

@@ -68,6 +68,10 @@ enum ClusterCommand {
         /// them).
         #[arg(long, value_parser = ["files", "kvstore"], default_value = "files")]
         resources: String,
+        /// Encrypt pod traffic between the nodes: `wireguard` (each agent with
+        /// `--enable-wireguard`; `wireguard-strict` adds `--encryption-strict-mode`) or `none`.
+        #[arg(long, value_parser = ["none", "wireguard", "wireguard-strict"], default_value = "none")]
+        encryption: String,
         /// Output format.
         #[arg(short, long, value_enum, default_value_t = Output::Table)]
         output: Output,
@@ -172,6 +176,15 @@ enum Command {
         /// and end; drops always) or `none` (every packet).
         #[arg(long, value_enum, default_value = "medium")]
         monitor_aggregation: netstack_ref::datapath::events::Aggregation,
+        /// Encrypt pods' traffic to other nodes with WireGuard (Cilium's flag): the node's key
+        /// is made on first start and published in its kvstore entry; the other nodes that
+        /// published theirs are its peers. Needs `--node-address`.
+        #[arg(long)]
+        enable_wireguard: bool,
+        /// With WireGuard: drop pods' packets to a node whose key is not known rather than send
+        /// them in clear.
+        #[arg(long, requires = "enable_wireguard")]
+        encryption_strict_mode: bool,
         #[command(flatten)]
         kubernetes: KubernetesFlags,
     },
@@ -355,7 +368,7 @@ enum BpfPolicyCommand {
 fn cluster(command: ClusterCommand) -> Result<(), CliError> {
     use netstack_ref::cluster::topology::{self, ClusterOptions};
     match command {
-        ClusterCommand::Up { nodes, routing, name, kvstore, state_dir, manifests, resources, output } => {
+        ClusterCommand::Up { nodes, routing, name, kvstore, state_dir, manifests, resources, encryption, output } => {
             let agent_binary = std::env::current_exe().map_err(CliError::OwnBinary)?;
             let manifests = manifests.map(|m| std::fs::canonicalize(&m).unwrap_or(m));
             let options = ClusterOptions {
@@ -367,6 +380,11 @@ fn cluster(command: ClusterCommand) -> Result<(), CliError> {
                 agent_binary,
                 manifests,
                 kvstore_resources: resources == "kvstore",
+                encryption: match encryption.as_str() {
+                    "wireguard" => Some(netstack_ref::encryption::node::EncryptionSettings { strict: false }),
+                    "wireguard-strict" => Some(netstack_ref::encryption::node::EncryptionSettings { strict: true }),
+                    _ => None,
+                },
             };
             let record = topology::up(&options)?;
             match output {
@@ -565,6 +583,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
             identity_gc_grace_seconds,
             http,
             monitor_aggregation,
+            enable_wireguard,
+            encryption_strict_mode,
             kubernetes,
         } => {
             let cluster = ClusterFlags {
@@ -577,6 +597,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 kubernetes: kubernetes.config(),
                 http,
                 aggregation: monitor_aggregation,
+                encryption: enable_wireguard
+                    .then_some(netstack_ref::encryption::node::EncryptionSettings { strict: encryption_strict_mode }),
             };
             run_agent(state, manifests, netns, node_name, pod_cidr, &allow_localhost, cluster)
         }
@@ -640,7 +662,12 @@ fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Bpf { command: BpfCommand::Ipcache { command: ListOnly::List { state, output } } } => {
-            let columns = [("PREFIX", "prefix"), ("IDENTITY", "identity"), ("TUNNEL ENDPOINT", "tunnelEndpoint")];
+            let columns = [
+                ("PREFIX", "prefix"),
+                ("IDENTITY", "identity"),
+                ("TUNNEL ENDPOINT", "tunnelEndpoint"),
+                ("ENCRYPT", "encrypt"),
+            ];
             print(ask(&state, Request::BpfIpcacheList)?, output, &columns);
             Ok(())
         }
@@ -681,6 +708,7 @@ struct ClusterFlags {
     kubernetes: Option<KubernetesConfig>,
     http: Option<std::net::SocketAddr>,
     aggregation: netstack_ref::datapath::events::Aggregation,
+    encryption: Option<netstack_ref::encryption::node::EncryptionSettings>,
 }
 
 /// Where the agent finds a Kubernetes API server to watch (pods, namespaces, services,
@@ -744,6 +772,7 @@ fn run_agent(
     config.identity_gc_grace = cluster.identity_gc_grace;
     config.kubernetes = cluster.kubernetes;
     config.aggregation = cluster.aggregation;
+    config.encryption = cluster.encryption;
     Ok(agent::run(config, Duration::from_millis(200), http)?)
 }
 

@@ -107,6 +107,9 @@ pub struct ClusterRecord {
     /// instead of the manifests directory.
     #[serde(default)]
     pub kvstore_resources: bool,
+    /// How its agents encrypt pod traffic between nodes (`wireguard`, `wireguard-strict`).
+    #[serde(default)]
+    pub encryption: Option<String>,
 }
 
 /// The underlay: 192.168.100.0/24; the client at .2, node i at .(10 + i).
@@ -139,6 +142,8 @@ pub struct ClusterOptions {
     /// Keep the cluster's resources in the kvstore instead: the manifests directory's files
     /// are stored there at start, agents read them from there, `apply` changes them.
     pub kvstore_resources: bool,
+    /// Encrypt pod traffic between the nodes (WireGuard), and how.
+    pub encryption: Option<crate::encryption::node::EncryptionSettings>,
 }
 
 fn record_path(state_dir: &Path) -> PathBuf {
@@ -198,6 +203,7 @@ pub fn up(options: &ClusterOptions) -> Result<ClusterRecord, ClusterError> {
         agent_binary: options.agent_binary.clone(),
         manifests: options.manifests.clone(),
         kvstore_resources: options.kvstore_resources,
+        encryption: options.encryption.map(|s| if s.strict { "wireguard-strict" } else { "wireguard" }.to_owned()),
     };
     // Saved first, so `down` after a failure or a crash finds what to remove.
     record.save(&options.state_dir)?;
@@ -343,6 +349,8 @@ pub fn start_agent(record: &ClusterRecord, index: usize) -> Result<u32, ClusterE
                 .flat_map(|m| [std::ffi::OsStr::new("--manifests"), m.as_os_str()]),
         )
         .args(record.kvstore_resources.then_some("--resources-from-kvstore"))
+        .args(record.encryption.is_some().then_some("--enable-wireguard"))
+        .args(record.encryption.as_deref().filter(|e| *e == "wireguard-strict").map(|_| "--encryption-strict-mode"))
         .args(record.etcd.as_ref().map(|(endpoint, _, _)| ["--kvstore", endpoint.as_str()]).into_iter().flatten())
         .stdin(Stdio::null())
         .stdout(log_file)

@@ -9,6 +9,7 @@
 
 pub mod abi;
 pub mod events;
+pub mod node_config;
 pub mod nodeport;
 pub mod overlay;
 pub mod pinned;
@@ -350,7 +351,7 @@ impl Ipcache {
 
     /// Maps `cidr` to `identity`, reached without the tunnel.
     pub fn upsert(&self, cidr: &Cidr, identity: u32) -> Result<()> {
-        self.set(cidr, IpcacheTarget { identity, tunnel_endpoint: None })
+        self.set(cidr, IpcacheTarget { identity, tunnel_endpoint: None, encrypt: Encrypt::None })
     }
 
     /// Maps `cidr` to `target`.
@@ -359,6 +360,7 @@ impl Ipcache {
         let value = ipcache_value {
             identity: target.identity,
             tunnel_endpoint: target.tunnel_endpoint.map_or(0, |a| u32::from_ne_bytes(a.octets())),
+            encrypt_key: target.encrypt.kind(),
             ..ipcache_value::default()
         };
         self.trie.insert(&key, len, &value, UpdateFlags::ANY).map_err(map_err(format!("ipcache update {cidr}")))
@@ -382,7 +384,8 @@ impl Ipcache {
             .iter()
             .filter_map(|(k, len, v)| {
                 let tunnel_endpoint = (v.tunnel_endpoint != 0).then(|| Ipv4Addr::from(v.tunnel_endpoint.to_ne_bytes()));
-                Some((ipcache_cidr(k, *len)?, IpcacheTarget { identity: v.identity, tunnel_endpoint }))
+                let encrypt = Encrypt::from_kind(v.encrypt_key);
+                Some((ipcache_cidr(k, *len)?, IpcacheTarget { identity: v.identity, tunnel_endpoint, encrypt }))
             })
             .collect())
     }
@@ -396,6 +399,49 @@ pub struct IpcacheTarget {
     pub identity: u32,
     /// The node to send it to through the tunnel; `None` when reached without.
     pub tunnel_endpoint: Option<Ipv4Addr>,
+    /// How a pod's packet to it must leave.
+    pub encrypt: Encrypt,
+}
+
+/// How a pod's packet to an address must leave (`enum encrypt_kind`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Encrypt {
+    /// As it is (this node's addresses, the world, and everything when the node does not
+    /// encrypt).
+    #[default]
+    None,
+    /// Through the WireGuard device (a pod of a node whose key is known).
+    WireGuard,
+    /// Not at all: strict mode, and the pod's node has no key yet.
+    Required,
+}
+
+impl Encrypt {
+    /// Its name: `none`, `wireguard`, `required`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Encrypt::None => "none",
+            Encrypt::WireGuard => "wireguard",
+            Encrypt::Required => "required",
+        }
+    }
+
+    fn kind(self) -> u8 {
+        let kind = match self {
+            Encrypt::None => abi::types::encrypt_kind::ENCRYPT_NONE,
+            Encrypt::WireGuard => abi::types::encrypt_kind::ENCRYPT_WIREGUARD,
+            Encrypt::Required => abi::types::encrypt_kind::ENCRYPT_REQUIRED,
+        };
+        kind.0 as u8
+    }
+
+    fn from_kind(kind: u8) -> Encrypt {
+        match u32::from(kind) {
+            k if k == abi::types::encrypt_kind::ENCRYPT_WIREGUARD.0 => Encrypt::WireGuard,
+            k if k == abi::types::encrypt_kind::ENCRYPT_REQUIRED.0 => Encrypt::Required,
+            _ => Encrypt::None,
+        }
+    }
 }
 
 /// The node's conntrack table, shared by every endpoint, and the epoch that tells the

@@ -211,6 +211,7 @@ pub fn run(nodes: u8, routing: Routing, hold: bool) -> Result<(), DemoError> {
         agent_binary: std::env::current_exe().map_err(FileError::at("locate", Path::new("the netstack binary")))?,
         manifests: Some(manifests),
         kvstore_resources: true,
+        encryption: None,
     };
     println!(
         "cluster {}: {nodes} nodes, {} routing, etcd in the underlay holding the manifests every agent reads; \

@@ -2,10 +2,12 @@
 //! progress):
 //!
 //! - [`keys`]: each node's X25519 key pair, kept in its state directory.
+//! - [`node`]: a node's encryption as the agent runs it: device, peers, routes, ipcache kinds.
 //! - [`userspace`]: WireGuard in the agent (boringtun's protocol state machine) on a TUN
 //!   device, for kernels without WireGuard.
 
 pub mod keys;
+pub mod node;
 pub mod userspace;
 
 /// WireGuard's port for node-to-node traffic, as Cilium uses it.

@@ -72,7 +72,7 @@ pub struct PeerConfig {
 }
 
 /// A peer as it stands.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PeerStatus {
     /// The node's name.
     pub name: String,
@@ -82,8 +82,8 @@ pub struct PeerStatus {
     pub endpoint: String,
     /// Its allowed IPs.
     pub allowed_ips: Vec<String>,
-    /// Seconds since the last completed handshake (none yet: `None`).
-    pub last_handshake_seconds: Option<f64>,
+    /// Milliseconds since the last completed handshake (none yet: `None`).
+    pub last_handshake_millis: Option<u64>,
     /// Bytes sent to it (encrypted payload).
     pub tx_bytes: u64,
     /// Bytes received from it.
@@ -165,7 +165,7 @@ impl State {
                     public_key: super::keys::public_base64(&PublicKey::from(p.config.public_key)),
                     endpoint: p.config.endpoint.to_string(),
                     allowed_ips: p.config.allowed_ips.iter().map(ToString::to_string).collect(),
-                    last_handshake_seconds: since.map(|d| d.as_secs_f64()),
+                    last_handshake_millis: since.map(|d| d.as_millis() as u64),
                     tx_bytes: tx as u64,
                     rx_bytes: rx as u64,
                 }
@@ -196,11 +196,15 @@ const WAKE: mio::Token = mio::Token(2);
 impl UserspaceWireguard {
     /// Makes TUN device `device` and binds the UDP socket at `listen`, both in the calling
     /// thread's network namespace, then runs the loop on a thread of its own. The device is
-    /// left down and unaddressed: the caller brings it up and routes into it.
+    /// left down and unaddressed: the caller brings it up and routes into it. With
+    /// `send_through`, the socket's datagrams leave by that device whatever the routes say (so
+    /// routes that send a peer's address into the WireGuard device do not catch WireGuard's
+    /// own traffic).
     pub fn start(
         device: &str,
         listen: SocketAddr,
         private: StaticSecret,
+        send_through: Option<&str>,
     ) -> Result<UserspaceWireguard, UserspaceError> {
         let tun_failed = |reason: String| UserspaceError::Tun { device: device.to_owned(), reason };
         // A name of digits would be taken for a file descriptor.
@@ -219,6 +223,14 @@ impl UserspaceWireguard {
             address: listen,
             source,
         })?;
+        if let Some(link) = send_through {
+            let bind = nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::BindToDevice, &link.into());
+            bind.map_err(|e| UserspaceError::Socket {
+                operation: "bind to its device",
+                address: listen,
+                source: e.into(),
+            })?;
+        }
         let mut socket = mio::net::UdpSocket::from_std(socket);
         let poll = mio::Poll::new().map_err(UserspaceError::EventLoop)?;
         let registry = poll.registry();

@@ -5,6 +5,7 @@
 
 pub mod apiserver;
 pub mod browser;
+pub mod capture;
 pub mod cluster;
 
 use std::collections::BTreeMap;

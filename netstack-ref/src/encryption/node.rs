@@ -1,0 +1,221 @@
+//! A node's encryption as the agent runs it: its key, its WireGuard device (userspace on this
+//! kernel), the other nodes as peers (those that published a key), and where pods' packets to
+//! them go — the ipcache says, per remote pod, whether to the device, in clear, or (strict
+//! mode, the pod's node without a key) nowhere. Natively routed, the endpoint redirects such
+//! packets into the device; in tunnel mode the VXLAN packets themselves are routed into it
+//! (a route per keyed peer's underlay address), as Cilium encrypts the tunnel.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+
+use super::keys::{parse_public, KeyError, NodeKey};
+use super::userspace::{Counters, PeerConfig, PeerStatus, UserspaceError, UserspaceWireguard};
+use super::WIREGUARD_PORT;
+use crate::agent::netns::PlumbingError;
+use crate::agent::rtnl::Rtnl;
+use crate::cluster::kvstore::NodeEntry;
+use crate::cluster::routing::underlay_ipv4;
+use crate::datapath::{DatapathError, Encrypt};
+use crate::policy::api::Cidr;
+
+/// The WireGuard device's name (Cilium's is `cilium_wg0`).
+pub const DEVICE: &str = "netstack_wg0";
+
+/// WireGuard's overhead on an IPv4 underlay: outer IPv4 20, UDP 8, WireGuard header 16 and tag
+/// 16, rounded as `wg-quick` does (80, for IPv6 underlays too).
+const OVERHEAD: u32 = 80;
+
+/// Why encryption could not be set up or kept.
+#[derive(Debug, thiserror::Error)]
+pub enum EncryptionError {
+    /// The key.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The device.
+    #[error(transparent)]
+    Device(#[from] UserspaceError),
+    /// Its link or routes.
+    #[error("WireGuard device {DEVICE}: {0}")]
+    Plumbing(#[from] PlumbingError),
+    /// The endpoints' setting.
+    #[error("WireGuard device {DEVICE}: tell the endpoints: {0}")]
+    Datapath(#[from] DatapathError),
+    /// It needs the node's address.
+    #[error("encryption needs the node's IPv4 address (--node-address): WireGuard listens there")]
+    NoNodeAddress,
+}
+
+/// How the node encrypts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EncryptionSettings {
+    /// Drop pods' packets to a node of the cluster whose key is not known instead of sending
+    /// them in clear.
+    pub strict: bool,
+}
+
+/// The status `netstack status` and `netstack encryption status` show.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EncryptionStatus {
+    /// `wireguard`.
+    pub mode: String,
+    /// `userspace` (boringtun on a TUN device) or `kernel`.
+    pub backend: String,
+    /// The device.
+    pub device: String,
+    /// Strict mode.
+    pub strict: bool,
+    /// This node's public key.
+    pub public_key: String,
+    /// The peers.
+    pub peers: Vec<PeerStatus>,
+    /// Nodes of the cluster without a (valid) key: not peers.
+    pub nodes_without_key: Vec<String>,
+    /// What the device dropped.
+    pub dropped: Counters,
+}
+
+/// The running encryption of a node.
+#[derive(Debug)]
+pub struct NodeEncryption {
+    key: NodeKey,
+    device: UserspaceWireguard,
+    settings: EncryptionSettings,
+    tunnel: bool,
+    /// Underlay addresses of the nodes that are peers.
+    keyed: BTreeSet<Ipv4Addr>,
+    /// Nodes without a usable key, by name.
+    without_key: Vec<String>,
+    /// Tunnel mode: peers' underlay addresses routed into the device.
+    routed: BTreeSet<Ipv4Addr>,
+}
+
+/// The name of the link that holds `address`.
+fn link_with(address: Ipv4Addr) -> Option<String> {
+    nix::ifaddrs::getifaddrs().ok()?.find_map(|i| {
+        let held = i.address?.as_sockaddr_in()?.ip();
+        (held == address).then_some(i.interface_name)
+    })
+}
+
+impl NodeEncryption {
+    /// Loads (or makes) the node's key from `state_dir`, starts the device in this namespace,
+    /// listening on `node_address`, and tells the endpoints pinned under `bpffs` about it.
+    pub fn start(
+        state_dir: &Path,
+        bpffs: &Path,
+        node_address: Option<IpAddr>,
+        tunnel: bool,
+        settings: EncryptionSettings,
+    ) -> Result<NodeEncryption, EncryptionError> {
+        let Some(IpAddr::V4(address)) = node_address else { return Err(EncryptionError::NoNodeAddress) };
+        let key = NodeKey::load_or_create(state_dir)?;
+        let underlay = link_with(address);
+        let listen = SocketAddr::from((address, WIREGUARD_PORT));
+        let device = UserspaceWireguard::start(DEVICE, listen, key.private().clone(), underlay.as_deref())?;
+        let mut rtnl = Rtnl::open()?;
+        let (index, _) = rtnl.link(DEVICE)?;
+        let underlay_mtu = underlay
+            .as_deref()
+            .and_then(|name| std::fs::read_to_string(format!("/sys/class/net/{name}/mtu")).ok())
+            .and_then(|m| m.trim().parse::<u32>().ok())
+            .unwrap_or(1500);
+        rtnl.set_mtu(index, underlay_mtu - OVERHEAD)?;
+        rtnl.set_up(index)?;
+        crate::datapath::node_config::set_wireguard_ifindex(bpffs, index)?;
+        Ok(NodeEncryption {
+            key,
+            device,
+            settings,
+            tunnel,
+            keyed: BTreeSet::new(),
+            without_key: Vec::new(),
+            routed: BTreeSet::new(),
+        })
+    }
+
+    /// This node's public key (base64), for its node entry.
+    pub fn public_key(&self) -> String {
+        self.key.public_base64()
+    }
+
+    /// Makes the other nodes (`nodes`, this one left out by the caller) the device's peers:
+    /// each with a valid key and an IPv4 address, allowed its pod CIDR (native) or its
+    /// underlay address (tunnel). In tunnel mode, routes peers' underlay addresses into the
+    /// device.
+    pub fn sync_peers<'a>(&mut self, nodes: impl IntoIterator<Item = &'a NodeEntry>) -> Result<(), EncryptionError> {
+        let mut peers = Vec::new();
+        let mut keyed = BTreeSet::new();
+        let mut without_key = Vec::new();
+        for node in nodes {
+            let key = node.encryption_key.as_deref().and_then(parse_public);
+            let (Some(key), Some(address)) = (key, underlay_ipv4(&node.addresses)) else {
+                without_key.push(node.name.clone());
+                continue;
+            };
+            let allowed = if self.tunnel { Cidr::new(IpAddr::V4(address), 32) } else { Cidr::parse(&node.pod_cidr) };
+            let Some(allowed) = allowed else {
+                without_key.push(node.name.clone());
+                continue;
+            };
+            keyed.insert(address);
+            peers.push(PeerConfig {
+                name: node.name.clone(),
+                public_key: key.to_bytes(),
+                endpoint: SocketAddr::from((address, WIREGUARD_PORT)),
+                allowed_ips: vec![allowed],
+            });
+        }
+        self.device.set_peers(peers);
+        self.keyed = keyed;
+        self.without_key = without_key;
+        if self.tunnel {
+            self.route_peers()?;
+        }
+        Ok(())
+    }
+
+    /// Tunnel mode: each keyed peer's underlay address into the device, and no other.
+    fn route_peers(&mut self) -> Result<(), EncryptionError> {
+        let mut rtnl = Rtnl::open()?;
+        let (index, _) = rtnl.link(DEVICE)?;
+        for gone in self.routed.difference(&self.keyed).copied().collect::<Vec<_>>() {
+            // Gone already is what was wanted.
+            let _ = rtnl.remove_route(gone, 32);
+            self.routed.remove(&gone);
+        }
+        for new in self.keyed.difference(&self.routed).copied().collect::<Vec<_>>() {
+            rtnl.add_route(new, 32, index, None, true)?;
+            self.routed.insert(new);
+        }
+        Ok(())
+    }
+
+    /// How a pod's packet to a pod of the node at `node` must leave.
+    pub fn encrypt_to(&self, node: Ipv4Addr) -> Encrypt {
+        match (self.keyed.contains(&node), self.settings.strict) {
+            (true, _) => Encrypt::WireGuard,
+            (false, true) => Encrypt::Required,
+            (false, false) => Encrypt::None,
+        }
+    }
+
+    /// Its status.
+    pub fn status(&self) -> EncryptionStatus {
+        EncryptionStatus {
+            mode: "wireguard".into(),
+            backend: "userspace".into(),
+            device: DEVICE.into(),
+            strict: self.settings.strict,
+            public_key: self.public_key(),
+            peers: self.device.peers(),
+            nodes_without_key: self.without_key.clone(),
+            dropped: self.device.counters(),
+        }
+    }
+
+    /// The peers' public keys by node name.
+    pub fn peer_keys(&self) -> BTreeMap<String, String> {
+        self.device.peers().into_iter().map(|p| (p.name, p.public_key)).collect()
+    }
+}
