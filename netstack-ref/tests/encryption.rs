@@ -2,7 +2,9 @@
 //! routing modes: every node publishes a key and has the others as peers; a TCP stream
 //! between pods on two nodes arrives whole while a capture on the sender's underlay holds only
 //! WireGuard (UDP/51871) and never the stream's marker; a stream between pods of one node
-//! does not touch the device.
+//! does not touch the device. Natively routed, a key rotation under a running stream neither
+//! resets nor stalls it; through the tunnel, in strict mode, a pod's packet to a node whose key
+//! was withdrawn is dropped and counted.
 
 mod support;
 
@@ -13,10 +15,12 @@ use std::time::Duration;
 use ebpf_test_support::{eventually, require_etcd, require_executable, require_kernel, unique_name};
 use netstack_ref::agent::api_types::Status;
 use netstack_ref::agent::netns;
-use netstack_ref::cluster::topology::NodeRecord;
+use netstack_ref::cluster::kvstore::KvStore;
+use netstack_ref::cluster::topology::{ClusterRecord, NodeRecord};
 use netstack_ref::encryption::WIREGUARD_PORT;
 use support::capture::{udp_ports, Capture};
-use support::cluster::{cluster_up, endpoint, netstack, Cluster, RemovedOnDrop};
+use support::cluster::{cluster_up, endpoint, netstack, verdict_count, Cluster, RemovedOnDrop};
+use support::stream::steady_stream;
 
 const MARKER: &[u8] = b"netstack-encryption-marker-51c2";
 
@@ -63,7 +67,7 @@ fn stream(from: &str, at: &str, to: Ipv4Addr, bytes: usize) -> usize {
     got.len()
 }
 
-fn encrypted_between_nodes(routing: &str) {
+fn encrypted_between_nodes(routing: &str, encryption: &str) {
     let Some(_root) = require_kernel() else { return };
     let Some(()) = require_etcd() else { return };
     let Some(()) = require_executable("tcpdump", "tcpdump") else { return };
@@ -77,7 +81,7 @@ fn encrypted_between_nodes(routing: &str) {
     let record = cluster_up(
         &name,
         state_dir.to_str().unwrap(),
-        &["--routing", routing, "--encryption", "wireguard", "--manifests", manifests.to_str().unwrap()],
+        &["--routing", routing, "--encryption", encryption, "--manifests", manifests.to_str().unwrap()],
     );
     let (node1, node2) = (&record.nodes[0], &record.nodes[1]);
     let log = |node: &NodeRecord| std::fs::read_to_string(node.state_dir.join("agent.log")).unwrap_or_default();
@@ -132,6 +136,81 @@ fn encrypted_between_nodes(routing: &str) {
     let received =
         status(node2).and_then(|s| s.encryption).unwrap().peers.into_iter().find(|p| p.name == "node1").unwrap();
     assert!(received.rx_bytes >= BYTES as u64 && received.last_handshake_millis.is_some(), "{received:?}");
+
+    if encryption == "wireguard-strict" {
+        withdrawn_key_drops(&record, &sender, receiver_ip);
+    } else {
+        rotation_under_a_stream(node1, node2, &sender, &receiver, receiver_ip);
+    }
+}
+
+/// `netstack encryption rotate` on node1 while a stream runs from its pod to node2's.
+fn rotation_under_a_stream(
+    node1: &NodeRecord,
+    node2: &NodeRecord,
+    sender: &str,
+    receiver: &str,
+    receiver_ip: Ipv4Addr,
+) {
+    let before = status(node1).and_then(|s| s.encryption).unwrap().public_key;
+    let to = SocketAddrV4::new(receiver_ip, 7200);
+    let (longest, received) = steady_stream(sender, receiver, to, Duration::from_secs(6), || {
+        std::thread::sleep(Duration::from_secs(1));
+        let out = netstack(&["encryption", "rotate", "--state-dir", node1.state_dir.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    });
+    assert!(longest < Duration::from_secs(1), "no stall over a second: {longest:?} ({received} bytes)");
+    let after = status(node1).and_then(|s| s.encryption).unwrap().public_key;
+    assert_ne!(before, after, "a new key");
+    let kept = netstack_ref::encryption::keys::NodeKey::load_or_create(&node1.state_dir).unwrap();
+    assert_eq!(kept.public_base64(), after, "the new key is the one kept");
+    // node2 has the new key, with a handshake made since.
+    let learned = || {
+        let peers = status(node2).and_then(|s| s.encryption).map(|e| e.peers).unwrap_or_default();
+        peers
+            .iter()
+            .any(|p| p.name == "node1" && p.public_key == after && p.last_handshake_millis.is_some_and(|ms| ms < 8000))
+    };
+    assert!(eventually(Duration::from_secs(10), learned), "{:?}", status(node2).and_then(|s| s.encryption));
+    eprintln!("rotation under a stream of {received} bytes: longest gap {longest:?}");
+}
+
+/// Strict mode: node2's key withdrawn from the kvstore, node1's pod can no longer reach
+/// node2's (dropped, UNENCRYPTED_TRAFFIC, counted) rather than in clear.
+fn withdrawn_key_drops(record: &ClusterRecord, sender: &str, receiver_ip: Ipv4Addr) {
+    let (node1, node2) = (&record.nodes[0], &record.nodes[1]);
+    let (endpoint, _, _) = record.etcd.clone().expect("the cluster's etcd");
+    let node2_name = node2.name.clone();
+    // Written under a lease of the test's, without the key; node2's agent sees its entry there
+    // and leaves it.
+    let store = netns::run_in(&record.underlay_netns, move || {
+        let store = KvStore::connect(&[endpoint], "netstack", Duration::from_secs(5)).unwrap();
+        let mut entry = store.nodes().unwrap().into_iter().find(|n| n.name == node2_name).unwrap();
+        entry.encryption_key = None;
+        let lease = store.lease(Duration::from_secs(120)).unwrap();
+        store.put_node(&entry, &lease).unwrap();
+        (store, lease)
+    })
+    .unwrap();
+    let strict = || {
+        let state = node1.state_dir.to_str().unwrap();
+        let out = netstack(&["bpf", "ipcache", "list", "--state-dir", state, "-o", "json"]);
+        let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let prefix = format!("{receiver_ip}/32");
+        rows.as_array().into_iter().flatten().any(|r| r["prefix"] == prefix.as_str() && r["encrypt"] == "required")
+    };
+    assert!(eventually(Duration::from_secs(15), strict), "node1 learns node2 has no key");
+    let dropped_before = verdict_count(&node1.state_dir, "enc/sender", "egress", "UNENCRYPTED_TRAFFIC");
+    let reached = netns::run_in(sender, move || {
+        TcpStream::connect_timeout(&SocketAddrV4::new(receiver_ip, 7000).into(), Duration::from_millis(700)).is_ok()
+    })
+    .unwrap();
+    assert!(!reached, "no connection to a node without a key in strict mode");
+    let dropped = verdict_count(&node1.state_dir, "enc/sender", "egress", "UNENCRYPTED_TRAFFIC");
+    assert!(dropped > dropped_before, "dropped and counted: {dropped_before} → {dropped}");
+    let nodes_without_key = status(node1).and_then(|s| s.encryption).unwrap().nodes_without_key;
+    assert_eq!(nodes_without_key, std::slice::from_ref(&node2.name));
+    drop(store);
 }
 
 fn peer_tx(node: &NodeRecord, peer: &str) -> u64 {
@@ -140,11 +219,11 @@ fn peer_tx(node: &NodeRecord, peer: &str) -> u64 {
 }
 
 #[test]
-fn pods_talk_encrypted_between_nodes_natively_routed() {
-    encrypted_between_nodes("native");
+fn pods_talk_encrypted_natively_routed_and_a_key_rotates_under_a_stream() {
+    encrypted_between_nodes("native", "wireguard");
 }
 
 #[test]
-fn pods_talk_encrypted_between_nodes_through_the_tunnel() {
-    encrypted_between_nodes("tunnel");
+fn pods_talk_encrypted_through_the_tunnel_and_strict_mode_drops_without_a_key() {
+    encrypted_between_nodes("tunnel", "wireguard-strict");
 }

@@ -37,6 +37,10 @@ pub enum Request {
     },
     /// Re-read the sources now.
     Sync,
+    /// Encryption's mode, backend, key and peers.
+    EncryptionStatus,
+    /// A new encryption key, published; peers switch over without breaking connections.
+    EncryptionRotate,
     /// The cluster's nodes, from the kvstore.
     NodeList,
     /// The ipcache as the datapath sees it.
@@ -123,6 +127,14 @@ pub fn handle(agent: &mut Agent, request: &Request) -> Result<serde_json::Value,
         Request::Sync => {
             agent.sync(true);
             serde_json::to_value(agent.status())?
+        }
+        Request::EncryptionStatus => match agent.encryption_status() {
+            Some(status) => serde_json::to_value(status)?,
+            None => return Err(ApiError::Agent(crate::encryption::node::EncryptionError::Off.to_string())),
+        },
+        Request::EncryptionRotate => {
+            let public_key = agent.rotate_encryption_key().map_err(|e| ApiError::Agent(e.to_string()))?;
+            serde_json::json!({ "publicKey": public_key })
         }
         Request::EndpointList => serde_json::to_value(endpoint_rows(agent))?,
         Request::NodeList => {

@@ -566,6 +566,25 @@ impl Agent {
         }
     }
 
+    /// Rotates the node's encryption key and publishes the new public key; returns it.
+    pub fn rotate_encryption_key(&mut self) -> Result<String, AgentError> {
+        let Some(encryption) = &mut self.encryption else {
+            return Err(AgentError::Encryption(crate::encryption::node::EncryptionError::Off));
+        };
+        let public = encryption.rotate(&self.config.state_dir)?;
+        if let Some(cluster) = &mut self.cluster {
+            let mut node = cluster.node().clone();
+            node.encryption_key = Some(public.clone());
+            cluster.update_node(node);
+        }
+        Ok(public)
+    }
+
+    /// Encryption's status, when on.
+    pub fn encryption_status(&self) -> Option<crate::encryption::node::EncryptionStatus> {
+        self.encryption.as_ref().map(crate::encryption::node::NodeEncryption::status)
+    }
+
     /// Makes the other nodes that published a key the WireGuard device's peers.
     fn sync_encryption_peers(&mut self) {
         let Some(encryption) = &mut self.encryption else { return };

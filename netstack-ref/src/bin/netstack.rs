@@ -116,6 +116,23 @@ enum ClusterCommand {
 }
 
 #[derive(Subcommand)]
+enum EncryptionCommand {
+    /// Mode, backend, this node's public key, each peer's last handshake and bytes.
+    Status {
+        #[command(flatten)]
+        state: State,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Makes a new key pair, keeps it, publishes the public key.
+    Rotate {
+        #[command(flatten)]
+        state: State,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Several nodes on this machine.
     Cluster {
@@ -199,6 +216,13 @@ enum Command {
         /// The options and filters, in any order.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+    /// Encryption between nodes: `status` (mode, backend, key, each peer's last handshake
+    /// and bytes) and `rotate` (a new key, published; peers switch over without breaking
+    /// connections).
+    Encryption {
+        #[command(subcommand)]
+        command: EncryptionCommand,
     },
     /// The cluster's nodes.
     Node {
@@ -603,6 +627,14 @@ fn run(cli: Cli) -> Result<(), CliError> {
             run_agent(state, manifests, netns, node_name, pod_cidr, &allow_localhost, cluster)
         }
         Command::Observe { args } => observe(&args),
+        Command::Encryption { command: EncryptionCommand::Status { state, output } } => {
+            encryption_status(&state, output)
+        }
+        Command::Encryption { command: EncryptionCommand::Rotate { state } } => {
+            let answer = ask(&state, Request::EncryptionRotate)?;
+            println!("new public key {}", answer["publicKey"].as_str().unwrap_or(""));
+            Ok(())
+        }
         Command::Node { command: ListOnly::List { state, output } } => {
             let columns = [("NAME", "name"), ("ADDRESSES", "addresses"), ("POD CIDR", "pod_cidr")];
             print(ask(&state, Request::NodeList)?, output, &columns);
@@ -812,6 +844,48 @@ fn apply(state: &State, file: &std::path::Path) -> Result<(), CliError> {
     Ok(())
 }
 
+fn encryption_status(state: &State, output: Output) -> Result<(), CliError> {
+    let answer = ask(state, Request::EncryptionStatus)?;
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(&answer).map_err(ApiError::from)?);
+        return Ok(());
+    }
+    let status: netstack_ref::encryption::node::EncryptionStatus =
+        serde_json::from_value(answer).map_err(ApiError::from)?;
+    println!(
+        "{} ({} backend, device {}{}), public key {}",
+        status.mode,
+        status.backend,
+        status.device,
+        if status.strict { ", strict" } else { "" },
+        status.public_key
+    );
+    println!(
+        "{:<10} {:<46} {:<22} {:<16} {:>12} {:>12}",
+        "PEER", "PUBLIC KEY", "ENDPOINT", "HANDSHAKE", "SENT", "RECEIVED"
+    );
+    for p in &status.peers {
+        let handshake =
+            p.last_handshake_millis.map_or("never".to_owned(), |ms| format!("{:.1} s ago", ms as f64 / 1000.0));
+        println!(
+            "{:<10} {:<46} {:<22} {:<16} {:>12} {:>12}",
+            p.name, p.public_key, p.endpoint, handshake, p.tx_bytes, p.rx_bytes
+        );
+    }
+    for node in &status.nodes_without_key {
+        println!(
+            "{node:<10} (no key published: not a peer{})",
+            if status.strict { "; its pods are unreachable" } else { "" }
+        );
+    }
+    let d = status.dropped;
+    println!(
+        "dropped: {} for no peer, {} from unknown senders, {} not allowed, {} invalid",
+        d.no_peer, d.unknown_sender, d.not_allowed, d.invalid
+    );
+    Ok(())
+}
+
 fn status(state: &State, output: Output) -> Result<(), CliError> {
     let status: Status = serde_json::from_value(ask(state, Request::Status)?).map_err(ApiError::from)?;
     if output == Output::Json {
@@ -842,6 +916,18 @@ fn status(state: &State, output: Output) -> Result<(), CliError> {
             flows.lost_in_datapath,
             flows.lost_to_followers,
             flows.aggregation
+        );
+    }
+    if let Some(e) = &status.encryption {
+        let handshakes = e.peers.iter().filter(|p| p.last_handshake_millis.is_some()).count();
+        println!(
+            "{:<14} {} ({}{}): {} peers, {} with a handshake",
+            "encryption",
+            e.mode,
+            e.backend,
+            if e.strict { ", strict" } else { "" },
+            e.peers.len(),
+            handshakes
         );
     }
     if let Some(address) = &status.http {

@@ -141,6 +141,24 @@ impl Membership {
         }
     }
 
+    /// Replaces this node's entry (a new encryption key), in the kvstore at once when
+    /// connected, else when it is again.
+    pub fn update_node(&mut self, node: NodeEntry) {
+        self.node = node;
+        let put = match (&self.store, &self.lease) {
+            (Some(store), Some(lease)) => store.put_node(&self.node, lease),
+            _ => Ok(()),
+        };
+        if let Err(e) = put {
+            self.lost(&e);
+        }
+    }
+
+    /// This node's entry as published.
+    pub fn node(&self) -> &NodeEntry {
+        &self.node
+    }
+
     fn publish(&mut self) -> bool {
         let Some(store) = self.store.clone() else { return false };
         let published = store.lease(NODE_TTL).and_then(|lease| {

@@ -41,6 +41,9 @@ pub enum EncryptionError {
     /// The endpoints' setting.
     #[error("WireGuard device {DEVICE}: tell the endpoints: {0}")]
     Datapath(#[from] DatapathError),
+    /// Asked of a node that does not encrypt.
+    #[error("this node does not encrypt (netstack agent --enable-wireguard)")]
+    Off,
     /// It needs the node's address.
     #[error("encryption needs the node's IPv4 address (--node-address): WireGuard listens there")]
     NoNodeAddress,
@@ -132,6 +135,17 @@ impl NodeEncryption {
             without_key: Vec::new(),
             routed: BTreeSet::new(),
         })
+    }
+
+    /// Makes a new key pair, keeps it in `state_dir` and gives it to the device; the old key
+    /// carries each peer's traffic until that peer, told the new public key (returned, for the
+    /// node entry), completes a handshake with the new one.
+    pub fn rotate(&mut self, state_dir: &Path) -> Result<String, EncryptionError> {
+        let key = NodeKey::generate()?;
+        key.store(state_dir)?;
+        self.device.rotate(key.private().clone());
+        self.key = key;
+        Ok(self.public_key())
     }
 
     /// This node's public key (base64), for its node entry.

@@ -103,9 +103,87 @@ pub struct Counters {
     pub invalid: u64,
 }
 
+/// One tunnel to a peer: boringtun's state machine and the index its session ids carry.
+struct Tunnel {
+    tunn: Tunn,
+    index: u32,
+}
+
+impl Tunnel {
+    fn established(&self) -> bool {
+        self.tunn.time_since_last_handshake().is_some()
+    }
+}
+
+/// How long the tunnel from before a key change stays once the new one has a session (packets
+/// the peer sent on the old session may still be in flight).
+const PREVIOUS_GRACE: Duration = Duration::from_secs(5);
+
+/// How often a new tunnel, while the old one still carries the traffic, asks for a handshake
+/// (the peer may not know the new key yet: it learns it through the kvstore).
+const REKEY_NUDGE: Duration = Duration::from_secs(1);
+
 struct Peer {
     config: PeerConfig,
-    tunn: Tunn,
+    /// The tunnel with the keys as they are now.
+    current: Tunnel,
+    /// The tunnel from before a key changed (ours or the peer's), carrying the traffic on its
+    /// session until `current` has one; then kept for [`PREVIOUS_GRACE`].
+    previous: Option<(Tunnel, Option<Instant>)>,
+    last_nudge: Option<Instant>,
+    /// Bytes of tunnels already gone, so the counters never run backwards.
+    carried: (u64, u64),
+}
+
+impl Peer {
+    /// The tunnel packets to the peer go through now: the current one once it has a session
+    /// (or when there is nothing else), else the previous one while its session lasts.
+    fn sending(&mut self) -> &mut Tunnel {
+        let use_previous = !self.current.established()
+            && self.previous.as_ref().is_some_and(|(t, _)| t.established() && !t.tunn.is_expired());
+        match (&mut self.previous, use_previous) {
+            (Some((previous, _)), true) => previous,
+            _ => &mut self.current,
+        }
+    }
+
+    /// The tunnel a datagram is for, by the receiver index it carries (data, handshake
+    /// responses, cookies); `None` for a handshake initiation, which names none.
+    fn receiving(&mut self, datagram: &[u8]) -> Option<&mut Tunnel> {
+        let at = match datagram.first()? {
+            2 => 8,
+            3 | 4 => 4,
+            _ => return None,
+        };
+        let receiver = u32::from_le_bytes(datagram.get(at..at + 4)?.try_into().ok()?) >> 8;
+        match &mut self.previous {
+            Some((previous, _)) if previous.index == receiver => Some(previous),
+            _ => Some(&mut self.current),
+        }
+    }
+
+    fn totals(&self) -> (Option<Duration>, u64, u64) {
+        let (since, tx, rx, _, _) = self.current.tunn.stats();
+        let (mut tx, mut rx) = (tx as u64 + self.carried.0, rx as u64 + self.carried.1);
+        if let Some((previous, _)) = &self.previous {
+            let (_, ptx, prx, _, _) = previous.tunn.stats();
+            tx += ptx as u64;
+            rx += prx as u64;
+        }
+        (since, tx, rx)
+    }
+
+    /// Makes `replacement` the current tunnel, the current one the previous (the one before
+    /// goes, its bytes carried).
+    fn replace(&mut self, replacement: Tunnel) {
+        let old = std::mem::replace(&mut self.current, replacement);
+        if let Some((gone, _)) = self.previous.replace((old, None)) {
+            let (_, tx, rx, _, _) = gone.tunn.stats();
+            self.carried.0 += tx as u64;
+            self.carried.1 += rx as u64;
+        }
+        self.last_nudge = None;
+    }
 }
 
 /// What the loop owns and the agent reads.
@@ -125,33 +203,49 @@ impl State {
         self.peers.iter_mut().find(|p| p.config.endpoint.ip() == endpoint.ip())
     }
 
-    /// Replaces the peers; one whose key stayed keeps its tunnel (and sessions).
+    fn tunnel(&mut self, peer_key: [u8; 32]) -> Option<Tunnel> {
+        self.next_index = self.next_index.wrapping_add(1) & 0x00ff_ffff;
+        let tunn = Tunn::new(self.private.clone(), PublicKey::from(peer_key), None, None, self.next_index, None);
+        // A key the protocol refuses: no tunnel to that node.
+        tunn.ok().map(|tunn| Tunnel { tunn, index: self.next_index })
+    }
+
+    /// Replaces the peers. A peer whose key stayed keeps its tunnel (and sessions); one whose
+    /// key changed gets a new tunnel beside the old, which carries the traffic until the new
+    /// one has a session.
     fn set_peers(&mut self, wanted: Vec<PeerConfig>) {
-        let mut old: BTreeMap<[u8; 32], Peer> = self.peers.drain(..).map(|p| (p.config.public_key, p)).collect();
+        let mut old: BTreeMap<String, Peer> = self.peers.drain(..).map(|p| (p.config.name.clone(), p)).collect();
         for config in wanted {
-            let peer = match old.remove(&config.public_key) {
+            let peer = match old.remove(&config.name) {
+                Some(mut kept) if kept.config.public_key == config.public_key => {
+                    kept.config = config;
+                    kept
+                }
                 Some(mut kept) => {
+                    let Some(tunnel) = self.tunnel(config.public_key) else { continue };
+                    kept.replace(tunnel);
                     kept.config = config;
                     kept
                 }
                 None => {
-                    self.next_index = self.next_index.wrapping_add(1) & 0x00ff_ffff;
-                    let tunn = Tunn::new(
-                        self.private.clone(),
-                        PublicKey::from(config.public_key),
-                        None,
-                        None,
-                        self.next_index,
-                        None,
-                    );
-                    match tunn {
-                        Ok(tunn) => Peer { config, tunn },
-                        // A key the protocol refuses: no tunnel to that node.
-                        Err(_) => continue,
-                    }
+                    let Some(current) = self.tunnel(config.public_key) else { continue };
+                    Peer { config, current, previous: None, last_nudge: None, carried: (0, 0) }
                 }
             };
             self.peers.push(peer);
+        }
+    }
+
+    /// Takes `private` as the device's key: every peer gets a new tunnel beside the old one,
+    /// which carries the traffic until the peer, having learned the new public key, completes
+    /// a handshake with it.
+    fn rotate(&mut self, private: StaticSecret) {
+        self.private = private;
+        for at in 0..self.peers.len() {
+            let key = self.peers[at].config.public_key;
+            if let Some(tunnel) = self.tunnel(key) {
+                self.peers[at].replace(tunnel);
+            }
         }
     }
 
@@ -159,15 +253,15 @@ impl State {
         self.peers
             .iter()
             .map(|p| {
-                let (since, tx, rx, _, _) = p.tunn.stats();
+                let (since, tx, rx) = p.totals();
                 PeerStatus {
                     name: p.config.name.clone(),
                     public_key: super::keys::public_base64(&PublicKey::from(p.config.public_key)),
                     endpoint: p.config.endpoint.to_string(),
                     allowed_ips: p.config.allowed_ips.iter().map(ToString::to_string).collect(),
                     last_handshake_millis: since.map(|d| d.as_millis() as u64),
-                    tx_bytes: tx as u64,
-                    rx_bytes: rx as u64,
+                    tx_bytes: tx,
+                    rx_bytes: rx,
                 }
             })
             .collect()
@@ -256,9 +350,16 @@ impl UserspaceWireguard {
         &self.device
     }
 
-    /// Replaces the peers (a peer whose key stayed keeps its sessions).
+    /// Replaces the peers (a peer whose key stayed keeps its sessions; one whose key changed
+    /// keeps its old session until a handshake with the new key completes).
     pub fn set_peers(&self, peers: Vec<PeerConfig>) {
         self.state.lock().expect("not poisoned").set_peers(peers);
+    }
+
+    /// Takes a new private key; each peer's traffic stays on its old session until the peer,
+    /// told the new public key, completes a handshake with it.
+    pub fn rotate(&self, private: StaticSecret) {
+        self.state.lock().expect("not poisoned").rotate(private);
     }
 
     /// Each peer's handshake and traffic.
@@ -337,7 +438,7 @@ fn outgoing(state: &Mutex<State>, packet: &[u8], out: &mut [u8]) -> Option<(Vec<
         return None;
     };
     let endpoint = peer.config.endpoint;
-    match peer.tunn.encapsulate(packet, out) {
+    match peer.sending().tunn.encapsulate(packet, out) {
         TunnResult::WriteToNetwork(datagram) => Some((datagram.to_vec(), endpoint)),
         _ => None,
     }
@@ -352,32 +453,26 @@ fn incoming(state: &Mutex<State>, from: SocketAddr, datagram: &[u8], out: &mut [
     match state.peer_at(from) {
         None => dropped.unknown_sender += 1,
         Some(peer) => {
-            let mut result = peer.tunn.decapsulate(Some(from.ip()), datagram, out);
-            loop {
-                match result {
-                    TunnResult::WriteToNetwork(answer) => {
-                        to_network.push(answer.to_vec());
-                        // Packets queued behind the handshake follow.
-                        result = peer.tunn.decapsulate(None, &[], out);
-                    }
-                    TunnResult::WriteToTunnelV4(decrypted, source) => {
-                        if peer.config.allowed_ips.iter().any(|c| c.contains(IpAddr::V4(source))) {
-                            to_device.push(decrypted.to_vec());
-                        } else {
-                            dropped.not_allowed += 1;
-                        }
-                        break;
-                    }
-                    TunnResult::WriteToTunnelV6(_, _) => {
-                        dropped.not_allowed += 1;
-                        break;
-                    }
-                    TunnResult::Err(_) => {
-                        dropped.invalid += 1;
-                        break;
-                    }
-                    TunnResult::Done => break,
+            // A handshake initiation names no tunnel: the current one answers it, else (the
+            // peer still knows our old key) the previous one.
+            let allowed = peer.config.allowed_ips.clone();
+            let named = peer.receiving(datagram).is_some();
+            let tunnels: Vec<&mut Tunnel> = if named {
+                peer.receiving(datagram).into_iter().collect()
+            } else {
+                std::iter::once(&mut peer.current).chain(peer.previous.as_mut().map(|(t, _)| t)).collect()
+            };
+            for tunnel in tunnels {
+                let outcome = decapsulate(&mut tunnel.tunn, from, datagram, out, &allowed);
+                let failed = outcome.failed;
+                to_network.extend(outcome.to_network);
+                to_device.extend(outcome.to_device);
+                dropped.not_allowed += outcome.not_allowed;
+                if !failed {
+                    dropped.invalid = 0;
+                    break;
                 }
+                dropped.invalid = 1;
             }
         }
     }
@@ -388,13 +483,76 @@ fn incoming(state: &Mutex<State>, from: SocketAddr, datagram: &[u8], out: &mut [
     (to_network, to_device)
 }
 
-/// WireGuard's timers for every peer: handshake retries, keepalives, rekeys.
+/// What one tunnel made of a datagram.
+#[derive(Default)]
+struct Decapsulated {
+    to_network: Vec<Vec<u8>>,
+    to_device: Vec<Vec<u8>>,
+    not_allowed: u64,
+    failed: bool,
+}
+
+fn decapsulate(tunn: &mut Tunn, from: SocketAddr, datagram: &[u8], out: &mut [u8], allowed: &[Cidr]) -> Decapsulated {
+    let mut done = Decapsulated::default();
+    let mut result = tunn.decapsulate(Some(from.ip()), datagram, out);
+    loop {
+        match result {
+            TunnResult::WriteToNetwork(answer) => {
+                done.to_network.push(answer.to_vec());
+                // Packets queued behind the handshake follow.
+                result = tunn.decapsulate(None, &[], out);
+            }
+            TunnResult::WriteToTunnelV4(decrypted, source) => {
+                if allowed.iter().any(|c| c.contains(IpAddr::V4(source))) {
+                    done.to_device.push(decrypted.to_vec());
+                } else {
+                    done.not_allowed += 1;
+                }
+                return done;
+            }
+            TunnResult::WriteToTunnelV6(_, _) => {
+                done.not_allowed += 1;
+                return done;
+            }
+            TunnResult::Err(_) => {
+                done.failed = true;
+                return done;
+            }
+            TunnResult::Done => return done,
+        }
+    }
+}
+
+/// WireGuard's timers for every peer (handshake retries, keepalives, rekeys); a new tunnel
+/// beside an old one asks for its handshake every [`REKEY_NUDGE`]; an old tunnel goes
+/// [`PREVIOUS_GRACE`] after the new one has a session.
 fn tick(state: &Mutex<State>, out: &mut [u8]) -> Vec<(Vec<u8>, SocketAddr)> {
     let mut state = state.lock().expect("not poisoned");
     let mut sends = Vec::new();
+    let now = Instant::now();
     for peer in &mut state.peers {
-        if let TunnResult::WriteToNetwork(datagram) = peer.tunn.update_timers(out) {
-            sends.push((datagram.to_vec(), peer.config.endpoint));
+        let endpoint = peer.config.endpoint;
+        if let TunnResult::WriteToNetwork(datagram) = peer.current.tunn.update_timers(out) {
+            sends.push((datagram.to_vec(), endpoint));
+        }
+        let current_established = peer.current.established();
+        let Some((previous, since)) = &mut peer.previous else { continue };
+        if let TunnResult::WriteToNetwork(datagram) = previous.tunn.update_timers(out) {
+            sends.push((datagram.to_vec(), endpoint));
+        }
+        if current_established {
+            let since = *since.get_or_insert(now);
+            if now.duration_since(since) >= PREVIOUS_GRACE {
+                let (_, tx, rx, _, _) = previous.tunn.stats();
+                peer.carried.0 += tx as u64;
+                peer.carried.1 += rx as u64;
+                peer.previous = None;
+            }
+        } else if peer.last_nudge.is_none_or(|t| now.duration_since(t) >= REKEY_NUDGE) {
+            peer.last_nudge = Some(now);
+            if let TunnResult::WriteToNetwork(datagram) = peer.current.tunn.format_handshake_initiation(out, true) {
+                sends.push((datagram.to_vec(), endpoint));
+            }
         }
     }
     sends

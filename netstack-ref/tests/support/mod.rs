@@ -7,6 +7,7 @@ pub mod apiserver;
 pub mod browser;
 pub mod capture;
 pub mod cluster;
+pub mod stream;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
