@@ -36,8 +36,9 @@ use ebpf_core::insn::{Assembler, Reg};
 use ebpf_core::program::TestRun;
 use ebpf_core::{Program, ProgramSpec, ProgramType};
 use netstack_ref::datapath::events::{set_aggregation, Aggregation};
+use netstack_ref::datapath::node_config::set_wireguard_ifindex;
 use netstack_ref::datapath::overlay::skeleton::OpenOverlay;
-use netstack_ref::datapath::{Conntrack, EndpointConfig, EndpointDatapath, Ipcache, IpcacheTarget};
+use netstack_ref::datapath::{Conntrack, Encrypt, EndpointConfig, EndpointDatapath, Ipcache, IpcacheTarget};
 use netstack_ref::identity::{pod_security_labels, Labels};
 use netstack_ref::manifest::{self, Resource};
 use netstack_ref::policy::api::Cidr;
@@ -431,5 +432,55 @@ fn north_south(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, per_packet, cross_node, north_south, resolution);
+/// The WireGuard steering on a natively routed node: a pod's established flow to another
+/// node's pod in clear (the node does not encrypt) beside one the ipcache sends through the
+/// WireGuard device (lo stands in: a test run only reports the redirect).
+fn encryption(c: &mut Criterion) {
+    if !can_use_bpf() {
+        return;
+    }
+    const SENDER: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 2);
+    const IN_CLEAR: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 2);
+    const ENCRYPTED: Ipv4Addr = Ipv4Addr::new(10, 3, 0, 2);
+    let pins = ebpf_test_support::PinDir::new("bench_encryption").expect("bpffs mounted");
+    let pin_dir = pins.path();
+    let sender = EndpointDatapath::load(&EndpointConfig::detached(1, 256, SENDER), pin_dir).unwrap();
+    let ipcache = Ipcache::open(pin_dir).unwrap();
+    let host = |a: Ipv4Addr| Cidr::new(IpAddr::V4(a), 32).unwrap();
+    ipcache.upsert(&host(SENDER), 256).unwrap();
+    ipcache.upsert(&host(IN_CLEAR), 257).unwrap();
+    let wireguard = IpcacheTarget { identity: 258, tunnel_endpoint: None, encrypt: Encrypt::WireGuard };
+    ipcache.set(&host(ENCRYPTED), wireguard).unwrap();
+    set_wireguard_ifindex(pin_dir, 1).unwrap();
+    // No policy selects the sender: everything may leave.
+    let universe = Universe::new(Labels::default(), [(256, labels("client"))], []);
+    sender.apply_policy(&Default::default(), &resolve(&[], &labels("client"), &universe)).unwrap();
+    let from_container = sender.loaded().unwrap().progs().from_container();
+    let in_clear = frame(SENDER.into(), IN_CLEAR.into(), 17, 40000, 7000);
+    let encrypted = frame(SENDER.into(), ENCRYPTED.into(), 17, 40000, 7000);
+    let retval = |data: &[u8]| from_container.test_run(&TestRun::with_data(data)).unwrap().retval;
+    const TC_ACT_REDIRECT: u32 = 7;
+    for _ in 0..2 {
+        // The second time from the flow cache.
+        assert_eq!(retval(&in_clear), 0, "in clear: to the stack");
+        assert_eq!(retval(&encrypted), TC_ACT_REDIRECT, "encrypted: into the WireGuard device");
+    }
+    let mut asm = Assembler::new();
+    asm.mov64_imm(Reg::R0, 0).exit();
+    let empty =
+        Program::load(&ProgramSpec::from_assembled("bench_empty", ProgramType::SchedCls, asm.finish().unwrap()))
+            .unwrap();
+    let mut group = c.benchmark_group("netstack_encryption");
+    group.bench_function("empty_sched_cls", |b| b.iter_custom(|iters| kernel_time(&empty, &in_clear, None, iters)));
+    group.bench_function("established_in_clear", |b| {
+        b.iter_custom(|iters| kernel_time(from_container, &in_clear, None, iters))
+    });
+    group.bench_function("established_into_wireguard", |b| {
+        b.iter_custom(|iters| kernel_time(from_container, &encrypted, None, iters))
+    });
+    group.finish();
+    drop(sender);
+}
+
+criterion_group!(benches, per_packet, cross_node, north_south, encryption, resolution);
 criterion_main!(benches);

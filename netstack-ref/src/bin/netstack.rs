@@ -79,7 +79,7 @@ enum ClusterCommand {
     /// Brings the cluster down: agents, what they made, etcd, namespaces, state. Also after a
     /// crash.
     Down {
-        /// The cluster's name.
+        /// The cluster's name, when its record is gone (the record names it otherwise).
         #[arg(long, default_value = "nsc")]
         name: String,
         /// Where the cluster's record lives.

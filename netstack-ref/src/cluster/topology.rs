@@ -492,6 +492,9 @@ fn is_zombie(pid: i32) -> bool {
 /// record, or without one from the names' prefix (a crash before the record was written).
 pub fn down(state_dir: &Path, name: &str) -> Result<(), ClusterError> {
     let record = ClusterRecord::load(state_dir);
+    // The record knows the cluster's name; `name` is for a cluster whose record is gone.
+    let recorded = record.as_ref().map(|r| r.name.clone());
+    let name = recorded.as_deref().unwrap_or(name);
     // Agents by their pid files (written as each started), then what each made.
     let node_dirs: Vec<PathBuf> = std::fs::read_dir(state_dir)
         .map(|dir| dir.flatten().map(|e| e.path()).filter(|p| p.join("agent.pid").exists()).collect())

@@ -27,6 +27,9 @@ use crate::policy::api::Cidr;
 /// How often WireGuard's timers run.
 const TIMER_TICK: Duration = Duration::from_millis(100);
 
+/// The UDP socket's receive and send buffers.
+const SOCKET_BUFFER: usize = 8 << 20;
+
 /// Room for a packet of the largest MTU plus WireGuard's overhead.
 const BUFFER: usize = 65_536 + 64;
 
@@ -317,6 +320,18 @@ impl UserspaceWireguard {
             address: listen,
             source,
         })?;
+        // Bursts of a fast TCP stream arrive faster than one thread decrypts them: room for
+        // them in the socket (forced past rmem_max; the agent runs as root).
+        for option in [
+            nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::RcvBufForce, &SOCKET_BUFFER),
+            nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::SndBufForce, &SOCKET_BUFFER),
+        ] {
+            option.map_err(|e| UserspaceError::Socket {
+                operation: "size the buffers of",
+                address: listen,
+                source: e.into(),
+            })?;
+        }
         if let Some(link) = send_through {
             let bind = nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::BindToDevice, &link.into());
             bind.map_err(|e| UserspaceError::Socket {
