@@ -236,6 +236,56 @@ impl Rtnl {
         self.request(&op, RouteNetlinkMessage::NewRoute(message), flags).map(|_| ())
     }
 
+    /// Adds (or replaces) the route to `destination/prefix_len` out of interface `index` in
+    /// routing table `table` (below 256).
+    pub fn add_table_route(
+        &mut self,
+        table: u8,
+        destination: Ipv4Addr,
+        prefix_len: u8,
+        index: u32,
+    ) -> Result<(), PlumbingError> {
+        let mut message = Rtnl::route_message(destination, prefix_len);
+        message.header.table = table;
+        message.header.scope = RouteScope::Link;
+        message.attributes.push(RouteAttribute::Oif(index));
+        let op = format!("add route {destination}/{prefix_len} via link {index} to table {table}");
+        self.request(&op, RouteNetlinkMessage::NewRoute(message), NLM_F_CREATE | NLM_F_REPLACE).map(|_| ())
+    }
+
+    /// Removes the route to `destination/prefix_len` from routing table `table`.
+    pub fn remove_table_route(
+        &mut self,
+        table: u8,
+        destination: Ipv4Addr,
+        prefix_len: u8,
+    ) -> Result<(), PlumbingError> {
+        let mut message = Rtnl::route_message(destination, prefix_len);
+        message.header.table = table;
+        message.header.scope = RouteScope::NoWhere;
+        let op = format!("remove route {destination}/{prefix_len} from table {table}");
+        self.request(&op, RouteNetlinkMessage::DelRoute(message), 0).map(|_| ())
+    }
+
+    /// Makes IPv4 UDP packets to port `port` look routing table `table` up first (a rule at
+    /// `priority`); already there is fine.
+    pub fn add_udp_port_rule(&mut self, priority: u32, port: u16, table: u8) -> Result<(), PlumbingError> {
+        use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage, RulePortRange};
+        let mut message = RuleMessage::default();
+        message.header.family = AddressFamily::Inet;
+        message.header.table = table;
+        message.header.action = RuleAction::ToTable;
+        message.attributes.push(RuleAttribute::Priority(priority));
+        message.attributes.push(RuleAttribute::IpProtocol(netlink_packet_route::IpProtocol::Udp));
+        message.attributes.push(RuleAttribute::DestinationPortRange(RulePortRange { start: port, end: port }));
+        message.attributes.push(RuleAttribute::Table(u32::from(table)));
+        let op = format!("add rule: UDP to port {port} looks up table {table}");
+        match self.request(&op, RouteNetlinkMessage::NewRule(message), NLM_F_CREATE | NLM_F_EXCL) {
+            Err(PlumbingError::Netlink { source, .. }) if source.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
     /// Removes the route to `destination/prefix_len`.
     pub fn remove_route(&mut self, destination: Ipv4Addr, prefix_len: u8) -> Result<(), PlumbingError> {
         let mut message = Rtnl::route_message(destination, prefix_len);

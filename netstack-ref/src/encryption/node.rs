@@ -3,7 +3,9 @@
 //! them go — the ipcache says, per remote pod, whether to the device, in clear, or (strict
 //! mode, the pod's node without a key) nowhere. Natively routed, the endpoint redirects such
 //! packets into the device; in tunnel mode the VXLAN packets themselves are routed into it
-//! (a route per keyed peer's underlay address), as Cilium encrypts the tunnel.
+//! (a rule sends UDP to the VXLAN port to a table of its own, which routes each keyed peer's
+//! underlay address into the device), as Cilium encrypts the tunnel; other traffic to a node's
+//! address (SNAT replies, the node's own) keeps its way.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -21,6 +23,11 @@ use crate::policy::api::Cidr;
 
 /// The WireGuard device's name (Cilium's is `cilium_wg0`).
 pub const DEVICE: &str = "netstack_wg0";
+
+/// The routing table tunnel packets to keyed peers take, and the rule's priority (before the
+/// main table's 32766).
+const TUNNEL_TABLE: u8 = 200;
+const TUNNEL_RULE_PRIORITY: u32 = 100;
 
 /// WireGuard's overhead on an IPv4 underlay: outer IPv4 20, UDP 8, WireGuard header 16 and tag
 /// 16, rounded as `wg-quick` does (80, for IPv6 underlays too).
@@ -125,6 +132,9 @@ impl NodeEncryption {
             .unwrap_or(1500);
         rtnl.set_mtu(index, underlay_mtu - OVERHEAD)?;
         rtnl.set_up(index)?;
+        if tunnel {
+            rtnl.add_udp_port_rule(TUNNEL_RULE_PRIORITY, crate::cluster::routing::VXLAN_PORT, TUNNEL_TABLE)?;
+        }
         crate::datapath::node_config::set_wireguard_ifindex(bpffs, index)?;
         Ok(NodeEncryption {
             key,
@@ -189,17 +199,18 @@ impl NodeEncryption {
         Ok(())
     }
 
-    /// Tunnel mode: each keyed peer's underlay address into the device, and no other.
+    /// Tunnel mode: the tunnel's packets to each keyed peer's underlay address into the
+    /// device, to no other.
     fn route_peers(&mut self) -> Result<(), EncryptionError> {
         let mut rtnl = Rtnl::open()?;
         let (index, _) = rtnl.link(DEVICE)?;
         for gone in self.routed.difference(&self.keyed).copied().collect::<Vec<_>>() {
             // Gone already is what was wanted.
-            let _ = rtnl.remove_route(gone, 32);
+            let _ = rtnl.remove_table_route(TUNNEL_TABLE, gone, 32);
             self.routed.remove(&gone);
         }
         for new in self.keyed.difference(&self.routed).copied().collect::<Vec<_>>() {
-            rtnl.add_route(new, 32, index, None, true)?;
+            rtnl.add_table_route(TUNNEL_TABLE, new, 32, index)?;
             self.routed.insert(new);
         }
         Ok(())

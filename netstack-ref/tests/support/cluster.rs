@@ -161,9 +161,15 @@ pub fn vxlan(vni: u32, packet: &[u8]) -> Vec<u8> {
 
 /// `netstack cluster up` of 3 nodes named `name` under `state`, with etcd, and `options` (e.g.
 /// `--routing tunnel`, `--manifests DIR`); the record it prints. Fails the test when it fails.
+/// `NETSTACK_CLUSTER_ENCRYPTION=wireguard` (or `wireguard-strict`) runs every cluster test's
+/// cluster encrypted, unless the test says otherwise (`--encryption` in `options`).
 pub fn cluster_up(name: &str, state: &str, options: &[&str]) -> netstack_ref::cluster::topology::ClusterRecord {
     let mut args = vec!["cluster", "up", "--nodes", "3", "--name", name, "--kvstore", "etcd", "--state-dir", state];
     args.extend_from_slice(options);
+    let encryption = std::env::var("NETSTACK_CLUSTER_ENCRYPTION").unwrap_or_default();
+    if !encryption.is_empty() && !options.contains(&"--encryption") {
+        args.extend_from_slice(&["--encryption", encryption.as_str()]);
+    }
     args.extend_from_slice(&["-o", "json"]);
     let up = netstack(&args);
     assert!(up.status.success(), "{}", String::from_utf8_lossy(&up.stderr));
