@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Cross-node TCP throughput with iperf3 (Debian's): a pod on node1 sending to a pod on node2 of a
-# two-node `netstack cluster` with native routing, then with the VXLAN tunnel, and beside them the
-# plain path: two namespaces joined by one veth pair, no BPF. One iperf3 stream each, run after
+# two-node `netstack cluster` with native routing, then with the VXLAN tunnel, each in clear and
+# encrypted (WireGuard, `--encryption wireguard`), and beside them the plain path: two namespaces
+# joined by one veth pair, no BPF. One iperf3 stream each, run after
 # run in one invocation (machines here are noisy: compare within a run). Needs root, etcd-server
 # and iperf3 (apt-get install -y etcd-server iperf3). Prints Gbit/s as iperf3's receiver saw them.
 set -euo pipefail
@@ -13,8 +14,8 @@ work="$(mktemp -d /tmp/throughput.XXXXXX)"
 plain_a="tput$$a" plain_b="tput$$b"
 
 cleanup() {
-	for routing in native tunnel; do
-		[[ -d "$work/$routing" ]] && "$bin" cluster down --name "tp$$${routing:0:1}" --state-dir "$work/$routing" || true
+	for state in "$work"/*/; do
+		[[ -f "$state/cluster.json" ]] && "$bin" cluster down --state-dir "$state" || true
 	done
 	ip netns del "$plain_a" 2>/dev/null || true
 	ip netns del "$plain_b" 2>/dev/null || true
@@ -54,12 +55,13 @@ kind: Pod
 metadata: {name: server, namespace: tp, labels: {app: server}}
 spec: {nodeName: node2}'
 declare -A result
-for routing in native tunnel; do
-	state="$work/$routing"
+for case in native/none tunnel/none native/wireguard tunnel/wireguard; do
+	routing="${case%/*}" encryption="${case#*/}"
+	state="$work/$routing-$encryption"
 	mkdir -p "$state/manifests"
 	echo "$pods" >"$state/manifests/pods.yaml"
-	"$bin" cluster up --nodes 2 --routing "$routing" --kvstore etcd --name "tp$$${routing:0:1}" \
-		--state-dir "$state" --manifests "$state/manifests" >/dev/null
+	"$bin" cluster up --nodes 2 --routing "$routing" --encryption "$encryption" --kvstore etcd \
+		--name "tp$$${routing:0:1}${encryption:0:1}" --state-dir "$state" --manifests "$state/manifests" >/dev/null
 	row() { # node pod field
 		"$bin" endpoint list --state-dir "$state/$1" -o json 2>/dev/null |
 			python3 -c "import json, sys; print(next((r['$3'] for r in json.load(sys.stdin) if r['pod'] == '$2'), ''))" 2>/dev/null || true
@@ -74,11 +76,15 @@ for routing in native tunnel; do
 		ip netns exec "$client_ns" ping -c1 -W1 "$server_ip" >/dev/null 2>&1 && break
 		sleep 0.2
 	done
-	result[$routing]="$(measure "$client_ns" "$server_ns" "$server_ip")"
-	"$bin" cluster down --name "tp$$${routing:0:1}" --state-dir "$state"
+	# Encrypting, the first packets also wait for the WireGuard handshake.
+	sleep 2
+	result[$case]="$(measure "$client_ns" "$server_ns" "$server_ip")"
+	"$bin" cluster down --state-dir "$state"
 done
 
 printf '%-36s %s\n' "path (one TCP stream, ${secs} s)" "Gbit/s"
 printf '%-36s %s\n' "plain veth pair (no BPF)" "$plain"
-printf '%-36s %s\n' "cluster, native routing" "${result[native]}"
-printf '%-36s %s\n' "cluster, VXLAN tunnel" "${result[tunnel]}"
+printf '%-36s %s\n' "cluster, native routing" "${result[native/none]}"
+printf '%-36s %s\n' "cluster, VXLAN tunnel" "${result[tunnel/none]}"
+printf '%-36s %s\n' "cluster, native, WireGuard" "${result[native/wireguard]}"
+printf '%-36s %s\n' "cluster, tunnel, WireGuard" "${result[tunnel/wireguard]}"

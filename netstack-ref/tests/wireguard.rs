@@ -51,6 +51,11 @@ fn peer(name: &str, key: &NodeKey, at: Ipv4Addr, allowed: &str) -> PeerConfig {
     }
 }
 
+/// One datagram from `ns`, sent from `from` to `to`.
+fn send_datagram(ns: &NetNs, from: &'static str, to: &'static str) {
+    ns.run(move || std::net::UdpSocket::bind(from).unwrap().send_to(b"datagram", to).unwrap()).unwrap();
+}
+
 #[test]
 fn a_stream_crosses_encrypted_and_only_wireguard_is_on_the_link() {
     let Some(_root) = require_kernel() else { return };
@@ -111,21 +116,11 @@ fn a_stream_crosses_encrypted_and_only_wireguard_is_on_the_link() {
     // A packet whose source the peer may not send (10.98.3.1 is not in the left node's
     // allowed IPs at the right) is decrypted and dropped.
     ip(&link.left, "addr add 10.98.3.1/32 dev lo");
-    link.left
-        .run(|| {
-            let socket = std::net::UdpSocket::bind("10.98.3.1:0").unwrap();
-            socket.send_to(b"spoofed", "10.98.2.1:7001").unwrap();
-        })
-        .unwrap();
+    send_datagram(&link.left, "10.98.3.1:0", "10.98.2.1:7001");
     assert!(eventually(Duration::from_secs(2), || right.counters().not_allowed >= 1), "{:?}", right.counters());
     // Traffic for an address no peer routes: nothing to send it to.
     ip(&link.left, "route add 10.97.0.0/24 dev nswg0");
-    link.left
-        .run(|| {
-            let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
-            socket.send_to(b"nowhere", "10.97.0.9:7001").unwrap();
-        })
-        .unwrap();
+    send_datagram(&link.left, "0.0.0.0:0", "10.97.0.9:7001");
     assert!(eventually(Duration::from_secs(2), || left.counters().no_peer >= 1), "{:?}", left.counters());
 }
 
