@@ -860,6 +860,9 @@ fn encryption_status(state: &State, output: Output) -> Result<(), CliError> {
         if status.strict { ", strict" } else { "" },
         status.public_key
     );
+    if !status.backend_reason.is_empty() {
+        println!("backend: {} ({})", status.backend, status.backend_reason);
+    }
     println!(
         "{:<10} {:<46} {:<22} {:<16} {:>12} {:>12}",
         "PEER", "PUBLIC KEY", "ENDPOINT", "HANDSHAKE", "SENT", "RECEIVED"

@@ -3,11 +3,13 @@
 //!
 //! - [`keys`]: each node's X25519 key pair, kept in its state directory.
 //! - [`node`]: a node's encryption as the agent runs it: device, peers, routes, ipcache kinds.
+//! - [`probe`]: whether the kernel has WireGuard (its generic netlink family).
 //! - [`userspace`]: WireGuard in the agent (boringtun's protocol state machine) on a TUN
 //!   device, for kernels without WireGuard.
 
 pub mod keys;
 pub mod node;
+pub mod probe;
 pub mod userspace;
 
 /// WireGuard's port for node-to-node traffic, as Cilium uses it.

@@ -71,6 +71,9 @@ pub struct EncryptionStatus {
     pub mode: String,
     /// `userspace` (boringtun on a TUN device) or `kernel`.
     pub backend: String,
+    /// Why that backend: what the probe found.
+    #[serde(default)]
+    pub backend_reason: String,
     /// The device.
     pub device: String,
     /// Strict mode.
@@ -92,6 +95,8 @@ pub struct NodeEncryption {
     device: UserspaceWireguard,
     settings: EncryptionSettings,
     tunnel: bool,
+    /// Why the userspace backend.
+    backend_reason: String,
     /// Underlay addresses of the nodes that are peers.
     keyed: BTreeSet<Ipv4Addr>,
     /// Nodes without a usable key, by name.
@@ -119,6 +124,11 @@ impl NodeEncryption {
         settings: EncryptionSettings,
     ) -> Result<NodeEncryption, EncryptionError> {
         let Some(IpAddr::V4(address)) = node_address else { return Err(EncryptionError::NoNodeAddress) };
+        let backend_reason = match super::probe::kernel_has_wireguard() {
+            Ok(false) => "the kernel has no WireGuard (no generic netlink family `wireguard`)".to_owned(),
+            Ok(true) => "the kernel has WireGuard, but the kernel backend is not built yet".to_owned(),
+            Err(e) => format!("the kernel could not be asked about WireGuard: {e}"),
+        };
         let key = NodeKey::load_or_create(state_dir)?;
         let underlay = link_with(address);
         let listen = SocketAddr::from((address, WIREGUARD_PORT));
@@ -141,6 +151,7 @@ impl NodeEncryption {
             device,
             settings,
             tunnel,
+            backend_reason,
             keyed: BTreeSet::new(),
             without_key: Vec::new(),
             routed: BTreeSet::new(),
@@ -230,6 +241,7 @@ impl NodeEncryption {
         EncryptionStatus {
             mode: "wireguard".into(),
             backend: "userspace".into(),
+            backend_reason: self.backend_reason.clone(),
             device: DEVICE.into(),
             strict: self.settings.strict,
             public_key: self.public_key(),
