@@ -171,13 +171,14 @@ mod tests {
             }
         }
 
-        /// Removing one of 100 backends moves at most 1 % of the slots beyond its own with a
-        /// table of 65521 slots (Cilium's largest but one; measured over 60 seeds: median 0.56 %,
-        /// max 0.61 %). At the default 16381 the rebuilt table's round-robin shifts more
-        /// (median 1.34 %, max 2.09 % over the same seeds; 2.56 % seen), bounded here at 3 %.
+        /// Removing one of 100 backends moves few slots beyond its own. With a table of 65521
+        /// slots (Cilium's largest but one), over 3000 random cases: median 0.56 %, p99 0.65 %,
+        /// worst 1.27 % (4 cases above 1 %, one of them found by CI), bounded here at 1.5 %. At
+        /// the default 16381 the rebuilt table's round-robin shifts more (worst 2.55 % over the
+        /// same cases), bounded at 3 %.
         #[test]
         fn removing_one_backend_moves_few_other_slots(removed in 0usize..100, salt in any::<u8>(), seed in any::<u64>()) {
-            for (size, bound) in [(65521u32, 0.01), (DEFAULT_TABLE_SIZE, 0.03)] {
+            for (size, bound) in [(65521u32, 0.015), (DEFAULT_TABLE_SIZE, 0.03)] {
                 let moved = moved_by_removal(&backends(100, salt), removed, seed, size);
                 prop_assert!(moved as f64 <= f64::from(size) * bound, "{moved} of {size} slots moved");
             }
