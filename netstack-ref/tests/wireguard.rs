@@ -51,6 +51,26 @@ fn peer(name: &str, key: &NodeKey, at: Ipv4Addr, allowed: &str) -> PeerConfig {
     }
 }
 
+/// Two "nodes" over a veth pair, each with its device, 10.98.1.1 behind the left one and
+/// 10.98.2.1 behind the right one, each the other's peer.
+struct Nodes {
+    left: UserspaceWireguard,
+    right: UserspaceWireguard,
+    link: VethPair,
+}
+
+impl Nodes {
+    fn new() -> Nodes {
+        let link = VethPair::new().unwrap();
+        let (left_key, right_key) = (NodeKey::generate().unwrap(), NodeKey::generate().unwrap());
+        let left = start(&link.left, &left_key, "10.98.1.1", "10.98.2.0/24");
+        let right = start(&link.right, &right_key, "10.98.2.1", "10.98.1.0/24");
+        left.set_peers(vec![peer("right", &right_key, link.right_addr, "10.98.2.0/24")]);
+        right.set_peers(vec![peer("left", &left_key, link.left_addr, "10.98.1.0/24")]);
+        Nodes { left, right, link }
+    }
+}
+
 /// One datagram from `ns`, sent from `from` to `to`.
 fn send_datagram(ns: &NetNs, from: &'static str, to: &'static str) {
     ns.run(move || std::net::UdpSocket::bind(from).unwrap().send_to(b"datagram", to).unwrap()).unwrap();
@@ -60,12 +80,7 @@ fn send_datagram(ns: &NetNs, from: &'static str, to: &'static str) {
 fn a_stream_crosses_encrypted_and_only_wireguard_is_on_the_link() {
     let Some(_root) = require_kernel() else { return };
     let Some(()) = require_executable("tcpdump", "tcpdump") else { return };
-    let link = VethPair::new().unwrap();
-    let (left_key, right_key) = (NodeKey::generate().unwrap(), NodeKey::generate().unwrap());
-    let left = start(&link.left, &left_key, "10.98.1.1", "10.98.2.0/24");
-    let right = start(&link.right, &right_key, "10.98.2.1", "10.98.1.0/24");
-    left.set_peers(vec![peer("right", &right_key, link.right_addr, "10.98.2.0/24")]);
-    right.set_peers(vec![peer("left", &left_key, link.left_addr, "10.98.1.0/24")]);
+    let Nodes { link, left, right } = Nodes::new();
 
     let capture = Capture::start(link.left.name(), &link.ifname, "");
     let listener = link.right.run(|| TcpListener::bind("10.98.2.1:7000").unwrap()).unwrap();
@@ -127,12 +142,7 @@ fn a_stream_crosses_encrypted_and_only_wireguard_is_on_the_link() {
 #[test]
 fn a_key_rotation_under_a_running_stream_neither_breaks_nor_stalls_it() {
     let Some(_root) = require_kernel() else { return };
-    let link = VethPair::new().unwrap();
-    let (left_key, right_key) = (NodeKey::generate().unwrap(), NodeKey::generate().unwrap());
-    let left = start(&link.left, &left_key, "10.98.1.1", "10.98.2.0/24");
-    let right = start(&link.right, &right_key, "10.98.2.1", "10.98.1.0/24");
-    left.set_peers(vec![peer("right", &right_key, link.right_addr, "10.98.2.0/24")]);
-    right.set_peers(vec![peer("left", &left_key, link.left_addr, "10.98.1.0/24")]);
+    let Nodes { link, left, right } = Nodes::new();
     let new_left = NodeKey::generate().unwrap();
     let to = SocketAddrV4::new(Ipv4Addr::new(10, 98, 2, 1), 7100);
     let (longest, received) = steady_stream(link.left.name(), link.right.name(), to, Duration::from_secs(4), || {
