@@ -155,9 +155,6 @@ fn three_nodes_with_policy(routing: &str, resources: &str) {
     // server to node2, monitor (namespace ops) to node3 (spec.nodeName). The CNP lets only
     // app=client reach app=server on UDP 7000; the CCNP lets ops' monitor reach every
     // app=server, in any namespace, on UDP 9100.
-    let manifests = std::env::temp_dir().join(unique_name("manifests"));
-    std::fs::create_dir_all(&manifests).unwrap();
-    let _manifests = RemovedOnDrop(manifests.clone());
     let pod_in = |namespace: &str, pod: &str, app: &str, node: &str| {
         format!(
             "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {pod}\n  namespace: {namespace}\n  labels:\n    \
@@ -186,8 +183,8 @@ fn three_nodes_with_policy(routing: &str, resources: &str) {
           apiVersion: v1\nkind: Service\nmetadata: {name: server-local, namespace: shop}\n\
           spec:\n  clusterIP: 10.96.0.71\n  internalTrafficPolicy: Local\n  selector: {app: server}\n  \
           ports: [{port: 7000, protocol: UDP}]\n";
-    std::fs::write(manifests.join("shop.yaml"), all).unwrap();
-    let options = ["--routing", routing, "--manifests", manifests.to_str().unwrap(), "--resources", resources];
+    let manifests = manifests_dir("manifests", "shop.yaml", &all);
+    let options = ["--routing", routing, "--manifests", manifests.0.to_str().unwrap(), "--resources", resources];
     let record = cluster_up(&name, state, &options);
     let (node1, node2, node3) = (&record.nodes[0], &record.nodes[1], &record.nodes[2]);
     let ready = |node: &netstack_ref::cluster::topology::NodeRecord, pod: &str| {
@@ -282,7 +279,7 @@ fn three_nodes_with_policy(routing: &str, resources: &str) {
 
     if resources == "kvstore" {
         // A policy stored in etcd reaches every node; removed, it goes everywhere.
-        let extra = manifests.join("extra.yaml");
+        let extra = manifests.0.join("extra.yaml");
         std::fs::write(&extra, policy.replace("server-from-client", "extra").replace("7000", "7001")).unwrap();
         let applied = netstack(&["cluster", "apply", extra.to_str().unwrap(), "--state-dir", state]);
         assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
@@ -296,7 +293,7 @@ fn three_nodes_with_policy(routing: &str, resources: &str) {
             eventually(Duration::from_secs(20), || !udp_reaches(&ns(&client), &ns(&server), server_ip, 7001)),
             "removed from the kvstore, the policy goes"
         );
-        let broken = manifests.join("broken.yaml");
+        let broken = manifests.0.join("broken.yaml");
         std::fs::write(&broken, policy.replace("UDP", "UPD")).unwrap();
         let refused = netstack(&["cluster", "apply", broken.to_str().unwrap(), "--state-dir", state]);
         assert!(!refused.status.success(), "a file that does not validate is not stored");

@@ -19,7 +19,7 @@ use netstack_ref::cluster::kvstore::KvStore;
 use netstack_ref::cluster::topology::{ClusterRecord, NodeRecord};
 use netstack_ref::encryption::WIREGUARD_PORT;
 use support::capture::{udp_ports, Capture};
-use support::cluster::{cluster_up, endpoint, netstack, verdict_count, Cluster, RemovedOnDrop};
+use support::cluster::{cluster_up, endpoint, manifests_dir, netstack, verdict_count, Cluster};
 use support::stream::steady_stream;
 
 const MARKER: &[u8] = b"netstack-encryption-marker-51c2";
@@ -74,14 +74,11 @@ fn encrypted_between_nodes(routing: &str, encryption: &str) {
     let name = unique_name("enc").replace('_', "");
     let state_dir = std::env::temp_dir().join(unique_name("encryption"));
     let _cluster = Cluster { name: name.clone(), state_dir: state_dir.clone() };
-    let manifests = std::env::temp_dir().join(unique_name("enc-manifests"));
-    std::fs::create_dir_all(&manifests).unwrap();
-    let _manifests = RemovedOnDrop(manifests.clone());
-    std::fs::write(manifests.join("pods.yaml"), pods()).unwrap();
+    let manifests = manifests_dir("enc-manifests", "pods.yaml", &pods());
     let record = cluster_up(
         &name,
         state_dir.to_str().unwrap(),
-        &["--routing", routing, "--encryption", encryption, "--manifests", manifests.to_str().unwrap()],
+        &["--routing", routing, "--encryption", encryption, "--manifests", manifests.0.to_str().unwrap()],
     );
     let (node1, node2) = (&record.nodes[0], &record.nodes[1]);
     let log = |node: &NodeRecord| std::fs::read_to_string(node.state_dir.join("agent.log")).unwrap_or_default();

@@ -243,14 +243,11 @@ fn from_outside(routing: &str) {
     let name = unique_name("np").replace('_', "");
     let state_dir = std::env::temp_dir().join(unique_name("nodeport"));
     let _cluster = Cluster { name: name.clone(), state_dir: state_dir.clone() };
-    let manifests_dir = std::env::temp_dir().join(unique_name("np-manifests"));
-    std::fs::create_dir_all(&manifests_dir).unwrap();
-    let _manifests = RemovedOnDrop(manifests_dir.clone());
-    std::fs::write(manifests_dir.join("web.yaml"), manifests()).unwrap();
+    let manifests = manifests_dir("np-manifests", "web.yaml", &manifests());
     let record = cluster_up(
         &name,
         state_dir.to_str().unwrap(),
-        &["--routing", routing, "--manifests", manifests_dir.to_str().unwrap()],
+        &["--routing", routing, "--manifests", manifests.0.to_str().unwrap()],
     );
     let (node1, node2, node3) = (&record.nodes[0], &record.nodes[1], &record.nodes[2]);
     let log = |node: &netstack_ref::cluster::topology::NodeRecord| {
@@ -411,7 +408,7 @@ fn from_outside(routing: &str) {
         })
     };
     let ready = "{ready: true}";
-    std::fs::write(manifests_dir.join("drain.yaml"), slice(ready, ready)).unwrap();
+    std::fs::write(manifests.0.join("drain.yaml"), slice(ready, ready)).unwrap();
     assert!(eventually(Duration::from_secs(20), || drain_backends(&["active", "active"])));
     // Established flows (sixteen source ports: Maglev puts some on each backend).
     let drain_via_node1 = at(node1.underlay, 30010);
@@ -427,7 +424,7 @@ fn from_outside(routing: &str) {
         })
         .collect();
     let terminating = "{ready: false, serving: true, terminating: true}";
-    std::fs::write(manifests_dir.join("drain.yaml"), slice(terminating, ready)).unwrap();
+    std::fs::write(manifests.0.join("drain.yaml"), slice(terminating, ready)).unwrap();
     let echo_ip = echo["ipv4"].as_str().unwrap().to_owned();
     assert!(eventually(Duration::from_secs(20), || drain_backends(&[echo_ip.as_str()])));
     let via = |node: &netstack_ref::cluster::topology::NodeRecord| {
@@ -460,7 +457,7 @@ fn from_outside(routing: &str) {
     }
     assert_eq!(finished_on.len(), 2, "established flows on both backends finished: {finished_on:?}");
     let not_ready = "{ready: false}";
-    std::fs::write(manifests_dir.join("drain.yaml"), slice(terminating, not_ready)).unwrap();
+    std::fs::write(manifests.0.join("drain.yaml"), slice(terminating, not_ready)).unwrap();
     let echo2_ip = echo2["ipv4"].as_str().unwrap().to_owned();
     assert!(eventually(Duration::from_secs(20), || drain_backends(&[echo2_ip.as_str()])));
     assert!(via(node1).unwrap().starts_with("echo2 0 "), "nothing ready: the terminating backend serves");

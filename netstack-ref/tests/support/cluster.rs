@@ -36,6 +36,15 @@ impl Drop for RemovedOnDrop {
     }
 }
 
+/// A fresh manifests directory (under the temp directory, named after `prefix`) holding
+/// `file` with `text`, removed when the test ends.
+pub fn manifests_dir(prefix: &str, file: &str, text: &str) -> RemovedOnDrop {
+    let dir = std::env::temp_dir().join(ebpf_test_support::unique_name(prefix));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(file), text).unwrap();
+    RemovedOnDrop(dir)
+}
+
 /// Sends one datagram from namespace `from` to `to:port`, where namespace `at` listens;
 /// whether it arrived within a second.
 pub fn udp_reaches(from: &str, at: &str, to: Ipv4Addr, port: u16) -> bool {
