@@ -288,9 +288,6 @@ impl Rtnl {
 
     /// Removes the route to `destination/prefix_len`.
     pub fn remove_route(&mut self, destination: Ipv4Addr, prefix_len: u8) -> Result<(), PlumbingError> {
-        let mut message = Rtnl::route_message(destination, prefix_len);
-        message.header.scope = RouteScope::NoWhere;
-        let op = format!("remove route {destination}/{prefix_len}");
-        self.request(&op, RouteNetlinkMessage::DelRoute(message), 0).map(|_| ())
+        self.remove_table_route(RouteHeader::RT_TABLE_MAIN, destination, prefix_len)
     }
 }
