@@ -119,10 +119,20 @@ impl Rtnl {
 
     /// Creates the bridge `name`.
     pub fn add_bridge(&mut self, name: &str) -> Result<(), PlumbingError> {
+        self.add_link_of_kind(name, InfoKind::Bridge, "bridge")
+    }
+
+    /// Creates the WireGuard device `name` (the kernel's; refused where the kernel has none).
+    pub fn add_wireguard(&mut self, name: &str) -> Result<(), PlumbingError> {
+        self.add_link_of_kind(name, InfoKind::Wireguard, "WireGuard device")
+    }
+
+    /// Creates link `name` of `kind`, which needs no settings of its own.
+    fn add_link_of_kind(&mut self, name: &str, kind: InfoKind, what: &str) -> Result<(), PlumbingError> {
         let mut message = LinkMessage::default();
         message.attributes.push(LinkAttribute::IfName(name.to_owned()));
-        message.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)]));
-        let op = format!("add bridge {name}");
+        message.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(kind)]));
+        let op = format!("add {what} {name}");
         self.request(&op, RouteNetlinkMessage::NewLink(message), NLM_F_CREATE | NLM_F_EXCL).map(|_| ())
     }
 

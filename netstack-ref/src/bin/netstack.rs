@@ -72,6 +72,9 @@ enum ClusterCommand {
         /// `--enable-wireguard`; `wireguard-strict` adds `--encryption-strict-mode`) or `none`.
         #[arg(long, value_parser = ["none", "wireguard", "wireguard-strict"], default_value = "none")]
         encryption: String,
+        /// Which WireGuard the agents run (`--wireguard-backend` of each).
+        #[arg(long, value_enum, default_value = "auto")]
+        wireguard_backend: netstack_ref::encryption::node::BackendChoice,
         /// Output format.
         #[arg(short, long, value_enum, default_value_t = Output::Table)]
         output: Output,
@@ -202,6 +205,10 @@ enum Command {
         /// them in clear.
         #[arg(long, requires = "enable_wireguard")]
         encryption_strict_mode: bool,
+        /// With WireGuard: the kernel's (`kernel`), userspace on a TUN device (`userspace`), or
+        /// the kernel's where the kernel has it (`auto`).
+        #[arg(long, value_enum, default_value = "auto", requires = "enable_wireguard")]
+        wireguard_backend: netstack_ref::encryption::node::BackendChoice,
         #[command(flatten)]
         kubernetes: KubernetesFlags,
     },
@@ -392,7 +399,19 @@ enum BpfPolicyCommand {
 fn cluster(command: ClusterCommand) -> Result<(), CliError> {
     use netstack_ref::cluster::topology::{self, ClusterOptions};
     match command {
-        ClusterCommand::Up { nodes, routing, name, kvstore, state_dir, manifests, resources, encryption, output } => {
+        ClusterCommand::Up {
+            nodes,
+            routing,
+            name,
+            kvstore,
+            state_dir,
+            manifests,
+            resources,
+            encryption,
+            wireguard_backend,
+            output,
+        } => {
+            use netstack_ref::encryption::node::EncryptionSettings;
             let agent_binary = std::env::current_exe().map_err(CliError::OwnBinary)?;
             let manifests = manifests.map(|m| std::fs::canonicalize(&m).unwrap_or(m));
             let options = ClusterOptions {
@@ -405,8 +424,8 @@ fn cluster(command: ClusterCommand) -> Result<(), CliError> {
                 manifests,
                 kvstore_resources: resources == "kvstore",
                 encryption: match encryption.as_str() {
-                    "wireguard" => Some(netstack_ref::encryption::node::EncryptionSettings { strict: false }),
-                    "wireguard-strict" => Some(netstack_ref::encryption::node::EncryptionSettings { strict: true }),
+                    "wireguard" => Some(EncryptionSettings { strict: false, backend: wireguard_backend }),
+                    "wireguard-strict" => Some(EncryptionSettings { strict: true, backend: wireguard_backend }),
                     _ => None,
                 },
             };
@@ -609,6 +628,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             monitor_aggregation,
             enable_wireguard,
             encryption_strict_mode,
+            wireguard_backend,
             kubernetes,
         } => {
             let cluster = ClusterFlags {
@@ -621,8 +641,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 kubernetes: kubernetes.config(),
                 http,
                 aggregation: monitor_aggregation,
-                encryption: enable_wireguard
-                    .then_some(netstack_ref::encryption::node::EncryptionSettings { strict: encryption_strict_mode }),
+                encryption: enable_wireguard.then_some(netstack_ref::encryption::node::EncryptionSettings {
+                    strict: encryption_strict_mode,
+                    backend: wireguard_backend,
+                }),
             };
             run_agent(state, manifests, netns, node_name, pod_cidr, &allow_localhost, cluster)
         }
@@ -881,11 +903,16 @@ fn encryption_status(state: &State, output: Output) -> Result<(), CliError> {
             if status.strict { "; its pods are unreachable" } else { "" }
         );
     }
-    let d = status.dropped;
-    println!(
-        "dropped: {} for no peer, {} from unknown senders, {} not allowed, {} invalid",
-        d.no_peer, d.unknown_sender, d.not_allowed, d.invalid
-    );
+    if let Some(reason) = &status.peers_unreadable {
+        println!("peers: unreadable: {reason}");
+    }
+    match status.dropped {
+        Some(d) => println!(
+            "dropped: {} for no peer, {} from unknown senders, {} not allowed, {} invalid",
+            d.no_peer, d.unknown_sender, d.not_allowed, d.invalid
+        ),
+        None => println!("dropped: counted in the link's statistics (ip -s link show {})", status.device),
+    }
     Ok(())
 }
 

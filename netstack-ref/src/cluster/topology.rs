@@ -110,6 +110,9 @@ pub struct ClusterRecord {
     /// How its agents encrypt pod traffic between nodes (`wireguard`, `wireguard-strict`).
     #[serde(default)]
     pub encryption: Option<String>,
+    /// Which WireGuard its agents run.
+    #[serde(default)]
+    pub wireguard_backend: crate::encryption::node::BackendChoice,
 }
 
 /// The underlay: 192.168.100.0/24; the client at .2, node i at .(10 + i).
@@ -204,6 +207,7 @@ pub fn up(options: &ClusterOptions) -> Result<ClusterRecord, ClusterError> {
         manifests: options.manifests.clone(),
         kvstore_resources: options.kvstore_resources,
         encryption: options.encryption.map(|s| if s.strict { "wireguard-strict" } else { "wireguard" }.to_owned()),
+        wireguard_backend: options.encryption.map(|s| s.backend).unwrap_or_default(),
     };
     // Saved first, so `down` after a failure or a crash finds what to remove.
     record.save(&options.state_dir)?;
@@ -351,6 +355,14 @@ pub fn start_agent(record: &ClusterRecord, index: usize) -> Result<u32, ClusterE
         .args(record.kvstore_resources.then_some("--resources-from-kvstore"))
         .args(record.encryption.is_some().then_some("--enable-wireguard"))
         .args(record.encryption.as_deref().filter(|e| *e == "wireguard-strict").map(|_| "--encryption-strict-mode"))
+        .args(
+            record
+                .encryption
+                .as_ref()
+                .map(|_| ["--wireguard-backend", record.wireguard_backend.name()])
+                .into_iter()
+                .flatten(),
+        )
         .args(record.etcd.as_ref().map(|(endpoint, _, _)| ["--kvstore", endpoint.as_str()]).into_iter().flatten())
         .stdin(Stdio::null())
         .stdout(log_file)

@@ -7,12 +7,14 @@
 //! underlay address into the device), as Cilium encrypts the tunnel; other traffic to a node's
 //! address (SNAT replies, the node's own) keeps its way.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 
+use super::kernel::{KernelError, KernelWireguard};
 use super::keys::{parse_public, KeyError, NodeKey};
-use super::userspace::{Counters, PeerConfig, PeerStatus, UserspaceError, UserspaceWireguard};
+use super::peer::{PeerConfig, PeerStatus};
+use super::userspace::{Counters, UserspaceError, UserspaceWireguard};
 use super::WIREGUARD_PORT;
 use crate::agent::netns::PlumbingError;
 use crate::agent::rtnl::Rtnl;
@@ -39,9 +41,12 @@ pub enum EncryptionError {
     /// The key.
     #[error(transparent)]
     Key(#[from] KeyError),
-    /// The device.
+    /// The userspace device.
     #[error(transparent)]
     Device(#[from] UserspaceError),
+    /// The kernel's device.
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
     /// Its link or routes.
     #[error("WireGuard device {DEVICE}: {0}")]
     Plumbing(#[from] PlumbingError),
@@ -62,6 +67,95 @@ pub struct EncryptionSettings {
     /// Drop pods' packets to a node of the cluster whose key is not known instead of sending
     /// them in clear.
     pub strict: bool,
+    /// Which WireGuard.
+    pub backend: BackendChoice,
+}
+
+/// Which WireGuard a node runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendChoice {
+    /// The kernel's where the kernel has it, else userspace.
+    #[default]
+    Auto,
+    /// The kernel's, or none (an error where the kernel has no WireGuard).
+    Kernel,
+    /// Userspace (boringtun on a TUN device), even where the kernel has WireGuard.
+    Userspace,
+}
+
+impl BackendChoice {
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendChoice::Auto => "auto",
+            BackendChoice::Kernel => "kernel",
+            BackendChoice::Userspace => "userspace",
+        }
+    }
+}
+
+/// The WireGuard a node runs.
+#[derive(Debug)]
+enum Backend {
+    Userspace(UserspaceWireguard),
+    Kernel(KernelWireguard),
+}
+
+impl Backend {
+    fn name(&self) -> &'static str {
+        match self {
+            Backend::Userspace(_) => "userspace",
+            Backend::Kernel(_) => "kernel",
+        }
+    }
+
+    fn set_peers(&mut self, peers: Vec<PeerConfig>) -> Result<(), EncryptionError> {
+        match self {
+            Backend::Userspace(device) => device.set_peers(peers),
+            Backend::Kernel(device) => device.set_peers(peers)?,
+        }
+        Ok(())
+    }
+
+    fn rotate(&mut self, key: &NodeKey) -> Result<(), EncryptionError> {
+        match self {
+            Backend::Userspace(device) => device.rotate(key.private().clone()),
+            Backend::Kernel(device) => device.rotate(key.private())?,
+        }
+        Ok(())
+    }
+
+    fn peers(&self) -> Result<Vec<PeerStatus>, EncryptionError> {
+        match self {
+            Backend::Userspace(device) => Ok(device.peers()),
+            Backend::Kernel(device) => Ok(device.peers()?),
+        }
+    }
+
+    /// What the device dropped, by why: the userspace device counts; the kernel's counts its
+    /// drops in the link's statistics only.
+    fn counters(&self) -> Option<Counters> {
+        match self {
+            Backend::Userspace(device) => Some(device.counters()),
+            Backend::Kernel(_) => None,
+        }
+    }
+}
+
+/// Picks the backend `choice` asks for given what the kernel has (`probe`), and says why.
+fn choose(choice: BackendChoice, probe: Result<bool, super::genl::GenlError>) -> (BackendChoice, String) {
+    match (choice, probe) {
+        (BackendChoice::Userspace, _) => (BackendChoice::Userspace, "asked for (--wireguard-backend userspace)".into()),
+        (BackendChoice::Kernel, _) => (BackendChoice::Kernel, "asked for (--wireguard-backend kernel)".into()),
+        (BackendChoice::Auto, Ok(true)) => (BackendChoice::Kernel, "the kernel has WireGuard".into()),
+        (BackendChoice::Auto, Ok(false)) => {
+            (BackendChoice::Userspace, "the kernel has no WireGuard (no generic netlink family `wireguard`)".into())
+        }
+        (BackendChoice::Auto, Err(e)) => {
+            (BackendChoice::Userspace, format!("the kernel could not be asked about WireGuard: {e}"))
+        }
+    }
 }
 
 /// The status `netstack status` and `netstack encryption status` show.
@@ -82,20 +176,24 @@ pub struct EncryptionStatus {
     pub public_key: String,
     /// The peers.
     pub peers: Vec<PeerStatus>,
+    /// Why the device could not say what its peers are, when it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peers_unreadable: Option<String>,
     /// Nodes of the cluster without a (valid) key: not peers.
     pub nodes_without_key: Vec<String>,
-    /// What the device dropped.
-    pub dropped: Counters,
+    /// What the device dropped, by why (the userspace device; the kernel's counts its drops
+    /// in the link's statistics only).
+    pub dropped: Option<Counters>,
 }
 
 /// The running encryption of a node.
 #[derive(Debug)]
 pub struct NodeEncryption {
     key: NodeKey,
-    device: UserspaceWireguard,
+    device: Backend,
     settings: EncryptionSettings,
     tunnel: bool,
-    /// Why the userspace backend.
+    /// Why that backend.
     backend_reason: String,
     /// Underlay addresses of the nodes that are peers.
     keyed: BTreeSet<Ipv4Addr>,
@@ -124,15 +222,17 @@ impl NodeEncryption {
         settings: EncryptionSettings,
     ) -> Result<NodeEncryption, EncryptionError> {
         let Some(IpAddr::V4(address)) = node_address else { return Err(EncryptionError::NoNodeAddress) };
-        let backend_reason = match super::probe::kernel_has_wireguard() {
-            Ok(false) => "the kernel has no WireGuard (no generic netlink family `wireguard`)".to_owned(),
-            Ok(true) => "the kernel has WireGuard, but the kernel backend is not built yet".to_owned(),
-            Err(e) => format!("the kernel could not be asked about WireGuard: {e}"),
-        };
+        let (backend, backend_reason) = choose(settings.backend, super::probe::kernel_has_wireguard());
         let key = NodeKey::load_or_create(state_dir)?;
         let underlay = link_with(address);
-        let listen = SocketAddr::from((address, WIREGUARD_PORT));
-        let device = UserspaceWireguard::start(DEVICE, listen, key.private().clone(), underlay.as_deref())?;
+        let device = match backend {
+            BackendChoice::Kernel => Backend::Kernel(KernelWireguard::start(DEVICE, WIREGUARD_PORT, key.private())?),
+            _ => {
+                let listen = SocketAddr::from((address, WIREGUARD_PORT));
+                let device = UserspaceWireguard::start(DEVICE, listen, key.private().clone(), underlay.as_deref())?;
+                Backend::Userspace(device)
+            }
+        };
         let mut rtnl = Rtnl::open()?;
         let (index, _) = rtnl.link(DEVICE)?;
         let underlay_mtu = underlay
@@ -164,7 +264,7 @@ impl NodeEncryption {
     pub fn rotate(&mut self, state_dir: &Path) -> Result<String, EncryptionError> {
         let key = NodeKey::generate()?;
         key.store(state_dir)?;
-        self.device.rotate(key.private().clone());
+        self.device.rotate(&key)?;
         self.key = key;
         Ok(self.public_key())
     }
@@ -201,7 +301,7 @@ impl NodeEncryption {
                 allowed_ips: vec![allowed],
             });
         }
-        self.device.set_peers(peers);
+        self.device.set_peers(peers)?;
         self.keyed = keyed;
         self.without_key = without_key;
         if self.tunnel {
@@ -238,21 +338,38 @@ impl NodeEncryption {
 
     /// Its status.
     pub fn status(&self) -> EncryptionStatus {
+        let (peers, peers_unreadable) = match self.device.peers() {
+            Ok(peers) => (peers, None),
+            Err(e) => (Vec::new(), Some(e.to_string())),
+        };
         EncryptionStatus {
             mode: "wireguard".into(),
-            backend: "userspace".into(),
+            backend: self.device.name().into(),
             backend_reason: self.backend_reason.clone(),
             device: DEVICE.into(),
             strict: self.settings.strict,
             public_key: self.public_key(),
-            peers: self.device.peers(),
+            peers,
+            peers_unreadable,
             nodes_without_key: self.without_key.clone(),
             dropped: self.device.counters(),
         }
     }
+}
 
-    /// The peers' public keys by node name.
-    pub fn peer_keys(&self) -> BTreeMap<String, String> {
-        self.device.peers().into_iter().map(|p| (p.name, p.public_key)).collect()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kernel_backend_where_the_kernel_has_one_unless_told_otherwise() {
+        let no = || Err(super::super::genl::GenlError::NoFamily("wireguard".into()));
+        assert_eq!(choose(BackendChoice::Auto, Ok(true)).0, BackendChoice::Kernel);
+        assert_eq!(choose(BackendChoice::Auto, Ok(false)).0, BackendChoice::Userspace);
+        let (backend, reason) = choose(BackendChoice::Auto, no());
+        assert_eq!(backend, BackendChoice::Userspace);
+        assert!(reason.contains("could not be asked"), "{reason}");
+        assert_eq!(choose(BackendChoice::Userspace, Ok(true)).0, BackendChoice::Userspace);
+        assert_eq!(choose(BackendChoice::Kernel, Ok(false)).0, BackendChoice::Kernel, "and fails to start");
     }
 }

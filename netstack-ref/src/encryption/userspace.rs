@@ -22,6 +22,7 @@ use boringtun::x25519::{PublicKey, StaticSecret};
 use mio::unix::SourceFd;
 use mio::Interest;
 
+use super::peer::{PeerConfig, PeerStatus};
 use crate::policy::api::Cidr;
 
 /// How often WireGuard's timers run.
@@ -58,39 +59,6 @@ pub enum UserspaceError {
     /// The event loop's thread or runtime.
     #[error("userspace WireGuard: start its event loop: {0}")]
     EventLoop(#[source] std::io::Error),
-}
-
-/// A peer: another node.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PeerConfig {
-    /// The node's name.
-    pub name: String,
-    /// Its public key.
-    pub public_key: [u8; 32],
-    /// Where its WireGuard listens (its underlay address, the WireGuard port).
-    pub endpoint: SocketAddr,
-    /// What may come from it and goes to it: its pod CIDR (native routing) or its underlay
-    /// address (the tunnel's packets, in tunnel mode).
-    pub allowed_ips: Vec<Cidr>,
-}
-
-/// A peer as it stands.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct PeerStatus {
-    /// The node's name.
-    pub name: String,
-    /// Its public key, base64.
-    pub public_key: String,
-    /// Where it is reached.
-    pub endpoint: String,
-    /// Its allowed IPs.
-    pub allowed_ips: Vec<String>,
-    /// Milliseconds since the last completed handshake (none yet: `None`).
-    pub last_handshake_millis: Option<u64>,
-    /// Bytes sent to it (encrypted payload).
-    pub tx_bytes: u64,
-    /// Bytes received from it.
-    pub rx_bytes: u64,
 }
 
 /// What the loop counts.
@@ -257,15 +225,7 @@ impl State {
             .iter()
             .map(|p| {
                 let (since, tx, rx) = p.totals();
-                PeerStatus {
-                    name: p.config.name.clone(),
-                    public_key: super::keys::public_base64(&PublicKey::from(p.config.public_key)),
-                    endpoint: p.config.endpoint.to_string(),
-                    allowed_ips: p.config.allowed_ips.iter().map(ToString::to_string).collect(),
-                    last_handshake_millis: since.map(|d| d.as_millis() as u64),
-                    tx_bytes: tx,
-                    rx_bytes: rx,
-                }
+                PeerStatus::of(&p.config, since, tx, rx)
             })
             .collect()
     }
