@@ -1,6 +1,6 @@
 //! Run after the whole suite (`.ci/run` does, with `--ignored`): no namespace, interface,
-//! cgroup, qdisc or pin a test made is left behind. Test objects carry `unique_name()`s
-//! (`<prefix>_<pid>_<n>`), so anything of that shape is a leak.
+//! cgroup, qdisc, pin or WireGuard device process a test made is left behind. Test objects
+//! carry `unique_name()`s (`<prefix>_<pid>_<n>`), so anything of that shape is a leak.
 
 use std::path::Path;
 use std::process::Command;
@@ -81,5 +81,14 @@ fn nothing_is_left_behind_by_the_suite() {
         leaks.push("pin /sys/fs/bpf/lib_fixture_pinned (the loader differential test)".to_owned());
     }
     leaks.extend(test_named_entries(Path::new(CGROUP2_ROOT)).into_iter().map(|p| format!("cgroup {p}")));
+    // A node's userspace WireGuard device outlives its agent; bringing the node down stops it.
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        if args.iter().any(|a| *a == b"wireguard-device") {
+            let shown: Vec<String> = args.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+            leaks.push(format!("process {}: {}", entry.file_name().to_string_lossy(), shown.join(" ").trim()));
+        }
+    }
     assert!(leaks.is_empty(), "the test suite left these behind:\n{}", leaks.join("\n"));
 }

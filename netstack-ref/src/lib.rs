@@ -17,6 +17,7 @@
 //!   Maglev, health check node ports.
 //! - [`observe`]: Hubble-style flows.
 //! - [`demo`]: the README's main job.
+//! - [`process`]: processes started and stopped by pid.
 //! - [`traffic`]: probes and test frames for the demo, tests and benchmarks.
 //!
 //! ```
@@ -40,5 +41,6 @@ pub mod identity;
 pub mod manifest;
 pub mod observe;
 pub mod policy;
+pub mod process;
 pub mod services;
 pub mod traffic;

@@ -3,7 +3,8 @@
 //! between pods on two nodes arrives whole while a capture on the sender's underlay holds only
 //! WireGuard (UDP/51871) and never the stream's marker; a stream between pods of one node
 //! does not touch the device. Natively routed, a key rotation under a running stream neither
-//! resets nor stalls it; through the tunnel, in strict mode, a pod's packet to a node whose key
+//! resets nor stalls it, nor does the agent's death and restart (the device outlives it);
+//! through the tunnel, in strict mode, a pod's packet to a node whose key
 //! was withdrawn is dropped and counted.
 
 mod support;
@@ -138,7 +139,45 @@ fn encrypted_between_nodes(routing: &str, encryption: &str) {
         withdrawn_key_drops(&record, &sender, receiver_ip);
     } else {
         rotation_under_a_stream(node1, node2, &sender, &receiver, receiver_ip);
+        agent_restart_under_a_stream(&state_dir, node1, &sender, &receiver, receiver_ip);
     }
+}
+
+/// node1's agent killed and restarted while a stream runs from its pod to node2's: the
+/// WireGuard device is not the agent's to take down — the stream carries on encrypted, and the
+/// restarted agent adopts the device it left.
+fn agent_restart_under_a_stream(
+    state_dir: &std::path::Path,
+    node1: &NodeRecord,
+    sender: &str,
+    receiver: &str,
+    receiver_ip: Ipv4Addr,
+) {
+    let before = status(node1).and_then(|s| s.encryption).unwrap();
+    let agent_pid = std::fs::read_to_string(node1.state_dir.join("agent.pid")).unwrap().trim().parse().unwrap();
+    let to = SocketAddrV4::new(receiver_ip, 7300);
+    let (longest, received) = steady_stream(sender, receiver, to, Duration::from_secs(6), || {
+        std::thread::sleep(Duration::from_millis(500));
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(agent_pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+        std::thread::sleep(Duration::from_secs(2));
+        netstack_ref::cluster::topology::restart_agent(state_dir, &node1.name).unwrap();
+    });
+    assert!(longest < Duration::from_secs(1), "no stall over a second: {longest:?} ({received} bytes)");
+    let adopted = || status(node1).and_then(|s| s.encryption).is_some_and(|e| e.peers.len() == 2);
+    assert!(eventually(Duration::from_secs(30), adopted), "the restarted agent encrypts");
+    let after = status(node1).and_then(|s| s.encryption).unwrap();
+    assert_eq!(after.device_pid, before.device_pid, "the device the agent left, adopted");
+    assert_eq!(after.public_key, before.public_key);
+    let tx = |s: &netstack_ref::encryption::node::EncryptionStatus| {
+        s.peers.iter().find(|p| p.name == "node2").map_or(0, |p| p.tx_bytes)
+    };
+    assert!(
+        tx(&after) >= tx(&before) + received as u64,
+        "the stream went through it: {} → {}",
+        tx(&before),
+        tx(&after)
+    );
+    eprintln!("agent killed and restarted under a stream of {received} bytes: longest gap {longest:?}");
 }
 
 /// `netstack encryption rotate` on node1 while a stream runs from its pod to node2's.

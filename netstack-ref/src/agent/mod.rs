@@ -330,10 +330,14 @@ impl Agent {
             Routing::Native => None,
         };
         let external = north_south_devices(&config, tunnel.as_ref().map(Tunnel::ifindex))?;
+        // The agent is the netstack binary, which also runs the userspace WireGuard device.
+        let netstack_binary = std::env::current_exe()
+            .map_err(|source| AgentError::Directory { path: PathBuf::from("/proc/self/exe"), source })?;
         let encryption = config
             .encryption
             .map(|settings| {
                 crate::encryption::node::NodeEncryption::start(
+                    &netstack_binary,
                     &config.state_dir,
                     &config.bpffs,
                     config.node_address,
@@ -885,6 +889,8 @@ pub fn reset(config: &AgentConfig) -> Result<(), AgentError> {
         crate::cluster::routing::remove_devices()
             .map_err(|e| AgentError::Tunnel(crate::cluster::routing::TunnelError::Plumbing(e)))?;
     }
+    crate::encryption::node::reset(&config.state_dir)
+        .map_err(|e| AgentError::Encryption(crate::encryption::node::EncryptionError::Plumbing(e)))?;
     let _ = std::fs::remove_file(config.state_dir.join("state.json"));
     let _ = std::fs::remove_file(config.socket());
     Ok(())

@@ -280,18 +280,19 @@ impl Rtnl {
     /// Makes IPv4 UDP packets to port `port` look routing table `table` up first (a rule at
     /// `priority`); already there is fine.
     pub fn add_udp_port_rule(&mut self, priority: u32, port: u16, table: u8) -> Result<(), PlumbingError> {
-        use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage, RulePortRange};
-        let mut message = RuleMessage::default();
-        message.header.family = AddressFamily::Inet;
-        message.header.table = table;
-        message.header.action = RuleAction::ToTable;
-        message.attributes.push(RuleAttribute::Priority(priority));
-        message.attributes.push(RuleAttribute::IpProtocol(netlink_packet_route::IpProtocol::Udp));
-        message.attributes.push(RuleAttribute::DestinationPortRange(RulePortRange { start: port, end: port }));
-        message.attributes.push(RuleAttribute::Table(u32::from(table)));
         let op = format!("add rule: UDP to port {port} looks up table {table}");
+        let message = udp_port_rule(priority, port, table);
         match self.request(&op, RouteNetlinkMessage::NewRule(message), NLM_F_CREATE | NLM_F_EXCL) {
             Err(PlumbingError::Netlink { source, .. }) if source.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// Removes the rule [`Rtnl::add_udp_port_rule`] made; not there is fine.
+    pub fn remove_udp_port_rule(&mut self, priority: u32, port: u16, table: u8) -> Result<(), PlumbingError> {
+        let op = format!("remove rule: UDP to port {port} looks up table {table}");
+        match self.request(&op, RouteNetlinkMessage::DelRule(udp_port_rule(priority, port, table)), 0) {
+            Err(PlumbingError::Netlink { source, .. }) if source.raw_os_error() == Some(libc::ENOENT) => Ok(()),
             other => other.map(|_| ()),
         }
     }
@@ -300,4 +301,18 @@ impl Rtnl {
     pub fn remove_route(&mut self, destination: Ipv4Addr, prefix_len: u8) -> Result<(), PlumbingError> {
         self.remove_table_route(RouteHeader::RT_TABLE_MAIN, destination, prefix_len)
     }
+}
+
+/// The rule sending IPv4 UDP to `port` to `table`, at `priority`.
+fn udp_port_rule(priority: u32, port: u16, table: u8) -> netlink_packet_route::rule::RuleMessage {
+    use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage, RulePortRange};
+    let mut message = RuleMessage::default();
+    message.header.family = AddressFamily::Inet;
+    message.header.table = table;
+    message.header.action = RuleAction::ToTable;
+    message.attributes.push(RuleAttribute::Priority(priority));
+    message.attributes.push(RuleAttribute::IpProtocol(netlink_packet_route::IpProtocol::Udp));
+    message.attributes.push(RuleAttribute::DestinationPortRange(RulePortRange { start: port, end: port }));
+    message.attributes.push(RuleAttribute::Table(u32::from(table)));
+    message
 }

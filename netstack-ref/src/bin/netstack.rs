@@ -304,6 +304,24 @@ enum Command {
         #[command(flatten)]
         state: State,
     },
+    /// The userspace WireGuard device of a node, in a process of its own: started by the
+    /// agent (`--enable-wireguard` without the kernel's), which drives it over
+    /// `<state-dir>/wireguard/device.sock`; it outlives the agent until `agent reset`.
+    #[command(hide = true)]
+    WireguardDevice {
+        /// The node's state directory (its key; the socket, pid and log files).
+        #[arg(long)]
+        state_dir: PathBuf,
+        /// The TUN device's name.
+        #[arg(long)]
+        device: String,
+        /// The UDP address to listen on.
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// The link datagrams leave by, whatever the routes say.
+        #[arg(long)]
+        send_through: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -649,6 +667,11 @@ fn run(cli: Cli) -> Result<(), CliError> {
             run_agent(state, manifests, netns, node_name, pod_cidr, &allow_localhost, cluster)
         }
         Command::Observe { args } => observe(&args),
+        Command::WireguardDevice { state_dir, device, listen, send_through } => {
+            let options = netstack_ref::encryption::detached::DeviceOptions { state_dir, device, listen, send_through };
+            netstack_ref::encryption::detached::serve(&options)
+                .map_err(|e| CliError::Agent(agent::AgentError::Encryption(e)))
+        }
         Command::Encryption { command: EncryptionCommand::Status { state, output } } => {
             encryption_status(&state, output)
         }

@@ -392,7 +392,7 @@ pub fn restart_agent(state_dir: &Path, node: &str) -> Result<u32, ClusterError> 
         .ok_or_else(|| ClusterError::Invalid { cluster: record.name.clone(), reason: format!("no node {node}") })?;
     let pid_file = record.nodes[index].state_dir.join("agent.pid");
     if let Some(pid) = std::fs::read_to_string(&pid_file).ok().and_then(|s| s.trim().parse().ok()) {
-        stop(pid);
+        crate::process::stop(pid);
     }
     let pid = start_agent(&record, index)?;
     record.nodes[index].agent_pid = Some(pid);
@@ -463,7 +463,7 @@ fn start_etcd(cluster: &str, underlay: &str, state_dir: &Path) -> Result<(String
         || netns::run_in(underlay, move || std::net::TcpStream::connect((address, 2379)).is_ok()).unwrap_or(false);
     while !listening() {
         if std::time::Instant::now() > deadline {
-            stop(child.id());
+            crate::process::stop(child.id());
             return Err(ClusterError::Invalid {
                 cluster: cluster.to_owned(),
                 reason: "etcd did not start within 20 s".to_owned(),
@@ -472,31 +472,6 @@ fn start_etcd(cluster: &str, underlay: &str, state_dir: &Path) -> Result<(String
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     Ok((client, child.id(), data_dir))
-}
-
-/// Stops process `pid` (SIGTERM, then SIGKILL after two seconds) if it still runs.
-fn stop(pid: u32) {
-    use nix::sys::signal::{kill, Signal};
-    let pid = nix::unistd::Pid::from_raw(pid as i32);
-    if kill(pid, Signal::SIGTERM).is_err() {
-        return;
-    }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-    while std::time::Instant::now() < deadline {
-        // Reaped by its parent or gone: a signal 0 says so.
-        if kill(pid, None).is_err() || is_zombie(pid.as_raw()) {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let _ = kill(pid, Signal::SIGKILL);
-}
-
-fn is_zombie(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rsplit(')').next().map(|rest| rest.trim_start().starts_with('Z')))
-        .unwrap_or(true)
 }
 
 /// Brings cluster `name` (recorded under `state_dir`) down: agents stopped and what they made
@@ -512,8 +487,8 @@ pub fn down(state_dir: &Path, name: &str) -> Result<(), ClusterError> {
         .map(|dir| dir.flatten().map(|e| e.path()).filter(|p| p.join("agent.pid").exists()).collect())
         .unwrap_or_default();
     for dir in &node_dirs {
-        if let Some(pid) = std::fs::read_to_string(dir.join("agent.pid")).ok().and_then(|s| s.trim().parse().ok()) {
-            stop(pid);
+        if let Some(pid) = crate::process::read_pid_file(&dir.join("agent.pid")) {
+            crate::process::stop(pid);
         }
         // Inside the node's namespace, where its host veths and tunnel device are.
         let mut config = crate::agent::AgentConfig::new(dir, None);
@@ -528,7 +503,7 @@ pub fn down(state_dir: &Path, name: &str) -> Result<(), ClusterError> {
         }
     }
     if let Some((_, pid, _)) = record.as_ref().and_then(|r| r.etcd.as_ref()) {
-        stop(*pid);
+        crate::process::stop(*pid);
     }
     let prefix = format!("{name}-");
     let mut names: Vec<String> = std::fs::read_dir("/run/netns")

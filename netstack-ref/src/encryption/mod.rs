@@ -1,6 +1,7 @@
 //! Transparent encryption between nodes, as Cilium's WireGuard mode does it (issue 20, in
 //! progress):
 //!
+//! - [`detached`]: the userspace device in a process of its own, driven over a socket.
 //! - [`genl`]: generic netlink, as WireGuard's configuration needs it.
 //! - [`kernel`]: the kernel's WireGuard device, configured over generic netlink.
 //! - [`keys`]: each node's X25519 key pair, kept in its state directory.
@@ -10,6 +11,7 @@
 //! - [`userspace`]: WireGuard in the agent (boringtun's protocol state machine) on a TUN
 //!   device, for kernels without WireGuard.
 
+pub mod detached;
 pub mod genl;
 pub mod kernel;
 pub mod keys;

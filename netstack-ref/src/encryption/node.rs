@@ -11,10 +11,11 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 
+use super::detached::{DetachedDevice, DetachedError, DeviceOptions};
 use super::kernel::{KernelError, KernelWireguard};
 use super::keys::{parse_public, KeyError, NodeKey};
 use super::peer::{PeerConfig, PeerStatus};
-use super::userspace::{Counters, UserspaceError, UserspaceWireguard};
+use super::userspace::{Counters, UserspaceError};
 use super::WIREGUARD_PORT;
 use crate::agent::netns::PlumbingError;
 use crate::agent::rtnl::Rtnl;
@@ -47,6 +48,9 @@ pub enum EncryptionError {
     /// The kernel's device.
     #[error(transparent)]
     Kernel(#[from] KernelError),
+    /// The userspace device's process.
+    #[error(transparent)]
+    Detached(#[from] DetachedError),
     /// Its link or routes.
     #[error("WireGuard device {DEVICE}: {0}")]
     Plumbing(#[from] PlumbingError),
@@ -98,7 +102,8 @@ impl BackendChoice {
 /// The WireGuard a node runs.
 #[derive(Debug)]
 enum Backend {
-    Userspace(UserspaceWireguard),
+    /// In a process of its own, so it outlives the agent as the kernel's does.
+    Userspace(DetachedDevice),
     Kernel(KernelWireguard),
 }
 
@@ -112,7 +117,7 @@ impl Backend {
 
     fn set_peers(&mut self, peers: Vec<PeerConfig>) -> Result<(), EncryptionError> {
         match self {
-            Backend::Userspace(device) => device.set_peers(peers),
+            Backend::Userspace(device) => device.set_peers(&peers)?,
             Backend::Kernel(device) => device.set_peers(peers)?,
         }
         Ok(())
@@ -120,7 +125,8 @@ impl Backend {
 
     fn rotate(&mut self, key: &NodeKey) -> Result<(), EncryptionError> {
         match self {
-            Backend::Userspace(device) => device.rotate(key.private().clone()),
+            // It reads the key the caller stored.
+            Backend::Userspace(device) => device.reload_key()?,
             Backend::Kernel(device) => device.rotate(key.private())?,
         }
         Ok(())
@@ -128,8 +134,15 @@ impl Backend {
 
     fn peers(&self) -> Result<Vec<PeerStatus>, EncryptionError> {
         match self {
-            Backend::Userspace(device) => Ok(device.peers()),
+            Backend::Userspace(device) => Ok(device.status()?.1),
             Backend::Kernel(device) => Ok(device.peers()?),
+        }
+    }
+
+    fn pid(&self) -> Option<u32> {
+        match self {
+            Backend::Userspace(device) => Some(device.pid()),
+            Backend::Kernel(_) => None,
         }
     }
 
@@ -137,7 +150,7 @@ impl Backend {
     /// drops in the link's statistics only.
     fn counters(&self) -> Option<Counters> {
         match self {
-            Backend::Userspace(device) => Some(device.counters()),
+            Backend::Userspace(device) => device.status().ok().map(|(_, _, counters)| counters),
             Backend::Kernel(_) => None,
         }
     }
@@ -170,6 +183,9 @@ pub struct EncryptionStatus {
     pub backend_reason: String,
     /// The device.
     pub device: String,
+    /// The userspace device's process (it outlives the agent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_pid: Option<u32>,
     /// Strict mode.
     pub strict: bool,
     /// This node's public key.
@@ -212,9 +228,12 @@ fn link_with(address: Ipv4Addr) -> Option<String> {
 }
 
 impl NodeEncryption {
-    /// Loads (or makes) the node's key from `state_dir`, starts the device in this namespace,
-    /// listening on `node_address`, and tells the endpoints pinned under `bpffs` about it.
+    /// Loads (or makes) the node's key from `state_dir`, starts the device in this namespace
+    /// (or adopts the one a previous agent left: the kernel's, or the userspace one, which
+    /// runs as `netstack_binary wireguard-device`), listening on `node_address`, and tells the
+    /// endpoints pinned under `bpffs` about it.
     pub fn start(
+        netstack_binary: &Path,
         state_dir: &Path,
         bpffs: &Path,
         node_address: Option<IpAddr>,
@@ -228,9 +247,13 @@ impl NodeEncryption {
         let device = match backend {
             BackendChoice::Kernel => Backend::Kernel(KernelWireguard::start(DEVICE, WIREGUARD_PORT, key.private())?),
             _ => {
-                let listen = SocketAddr::from((address, WIREGUARD_PORT));
-                let device = UserspaceWireguard::start(DEVICE, listen, key.private().clone(), underlay.as_deref())?;
-                Backend::Userspace(device)
+                let options = DeviceOptions {
+                    state_dir: state_dir.to_owned(),
+                    device: DEVICE.to_owned(),
+                    listen: SocketAddr::from((address, WIREGUARD_PORT)),
+                    send_through: underlay.clone(),
+                };
+                Backend::Userspace(DetachedDevice::adopt_or_start(netstack_binary, &options)?)
             }
         };
         let mut rtnl = Rtnl::open()?;
@@ -347,6 +370,7 @@ impl NodeEncryption {
             backend: self.device.name().into(),
             backend_reason: self.backend_reason.clone(),
             device: DEVICE.into(),
+            device_pid: self.device.pid(),
             strict: self.settings.strict,
             public_key: self.public_key(),
             peers,
@@ -355,6 +379,18 @@ impl NodeEncryption {
             dropped: self.device.counters(),
         }
     }
+}
+
+/// Undoes what a node's encryption made, the agent gone (`agent reset`): the userspace
+/// device's process stopped, the kernel's device deleted, the tunnel's rule removed (its
+/// routes went with the device).
+pub fn reset(state_dir: &Path) -> Result<(), PlumbingError> {
+    super::detached::stop(state_dir);
+    let mut rtnl = Rtnl::open()?;
+    if let Ok((index, _)) = rtnl.link(DEVICE) {
+        rtnl.delete_link(index)?;
+    }
+    rtnl.remove_udp_port_rule(TUNNEL_RULE_PRIORITY, crate::cluster::routing::VXLAN_PORT, TUNNEL_TABLE)
 }
 
 #[cfg(test)]
