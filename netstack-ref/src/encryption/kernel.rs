@@ -104,7 +104,8 @@ pub struct KernelPeer {
 #[derive(Debug)]
 pub struct KernelWireguard {
     device: String,
-    genl: Genl,
+    /// Opened where the device was made: every request goes to that namespace.
+    genl: std::sync::Mutex<Genl>,
     family: u16,
     /// The peers as last set, by public key.
     peers: BTreeMap<[u8; 32], PeerConfig>,
@@ -125,7 +126,12 @@ impl KernelWireguard {
         if !adopted {
             rtnl.add_wireguard(device).map_err(link_failed)?;
         }
-        let mut wireguard = KernelWireguard { device: device.to_owned(), genl, family, peers: BTreeMap::new() };
+        let mut wireguard = KernelWireguard {
+            device: device.to_owned(),
+            genl: std::sync::Mutex::new(genl),
+            family,
+            peers: BTreeMap::new(),
+        };
         let mut attributes = Attributes::new();
         attributes.string(WGDEVICE_A_IFNAME, device);
         attributes.bytes(WGDEVICE_A_PRIVATE_KEY, private.as_bytes());
@@ -154,11 +160,21 @@ impl KernelWireguard {
         &self.device
     }
 
-    fn set_device(&mut self, what: &str, attributes: &Attributes) -> Result<(), KernelError> {
+    fn set_device(&self, what: &str, attributes: &Attributes) -> Result<(), KernelError> {
+        self.request(what, 0, WG_CMD_SET_DEVICE, attributes).map(|_| ())
+    }
+
+    fn request(
+        &self,
+        what: &str,
+        flags: u16,
+        command: u8,
+        attributes: &Attributes,
+    ) -> Result<Vec<Vec<u8>>, KernelError> {
         let operation = format!("{} {what}", self.device);
-        self.genl
-            .request(&operation, self.family, NLM_F_ACK, WG_CMD_SET_DEVICE, WG_GENL_VERSION, attributes)
-            .map(|_| ())
+        let mut genl = self.genl.lock().expect("not poisoned");
+        let flags = if flags & NLM_F_DUMP == 0 { flags | NLM_F_ACK } else { flags };
+        genl.request(&operation, self.family, flags, command, WG_GENL_VERSION, attributes)
             .map_err(|source| KernelError::Genl { device: self.device.clone(), source })
     }
 
@@ -177,24 +193,18 @@ impl KernelWireguard {
     }
 
     /// Takes `private` as the device's key (sessions made with the old one expire).
-    pub fn rotate(&mut self, private: &StaticSecret) -> Result<(), KernelError> {
+    pub fn rotate(&self, private: &StaticSecret) -> Result<(), KernelError> {
         let mut attributes = Attributes::new();
         attributes.string(WGDEVICE_A_IFNAME, &self.device);
         attributes.bytes(WGDEVICE_A_PRIVATE_KEY, private.as_bytes());
         self.set_device("set its key", &attributes)
     }
 
-    /// The peers as the kernel has them (on a socket of its own, so status needs no `&mut`).
+    /// The peers as the kernel has them.
     pub fn read(&self) -> Result<Vec<KernelPeer>, KernelError> {
-        let genl_failed = |source| KernelError::Genl { device: self.device.clone(), source };
         let mut attributes = Attributes::new();
         attributes.string(WGDEVICE_A_IFNAME, &self.device);
-        let operation = format!("{} read its peers", self.device);
-        let replies = Genl::open()
-            .map_err(genl_failed)?
-            .request(&operation, self.family, NLM_F_DUMP, WG_CMD_GET_DEVICE, WG_GENL_VERSION, &attributes)
-            .map_err(|source| KernelError::Genl { device: self.device.clone(), source })?;
-        Ok(parse_device(&replies))
+        Ok(parse_device(&self.request("read its peers", NLM_F_DUMP, WG_CMD_GET_DEVICE, &attributes)?))
     }
 
     /// Each peer's handshake and traffic, named as the agent named it.
@@ -212,7 +222,7 @@ impl KernelWireguard {
             .collect())
     }
 
-    /// Deletes the device.
+    /// Deletes the device (from the calling thread's namespace: the device's).
     pub fn remove(self) -> Result<(), KernelError> {
         let link_failed = |source| KernelError::Link { device: self.device.clone(), source };
         let mut rtnl = Rtnl::open().map_err(link_failed)?;
