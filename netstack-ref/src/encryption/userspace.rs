@@ -363,6 +363,8 @@ fn run(mut poll: mio::Poll, tun: &TunSocket, socket: &mio::net::UdpSocket, state
     let mut events = mio::Events::with_capacity(64);
     let mut packet = vec![0u8; BUFFER];
     let mut out = vec![0u8; BUFFER];
+    let mut sender = Sender::new(socket);
+    let mut receiver = Receiver::new(socket);
     let mut next_tick = Instant::now();
     while !stop.load(Ordering::SeqCst) {
         let wait = next_tick.saturating_duration_since(Instant::now());
@@ -375,19 +377,21 @@ fn run(mut poll: mio::Poll, tun: &TunSocket, socket: &mio::net::UdpSocket, state
                 TUN => {
                     while let Ok(read) = tun.read(&mut packet) {
                         let n = read.len();
-                        if let Some((datagram, to)) = outgoing(state, &packet[..n], &mut out) {
-                            let _ = socket.send_to(&datagram, to);
-                        }
+                        sender.encrypt(state, &packet[..n]);
                     }
+                    sender.flush();
                 }
                 SOCKET => {
-                    while let Ok((n, from)) = socket.recv_from(&mut packet) {
-                        let (to_network, to_device) = incoming(state, from, &packet[..n], &mut out);
-                        for datagram in to_network {
-                            let _ = socket.send_to(&datagram, from);
-                        }
-                        for decrypted in to_device {
-                            tun.write4(&decrypted);
+                    while let Some(received) = receiver.receive() {
+                        let Some((from, datagrams)) = received else { continue };
+                        for datagram in datagrams {
+                            let (to_network, to_device) = incoming(state, from, datagram, &mut out);
+                            for answer in to_network {
+                                let _ = socket.send_to(&answer, from);
+                            }
+                            for decrypted in to_device {
+                                tun.write4(&decrypted);
+                            }
                         }
                     }
                 }
@@ -403,20 +407,169 @@ fn run(mut poll: mio::Poll, tun: &TunSocket, socket: &mio::net::UdpSocket, state
     }
 }
 
-/// A packet from the device: encrypted for the peer its destination belongs to (or queued
-/// behind a handshake, whose initiation is then what goes out).
-fn outgoing(state: &Mutex<State>, packet: &[u8], out: &mut [u8]) -> Option<(Vec<u8>, SocketAddr)> {
-    let mut state = state.lock().expect("not poisoned");
-    let destination = Tunn::dst_address(packet)?;
-    let Some(peer) = state.peer_for_destination(destination) else {
-        state.counters.no_peer += 1;
-        return None;
-    };
-    let endpoint = peer.config.endpoint;
-    match peer.sending().tunn.encapsulate(packet, out) {
-        TunnResult::WriteToNetwork(datagram) => Some((datagram.to_vec(), endpoint)),
-        _ => None,
+/// At most this many datagrams go in one send (the kernel's UDP_MAX_SEGMENTS, 64 before
+/// Linux 6.7) …
+const GSO_SEGMENTS: usize = 64;
+
+/// … and at most this many bytes (what one UDP datagram may carry).
+const GSO_BYTES: usize = 65_000;
+
+/// Encrypted datagrams gathered as the device's packets are read, sent together: a run of
+/// datagrams of one size to one peer (a bulk stream's) leaves in one `sendmsg` with UDP
+/// segmentation offload (`UDP_SEGMENT`), which the kernel splits as late as it can — over a
+/// veth, not before the receiving socket. Where the kernel refuses it, one by one.
+struct Sender<'a> {
+    socket: &'a mio::net::UdpSocket,
+    buffer: Vec<u8>,
+    /// Each datagram's start and length in `buffer`, and where it goes.
+    datagrams: Vec<(usize, usize, SocketAddr)>,
+    end: usize,
+    offload: bool,
+}
+
+impl<'a> Sender<'a> {
+    fn new(socket: &'a mio::net::UdpSocket) -> Sender<'a> {
+        Sender {
+            socket,
+            buffer: vec![0u8; GSO_BYTES + BUFFER],
+            datagrams: Vec::with_capacity(GSO_SEGMENTS),
+            end: 0,
+            offload: true,
+        }
     }
+
+    /// Encrypts a packet from the device for the peer its destination belongs to (or queues
+    /// it behind a handshake, whose initiation is then what goes out).
+    fn encrypt(&mut self, state: &Mutex<State>, packet: &[u8]) {
+        // Room for the packet, WireGuard's header and tag, or a handshake initiation.
+        if self.datagrams.len() == GSO_SEGMENTS || self.buffer.len() - self.end < packet.len() + 256 {
+            self.flush();
+        }
+        let mut state = state.lock().expect("not poisoned");
+        let Some(destination) = Tunn::dst_address(packet) else { return };
+        let Some(peer) = state.peer_for_destination(destination) else {
+            state.counters.no_peer += 1;
+            return;
+        };
+        let endpoint = peer.config.endpoint;
+        let space = &mut self.buffer[self.end..];
+        let base = space.as_ptr() as usize;
+        if let TunnResult::WriteToNetwork(datagram) = peer.sending().tunn.encapsulate(packet, space) {
+            let start = self.end + (datagram.as_ptr() as usize - base);
+            self.datagrams.push((start, datagram.len(), endpoint));
+            self.end = start + datagram.len();
+        }
+    }
+
+    /// Sends what was gathered.
+    fn flush(&mut self) {
+        let mut at = 0;
+        while at < self.datagrams.len() {
+            let run = self.run_from(at);
+            let (start, size, to) = self.datagrams[at];
+            let (_, last_len, _) = self.datagrams[at + run - 1];
+            let end = self.datagrams[at + run - 1].0 + last_len;
+            if run == 1 || !self.send_segmented(start, end, size, to) {
+                for &(start, len, to) in &self.datagrams[at..at + run] {
+                    let _ = self.socket.send_to(&self.buffer[start..start + len], to);
+                }
+            }
+            at += run;
+        }
+        self.datagrams.clear();
+        self.end = 0;
+    }
+
+    /// How many datagrams from `at` can go as one: contiguous, to one peer, of one size (the
+    /// last may be shorter), within the offload's limits.
+    fn run_from(&self, at: usize) -> usize {
+        let (start, size, to) = self.datagrams[at];
+        let mut run = 1;
+        let mut previous_len = size;
+        while self.offload && at + run < self.datagrams.len() && run < GSO_SEGMENTS {
+            let (next_start, len, next_to) = self.datagrams[at + run];
+            let contiguous = next_start == start + run * size;
+            if next_to != to || !contiguous || len > size || previous_len < size || next_start + len - start > GSO_BYTES
+            {
+                break;
+            }
+            previous_len = len;
+            run += 1;
+        }
+        run
+    }
+
+    /// One `sendmsg` of `buffer[start..end]`, cut by the kernel into datagrams of `size`;
+    /// false (and offload off from now on) where the kernel does not do it.
+    fn send_segmented(&mut self, start: usize, end: usize, size: usize, to: SocketAddr) -> bool {
+        use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, SockaddrStorage};
+        let segment = size as u16;
+        let address = SockaddrStorage::from(to);
+        let iov = [std::io::IoSlice::new(&self.buffer[start..end])];
+        let control = [ControlMessage::UdpGsoSegments(&segment)];
+        match sendmsg(self.socket.as_raw_fd(), &iov, &control, MsgFlags::empty(), Some(&address)) {
+            Ok(_) => true,
+            // A full socket buffer drops them, as it would one datagram.
+            Err(nix::errno::Errno::EAGAIN) => true,
+            Err(_) => {
+                self.offload = false;
+                false
+            }
+        }
+    }
+}
+
+/// Datagrams from the socket. With UDP receive offload (`UDP_GRO`) one read may bring
+/// several datagrams of one sender, coalesced, with their size in a control message.
+struct Receiver<'a> {
+    socket: &'a mio::net::UdpSocket,
+    buffer: Vec<u8>,
+    control: Vec<u8>,
+}
+
+impl<'a> Receiver<'a> {
+    fn new(socket: &'a mio::net::UdpSocket) -> Receiver<'a> {
+        // Without it, datagrams come one by one.
+        let _ = nix::sys::socket::setsockopt(socket, nix::sys::socket::sockopt::UdpGroSegment, &true);
+        Receiver { socket, buffer: vec![0u8; BUFFER], control: nix::cmsg_space!(i32) }
+    }
+
+    /// The next read's sender and datagrams (`Some(None)`: a read that brought none, such as
+    /// an ICMP error's), until none is waiting.
+    fn receive(&mut self) -> Option<Option<(SocketAddr, std::slice::Chunks<'_, u8>)>> {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrStorage};
+        let (bytes, from, segment) = {
+            let mut iov = [std::io::IoSliceMut::new(&mut self.buffer)];
+            let message = match recvmsg::<SockaddrStorage>(
+                self.socket.as_raw_fd(),
+                &mut iov,
+                Some(&mut self.control),
+                MsgFlags::empty(),
+            ) {
+                Ok(message) => message,
+                Err(nix::errno::Errno::EAGAIN) => return None,
+                Err(_) => return Some(None),
+            };
+            let segment = message.cmsgs().ok().and_then(|mut cmsgs| {
+                cmsgs.find_map(|c| match c {
+                    ControlMessageOwned::UdpGroSegments(size) => usize::try_from(size).ok(),
+                    _ => None,
+                })
+            });
+            (message.bytes, message.address, segment)
+        };
+        let Some(from) = from.and_then(|a| socket_addr(&a)) else { return Some(None) };
+        let segment = segment.filter(|s| *s > 0).unwrap_or(bytes.max(1));
+        Some(Some((from, self.buffer[..bytes].chunks(segment))))
+    }
+}
+
+/// A socket address of the IP families.
+fn socket_addr(address: &nix::sys::socket::SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = address.as_sockaddr_in() {
+        return Some(SocketAddr::from((v4.ip(), v4.port())));
+    }
+    address.as_sockaddr_in6().map(|v6| SocketAddr::from((v6.ip(), v6.port())))
 }
 
 /// A datagram from `from`: what to answer on the network (handshake responses, queued
