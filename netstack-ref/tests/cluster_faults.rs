@@ -180,7 +180,16 @@ fn the_datapath_outlives_etcd_and_agents_and_identities_outlive_restarts() {
     // (netstack_ref::cluster::lingering).
     let mut from_bystander = connect(&ns(&bystander), server_ip);
     assert!(echoes(&mut from_bystander));
-    assert!(ipcache_prefixes(&node2.state_dir).contains(&client_prefix));
+    // Listed again since etcd's return, or still lingering from before.
+    let client_known = || ipcache_prefixes(&node2.state_dir).contains(&client_prefix);
+    assert!(
+        eventually(Duration::from_secs(10), client_known),
+        "node2's ipcache lacks node1's client {client_prefix}: {}\n{}",
+        String::from_utf8_lossy(
+            &netstack(&["bpf", "ipcache", "list", "--state-dir", node2.state_dir.to_str().unwrap()]).stdout
+        ),
+        std::fs::read_to_string(node2.state_dir.join("agent.log")).unwrap_or_default()
+    );
     signal(node1.agent_pid.unwrap(), nix::sys::signal::Signal::SIGKILL);
     assert!(echoes(&mut from_bystander) && echoes(&mut from_client), "a dead agent stops no traffic");
     assert!(
