@@ -111,8 +111,23 @@ enum Request {
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 enum Reply {
     Done,
-    Status { pid: u32, peers: Vec<PeerStatus>, counters: Counters },
+    Status(DeviceReport),
     Failed(String),
+}
+
+/// What a running device says of itself.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeviceReport {
+    /// Its process.
+    pub pid: u32,
+    /// Its TUN device.
+    pub device: String,
+    /// Where it listens.
+    pub listen: SocketAddr,
+    /// Each peer's handshake and traffic.
+    pub peers: Vec<PeerStatus>,
+    /// What it dropped, by why.
+    pub counters: Counters,
 }
 
 /// Where a node's device listens for its agent, and writes its pid and log.
@@ -180,7 +195,7 @@ pub fn serve(options: &DeviceOptions) -> Result<(), super::node::EncryptionError
     std::fs::write(pid_path(&options.state_dir), std::process::id().to_string()).map_err(io("write the pid file"))?;
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
-        if answer(stream, &device, &options.state_dir) {
+        if answer(stream, &device, options) {
             break;
         }
     }
@@ -190,7 +205,7 @@ pub fn serve(options: &DeviceOptions) -> Result<(), super::node::EncryptionError
 }
 
 /// Answers one connection's requests; true when told to stop.
-fn answer(stream: UnixStream, device: &UserspaceWireguard, state_dir: &Path) -> bool {
+fn answer(stream: UnixStream, device: &UserspaceWireguard, options: &DeviceOptions) -> bool {
     let _ = stream.set_read_timeout(Some(REQUEST_TIMEOUT));
     let Ok(mut writer) = stream.try_clone() else { return false };
     let mut stop = false;
@@ -204,16 +219,20 @@ fn answer(stream: UnixStream, device: &UserspaceWireguard, state_dir: &Path) -> 
                 }
                 None => Reply::Failed("a peer's key or allowed IPs do not parse".into()),
             },
-            Ok(Request::ReloadKey) => match NodeKey::load_or_create(state_dir) {
+            Ok(Request::ReloadKey) => match NodeKey::load_or_create(&options.state_dir) {
                 Ok(key) => {
                     device.rotate(key.private().clone());
                     Reply::Done
                 }
                 Err(e) => Reply::Failed(e.to_string()),
             },
-            Ok(Request::Status) => {
-                Reply::Status { pid: std::process::id(), peers: device.peers(), counters: device.counters() }
-            }
+            Ok(Request::Status) => Reply::Status(DeviceReport {
+                pid: std::process::id(),
+                device: options.device.clone(),
+                listen: options.listen,
+                peers: device.peers(),
+                counters: device.counters(),
+            }),
             Ok(Request::Stop) => {
                 stop = true;
                 Reply::Done
@@ -244,9 +263,16 @@ impl DetachedDevice {
     pub fn adopt_or_start(binary: &Path, options: &DeviceOptions) -> Result<DetachedDevice, DetachedError> {
         let socket = socket_path(&options.state_dir);
         let mut handle = DetachedDevice { socket: socket.clone(), device: options.device.clone(), pid: 0 };
-        if let Ok((pid, _, _)) = handle.status() {
-            handle.pid = pid;
-            return Ok(handle);
+        match handle.status() {
+            Ok(report) if report.device == options.device && report.listen == options.listen => {
+                handle.pid = report.pid;
+                return Ok(handle);
+            }
+            // Made for another address (the node's changed): replaced.
+            Ok(_) => {
+                let _ = handle.done("stop", &Request::Stop);
+            }
+            Err(_) => {}
         }
         // One that no longer answers is stopped before another takes its device and port.
         if let Some(pid) = crate::process::read_pid_file(&pid_path(&options.state_dir)) {
@@ -271,8 +297,8 @@ impl DetachedDevice {
             .map_err(spawn_failed)?;
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if let Ok((pid, _, _)) = handle.status() {
-                handle.pid = pid;
+            if let Ok(report) = handle.status() {
+                handle.pid = report.pid;
                 break;
             }
             let exited = matches!(child.try_wait(), Ok(Some(_)));
@@ -330,10 +356,10 @@ impl DetachedDevice {
         self.done("take the new key", &Request::ReloadKey)
     }
 
-    /// Its pid, each peer's handshake and traffic, and what it dropped.
-    pub fn status(&self) -> Result<(u32, Vec<PeerStatus>, Counters), DetachedError> {
+    /// What it says of itself: its pid, each peer's handshake and traffic, what it dropped.
+    pub fn status(&self) -> Result<DeviceReport, DetachedError> {
         match self.ask("read its status", &Request::Status)? {
-            Reply::Status { pid, peers, counters } => Ok((pid, peers, counters)),
+            Reply::Status(report) => Ok(report),
             other => Err(DetachedError::Refused {
                 socket: self.socket.clone(),
                 operation: "read its status",
@@ -360,22 +386,41 @@ fn ask(socket: &Path, operation: &'static str, request: &Request) -> Result<Repl
     })
 }
 
-/// Whether process `pid` is a WireGuard device this stack started.
-fn is_device_process(pid: u32) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .is_ok_and(|cmdline| cmdline.split(|b| *b == 0).any(|arg| arg == b"wireguard-device"))
+/// A WireGuard device process's `--state-dir`, if `pid` is one this stack started.
+fn device_state_dir(pid: u32) -> Option<PathBuf> {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    if !args.contains(&&b"wireguard-device"[..]) {
+        return None;
+    }
+    let at = args.iter().position(|a| *a == b"--state-dir")?;
+    let dir = std::str::from_utf8(args.get(at + 1)?).ok()?;
+    Some(PathBuf::from(dir))
 }
 
-/// Stops the node's device (told over its socket, else by its pid) and removes its files:
-/// part of `agent reset`.
+fn is_device_process(pid: u32) -> bool {
+    device_state_dir(pid).is_some()
+}
+
+/// The WireGuard device processes running for state directories under `under`.
+pub fn devices_under(under: &Path) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| device_state_dir(*pid).is_some_and(|dir| dir.starts_with(under)))
+        .collect()
+}
+
+/// Stops the node's device (told over its socket, else by its pid or its command line — one
+/// still starting has no pid file yet) and removes its files: part of `agent reset`.
 pub fn stop(state_dir: &Path) {
     let socket = socket_path(state_dir);
-    let pid = crate::process::read_pid_file(&pid_path(state_dir));
     let _ = ask(&socket, "stop", &Request::Stop);
-    if let Some(pid) = pid {
-        if is_device_process(pid) {
-            crate::process::stop(pid);
-        }
+    let mut pids = devices_under(state_dir);
+    pids.extend(crate::process::read_pid_file(&pid_path(state_dir)).filter(|pid| is_device_process(*pid)));
+    for pid in pids {
+        crate::process::stop(pid);
     }
     let _ = std::fs::remove_file(&socket);
     let _ = std::fs::remove_file(pid_path(state_dir));

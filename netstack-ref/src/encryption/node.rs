@@ -132,25 +132,21 @@ impl Backend {
         Ok(())
     }
 
-    fn peers(&self) -> Result<Vec<PeerStatus>, EncryptionError> {
+    /// Each peer's handshake and traffic, and what the device dropped by why (the userspace
+    /// device counts; the kernel's counts its drops in the link's statistics only).
+    fn observe(&self) -> Result<(Vec<PeerStatus>, Option<Counters>), EncryptionError> {
         match self {
-            Backend::Userspace(device) => Ok(device.status()?.1),
-            Backend::Kernel(device) => Ok(device.peers()?),
+            Backend::Userspace(device) => {
+                let report = device.status()?;
+                Ok((report.peers, Some(report.counters)))
+            }
+            Backend::Kernel(device) => Ok((device.peers()?, None)),
         }
     }
 
     fn pid(&self) -> Option<u32> {
         match self {
             Backend::Userspace(device) => Some(device.pid()),
-            Backend::Kernel(_) => None,
-        }
-    }
-
-    /// What the device dropped, by why: the userspace device counts; the kernel's counts its
-    /// drops in the link's statistics only.
-    fn counters(&self) -> Option<Counters> {
-        match self {
-            Backend::Userspace(device) => device.status().ok().map(|(_, _, counters)| counters),
             Backend::Kernel(_) => None,
         }
     }
@@ -361,9 +357,9 @@ impl NodeEncryption {
 
     /// Its status.
     pub fn status(&self) -> EncryptionStatus {
-        let (peers, peers_unreadable) = match self.device.peers() {
-            Ok(peers) => (peers, None),
-            Err(e) => (Vec::new(), Some(e.to_string())),
+        let ((peers, dropped), peers_unreadable) = match self.device.observe() {
+            Ok(observed) => (observed, None),
+            Err(e) => ((Vec::new(), None), Some(e.to_string())),
         };
         EncryptionStatus {
             mode: "wireguard".into(),
@@ -376,7 +372,7 @@ impl NodeEncryption {
             peers,
             peers_unreadable,
             nodes_without_key: self.without_key.clone(),
-            dropped: self.device.counters(),
+            dropped,
         }
     }
 }
