@@ -874,24 +874,39 @@ pub fn run(config: AgentConfig, interval: Duration, http: Option<std::net::TcpLi
 }
 
 /// Removes everything an agent with `config` made: endpoints (namespaces, veths, pins), the
-/// node's pins, the API socket. The state directory itself stays.
+/// node's pins, its tunnel and WireGuard devices (the userspace one's process stopped), the API
+/// socket. The state directory itself stays.
 pub fn reset(config: &AgentConfig) -> Result<(), AgentError> {
+    // Every step is tried, whatever failed before it: what one leaves is no reason to leave
+    // the rest (a pinned datapath, a WireGuard device's process). The first failure is told.
+    let mut first_error: Option<AgentError> = None;
+    let mut note = |result: Result<(), AgentError>| {
+        if let Err(e) = result {
+            first_error.get_or_insert(e);
+        }
+    };
     // A state file that no longer reads leaves nothing to remove by it.
     let persisted = Persisted::load(&config.state_dir).unwrap_or_default();
     for record in persisted.endpoints.values() {
-        endpoint::remove(record, None)?;
+        note(endpoint::remove(record, None).map_err(AgentError::from));
     }
     if config.bpffs.exists() {
-        std::fs::remove_dir_all(&config.bpffs)
-            .map_err(|source| AgentError::Directory { path: config.bpffs.clone(), source })?;
+        note(
+            std::fs::remove_dir_all(&config.bpffs)
+                .map_err(|source| AgentError::Directory { path: config.bpffs.clone(), source }),
+        );
     }
     if config.routing == Routing::Tunnel {
-        crate::cluster::routing::remove_devices()
-            .map_err(|e| AgentError::Tunnel(crate::cluster::routing::TunnelError::Plumbing(e)))?;
+        note(
+            crate::cluster::routing::remove_devices()
+                .map_err(|e| AgentError::Tunnel(crate::cluster::routing::TunnelError::Plumbing(e))),
+        );
     }
-    crate::encryption::node::reset(&config.state_dir)
-        .map_err(|e| AgentError::Encryption(crate::encryption::node::EncryptionError::Plumbing(e)))?;
+    note(
+        crate::encryption::node::reset(&config.state_dir)
+            .map_err(|e| AgentError::Encryption(crate::encryption::node::EncryptionError::Plumbing(e))),
+    );
     let _ = std::fs::remove_file(config.state_dir.join("state.json"));
     let _ = std::fs::remove_file(config.socket());
-    Ok(())
+    first_error.map_or(Ok(()), Err)
 }

@@ -123,7 +123,12 @@ pub fn add(name: &str) -> Result<(), PlumbingError> {
 /// holds it.
 pub fn delete(name: &str) -> Result<(), PlumbingError> {
     let path = Path::new(NETNS_DIR).join(name);
-    nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH).map_err(netns_error("unmount", name))?;
+    match nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH) {
+        // Not a mount: a file whose namespace was never bound to it (its maker died between
+        // the two steps of `add`). Nothing to unmount; the file goes.
+        Err(nix::Error::EINVAL) => {}
+        other => other.map_err(netns_error("unmount", name))?,
+    }
     std::fs::remove_file(&path).map_err(|e| PlumbingError::Netns {
         op: "remove",
         name: name.to_owned(),
@@ -195,4 +200,25 @@ pub fn sysctl(key: &str, value: &str) -> Result<(), PlumbingError> {
 /// The ifindex and MAC of an interface in the calling thread's namespace.
 pub fn link_info(ifname: &str) -> Result<(u32, [u8; 6]), PlumbingError> {
     super::rtnl::Rtnl::open()?.link(ifname)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_namespace_file_its_maker_never_bound_is_deleted_all_the_same() {
+        let Some(_root) = ebpf_test_support::require_kernel() else { return };
+        shared_netns_dir().unwrap();
+        let name = ebpf_test_support::unique_name("nsf");
+        let path = Path::new(NETNS_DIR).join(&name);
+        std::fs::File::create_new(&path).unwrap();
+        assert!(exists(&name));
+        delete(&name).unwrap();
+        assert!(!exists(&name));
+        // A real one still goes the usual way.
+        add(&name).unwrap();
+        delete(&name).unwrap();
+        assert!(!exists(&name));
+    }
 }

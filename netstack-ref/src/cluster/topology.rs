@@ -52,6 +52,16 @@ pub enum ClusterError {
         /// What failed.
         source: KvError,
     },
+    /// Removing what a node's agent made (`agent reset`) left something behind.
+    #[error("cluster {cluster}: node {node}: remove what its agent made: {reason}")]
+    Reset {
+        /// The cluster.
+        cluster: String,
+        /// The node's state directory.
+        node: String,
+        /// What failed.
+        reason: String,
+    },
     /// A request the command line cannot satisfy.
     #[error("cluster {cluster}: {reason}")]
     Invalid {
@@ -482,6 +492,7 @@ pub fn down(state_dir: &Path, name: &str) -> Result<(), ClusterError> {
     // The record knows the cluster's name; `name` is for a cluster whose record is gone.
     let recorded = record.as_ref().map(|r| r.name.clone());
     let name = recorded.as_deref().unwrap_or(name);
+    let mut first_error = None;
     // Agents by their pid files (written as each started), then what each made.
     let node_dirs: Vec<PathBuf> = std::fs::read_dir(state_dir)
         .map(|dir| dir.flatten().map(|e| e.path()).filter(|p| p.join("agent.pid").exists()).collect())
@@ -492,15 +503,24 @@ pub fn down(state_dir: &Path, name: &str) -> Result<(), ClusterError> {
         }
         // Inside the node's namespace, where its host veths and tunnel device are.
         let mut config = crate::agent::AgentConfig::new(dir, None);
-        match record.as_ref().and_then(|r| r.nodes.iter().find(|n| &n.state_dir == dir).map(|n| (r, n))) {
+        let reset = match record.as_ref().and_then(|r| r.nodes.iter().find(|n| &n.state_dir == dir).map(|n| (r, n))) {
             Some((record, node)) if netns::exists(&node.netns) => {
                 config.routing = record.routing;
-                let _ = netns::run_in(&node.netns, move || crate::agent::reset(&config));
+                match netns::run_in(&node.netns, move || crate::agent::reset(&config)) {
+                    Ok(reset) => reset.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
             }
-            _ => {
-                let _ = crate::agent::reset(&config);
-            }
+            _ => crate::agent::reset(&config).map_err(|e| e.to_string()),
+        };
+        if let Err(reason) = reset {
+            let node = dir.display().to_string();
+            first_error.get_or_insert(ClusterError::Reset { cluster: name.to_owned(), node, reason });
         }
+    }
+    // The agents are gone: a WireGuard device one of them was still starting is stopped too.
+    for pid in crate::encryption::detached::devices_under(state_dir) {
+        crate::process::stop(pid);
     }
     if let Some((_, pid, _)) = record.as_ref().and_then(|r| r.etcd.as_ref()) {
         crate::process::stop(*pid);
@@ -510,7 +530,6 @@ pub fn down(state_dir: &Path, name: &str) -> Result<(), ClusterError> {
         .map(|dir| dir.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default();
     names.retain(|n| n.starts_with(&prefix));
-    let mut first_error = None;
     for netns_name in names {
         if let Err(e) = netns::delete(&netns_name) {
             first_error.get_or_insert(ClusterError::Plumbing { cluster: name.to_owned(), source: e });
