@@ -249,6 +249,10 @@ enum Command {
         /// until Ctrl-C.
         #[arg(long)]
         hold: bool,
+        /// With more than one node: encrypt pod traffic between them (`wireguard`,
+        /// `wireguard-strict`; as `netstack cluster up --encryption`) or not (`none`).
+        #[arg(long, value_parser = ["none", "wireguard", "wireguard-strict"], default_value = "none")]
+        encryption: String,
     },
     /// Validates a manifest file and hands it to the agent (kept in the state directory).
     Apply {
@@ -414,6 +418,19 @@ enum BpfPolicyCommand {
     },
 }
 
+/// `--encryption`'s value (`none`, `wireguard`, `wireguard-strict`) as settings.
+fn encryption_settings(
+    encryption: &str,
+    backend: netstack_ref::encryption::node::BackendChoice,
+) -> Option<netstack_ref::encryption::node::EncryptionSettings> {
+    use netstack_ref::encryption::node::EncryptionSettings;
+    match encryption {
+        "wireguard" => Some(EncryptionSettings { strict: false, backend }),
+        "wireguard-strict" => Some(EncryptionSettings { strict: true, backend }),
+        _ => None,
+    }
+}
+
 fn cluster(command: ClusterCommand) -> Result<(), CliError> {
     use netstack_ref::cluster::topology::{self, ClusterOptions};
     match command {
@@ -429,7 +446,6 @@ fn cluster(command: ClusterCommand) -> Result<(), CliError> {
             wireguard_backend,
             output,
         } => {
-            use netstack_ref::encryption::node::EncryptionSettings;
             let agent_binary = std::env::current_exe().map_err(CliError::OwnBinary)?;
             let manifests = manifests.map(|m| std::fs::canonicalize(&m).unwrap_or(m));
             let options = ClusterOptions {
@@ -441,11 +457,7 @@ fn cluster(command: ClusterCommand) -> Result<(), CliError> {
                 agent_binary,
                 manifests,
                 kvstore_resources: resources == "kvstore",
-                encryption: match encryption.as_str() {
-                    "wireguard" => Some(EncryptionSettings { strict: false, backend: wireguard_backend }),
-                    "wireguard-strict" => Some(EncryptionSettings { strict: true, backend: wireguard_backend }),
-                    _ => None,
-                },
+                encryption: encryption_settings(&encryption, wireguard_backend),
             };
             let record = topology::up(&options)?;
             match output {
@@ -686,7 +698,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Demo { nodes: 0 | 1, hold, .. } => Ok(netstack_ref::demo::run(hold)?),
-        Command::Demo { nodes, routing, hold } => Ok(netstack_ref::demo::cluster::run(nodes, routing, hold)?),
+        Command::Demo { nodes, routing, hold, encryption } => {
+            let encryption = encryption_settings(&encryption, Default::default());
+            Ok(netstack_ref::demo::cluster::run(nodes, routing, encryption, hold)?)
+        }
         Command::Cluster { command } => cluster(command),
         Command::Apply { state, file } => apply(&state, &file),
         Command::Delete { state, file } => {

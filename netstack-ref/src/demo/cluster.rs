@@ -186,9 +186,71 @@ fn print_tunnels(record: &ClusterRecord) {
     }
 }
 
-/// Runs the demo on `nodes` nodes with `routing`; `Err` when anything could not be set up or a
-/// connection did not behave as the policies say.
-pub fn run(nodes: u8, routing: Routing, hold: bool) -> Result<(), DemoError> {
+/// Encrypting: waits until every node has the others as WireGuard peers.
+fn wait_for_peers(record: &ClusterRecord, timeout: Duration) -> Result<(), DemoError> {
+    let deadline = Instant::now() + timeout;
+    let wanted = record.nodes.len() - 1;
+    loop {
+        let missing: Vec<String> = record
+            .nodes
+            .iter()
+            .filter_map(|node| {
+                let status = call(&node.state_dir.join("agent.sock"), &Request::EncryptionStatus).unwrap_or_default();
+                let peers = status["peers"].as_array().map_or(0, Vec::len);
+                (peers < wanted).then(|| format!("{} has {peers} of {wanted}", node.name))
+            })
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(DemoError::Peers(missing.join(", ")));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Encrypting: each node's WireGuard backend and its peers' handshakes and bytes, after the
+/// demo's traffic.
+fn print_encryption(record: &ClusterRecord) {
+    for (at, node) in record.nodes.iter().enumerate() {
+        let status = call(&node.state_dir.join("agent.sock"), &Request::EncryptionStatus).unwrap_or_default();
+        if at == 0 {
+            println!(
+                "\nWireGuard between the nodes ({} backend: {}{}):",
+                status["backend"].as_str().unwrap_or("?"),
+                status["backend_reason"].as_str().unwrap_or(""),
+                if status["strict"] == true { "; strict: no pod packet to a node without a key" } else { "" }
+            );
+        }
+        let peers: Vec<String> = status["peers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| {
+                let handshake = p["last_handshake_millis"]
+                    .as_u64()
+                    .map_or("no handshake".to_owned(), |ms| format!("handshake {:.1} s ago", ms as f64 / 1000.0));
+                format!(
+                    "{} ({handshake}, {} B out, {} B in)",
+                    p["name"].as_str().unwrap_or("?"),
+                    p["tx_bytes"],
+                    p["rx_bytes"]
+                )
+            })
+            .collect();
+        println!("  {}: key {}  peers {}", node.name, status["public_key"].as_str().unwrap_or("?"), peers.join(", "));
+    }
+}
+
+/// Runs the demo on `nodes` nodes with `routing` (and `encryption` between them); `Err` when
+/// anything could not be set up or a connection did not behave as the policies say.
+pub fn run(
+    nodes: u8,
+    routing: Routing,
+    encryption: Option<crate::encryption::node::EncryptionSettings>,
+    hold: bool,
+) -> Result<(), DemoError> {
     if !nix::unistd::Uid::effective().is_root() {
         return Err(DemoError::NotRoot);
     }
@@ -211,13 +273,14 @@ pub fn run(nodes: u8, routing: Routing, hold: bool) -> Result<(), DemoError> {
         agent_binary: std::env::current_exe().map_err(FileError::at("locate", Path::new("the netstack binary")))?,
         manifests: Some(manifests),
         kvstore_resources: true,
-        encryption: None,
+        encryption,
     };
     println!(
-        "cluster {}: {nodes} nodes, {} routing, etcd in the underlay holding the manifests every agent reads; \
+        "cluster {}: {nodes} nodes, {} routing{}, etcd in the underlay holding the manifests every agent reads; \
          state in {}",
         options.name,
         routing.name(),
+        if encryption.is_some() { ", pod traffic between nodes encrypted (WireGuard)" } else { "" },
         state_dir.display()
     );
     let scene = Scene { name: options.name.clone(), state_dir };
@@ -231,11 +294,17 @@ pub fn run(nodes: u8, routing: Routing, hold: bool) -> Result<(), DemoError> {
         println!("  {:<14} {:<6} {:<12} identity {identity}", p.name, p.node, p.ipv4);
     }
     let pods: Vec<DemoPod> = endpoints.into_iter().map(|(pod, _)| pod).collect();
+    if encryption.is_some() {
+        wait_for_peers(&record, Duration::from_secs(30))?;
+    }
     let mut surprises = probe_connections(&pods, true)?;
     surprises += probe_from_outside(&record, &pods)?;
     print_policy_status(&record.nodes[0].state_dir.join("agent.sock"));
     if routing == Routing::Tunnel {
         print_tunnels(&record);
+    }
+    if encryption.is_some() {
+        print_encryption(&record);
     }
     // The backend's node sees most of the demo's decisions.
     let backend_node = pods.iter().find(|p| p.name == "shop/backend").map_or("node1", |p| p.node.as_str());

@@ -114,6 +114,9 @@ pub enum DemoError {
     /// Connections did not behave as the policies say.
     #[error("{0} connection(s) did not behave as the policies say")]
     Surprises(usize),
+    /// Encrypting, the nodes did not all become each other's WireGuard peers in time.
+    #[error("timed out waiting for the nodes' WireGuard peers: {0}")]
+    Peers(String),
 }
 
 fn ensure_bpffs() -> Result<(), DemoError> {
