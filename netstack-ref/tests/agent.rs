@@ -119,4 +119,11 @@ fn policy_changes_restarts_and_downtime_keep_traffic_as_the_policy_says() {
     assert_eq!(after, list, "the restarted agent adopted the same endpoints, addresses and identities");
     assert!(passes(Probe::Tcp(7000)) && passes(Probe::Udp(53)) && passes(Probe::Icmp), "default allow again");
     assert!(long_lived.ping(), "established connection survives the restart");
+
+    // A stop (SIGTERM) ends the agent between two syncs, at once and cleanly; the datapath
+    // stays, as after a crash.
+    let (status, took) = node.terminate().expect("the agent ends when asked");
+    assert!(status.success(), "{status}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert!(long_lived.ping() && passes(Probe::Tcp(7000)), "the datapath outlives a stopped agent");
 }

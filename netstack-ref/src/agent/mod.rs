@@ -844,6 +844,7 @@ impl Agent {
 /// Runs the agent until the process is stopped: syncs every `interval`, serves the API (and
 /// metrics and the service map on `http`, when given).
 pub fn run(config: AgentConfig, interval: Duration, http: Option<std::net::TcpListener>) -> Result<(), AgentError> {
+    let stop = stop_requested();
     let socket = config.socket();
     let agent = Arc::new(Mutex::new(Agent::new(config)?));
     {
@@ -857,6 +858,13 @@ pub fn run(config: AgentConfig, interval: Duration, http: Option<std::net::TcpLi
     let server = api::serve(&socket, Arc::clone(&agent))?;
     loop {
         std::thread::sleep(interval);
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            // With the agent held, no request is half done either. Ends as a crash would for
+            // the cluster (its lease left to run out, the datapath kept), at a point where
+            // nothing is half made.
+            let _held = agent.lock();
+            std::process::exit(0);
+        }
         if server.is_finished() {
             return Err(AgentError::ApiStopped);
         }
@@ -871,6 +879,32 @@ pub fn run(config: AgentConfig, interval: Duration, http: Option<std::net::TcpLi
             eprintln!("netstack agent: {e}");
         }
     }
+}
+
+/// SIGTERM and SIGINT, which ended the agent wherever it was (once halfway through making a
+/// pod's namespace, leaving its file unbound), now set the returned flag, which the agent's
+/// loop reads between two syncs. The signals are blocked here, before the agent starts any
+/// thread (threads inherit the mask), and waited for by a thread of their own. (Processes the
+/// agent starts do not inherit the mask: `Command` clears it.)
+fn stop_requested() -> Arc<std::sync::atomic::AtomicBool> {
+    use nix::sys::signal::{SigSet, Signal};
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGTERM);
+    signals.add(Signal::SIGINT);
+    // Unblockable, the signals keep their default: the agent ends wherever it is, as before.
+    if signals.thread_block().is_ok() {
+        let flag = Arc::clone(&stop);
+        let waiter = std::thread::Builder::new().name("signals".into()).spawn(move || {
+            if signals.wait().is_ok() {
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+        if waiter.is_err() {
+            let _ = signals.thread_unblock();
+        }
+    }
+    stop
 }
 
 /// Removes everything an agent with `config` made: endpoints (namespaces, veths, pins), the

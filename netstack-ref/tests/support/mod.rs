@@ -79,6 +79,24 @@ impl Node {
         }
     }
 
+    /// Stops the agent as `cluster down` and service managers do (SIGTERM); how it exited and
+    /// how long that took.
+    pub fn terminate(&mut self) -> Option<(std::process::ExitStatus, Duration)> {
+        let mut child = self.agent.take()?;
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let asked = Instant::now();
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        while asked.elapsed() < Duration::from_secs(10) {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some((status, asked.elapsed()));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        None
+    }
+
     /// Waits for `count` endpoints and returns them by `namespace/name`.
     pub fn pods(&self, count: usize) -> BTreeMap<String, PodAt> {
         let list = wait_for_endpoints(&self.config.socket(), count, Duration::from_secs(60)).unwrap();
