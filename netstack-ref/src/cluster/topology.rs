@@ -53,14 +53,15 @@ pub enum ClusterError {
         source: KvError,
     },
     /// Removing what a node's agent made (`agent reset`) left something behind.
-    #[error("cluster {cluster}: node {node}: remove what its agent made: {reason}")]
+    #[error("cluster {cluster}: node {}: remove what its agent made: {source}", node.display())]
     Reset {
         /// The cluster.
         cluster: String,
         /// The node's state directory.
-        node: String,
+        node: PathBuf,
         /// What failed.
-        reason: String,
+        #[source]
+        source: Box<crate::agent::AgentError>,
     },
     /// A request the command line cannot satisfy.
     #[error("cluster {cluster}: {reason}")]
@@ -506,16 +507,15 @@ pub fn down(state_dir: &Path, name: &str) -> Result<(), ClusterError> {
         let reset = match record.as_ref().and_then(|r| r.nodes.iter().find(|n| &n.state_dir == dir).map(|n| (r, n))) {
             Some((record, node)) if netns::exists(&node.netns) => {
                 config.routing = record.routing;
-                match netns::run_in(&node.netns, move || crate::agent::reset(&config)) {
-                    Ok(reset) => reset.map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                }
+                netns::run_in(&node.netns, move || crate::agent::reset(&config)).unwrap_or_else(|source| {
+                    Err(crate::agent::AgentError::Plumbing { what: "enter the node's namespace", source })
+                })
             }
-            _ => crate::agent::reset(&config).map_err(|e| e.to_string()),
+            _ => crate::agent::reset(&config),
         };
-        if let Err(reason) = reset {
-            let node = dir.display().to_string();
-            first_error.get_or_insert(ClusterError::Reset { cluster: name.to_owned(), node, reason });
+        if let Err(e) = reset {
+            let node = dir.clone();
+            first_error.get_or_insert(ClusterError::Reset { cluster: name.to_owned(), node, source: Box::new(e) });
         }
     }
     // The agents are gone: a WireGuard device one of them was still starting is stopped too.

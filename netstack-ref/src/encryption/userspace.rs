@@ -38,13 +38,17 @@ const BUFFER: usize = 65_536 + 64;
 #[derive(Debug, thiserror::Error)]
 pub enum UserspaceError {
     /// The TUN device.
-    #[error("userspace WireGuard: TUN device {device}: {reason}")]
+    #[error("userspace WireGuard: TUN device {device}: {source}")]
     Tun {
         /// Its name.
         device: String,
         /// Why.
-        reason: String,
+        #[source]
+        source: boringtun::device::Error,
     },
+    /// A name that cannot be a TUN device's.
+    #[error("userspace WireGuard: TUN device {0:?}: not a device name")]
+    TunName(String),
     /// The UDP socket.
     #[error("userspace WireGuard: {operation} UDP socket {address}: {source}")]
     Socket {
@@ -263,13 +267,13 @@ impl UserspaceWireguard {
         private: StaticSecret,
         send_through: Option<&str>,
     ) -> Result<UserspaceWireguard, UserspaceError> {
-        let tun_failed = |reason: String| UserspaceError::Tun { device: device.to_owned(), reason };
         // A name of digits would be taken for a file descriptor.
         if device.is_empty() || device.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(tun_failed("not a device name".into()));
+            return Err(UserspaceError::TunName(device.to_owned()));
         }
-        let tun =
-            TunSocket::new(device).and_then(TunSocket::set_non_blocking).map_err(|e| tun_failed(e.to_string()))?;
+        let tun = TunSocket::new(device)
+            .and_then(TunSocket::set_non_blocking)
+            .map_err(|source| UserspaceError::Tun { device: device.to_owned(), source })?;
         let socket = std::net::UdpSocket::bind(listen).map_err(|source| UserspaceError::Socket {
             operation: "bind",
             address: listen,
